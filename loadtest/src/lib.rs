@@ -1,0 +1,1 @@
+//! Load generators. `tern load rtp` arrives with issue 4.

@@ -1,0 +1,1306 @@
+//! The slot table: relay slots in shared memory, `/dev/shm/tern-<instance>`.
+//!
+//! One file, created by the dataplane and mapped by whoever programs it (the
+//! signaling plane in the same or another process, the ng control socket).
+//! Every field another process may touch is an atomic, so no plain read ever
+//! races a write from another process.
+//!
+//! # File layout (all little-endian host order, 64-byte aligned blocks)
+//!
+//! ```text
+//! offset 0                      Header          (64 bytes)
+//! offset 64                     WorkerShared[MAX_WORKERS] (64 bytes each)
+//! offset 64 + 64*MAX_WORKERS    Slot[capacity]  (size_of::<Slot>() each)
+//! ```
+//!
+//! # Ports
+//!
+//! Slot `i` owns four consecutive ports starting at `port_lo + 4*i`:
+//! leg A RTP (even), leg A RTCP, leg B RTP, leg B RTCP. With rtcp-mux, RTCP
+//! rides on the RTP port and the odd port stays reserved but unbound.
+//! Workers own contiguous blocks of slots, hence disjoint parts of the port
+//! range, and both legs of a call live on the same worker.
+//!
+//! # Ownership
+//!
+//! - `state` (free / reserved / active / draining) changes only by CAS.
+//! - Configuration is published under a per-slot seqlock (`seq` odd while
+//!   writing). A writer takes the lock by CAS from even to odd, so two
+//!   programmers can never interleave; readers retry while it is odd or moved.
+//! - Per-leg counters are written only by the worker that owns the slot.
+//! - A released slot goes to `draining`; its owning worker closes the slot's
+//!   sockets and only then moves it to `free`, so a port is never handed out
+//!   while a socket from the previous call still holds it.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use memmap2::MmapRaw;
+
+/// `b"TERNSLOT"` as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
+/// Bumped whenever the byte layout below changes; a mismatch refuses to map.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Upper bound on workers, fixing the size of the worker block.
+pub const MAX_WORKERS: usize = 256;
+/// Ports per slot: two legs, each with RTP and RTCP.
+pub const PORTS_PER_SLOT: u32 = 4;
+
+/// Errors from creating, mapping or programming the table.
+#[derive(Debug)]
+pub enum TableError {
+    /// The shared-memory file could not be created, opened or mapped.
+    Io(PathBuf, io::Error),
+    /// The file exists but is not a tern slot table (bad magic or too short).
+    NotATable(PathBuf),
+    /// The file was written by a different layout version of tern.
+    VersionMismatch {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// The existing table has active slots and different parameters.
+    InUseWithOtherLayout(PathBuf),
+    /// Parameters make no sense (empty port range, zero workers, ...).
+    BadParams(String),
+    /// No free slot is left.
+    Full,
+    /// The slot id is past capacity.
+    NoSuchSlot(u32),
+    /// The slot is not in a state that allows the operation.
+    WrongState { slot: u32, state: SlotState },
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::Io(p, e) => write!(f, "slot table {}: {e}", p.display()),
+            TableError::NotATable(p) => write!(f, "{} is not a tern slot table", p.display()),
+            TableError::VersionMismatch { path, found, expected } => write!(
+                f,
+                "slot table {} has layout version {found}, this tern speaks {expected}; stop the other tern or pick another --instance",
+                path.display()
+            ),
+            TableError::InUseWithOtherLayout(p) => write!(
+                f,
+                "slot table {} is in use with other ports or workers and has active slots",
+                p.display()
+            ),
+            TableError::BadParams(s) => write!(f, "bad slot table parameters: {s}"),
+            TableError::Full => write!(f, "no free relay slot"),
+            TableError::NoSuchSlot(s) => write!(f, "no slot {s}"),
+            TableError::WrongState { slot, state } => write!(f, "slot {slot} is {state:?}"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// Life cycle of a slot; changed only by compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SlotState {
+    /// Nobody holds it; its ports are unbound.
+    Free = 0,
+    /// A programmer took it and is writing its first configuration.
+    Reserved = 1,
+    /// Configured; its worker binds and forwards.
+    Active = 2,
+    /// Released; its worker will close its sockets and free it.
+    Draining = 3,
+}
+
+impl SlotState {
+    fn from_u32(v: u32) -> SlotState {
+        match v {
+            1 => SlotState::Reserved,
+            2 => SlotState::Active,
+            3 => SlotState::Draining,
+            _ => SlotState::Free,
+        }
+    }
+}
+
+/// Media direction of a leg, from the relay's side of that leg, as in the
+/// SDP the relay sends to the leg's peer (RFC 3264 §5.1, §6.1).
+///
+/// `SendOnly`/`Inactive`: the relay drops (and counts) what the peer sends.
+/// `RecvOnly`/`Inactive`: the relay sends nothing to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Direction {
+    #[default]
+    SendRecv = 0,
+    SendOnly = 1,
+    RecvOnly = 2,
+    Inactive = 3,
+}
+
+impl Direction {
+    fn from_u8(v: u8) -> Direction {
+        match v {
+            1 => Direction::SendOnly,
+            2 => Direction::RecvOnly,
+            3 => Direction::Inactive,
+            _ => Direction::SendRecv,
+        }
+    }
+    /// Whether packets arriving from this leg's peer are accepted.
+    pub fn accepts_from_peer(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+    /// Whether packets may be sent to this leg's peer.
+    pub fn sends_to_peer(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+    /// The SDP attribute name (RFC 3264 §5.1).
+    pub fn as_sdp(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+    /// The direction the other side sees: `sendonly` becomes `recvonly`.
+    pub fn reversed(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+}
+
+/// How a leg's accepted source address may move away from the SDP's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Learning {
+    /// Learn the source of the first accepted packet, then never again: NAT
+    /// works and the media cannot be hijacked later ("RTP bleed").
+    #[default]
+    LearnOnce = 0,
+    /// Accept only the address from the SDP.
+    Strict = 1,
+    /// Follow the most recent source (trusted networks only).
+    LearnAlways = 2,
+}
+
+impl Learning {
+    fn from_u8(v: u8) -> Learning {
+        match v {
+            1 => Learning::Strict,
+            2 => Learning::LearnAlways,
+            _ => Learning::LearnOnce,
+        }
+    }
+}
+
+/// Jitter-buffer settings of a leg (buffer itself arrives in a later issue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JitterSettings {
+    pub enabled: bool,
+    /// Target playout delay, ms.
+    pub target_ms: u16,
+    /// Maximum playout delay, ms.
+    pub max_ms: u16,
+}
+
+/// Configuration of one leg, as programmed by signaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegConfig {
+    /// Where the peer said (in SDP) it receives RTP; `None` until known.
+    pub peer: Option<SocketAddr>,
+    /// Where the peer receives RTCP; `None` means RTP port + 1 (or the RTP
+    /// port with rtcp-mux).
+    pub peer_rtcp: Option<SocketAddr>,
+    pub learning: Learning,
+    pub direction: Direction,
+    /// Rewrite the SSRC of packets sent to this leg's peer to `out_ssrc`.
+    pub rewrite_ssrc: bool,
+    /// The SSRC this leg's peer sees when `rewrite_ssrc` is set.
+    pub out_ssrc: u32,
+    /// RTCP multiplexed on the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+    /// Bit `n` set: payload type `n` is allowed. All zero: any is allowed.
+    pub payload_types: u128,
+    pub jitter: JitterSettings,
+}
+
+/// The two legs of a slot. Leg 0 ("A") faces the caller / offerer, leg 1
+/// ("B") the callee / answerer. A packet received on one leg's socket is
+/// sent out of the other leg's socket to that leg's peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SlotConfig {
+    pub legs: [LegConfig; 2],
+    /// Opaque tag (e.g. a hash of the Call-ID) for logs and listings.
+    pub tag: u64,
+}
+
+/// Local ports of one leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegPorts {
+    pub rtp: u16,
+    pub rtcp: u16,
+}
+
+/// Snapshot of one leg's counters (each a relaxed load; together they are
+/// approximately, not exactly, simultaneous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegStats {
+    /// RTP packets accepted from this leg's peer, and their bytes (UDP payload).
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// RTP and RTCP packets sent to this leg's peer, and their bytes.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// RTCP packets accepted from this leg's peer.
+    pub rtcp_rx_packets: u64,
+    /// Dropped: source address not accepted by the learning policy.
+    pub drop_source: u64,
+    /// Dropped: direction forbids it (received while sendonly/inactive).
+    pub drop_direction: u64,
+    /// Dropped: not a valid RTP/RTCP packet, or payload type not allowed.
+    pub drop_malformed: u64,
+    /// Dropped: the other leg has no peer address yet.
+    pub drop_no_peer: u64,
+    /// The source address media was learned from, if any.
+    pub learned: Option<SocketAddr>,
+    /// Unix time (ms) of the last accepted packet; 0 if none.
+    pub last_rx_ms: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Raw layout
+
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    capacity: AtomicU32,
+    workers: AtomicU32,
+    /// `port_lo | port_hi << 16`.
+    ports: AtomicU32,
+    /// Advertised media address: 16 bytes (IPv4-mapped for IPv4) + family.
+    media_ip: [AtomicU64; 2],
+    media_family: AtomicU32,
+    dataplane_pid: AtomicU32,
+    created_ms: AtomicU64,
+}
+
+/// Per-worker words, each worker on its own cache line.
+#[repr(C, align(64))]
+struct WorkerShared {
+    /// Bumped by a programmer after each change to one of the worker's slots.
+    doorbell: AtomicU64,
+    /// Unix ms of the worker's last loop tick; 0 if no worker runs.
+    heartbeat_ms: AtomicU64,
+    /// RTP/RTCP packets the worker forwarded, in total.
+    forwarded: AtomicU64,
+    /// Packets the worker dropped, in total.
+    dropped: AtomicU64,
+}
+
+const LEG_CFG_WORDS: usize = 8;
+
+#[repr(C, align(64))]
+struct SlotControl {
+    state: AtomicU32,
+    seq: AtomicU32,
+    /// Bumped at each reserve, so a stale handle can be recognized.
+    generation: AtomicU64,
+    tag: AtomicU64,
+}
+
+/// Counter indices inside [`LegCounters`].
+mod ctr {
+    pub const RX_PACKETS: usize = 0;
+    pub const RX_BYTES: usize = 1;
+    pub const TX_PACKETS: usize = 2;
+    pub const TX_BYTES: usize = 3;
+    pub const RTCP_RX: usize = 4;
+    pub const DROP_SOURCE: usize = 5;
+    pub const DROP_DIRECTION: usize = 6;
+    pub const DROP_MALFORMED: usize = 7;
+    pub const DROP_NO_PEER: usize = 8;
+    /// Three words each: ip hi, ip lo, `port | family << 16 | valid << 24`.
+    pub const LEARNED_IP0: usize = 9;
+    pub const LEARNED_RTCP_IP0: usize = 12;
+    pub const LAST_RX_MS: usize = 15;
+    pub const SSRC_STATE0: usize = 16;
+    pub const SSRC_STATE1: usize = 17;
+    pub const SSRC_STATE2: usize = 18;
+    pub const COUNT: usize = 24;
+}
+
+/// One leg's counters and worker-private persisted state, written only by
+/// the owning worker. Three cache lines.
+#[repr(C, align(64))]
+pub struct LegCounters {
+    words: [AtomicU64; ctr::COUNT],
+}
+
+#[repr(C, align(64))]
+struct Slot {
+    ctl: SlotControl,
+    cfg: [[AtomicU64; LEG_CFG_WORDS]; 2],
+    counters: [LegCounters; 2],
+}
+
+/// Bytes of shared memory per slot (control, configuration and counters).
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
+const HEADER_BYTES: usize = std::mem::size_of::<Header>();
+const WORKERS_OFFSET: usize = HEADER_BYTES;
+const SLOTS_OFFSET: usize = WORKERS_OFFSET + MAX_WORKERS * std::mem::size_of::<WorkerShared>();
+
+fn file_len(capacity: u32) -> usize {
+    SLOTS_OFFSET + capacity as usize * SLOT_BYTES
+}
+
+/// Parameters a dataplane creates its table with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableParams {
+    /// Inclusive port range; slots take four ports each from `port_lo`.
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// Worker count (1..=MAX_WORKERS).
+    pub workers: u32,
+    /// The address written into SDP for the relay's ports.
+    pub media_ip: IpAddr,
+}
+
+impl TableParams {
+    /// Slots that fit in the port range (at least one is required).
+    pub fn capacity(&self) -> u32 {
+        if self.port_hi < self.port_lo {
+            return 0;
+        }
+        (u32::from(self.port_hi) - u32::from(self.port_lo) + 1) / PORTS_PER_SLOT
+    }
+}
+
+/// The mapped table. Cheap to share between threads (`&SlotTable` is `Sync`).
+pub struct SlotTable {
+    map: MmapRaw,
+    path: PathBuf,
+    capacity: u32,
+    workers: u32,
+    port_lo: u16,
+}
+
+// SAFETY: every byte of the mapping is accessed only through atomics.
+unsafe impl Send for SlotTable {}
+unsafe impl Sync for SlotTable {}
+
+/// The file a table for `instance` lives in.
+pub fn table_path(instance: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/tern-{instance}"))
+}
+
+/// Whether the instance name is safe to put in a path.
+pub fn valid_instance(instance: &str) -> bool {
+    !instance.is_empty()
+        && instance.len() <= 64
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !instance.starts_with('.')
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ip_words(ip: IpAddr) -> ([u64; 2], u8) {
+    let (b, fam) = match ip {
+        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), 4u8),
+        IpAddr::V6(v6) => (v6.octets(), 6u8),
+    };
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&b[..8]);
+    lo.copy_from_slice(&b[8..]);
+    ([u64::from_le_bytes(hi), u64::from_le_bytes(lo)], fam)
+}
+
+fn words_ip(w: [u64; 2], fam: u8) -> IpAddr {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&w[0].to_le_bytes());
+    b[8..].copy_from_slice(&w[1].to_le_bytes());
+    let v6 = Ipv6Addr::from(b);
+    if fam == 4 {
+        v6.to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6))
+    } else {
+        IpAddr::V6(v6)
+    }
+}
+
+/// Encodes an optional socket address as three words: ip hi, ip lo, meta
+/// (`port | family << 16 | valid << 24`).
+fn encode_addr(a: Option<SocketAddr>) -> [u64; 3] {
+    match a {
+        None => [0, 0, 0],
+        Some(a) => {
+            let (w, fam) = ip_words(a.ip());
+            [
+                w[0],
+                w[1],
+                u64::from(a.port()) | u64::from(fam) << 16 | 1 << 24,
+            ]
+        }
+    }
+}
+
+fn decode_addr(w: [u64; 3]) -> Option<SocketAddr> {
+    if w[2] >> 24 & 1 == 0 {
+        return None;
+    }
+    let fam = (w[2] >> 16) as u8;
+    Some(SocketAddr::new(words_ip([w[0], w[1]], fam), w[2] as u16))
+}
+
+impl LegConfig {
+    /// Packs into the 8 configuration words: `[0..3]` peer (meta word's
+    /// bits 32.. carry the flags), `[3..6]` peer_rtcp (meta word's bits 32..
+    /// carry `out_ssrc`), `[6]` payload types 0..=63, `[7]` payload types
+    /// 96..=127 in bits 32.. and the jitter settings in bits 0..32.
+    fn encode(&self) -> [u64; LEG_CFG_WORDS] {
+        let p = encode_addr(self.peer);
+        let r = encode_addr(self.peer_rtcp);
+        let flags = u64::from(self.learning as u8)
+            | u64::from(self.direction as u8) << 8
+            | u64::from(self.rewrite_ssrc) << 16
+            | u64::from(self.rtcp_mux) << 17
+            | u64::from(self.jitter.enabled) << 18;
+        let jit = u64::from(self.jitter.target_ms) | u64::from(self.jitter.max_ms) << 16;
+        [
+            p[0],
+            p[1],
+            p[2] | flags << 32,
+            r[0],
+            r[1],
+            r[2] | u64::from(self.out_ssrc) << 32,
+            self.payload_types as u64,
+            jit_pack(jit, self.payload_types),
+        ]
+    }
+
+    fn decode(w: &[u64; LEG_CFG_WORDS]) -> LegConfig {
+        let flags = w[2] >> 32;
+        let (pt_hi, jit) = jit_unpack(w[7]);
+        LegConfig {
+            peer: decode_addr([w[0], w[1], w[2] & 0xffff_ffff]),
+            peer_rtcp: decode_addr([w[3], w[4], w[5] & 0xffff_ffff]),
+            learning: Learning::from_u8(flags as u8),
+            direction: Direction::from_u8((flags >> 8) as u8),
+            rewrite_ssrc: flags >> 16 & 1 == 1,
+            rtcp_mux: flags >> 17 & 1 == 1,
+            out_ssrc: (w[5] >> 32) as u32,
+            payload_types: u128::from(w[6]) | u128::from(pt_hi) << 64,
+            jitter: JitterSettings {
+                enabled: flags >> 18 & 1 == 1,
+                target_ms: jit as u16,
+                max_ms: (jit >> 16) as u16,
+            },
+        }
+    }
+}
+
+// Payload types 0..=127 need 128 bits, but dynamic types live in 96..=127 and
+// static ones in 0..=34, so bits 64..=95 (types 64..=95, unassigned per RFC
+// 3551 §6) carry the jitter settings instead.
+fn jit_pack(jit: u64, pt: u128) -> u64 {
+    let hi = (pt >> 64) as u64;
+    (hi & 0xffff_ffff_0000_0000) | (jit & 0xffff_ffff)
+}
+
+fn jit_unpack(w: u64) -> (u64, u64) {
+    (w & 0xffff_ffff_0000_0000, w & 0xffff_ffff)
+}
+
+impl LegCounters {
+    /// Adds `n` to counter `i`. Single-writer: a plain load and store, no
+    /// locked read-modify-write on the packet path.
+    #[inline]
+    fn add(&self, i: usize, n: u64) {
+        let c = &self.words[i];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        self.words[i].load(Ordering::Relaxed)
+    }
+    #[inline]
+    fn set(&self, i: usize, v: u64) {
+        self.words[i].store(v, Ordering::Relaxed)
+    }
+
+    /// Counts one accepted RTP packet of `bytes` bytes at Unix time `now_ms`.
+    #[inline]
+    pub fn count_rx(&self, bytes: usize, now_ms: u64) {
+        self.add(ctr::RX_PACKETS, 1);
+        self.add(ctr::RX_BYTES, bytes as u64);
+        self.set(ctr::LAST_RX_MS, now_ms);
+    }
+    /// Counts one accepted RTCP packet at Unix time `now_ms`.
+    #[inline]
+    pub fn count_rtcp_rx(&self, now_ms: u64) {
+        self.add(ctr::RTCP_RX, 1);
+        self.set(ctr::LAST_RX_MS, now_ms);
+    }
+    /// Counts one packet of `bytes` bytes sent to this leg's peer.
+    #[inline]
+    pub fn count_tx(&self, bytes: usize) {
+        self.add(ctr::TX_PACKETS, 1);
+        self.add(ctr::TX_BYTES, bytes as u64);
+    }
+    /// Counts a packet dropped for `reason`.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        let i = match reason {
+            DropReason::Source => ctr::DROP_SOURCE,
+            DropReason::Direction => ctr::DROP_DIRECTION,
+            DropReason::Malformed => ctr::DROP_MALFORMED,
+            DropReason::NoPeer => ctr::DROP_NO_PEER,
+        };
+        self.add(i, 1);
+    }
+    /// The learned RTP (`rtcp == false`) or RTCP source address.
+    pub fn learned(&self, rtcp: bool) -> Option<SocketAddr> {
+        let b = if rtcp {
+            ctr::LEARNED_RTCP_IP0
+        } else {
+            ctr::LEARNED_IP0
+        };
+        decode_addr([self.get(b), self.get(b + 1), self.get(b + 2)])
+    }
+    /// Records the learned RTP or RTCP source address (worker only).
+    pub fn set_learned(&self, rtcp: bool, addr: Option<SocketAddr>) {
+        let b = if rtcp {
+            ctr::LEARNED_RTCP_IP0
+        } else {
+            ctr::LEARNED_IP0
+        };
+        let w = encode_addr(addr);
+        for (k, v) in w.iter().enumerate() {
+            self.set(b + k, *v);
+        }
+    }
+    /// Three words of worker-private state (the SSRC mapping) kept here so a
+    /// restarted dataplane continues sequence and timestamp without a jump.
+    pub fn ssrc_state(&self) -> [u64; 3] {
+        [
+            self.get(ctr::SSRC_STATE0),
+            self.get(ctr::SSRC_STATE1),
+            self.get(ctr::SSRC_STATE2),
+        ]
+    }
+    /// Stores the SSRC mapping state (worker only).
+    #[inline]
+    pub fn set_ssrc_state(&self, s: [u64; 3]) {
+        self.set(ctr::SSRC_STATE0, s[0]);
+        self.set(ctr::SSRC_STATE1, s[1]);
+        self.set(ctr::SSRC_STATE2, s[2]);
+    }
+    /// Zeroes everything (worker only, when a slot is freed).
+    pub fn reset(&self) {
+        for w in &self.words {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+    /// A snapshot of the counters.
+    pub fn snapshot(&self) -> LegStats {
+        LegStats {
+            rx_packets: self.get(ctr::RX_PACKETS),
+            rx_bytes: self.get(ctr::RX_BYTES),
+            tx_packets: self.get(ctr::TX_PACKETS),
+            tx_bytes: self.get(ctr::TX_BYTES),
+            rtcp_rx_packets: self.get(ctr::RTCP_RX),
+            drop_source: self.get(ctr::DROP_SOURCE),
+            drop_direction: self.get(ctr::DROP_DIRECTION),
+            drop_malformed: self.get(ctr::DROP_MALFORMED),
+            drop_no_peer: self.get(ctr::DROP_NO_PEER),
+            learned: self.learned(false),
+            last_rx_ms: self.get(ctr::LAST_RX_MS),
+        }
+    }
+}
+
+/// Why a worker dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The source address is not the leg's accepted peer.
+    Source,
+    /// The leg's direction forbids the packet.
+    Direction,
+    /// Not a valid RTP/RTCP packet, or a payload type not allowed.
+    Malformed,
+    /// The other leg has no peer address to send to yet.
+    NoPeer,
+}
+
+impl SlotTable {
+    /// Creates the table for `instance`, or reattaches to an existing one of
+    /// the same layout version and parameters without touching its slots.
+    /// An existing table with other parameters is recreated only if it has no
+    /// active slots.
+    ///
+    /// Errors: [`TableError::Io`], [`TableError::VersionMismatch`],
+    /// [`TableError::InUseWithOtherLayout`], [`TableError::BadParams`].
+    pub fn create_or_attach(instance: &str, params: TableParams) -> Result<SlotTable, TableError> {
+        if !valid_instance(instance) {
+            return Err(TableError::BadParams(format!(
+                "instance name {instance:?}: use letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let capacity = params.capacity();
+        if capacity == 0 {
+            return Err(TableError::BadParams(format!(
+                "port range {}-{} holds no slot (each needs {PORTS_PER_SLOT} ports)",
+                params.port_lo, params.port_hi
+            )));
+        }
+        if params.workers == 0 || params.workers as usize > MAX_WORKERS {
+            return Err(TableError::BadParams(format!(
+                "{} workers (1..={MAX_WORKERS})",
+                params.workers
+            )));
+        }
+        if params.workers > capacity {
+            return Err(TableError::BadParams(format!(
+                "{} workers but only {capacity} slots in the port range",
+                params.workers
+            )));
+        }
+        let path = table_path(instance);
+        match SlotTable::open_path(path.clone()) {
+            Ok(t) => {
+                if t.capacity == capacity
+                    && t.workers == params.workers
+                    && t.port_lo == params.port_lo
+                {
+                    t.set_media_ip(params.media_ip);
+                    return Ok(t);
+                }
+                if t.count(SlotState::Active) + t.count(SlotState::Reserved) > 0 {
+                    return Err(TableError::InUseWithOtherLayout(path));
+                }
+                drop(t);
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(TableError::Io(_, e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(TableError::NotATable(_)) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => return Err(e),
+        }
+        SlotTable::create_new(path, params, capacity)
+    }
+
+    fn create_new(
+        path: PathBuf,
+        params: TableParams,
+        capacity: u32,
+    ) -> Result<SlotTable, TableError> {
+        let io = |e| TableError::Io(path.clone(), e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io)?;
+        file.set_len(file_len(capacity) as u64).map_err(io)?;
+        let map = MmapRaw::map_raw(&file).map_err(io)?;
+        let t = SlotTable {
+            map,
+            path: path.clone(),
+            capacity,
+            workers: params.workers,
+            port_lo: params.port_lo,
+        };
+        let h = t.header();
+        h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        h.capacity.store(capacity, Ordering::Relaxed);
+        h.workers.store(params.workers, Ordering::Relaxed);
+        h.ports.store(
+            u32::from(params.port_lo) | u32::from(params.port_hi) << 16,
+            Ordering::Relaxed,
+        );
+        h.created_ms.store(now_ms(), Ordering::Relaxed);
+        t.set_media_ip(params.media_ip);
+        // Magic last: a reader that sees it sees a complete header.
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(t)
+    }
+
+    /// Maps the existing table of `instance` (the side that programs slots).
+    ///
+    /// Errors: [`TableError::Io`] (e.g. no relay has created it),
+    /// [`TableError::NotATable`], [`TableError::VersionMismatch`].
+    pub fn open(instance: &str) -> Result<SlotTable, TableError> {
+        if !valid_instance(instance) {
+            return Err(TableError::BadParams(format!("instance name {instance:?}")));
+        }
+        SlotTable::open_path(table_path(instance))
+    }
+
+    fn open_path(path: PathBuf) -> Result<SlotTable, TableError> {
+        let io = |e| TableError::Io(path.clone(), e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len() as usize;
+        if len < SLOTS_OFFSET {
+            return Err(TableError::NotATable(path));
+        }
+        let map = MmapRaw::map_raw(&file).map_err(io)?;
+        // SAFETY: the mapping is at least SLOTS_OFFSET long, page-aligned.
+        let h = unsafe { &*(map.as_ptr() as *const Header) };
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(TableError::NotATable(path));
+        }
+        let version = h.version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(TableError::VersionMismatch {
+                path,
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let capacity = h.capacity.load(Ordering::Relaxed);
+        let workers = h.workers.load(Ordering::Relaxed);
+        let port_lo = h.ports.load(Ordering::Relaxed) as u16;
+        if len < file_len(capacity) || workers == 0 || workers as usize > MAX_WORKERS {
+            return Err(TableError::NotATable(path));
+        }
+        Ok(SlotTable {
+            map,
+            path,
+            capacity,
+            workers,
+            port_lo,
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping starts with a Header and outlives &self.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    fn worker(&self, w: u32) -> &WorkerShared {
+        debug_assert!((w as usize) < MAX_WORKERS);
+        // SAFETY: WORKERS_OFFSET + MAX_WORKERS entries lie inside the mapping.
+        unsafe {
+            &*(self.map.as_ptr().add(WORKERS_OFFSET) as *const WorkerShared)
+                .add(w as usize % MAX_WORKERS)
+        }
+    }
+
+    fn slot(&self, id: u32) -> Result<&Slot, TableError> {
+        if id >= self.capacity {
+            return Err(TableError::NoSuchSlot(id));
+        }
+        // SAFETY: id < capacity, and the mapping holds capacity slots.
+        Ok(unsafe { &*(self.map.as_ptr().add(SLOTS_OFFSET) as *const Slot).add(id as usize) })
+    }
+
+    /// Path of the shared-memory file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+    /// Number of slots.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+    /// Number of workers the table is laid out for.
+    pub fn workers(&self) -> u32 {
+        self.workers
+    }
+    /// Inclusive port range.
+    pub fn port_range(&self) -> (u16, u16) {
+        let p = self.header().ports.load(Ordering::Relaxed);
+        (p as u16, (p >> 16) as u16)
+    }
+    /// The address the relay advertises in SDP.
+    pub fn media_ip(&self) -> IpAddr {
+        let h = self.header();
+        let w = [
+            h.media_ip[0].load(Ordering::Relaxed),
+            h.media_ip[1].load(Ordering::Relaxed),
+        ];
+        words_ip(w, h.media_family.load(Ordering::Relaxed) as u8)
+    }
+    /// Sets the advertised media address.
+    pub fn set_media_ip(&self, ip: IpAddr) {
+        let h = self.header();
+        let (w, fam) = ip_words(ip);
+        h.media_ip[0].store(w[0], Ordering::Relaxed);
+        h.media_ip[1].store(w[1], Ordering::Relaxed);
+        h.media_family.store(u32::from(fam), Ordering::Relaxed);
+    }
+    /// Records the dataplane's process id.
+    pub fn set_dataplane_pid(&self, pid: u32) {
+        self.header().dataplane_pid.store(pid, Ordering::Relaxed);
+    }
+    /// The dataplane's process id, 0 if unknown.
+    pub fn dataplane_pid(&self) -> u32 {
+        self.header().dataplane_pid.load(Ordering::Relaxed)
+    }
+
+    /// Local ports of `leg` (0 or 1) of slot `id`.
+    pub fn ports(&self, id: u32, leg: usize) -> LegPorts {
+        let base = u32::from(self.port_lo) + id * PORTS_PER_SLOT + (leg as u32 & 1) * 2;
+        LegPorts {
+            rtp: base as u16,
+            rtcp: (base + 1) as u16,
+        }
+    }
+
+    /// The slot whose leg RTP or RTCP port is `port`, with the leg index.
+    pub fn slot_of_port(&self, port: u16) -> Option<(u32, usize)> {
+        let off = u32::from(port).checked_sub(u32::from(self.port_lo))?;
+        let id = off / PORTS_PER_SLOT;
+        (id < self.capacity).then_some((id, (off % PORTS_PER_SLOT / 2) as usize))
+    }
+
+    /// The worker that owns slot `id` (contiguous blocks of slots).
+    pub fn worker_of(&self, id: u32) -> u32 {
+        ((u64::from(id) * u64::from(self.workers)) / u64::from(self.capacity)) as u32
+    }
+
+    /// The slots owned by worker `w`.
+    pub fn slots_of_worker(&self, w: u32) -> std::ops::Range<u32> {
+        let start = |w: u32| {
+            // Smallest id with worker_of(id) >= w.
+            ((u64::from(w) * u64::from(self.capacity)).div_ceil(u64::from(self.workers))) as u32
+        };
+        start(w).min(self.capacity)..start(w + 1).min(self.capacity)
+    }
+
+    /// State of slot `id` (Free if out of range).
+    pub fn state(&self, id: u32) -> SlotState {
+        self.slot(id)
+            .map(|s| SlotState::from_u32(s.ctl.state.load(Ordering::Acquire)))
+            .unwrap_or(SlotState::Free)
+    }
+
+    /// Generation of slot `id`: bumped at each reserve.
+    pub fn generation(&self, id: u32) -> u64 {
+        self.slot(id)
+            .map(|s| s.ctl.generation.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    /// Number of slots in `state`.
+    pub fn count(&self, state: SlotState) -> u32 {
+        (0..self.capacity)
+            .filter(|&i| self.state(i) == state)
+            .count() as u32
+    }
+
+    fn cas_state(&self, id: u32, from: SlotState, to: SlotState) -> Result<(), TableError> {
+        let s = self.slot(id)?;
+        s.ctl
+            .state
+            .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|v| TableError::WrongState {
+                slot: id,
+                state: SlotState::from_u32(v),
+            })
+    }
+
+    /// Takes a free slot, starting the search at a random index so that the
+    /// ports handed out cannot be predicted. Free → Reserved by CAS.
+    ///
+    /// Errors: [`TableError::Full`].
+    pub fn reserve(&self) -> Result<u32, TableError> {
+        let start = rand::random::<u32>() % self.capacity;
+        for k in 0..self.capacity {
+            let id = (start + k) % self.capacity;
+            if self
+                .cas_state(id, SlotState::Free, SlotState::Reserved)
+                .is_ok()
+            {
+                if let Ok(s) = self.slot(id) {
+                    s.ctl.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                return Ok(id);
+            }
+        }
+        Err(TableError::Full)
+    }
+
+    /// Publishes `cfg` for slot `id` under the seqlock, moves a Reserved slot
+    /// to Active, and rings the owning worker's doorbell. No syscall.
+    ///
+    /// Errors: [`TableError::NoSuchSlot`]; [`TableError::WrongState`] if the
+    /// slot is Free or Draining.
+    pub fn publish(&self, id: u32, cfg: &SlotConfig) -> Result<(), TableError> {
+        let s = self.slot(id)?;
+        let st = self.state(id);
+        if !matches!(st, SlotState::Reserved | SlotState::Active) {
+            return Err(TableError::WrongState {
+                slot: id,
+                state: st,
+            });
+        }
+        self.write_config(s, cfg);
+        if st == SlotState::Reserved {
+            self.cas_state(id, SlotState::Reserved, SlotState::Active)?;
+        }
+        self.ring(self.worker_of(id));
+        Ok(())
+    }
+
+    fn write_config(&self, s: &Slot, cfg: &SlotConfig) {
+        // Take the writer side: CAS even -> odd (bounded spin; writers of one
+        // slot are one programmer, so contention is only a misuse).
+        let mut seq = s.ctl.seq.load(Ordering::Relaxed);
+        loop {
+            if seq & 1 == 0 {
+                match s.ctl.seq.compare_exchange_weak(
+                    seq,
+                    seq.wrapping_add(1),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(v) => seq = v,
+                }
+            } else {
+                std::hint::spin_loop();
+                seq = s.ctl.seq.load(Ordering::Relaxed);
+            }
+        }
+        fence(Ordering::Release);
+        for (leg, c) in cfg.legs.iter().enumerate() {
+            for (k, w) in c.encode().iter().enumerate() {
+                s.cfg[leg][k].store(*w, Ordering::Relaxed);
+            }
+        }
+        s.ctl.tag.store(cfg.tag, Ordering::Relaxed);
+        s.ctl.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Reads slot `id`'s configuration consistently (seqlock read; retries
+    /// while a writer is active). Returns the configuration and the seqlock
+    /// value it was read at, which changes with every publish.
+    pub fn read_config(&self, id: u32) -> Result<(SlotConfig, u32), TableError> {
+        let s = self.slot(id)?;
+        loop {
+            let s1 = s.ctl.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut w = [[0u64; LEG_CFG_WORDS]; 2];
+            for (leg, words) in w.iter_mut().enumerate() {
+                for (k, v) in words.iter_mut().enumerate() {
+                    *v = s.cfg[leg][k].load(Ordering::Relaxed);
+                }
+            }
+            let tag = s.ctl.tag.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if s.ctl.seq.load(Ordering::Relaxed) == s1 {
+                let cfg = SlotConfig {
+                    legs: [LegConfig::decode(&w[0]), LegConfig::decode(&w[1])],
+                    tag,
+                };
+                return Ok((cfg, s1));
+            }
+        }
+    }
+
+    /// The seqlock value of slot `id` (cheap change detection for workers).
+    pub fn config_seq(&self, id: u32) -> u32 {
+        self.slot(id)
+            .map(|s| s.ctl.seq.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    /// Releases slot `id` (Reserved or Active → Draining) and rings its
+    /// worker, which closes the sockets and frees the slot.
+    ///
+    /// Errors: [`TableError::WrongState`] if already Free or Draining.
+    pub fn release(&self, id: u32) -> Result<(), TableError> {
+        let st = self.state(id);
+        match st {
+            SlotState::Reserved | SlotState::Active => {
+                self.cas_state(id, st, SlotState::Draining)?
+            }
+            _ => {
+                return Err(TableError::WrongState {
+                    slot: id,
+                    state: st,
+                })
+            }
+        }
+        self.ring(self.worker_of(id));
+        Ok(())
+    }
+
+    /// Worker side: Draining → Free once the slot's sockets are closed and
+    /// its counters reset.
+    pub fn finish_drain(&self, id: u32) -> Result<(), TableError> {
+        let s = self.slot(id)?;
+        s.counters[0].reset();
+        s.counters[1].reset();
+        self.cas_state(id, SlotState::Draining, SlotState::Free)
+    }
+
+    /// Counters of `leg` of slot `id`; write them only from the owning worker.
+    pub fn counters(&self, id: u32, leg: usize) -> Result<&LegCounters, TableError> {
+        Ok(&self.slot(id)?.counters[leg & 1])
+    }
+
+    /// Snapshot of `leg`'s counters of slot `id`.
+    pub fn stats(&self, id: u32, leg: usize) -> Result<LegStats, TableError> {
+        Ok(self.counters(id, leg)?.snapshot())
+    }
+
+    fn ring(&self, w: u32) {
+        self.worker(w).doorbell.fetch_add(1, Ordering::Release);
+    }
+
+    /// Worker `w`'s doorbell: it changes after any change to its slots.
+    pub fn doorbell(&self, w: u32) -> u64 {
+        self.worker(w).doorbell.load(Ordering::Acquire)
+    }
+
+    /// Worker side: publishes liveness (Unix ms) and totals.
+    pub fn worker_tick(&self, w: u32, now_ms: u64, forwarded: u64, dropped: u64) {
+        let ws = self.worker(w);
+        ws.heartbeat_ms.store(now_ms, Ordering::Relaxed);
+        ws.forwarded.store(forwarded, Ordering::Relaxed);
+        ws.dropped.store(dropped, Ordering::Relaxed);
+    }
+
+    /// Worker `w`'s last heartbeat (Unix ms, 0 if none) and totals
+    /// (forwarded, dropped packets).
+    pub fn worker_status(&self, w: u32) -> (u64, u64, u64) {
+        let ws = self.worker(w);
+        (
+            ws.heartbeat_ms.load(Ordering::Relaxed),
+            ws.forwarded.load(Ordering::Relaxed),
+            ws.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Removes the shared-memory file (the mapping stays valid until drop).
+    pub fn unlink(&self) -> io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+impl fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotTable")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// Unused-address placeholder for configs built before the peer is known.
+pub const UNSPECIFIED_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn params(lo: u16, hi: u16, workers: u32) -> TableParams {
+        TableParams {
+            port_lo: lo,
+            port_hi: hi,
+            workers,
+            media_ip: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    fn inst(name: &str) -> String {
+        format!("test-{name}-{}", std::process::id())
+    }
+
+    #[test]
+    fn layout_is_cache_line_sized() {
+        assert_eq!(std::mem::size_of::<Header>() % 64, 0);
+        assert_eq!(std::mem::size_of::<WorkerShared>(), 64);
+        assert_eq!(std::mem::size_of::<LegCounters>(), 192);
+        assert_eq!(SLOT_BYTES % 64, 0);
+    }
+
+    #[test]
+    fn leg_config_round_trips() {
+        let c = LegConfig {
+            peer: Some("10.1.2.3:4000".parse().unwrap()),
+            peer_rtcp: Some("[2001:db8::1]:4001".parse().unwrap()),
+            learning: Learning::Strict,
+            direction: Direction::SendOnly,
+            rewrite_ssrc: true,
+            out_ssrc: 0xdead_beef,
+            rtcp_mux: true,
+            payload_types: 1 << 0 | 1 << 8 | 1 << 101 | 1 << 127,
+            jitter: JitterSettings {
+                enabled: true,
+                target_ms: 60,
+                max_ms: 200,
+            },
+        };
+        assert_eq!(LegConfig::decode(&c.encode()), c);
+        assert_eq!(
+            LegConfig::decode(&LegConfig::default().encode()),
+            LegConfig::default()
+        );
+    }
+
+    #[test]
+    fn reserve_publish_release_cycle() {
+        let name = inst("cycle");
+        let t = SlotTable::create_or_attach(&name, params(40000, 40015, 2)).unwrap();
+        assert_eq!(t.capacity(), 4);
+        assert_eq!(t.worker_of(0), 0);
+        assert_eq!(t.worker_of(3), 1);
+        assert_eq!(t.slots_of_worker(0), 0..2);
+        assert_eq!(t.slots_of_worker(1), 2..4);
+        let ids: Vec<u32> = (0..4).map(|_| t.reserve().unwrap()).collect();
+        assert!(matches!(t.reserve(), Err(TableError::Full)));
+        let id = ids[0];
+        let bell = t.doorbell(t.worker_of(id));
+        let mut cfg = SlotConfig::default();
+        cfg.legs[0].peer = Some("127.0.0.1:5000".parse().unwrap());
+        t.publish(id, &cfg).unwrap();
+        assert_eq!(t.state(id), SlotState::Active);
+        assert_ne!(t.doorbell(t.worker_of(id)), bell);
+        assert_eq!(t.read_config(id).unwrap().0, cfg);
+        t.release(id).unwrap();
+        assert!(t.release(id).is_err());
+        assert!(t.publish(id, &cfg).is_err());
+        t.finish_drain(id).unwrap();
+        assert_eq!(t.state(id), SlotState::Free);
+        assert_eq!(
+            t.ports(1, 1),
+            LegPorts {
+                rtp: 40006,
+                rtcp: 40007
+            }
+        );
+        assert_eq!(t.slot_of_port(40007), Some((1, 1)));
+        assert_eq!(t.slot_of_port(40016), None);
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn reattach_keeps_active_slots_and_refuses_other_versions() {
+        let name = inst("reattach");
+        let t = SlotTable::create_or_attach(&name, params(41000, 41099, 1)).unwrap();
+        let id = t.reserve().unwrap();
+        t.publish(
+            id,
+            &SlotConfig {
+                tag: 7,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        t.counters(id, 1).unwrap().count_rx(100, 1);
+        drop(t);
+        let t = SlotTable::create_or_attach(&name, params(41000, 41099, 1)).unwrap();
+        assert_eq!(t.state(id), SlotState::Active);
+        assert_eq!(t.read_config(id).unwrap().0.tag, 7);
+        assert_eq!(t.stats(id, 1).unwrap().rx_bytes, 100);
+        // Other parameters while a slot is active: refused.
+        assert!(matches!(
+            SlotTable::create_or_attach(&name, params(41000, 41199, 1)),
+            Err(TableError::InUseWithOtherLayout(_))
+        ));
+        t.header()
+            .version
+            .store(LAYOUT_VERSION + 1, Ordering::Relaxed);
+        assert!(matches!(
+            SlotTable::open(&name),
+            Err(TableError::VersionMismatch { .. })
+        ));
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn open_refuses_garbage() {
+        let name = inst("garbage");
+        std::fs::write(table_path(&name), vec![0u8; SLOTS_OFFSET + 10]).unwrap();
+        assert!(matches!(
+            SlotTable::open(&name),
+            Err(TableError::NotATable(_))
+        ));
+        std::fs::remove_file(table_path(&name)).unwrap();
+        assert!(matches!(SlotTable::open(&name), Err(TableError::Io(..))));
+        assert!(SlotTable::open("../etc").is_err());
+    }
+
+    /// A writer keeps publishing configs whose every field derives from one
+    /// counter; readers must never see a mix of two configs.
+    #[test]
+    fn seqlock_reader_never_sees_torn_slot() {
+        let name = inst("seqlock");
+        let t = Arc::new(SlotTable::create_or_attach(&name, params(42000, 42003, 1)).unwrap());
+        let id = t.reserve().unwrap();
+        let make = |n: u32| {
+            let mut c = SlotConfig {
+                tag: u64::from(n),
+                ..Default::default()
+            };
+            for (leg, l) in c.legs.iter_mut().enumerate() {
+                l.peer = Some(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(n)),
+                    (n as u16).wrapping_add(leg as u16),
+                ));
+                l.out_ssrc = n;
+                l.payload_types = u128::from(n) | u128::from(n) << 96;
+                l.jitter.target_ms = n as u16;
+                l.direction = Direction::from_u8((n % 4) as u8);
+            }
+            c
+        };
+        t.publish(id, &make(0)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 1u32;
+                while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
+                    t.publish(id, &make(n)).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let mut reads = 0u64;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(700);
+        while std::time::Instant::now() < deadline && reads < 5_000_000 {
+            let (c, _) = t.read_config(id).unwrap();
+            let n = c.tag as u32;
+            assert_eq!(c, make(n), "torn read at {n}");
+            reads += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        assert!(written > 1 && reads > 1);
+        t.unlink().unwrap();
+    }
+}
