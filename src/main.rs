@@ -1,1 +1,233 @@
-fn main() {}
+//! `tern`: one binary for both planes. This file only parses the command
+//! line and wires the crates together; the work lives in `tern-dataplane`
+//! and `tern-signaling`, which never depend on each other.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tern_shared::table::{SlotTable, TableParams};
+
+#[derive(Parser)]
+#[command(name = "tern", version, about = "Media relay with a SIP signaling plane")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run both planes in one process (the default).
+    Up(UpArgs),
+    /// Run the dataplane alone.
+    Relay(RelayArgs),
+    /// Run the signaling plane alone, programming a `tern relay` on this host.
+    Sip(SipArgs),
+}
+
+#[derive(Args, Clone)]
+struct RelayArgs {
+    /// Media port range LO-HI; each call takes four ports.
+    #[arg(long, default_value = "30000-39999", value_parser = parse_ports)]
+    ports: (u16, u16),
+    /// Worker threads, one per CPU by default.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Instance name: the slot table lives in /dev/shm/tern-<instance>.
+    #[arg(long, default_value = "default")]
+    instance: String,
+    /// Address media sockets bind to and SDP advertises.
+    #[arg(long, default_value = "127.0.0.1")]
+    media_ip: IpAddr,
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+#[derive(Args, Clone)]
+struct SipOpts {
+    /// SIP listen address (UDP).
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    sip: SocketAddr,
+    /// TOML configuration file (`[[users]]` with `name` and `password` or `ha1`).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    sip: SipOpts,
+}
+
+#[derive(Args, Clone)]
+struct SipArgs {
+    #[command(flatten)]
+    sip: SipOpts,
+    /// The relay to program: `shm:NAME` for a `tern relay --instance NAME`.
+    #[arg(long, default_value = "shm:default")]
+    relay: String,
+}
+
+impl Default for UpArgs {
+    fn default() -> Self {
+        match Cli::try_parse_from(["tern", "up"]) {
+            Ok(Cli { cmd: Some(Cmd::Up(a)) }) => a,
+            _ => unreachable!("defaults of `tern up` parse"),
+        }
+    }
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or("expected LO-HI, e.g. 30000-39999")?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("port {lo:?}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("port {hi:?}: {e}"))?;
+    if lo > hi || lo < 1024 {
+        return Err(format!("bad port range {lo}-{hi}: need 1024 <= LO <= HI"));
+    }
+    Ok((lo, hi))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
+            eprintln!("tern: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match cli.cmd.unwrap_or(Cmd::Up(UpArgs::default())) {
+        Cmd::Up(a) => up(a, shutdown),
+        Cmd::Relay(a) => relay(a, shutdown),
+        Cmd::Sip(a) => sip(a, shutdown),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let params = TableParams {
+        port_lo: a.ports.0,
+        port_hi: a.ports.1,
+        workers: workers as u32,
+        media_ip: a.media_ip,
+    };
+    raise_nofile(u64::from(params.capacity()) * 4 + 256)?;
+    let table = SlotTable::create_or_attach(&a.instance, params)?;
+    table.set_dataplane_pid(std::process::id());
+    Ok((Arc::new(table), workers))
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to at least `need` descriptors (up to
+/// the hard limit), since every relay port is a socket.
+fn raise_nofile(need: u64) -> Result<(), Error> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write/read a plain struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()).into());
+        }
+        if lim.rlim_cur >= need {
+            return Ok(());
+        }
+        let want = need.min(lim.rlim_max);
+        lim.rlim_cur = want;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return Err(format!("setrlimit(RLIMIT_NOFILE, {want}): {}", std::io::Error::last_os_error()).into());
+        }
+        if want < need {
+            return Err(format!(
+                "the port range needs {need} file descriptors but the hard limit is {want}; raise it (ulimit -Hn) or narrow --ports"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTable>, tern_dataplane::Relay), Error> {
+    let (table, workers) = open_table(a)?;
+    let relay = tern_dataplane::start(
+        tern_dataplane::RelayConfig {
+            workers,
+            bind_ip: a.media_ip,
+            pin: !a.no_pin,
+        },
+        table.clone(),
+        shutdown.clone(),
+    )?;
+    println!(
+        "tern relay: {} workers, media {} ports {}-{}, {} slots in {}",
+        workers,
+        a.media_ip,
+        a.ports.0,
+        a.ports.1,
+        table.capacity(),
+        table.path().display()
+    );
+    Ok((table, relay))
+}
+
+fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
+    let text = match &o.config {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    let cfg = tern_signaling::SipConfig::from_toml(o.sip, &text)
+        .map_err(|e| format!("config {}: {e}", o.config.as_deref().unwrap_or("<none>".as_ref()).display()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+    let cfg = sip_config(&a.sip)?;
+    let (table, relay) = start_relay(&a.relay, &shutdown)?;
+    println!("tern sip: listening on udp:{}", cfg.listen);
+    let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
+    let sip = tern_signaling::run(cfg, backend, shutdown.clone());
+    shutdown.store(true, Ordering::Relaxed);
+    relay.join()?;
+    sip?;
+    Ok(())
+}
+
+fn relay(a: RelayArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+    let (_table, relay) = start_relay(&a, &shutdown)?;
+    relay.join()?;
+    Ok(())
+}
+
+fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+    let cfg = sip_config(&a.sip)?;
+    let name = a
+        .relay
+        .strip_prefix("shm:")
+        .ok_or_else(|| format!("--relay {:?}: expected shm:NAME", a.relay))?;
+    let table = SlotTable::open(name).map_err(|e| format!("--relay {}: {e} (is `tern relay --instance {name}` running?)", a.relay))?;
+    println!("tern sip: listening on udp:{}, relay {}", cfg.listen, table.path().display());
+    let backend = Box::new(tern_signaling::relay::ShmRelay::new(Arc::new(table)));
+    tern_signaling::run(cfg, backend, shutdown)?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of tern. Installs what the tests need first, from
+# Debian's packages, when it is missing: sipp (sip-tester) and tshark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+if [ ! -d ../shared/testdata/sip ]; then
+  echo "warning: ../shared/testdata/sip is missing; corpus tests will fail" >&2
+fi
+
+cargo build --workspace --all-targets
+cargo test --workspace --all-targets -- --test-threads=2
