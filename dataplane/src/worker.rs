@@ -1,0 +1,947 @@
+//! The io_uring worker loop: one thread, one ring, one provided-buffer
+//! ring, the sockets of the worker's slots.
+//!
+//! One loop iteration:
+//!
+//! 1. reap every completion: received packets are decided by the slot's
+//!    [`Forwarder`] and either recycled (dropped) or sent, copy-free, out of
+//!    the other leg's socket straight from the provided buffer (the buffer
+//!    goes back to the ring when the send completes); send completions
+//!    recycle their buffers; receive completions without `F_MORE` (or with
+//!    `-ENOBUFS`) queue a re-arm;
+//! 2. if the worker's doorbell moved, scan its slots and bind, reconfigure
+//!    or drain them;
+//! 3. every [`TICK_MS`]: heartbeat and totals, bind retries, close timeouts;
+//! 4. re-arm receives, publish recycled buffers, and make one
+//!    `io_uring_enter` that submits everything and waits for completions
+//!    with a timeout of [`WAIT_MS`] (so shutdown and doorbells are noticed),
+//!    batching up to [`MIN_WAIT_US`] µs more when busy.
+//!
+//! Nothing on the packet path allocates, locks or makes a syscall: the
+//! send slab, completion batch and re-arm list are preallocated.
+//!
+//! # user_data
+//!
+//! Bits 62..64 hold the kind. A receive carries the slot's index within the
+//! worker (bits 0..32), the leg (bit 32), RTCP socket (bit 33) and the
+//! slot's bind generation (bits 34..50), so a completion of a socket that
+//! has since been closed is recognised and ignored. A send carries the
+//! buffer id, which also indexes the send slab (one send per buffer).
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::RecvMsgOut;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use socket2::Socket;
+use tern_shared::table::{DropReason, SlotState, SlotTable};
+use tracing::{debug, info, warn};
+
+use crate::bufring::BufRing;
+use crate::leg::{Forwarder, LegRestore, PacketKind, Verdict};
+use crate::sockets::{bind_udp, read_sockaddr, write_sockaddr, RawAddr};
+use crate::RelayError;
+
+/// Bytes per provided buffer: io_uring's 16-byte recvmsg header, the
+/// 28-byte source address, and up to 2004 bytes of UDP payload.
+pub const BUF_SIZE: u32 = 2048;
+/// Provided buffers per worker (a power of two), well above a burst.
+pub const BUF_ENTRIES: u16 = 4096;
+/// Submission queue entries.
+pub const SQ_ENTRIES: u32 = 2048;
+/// Completion queue entries (receives and sends of a full buffer ring).
+pub const CQ_ENTRIES: u32 = 16384;
+/// Longest wait for completions, ms: bounds how late a doorbell or the
+/// shutdown flag is noticed.
+pub const WAIT_MS: u32 = 20;
+/// Period of heartbeats, bind retries and close timeouts, ms.
+pub const TICK_MS: u64 = 100;
+/// Delay before retrying a failed bind, ms.
+pub const BIND_RETRY_MS: u64 = 1000;
+/// Longest wait for a closing slot's receives to be cancelled, ms.
+pub const CLOSE_TIMEOUT_MS: u64 = 2000;
+/// Extra wait (µs) for a batch of completions when the worker is busy
+/// (Linux 6.12+ `min_wait`); zero added latency when idle.
+pub const MIN_WAIT_US: u32 = 100;
+/// Completions per iteration from which the worker counts as busy.
+const BUSY_COMPLETIONS: usize = 16;
+/// Completions a busy worker waits for (up to [`MIN_WAIT_US`]).
+const BATCH_WANT: usize = 32;
+/// The buffer group id of the provided-buffer ring.
+const BGID: u16 = 0;
+
+const KIND_SHIFT: u32 = 62;
+const K_RECV: u64 = 0;
+const K_SEND: u64 = 1;
+const K_CANCEL: u64 = 2;
+
+#[inline]
+fn recv_ud(idx: u32, sock: usize, gen: u16) -> u64 {
+    K_RECV << KIND_SHIFT | u64::from(idx) | (sock as u64 & 3) << 32 | u64::from(gen) << 34
+}
+
+#[inline]
+fn send_ud(bid: u16) -> u64 {
+    K_SEND << KIND_SHIFT | u64::from(bid)
+}
+
+/// Socket index within a slot: `leg * 2 + rtcp`.
+#[inline]
+fn sock_index(leg: usize, rtcp: bool) -> usize {
+    (leg & 1) << 1 | usize::from(rtcp)
+}
+
+/// Unix time in ms (vDSO clock read, no syscall).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Per-send storage the kernel reads: header, one iovec, destination.
+#[repr(C)]
+struct SendSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: RawAddr,
+}
+
+/// One bound UDP socket of a slot.
+#[derive(Default)]
+struct Sock {
+    sock: Option<Socket>,
+    fd: RawFd,
+    v6: bool,
+    /// A multishot receive is outstanding (its final CQE not yet seen).
+    armed: bool,
+    /// Queued on the re-arm list.
+    queued: bool,
+}
+
+impl Sock {
+    fn close(&mut self) {
+        *self = Sock {
+            fd: -1,
+            ..Sock::default()
+        };
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No sockets.
+    Idle,
+    /// Sockets bound (maybe some pending a bind retry), forwarding.
+    Bound,
+    /// Receives cancelled, waiting for their final completions.
+    Closing,
+}
+
+/// The worker's private state of one slot.
+struct SlotRt {
+    phase: Phase,
+    /// Bind generation, in receive user_data.
+    gen: u16,
+    /// The seqlock value of the configuration in `fwd`.
+    seq: u32,
+    fwd: Option<Forwarder>,
+    /// `[leg0 rtp, leg0 rtcp, leg1 rtp, leg1 rtcp]`.
+    socks: [Sock; 4],
+    bind_pending: bool,
+    next_bind_ms: u64,
+    closing_since_ms: u64,
+    /// The close is for a release: move the slot to Free when done.
+    drain: bool,
+}
+
+impl SlotRt {
+    fn new() -> SlotRt {
+        SlotRt {
+            phase: Phase::Idle,
+            gen: 0,
+            seq: 0,
+            fwd: None,
+            socks: std::array::from_fn(|_| Sock {
+                fd: -1,
+                ..Sock::default()
+            }),
+            bind_pending: false,
+            next_bind_ms: 0,
+            closing_since_ms: 0,
+            drain: false,
+        }
+    }
+}
+
+/// One worker: owns its ring, buffers and the sockets of its slots.
+///
+/// Field order is drop order: the ring goes first, so the kernel is done
+/// with the buffers, send slab and receive header before they are freed.
+pub struct Worker {
+    ring: IoUring,
+    bufs: BufRing,
+    sends: Box<[SendSlot]>,
+    recv_hdr: Box<libc::msghdr>,
+    table: Arc<SlotTable>,
+    index: u32,
+    first: u32,
+    slots: Vec<SlotRt>,
+    /// Sockets to re-arm: (slot index, socket index, generation).
+    rearm: Vec<(u32, u8, u16)>,
+    /// Completions copied out of the CQ, processed in batch.
+    cqes: Vec<cqueue::Entry>,
+    bind_ip: IpAddr,
+    min_wait: bool,
+    doorbell: u64,
+    rescan: bool,
+    last_tick_ms: u64,
+    forwarded: u64,
+    dropped: u64,
+    send_errors: u64,
+    bind_failures: u64,
+}
+
+fn build_ring() -> std::io::Result<IoUring> {
+    let fast = IoUring::builder()
+        .setup_cqsize(CQ_ENTRIES)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .build(SQ_ENTRIES);
+    match fast {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            warn!("io_uring with SINGLE_ISSUER|DEFER_TASKRUN failed ({e}); using a plain ring");
+            IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)
+        }
+    }
+}
+
+impl Worker {
+    /// Sets up worker `index` on `table`: its ring, buffer ring and slot
+    /// states. Call from the worker thread (the ring is single-issuer).
+    ///
+    /// Errors: [`RelayError::Setup`] when the ring or buffer ring cannot be
+    /// created or registered, or the kernel lacks `IORING_FEAT_EXT_ARG`
+    /// (Linux 5.11).
+    pub fn new(index: u32, table: Arc<SlotTable>, bind_ip: IpAddr) -> Result<Worker, RelayError> {
+        let setup = |what: &'static str| {
+            move |source| RelayError::Setup {
+                worker: index as usize,
+                what,
+                source,
+            }
+        };
+        let ring = build_ring().map_err(setup("io_uring"))?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(setup("io_uring")(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11+)",
+            )));
+        }
+        let bufs = BufRing::new(BUF_ENTRIES, BUF_SIZE, BGID).map_err(setup("buffer ring"))?;
+        bufs.register(&ring.submitter())
+            .map_err(setup("buffer ring registration"))?;
+        let sends = (0..BUF_ENTRIES)
+            .map(|_| SendSlot {
+                // SAFETY: all-zero is a valid msghdr and iovec.
+                hdr: unsafe { std::mem::zeroed() },
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+                addr: RawAddr::zeroed(),
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        // SAFETY: all-zero is a valid msghdr.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        let range = table.slots_of_worker(index);
+        let n = range.len();
+        let min_wait = ring.params().is_feature_min_timeout();
+        Ok(Worker {
+            ring,
+            bufs,
+            sends,
+            recv_hdr,
+            index,
+            first: range.start,
+            slots: (0..n).map(|_| SlotRt::new()).collect(),
+            rearm: Vec::with_capacity(n * 4 + 16),
+            cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+            bind_ip,
+            min_wait,
+            doorbell: table.doorbell(index),
+            table,
+            rescan: true,
+            last_tick_ms: 0,
+            forwarded: 0,
+            dropped: 0,
+            send_errors: 0,
+            bind_failures: 0,
+        })
+    }
+
+    /// Runs until `stop` returns true (checked at least every [`WAIT_MS`]),
+    /// then cancels its receives, closes its sockets and returns, leaving
+    /// slot states untouched so a restarted relay resumes the calls.
+    ///
+    /// Errors: [`RelayError::Ring`] when `io_uring_enter` fails for a
+    /// reason other than a timeout or an interruption.
+    pub fn run(mut self, stop: impl Fn() -> bool) -> Result<(), RelayError> {
+        info!(
+            worker = self.index,
+            slots = self.slots.len(),
+            "dataplane worker started"
+        );
+        let mut busy = false;
+        let result = loop {
+            if stop() {
+                break Ok(());
+            }
+            let now = now_ms();
+            let n = self.reap(now);
+            let bell = self.table.doorbell(self.index);
+            if bell != self.doorbell || self.rescan {
+                self.doorbell = bell;
+                self.rescan = false;
+                self.scan(now);
+            }
+            if now.wrapping_sub(self.last_tick_ms) >= TICK_MS {
+                self.tick(now);
+            }
+            self.flush_rearm();
+            self.bufs.publish();
+            if let Err(e) = self.wait(busy) {
+                break Err(e);
+            }
+            busy = n >= BUSY_COMPLETIONS;
+        };
+        self.shutdown();
+        info!(
+            worker = self.index,
+            forwarded = self.forwarded,
+            dropped = self.dropped,
+            "dataplane worker stopped"
+        );
+        result
+    }
+
+    /// One `io_uring_enter`: submits every queued SQE and waits for at least
+    /// one completion or [`WAIT_MS`].
+    fn wait(&mut self, busy: bool) -> Result<(), RelayError> {
+        let ts = types::Timespec::new().nsec(WAIT_MS * 1_000_000);
+        let mut args = types::SubmitArgs::new().timespec(&ts);
+        let mut want = 1;
+        if busy && self.min_wait {
+            args = args.min_wait_usec(MIN_WAIT_US);
+            want = BATCH_WANT;
+        }
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(RelayError::Ring {
+                    worker: self.index as usize,
+                    source: e,
+                }),
+            },
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, e: &squeue::Entry) -> bool {
+        push_sqe(&mut self.ring, e)
+    }
+
+    /// Reaps every completion; returns how many.
+    fn reap(&mut self, now: u64) -> usize {
+        let mut total = 0;
+        loop {
+            let mut batch = std::mem::take(&mut self.cqes);
+            batch.clear();
+            {
+                let cq = self.ring.completion();
+                batch.extend(cq.take(CQ_ENTRIES as usize));
+            }
+            let n = batch.len();
+            for cqe in &batch {
+                self.complete(cqe.user_data(), cqe.result(), cqe.flags(), now);
+            }
+            self.cqes = batch;
+            total += n;
+            if n < CQ_ENTRIES as usize {
+                return total;
+            }
+        }
+    }
+
+    #[inline]
+    fn complete(&mut self, ud: u64, res: i32, flags: u32, now: u64) {
+        match ud >> KIND_SHIFT {
+            K_SEND => {
+                let bid = ud as u16;
+                self.bufs.recycle(bid);
+                if res < 0 {
+                    self.send_errors += 1;
+                    self.dropped += 1;
+                    if self.send_errors.is_power_of_two() {
+                        debug!(
+                            worker = self.index,
+                            errors = self.send_errors,
+                            "send failed: {}",
+                            std::io::Error::from_raw_os_error(-res)
+                        );
+                    }
+                }
+            }
+            K_RECV => self.complete_recv(ud, res, flags, now),
+            _ => {} // cancel requests: their targets report themselves
+        }
+    }
+
+    #[inline]
+    fn complete_recv(&mut self, ud: u64, res: i32, flags: u32, now: u64) {
+        let idx = ud as u32;
+        let sock = (ud >> 32 & 3) as usize;
+        let gen = (ud >> 34) as u16;
+        let bid = cqueue::buffer_select(flags).filter(|&b| self.bufs.take(b));
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        let live = slot.gen == gen && slot.phase != Phase::Idle;
+        if live && !cqueue::more(flags) {
+            slot.socks[sock].armed = false;
+            match slot.phase {
+                Phase::Bound => {
+                    if !slot.socks[sock].queued && slot.socks[sock].fd >= 0 {
+                        slot.socks[sock].queued = true;
+                        self.rearm.push((idx, sock as u8, gen));
+                    }
+                }
+                Phase::Closing => self.maybe_finish_close(idx as usize),
+                Phase::Idle => {}
+            }
+        }
+        if res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED {
+            debug!(
+                worker = self.index,
+                "receive failed: {}",
+                std::io::Error::from_raw_os_error(-res)
+            );
+        }
+        let Some(bid) = bid else { return };
+        let forwarding = self
+            .slots
+            .get(idx as usize)
+            .is_some_and(|s| s.gen == gen && s.phase == Phase::Bound);
+        if res < 0 || !forwarding || !self.forward(idx as usize, sock, bid, res as usize, now) {
+            self.bufs.recycle(bid);
+        }
+    }
+
+    /// Handles one received datagram in buffer `bid` (`len` bytes of
+    /// recvmsg output) on socket `sock` of slot `idx`. Returns true if the
+    /// buffer now belongs to a send.
+    #[inline]
+    fn forward(&mut self, idx: usize, sock: usize, bid: u16, len: usize, now: u64) -> bool {
+        let leg = sock >> 1;
+        let id = self.first + idx as u32;
+        let (Ok(c_in), Ok(c_out)) = (
+            self.table.counters(id, leg),
+            self.table.counters(id, leg ^ 1),
+        ) else {
+            return false;
+        };
+        let buf = self.bufs.buf_mut(bid, len);
+        let parsed = RecvMsgOut::parse(buf, &self.recv_hdr).ok().and_then(|out| {
+            if out.is_payload_truncated() || out.is_name_data_truncated() {
+                return None;
+            }
+            let src = read_sockaddr(out.name_data())?;
+            let off = out.payload_data().as_ptr() as usize - buf.as_ptr() as usize;
+            Some((src, off, out.payload_data().len()))
+        });
+        let Some((src, off, plen)) = parsed else {
+            c_in.count_drop(DropReason::Malformed);
+            self.dropped += 1;
+            return false;
+        };
+        let slot = &mut self.slots[idx];
+        let Some(fwd) = slot.fwd.as_mut() else {
+            return false;
+        };
+        let kind = if sock & 1 == 1 {
+            PacketKind::Rtcp
+        } else if fwd.config().legs[leg].rtcp_mux {
+            PacketKind::Mux
+        } else {
+            PacketKind::Rtp
+        };
+        let pkt = &mut buf[off..off + plen];
+        let out = fwd.on_packet(leg, src, pkt, kind);
+        if let Some(a) = out.learned {
+            c_in.set_learned(out.rtcp, Some(a));
+        }
+        if out.ssrc_changed {
+            if let Some(rw) = fwd.leg(leg ^ 1).rewriter {
+                c_out.set_ssrc_state(rw.to_state());
+            }
+        }
+        let (dest, rtcp) = match out.verdict {
+            Verdict::Forward { dest, rtcp } => (dest, rtcp),
+            Verdict::Drop(r) => {
+                c_in.count_drop(r);
+                self.dropped += 1;
+                return false;
+            }
+        };
+        let o = leg ^ 1;
+        let out_sock = if rtcp && !fwd.config().legs[o].rtcp_mux {
+            &slot.socks[sock_index(o, true)]
+        } else {
+            &slot.socks[sock_index(o, false)]
+        };
+        let (fd, v6) = (out_sock.fd, out_sock.v6);
+        let s = &mut self.sends[usize::from(bid)];
+        let namelen = if fd >= 0 {
+            write_sockaddr(dest, v6, &mut s.addr)
+        } else {
+            None
+        };
+        let Some(namelen) = namelen else {
+            c_in.count_drop(DropReason::NoPeer);
+            self.dropped += 1;
+            return false;
+        };
+        s.iov = libc::iovec {
+            iov_base: pkt.as_mut_ptr().cast(),
+            iov_len: plen,
+        };
+        s.hdr.msg_name = std::ptr::addr_of_mut!(s.addr).cast();
+        s.hdr.msg_namelen = namelen;
+        s.hdr.msg_iov = std::ptr::addr_of_mut!(s.iov);
+        s.hdr.msg_iovlen = 1;
+        let sqe = opcode::SendMsg::new(types::Fd(fd), std::ptr::addr_of!(s.hdr))
+            .build()
+            .user_data(send_ud(bid));
+        if !push_sqe(&mut self.ring, &sqe) {
+            c_in.count_drop(DropReason::NoPeer);
+            self.dropped += 1;
+            return false;
+        }
+        if rtcp {
+            c_in.count_rtcp_rx(now);
+        } else {
+            c_in.count_rx(plen, now);
+        }
+        c_out.count_tx(plen);
+        self.forwarded += 1;
+        true
+    }
+
+    /// Re-arms queued receives while the buffer ring has buffers (an armed
+    /// receive with none would fail at once with `-ENOBUFS`).
+    fn flush_rearm(&mut self) {
+        if self.rearm.is_empty() || self.bufs.available() == 0 {
+            return;
+        }
+        let list = std::mem::take(&mut self.rearm);
+        for &(idx, sock, gen) in &list {
+            self.arm(idx as usize, usize::from(sock), gen);
+        }
+        self.rearm = list;
+        self.rearm.clear();
+    }
+
+    /// Arms the multishot receive of socket `sock` of slot `idx` if it is
+    /// still bound in generation `gen`.
+    fn arm(&mut self, idx: usize, sock: usize, gen: u16) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let s = &mut slot.socks[sock];
+        s.queued = false;
+        if slot.gen != gen || slot.phase != Phase::Bound || s.fd < 0 || s.armed {
+            return;
+        }
+        let sqe = opcode::RecvMsgMulti::new(types::Fd(s.fd), &*self.recv_hdr, self.bufs.bgid())
+            .build()
+            .user_data(recv_ud(idx as u32, sock, gen));
+        s.armed = true;
+        if !self.push(&sqe) {
+            // Try again at the next iteration.
+            if let Some(slot) = self.slots.get_mut(idx) {
+                slot.socks[sock].armed = false;
+                slot.socks[sock].queued = true;
+            }
+            self.rearm.push((idx as u32, sock as u8, gen));
+        }
+    }
+
+    /// Compares every slot of the worker with the table.
+    fn scan(&mut self, now: u64) {
+        for idx in 0..self.slots.len() {
+            self.sync_slot(idx, now);
+        }
+    }
+
+    fn sync_slot(&mut self, idx: usize, now: u64) {
+        let id = self.first + idx as u32;
+        let state = self.table.state(id);
+        let phase = self.slots[idx].phase;
+        match (state, phase) {
+            (SlotState::Active, Phase::Idle) => self.open_slot(idx, now),
+            (SlotState::Active, Phase::Bound) => {
+                if self.table.config_seq(id) != self.slots[idx].seq {
+                    self.reconfigure(idx, now);
+                }
+            }
+            (SlotState::Draining, Phase::Idle) => {
+                if let Err(e) = self.table.finish_drain(id) {
+                    debug!(worker = self.index, slot = id, "finish_drain: {e}");
+                }
+            }
+            (SlotState::Draining, Phase::Bound) => self.begin_close(idx, true, now),
+            (SlotState::Free | SlotState::Reserved, Phase::Bound) => {
+                self.begin_close(idx, false, now)
+            }
+            (SlotState::Draining, Phase::Closing) => self.slots[idx].drain = true,
+            _ => {}
+        }
+    }
+
+    /// Active slot seen for the first time (or after a restart): take its
+    /// configuration, restore learned peers and SSRC state from its
+    /// counters, bind its sockets and arm them.
+    fn open_slot(&mut self, idx: usize, now: u64) {
+        let id = self.first + idx as u32;
+        let Ok((cfg, seq)) = self.table.read_config(id) else {
+            return;
+        };
+        let mut restore = [LegRestore::default(); 2];
+        for (leg, r) in restore.iter_mut().enumerate() {
+            if let Ok(c) = self.table.counters(id, leg) {
+                *r = LegRestore {
+                    learned_rtp: c.learned(false),
+                    learned_rtcp: c.learned(true),
+                    ssrc_state: c.ssrc_state(),
+                };
+            }
+        }
+        let slot = &mut self.slots[idx];
+        slot.fwd = Some(Forwarder::new(cfg, restore));
+        slot.seq = seq;
+        slot.phase = Phase::Bound;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.drain = false;
+        debug!(worker = self.index, slot = id, "slot active");
+        self.bind_missing(idx, now);
+    }
+
+    /// A new configuration for a bound slot.
+    fn reconfigure(&mut self, idx: usize, now: u64) {
+        let id = self.first + idx as u32;
+        let Ok((cfg, seq)) = self.table.read_config(id) else {
+            return;
+        };
+        let slot = &mut self.slots[idx];
+        slot.seq = seq;
+        let Some(fwd) = slot.fwd.as_mut() else {
+            return;
+        };
+        let ch = fwd.apply_config(cfg);
+        for leg in 0..2 {
+            let Ok(c) = self.table.counters(id, leg) else {
+                continue;
+            };
+            if ch.reset_rtp[leg] {
+                c.set_learned(false, None);
+            }
+            if ch.reset_rtcp[leg] {
+                c.set_learned(true, None);
+            }
+            if ch.ssrc_reset[leg] {
+                c.set_ssrc_state(fwd.leg(leg).rewriter.map_or([0; 3], |r| r.to_state()));
+            }
+        }
+        // rtcp-mux may have been switched off: bind the RTCP ports.
+        self.bind_missing(idx, now);
+    }
+
+    /// Binds every socket the slot's configuration needs and does not have.
+    fn bind_missing(&mut self, idx: usize, now: u64) {
+        let id = self.first + idx as u32;
+        let slot = &mut self.slots[idx];
+        let Some(fwd) = slot.fwd.as_ref() else {
+            return;
+        };
+        let mut failed = false;
+        for leg in 0..2 {
+            let ports = self.table.ports(id, leg);
+            let mux = fwd.config().legs[leg].rtcp_mux;
+            for (rtcp, port) in [(false, ports.rtp), (true, ports.rtcp)] {
+                let s = &mut slot.socks[sock_index(leg, rtcp)];
+                if (rtcp && mux) || s.fd >= 0 {
+                    continue;
+                }
+                match bind_udp(self.bind_ip, port) {
+                    Ok(sock) => {
+                        s.fd = sock.as_raw_fd();
+                        s.v6 = self.bind_ip.is_ipv6();
+                        s.sock = Some(sock);
+                        s.armed = false;
+                        if !s.queued {
+                            s.queued = true;
+                            self.rearm
+                                .push((idx as u32, sock_index(leg, rtcp) as u8, slot.gen));
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        self.bind_failures += 1;
+                        if !slot.bind_pending {
+                            warn!(
+                                worker = self.index,
+                                slot = id,
+                                "bind {}: {e}; retrying every {BIND_RETRY_MS} ms",
+                                SocketAddr::new(self.bind_ip, port)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        slot.bind_pending = failed;
+        slot.next_bind_ms = now + BIND_RETRY_MS;
+    }
+
+    /// Starts closing a slot: cancels its armed receives. Sockets are closed
+    /// (and a drained slot freed) once every receive reported its end.
+    fn begin_close(&mut self, idx: usize, drain: bool, now: u64) {
+        let slot = &mut self.slots[idx];
+        slot.phase = Phase::Closing;
+        slot.drain = drain;
+        slot.closing_since_ms = now;
+        slot.bind_pending = false;
+        let gen = slot.gen;
+        let armed: [bool; 4] = std::array::from_fn(|k| slot.socks[k].armed);
+        for (k, a) in armed.into_iter().enumerate() {
+            if a {
+                let sqe = opcode::AsyncCancel::new(recv_ud(idx as u32, k, gen))
+                    .build()
+                    .user_data(K_CANCEL << KIND_SHIFT);
+                if !self.push(&sqe) {
+                    warn!(worker = self.index, "could not queue a cancel");
+                }
+            }
+        }
+        self.maybe_finish_close(idx);
+    }
+
+    /// Closes a closing slot's sockets once none has a receive outstanding;
+    /// frees the slot in the table if it was released.
+    fn maybe_finish_close(&mut self, idx: usize) {
+        let slot = &self.slots[idx];
+        if slot.phase != Phase::Closing || slot.socks.iter().any(|s| s.armed) {
+            return;
+        }
+        // SQEs still queued may name these fds: hand them over first, so a
+        // reused fd number can never receive another socket's send.
+        if !self.ring.submission().is_empty() {
+            if let Err(e) = self.ring.submit() {
+                debug!(worker = self.index, "submit before close: {e}");
+            }
+        }
+        let slot = &mut self.slots[idx];
+        for s in &mut slot.socks {
+            s.close();
+        }
+        slot.fwd = None;
+        slot.phase = Phase::Idle;
+        slot.gen = slot.gen.wrapping_add(1);
+        let drain = std::mem::take(&mut slot.drain);
+        let id = self.first + idx as u32;
+        if drain {
+            match self.table.finish_drain(id) {
+                Ok(()) => debug!(worker = self.index, slot = id, "slot drained"),
+                Err(e) => debug!(worker = self.index, slot = id, "finish_drain: {e}"),
+            }
+        }
+        // The slot may have been reused meanwhile: look again.
+        self.rescan = true;
+    }
+
+    /// Heartbeat, bind retries and close timeouts.
+    fn tick(&mut self, now: u64) {
+        self.last_tick_ms = now;
+        self.table
+            .worker_tick(self.index, now, self.forwarded, self.dropped);
+        for idx in 0..self.slots.len() {
+            let s = &mut self.slots[idx];
+            match s.phase {
+                Phase::Bound if s.bind_pending && now >= s.next_bind_ms => {
+                    self.bind_missing(idx, now)
+                }
+                Phase::Closing if now.wrapping_sub(s.closing_since_ms) > CLOSE_TIMEOUT_MS => {
+                    warn!(
+                        worker = self.index,
+                        slot = self.first + idx as u32,
+                        "receives not cancelled in time; closing anyway"
+                    );
+                    for k in &mut s.socks {
+                        k.armed = false;
+                    }
+                    self.maybe_finish_close(idx);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Cancels every receive and waits (bounded) for them to end, without
+    /// touching slot states in the table.
+    fn shutdown(&mut self) {
+        let now = now_ms();
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].phase == Phase::Bound {
+                self.begin_close(idx, false, now);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while self
+            .slots
+            .iter()
+            .any(|s| s.phase == Phase::Closing && s.socks.iter().any(|k| k.armed))
+            && Instant::now() < deadline
+        {
+            self.bufs.publish();
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let now = now_ms();
+            self.reap(now);
+        }
+        for s in &mut self.slots {
+            for k in &mut s.socks {
+                k.close();
+            }
+            s.phase = Phase::Idle;
+        }
+    }
+
+    /// Worker index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+/// Queues an SQE, handing a full submission queue to the kernel first.
+/// Returns false if it could not be queued.
+#[inline]
+fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> bool {
+    for _ in 0..4 {
+        // SAFETY: every pointer in the worker's SQEs (msghdrs, iovecs,
+        // buffers) lives in the worker until the ring is dropped, and a
+        // send's storage is reused only after its completion.
+        if unsafe { ring.submission().push(e) }.is_ok() {
+            return true;
+        }
+        if let Err(err) = ring.submit() {
+            debug!("submit with a full SQ: {err}");
+        }
+    }
+    false
+}
+
+/// Pins the calling thread to `cpu` (`sched_setaffinity`).
+///
+/// Errors: the syscall's (e.g. the CPU is outside the process's cpuset).
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET checks nothing, so bound it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Online CPUs (at least 1).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Thread body of worker `index`: pins, sets up, reports setup through
+/// `ready`, and runs until `shutdown` or `abort` is set.
+pub(crate) fn thread_main(
+    index: u32,
+    table: Arc<SlotTable>,
+    bind_ip: IpAddr,
+    pin: bool,
+    shutdown: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<(), RelayError>>,
+) -> Result<(), RelayError> {
+    if pin {
+        let cpu = index as usize % online_cpus();
+        if let Err(e) = pin_to_cpu(cpu) {
+            warn!(worker = index, cpu, "could not pin worker: {e}");
+        }
+    }
+    let worker = match Worker::new(index, table, bind_ip) {
+        Ok(w) => {
+            let _ = ready.send(Ok(()));
+            w
+        }
+        Err(e) => {
+            // `start` reports it (and stops the other workers).
+            let _ = ready.send(Err(e));
+            return Ok(());
+        }
+    };
+    drop(ready);
+    worker.run(|| shutdown.load(Ordering::Relaxed) || abort.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        let ud = recv_ud(123_456, 3, 0xbeef);
+        assert_eq!(ud >> KIND_SHIFT, K_RECV);
+        assert_eq!(ud as u32, 123_456);
+        assert_eq!(ud >> 32 & 3, 3);
+        assert_eq!((ud >> 34) as u16, 0xbeef);
+        let s = send_ud(4095);
+        assert_eq!(s >> KIND_SHIFT, K_SEND);
+        assert_eq!(s as u16, 4095);
+        assert_eq!(sock_index(1, true), 3);
+        assert_eq!(sock_index(0, false), 0);
+    }
+
+    #[test]
+    fn online_cpus_is_positive() {
+        assert!(online_cpus() >= 1);
+        assert!(pin_to_cpu(usize::MAX).is_err());
+    }
+}
