@@ -602,10 +602,10 @@ impl Worker {
         let phase = self.slots[idx].phase;
         match (state, phase) {
             (SlotState::Active, Phase::Idle) => self.open_slot(idx, now),
-            (SlotState::Active, Phase::Bound) => {
-                if self.table.config_seq(id) != self.slots[idx].seq {
-                    self.reconfigure(idx, now);
-                }
+            (SlotState::Active, Phase::Bound)
+                if self.table.config_seq(id) != self.slots[idx].seq =>
+            {
+                self.reconfigure(idx, now)
             }
             (SlotState::Draining, Phase::Idle) => {
                 if let Err(e) = self.table.finish_drain(id) {

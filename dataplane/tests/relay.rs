@@ -1,0 +1,453 @@
+//! End-to-end tests of the relay workers over loopback: a slot table, real
+//! io_uring workers, and UDP sockets standing in for the two peers.
+//!
+//! Every wait is bounded in both count and time.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_dataplane::{start, Relay, RelayConfig, RelayError};
+use tern_shared::table::{Direction, LegStats, SlotConfig, SlotState, SlotTable, TableParams};
+
+const OUT_A: u32 = 0xA0A0_A0A0;
+const OUT_B: u32 = 0xB1B1_B1B1;
+
+fn table(name: &str, lo: u16, workers: u32) -> Arc<SlotTable> {
+    let inst = format!("test-dp-{name}-{}", std::process::id());
+    let params = TableParams {
+        port_lo: lo,
+        port_hi: lo + 99,
+        workers,
+        media_ip: "127.0.0.1".parse().unwrap(),
+    };
+    Arc::new(SlotTable::create_or_attach(&inst, params).unwrap())
+}
+
+fn relay(t: &Arc<SlotTable>, workers: usize, pin: bool) -> (Relay, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cfg = RelayConfig {
+        workers,
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        pin,
+    };
+    (start(cfg, t.clone(), stop.clone()).unwrap(), stop)
+}
+
+fn stop(r: Relay, flag: &AtomicBool) {
+    flag.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    r.join().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "workers slow to stop"
+    );
+}
+
+fn udp() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    s
+}
+
+fn addr(s: &UdpSocket) -> SocketAddr {
+    s.local_addr().unwrap()
+}
+
+fn relay_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Polls `f` every 5 ms for at most `ms` ms.
+fn wait_until(ms: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    for _ in 0..10_000 {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Whether something holds UDP port `p` on loopback (a plain bind fails).
+fn port_bound(p: u16) -> bool {
+    UdpSocket::bind(relay_addr(p)).is_err()
+}
+
+fn wait_bound(t: &SlotTable, id: u32, rtcp: bool) {
+    for leg in 0..2 {
+        let ports = t.ports(id, leg);
+        assert!(
+            wait_until(3000, || port_bound(ports.rtp)
+                && (!rtcp || port_bound(ports.rtcp))),
+            "slot {id} leg {leg} never bound"
+        );
+    }
+}
+
+fn rtp(ssrc: u32, seq: u16, ts: u32, pt: u8) -> Vec<u8> {
+    let mut v = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    v[2..4].copy_from_slice(&seq.to_be_bytes());
+    v[4..8].copy_from_slice(&ts.to_be_bytes());
+    v[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[0xd5; 160]);
+    v
+}
+
+/// An RTCP sender report without report blocks (RFC 3550 §6.4.1).
+fn sr(ssrc: u32) -> Vec<u8> {
+    let mut v = vec![0x80, 200, 0, 6];
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(&[0; 20]);
+    v
+}
+
+fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = [0u8; 2048];
+    s.recv_from(&mut buf)
+        .ok()
+        .map(|(n, from)| (buf[..n].to_vec(), from))
+}
+
+/// Receives nothing within `ms` ms.
+fn quiet(s: &UdpSocket, ms: u64) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+    let r = recv(s).is_none();
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    r
+}
+
+fn ssrc_of(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[8], p[9], p[10], p[11]])
+}
+
+fn seq_of(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[2], p[3]])
+}
+
+/// Peers of one call: RTP and RTCP sockets of A (leg 0) and B (leg 1).
+struct Peers {
+    a: UdpSocket,
+    a_rtcp: UdpSocket,
+    b: UdpSocket,
+    b_rtcp: UdpSocket,
+}
+
+impl Peers {
+    fn new() -> Peers {
+        Peers {
+            a: udp(),
+            a_rtcp: udp(),
+            b: udp(),
+            b_rtcp: udp(),
+        }
+    }
+
+    fn config(&self) -> SlotConfig {
+        let mut c = SlotConfig::default();
+        c.legs[0].peer = Some(addr(&self.a));
+        c.legs[0].peer_rtcp = Some(addr(&self.a_rtcp));
+        c.legs[1].peer = Some(addr(&self.b));
+        c.legs[1].peer_rtcp = Some(addr(&self.b_rtcp));
+        c.legs[0].rewrite_ssrc = true;
+        c.legs[0].out_ssrc = OUT_A;
+        c.legs[1].rewrite_ssrc = true;
+        c.legs[1].out_ssrc = OUT_B;
+        c.tag = 42;
+        c
+    }
+}
+
+fn stats(t: &SlotTable, id: u32, leg: usize) -> LegStats {
+    t.stats(id, leg).unwrap()
+}
+
+/// Sends `n` RTP packets A → leg 0 (SSRC `ssrc`, from `seq0`) and checks
+/// that B gets each from leg 1's RTP port with `OUT_B` and sequence numbers
+/// continuing from `out0`.
+fn a_to_b(t: &SlotTable, id: u32, p: &Peers, ssrc: u32, seq0: u16, n: u16, out0: u16) {
+    let (l0, l1) = (t.ports(id, 0), t.ports(id, 1));
+    for k in 0..n {
+        let pkt = rtp(ssrc, seq0 + k, 1000 + 160 * u32::from(k), 0);
+        p.a.send_to(&pkt, relay_addr(l0.rtp)).unwrap();
+        let (got, from) = recv(&p.b).expect("B received RTP");
+        assert_eq!(from, relay_addr(l1.rtp), "sent from leg 1's RTP port");
+        assert_eq!(ssrc_of(&got), OUT_B);
+        assert_eq!(seq_of(&got), out0 + k);
+        assert_eq!(got.len(), pkt.len());
+        assert_eq!(&got[12..], &pkt[12..]);
+    }
+}
+
+#[test]
+fn forwards_rewrites_counts_and_drains() {
+    let t = table("flow", 46000, 1);
+    let (r, flag) = relay(&t, 1, false);
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    t.publish(id, &p.config()).unwrap();
+    wait_bound(&t, id, true);
+    let (l0, l1) = (t.ports(id, 0), t.ports(id, 1));
+
+    // A -> B: SSRC rewritten, sequence continuous.
+    a_to_b(&t, id, &p, 0x1111, 100, 5, 100);
+    // B -> A.
+    for k in 0..3u16 {
+        p.b.send_to(&rtp(0x2222, 7000 + k, 0, 8), relay_addr(l1.rtp))
+            .unwrap();
+        let (got, from) = recv(&p.a).expect("A received RTP");
+        assert_eq!(from, relay_addr(l0.rtp));
+        assert_eq!(ssrc_of(&got), OUT_A);
+        assert_eq!(seq_of(&got), 7000 + k);
+    }
+    // RTCP SR A -> B: sender SSRC mapped to what B sees.
+    p.a_rtcp.send_to(&sr(0x1111), relay_addr(l0.rtcp)).unwrap();
+    let (got, from) = recv(&p.b_rtcp).expect("B received RTCP");
+    assert_eq!(from, relay_addr(l1.rtcp));
+    assert_eq!(got.len(), 28);
+    assert_eq!(&got[4..8], &OUT_B.to_be_bytes());
+
+    // Counters (written by the worker before it sends).
+    let s0 = stats(&t, id, 0);
+    let s1 = stats(&t, id, 1);
+    assert_eq!(
+        (s0.rx_packets, s0.rtcp_rx_packets, s0.tx_packets),
+        (5, 1, 3)
+    );
+    assert_eq!(
+        (s1.rx_packets, s1.rtcp_rx_packets, s1.tx_packets),
+        (3, 0, 6)
+    );
+    assert_eq!(s0.rx_bytes, 5 * 172);
+    assert_eq!(s1.tx_bytes, 5 * 172 + 28);
+    assert_eq!(s0.learned, Some(addr(&p.a)));
+    assert_eq!(s1.learned, Some(addr(&p.b)));
+    assert!(s0.last_rx_ms > 0);
+    let persisted = t.counters(id, 1).unwrap().ssrc_state();
+    assert_ne!(persisted, [0; 3], "SSRC state toward B persisted");
+
+    // A third party is refused (learn-once locked on A).
+    let c = udp();
+    c.send_to(&rtp(0x3333, 1, 0, 0), relay_addr(l0.rtp))
+        .unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 0).drop_source == 1));
+    assert!(quiet(&p.b, 100), "nothing forwarded to B");
+
+    // Malformed RTP is counted.
+    p.a.send_to(&[0x80, 0, 1], relay_addr(l0.rtp)).unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 0).drop_malformed == 1));
+
+    // Hold: leg 0 inactive; packets from either side are dropped.
+    let mut cfg = p.config();
+    cfg.legs[0].direction = Direction::Inactive;
+    t.publish(id, &cfg).unwrap();
+    let mut seq = 200;
+    assert!(
+        wait_until(3000, || {
+            seq += 1;
+            p.a.send_to(&rtp(0x1111, seq, 0, 0), relay_addr(l0.rtp))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            stats(&t, id, 0).drop_direction > 0
+        }),
+        "direction drop counted"
+    );
+    while recv_nowait(&p.b) {}
+    let before = stats(&t, id, 1).drop_direction;
+    p.b.send_to(&rtp(0x2222, 9000, 0, 8), relay_addr(l1.rtp))
+        .unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 1).drop_direction == before + 1));
+    assert!(quiet(&p.a, 100));
+
+    // Worker heartbeat and totals.
+    assert!(wait_until(2000, || {
+        let (hb, fwd, dropped) = t.worker_status(0);
+        hb > 0 && fwd >= 9 && dropped >= 4
+    }));
+
+    // Release: the worker closes the sockets and frees the slot.
+    t.release(id).unwrap();
+    assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    assert!(!port_bound(l0.rtp) && !port_bound(l1.rtcp));
+    assert_eq!(stats(&t, id, 0), LegStats::default());
+
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
+
+fn recv_nowait(s: &UdpSocket) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let got = s.recv_from(&mut buf).is_ok();
+    s.set_nonblocking(false).unwrap();
+    got
+}
+
+#[test]
+fn two_workers_each_relay_their_slots() {
+    let t = table("two", 46100, 2);
+    let (r, flag) = relay(&t, 2, true);
+    // Find one slot on each worker; release the others at once (a slot
+    // released while reserved is freed by its worker too).
+    let mut picked = [None, None];
+    let mut extra = Vec::new();
+    for _ in 0..t.capacity() {
+        let id = t.reserve().unwrap();
+        let w = t.worker_of(id) as usize;
+        if picked[w].is_none() {
+            picked[w] = Some(id);
+        } else {
+            extra.push(id);
+        }
+        if picked.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    for id in &extra {
+        t.release(*id).unwrap();
+    }
+    let peers = [Peers::new(), Peers::new()];
+    let ids = picked.map(Option::unwrap);
+    for (id, p) in ids.iter().zip(&peers) {
+        t.publish(*id, &p.config()).unwrap();
+    }
+    for (w, (id, p)) in ids.iter().zip(&peers).enumerate() {
+        wait_bound(&t, *id, true);
+        a_to_b(&t, *id, p, 0x5000 + w as u32, 10, 4, 10);
+    }
+    for id in &extra {
+        assert!(wait_until(2000, || t.state(*id) == SlotState::Free));
+    }
+    for id in ids {
+        t.release(id).unwrap();
+        assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    }
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
+
+#[test]
+fn restarted_relay_resumes_calls() {
+    let t = table("restart", 46200, 1);
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    let (r, flag) = relay(&t, 1, false);
+    t.publish(id, &p.config()).unwrap();
+    wait_bound(&t, id, true);
+    a_to_b(&t, id, &p, 0x1111, 10, 3, 10);
+
+    stop(r, &flag);
+    assert_eq!(
+        t.state(id),
+        SlotState::Active,
+        "shutdown leaves slots alone"
+    );
+    let ports = t.ports(id, 0);
+    assert!(
+        wait_until(2000, || !port_bound(ports.rtp)),
+        "sockets closed"
+    );
+
+    let (r, flag) = relay(&t, 1, false);
+    wait_bound(&t, id, true);
+    // Same ports; the same source continues...
+    a_to_b(&t, id, &p, 0x1111, 13, 2, 13);
+    // ...and a new source continues right after the newest output, which
+    // only a restored SSRC state can know.
+    a_to_b(&t, id, &p, 0x9999, 5000, 2, 15);
+    let s0 = stats(&t, id, 0);
+    assert_eq!(s0.rx_packets, 7, "counters survive the restart");
+    assert_eq!(s0.learned, Some(addr(&p.a)));
+    // Learned peers survive: a third party is still refused.
+    let c = udp();
+    c.send_to(&rtp(1, 1, 0, 0), relay_addr(ports.rtp)).unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 0).drop_source == 1));
+
+    t.release(id).unwrap();
+    assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
+
+#[test]
+fn rtcp_mux_and_symmetric_rtp() {
+    let t = table("mux", 46300, 1);
+    let (r, flag) = relay(&t, 1, false);
+    let a = udp();
+    let b = udp();
+    let id = t.reserve().unwrap();
+    let mut c = SlotConfig::default();
+    c.legs[0].peer = Some(addr(&a));
+    c.legs[0].rtcp_mux = true;
+    c.legs[1].rtcp_mux = true;
+    // B's address is unknown (e.g. behind NAT): learned from its packets.
+    t.publish(id, &c).unwrap();
+    wait_bound(&t, id, false);
+    let (l0, l1) = (t.ports(id, 0), t.ports(id, 1));
+    assert!(!port_bound(l0.rtcp), "no RTCP port with rtcp-mux");
+    // A -> B: no peer yet.
+    a.send_to(&rtp(1, 1, 0, 0), relay_addr(l0.rtp)).unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 0).drop_no_peer == 1));
+    // B speaks first on leg 1; then A's media reaches it.
+    b.send_to(&rtp(2, 1, 0, 0), relay_addr(l1.rtp)).unwrap();
+    let (_, from) = recv(&a).expect("A got B's RTP");
+    assert_eq!(from, relay_addr(l0.rtp));
+    a.send_to(&rtp(1, 2, 0, 0), relay_addr(l0.rtp)).unwrap();
+    let (got, from) = recv(&b).expect("B got A's RTP");
+    assert_eq!(
+        (from, seq_of(&got), ssrc_of(&got)),
+        (relay_addr(l1.rtp), 2, 1)
+    );
+    // RTCP on the RTP port, unchanged without rewriting.
+    a.send_to(&sr(1), relay_addr(l0.rtp)).unwrap();
+    let (got, from) = recv(&b).expect("B got A's RTCP");
+    assert_eq!((from, got), (relay_addr(l1.rtp), sr(1)));
+    assert_eq!(stats(&t, id, 0).rtcp_rx_packets, 1);
+    t.release(id).unwrap();
+    assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
+
+#[test]
+fn bind_failure_is_retried() {
+    let t = table("busy", 46400, 1);
+    let (r, flag) = relay(&t, 1, false);
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    let l1 = t.ports(id, 1);
+    // Someone else holds leg 1's RTP port (without SO_REUSEADDR).
+    let squatter = UdpSocket::bind(relay_addr(l1.rtp)).unwrap();
+    t.publish(id, &p.config()).unwrap();
+    assert!(wait_until(2000, || port_bound(t.ports(id, 0).rtp)));
+    drop(squatter);
+    // Bound on a later retry (every second), then media flows.
+    wait_bound(&t, id, true);
+    a_to_b(&t, id, &p, 0x1111, 1, 2, 1);
+    t.release(id).unwrap();
+    assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
+
+#[test]
+fn start_refuses_worker_count_mismatch() {
+    let t = table("mismatch", 46500, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cfg = RelayConfig {
+        workers: 1,
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        pin: false,
+    };
+    let e = start(cfg, t.clone(), stop).unwrap_err();
+    assert!(matches!(e, RelayError::Config(_)));
+    assert!(e.to_string().contains("laid out for 2"));
+    t.unlink().unwrap();
+}
