@@ -192,6 +192,8 @@ pub struct Worker {
     slots: Vec<SlotRt>,
     /// Sockets to re-arm: (slot index, socket index, generation).
     rearm: Vec<(u32, u8, u16)>,
+    /// Spare list swapped with `rearm` while re-arming.
+    rearm_scratch: Vec<(u32, u8, u16)>,
     /// Completions copied out of the CQ, processed in batch.
     cqes: Vec<cqueue::Entry>,
     bind_ip: IpAddr,
@@ -231,6 +233,18 @@ impl Worker {
     /// created or registered, or the kernel lacks `IORING_FEAT_EXT_ARG`
     /// (Linux 5.11).
     pub fn new(index: u32, table: Arc<SlotTable>, bind_ip: IpAddr) -> Result<Worker, RelayError> {
+        Worker::with_buffers(index, table, bind_ip, BUF_ENTRIES)
+    }
+
+    /// [`Worker::new`] with `buffers` provided buffers (a power of two up to
+    /// 32768) instead of [`BUF_ENTRIES`]: for tests of buffer exhaustion
+    /// (`-ENOBUFS`) and for tuning.
+    pub fn with_buffers(
+        index: u32,
+        table: Arc<SlotTable>,
+        bind_ip: IpAddr,
+        buffers: u16,
+    ) -> Result<Worker, RelayError> {
         let setup = |what: &'static str| {
             move |source| RelayError::Setup {
                 worker: index as usize,
@@ -245,10 +259,10 @@ impl Worker {
                 "kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11+)",
             )));
         }
-        let bufs = BufRing::new(BUF_ENTRIES, BUF_SIZE, BGID).map_err(setup("buffer ring"))?;
+        let bufs = BufRing::new(buffers, BUF_SIZE, BGID).map_err(setup("buffer ring"))?;
         bufs.register(&ring.submitter())
             .map_err(setup("buffer ring registration"))?;
-        let sends = (0..BUF_ENTRIES)
+        let sends = (0..buffers)
             .map(|_| SendSlot {
                 // SAFETY: all-zero is a valid msghdr and iovec.
                 hdr: unsafe { std::mem::zeroed() },
@@ -275,6 +289,7 @@ impl Worker {
             first: range.start,
             slots: (0..n).map(|_| SlotRt::new()).collect(),
             rearm: Vec::with_capacity(n * 4 + 16),
+            rearm_scratch: Vec::with_capacity(n * 4 + 16),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             bind_ip,
             min_wait,
@@ -556,12 +571,15 @@ impl Worker {
         if self.rearm.is_empty() || self.bufs.available() == 0 {
             return;
         }
-        let list = std::mem::take(&mut self.rearm);
+        // Swap in the (empty, preallocated) scratch list: `arm` may queue
+        // again on `self.rearm`.
+        let mut list = std::mem::take(&mut self.rearm_scratch);
+        std::mem::swap(&mut list, &mut self.rearm);
         for &(idx, sock, gen) in &list {
             self.arm(idx as usize, usize::from(sock), gen);
         }
-        self.rearm = list;
-        self.rearm.clear();
+        list.clear();
+        self.rearm_scratch = list;
     }
 
     /// Arms the multishot receive of socket `sock` of slot `idx` if it is
