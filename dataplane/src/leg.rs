@@ -622,6 +622,18 @@ mod tests {
     }
 
     #[test]
+    fn rejected_contents_teach_nothing() {
+        let mut f = Forwarder::new(cfg(Learning::LearnOnce), Default::default());
+        // Garbage from an attacker first: dropped, and not learned...
+        let o = f.on_packet(0, a("6.6.6.6:1"), &mut [0u8; 3], PacketKind::Rtp);
+        assert_eq!(o.verdict, Verdict::Drop(DropReason::Malformed));
+        assert_eq!((o.learned, f.leg(0).rtp_src.learned()), (None, None));
+        // ...so the real peer's first valid packet is.
+        let o = f.on_packet(0, a("10.0.0.1:4000"), &mut rtp(1, 7, 0), PacketKind::Rtp);
+        assert_eq!(o.learned, Some(a("10.0.0.1:4000")));
+    }
+
+    #[test]
     fn no_peer_drops() {
         let mut c = cfg(Learning::LearnOnce);
         c.legs[1].peer = None;

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! tern's dataplane: thread-per-core io_uring workers that forward RTP and
 //! RTCP between the two legs of relay slots.
 //!

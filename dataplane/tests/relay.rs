@@ -489,3 +489,45 @@ fn buffer_exhaustion_rearms_and_loses_nothing() {
     w.join().unwrap().unwrap();
     t.unlink().unwrap();
 }
+
+/// Rough loopback throughput (run with `--ignored --nocapture`, release):
+/// one sender thread A, one receiver B, one worker. Not a benchmark: the
+/// three threads share the machine's CPUs.
+#[test]
+#[ignore]
+fn throughput_smoke() {
+    let t = table("thru", 46700, 1);
+    let (r, flag) = relay(&t, 1, false);
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    t.publish(id, &p.config()).unwrap();
+    wait_bound(&t, id, true);
+    let l0 = t.ports(id, 0);
+    let a = p.a.try_clone().unwrap();
+    const N: u32 = 200_000;
+    let t0 = Instant::now();
+    let sender = std::thread::spawn(move || {
+        for k in 0..N {
+            let _ = a.send_to(&rtp(1, k as u16, k * 160, 0), relay_addr(l0.rtp));
+            if k % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    p.b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut got = 0u32;
+    while got < N && recv(&p.b).is_some() {
+        got += 1;
+    }
+    sender.join().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let s0 = stats(&t, id, 0);
+    println!(
+        "sent {N}, relay rx {}, B got {got} in {secs:.2}s: {:.0} pkt/s",
+        s0.rx_packets,
+        f64::from(got) / secs
+    );
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
