@@ -531,3 +531,30 @@ fn throughput_smoke() {
     stop(r, &flag);
     t.unlink().unwrap();
 }
+
+/// Dual-stack: sockets bound on `::` relay IPv4 peers (IPv4-mapped source
+/// addresses compare equal to the SDP's IPv4 ones).
+#[test]
+fn dual_stack_bind_relays_ipv4_peers() {
+    let t = table("v6", 46800, 1);
+    let flag = Arc::new(AtomicBool::new(false));
+    let cfg = RelayConfig {
+        workers: 1,
+        bind_ip: "::".parse().unwrap(),
+        pin: false,
+    };
+    let r = start(cfg, t.clone(), flag.clone()).unwrap();
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    let mut c = p.config();
+    c.legs[0].learning = tern_shared::table::Learning::Strict;
+    t.publish(id, &c).unwrap();
+    wait_bound(&t, id, true);
+    a_to_b(&t, id, &p, 0x1111, 1, 3, 1);
+    assert_eq!(stats(&t, id, 0).learned, Some(addr(&p.a)));
+    assert_eq!(stats(&t, id, 0).drop_source, 0);
+    t.release(id).unwrap();
+    assert!(wait_until(2000, || t.state(id) == SlotState::Free));
+    stop(r, &flag);
+    t.unlink().unwrap();
+}
