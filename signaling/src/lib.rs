@@ -1,1 +1,70 @@
-//! signaling
+//! tern's SIP signaling plane: a registrar with digest authentication and a
+//! B2BUA that anchors media in relay slots.
+//!
+//! - [`config`]: [`SipConfig`] and the `[[users]]` TOML table.
+//! - [`relay`]: the [`MediaRelay`] trait and [`ShmRelay`] over the
+//!   shared-memory slot table.
+//! - [`server`]: the `mio` UDP transport and [`run`].
+//! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
+//!   (parsing, checks, building), [`digest`] (RFC 2617), [`registrar`]
+//!   (RFC 3261 §10), [`sdp`] (offer/answer rewrite), [`b2bua`] (calls) and
+//!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out).
+//!
+//! Wiring: build a [`SipConfig`] (users from [`load_users_toml`]), a relay
+//! (`ShmRelay::new(table)` or `ShmRelay::open(name)`), and call [`run`] on a
+//! thread with a shutdown flag.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+pub mod b2bua;
+pub mod config;
+pub mod core;
+pub mod digest;
+pub mod msg;
+pub mod normalize;
+pub mod registrar;
+pub mod relay;
+pub mod sdp;
+pub mod server;
+
+pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
+pub use crate::core::{CoreStats, SipCore};
+pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
+pub use crate::server::run;
+
+/// Errors that stop the signaling plane.
+#[derive(Debug)]
+pub enum SipError {
+    /// The configuration was refused (see [`SipConfig::validate`]).
+    Config(ConfigError),
+    /// The listen address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// Polling the socket failed.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for SipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SipError::Config(e) => write!(f, "{e}"),
+            SipError::Bind(a, e) => write!(f, "cannot bind SIP UDP socket on {a}: {e}"),
+            SipError::Io(e) => write!(f, "SIP transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SipError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SipError::Config(e) => Some(e),
+            SipError::Bind(_, e) | SipError::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for SipError {
+    fn from(e: ConfigError) -> Self {
+        SipError::Config(e)
+    }
+}

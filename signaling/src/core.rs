@@ -1,0 +1,530 @@
+//! The sans-IO signaling core: datagrams and a clock go in, datagrams and
+//! deadlines come out. Only [`crate::server`] owns a socket and reads the
+//! clock; tests drive [`SipCore`] on a virtual clock.
+//!
+//! ```text
+//! handle_datagram(bytes, src, now) ─┐
+//! handle_timeout(now) ──────────────┼─> poll_transmit() -> (dest, bytes)
+//!                                   └─> poll_timeout()  -> next deadline
+//! ```
+//!
+//! Retransmissions are simple per-message timers (RFC 3261 §17 timers A/B,
+//! E/F, G/H and the §13.3.1.4 2xx retransmission, T1 doubling, capped at T2
+//! where the RFC caps): a full §17 transaction layer can replace
+//! [`RtKey`]-keyed entries without touching the call logic.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::b2bua::{Call, Side};
+use crate::config::SipConfig;
+use crate::digest::{self, NonceSource, Verdict};
+use crate::msg::{self, response_salvaged, response_to, Msg, OutMsg, ParseError};
+use crate::registrar::{self, ExpiryPolicy, LocationService, MemoryLocation, RegisterResult};
+use crate::relay::MediaRelay;
+
+/// Methods we answer (the `Allow` header).
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER";
+
+/// Counters of the core (monotonic, since creation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Datagrams handed in.
+    pub datagrams: u64,
+    /// Malformed requests (answered 400/501/505 when a Via was salvaged).
+    pub malformed_requests: u64,
+    /// Malformed requests that could not be answered (no Via): dropped.
+    pub dropped_requests: u64,
+    /// Malformed responses and unparsable datagrams: dropped.
+    pub malformed_responses: u64,
+    /// Responses that matched no call or transaction: dropped.
+    pub stray_responses: u64,
+    /// Successful REGISTER requests.
+    pub registrations: u64,
+    /// Authentication challenges sent (401/407).
+    pub challenges: u64,
+    /// Authentication failures answered 403.
+    pub auth_failures: u64,
+    /// Calls accepted (slot reserved, INVITE sent to the callee).
+    pub calls: u64,
+    /// Calls answered (200 relayed to the caller).
+    pub calls_answered: u64,
+    /// INVITEs refused for want of a relay slot (503).
+    pub no_slot: u64,
+}
+
+/// Which message a retransmission timer resends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RtKey {
+    /// Our final response to the caller's INVITE (2xx: §13.3.1.4; other:
+    /// timer G/H), until the caller's ACK.
+    AFinal(u64),
+    /// Our INVITE to the callee (timers A/B), until any response.
+    BInvite(u64),
+    /// A BYE we sent toward one side (timers E/F).
+    Bye(u64, Side),
+    /// A CANCEL we sent to the callee (timers E/F).
+    Cancel(u64),
+}
+
+#[derive(Debug)]
+pub(crate) struct Retrans {
+    dest: SocketAddr,
+    bytes: Vec<u8>,
+    interval: Duration,
+    cap: Option<Duration>,
+    deadline: Instant,
+    timer: (Instant, u64),
+}
+
+/// Timer events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerEv {
+    Retrans(RtKey),
+    /// Timer C of a call (no final response from the callee in time).
+    TimerC(u64),
+    /// A finished call's state may go (retransmissions absorbed until then).
+    Linger(u64),
+}
+
+/// The signaling core: registrar, digest auth and B2BUA, sans-IO.
+pub struct SipCore {
+    pub(crate) cfg: SipConfig,
+    /// Our address for Via and Contact.
+    pub(crate) local: SocketAddr,
+    pub(crate) ha1: HashMap<String, String>,
+    pub(crate) nonces: NonceSource,
+    pub(crate) loc: Box<dyn LocationService>,
+    pub(crate) relay: Box<dyn MediaRelay>,
+    pub(crate) out: VecDeque<(SocketAddr, Vec<u8>)>,
+    timers: BTreeMap<(Instant, u64), TimerEv>,
+    timer_seq: u64,
+    retrans: HashMap<RtKey, Retrans>,
+    pub(crate) calls: HashMap<u64, Call>,
+    /// Call-ID → (call, side). Both dialogs of a call are indexed.
+    pub(crate) dialogs: HashMap<String, (u64, Side)>,
+    pub(crate) next_call: u64,
+    pub(crate) stats: CoreStats,
+    next_purge: Instant,
+}
+
+impl std::fmt::Debug for SipCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCore")
+            .field("local", &self.local)
+            .field("calls", &self.calls.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Random lowercase hex of `n` bytes.
+pub(crate) fn rand_hex(n: usize) -> String {
+    (0..n)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+impl SipCore {
+    /// A core serving `config`, anchoring media on `relay`, reachable at
+    /// `local` (the bound socket address; a wildcard IP is replaced by
+    /// `config.advertise` or the relay's media IP). `now` starts the clock
+    /// of nonces and timers. HA1 values are computed here from the users'
+    /// passwords; the passwords are not kept.
+    pub fn new(
+        config: &SipConfig,
+        relay: Box<dyn MediaRelay>,
+        local: SocketAddr,
+        now: Instant,
+    ) -> SipCore {
+        let mut local = local;
+        if local.ip().is_unspecified() {
+            local.set_ip(config.advertise.unwrap_or_else(|| relay.media_ip()));
+        }
+        let ha1 = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.ha1(&config.realm)))
+            .collect();
+        let mut cfg = config.clone();
+        cfg.users.clear();
+        SipCore {
+            nonces: NonceSource::new(now, cfg.nonce_ttl),
+            cfg,
+            local,
+            ha1,
+            loc: Box::new(MemoryLocation::new()),
+            relay,
+            out: VecDeque::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            retrans: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            next_call: 1,
+            stats: CoreStats::default(),
+            next_purge: now + Duration::from_secs(30),
+        }
+    }
+
+    /// Replaces the location service (default: in memory).
+    pub fn with_location(mut self, loc: Box<dyn LocationService>) -> SipCore {
+        self.loc = loc;
+        self
+    }
+
+    /// The address in our Via and Contact headers.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    /// Calls that still hold state (including finished ones lingering to
+    /// absorb retransmissions).
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Calls holding a relay slot.
+    pub fn active_calls(&self) -> usize {
+        self.calls.values().filter(|c| c.slot.is_some()).count()
+    }
+
+    /// Live registrations (bindings) at `now`.
+    pub fn location(&self) -> &dyn LocationService {
+        self.loc.as_ref()
+    }
+
+    /// Next datagram to send: destination and bytes.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+
+    /// The earliest instant at which [`SipCore::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.keys().next().map(|(t, _)| *t);
+        Some(t.map_or(self.next_purge, |t| t.min(self.next_purge)))
+    }
+
+    /// Handles one received datagram from `src` at `now`.
+    pub fn handle_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        self.stats.datagrams += 1;
+        match msg::parse(data) {
+            Ok(m) => {
+                if m.method().is_some() {
+                    self.on_request(m, src, now);
+                } else {
+                    self.on_response(m, src, now);
+                }
+            }
+            Err(ParseError::KeepAlive) => {}
+            Err(ParseError::BadRequest {
+                status,
+                detail,
+                salvage,
+            }) => match response_salvaged(&salvage, status) {
+                Some(r) => {
+                    self.stats.malformed_requests += 1;
+                    debug!(%src, status, %detail, "malformed request answered");
+                    let r = r.header("Server", self.cfg.user_agent.clone());
+                    self.out.push_back((src, r.to_bytes()));
+                }
+                None => {
+                    self.stats.dropped_requests += 1;
+                    debug!(%src, %detail, "malformed request without Via dropped");
+                }
+            },
+            Err(ParseError::Drop { detail }) => {
+                self.stats.malformed_responses += 1;
+                debug!(%src, %detail, "malformed message dropped");
+            }
+        }
+    }
+
+    /// Runs every timer due at `now` (retransmissions, timeouts, purges).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Bounded: each step pops one timer; new ones are strictly later.
+        for _ in 0..100_000 {
+            let Some((&key, &ev)) = self.timers.iter().next() else {
+                break;
+            };
+            if key.0 > now {
+                break;
+            }
+            self.timers.remove(&key);
+            match ev {
+                TimerEv::Retrans(k) => self.fire_retrans(k, key, now),
+                TimerEv::TimerC(id) => self.on_timer_c(id, key.0, now),
+                TimerEv::Linger(id) => self.on_linger(id, key.0),
+            }
+        }
+        if now >= self.next_purge {
+            let n = self.loc.purge(now);
+            if n > 0 {
+                debug!(expired = n, "registrations purged");
+            }
+            self.next_purge = now + Duration::from_secs(30);
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, at: Instant, ev: TimerEv) -> (Instant, u64) {
+        self.timer_seq += 1;
+        let key = (at, self.timer_seq);
+        self.timers.insert(key, ev);
+        key
+    }
+
+    /// Sends `bytes` to `dest` now and retransmits it from T1, doubling
+    /// (capped at `cap` if given), until [`SipCore::stop_retrans`] or 64*T1.
+    pub(crate) fn send_retrans(
+        &mut self,
+        key: RtKey,
+        dest: SocketAddr,
+        bytes: Vec<u8>,
+        cap: bool,
+        now: Instant,
+    ) {
+        self.stop_retrans(key);
+        self.out.push_back((dest, bytes.clone()));
+        let t1 = self.cfg.t1;
+        let timer = self.schedule(now + t1, TimerEv::Retrans(key));
+        self.retrans.insert(
+            key,
+            Retrans {
+                dest,
+                bytes,
+                interval: t1,
+                cap: cap.then_some(self.cfg.t2),
+                deadline: now + t1 * 64,
+                timer,
+            },
+        );
+    }
+
+    /// Stops a retransmission; returns whether one was running.
+    pub(crate) fn stop_retrans(&mut self, key: RtKey) -> bool {
+        match self.retrans.remove(&key) {
+            Some(r) => {
+                self.timers.remove(&r.timer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a retransmission is running.
+    pub(crate) fn retransmitting(&self, key: RtKey) -> bool {
+        self.retrans.contains_key(&key)
+    }
+
+    fn fire_retrans(&mut self, k: RtKey, timer: (Instant, u64), now: Instant) {
+        let Some(r) = self.retrans.get_mut(&k) else {
+            return;
+        };
+        if r.timer != timer {
+            return;
+        }
+        if now >= r.deadline {
+            self.retrans.remove(&k);
+            self.on_retrans_timeout(k, now);
+            return;
+        }
+        self.out.push_back((r.dest, r.bytes.clone()));
+        let doubled = r.interval * 2;
+        r.interval = r.cap.map_or(doubled, |c| doubled.min(c));
+        let next = (now + r.interval).min(r.deadline);
+        let next = next.max(now + Duration::from_millis(1));
+        self.timer_seq += 1;
+        let key = (next, self.timer_seq);
+        r.timer = key;
+        self.timers.insert(key, TimerEv::Retrans(k));
+    }
+
+    /// Sends a datagram once.
+    pub(crate) fn send(&mut self, dest: SocketAddr, bytes: Vec<u8>) {
+        self.out.push_back((dest, bytes));
+    }
+
+    /// Builds a response to `req` with our Server header.
+    pub(crate) fn response(
+        &self,
+        req: &Msg,
+        code: u16,
+        to_tag: Option<&str>,
+        src: SocketAddr,
+    ) -> OutMsg {
+        response_to(req, code, to_tag, src).header("Server", self.cfg.user_agent.clone())
+    }
+
+    /// Sends a stateless response (To tag derived from the request, so a
+    /// retransmitted request gets the same tag).
+    pub(crate) fn reply(
+        &mut self,
+        req: &Msg,
+        code: u16,
+        src: SocketAddr,
+        f: impl FnOnce(OutMsg) -> OutMsg,
+    ) {
+        let tag = stateless_tag(req);
+        let r = f(self.response(req, code, Some(&tag), src));
+        self.send(src, r.to_bytes());
+    }
+
+    fn on_request(&mut self, req: Msg, src: SocketAddr, now: Instant) {
+        let method = req.method().unwrap_or_default().to_string();
+        let dialog = self.dialogs.get(&req.call_id).copied();
+        match method.as_str() {
+            "REGISTER" => self.on_register(&req, src, now),
+            "OPTIONS" => self.reply(&req, 200, src, |r| {
+                r.header("Allow", ALLOW).header("Accept", "application/sdp")
+            }),
+            "INVITE" => self.on_invite(req, src, dialog, now),
+            "ACK" => match dialog {
+                Some((id, Side::A)) => self.on_a_ack(id, &req, now),
+                Some((id, Side::B)) => debug!(call = id, "ACK from callee ignored"),
+                None => debug!(call_id = %req.call_id, "ACK without dialog dropped"),
+            },
+            "BYE" => match dialog {
+                Some((id, side)) => self.on_bye(id, side, &req, src, now),
+                None => self.reply(&req, 481, src, |r| r),
+            },
+            "CANCEL" => match dialog {
+                Some((id, Side::A)) => self.on_cancel(id, &req, src, now),
+                _ => self.reply(&req, 481, src, |r| r),
+            },
+            _ => {
+                if req.to.tag().is_some() && dialog.is_none() {
+                    self.reply(&req, 481, src, |r| r);
+                } else {
+                    self.reply(&req, 501, src, |r| r.header("Allow", ALLOW));
+                }
+            }
+        }
+    }
+
+    /// Digest check for `req` when users are configured. Returns the
+    /// authenticated user (empty when no users are configured), or `None`
+    /// after queueing 401/407 (challenge) or 403.
+    pub(crate) fn authenticate(
+        &mut self,
+        req: &Msg,
+        src: SocketAddr,
+        proxy: bool,
+        now: Instant,
+    ) -> Option<String> {
+        if self.ha1.is_empty() {
+            return Some(String::new());
+        }
+        let (cred_hdr, chal_hdr, chal_code) = if proxy {
+            ("Proxy-Authorization", "Proxy-Authenticate", 407)
+        } else {
+            ("Authorization", "WWW-Authenticate", 401)
+        };
+        let method = req.method().unwrap_or_default();
+        let verdict = digest::verify(
+            req.headers(cred_hdr),
+            method,
+            &self.cfg.realm,
+            &self.nonces,
+            now,
+            |u| self.ha1.get(u).cloned(),
+        );
+        match verdict {
+            Verdict::Ok(user) => Some(user),
+            Verdict::Challenge | Verdict::Stale => {
+                self.stats.challenges += 1;
+                let stale = verdict == Verdict::Stale;
+                let chal = self.nonces.challenge(&self.cfg.realm, now, stale);
+                debug!(call_id = %req.call_id, %src, method, stale, "digest challenge");
+                self.reply(req, chal_code, src, |r| r.header(chal_hdr, chal));
+                None
+            }
+            Verdict::Forbidden => {
+                self.stats.auth_failures += 1;
+                warn!(call_id = %req.call_id, %src, method, "digest authentication failed");
+                self.reply(req, 403, src, |r| r);
+                None
+            }
+        }
+    }
+
+    fn on_register(&mut self, req: &Msg, src: SocketAddr, now: Instant) {
+        if !matches!(req.uri_scheme().as_deref(), Some("sip" | "sips")) {
+            self.reply(req, 416, src, |r| r);
+            return;
+        }
+        let Some(user) = self.authenticate(req, src, false, now) else {
+            return;
+        };
+        if !user.is_empty() {
+            // One may register only one's own AOR.
+            if registrar::aor_of(req).map(|(_, u)| u) != Some(user.clone()) {
+                self.stats.auth_failures += 1;
+                warn!(call_id = %req.call_id, %user, to = %req.to.uri, "REGISTER for another user refused");
+                self.reply(req, 403, src, |r| r);
+                return;
+            }
+        }
+        let policy = ExpiryPolicy {
+            default: self.cfg.default_expires,
+            min: self.cfg.min_expires,
+            max: self.cfg.max_expires,
+        };
+        match registrar::register(self.loc.as_mut(), req, src, now, policy) {
+            RegisterResult::Ok(bindings) => {
+                self.stats.registrations += 1;
+                info!(call_id = %req.call_id, aor = %req.to.uri, %src, bindings = bindings.len(), "registered");
+                self.reply(req, 200, src, |mut r| {
+                    for (c, e) in &bindings {
+                        r.push("Contact", format!("<{c}>;expires={e}"));
+                    }
+                    r
+                });
+            }
+            RegisterResult::TooBrief(min) => {
+                self.reply(req, 423, src, |r| r.header("Min-Expires", min.to_string()));
+            }
+            RegisterResult::Fail(code, why) => {
+                debug!(call_id = %req.call_id, code, %why, "REGISTER refused");
+                self.reply(req, code, src, |r| r);
+            }
+        }
+    }
+
+    fn on_response(&mut self, resp: Msg, src: SocketAddr, now: Instant) {
+        let Some((id, side)) = self.dialogs.get(&resp.call_id).copied() else {
+            self.stats.stray_responses += 1;
+            debug!(call_id = %resp.call_id, %src, "stray response dropped");
+            return;
+        };
+        match (resp.cseq.method.as_str(), side) {
+            ("INVITE", Side::B) => self.on_b_invite_response(id, &resp, now),
+            ("BYE", side) => self.on_bye_response(id, side, &resp, now),
+            ("CANCEL", Side::B) => {
+                self.stop_retrans(RtKey::Cancel(id));
+            }
+            _ => {
+                self.stats.stray_responses += 1;
+            }
+        }
+    }
+}
+
+/// A To tag for stateless responses: stable for retransmissions of one
+/// request (MD5 of Call-ID, From tag and branch).
+fn stateless_tag(req: &Msg) -> String {
+    let h = digest::md5_hex(&format!(
+        "{}|{}|{}",
+        req.call_id,
+        req.from.tag().unwrap_or(""),
+        req.top_via().branch().unwrap_or("")
+    ));
+    h[..16].to_string()
+}

@@ -1,0 +1,1125 @@
+//! SIP messages: parsing (normalising pass, then rsip, then the checks of
+//! RFC 3261 §8.1.1 / §8.2.2 and RFC 4475) and building (with rsip's
+//! `Request`/`Response` types).
+//!
+//! rsip gives the start line, the Request-URI and the header list; the
+//! header values we act on (Via, From/To/Contact name-addr, CSeq) are read by
+//! the small tolerant parsers here, which accept the LWS and parameter forms
+//! of RFC 3261 §25 that rsip's typed headers stumble on.
+//!
+//! Nothing here panics on input.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::normalize::{normalize, FrameError, Normalized};
+
+/// A header parameter: name and optional value (quotes kept).
+pub type Param = (String, Option<String>);
+
+/// A parsed Via value (RFC 3261 §20.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Transport token, upper case (`UDP`, `TCP`, ...).
+    pub transport: String,
+    /// sent-by host (IPv6 without brackets).
+    pub host: String,
+    /// sent-by port, if given.
+    pub port: Option<u16>,
+    /// Via parameters in order.
+    pub params: Vec<Param>,
+}
+
+impl Via {
+    /// Parses one Via value; `None` when it is malformed (RFC 4475 §3.1.2.1).
+    pub fn parse(s: &str) -> Option<Via> {
+        let (head, params) = split_head_params(s)?;
+        let mut parts = head.splitn(3, '/');
+        let proto = parts.next()?.trim();
+        let version = parts.next()?.trim();
+        let rest = parts.next()?.trim();
+        if !proto.eq_ignore_ascii_case("SIP") || version != "2.0" {
+            return None;
+        }
+        let mut words = rest.split_whitespace();
+        let transport = words.next()?.to_ascii_uppercase();
+        let sent_by: String = words.collect();
+        if sent_by.is_empty() {
+            return None;
+        }
+        let (host, port) = split_host_port(&sent_by)?;
+        Some(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// Value of parameter `name` (case-insensitive); `Some("")` if it has
+    /// no value.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find_param(&self.params, name)
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch")
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} ", self.transport)?;
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            write!(f, "{}", self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)
+    }
+}
+
+/// A From, To or Contact value: `[display] <uri>;params` or `uri;params`
+/// (RFC 3261 §20.10, §20.20, §20.39).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted as given (escapes kept).
+    pub display: Option<String>,
+    /// The URI, as text.
+    pub uri: String,
+    /// Header parameters (tag, expires, q, ...).
+    pub params: Vec<Param>,
+}
+
+impl NameAddr {
+    /// Parses a name-addr or addr-spec with parameters; `None` if malformed
+    /// (unbalanced quotes or brackets, empty parameters, no URI scheme).
+    pub fn parse(s: &str) -> Option<NameAddr> {
+        let s = s.trim();
+        let (display, uri, rest) = if let Some(stripped) = s.strip_prefix('"') {
+            let end = closing_quote(stripped)?;
+            let display = stripped[..end].to_string();
+            let after = stripped[end + 1..].trim_start();
+            let inner = after.strip_prefix('<')?;
+            let close = inner.find('>')?;
+            (Some(display), inner[..close].trim(), &inner[close + 1..])
+        } else if let Some(open) = s.find('<') {
+            let display = s[..open].trim();
+            if display.contains('"') || display.contains('>') {
+                return None;
+            }
+            let inner = &s[open + 1..];
+            let close = inner.find('>')?;
+            let display = (!display.is_empty()).then(|| display.to_string());
+            (display, inner[..close].trim(), &inner[close + 1..])
+        } else {
+            let end = s.find(';').unwrap_or(s.len());
+            (None, s[..end].trim(), &s[end..])
+        };
+        if uri.is_empty() || !uri.contains(':') || uri.contains(char::is_whitespace) {
+            return None;
+        }
+        let rest = rest.trim();
+        let params = if rest.is_empty() {
+            Vec::new()
+        } else {
+            parse_params(rest.strip_prefix(';')?)?
+        };
+        Some(NameAddr {
+            display,
+            uri: uri.to_string(),
+            params,
+        })
+    }
+
+    /// Value of parameter `name` (case-insensitive).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find_param(&self.params, name)
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").filter(|t| !t.is_empty())
+    }
+
+    /// The user part of the URI (`user` of `sip:user@host`).
+    pub fn user(&self) -> Option<&str> {
+        uri_user(&self.uri)
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "\"{d}\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// A parsed CSeq (RFC 3261 §20.16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number, below 2**31 for requests we send, up to 2**32-1 read.
+    pub num: u32,
+    /// Method token.
+    pub method: String,
+}
+
+impl CSeq {
+    /// Parses `num METHOD`; `None` if the number is not 32-bit or parts miss.
+    pub fn parse(s: &str) -> Option<CSeq> {
+        let mut w = s.split_whitespace();
+        let num = w.next()?;
+        let method = w.next()?;
+        if w.next().is_some() || !num.bytes().all(|b| b.is_ascii_digit()) || num.len() > 12 {
+            return None;
+        }
+        Some(CSeq {
+            num: num.parse().ok()?,
+            method: method.to_string(),
+        })
+    }
+}
+
+/// The user part of a `sip:`/`sips:`/`tel:` URI text.
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let (_, rest) = uri.split_once(':')?;
+    let end = rest.find(['?', '>']).unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let at = rest.rfind('@')?;
+    let userinfo = &rest[..at];
+    // Drop a password (user:password@host).
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    (!user.is_empty()).then_some(user)
+}
+
+/// The host part of a SIP URI text (IPv6 without brackets) and its port.
+pub fn uri_host_port(uri: &str) -> Option<(String, Option<u16>)> {
+    let (_, rest) = uri.split_once(':')?;
+    let rest = match rest.rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let end = rest.find([';', '?', '>']).unwrap_or(rest.len());
+    split_host_port(&rest[..end])
+}
+
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let s = s.trim();
+    if let Some(v6) = s.strip_prefix('[') {
+        let close = v6.find(']')?;
+        let host = v6[..close].to_string();
+        let after = &v6[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.trim().parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            let h = h.trim();
+            (!h.is_empty()).then_some(())?;
+            Some((h.to_string(), Some(p.trim().parse().ok()?)))
+        }
+        Some(_) => Some((s.to_string(), None)), // bare IPv6
+        None => (!s.is_empty()).then(|| (s.to_string(), None)),
+    }
+}
+
+/// Index of the closing `"` in `s` (which starts after the opening one).
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut esc = false;
+    for (i, ch) in s.char_indices() {
+        if esc {
+            esc = false;
+        } else if ch == '\\' {
+            esc = true;
+        } else if ch == '"' {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Splits `value` into the part before the first `;` and its parameters.
+fn split_head_params(s: &str) -> Option<(&str, Vec<Param>)> {
+    match s.find(';') {
+        Some(i) => Some((&s[..i], parse_params(&s[i + 1..])?)),
+        None => Some((s, Vec::new())),
+    }
+}
+
+/// Parses `a=b;c;d="e;f"` (the part after the first `;`). Empty parameters
+/// or names are malformed.
+fn parse_params(s: &str) -> Option<Vec<Param>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut parts = Vec::new();
+    let mut in_q = false;
+    let mut esc = false;
+    for ch in s.chars() {
+        if in_q {
+            cur.push(ch);
+            if esc {
+                esc = false;
+            } else if ch == '\\' {
+                esc = true;
+            } else if ch == '"' {
+                in_q = false;
+            }
+        } else if ch == ';' {
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            if ch == '"' {
+                in_q = true;
+            }
+            cur.push(ch);
+        }
+    }
+    if in_q {
+        return None;
+    }
+    parts.push(cur);
+    for p in parts {
+        let (n, v) = match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+            None => (p.trim(), None),
+        };
+        if n.is_empty()
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        {
+            return None;
+        }
+        out.push((n.to_string(), v));
+    }
+    Some(out)
+}
+
+fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_deref().unwrap_or(""))
+}
+
+fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
+    for (n, v) in params {
+        match v {
+            Some(v) => write!(f, ";{n}={v}")?,
+            None => write!(f, ";{n}")?,
+        }
+    }
+    Ok(())
+}
+
+/// The start line of a parsed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A request; `method` is the upper-case token.
+    Request {
+        method: String,
+        /// The Request-URI as rsip parsed it; `None` when rsip could not
+        /// (unknown scheme, some escapes): then only `uri_text` is known.
+        uri: Option<rsip::Uri>,
+        /// The Request-URI text as received.
+        uri_text: String,
+    },
+    /// A response.
+    Response { code: u16, reason: String },
+}
+
+/// A parsed, checked SIP message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    /// Start line.
+    pub start: Start,
+    /// Normalised header lines and body.
+    pub raw: Normalized,
+    /// All Via values, topmost first (at least one; see [`Msg::vias`]).
+    vias: Vec<Via>,
+    /// From.
+    pub from: NameAddr,
+    /// To.
+    pub to: NameAddr,
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq.
+    pub cseq: CSeq,
+}
+
+impl Msg {
+    /// The request method, `None` for a response.
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The status code, `None` for a request.
+    pub fn code(&self) -> Option<u16> {
+        match &self.start {
+            Start::Response { code, .. } => Some(*code),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The Request-URI scheme (`sip`, `sips`, `tel`, ...), lower case.
+    pub fn uri_scheme(&self) -> Option<String> {
+        let t = self.uri_text()?;
+        Some(t.split_once(':')?.0.to_ascii_lowercase())
+    }
+
+    /// The Request-URI text, `None` for a response.
+    pub fn uri_text(&self) -> Option<&str> {
+        match &self.start {
+            Start::Request { uri_text, .. } => Some(uri_text),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The user part of the Request-URI.
+    pub fn uri_user(&self) -> Option<String> {
+        match &self.start {
+            Start::Request { uri, uri_text, .. } => uri
+                .as_ref()
+                .and_then(|u| u.user())
+                .map(str::to_string)
+                .or_else(|| uri_user(uri_text).map(str::to_string)),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// First value of a header (case-insensitive; compact names work).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.raw.get(name)
+    }
+
+    /// All values of a header.
+    pub fn headers<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.raw.get_all(name)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.raw.body
+    }
+
+    /// All Via values, topmost first; never empty.
+    pub fn vias(&self) -> &[Via] {
+        &self.vias
+    }
+
+    /// The topmost Via.
+    pub fn top_via(&self) -> &Via {
+        // `parse` guarantees at least one Via; index 0 always exists.
+        &self.vias[0]
+    }
+
+    /// Whether the body is SDP (Content-Type application/sdp, non-empty).
+    pub fn has_sdp(&self) -> bool {
+        !self.raw.body.is_empty()
+            && self
+                .header("Content-Type")
+                .map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("application/sdp")
+                })
+                .unwrap_or(false)
+    }
+
+    /// Contact values (`*` yields `Err(())`-free `None` entries filtered;
+    /// see [`Msg::contact_star`]).
+    pub fn contacts(&self) -> Vec<NameAddr> {
+        self.headers("Contact")
+            .filter(|v| v.trim() != "*")
+            .filter_map(NameAddr::parse)
+            .collect()
+    }
+
+    /// Whether a `Contact: *` is present.
+    pub fn contact_star(&self) -> bool {
+        self.headers("Contact").any(|v| v.trim() == "*")
+    }
+
+    /// The Expires header in seconds, saturated at 2**32-1; `None` if
+    /// absent or not a number (treated as absent, RFC 4475 §3.1.2.4).
+    pub fn expires(&self) -> Option<u32> {
+        parse_delta(self.header("Expires")?)
+    }
+
+    /// Max-Forwards, `None` if absent.
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.header("Max-Forwards")?.trim().parse().ok()
+    }
+}
+
+/// Parses a delta-seconds value, saturating (RFC 3261 §20.19).
+pub fn parse_delta(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<u32>().unwrap_or(u32::MAX))
+}
+
+/// Why a datagram was not accepted.
+#[derive(Debug, Clone)]
+pub enum ParseError {
+    /// White space only (keep-alive): ignore silently.
+    KeepAlive,
+    /// A malformed request, to be answered with `status` (400, 505 or 501)
+    /// when `salvage` still holds a Via (else dropped).
+    BadRequest {
+        status: u16,
+        detail: String,
+        salvage: Normalized,
+    },
+    /// A malformed response or unparsable garbage: dropped and counted.
+    Drop { detail: String },
+}
+
+/// What the start line looks like before rsip sees it.
+enum StartShape {
+    Request { method: String, version: String },
+    Response,
+    Garbage,
+}
+
+fn start_shape(start: &str) -> StartShape {
+    let words: Vec<&str> = start.split_whitespace().collect();
+    match words.first() {
+        Some(w) if w.len() >= 4 && w[..4].eq_ignore_ascii_case("SIP/") => StartShape::Response,
+        Some(m) if words.len() >= 3 => StartShape::Request {
+            method: (*m).to_string(),
+            version: words.last().copied().unwrap_or_default().to_string(),
+        },
+        _ => StartShape::Garbage,
+    }
+}
+
+/// Parses and checks one datagram (see the module docs).
+pub fn parse(datagram: &[u8]) -> Result<Msg, ParseError> {
+    let (norm, frame_err) = match normalize(datagram) {
+        Ok(n) => (n, None),
+        Err((FrameError::KeepAlive, _)) => return Err(ParseError::KeepAlive),
+        Err((e, n)) => (n, Some(e)),
+    };
+    let shape = start_shape(&norm.start);
+    let bad = |status: u16, detail: String, norm: Normalized| -> ParseError {
+        match shape {
+            StartShape::Request { .. } => ParseError::BadRequest {
+                status,
+                detail,
+                salvage: norm,
+            },
+            _ => ParseError::Drop { detail },
+        }
+    };
+    if let StartShape::Request { version, .. } = &shape {
+        if !version.eq_ignore_ascii_case("SIP/2.0") {
+            let status = if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+                505
+            } else {
+                400
+            };
+            return Err(bad(status, format!("version {version:?}"), norm));
+        }
+    }
+    if let StartShape::Garbage = shape {
+        return Err(ParseError::Drop {
+            detail: format!("no start line: {:?}", truncate(&norm.start, 60)),
+        });
+    }
+    if let Some(e) = frame_err {
+        return Err(bad(400, e.to_string(), norm));
+    }
+    // rsip sees a canonical start line (single spaces, a reason phrase);
+    // the received one stays in `norm.start`.
+    let words: Vec<&str> = norm.start.split_whitespace().collect();
+    let canonical = match &shape {
+        StartShape::Response if words.len() == 2 => format!("{} {} X", words[0], words[1]),
+        StartShape::Request { .. } if words.len() == 3 => words.join(" "),
+        _ => norm.start.clone(),
+    };
+    let for_rsip = |start: String| {
+        let mut n = Normalized {
+            start,
+            headers: norm.headers.clone(),
+            body: norm.body.clone(),
+        };
+        let bytes = n.to_bytes();
+        n.body.clear();
+        rsip::SipMessage::try_from(bytes.as_slice())
+    };
+    let mut uri_ok = true;
+    let parsed = match for_rsip(canonical) {
+        Ok(m) => m,
+        Err(e) => {
+            // A Request-URI rsip cannot read (RFC 4475 semiuri.dat, unknown
+            // schemes, some IPv6 forms): parse the rest with a placeholder
+            // and keep the URI text; the core answers 416 where it matters.
+            let retry = match (&shape, words.len()) {
+                (StartShape::Request { method, .. }, 3) if known_method(method) => {
+                    for_rsip(format!("{method} sip:uri.invalid SIP/2.0")).ok()
+                }
+                _ => None,
+            };
+            match retry {
+                Some(m) => {
+                    uri_ok = false;
+                    m
+                }
+                None => {
+                    let status = match &shape {
+                        StartShape::Request { method, .. } if !known_method(method) => 501,
+                        _ => 400,
+                    };
+                    return Err(bad(status, format!("rsip: {e}"), norm));
+                }
+            }
+        }
+    };
+    let start = match parsed {
+        rsip::SipMessage::Request(r) => {
+            let method = r.method.to_string();
+            let raw_method = words.first().copied().unwrap_or_default();
+            if method != raw_method {
+                // rsip matches methods case-insensitively; SIP does not.
+                return Err(bad(501, format!("unknown method {raw_method:?}"), norm));
+            }
+            let uri_text = words.get(1).copied().unwrap_or_default().to_string();
+            Start::Request {
+                method,
+                uri: uri_ok.then_some(r.uri),
+                uri_text,
+            }
+        }
+        rsip::SipMessage::Response(r) => {
+            let code = r.status_code.code();
+            if !(100..=699).contains(&code) {
+                return Err(ParseError::Drop {
+                    detail: format!("status code {code}"),
+                });
+            }
+            let reason = norm
+                .start
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap_or_default()
+                .to_string();
+            Start::Response { code, reason }
+        }
+    };
+    match check(start, norm.clone()) {
+        Ok(m) => Ok(m),
+        Err(detail) => Err(bad(400, detail, norm)),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Whether rsip knows `method` (upper case).
+fn known_method(method: &str) -> bool {
+    [
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    ]
+    .contains(&method)
+}
+
+/// Mandatory header checks (RFC 3261 §8.1.1, §8.2.2; RFC 4475 §3.1.2, §3.3.1, §3.3.8).
+fn check(start: Start, raw: Normalized) -> Result<Msg, String> {
+    let one = |name: &str| -> Result<&str, String> {
+        let mut it = raw.get_all(name);
+        let v = it.next().ok_or_else(|| format!("no {name}"))?;
+        if it.next().is_some() {
+            return Err(format!("several {name} values"));
+        }
+        Ok(v)
+    };
+    let vias = raw
+        .get_all("Via")
+        .map(|v| Via::parse(v).ok_or_else(|| format!("bad Via {v:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if vias.is_empty() {
+        return Err("no Via".into());
+    }
+    let from = one("From")?;
+    let from = NameAddr::parse(from).ok_or_else(|| format!("bad From {from:?}"))?;
+    let to = one("To")?;
+    let to = NameAddr::parse(to).ok_or_else(|| format!("bad To {to:?}"))?;
+    let call_id = one("Call-ID")?.trim().to_string();
+    if call_id.is_empty() || call_id.contains(char::is_whitespace) {
+        return Err("bad Call-ID".into());
+    }
+    let cseq_text = one("CSeq")?;
+    let cseq = CSeq::parse(cseq_text).ok_or_else(|| format!("bad CSeq {cseq_text:?}"))?;
+    if let Start::Request { method, .. } = &start {
+        if &cseq.method != method {
+            return Err(format!("CSeq method {} in a {method}", cseq.method));
+        }
+        let mut mf = raw.get_all("Max-Forwards");
+        if let Some(v) = mf.next() {
+            let ok = v.trim().parse::<u32>().map(|n| n <= 255).unwrap_or(false);
+            if !ok || mf.next().is_some() {
+                return Err(format!("bad Max-Forwards {v:?}"));
+            }
+        }
+        for c in raw.get_all("Contact") {
+            if c.trim() != "*" && NameAddr::parse(c).is_none() {
+                return Err(format!("bad Contact {c:?}"));
+            }
+        }
+        if raw.get_all("Content-Type").count() > 1 {
+            return Err("several Content-Type values".into());
+        }
+    }
+    Ok(Msg {
+        start,
+        raw,
+        vias,
+        from,
+        to,
+        call_id,
+        cseq,
+    })
+}
+
+/// Standard reason phrase for `code` (RFC 3261 §21).
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            1 => "Progress",
+            2 => "OK",
+            3 => "Redirect",
+            4 => "Request Failure",
+            5 => "Server Failure",
+            _ => "Global Failure",
+        },
+    }
+}
+
+/// A message being built. Serialised through rsip's `Request`/`Response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutMsg {
+    /// `Err(code)`: a response; `Ok((method, uri))`: a request.
+    start: Result<(rsip::Method, String), (u16, String)>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    content_type: Option<String>,
+}
+
+impl OutMsg {
+    /// A request line `method uri SIP/2.0`.
+    pub fn request(method: rsip::Method, uri: &str) -> OutMsg {
+        OutMsg {
+            start: Ok((method, uri.to_string())),
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        }
+    }
+
+    /// A status line with the standard reason phrase.
+    pub fn response(code: u16) -> OutMsg {
+        OutMsg {
+            start: Err((code, reason(code).to_string())),
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type: None,
+        }
+    }
+
+    /// Replaces the reason phrase of a response (no effect on a request).
+    pub fn reason(mut self, reason: &str) -> OutMsg {
+        if let Err((_, r)) = &mut self.start {
+            *r = reason.chars().filter(|c| !c.is_control()).collect();
+        }
+        self
+    }
+
+    /// Appends a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> OutMsg {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Appends a header in place.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.push((name.to_string(), value.into()));
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: &str, body: Vec<u8>) -> OutMsg {
+        self.content_type = Some(content_type.to_string());
+        self.body = body;
+        self
+    }
+
+    /// The first value of a header given so far.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The status code, for a response.
+    pub fn code(&self) -> Option<u16> {
+        self.start.as_ref().err().map(|(c, _)| *c)
+    }
+
+    /// Wire bytes, with Content-Type and Content-Length added.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut headers: Vec<rsip::Header> = self
+            .headers
+            .iter()
+            .map(|(n, v)| to_rsip_header(n, v))
+            .collect();
+        if let Some(ct) = &self.content_type {
+            headers.push(rsip::Header::ContentType(ct.as_str().into()));
+        }
+        headers.push(rsip::Header::ContentLength((self.body.len() as u32).into()));
+        match &self.start {
+            Ok((method, uri)) => {
+                // rsip's URI printer drops URI headers; keep ours verbatim
+                // when rsip does not parse or would change it.
+                match rsip::Uri::try_from(uri.as_str()) {
+                    Ok(u) if u.to_string() == *uri => rsip::Request {
+                        method: *method,
+                        uri: u,
+                        version: rsip::Version::V2,
+                        headers: headers.into(),
+                        body: self.body.clone(),
+                    }
+                    .to_string()
+                    .into_bytes(),
+                    _ => {
+                        let h: rsip::Headers = headers.into();
+                        let mut out = format!("{method} {uri} SIP/2.0\r\n{h}\r\n").into_bytes();
+                        out.extend_from_slice(&self.body);
+                        out
+                    }
+                }
+            }
+            Err((code, reason)) => rsip::Response {
+                status_code: rsip::StatusCode::Other(*code, reason.clone()),
+                version: rsip::Version::V2,
+                headers: headers.into(),
+                body: self.body.clone(),
+            }
+            .to_string()
+            .into_bytes(),
+        }
+    }
+}
+
+fn to_rsip_header(name: &str, v: &str) -> rsip::Header {
+    use rsip::headers as h;
+    use rsip::Header as H;
+    let v = v.to_string();
+    match name {
+        "Via" => H::Via(h::Via::from(v)),
+        "From" => H::From(h::From::from(v)),
+        "To" => H::To(h::To::from(v)),
+        "Call-ID" => H::CallId(h::CallId::from(v)),
+        "CSeq" => H::CSeq(h::CSeq::from(v)),
+        "Contact" => H::Contact(h::Contact::from(v)),
+        "Max-Forwards" => H::MaxForwards(h::MaxForwards::from(v)),
+        "Expires" => H::Expires(h::Expires::from(v)),
+        "Min-Expires" => H::MinExpires(h::MinExpires::from(v)),
+        "WWW-Authenticate" => H::WwwAuthenticate(h::WwwAuthenticate::from(v)),
+        "Proxy-Authenticate" => H::ProxyAuthenticate(h::ProxyAuthenticate::from(v)),
+        "Allow" => H::Allow(h::Allow::from(v)),
+        "Supported" => H::Supported(h::Supported::from(v)),
+        "Server" => H::Server(h::Server::from(v)),
+        "User-Agent" => H::UserAgent(h::UserAgent::from(v)),
+        "Warning" => H::Warning(h::Warning::from(v)),
+        "Route" => H::Route(h::Route::from(v)),
+        "Record-Route" => H::RecordRoute(h::RecordRoute::from(v)),
+        _ => H::Other(name.to_string(), v),
+    }
+}
+
+/// The top Via of a request, as our response carries it: `received` added
+/// when the sent-by host is not the source IP (RFC 3261 §18.2.1) and an
+/// empty `rport` filled in (RFC 3581 §4).
+pub fn via_with_received(via: &Via, src: SocketAddr) -> String {
+    let mut v = via.clone();
+    let host_ip: Option<IpAddr> = v.host.parse().ok();
+    if host_ip != Some(src.ip()) && v.param("received").is_none() {
+        v.params
+            .push(("received".into(), Some(src.ip().to_string())));
+    }
+    for (n, val) in v.params.iter_mut() {
+        if n.eq_ignore_ascii_case("rport") && val.as_deref().unwrap_or("").is_empty() {
+            *val = Some(src.port().to_string());
+        }
+    }
+    v.to_string()
+}
+
+/// A response to `req` (RFC 3261 §8.2.6.2): Via (top one with
+/// `received`/`rport`), From, To (with `to_tag` added unless it has one;
+/// never on 100), Call-ID and CSeq copied.
+pub fn response_to(req: &Msg, code: u16, to_tag: Option<&str>, src: SocketAddr) -> OutMsg {
+    let mut r = OutMsg::response(code);
+    for (i, (_, v)) in req
+        .raw
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "Via")
+        .enumerate()
+    {
+        if i == 0 {
+            r.push("Via", via_with_received(req.top_via(), src));
+        } else {
+            r.push("Via", v.clone());
+        }
+    }
+    r.push("From", req.header("From").unwrap_or_default().to_string());
+    let to = req.header("To").unwrap_or_default();
+    let to = match (req.to.tag(), to_tag) {
+        (None, Some(t)) if code > 100 => format!("{to};tag={t}"),
+        _ => to.to_string(),
+    };
+    r.push("To", to);
+    r.push("Call-ID", req.call_id.clone());
+    r.push("CSeq", req.header("CSeq").unwrap_or_default().to_string());
+    r
+}
+
+/// A response built from the salvaged headers of a malformed request:
+/// `None` when it has no Via to answer to. The other mandatory headers are
+/// copied as far as they are present.
+pub fn response_salvaged(n: &Normalized, code: u16) -> Option<OutMsg> {
+    n.get("Via")?;
+    let mut r = OutMsg::response(code);
+    for (name, v) in &n.headers {
+        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name.as_str()) {
+            r.push(name, v.clone());
+        }
+    }
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_forms() {
+        let v = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, "192.0.2.2");
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas;rport").unwrap();
+        assert_eq!(v.host, "2001:db8::9:1");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.param("rport"), Some(""));
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas;rport"
+        );
+        let src: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            via_with_received(&v, src),
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas;rport=4000;received=10.0.0.1"
+        );
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_none());
+        assert!(Via::parse(";").is_none());
+        assert!(Via::parse("").is_none());
+        assert!(Via::parse("SIP/2.0/UDP").is_none());
+        assert!(Via::parse("SIP/2.0/UDP host:99999").is_none());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a = NameAddr::parse(
+            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com> ; tag = 98asjd8",
+        )
+        .unwrap();
+        assert_eq!(a.uri, "sip:jdrosen@example.com");
+        assert_eq!(a.tag(), Some("98asjd8"));
+        assert_eq!(a.user(), Some("jdrosen"));
+        let a =
+            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(a.tag(), Some("1918181833n"));
+        let a = NameAddr::parse("Bob <sip:bob@h:5070;transport=udp>;expires=60").unwrap();
+        assert_eq!(a.display.as_deref(), Some("Bob"));
+        assert_eq!(a.param("expires"), Some("60"));
+        assert_eq!(uri_host_port(&a.uri), Some(("h".into(), Some(5070))));
+        assert!(NameAddr::parse("\"Joe\" <sip:joe@example.org>;;;;").is_none());
+        assert!(NameAddr::parse("\"Joe <sip:joe@example.org>").is_none());
+        assert!(NameAddr::parse("<sip:joe@example.org").is_none());
+        assert!(NameAddr::parse("").is_none());
+        assert_eq!(
+            uri_user("sip:user;par=u%40example.net@example.com"),
+            Some("user;par=u%40example.net")
+        );
+        assert_eq!(uri_user("sip:127.0.0.1:5070"), None);
+        assert_eq!(uri_user("sip:a:pw@h"), Some("a"));
+    }
+
+    #[test]
+    fn cseq_bounds() {
+        assert_eq!(CSeq::parse("0009 INVITE").unwrap().num, 9);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());
+        assert!(CSeq::parse("4294967296 REGISTER").is_none());
+        assert!(CSeq::parse("1").is_none());
+    }
+
+    const OPTIONS: &str = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn parse_and_respond() {
+        let m = parse(OPTIONS.as_bytes()).unwrap();
+        assert_eq!(m.method(), Some("OPTIONS"));
+        assert_eq!(m.uri_user().as_deref(), Some("a"));
+        let r = response_to(&m, 200, Some("tt"), "192.0.2.1:5060".parse().unwrap());
+        let wire = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(wire.starts_with("SIP/2.0 200 OK\r\n"), "{wire}");
+        assert!(wire.contains("To: <sip:a@b>;tag=tt\r\n"), "{wire}");
+        assert!(
+            wire.contains("Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"),
+            "{wire}"
+        );
+        assert!(wire.ends_with("Content-Length: 0\r\n\r\n"), "{wire}");
+        let back = parse(wire.as_bytes()).unwrap();
+        assert_eq!(back.code(), Some(200));
+        assert_eq!(back.to.tag(), Some("tt"));
+    }
+
+    #[test]
+    fn rejects() {
+        let mm = OPTIONS.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+        assert!(matches!(
+            parse(mm.as_bytes()),
+            Err(ParseError::BadRequest { status: 400, .. })
+        ));
+        let v7 = OPTIONS.replace("sip:a@b SIP/2.0", "sip:a@b SIP/7.0");
+        assert!(matches!(
+            parse(v7.as_bytes()),
+            Err(ParseError::BadRequest { status: 505, .. })
+        ));
+        let unk = OPTIONS
+            .replace("OPTIONS sip", "FOO sip")
+            .replace("1 OPTIONS", "1 FOO");
+        assert!(matches!(
+            parse(unk.as_bytes()),
+            Err(ParseError::BadRequest { status: 501, .. })
+        ));
+        let lower = OPTIONS
+            .replace("OPTIONS sip", "options sip")
+            .replace("1 OPTIONS", "1 options");
+        assert!(matches!(
+            parse(lower.as_bytes()),
+            Err(ParseError::BadRequest { status: 501, .. })
+        ));
+        let nocallid = OPTIONS.replace("Call-ID: c1\r\n", "");
+        assert!(matches!(
+            parse(nocallid.as_bytes()),
+            Err(ParseError::BadRequest { status: 400, .. })
+        ));
+        assert!(matches!(parse(b"\r\n\r\n"), Err(ParseError::KeepAlive)));
+        assert!(matches!(parse(b"hello"), Err(ParseError::Drop { .. })));
+        let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        assert!(matches!(
+            parse(resp.as_bytes()),
+            Err(ParseError::Drop { .. })
+        ));
+    }
+
+    #[test]
+    fn request_building() {
+        let r = OutMsg::request(rsip::Method::Invite, "sip:bob@127.0.0.1:5070")
+            .header("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx")
+            .header("Max-Forwards", "69")
+            .body("application/sdp", b"v=0\r\n".to_vec());
+        let wire = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(
+            wire.starts_with("INVITE sip:bob@127.0.0.1:5070 SIP/2.0\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"),
+            "{wire}"
+        );
+        let r = OutMsg::request(rsip::Method::Bye, "sip:x@h?Subject=y");
+        let wire = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(
+            wire.starts_with("BYE sip:x@h?Subject=y SIP/2.0\r\n"),
+            "{wire}"
+        );
+    }
+}
