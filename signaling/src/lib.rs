@@ -68,3 +68,6 @@ impl From<ConfigError> for SipError {
         SipError::Config(e)
     }
 }
+
+#[cfg(test)]
+mod core_tests;

@@ -499,10 +499,15 @@ enum StartShape {
     Garbage,
 }
 
+/// Whether `w` starts with `SIP/` (any case); never slices inside a char.
+fn has_sip_prefix(w: &str) -> bool {
+    w.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+}
+
 fn start_shape(start: &str) -> StartShape {
     let words: Vec<&str> = start.split_whitespace().collect();
     match words.first() {
-        Some(w) if w.len() >= 4 && w[..4].eq_ignore_ascii_case("SIP/") => StartShape::Response,
+        Some(w) if has_sip_prefix(w) => StartShape::Response,
         Some(m) if words.len() >= 3 => StartShape::Request {
             method: (*m).to_string(),
             version: words.last().copied().unwrap_or_default().to_string(),
@@ -531,7 +536,7 @@ pub fn parse(datagram: &[u8]) -> Result<Msg, ParseError> {
     };
     if let StartShape::Request { version, .. } = &shape {
         if !version.eq_ignore_ascii_case("SIP/2.0") {
-            let status = if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+            let status = if version.len() > 4 && has_sip_prefix(version) {
                 505
             } else {
                 400
@@ -962,11 +967,29 @@ pub fn response_to(req: &Msg, code: u16, to_tag: Option<&str>, src: SocketAddr) 
 /// A response built from the salvaged headers of a malformed request:
 /// `None` when it has no Via to answer to. The other mandatory headers are
 /// copied as far as they are present.
+///
+/// Via values that do not parse are left out; when none parses, the first
+/// non-empty one is sent with stray trailing separators trimmed
+/// (RFC 4475 badinv01.dat), so the reply stays well formed where possible.
 pub fn response_salvaged(n: &Normalized, code: u16) -> Option<OutMsg> {
-    n.get("Via")?;
+    let mut vias: Vec<String> = n
+        .get_all("Via")
+        .filter(|v| Via::parse(v).is_some())
+        .map(str::to_string)
+        .collect();
+    if vias.is_empty() {
+        let first = n
+            .get_all("Via")
+            .map(|v| v.trim_end_matches([';', ',', ' ', '\t']))
+            .find(|v| !v.is_empty())?;
+        vias.push(first.to_string());
+    }
     let mut r = OutMsg::response(code);
+    for v in vias {
+        r.push("Via", v);
+    }
     for (name, v) in &n.headers {
-        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name.as_str()) {
+        if ["From", "To", "Call-ID", "CSeq"].contains(&name.as_str()) {
             r.push(name, v.clone());
         }
     }

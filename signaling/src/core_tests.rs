@@ -1,0 +1,813 @@
+//! Tests of the sans-IO core on a virtual clock: no sockets, a real slot
+//! table in /dev/shm (no dataplane).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_shared::table::{Direction, Learning, SlotState, SlotTable, TableParams};
+
+use crate::config::{load_users_toml, SipConfig};
+use crate::core::SipCore;
+use crate::digest::{expected_response, md5_hex, Credentials};
+use crate::msg::{parse, Msg, ParseError};
+use crate::relay::ShmRelay;
+use crate::sdp::parse_audio;
+
+const TERN: &str = "127.0.0.1:5060";
+const ALICE: &str = "127.0.0.1:5080";
+const BOB: &str = "127.0.0.1:5070";
+const MEDIA_IP: &str = "203.0.113.7";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct H {
+    core: SipCore,
+    table: Arc<SlotTable>,
+    now: Instant,
+}
+
+impl Drop for H {
+    fn drop(&mut self) {
+        let _ = self.table.unlink();
+    }
+}
+
+impl H {
+    fn new(name: &str, ports: u16, users: &str) -> H {
+        let inst = format!("test-sig-{name}-{}", std::process::id());
+        let table = Arc::new(
+            SlotTable::create_or_attach(
+                &inst,
+                TableParams {
+                    port_lo: 30000,
+                    port_hi: 30000 + ports - 1,
+                    workers: 1,
+                    media_ip: MEDIA_IP.parse().unwrap(),
+                },
+            )
+            .unwrap(),
+        );
+        let cfg = SipConfig {
+            listen: addr(TERN),
+            users: load_users_toml(users).unwrap(),
+            ..SipConfig::default()
+        };
+        cfg.validate().unwrap();
+        let now = Instant::now();
+        let core = SipCore::new(
+            &cfg,
+            Box::new(ShmRelay::new(table.clone())),
+            addr(TERN),
+            now,
+        );
+        H { core, table, now }
+    }
+
+    fn drain(&mut self) -> Vec<(SocketAddr, Msg)> {
+        let mut v = Vec::new();
+        while let Some((d, b)) = self.core.poll_transmit() {
+            let m = parse(&b).unwrap_or_else(|e| {
+                panic!(
+                    "we sent something unparsable: {e:?}\n{}",
+                    String::from_utf8_lossy(&b)
+                )
+            });
+            v.push((d, m));
+        }
+        v
+    }
+
+    /// Status codes (and destinations) of what we sent, read from the
+    /// status line only: an answer to a malformed request echoes its
+    /// malformed headers (RFC 3261 §8.2.6.2) and need not parse.
+    fn drain_codes(&mut self) -> Vec<(SocketAddr, u16)> {
+        let mut v = Vec::new();
+        while let Some((d, b)) = self.core.poll_transmit() {
+            let text = String::from_utf8_lossy(&b).to_string();
+            if !text.starts_with("SIP/2.0 ") {
+                parse(&b).unwrap_or_else(|e| panic!("bad request sent: {e:?}"));
+                continue;
+            }
+            let code = text
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad status line: {text}"));
+            v.push((d, code));
+        }
+        v
+    }
+
+    fn send(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, Msg)> {
+        self.core
+            .handle_datagram(text.as_bytes(), addr(from), self.now);
+        self.drain()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, Msg)> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        // Step through every deadline on the way (bounded).
+        for _ in 0..10_000 {
+            match self.core.poll_timeout() {
+                Some(t) if t <= end => {
+                    self.now = t.max(self.now);
+                    self.core.handle_timeout(self.now);
+                    out.extend(self.drain());
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.core.handle_timeout(end);
+        out.extend(self.drain());
+        out
+    }
+
+    fn register_bob(&mut self) {
+        let out = self.send(BOB, &register("bob", 1, ""));
+        assert_eq!(codes(&out), [200]);
+    }
+}
+
+fn codes(out: &[(SocketAddr, Msg)]) -> Vec<u16> {
+    out.iter().filter_map(|(_, m)| m.code()).collect()
+}
+
+fn only<'a>(out: &'a [(SocketAddr, Msg)], what: &str) -> &'a (SocketAddr, Msg) {
+    let v: Vec<_> = out
+        .iter()
+        .filter(|(_, m)| {
+            m.method() == Some(what) || m.code().map(|c| c.to_string()).as_deref() == Some(what)
+        })
+        .collect();
+    assert_eq!(v.len(), 1, "expected one {what} in {:?}", summary(out));
+    v[0]
+}
+
+fn summary(out: &[(SocketAddr, Msg)]) -> Vec<String> {
+    out.iter()
+        .map(|(d, m)| {
+            format!(
+                "{d} {}",
+                m.method()
+                    .map(str::to_string)
+                    .or(m.code().map(|c| c.to_string()))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn register(user: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {BOB};branch=z9hG4bKreg{cseq}\r\n\
+         From: <sip:{user}@127.0.0.1:5060>;tag=r1\r\n\
+         To: <sip:{user}@127.0.0.1:5060>\r\n\
+         Call-ID: reg-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{BOB}>\r\n\
+         Max-Forwards: 70\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn sdp(ip: &str, port: u16, extra: &str) -> String {
+    format!(
+        "v=0\r\no=u 1 7 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
+    )
+}
+
+fn invite(to: &str, call_id: &str, extra: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{to}@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv-{call_id}\r\n\
+         From: Alice <sip:alice@{ALICE}>;tag=a1\r\n\
+         To: <sip:{to}@127.0.0.1:5060>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{ALICE}>\r\n\
+         Max-Forwards: 70\r\n\
+         {extra}Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A request from alice in her dialog (after a 2xx: To carries tern's tag).
+fn a_request(method: &str, call_id: &str, cseq: u32, to_tag: &str, branch: &str) -> String {
+    format!(
+        "{method} sip:tern@{TERN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch={branch}\r\n\
+         From: Alice <sip:alice@{ALICE}>;tag=a1\r\n\
+         To: <sip:bob@127.0.0.1:5060>{to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The callee's response to a request `req` we sent it.
+fn b_response(req: &Msg, code: u16, tag: &str, body: Option<&str>) -> String {
+    let vias: String = req
+        .headers("Via")
+        .map(|v| format!("Via: {v}\r\n"))
+        .collect();
+    let to = req.header("To").unwrap();
+    let to = if to.contains("tag=") || code == 100 {
+        to.to_string()
+    } else {
+        format!("{to};tag={tag}")
+    };
+    let (ct, body) = match body {
+        Some(b) => (
+            "Content-Type: application/sdp\r\n".to_string(),
+            b.to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        "SIP/2.0 {code} Whatever\r\n{vias}From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:bob@{BOB}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        req.header("From").unwrap(),
+        req.call_id,
+        req.header("CSeq").unwrap(),
+        body.len()
+    )
+}
+
+/// A request from bob in the B dialog (bob's view: From = our To).
+fn b_request(method: &str, inv: &Msg, bob_tag: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:tern@{TERN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {BOB};branch=z9hG4bKbye{cseq}\r\n\
+         From: {};tag={bob_tag}\r\n\
+         To: {}\r\n\
+         Call-ID: {}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n",
+        inv.header("To").unwrap(),
+        inv.header("From").unwrap(),
+        inv.call_id
+    )
+}
+
+fn only_slot(t: &SlotTable, state: SlotState) -> u32 {
+    let v: Vec<u32> = (0..t.capacity()).filter(|&i| t.state(i) == state).collect();
+    assert_eq!(v.len(), 1, "slots in {state:?}: {v:?}");
+    v[0]
+}
+
+#[test]
+fn open_register_and_options() {
+    let mut h = H::new("openreg", 16, "");
+    let out = h.send(BOB, &register("bob", 1, ""));
+    let (dest, ok) = only(&out, "200");
+    assert_eq!(*dest, addr(BOB));
+    assert_eq!(
+        ok.header("Contact"),
+        Some(&*format!("<sip:bob@{BOB}>;expires=3600"))
+    );
+    assert!(ok.to.tag().is_some());
+    assert_eq!(h.core.location().lookup_user("bob", h.now).len(), 1);
+    // Expires: 0 removes.
+    let out = h.send(BOB, &register("bob", 2, "Expires: 0\r\n"));
+    assert_eq!(codes(&out), [200]);
+    assert!(out[0].1.header("Contact").is_none());
+    assert!(h.core.location().lookup_user("bob", h.now).is_empty());
+    let out = h.send(ALICE, &a_request("OPTIONS", "opt1", 1, "", "z9hG4bKo1"));
+    assert_eq!(codes(&out), [200]);
+    assert!(out[0].1.header("Allow").unwrap().contains("INVITE"));
+}
+
+fn authorization(
+    hdr: &str,
+    chal: &Msg,
+    chal_hdr: &str,
+    user: &str,
+    pw: &str,
+    method: &str,
+) -> String {
+    let c = chal.header(chal_hdr).unwrap();
+    assert!(c.starts_with("Digest "), "{c}");
+    assert!(c.contains("realm=\"tern\""), "{c}");
+    assert!(c.contains("algorithm=MD5"), "{c}");
+    assert!(c.contains("qop=\"auth\""), "{c}");
+    let nonce = c
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut cr = Credentials {
+        username: user.into(),
+        realm: "tern".into(),
+        nonce: nonce.into(),
+        uri: "sip:127.0.0.1:5060".into(),
+        cnonce: Some("0a4f113b".into()),
+        qop: Some("auth".into()),
+        nc: Some("00000001".into()),
+        ..Default::default()
+    };
+    cr.response = expected_response(&md5_hex(&format!("{user}:tern:{pw}")), method, &cr);
+    format!(
+        "{hdr}: Digest username=\"{user}\",realm=\"tern\",nonce=\"{nonce}\",uri=\"{}\",response=\"{}\",algorithm=MD5,cnonce=\"0a4f113b\",qop=auth,nc=00000001\r\n",
+        cr.uri, cr.response
+    )
+}
+
+#[test]
+fn register_with_digest_challenge() {
+    let users = "[[users]]\nname = \"bob\"\npassword = \"s3cret\"\n[[users]]\nname = \"alice\"\nha1 = \"00000000000000000000000000000000\"\n";
+    let mut h = H::new("digest", 16, users);
+    let out = h.send(BOB, &register("bob", 1, ""));
+    let (_, chal) = only(&out, "401");
+    assert!(h.core.location().lookup_user("bob", h.now).is_empty());
+    // Right password.
+    let auth = authorization(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        "bob",
+        "s3cret",
+        "REGISTER",
+    );
+    let out = h.send(BOB, &register("bob", 2, &auth));
+    assert_eq!(codes(&out), [200], "{:?}", summary(&out));
+    assert_eq!(h.core.location().lookup_user("bob", h.now).len(), 1);
+    // Wrong password: 403.
+    let auth = authorization(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        "bob",
+        "wrong",
+        "REGISTER",
+    );
+    assert_eq!(codes(&h.send(BOB, &register("bob", 3, &auth))), [403]);
+    // Good credentials of bob for alice's AOR: 403.
+    let auth = authorization(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        "bob",
+        "s3cret",
+        "REGISTER",
+    );
+    assert_eq!(codes(&h.send(BOB, &register("alice", 4, &auth))), [403]);
+    // A stale nonce is re-challenged with stale=true.
+    h.now += Duration::from_secs(400);
+    let auth = authorization(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        "bob",
+        "s3cret",
+        "REGISTER",
+    );
+    let out = h.send(BOB, &register("bob", 5, &auth));
+    let (_, c2) = only(&out, "401");
+    assert!(c2
+        .header("WWW-Authenticate")
+        .unwrap()
+        .contains("stale=true"));
+    // INVITE needs Proxy-Authorization when users are configured.
+    let body = sdp("10.0.0.1", 40000, "");
+    let out = h.send(ALICE, &invite("bob", "c-auth", "", &body));
+    let (_, chal) = only(&out, "407");
+    assert!(chal.header("Proxy-Authenticate").is_some());
+    let auth = authorization(
+        "Proxy-Authorization",
+        chal,
+        "Proxy-Authenticate",
+        "bob",
+        "s3cret",
+        "INVITE",
+    );
+    let out = h.send(ALICE, &invite("bob", "c-auth2", &auth, &body));
+    assert!(codes(&out).contains(&100), "{:?}", summary(&out));
+    only(&out, "INVITE");
+}
+
+#[test]
+fn invite_unknown_user_is_404() {
+    let mut h = H::new("404", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("carol", "c404", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    assert_eq!(codes(&out), [100, 404]);
+    assert!(out.iter().all(|(d, _)| *d == addr(ALICE)));
+    assert_eq!(h.table.count(SlotState::Free), h.table.capacity());
+}
+
+#[test]
+fn invite_without_free_slot_is_503() {
+    let mut h = H::new("503", 4, "");
+    assert_eq!(h.table.capacity(), 1);
+    h.register_bob();
+    let out = h.send(ALICE, &invite("bob", "c1", "", &sdp("10.0.0.1", 40000, "")));
+    only(&out, "INVITE");
+    let out = h.send(ALICE, &invite("bob", "c2", "", &sdp("10.0.0.1", 40002, "")));
+    assert_eq!(codes(&out), [100, 503]);
+    assert_eq!(h.core.stats().no_slot, 1);
+}
+
+#[test]
+fn full_call_flow_with_sdp_rewrite() {
+    let mut h = H::new("flow", 16, "");
+    h.register_bob();
+    let media_ip: IpAddr = MEDIA_IP.parse().unwrap();
+
+    // INVITE → 100 to alice, INVITE to bob.
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "call-1",
+            "",
+            &sdp("10.0.0.1", 40000, "a=rtcp:40001\r\n"),
+        ),
+    );
+    assert_eq!(out.len(), 2, "{:?}", summary(&out));
+    let (d, trying) = only(&out, "100");
+    assert_eq!(*d, addr(ALICE));
+    assert!(trying.to.tag().is_none());
+    let (d, inv) = only(&out, "INVITE").clone();
+    assert_eq!(d, addr(BOB));
+    assert_eq!(inv.uri_text(), Some(&*format!("sip:bob@{BOB}")));
+    assert_ne!(inv.call_id, "call-1");
+    assert_ne!(inv.from.tag(), Some("a1"));
+    assert!(inv.from.tag().is_some());
+    assert!(inv.to.tag().is_none());
+    assert_eq!(inv.max_forwards(), Some(69));
+    assert!(inv.top_via().branch().unwrap().starts_with("z9hG4bK"));
+    assert_eq!(inv.top_via().host, "127.0.0.1");
+    assert_eq!(inv.top_via().port, Some(5060));
+    assert!(inv.contacts()[0].uri.contains("127.0.0.1:5060"));
+
+    let slot = only_slot(&h.table, SlotState::Active);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].peer, Some(addr("10.0.0.1:40000")));
+    assert_eq!(cfg.legs[0].peer_rtcp, Some(addr("10.0.0.1:40001")));
+    assert_eq!(cfg.legs[0].learning, Learning::LearnOnce);
+    assert!(cfg.legs[0].rewrite_ssrc && cfg.legs[1].rewrite_ssrc);
+    assert!(cfg.legs[0].out_ssrc != 0 && cfg.legs[1].out_ssrc != 0);
+    assert_eq!(cfg.legs[1].peer, None);
+    let offer = parse_audio(inv.body()).unwrap();
+    let p1 = h.table.ports(slot, 1);
+    assert_eq!(offer.rtp, Some(SocketAddr::new(media_ip, p1.rtp)));
+    assert_eq!(offer.rtcp, Some(SocketAddr::new(media_ip, p1.rtcp)));
+    let text = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(text.contains("o=u 1 8 IN IP4 203.0.113.7"), "{text}");
+    assert!(!text.contains("10.0.0.1"), "{text}");
+
+    // A retransmitted INVITE gets the last response again.
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "call-1",
+            "",
+            &sdp("10.0.0.1", 40000, "a=rtcp:40001\r\n"),
+        ),
+    );
+    assert_eq!(codes(&out), [100]);
+
+    // No answer yet: our INVITE is retransmitted after T1.
+    let out = h.advance(Duration::from_millis(600));
+    let (d, again) = only(&out, "INVITE");
+    assert_eq!(*d, addr(BOB));
+    assert_eq!(again.call_id, inv.call_id);
+
+    // 180 → relayed with our To tag.
+    let out = h.send(BOB, &b_response(&inv, 180, "b1", None));
+    let (d, ringing) = only(&out, "180");
+    assert_eq!(*d, addr(ALICE));
+    assert_eq!(ringing.call_id, "call-1");
+    let a_tag = ringing.to.tag().unwrap().to_string();
+    // Retransmissions stop after a provisional response.
+    assert!(h.advance(Duration::from_secs(5)).is_empty());
+
+    // 200 with the answer → leg 1 programmed, answer rewritten to leg 0.
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b1", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let (d, ok) = only(&out, "200");
+    assert_eq!(*d, addr(ALICE));
+    assert_eq!(ok.to.tag(), Some(a_tag.as_str()));
+    assert_eq!(ok.cseq.method, "INVITE");
+    assert!(ok.contacts()[0].uri.contains("127.0.0.1:5060"));
+    let answer = parse_audio(ok.body()).unwrap();
+    let p0 = h.table.ports(slot, 0);
+    assert_eq!(answer.rtp, Some(SocketAddr::new(media_ip, p0.rtp)));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[1].peer, Some(addr("10.0.0.2:50000")));
+    assert_eq!(cfg.legs[0].direction, Direction::SendRecv);
+
+    // Our 200 is retransmitted until the ACK.
+    let out = h.advance(Duration::from_millis(600));
+    only(&out, "200");
+
+    // ACK → ACK in the B dialog.
+    let out = h.send(
+        ALICE,
+        &a_request("ACK", "call-1", 1, &format!(";tag={a_tag}"), "z9hG4bKack1"),
+    );
+    let (d, ack) = only(&out, "ACK");
+    assert_eq!(*d, addr(BOB));
+    assert_eq!(ack.call_id, inv.call_id);
+    assert_eq!(ack.cseq.num, 1);
+    assert_eq!(ack.to.tag(), Some("b1"));
+    assert_eq!(ack.from.tag(), inv.from.tag());
+    assert_ne!(ack.top_via().branch(), inv.top_via().branch());
+    assert!(
+        h.advance(Duration::from_secs(5)).is_empty(),
+        "no more retransmissions"
+    );
+
+    // BYE from alice → 200 to alice, BYE to bob, slot released.
+    let out = h.send(
+        ALICE,
+        &a_request("BYE", "call-1", 2, &format!(";tag={a_tag}"), "z9hG4bKbye1"),
+    );
+    assert_eq!(out.len(), 2, "{:?}", summary(&out));
+    let (d, ok) = only(&out, "200");
+    assert_eq!((*d, ok.cseq.method.as_str()), (addr(ALICE), "BYE"));
+    let (d, bye) = only(&out, "BYE").clone();
+    assert_eq!(d, addr(BOB));
+    assert_eq!(bye.call_id, inv.call_id);
+    assert_eq!(bye.to.tag(), Some("b1"));
+    assert!(bye.cseq.num > 1);
+    assert_eq!(h.table.state(slot), SlotState::Draining);
+    h.table.finish_drain(slot).unwrap();
+
+    // bob answers the BYE; the call state goes away after the linger time.
+    let out = h.send(BOB, &b_response(&bye, 200, "b1", None));
+    assert!(out.is_empty());
+    assert_eq!(h.core.calls(), 1);
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.core.calls(), 0);
+    assert_eq!(h.table.count(SlotState::Free), h.table.capacity());
+}
+
+#[test]
+fn callee_busy_is_relayed_and_slot_released() {
+    let mut h = H::new("486", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "busy-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let slot = only_slot(&h.table, SlotState::Active);
+    let out = h.send(BOB, &b_response(&inv, 486, "b2", None));
+    // ACK to bob on the INVITE's branch, 486 to alice.
+    let (d, ack) = only(&out, "ACK");
+    assert_eq!(*d, addr(BOB));
+    assert_eq!(ack.top_via().branch(), inv.top_via().branch());
+    assert_eq!(ack.cseq.num, inv.cseq.num);
+    assert_eq!(ack.to.tag(), Some("b2"));
+    assert_eq!(ack.uri_text(), inv.uri_text());
+    let (d, busy) = only(&out, "486");
+    assert_eq!(*d, addr(ALICE));
+    let a_tag = busy.to.tag().unwrap().to_string();
+    assert_eq!(h.table.state(slot), SlotState::Draining);
+    // Retransmitted 486 from bob: ACKed again, nothing to alice.
+    let out = h.send(BOB, &b_response(&inv, 486, "b2", None));
+    assert_eq!(summary(&out), [format!("{BOB} ACK")]);
+    // 486 to alice retransmitted until her ACK.
+    let out = h.advance(Duration::from_millis(600));
+    only(&out, "486");
+    let out = h.send(
+        ALICE,
+        &a_request(
+            "ACK",
+            "busy-1",
+            1,
+            &format!(";tag={a_tag}"),
+            "z9hG4bKinv-busy-1",
+        ),
+    );
+    assert!(out.is_empty());
+    assert!(h.advance(Duration::from_secs(10)).is_empty());
+}
+
+#[test]
+fn callee_hangs_up_and_cancel_before_answer() {
+    let mut h = H::new("byeb", 16, "");
+    h.register_bob();
+    // Call 1: answered, bob hangs up.
+    let out = h.send(
+        ALICE,
+        &invite("bob", "hb-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b3", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let a_tag = only(&out, "200").1.to.tag().unwrap().to_string();
+    let out = h.send(
+        ALICE,
+        &a_request("ACK", "hb-1", 1, &format!(";tag={a_tag}"), "z9hG4bKa"),
+    );
+    only(&out, "ACK");
+    let out = h.send(BOB, &b_request("BYE", &inv, "b3", 2));
+    let (d, ok) = only(&out, "200");
+    assert_eq!((*d, ok.call_id.as_str()), (addr(BOB), inv.call_id.as_str()));
+    let (d, bye) = only(&out, "BYE").clone();
+    assert_eq!(d, addr(ALICE));
+    assert_eq!(bye.call_id, "hb-1");
+    assert_eq!(bye.uri_text(), Some(&*format!("sip:alice@{ALICE}")));
+    assert_eq!(bye.from.tag(), Some(a_tag.as_str()));
+    assert_eq!(bye.to.tag(), Some("a1"));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+    // A BYE retransmission until alice answers.
+    only(&h.advance(Duration::from_millis(600)), "BYE");
+    let resp = b_response(&bye, 200, "x", None);
+    assert!(h.send(ALICE, &resp).is_empty());
+
+    // Call 2: alice cancels while bob rings.
+    let out = h.send(
+        ALICE,
+        &invite("bob", "cx-1", "", &sdp("10.0.0.1", 40010, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let slot = only_slot(&h.table, SlotState::Active);
+    let out = h.send(BOB, &b_response(&inv, 180, "b4", None));
+    only(&out, "180");
+    let cancel = a_request("CANCEL", "cx-1", 1, "", "z9hG4bKinv-cx-1");
+    let out = h.send(ALICE, &cancel);
+    assert_eq!(out.len(), 3, "{:?}", summary(&out));
+    let (_, c200) = out.iter().find(|(_, m)| m.code() == Some(200)).unwrap();
+    assert_eq!(c200.cseq.method, "CANCEL");
+    only(&out, "487");
+    let (d, bc) = only(&out, "CANCEL");
+    assert_eq!(*d, addr(BOB));
+    assert_eq!(bc.top_via().branch(), inv.top_via().branch());
+    assert_eq!(h.table.state(slot), SlotState::Draining);
+    // bob: 200 to CANCEL, 487 to INVITE → ACKed.
+    let bc = bc.clone();
+    assert!(h.send(BOB, &b_response(&bc, 200, "b4", None)).is_empty());
+    let out = h.send(BOB, &b_response(&inv, 487, "b4", None));
+    assert_eq!(summary(&out), [format!("{BOB} ACK")]);
+}
+
+#[test]
+fn sendonly_offer_sets_leg_directions() {
+    let mut h = H::new("dir", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "dir-1",
+            "",
+            &sdp("10.0.0.1", 40000, "a=sendonly\r\n"),
+        ),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    assert!(String::from_utf8_lossy(inv.body()).contains("a=sendonly"));
+    let slot = only_slot(&h.table, SlotState::Active);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::RecvOnly);
+    assert_eq!(cfg.legs[1].direction, Direction::SendOnly);
+    h.send(
+        BOB,
+        &b_response(
+            &inv,
+            200,
+            "b5",
+            Some(&sdp("10.0.0.2", 50000, "a=recvonly\r\n")),
+        ),
+    );
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::RecvOnly);
+    assert_eq!(cfg.legs[1].direction, Direction::SendOnly);
+}
+
+#[test]
+fn unanswered_invite_times_out_with_408() {
+    let mut h = H::new("timerb", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "tb-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    only(&out, "INVITE");
+    let out = h.advance(Duration::from_secs(40));
+    let invites = out
+        .iter()
+        .filter(|(_, m)| m.method() == Some("INVITE"))
+        .count();
+    // T1 = 0.5 s doubling within 64*T1 = 32 s: resent at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+    assert_eq!(invites, 6, "{:?}", summary(&out));
+    assert!(codes(&out).contains(&408));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+}
+
+fn corpus(name: &str) -> Vec<u8> {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata/sip/rfc4475/"
+    );
+    std::fs::read(format!("{p}{name}")).unwrap_or_else(|e| panic!("{p}{name}: {e}"))
+}
+
+#[test]
+fn rfc4475_rejects_get_400_and_service_continues() {
+    let mut h = H::new("4475", 16, "");
+    for (f, code) in [
+        ("badinv01.dat", 400),
+        ("clerr.dat", 400),
+        ("mismatch01.dat", 400),
+        ("scalar02.dat", 400),
+        ("insuf.dat", 400),
+        ("multi01.dat", 400),
+        ("ncl.dat", 400),
+        ("badvers.dat", 505),
+        ("mismatch02.dat", 501),
+    ] {
+        h.core.handle_datagram(&corpus(f), addr(ALICE), h.now);
+        assert_eq!(h.drain_codes(), [(addr(ALICE), code)], "{f}");
+        // The next valid request is still served.
+        let out = h.send(ALICE, &a_request("OPTIONS", "after", 1, "", "z9hG4bKafter"));
+        assert_eq!(codes(&out), [200], "after {f}");
+    }
+    assert_eq!(h.core.stats().malformed_requests, 9);
+    // Responses that are malformed are dropped silently.
+    for f in ["scalarlg.dat", "bigcode.dat"] {
+        h.core.handle_datagram(&corpus(f), addr(ALICE), h.now);
+        assert!(h.drain_codes().is_empty(), "{f}");
+    }
+    assert_eq!(h.core.stats().malformed_responses, 2);
+}
+
+#[test]
+fn rfc4475_accepts_never_panic_nor_400() {
+    let index = String::from_utf8(corpus("INDEX.tsv")).unwrap();
+    let mut h = H::new("4475acc", 16, "");
+    let mut n = 0;
+    for line in index.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 3 {
+            continue;
+        }
+        let data = corpus(cols[0]);
+        h.core.handle_datagram(&data, addr(ALICE), h.now);
+        let out = h.drain_codes();
+        if cols[2] == "accept" {
+            n += 1;
+            // The parser accepts them (an unknown method is well formed and
+            // gets 501); the element may still refuse (e.g. unksm2.dat: a
+            // registrar answers 400 to a non-SIP To).
+            let parsed = parse(&data);
+            assert!(
+                matches!(
+                    parsed,
+                    Ok(_) | Err(ParseError::BadRequest { status: 501, .. })
+                ),
+                "{} not accepted: {parsed:?}",
+                cols[0]
+            );
+            if cols[0] != "unksm2.dat" {
+                assert!(!out.iter().any(|(_, c)| *c == 400), "{}: {out:?}", cols[0]);
+            }
+        }
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(n >= 25, "{n} accept messages");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut h = H::new("garbage", 16, "");
+    let base = invite("bob", "g-1", "", &sdp("10.0.0.1", 40000, ""));
+    let bytes = base.as_bytes();
+    let mut seed = 0x1234_5678u32;
+    for i in 0..2000 {
+        let mut m = bytes.to_vec();
+        // Truncate and flip a few bytes.
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let cut = (seed as usize) % m.len();
+        if i % 3 == 0 {
+            m.truncate(cut.max(1));
+        }
+        for _ in 0..(i % 5) {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let at = (seed as usize) % m.len();
+            m[at] = (seed >> 24) as u8;
+        }
+        h.core.handle_datagram(&m, addr(ALICE), h.now);
+        while h.core.poll_transmit().is_some() {}
+    }
+}
