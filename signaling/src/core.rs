@@ -380,6 +380,23 @@ impl SipCore {
     fn on_request(&mut self, req: Msg, src: SocketAddr, now: Instant) {
         let method = req.method().unwrap_or_default().to_string();
         let dialog = self.dialogs.get(&req.call_id).copied();
+        if method != "ACK" && method != "CANCEL" {
+            // §8.2.2.3: we support no extension that a request may require.
+            let unsupported: Vec<String> = req
+                .headers("Require")
+                .chain(req.headers("Proxy-Require"))
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !unsupported.is_empty() {
+                debug!(call_id = %req.call_id, ?unsupported, "420 Bad Extension");
+                self.reply(&req, 420, src, |r| {
+                    r.header("Unsupported", unsupported.join(", "))
+                });
+                return;
+            }
+        }
         match method.as_str() {
             "REGISTER" => self.on_register(&req, src, now),
             "OPTIONS" => self.reply(&req, 200, src, |r| {

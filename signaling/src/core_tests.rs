@@ -736,6 +736,7 @@ fn rfc4475_rejects_get_400_and_service_continues() {
         ("ncl.dat", 400),
         ("badvers.dat", 505),
         ("mismatch02.dat", 501),
+        ("bext01.dat", 420),
     ] {
         h.core.handle_datagram(&corpus(f), addr(ALICE), h.now);
         assert_eq!(h.drain_codes(), [(addr(ALICE), code)], "{f}");
@@ -744,6 +745,17 @@ fn rfc4475_rejects_get_400_and_service_continues() {
         assert_eq!(codes(&out), [200], "after {f}");
     }
     assert_eq!(h.core.stats().malformed_requests, 9);
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "req-1",
+            "Require: 100rel\r\n",
+            &sdp("10.0.0.1", 4000, ""),
+        ),
+    );
+    assert_eq!(codes(&out), [420]);
+    assert_eq!(out[0].1.header("Unsupported"), Some("100rel"));
     // Responses that are malformed are dropped silently.
     for f in ["scalarlg.dat", "bigcode.dat"] {
         h.core.handle_datagram(&corpus(f), addr(ALICE), h.now);

@@ -30,15 +30,25 @@ pub fn md5_hex(s: &str) -> String {
 /// given; names are lowercased, quotes removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
+    /// `username`: the user name (also the AOR user part for REGISTER).
     pub username: String,
+    /// `realm` the credentials are for.
     pub realm: String,
+    /// `nonce` from our challenge.
     pub nonce: String,
+    /// `uri`: the digest-uri the client hashed (usually the Request-URI).
     pub uri: String,
+    /// `response`: 32 hex digits.
     pub response: String,
+    /// `algorithm`, if given (we offer only `MD5`).
     pub algorithm: Option<String>,
+    /// `cnonce` (with `qop`).
     pub cnonce: Option<String>,
+    /// `qop` chosen by the client (`auth`).
     pub qop: Option<String>,
+    /// `nc`: nonce count, 8 hex digits (with `qop`).
     pub nc: Option<String>,
+    /// `opaque`, echoed if we had sent one (we do not).
     pub opaque: Option<String>,
 }
 

@@ -14,6 +14,8 @@
 //! (`ShmRelay::new(table)` or `ShmRelay::open(name)`), and call [`run`] on a
 //! thread with a shutdown flag.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::net::SocketAddr;
 

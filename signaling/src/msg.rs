@@ -327,6 +327,7 @@ fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
 pub enum Start {
     /// A request; `method` is the upper-case token.
     Request {
+        /// The method token, e.g. `INVITE`.
         method: String,
         /// The Request-URI as rsip parsed it; `None` when rsip could not
         /// (unknown scheme, some escapes): then only `uri_text` is known.
@@ -335,7 +336,12 @@ pub enum Start {
         uri_text: String,
     },
     /// A response.
-    Response { code: u16, reason: String },
+    Response {
+        /// Status code, 100..=699.
+        code: u16,
+        /// Reason phrase as received (may be empty).
+        reason: String,
+    },
 }
 
 /// A parsed, checked SIP message.
@@ -484,12 +490,19 @@ pub enum ParseError {
     /// A malformed request, to be answered with `status` (400, 505 or 501)
     /// when `salvage` still holds a Via (else dropped).
     BadRequest {
+        /// 400 Bad Request, 501 Not Implemented (unknown method) or
+        /// 505 Version Not Supported.
         status: u16,
+        /// What was wrong, for the log.
         detail: String,
+        /// The normalised header lines, to address the answer.
         salvage: Normalized,
     },
     /// A malformed response or unparsable garbage: dropped and counted.
-    Drop { detail: String },
+    Drop {
+        /// What was wrong, for the log.
+        detail: String,
+    },
 }
 
 /// What the start line looks like before rsip sees it.

@@ -29,7 +29,12 @@ pub enum FrameError {
     /// Content-Length is not a non-negative integer.
     BadContentLength(String),
     /// Content-Length larger than the bytes that arrived (RFC 4475 §3.1.2.2).
-    ContentLengthTooLarge { declared: u64, actual: usize },
+    ContentLengthTooLarge {
+        /// The Content-Length value.
+        declared: u64,
+        /// Body bytes present.
+        actual: usize,
+    },
     /// Several Content-Length values that differ (RFC 4475 §3.3.9).
     MultipleContentLength,
 }

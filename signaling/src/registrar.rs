@@ -24,8 +24,10 @@ pub struct Binding {
     pub source: SocketAddr,
     /// When the binding lapses.
     pub expires_at: Instant,
-    /// Call-ID and CSeq of the REGISTER that last refreshed it (§10.3 step 7).
+    /// Call-ID of the REGISTER that last refreshed it (§10.3 step 7).
     pub call_id: String,
+    /// CSeq number of that REGISTER; a lower or equal one in the same
+    /// Call-ID is refused.
     pub cseq: u32,
 }
 
