@@ -19,8 +19,10 @@
 //!
 //! Failure finals from the callee are ACKed (same branch, §17.1.1.3) and
 //! passed back with the same status code; CANCEL is relayed; the slot is
-//! released whenever the call ends. Re-INVITEs are refused with 488 for
-//! now (hold/resume through re-INVITE is a later issue).
+//! released whenever the call ends. A re-INVITE from either side (hold,
+//! resume, new address, session refresh) is relayed into the other dialog
+//! with its SDP rewritten, and the slot's peers and directions follow the
+//! new offer/answer; a failed re-INVITE restores the previous media.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -39,6 +41,44 @@ pub enum Side {
     A,
     /// The callee's dialog (we are its UAC).
     B,
+}
+
+impl Side {
+    /// The other dialog.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// The slot leg facing this side: 0 for the caller, 1 for the callee.
+    pub fn leg(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// A re-INVITE relayed from one dialog into the other (RFC 3261 §14,
+/// RFC 3264 §8: hold, resume, address change, session refresh).
+#[derive(Debug)]
+pub(crate) struct ReInvite {
+    /// Who sent it (we are the UAS of this one).
+    pub(crate) from: Side,
+    pub(crate) req: Msg,
+    pub(crate) src: SocketAddr,
+    /// Our INVITE in the other dialog: CSeq, branch, Request-URI.
+    pub(crate) cseq: u32,
+    pub(crate) branch: String,
+    pub(crate) ruri: String,
+    /// The sender's media before its offer, restored if the offer fails.
+    pub(crate) prev: Option<AudioInfo>,
+    pub(crate) final_code: Option<u16>,
+    pub(crate) last_response: Option<Vec<u8>>,
+    /// ACK sent in the other dialog for its 2xx / its failure response.
+    pub(crate) ack: Option<Vec<u8>>,
 }
 
 /// Where a call is.
@@ -69,8 +109,10 @@ pub struct Call {
     pub(crate) slot: Option<u32>,
     pub(crate) slot_tag: u64,
     pub(crate) ssrc: [u32; 2],
-    pub(crate) offer: AudioInfo,
-    pub(crate) answer: Option<AudioInfo>,
+    /// The latest SDP of the caller (index 0) and of the callee (index 1).
+    pub(crate) media: [Option<AudioInfo>; 2],
+    /// A re-INVITE being relayed, or the last one (to absorb retransmissions).
+    pub(crate) reinvite: Option<ReInvite>,
     // --- A dialog (caller; we are the UAS)
     pub(crate) a_src: SocketAddr,
     pub(crate) a_invite: Msg,
@@ -126,17 +168,23 @@ fn leg_direction(sends_to_peer: bool, accepts_from_peer: bool) -> Direction {
 }
 
 /// Leg directions (leg 0 toward the caller, leg 1 toward the callee) from
-/// the offer's direction (caller's view) and the answer's (callee's view,
-/// `None` before the answer: sendrecv).
-pub fn leg_directions(offer: Direction, answer: Option<Direction>) -> [Direction; 2] {
-    let answer = answer.unwrap_or_default();
-    let a_sends = matches!(offer, Direction::SendRecv | Direction::SendOnly);
-    let a_recvs = matches!(offer, Direction::SendRecv | Direction::RecvOnly);
-    let b_sends = matches!(answer, Direction::SendRecv | Direction::SendOnly);
-    let b_recvs = matches!(answer, Direction::SendRecv | Direction::RecvOnly);
+/// the direction attribute of the caller's SDP (its own view) and of the
+/// callee's (`None` before its answer: sendrecv), whoever offered. Media
+/// flows from one party to the other only if one sends and the other
+/// receives (RFC 3264 §6.1).
+pub fn leg_directions(caller: Direction, callee: Option<Direction>) -> [Direction; 2] {
+    let callee = callee.unwrap_or_default();
+    let a_sends = matches!(caller, Direction::SendRecv | Direction::SendOnly);
+    let a_recvs = matches!(caller, Direction::SendRecv | Direction::RecvOnly);
+    let b_sends = matches!(callee, Direction::SendRecv | Direction::SendOnly);
+    let b_recvs = matches!(callee, Direction::SendRecv | Direction::RecvOnly);
     let a_to_b = a_sends && b_recvs;
     let b_to_a = b_sends && a_recvs;
     [leg_direction(b_to_a, a_to_b), leg_direction(a_to_b, b_to_a)]
+}
+
+fn new_branch() -> String {
+    format!("z9hG4bK{}", rand_hex(8))
 }
 
 fn nonzero_ssrc() -> u32 {
@@ -169,11 +217,12 @@ impl SipCore {
     }
 
     fn slot_config(&self, call: &Call) -> SlotConfig {
+        let (a, b) = (call.media[0].as_ref(), call.media[1].as_ref());
         let dirs = leg_directions(
-            call.offer.direction,
-            call.answer.as_ref().map(|a| a.direction),
+            a.map_or(Direction::SendRecv, |m| m.direction),
+            b.map(|m| m.direction),
         );
-        let mux = call.offer.rtcp_mux && !matches!(&call.answer, Some(a) if !a.rtcp_mux);
+        let mux = a.is_some_and(|m| m.rtcp_mux) && !matches!(b, Some(m) if !m.rtcp_mux);
         let leg = |i: usize, info: Option<&AudioInfo>| LegConfig {
             peer: info.and_then(|a| a.rtp),
             peer_rtcp: info.and_then(|a| a.rtcp),
@@ -186,7 +235,7 @@ impl SipCore {
             jitter: Default::default(),
         };
         SlotConfig {
-            legs: [leg(0, Some(&call.offer)), leg(1, call.answer.as_ref())],
+            legs: [leg(0, a), leg(1, b)],
             tag: call.slot_tag,
         }
     }
@@ -276,14 +325,14 @@ impl SipCore {
     }
 
     /// A request in the B dialog (ACK for 2xx, BYE).
-    fn b_in_dialog(&self, call: &Call, method: rsip::Method, cseq: u32) -> OutMsg {
+    fn b_in_dialog(&self, call: &Call, method: rsip::Method, cseq: u32, branch: &str) -> OutMsg {
         let target = call.b_target.as_deref().unwrap_or(&call.b_ruri);
         let to = match &call.b_to_tag {
             Some(t) => format!("{};tag={t}", call.b_to),
             None => call.b_to.clone(),
         };
         let mut r = OutMsg::request(method, target)
-            .header("Via", self.our_via(&format!("z9hG4bK{}", rand_hex(8))))
+            .header("Via", self.our_via(branch))
             .header("Max-Forwards", "70");
         for route in &call.b_route {
             r.push("Route", route.clone());
@@ -296,7 +345,7 @@ impl SipCore {
     }
 
     /// A request in the A dialog (BYE toward the caller).
-    fn a_in_dialog(&self, call: &Call, method: rsip::Method, cseq: u32) -> OutMsg {
+    fn a_in_dialog(&self, call: &Call, method: rsip::Method, cseq: u32, branch: &str) -> OutMsg {
         let inv = &call.a_invite;
         let target = inv
             .contacts()
@@ -304,7 +353,7 @@ impl SipCore {
             .map(|c| c.uri.clone())
             .unwrap_or_else(|| inv.from.uri.clone());
         let mut r = OutMsg::request(method, &target)
-            .header("Via", self.our_via(&format!("z9hG4bK{}", rand_hex(8))))
+            .header("Via", self.our_via(branch))
             .header("Max-Forwards", "70");
         // UAS route set: Record-Route in order (§12.1.1).
         for rr in inv.headers("Record-Route") {
@@ -356,12 +405,12 @@ impl SipCore {
         let (dest, bytes) = match side {
             Side::A => {
                 call.a_local_cseq += 1;
-                let b = self.a_in_dialog(call, rsip::Method::Bye, call.a_local_cseq);
+                let b = self.a_in_dialog(call, rsip::Method::Bye, call.a_local_cseq, &new_branch());
                 (call.a_src, b.to_bytes())
             }
             Side::B => {
                 call.b_next_cseq += 1;
-                let b = self.b_in_dialog(call, rsip::Method::Bye, call.b_next_cseq);
+                let b = self.b_in_dialog(call, rsip::Method::Bye, call.b_next_cseq, &new_branch());
                 (call.b_dest, b.to_bytes())
             }
         };
@@ -370,7 +419,7 @@ impl SipCore {
 
     fn send_b_ack(&mut self, call: &mut Call) {
         let bytes = self
-            .b_in_dialog(call, rsip::Method::Ack, call.b_cseq)
+            .b_in_dialog(call, rsip::Method::Ack, call.b_cseq, &new_branch())
             .to_bytes();
         self.send(call.b_dest, bytes.clone());
         call.b_ack = Some(bytes);
@@ -409,10 +458,7 @@ impl SipCore {
                 return;
             }
             (Some((id, side)), Some(_)) => {
-                debug!(call = id, ?side, "re-INVITE refused (not supported yet)");
-                self.reply(&req, 488, src, |r| {
-                    r.header("Warning", "399 tern \"re-INVITE not supported\"")
-                });
+                self.on_reinvite(id, side, req, src, now);
                 return;
             }
             (None, Some(_)) => {
@@ -435,6 +481,8 @@ impl SipCore {
                 RtKey::Bye(id, Side::A),
                 RtKey::Bye(id, Side::B),
                 RtKey::Cancel(id),
+                RtKey::ReInvite(id),
+                RtKey::ReFinal(id),
             ] {
                 self.stop_retrans(k);
             }
@@ -518,8 +566,8 @@ impl SipCore {
             slot: Some(slot),
             slot_tag: call_tag(&req.call_id),
             ssrc: [nonzero_ssrc(), nonzero_ssrc()],
-            offer,
-            answer: None,
+            media: [Some(offer), None],
+            reinvite: None,
             a_src: src,
             a_to_tag: rand_hex(6),
             a_local_cseq: 0,
@@ -585,7 +633,7 @@ impl SipCore {
             b_call_id = %call.b_call_id,
             callee = %binding.contact,
             dest = %binding.source,
-            leg0_peer = ?call.offer.rtp,
+            leg0_peer = ?call.media[0].as_ref().and_then(|m| m.rtp),
             "call: INVITE relayed to the callee"
         );
         self.send_retrans(RtKey::BInvite(id), call.b_dest, invite, false, now);
@@ -632,7 +680,7 @@ impl SipCore {
                     call.b_to_tag = resp.to.tag().map(str::to_string);
                 }
                 let sdp = if resp.has_sdp() {
-                    self.apply_answer(call, resp)
+                    self.apply_sdp(call, Side::B, resp.body())
                 } else {
                     None
                 };
@@ -647,13 +695,13 @@ impl SipCore {
                     call.b_route.reverse();
                     call.timer_c = None;
                     let sdp = if resp.has_sdp() {
-                        self.apply_answer(call, resp)
+                        self.apply_sdp(call, Side::B, resp.body())
                     } else {
                         warn!(call_id = %call.a_call_id(), "2xx without SDP answer");
                         None
                     };
                     self.stats.calls_answered += 1;
-                    info!(call_id = %call.a_call_id(), slot = ?call.slot, leg1_peer = ?call.answer.as_ref().and_then(|a| a.rtp), "call answered");
+                    info!(call_id = %call.a_call_id(), slot = ?call.slot, leg1_peer = ?call.media[1].as_ref().and_then(|m| m.rtp), "call answered");
                     call.state = CallState::Answered;
                     self.respond_a(call, code, reason.as_deref(), sdp, now);
                 }
@@ -698,22 +746,23 @@ impl SipCore {
         }
     }
 
-    /// Reads the callee's SDP answer, programs leg 1 and returns the answer
-    /// rewritten to leg 0 (`None` if unusable).
-    fn apply_answer(&mut self, call: &mut Call, resp: &Msg) -> Option<Vec<u8>> {
+    /// Takes `body` as the latest SDP of side `from`, programs the slot and
+    /// returns the body rewritten to the relay leg facing the other side
+    /// (`None` if unusable: the slot is left as it was).
+    fn apply_sdp(&mut self, call: &mut Call, from: Side, body: &[u8]) -> Option<Vec<u8>> {
         let slot = call.slot?;
-        match sdp::parse_audio(resp.body()) {
+        match sdp::parse_audio(body) {
             Ok(a) => {
-                call.answer = Some(a);
+                call.media[from.leg()] = Some(a);
                 self.program(call);
             }
             Err(e) => {
-                warn!(call_id = %call.a_call_id(), slot, error = %e, "unusable SDP answer");
+                warn!(call_id = %call.a_call_id(), slot, ?from, error = %e, "unusable SDP");
                 return None;
             }
         }
-        let ports = self.relay.leg_ports(slot, 0);
-        sdp::rewrite(resp.body(), self.relay.media_ip(), ports, 1).ok()
+        let ports = self.relay.leg_ports(slot, from.other().leg());
+        sdp::rewrite(body, self.relay.media_ip(), ports, 1).ok()
     }
 
     pub(crate) fn on_a_ack(&mut self, id: u64, req: &Msg, _now: Instant) {
@@ -742,6 +791,8 @@ impl SipCore {
             match call.state {
                 CallState::Answered | CallState::Confirmed => {
                     core.stop_retrans(RtKey::AFinal(call.id));
+                    core.stop_retrans(RtKey::ReInvite(call.id));
+                    core.stop_retrans(RtKey::ReFinal(call.id));
                     match side {
                         Side::A => {
                             if call.b_ack.is_none() {
@@ -857,7 +908,8 @@ impl SipCore {
                     core.finish(call, now);
                 }
             }),
-            RtKey::Cancel(_) => {}
+            RtKey::ReInvite(id) => self.on_reinvite_timeout(id, now),
+            RtKey::Cancel(_) | RtKey::ReFinal(_) => {}
         }
     }
 
@@ -886,6 +938,247 @@ impl SipCore {
         }
         debug!(call_id = %call.a_call_id(), "call state dropped");
         self.forget(id);
+    }
+}
+
+impl SipCore {
+    /// An in-dialog INVITE from `side`: relayed into the other dialog with
+    /// its SDP rewritten, the slot reprogrammed (new peer, direction).
+    fn on_reinvite(&mut self, id: u64, side: Side, req: Msg, src: SocketAddr, now: Instant) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.reinvite_in(&mut call, side, req, src, now);
+        self.calls.insert(id, call);
+    }
+
+    fn reinvite_in(
+        &mut self,
+        call: &mut Call,
+        side: Side,
+        req: Msg,
+        src: SocketAddr,
+        now: Instant,
+    ) {
+        if let Some(ri) = &call.reinvite {
+            if ri.from == side && ri.req.cseq.num == req.cseq.num {
+                if let Some(bytes) = ri.last_response.clone() {
+                    self.send(src, bytes);
+                }
+                return;
+            }
+        }
+        let pending = call
+            .reinvite
+            .as_ref()
+            .is_some_and(|r| r.final_code.is_none());
+        match call.state {
+            CallState::Confirmed if !pending => {}
+            CallState::Confirmed | CallState::Answered => {
+                // §14.2: one offer at a time.
+                self.reply(&req, 491, src, |r| r);
+                return;
+            }
+            _ => {
+                self.reply(&req, 481, src, |r| r);
+                return;
+            }
+        }
+        let trying = self.response(&req, 100, None, src).to_bytes();
+        self.send(src, trying.clone());
+        let other = side.other();
+        let prev = call.media[side.leg()].clone();
+        let body = if req.has_sdp() {
+            match self.apply_sdp(call, side, req.body()) {
+                Some(b) => Some(b),
+                None => {
+                    self.reply(&req, 488, src, |r| r);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let branch = new_branch();
+        let (cseq, dest) = match other {
+            Side::A => {
+                call.a_local_cseq += 1;
+                (call.a_local_cseq, call.a_src)
+            }
+            Side::B => {
+                call.b_next_cseq += 1;
+                (call.b_next_cseq, call.b_dest)
+            }
+        };
+        let mut out = match other {
+            Side::A => self.a_in_dialog(call, rsip::Method::Invite, cseq, &branch),
+            Side::B => self.b_in_dialog(call, rsip::Method::Invite, cseq, &branch),
+        }
+        .header("Contact", self.our_contact())
+        .header("Allow", ALLOW);
+        if let Some(b) = body {
+            out = out.body("application/sdp", b);
+        }
+        let ruri = match other {
+            Side::A => call
+                .a_invite
+                .contacts()
+                .first()
+                .map(|c| c.uri.clone())
+                .unwrap_or_else(|| call.a_invite.from.uri.clone()),
+            Side::B => call.b_target.clone().unwrap_or_else(|| call.b_ruri.clone()),
+        };
+        info!(call_id = %call.a_call_id(), slot = ?call.slot, ?side, sdp = req.has_sdp(), "re-INVITE relayed");
+        self.send_retrans(RtKey::ReInvite(call.id), dest, out.to_bytes(), false, now);
+        call.reinvite = Some(ReInvite {
+            from: side,
+            req,
+            src,
+            cseq,
+            branch,
+            ruri,
+            prev,
+            final_code: None,
+            last_response: Some(trying),
+            ack: None,
+        });
+    }
+
+    /// Whether `resp` (from dialog `side`) answers our relayed re-INVITE.
+    pub(crate) fn is_reinvite_response(&self, id: u64, side: Side, resp: &Msg) -> bool {
+        self.calls
+            .get(&id)
+            .and_then(|c| c.reinvite.as_ref())
+            .is_some_and(|ri| {
+                ri.from == side.other()
+                    && ri.cseq == resp.cseq.num
+                    && resp.top_via().branch() == Some(ri.branch.as_str())
+            })
+    }
+
+    /// A response to our relayed re-INVITE.
+    pub(crate) fn on_reinvite_response(&mut self, id: u64, resp: &Msg, now: Instant) {
+        self.with_call(id, |core, call| core.reinvite_response(call, resp, now));
+    }
+
+    fn reinvite_response(&mut self, call: &mut Call, resp: &Msg, now: Instant) {
+        let Some(ri) = call.reinvite.take() else {
+            return;
+        };
+        let mut ri = ri;
+        let code = resp.code().unwrap_or(0);
+        let other = ri.from.other();
+        let other_dest = match other {
+            Side::A => call.a_src,
+            Side::B => call.b_dest,
+        };
+        self.stop_retrans(RtKey::ReInvite(call.id));
+        if code < 200 {
+            call.reinvite = Some(ri);
+            return;
+        }
+        if ri.final_code.is_some() {
+            // Retransmitted final: repeat our ACK.
+            if let Some(ack) = ri.ack.clone() {
+                self.send(other_dest, ack);
+            }
+            call.reinvite = Some(ri);
+            return;
+        }
+        let mut r = self.response(&ri.req, code, None, ri.src);
+        if code < 300 {
+            if resp.has_sdp() {
+                if let Some(b) = self.apply_sdp(call, other, resp.body()) {
+                    r = r.body("application/sdp", b);
+                }
+            }
+            r.push("Contact", self.our_contact());
+        } else {
+            // §17.1.1.3 ACK on the re-INVITE's branch; the offer failed, so
+            // the sender's media goes back to what it was.
+            let ack = OutMsg::request(rsip::Method::Ack, &ri.ruri)
+                .header("Via", self.our_via(&ri.branch))
+                .header("Max-Forwards", "70")
+                .header("From", resp.header("From").unwrap_or_default().to_string())
+                .header("To", resp.header("To").unwrap_or_default().to_string())
+                .header("Call-ID", resp.call_id.clone())
+                .header("CSeq", format!("{} ACK", ri.cseq))
+                .to_bytes();
+            self.send(other_dest, ack.clone());
+            ri.ack = Some(ack);
+            if ri.req.has_sdp() {
+                call.media[ri.from.leg()] = ri.prev.clone();
+                self.program(call);
+            }
+        }
+        info!(call_id = %call.a_call_id(), slot = ?call.slot, code, "re-INVITE answered");
+        let bytes = r.to_bytes();
+        ri.final_code = Some(code);
+        ri.last_response = Some(bytes.clone());
+        self.send_retrans(RtKey::ReFinal(call.id), ri.src, bytes, true, now);
+        call.reinvite = Some(ri);
+    }
+
+    /// Whether `ack` from `side` acknowledges our answer to its re-INVITE.
+    pub(crate) fn is_reinvite_ack(&self, id: u64, side: Side, ack: &Msg) -> bool {
+        self.calls
+            .get(&id)
+            .and_then(|c| c.reinvite.as_ref())
+            .is_some_and(|ri| ri.from == side && ri.req.cseq.num == ack.cseq.num)
+    }
+
+    /// The re-INVITE sender's ACK: for a 2xx, ACK the other dialog (with the
+    /// SDP answer if the re-INVITE had no offer).
+    pub(crate) fn on_reinvite_ack(&mut self, id: u64, ack: &Msg) {
+        self.with_call(id, |core, call| {
+            let Some(mut ri) = call.reinvite.take() else {
+                return;
+            };
+            core.stop_retrans(RtKey::ReFinal(call.id));
+            if ri.final_code.is_some_and(|c| c < 300) && ri.ack.is_none() {
+                let other = ri.from.other();
+                let body = if ack.has_sdp() {
+                    core.apply_sdp(call, ri.from, ack.body())
+                } else {
+                    None
+                };
+                let mut out = match other {
+                    Side::A => core.a_in_dialog(call, rsip::Method::Ack, ri.cseq, &new_branch()),
+                    Side::B => core.b_in_dialog(call, rsip::Method::Ack, ri.cseq, &new_branch()),
+                };
+                if let Some(b) = body {
+                    out = out.body("application/sdp", b);
+                }
+                let dest = match other {
+                    Side::A => call.a_src,
+                    Side::B => call.b_dest,
+                };
+                let bytes = out.to_bytes();
+                core.send(dest, bytes.clone());
+                ri.ack = Some(bytes);
+            }
+            call.reinvite = Some(ri);
+        });
+    }
+
+    /// Our relayed re-INVITE got no answer (timer B): 408 to its sender.
+    pub(crate) fn on_reinvite_timeout(&mut self, id: u64, now: Instant) {
+        self.with_call(id, |core, call| {
+            let Some(mut ri) = call.reinvite.take() else {
+                return;
+            };
+            if ri.final_code.is_none() {
+                if ri.req.has_sdp() {
+                    call.media[ri.from.leg()] = ri.prev.clone();
+                    core.program(call);
+                }
+                let bytes = core.response(&ri.req, 408, None, ri.src).to_bytes();
+                ri.final_code = Some(408);
+                ri.last_response = Some(bytes.clone());
+                core.send_retrans(RtKey::ReFinal(call.id), ri.src, bytes, true, now);
+            }
+            call.reinvite = Some(ri);
+        });
     }
 }
 

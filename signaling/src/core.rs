@@ -68,6 +68,10 @@ pub enum RtKey {
     Bye(u64, Side),
     /// A CANCEL we sent to the callee (timers E/F).
     Cancel(u64),
+    /// A re-INVITE we relayed into the other dialog (timers A/B).
+    ReInvite(u64),
+    /// Our final response to a relayed re-INVITE, until its ACK.
+    ReFinal(u64),
 }
 
 #[derive(Debug)]
@@ -404,6 +408,9 @@ impl SipCore {
             }),
             "INVITE" => self.on_invite(req, src, dialog, now),
             "ACK" => match dialog {
+                Some((id, side)) if self.is_reinvite_ack(id, side, &req) => {
+                    self.on_reinvite_ack(id, &req)
+                }
                 Some((id, Side::A)) => self.on_a_ack(id, &req, now),
                 Some((id, Side::B)) => debug!(call = id, "ACK from callee ignored"),
                 None => debug!(call_id = %req.call_id, "ACK without dialog dropped"),
@@ -522,6 +529,9 @@ impl SipCore {
             return;
         };
         match (resp.cseq.method.as_str(), side) {
+            ("INVITE", side) if self.is_reinvite_response(id, side, &resp) => {
+                self.on_reinvite_response(id, &resp, now)
+            }
             ("INVITE", Side::B) => self.on_b_invite_response(id, &resp, now),
             ("BYE", side) => self.on_bye_response(id, side, &resp, now),
             ("CANCEL", Side::B) => {

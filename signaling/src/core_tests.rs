@@ -823,3 +823,158 @@ fn garbage_never_panics() {
         while h.core.poll_transmit().is_some() {}
     }
 }
+
+/// Sets up an answered, confirmed call; returns (bob's INVITE, alice's To tag).
+fn confirmed_call(h: &mut H, call_id: &str) -> (Msg, String) {
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", call_id, "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b9", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let a_tag = only(&out, "200").1.to.tag().unwrap().to_string();
+    let out = h.send(
+        ALICE,
+        &a_request("ACK", call_id, 1, &format!(";tag={a_tag}"), "z9hG4bKack"),
+    );
+    only(&out, "ACK");
+    (inv, a_tag)
+}
+
+fn with_body(req: &str, body: &str) -> String {
+    req.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn reinvite_hold_and_resume_from_both_sides() {
+    let mut h = H::new("reinv", 16, "");
+    let (inv, a_tag) = confirmed_call(&mut h, "ri-1");
+    let slot = only_slot(&h.table, SlotState::Active);
+    let media_ip: IpAddr = MEDIA_IP.parse().unwrap();
+
+    // alice puts bob on hold (sendonly), from a new address.
+    let hold = with_body(
+        &a_request("INVITE", "ri-1", 2, &format!(";tag={a_tag}"), "z9hG4bKhold"),
+        &sdp("10.0.0.9", 41000, "a=sendonly\r\n"),
+    );
+    let out = h.send(ALICE, &hold);
+    only(&out, "100");
+    let (d, rinv) = only(&out, "INVITE").clone();
+    assert_eq!(d, addr(BOB));
+    assert_eq!(rinv.call_id, inv.call_id);
+    assert_eq!(rinv.to.tag(), Some("b9"));
+    assert_eq!(rinv.from.tag(), inv.from.tag());
+    assert_eq!(rinv.cseq.num, 2);
+    let offer = parse_audio(rinv.body()).unwrap();
+    assert_eq!(
+        offer.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 1).rtp))
+    );
+    assert_eq!(offer.direction, Direction::SendOnly);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].peer, Some(addr("10.0.0.9:41000")));
+    assert_eq!(cfg.legs[0].direction, Direction::RecvOnly);
+    assert_eq!(cfg.legs[1].direction, Direction::SendOnly);
+    // A retransmitted re-INVITE is absorbed; a second one gets 491.
+    assert_eq!(codes(&h.send(ALICE, &hold)), [100]);
+    let other = with_body(
+        &a_request("INVITE", "ri-1", 3, &format!(";tag={a_tag}"), "z9hG4bKx"),
+        &sdp("10.0.0.9", 41000, ""),
+    );
+    assert_eq!(codes(&h.send(ALICE, &other)), [491]);
+
+    // bob answers recvonly → 200 to alice, rewritten to leg 0.
+    let out = h.send(
+        BOB,
+        &b_response(
+            &rinv,
+            200,
+            "b9",
+            Some(&sdp("10.0.0.2", 50000, "a=recvonly\r\n")),
+        ),
+    );
+    let (d, ok) = only(&out, "200");
+    assert_eq!(*d, addr(ALICE));
+    assert_eq!(ok.cseq.num, 2);
+    let ans = parse_audio(ok.body()).unwrap();
+    assert_eq!(
+        ans.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 0).rtp))
+    );
+    assert_eq!(ans.direction, Direction::RecvOnly);
+    // alice ACKs → ACK to bob with CSeq 2.
+    let out = h.send(
+        ALICE,
+        &a_request("ACK", "ri-1", 2, &format!(";tag={a_tag}"), "z9hG4bKack2"),
+    );
+    let (d, ack) = only(&out, "ACK");
+    assert_eq!(
+        (*d, ack.cseq.num, ack.call_id.as_str()),
+        (addr(BOB), 2, inv.call_id.as_str())
+    );
+    assert!(h.advance(Duration::from_secs(5)).is_empty());
+
+    // bob resumes (sendrecv) → re-INVITE into alice's dialog.
+    let resume = with_body(
+        &b_request("INVITE", &inv, "b9", 7),
+        &sdp("10.0.0.2", 50000, ""),
+    );
+    let out = h.send(BOB, &resume);
+    only(&out, "100");
+    let (d, ainv) = only(&out, "INVITE").clone();
+    assert_eq!(d, addr(ALICE));
+    assert_eq!(ainv.call_id, "ri-1");
+    assert_eq!(ainv.from.tag(), Some(a_tag.as_str()));
+    assert_eq!(ainv.to.tag(), Some("a1"));
+    assert_eq!(ainv.uri_text(), Some(&*format!("sip:alice@{ALICE}")));
+    let offer = parse_audio(ainv.body()).unwrap();
+    assert_eq!(
+        offer.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 0).rtp))
+    );
+    let out = h.send(
+        ALICE,
+        &b_response(&ainv, 200, "unused", Some(&sdp("10.0.0.9", 41000, ""))),
+    );
+    let (d, ok) = only(&out, "200");
+    assert_eq!((*d, ok.cseq.num), (addr(BOB), 7));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::SendRecv);
+    assert_eq!(cfg.legs[1].direction, Direction::SendRecv);
+    let ack = b_request("ACK", &inv, "b9", 7);
+    let out = h.send(BOB, &ack);
+    let (d, a) = only(&out, "ACK");
+    assert_eq!(
+        (*d, a.call_id.as_str(), a.cseq.num),
+        (addr(ALICE), "ri-1", ainv.cseq.num)
+    );
+
+    // A refused re-INVITE restores the sender's media.
+    let move_ = with_body(
+        &a_request("INVITE", "ri-1", 4, &format!(";tag={a_tag}"), "z9hG4bKmove"),
+        &sdp("10.0.0.77", 42000, ""),
+    );
+    let out = h.send(ALICE, &move_);
+    let rinv = only(&out, "INVITE").1.clone();
+    assert_eq!(
+        h.table.read_config(slot).unwrap().0.legs[0].peer,
+        Some(addr("10.0.0.77:42000"))
+    );
+    let out = h.send(BOB, &b_response(&rinv, 488, "b9", None));
+    only(&out, "ACK");
+    only(&out, "488");
+    assert_eq!(
+        h.table.read_config(slot).unwrap().0.legs[0].peer,
+        Some(addr("10.0.0.9:41000"))
+    );
+}
