@@ -643,8 +643,20 @@ fn callee_hangs_up_and_cancel_before_answer() {
     );
     let inv = only(&out, "INVITE").1.clone();
     let slot = only_slot(&h.table, SlotState::Active);
-    let out = h.send(BOB, &b_response(&inv, 180, "b4", None));
-    only(&out, "180");
+    // Early media: 183 with SDP is rewritten like a 200 and programs leg 1.
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 183, "b4", Some(&sdp("10.0.0.2", 50004, ""))),
+    );
+    let (_, early) = only(&out, "183");
+    let em = parse_audio(early.body()).unwrap();
+    let media_ip: IpAddr = MEDIA_IP.parse().unwrap();
+    assert_eq!(
+        em.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 0).rtp))
+    );
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[1].peer, Some(addr("10.0.0.2:50004")));
     let cancel = a_request("CANCEL", "cx-1", 1, "", "z9hG4bKinv-cx-1");
     let out = h.send(ALICE, &cancel);
     assert_eq!(out.len(), 3, "{:?}", summary(&out));
