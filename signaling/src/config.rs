@@ -218,6 +218,19 @@ impl Default for SipConfig {
 }
 
 impl SipConfig {
+    /// Defaults, listening on `listen`, with the `[[users]]` of the TOML
+    /// `text` (every other key or table is ignored; an empty text means no
+    /// users). Call [`SipConfig::validate`] before serving.
+    ///
+    /// Errors: those of [`load_users_toml`].
+    pub fn from_toml(listen: SocketAddr, text: &str) -> Result<SipConfig, ConfigError> {
+        Ok(SipConfig {
+            listen,
+            users: load_users_toml(text)?,
+            ..SipConfig::default()
+        })
+    }
+
     /// Checks that the configuration is safe and coherent.
     ///
     /// Errors: [`ConfigError::Refused`] when `listen` is not a loopback
@@ -291,6 +304,21 @@ mod tests {
         ] {
             assert!(load_users_toml(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn from_toml_takes_listen_and_users() {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let c = SipConfig::from_toml(
+            listen,
+            "[sip]\nx = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, listen);
+        assert_eq!(c.users.len(), 1);
+        assert_eq!(c.realm, "tern");
+        assert!(SipConfig::from_toml(listen, "").unwrap().users.is_empty());
+        assert!(SipConfig::from_toml(listen, "[[users]]\nname = 1\n").is_err());
     }
 
     #[test]
