@@ -573,7 +573,7 @@ impl SipCore {
             a_local_cseq: 0,
             a_last_response: Some(trying_for_retrans(self, &req, src)),
             a_final: None,
-            b_dest: binding.source,
+            b_dest: binding.target,
             b_call_id,
             b_from: format!("{from_display}<{}>;tag={b_from_tag}", req.from.uri),
             b_to: format!("{to_display}<{}>", req.to.uri),
@@ -632,7 +632,7 @@ impl SipCore {
             slot,
             b_call_id = %call.b_call_id,
             callee = %binding.contact,
-            dest = %binding.source,
+            dest = %binding.target,
             leg0_peer = ?call.media[0].as_ref().and_then(|m| m.rtp),
             "call: INVITE relayed to the callee"
         );

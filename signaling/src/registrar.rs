@@ -5,7 +5,7 @@
 //! Authentication happens before [`register`] is called (see the core).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::msg::{parse_delta, uri_host_port, uri_user, Msg};
@@ -19,9 +19,10 @@ pub struct Binding {
     pub user: String,
     /// The Contact URI (where requests for the AOR go, as Request-URI).
     pub contact: String,
-    /// The transport source the REGISTER came from; requests are sent
-    /// there (symmetric, NAT-friendly, like `rport`).
+    /// The transport source the REGISTER came from.
     pub source: SocketAddr,
+    /// Where requests for this binding are sent: see [`route_target`].
+    pub target: SocketAddr,
     /// When the binding lapses.
     pub expires_at: Instant,
     /// Call-ID of the REGISTER that last refreshed it (§10.3 step 7).
@@ -142,6 +143,38 @@ impl LocationService for MemoryLocation {
     }
 }
 
+/// Where to send requests for a contact registered from `source`: the
+/// contact URI's IP and port (5060 if none, RFC 3263 without DNS), or the
+/// REGISTER's source address when the contact host is not an IP literal, or
+/// is a private/unspecified address while the source is not (a UA behind
+/// NAT, as with `rport`, RFC 3581).
+pub fn route_target(contact: &str, source: SocketAddr) -> SocketAddr {
+    let Some((host, port)) = uri_host_port(contact) else {
+        return source;
+    };
+    let Ok(ip) = host.parse::<IpAddr>() else {
+        return source;
+    };
+    if (is_private(ip) || ip.is_unspecified()) && !is_private(source.ip()) {
+        return source;
+    }
+    SocketAddr::new(ip, port.unwrap_or(5060))
+}
+
+/// RFC 1918 / RFC 6598 / unique-local / link-local addresses.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// Expiry policy of the registrar, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiryPolicy {
@@ -227,6 +260,7 @@ pub fn register(
             loc.upsert(Binding {
                 aor: aor.clone(),
                 user: user.clone(),
+                target: route_target(&contact, src),
                 contact,
                 source: src,
                 expires_at: now + Duration::from_secs(u64::from(e)),
@@ -262,6 +296,36 @@ mod tests {
             "REGISTER sip:tern SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{cseq}\r\nFrom: <sip:bob@tern>;tag=1\r\nTo: <sip:bob@TERN>\r\nCall-ID: reg1\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn route_targets() {
+        let src: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:15071".parse().unwrap();
+        assert_eq!(
+            route_target("sip:bob@127.0.0.1:15070", lo),
+            "127.0.0.1:15070".parse().unwrap()
+        );
+        assert_eq!(
+            route_target("sip:bob@198.51.100.1", src),
+            "198.51.100.1:5060".parse().unwrap()
+        );
+        assert_eq!(
+            route_target("sip:bob@[2001:db8::1]:5070", src),
+            "[2001:db8::1]:5070".parse().unwrap()
+        );
+        // NAT: private contact, public source.
+        assert_eq!(route_target("sip:bob@192.168.1.20:5060", src), src);
+        assert_eq!(route_target("sip:bob@100.64.0.1:5060", src), src);
+        // Both private (same LAN): the contact.
+        let lan: SocketAddr = "10.0.0.5:5062".parse().unwrap();
+        assert_eq!(
+            route_target("sip:bob@10.0.0.6:5060", lan),
+            "10.0.0.6:5060".parse().unwrap()
+        );
+        // No IP literal: the source.
+        assert_eq!(route_target("sip:bob@example.com", src), src);
+        assert_eq!(route_target("garbage", src), src);
     }
 
     #[test]
