@@ -49,6 +49,7 @@ use std::time::Duration;
 use tern_shared::table::SlotTable;
 
 pub mod bufring;
+pub mod control;
 pub mod leg;
 pub mod sockets;
 pub mod ssrc;

@@ -1,0 +1,535 @@
+//! The ng control socket: rtpengine's control protocol, so that stock
+//! Kamailio (`rtpengine` module) and OpenSIPS, or rtpengine's own
+//! `rtpengine-ng-client`, can drive tern as a drop-in rtpengine.
+//!
+//! # Wire format
+//!
+//! `<cookie> <bencode dictionary>` over UDP (one message per datagram) and
+//! over TCP (messages back to back; the end of the dictionary ends the
+//! message). The reply is `<cookie> <bencode dictionary>` with the same
+//! cookie. Commands: `ping`, `offer`, `answer`, `delete`, `query`, `list`,
+//! `statistics` (see [`core`] for what each does and [`NgCore`] for the
+//! retransmission cache and the media timeout).
+//!
+//! # Flags
+//!
+//! Those Kamailio's `rtpengine_manage()` sends in ordinary calls are
+//! honoured: `replace` (`origin`, `session-connection`), `flags`
+//! (`trust-address`, `SIP-source-address`, `symmetric`, `strict-source` →
+//! [`Learning::Strict`](tern_shared::table::Learning), `media-handover` →
+//! `LearnAlways`, default learn-once, `no-rtcp-attribute`,
+//! `full-rtcp-attribute`, `fatal` on `delete`), `direction` (accepted: one
+//! interface), `rtcp-mux` (`offer`, `accept`, `demux`, `require`,
+//! `reject`), `ICE` (`remove`; ICE attributes are always removed),
+//! `transport-protocol` (`RTP/AVP`, `RTP/AVPF`), `received-from`,
+//! `delete-delay`. Spaces in flag names count as hyphens
+//! (`"trust address"`), as in rtpengine.
+//!
+//! SSRC rewriting is off by default, as in rtpengine. The flag
+//! `SSRC-rewrite` in an `offer` or `answer` switches it on for the leg that
+//! receives the SDP of that reply (the answerer for an offer, the offerer
+//! for an answer): that party then sees one stable SSRC, with sequence
+//! numbers and timestamps continuing across source changes. It stays on for
+//! the rest of the call.
+//!
+//! Unknown flags never fail a message: they are listed in the reply's
+//! `warning`. Malformed messages (bad bencode, wrong types, missing keys,
+//! bad SDP, `answer` for an unknown call) get `result: error` with an
+//! `error-reason`, and the socket keeps serving.
+//!
+//! # Access
+//!
+//! The socket binds to loopback by default (`127.0.0.1:2223`). Sources
+//! other than loopback are served only when listed ([`Acl`], `--ng-allow`);
+//! datagrams from others are dropped without a reply and TCP connections
+//! from others closed, both counted in [`NgStats::dropped_unauthorized`].
+//!
+//! # Threads
+//!
+//! One UDP thread (which also runs [`NgCore::poll_timeouts`] about once a
+//! second) and one TCP acceptor with a thread per connection (at most
+//! [`NgConfig::max_tcp_connections`], each with a bounded buffer). They
+//! share one [`NgCore`] behind a mutex and program the slot table only; the
+//! relay workers and their sockets are never touched.
+
+pub mod acl;
+pub mod bencode;
+pub mod core;
+pub mod sdp;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tern_shared::table::SlotTable;
+use tracing::{debug, info, warn};
+
+pub use self::acl::{Acl, Cidr};
+pub use self::core::{CoreConfig, NgCore, NgStats};
+
+/// The default control address, as rtpengine's usual `listen-ng`.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2223);
+
+/// How often the UDP thread wakes up to check the shutdown flag and run the
+/// timeouts.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The value of `--ng`: an address, a bare port (on 127.0.0.1), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NgListen(pub Option<SocketAddr>);
+
+impl FromStr for NgListen {
+    type Err = String;
+
+    /// Parses `ADDR:PORT`, `PORT` or `off`.
+    fn from_str(s: &str) -> Result<NgListen, String> {
+        let s = s.trim();
+        if matches!(s, "off" | "none" | "no") {
+            return Ok(NgListen(None));
+        }
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(NgListen(Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port,
+            ))));
+        }
+        s.parse::<SocketAddr>()
+            .map(|a| NgListen(Some(a)))
+            .map_err(|e| format!("{s:?}: {e}; expected ADDR:PORT, PORT or off"))
+    }
+}
+
+/// How to run the control server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgConfig {
+    /// UDP address; TCP listens on the same address and port. Port 0 picks
+    /// a free one (see [`NgServer::udp_addr`]).
+    pub listen: SocketAddr,
+    /// Also serve TCP.
+    pub tcp: bool,
+    /// Most TCP connections at once; more are closed at once.
+    pub max_tcp_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle: Duration,
+    /// The protocol core's settings (timeout, cache, access list).
+    pub core: CoreConfig,
+}
+
+impl Default for NgConfig {
+    /// [`DEFAULT_LISTEN`], TCP on, 64 connections idle at most 5 minutes,
+    /// [`CoreConfig::default`].
+    fn default() -> Self {
+        NgConfig {
+            listen: DEFAULT_LISTEN,
+            tcp: true,
+            max_tcp_connections: 64,
+            tcp_idle: Duration::from_secs(300),
+            core: CoreConfig::default(),
+        }
+    }
+}
+
+impl NgConfig {
+    /// The defaults with `listen`, the extra allowed sources `allow` and a
+    /// media timeout of `timeout_s` seconds (0: none).
+    pub fn new(listen: SocketAddr, allow: Vec<Cidr>, timeout_s: u64) -> NgConfig {
+        let mut c = NgConfig {
+            listen,
+            ..Default::default()
+        };
+        c.core.acl = Acl::new(allow);
+        c.core.timeout_ms = timeout_s.saturating_mul(1000);
+        c
+    }
+}
+
+/// Errors from [`start`].
+#[derive(Debug)]
+pub enum NgError {
+    /// The socket could not be bound (address in use, not local, ...).
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// `"udp"` or `"tcp"`.
+        proto: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A server thread could not be spawned, or a socket option set.
+    Io(io::Error),
+}
+
+impl fmt::Display for NgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NgError::Bind {
+                addr,
+                proto,
+                source,
+            } => {
+                write!(f, "ng control socket: cannot bind {proto}:{addr}: {source}")
+            }
+            NgError::Io(e) => write!(f, "ng control socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NgError::Bind { source, .. } => Some(source),
+            NgError::Io(e) => Some(e),
+        }
+    }
+}
+
+/// A running control server.
+#[derive(Debug)]
+pub struct NgServer {
+    udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    core: Arc<Mutex<NgCore>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// Unix time, ms.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock(core: &Mutex<NgCore>) -> MutexGuard<'_, NgCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the control server on `cfg.listen` (UDP, and TCP on the same
+/// port when `cfg.tcp`), programming `table`. Runs until `shutdown` is set
+/// (noticed within 100 ms); then [`NgServer::join`] waits for the threads
+/// and releases the slots of the calls still held.
+///
+/// Errors: [`NgError::Bind`] (e.g. the port is taken), [`NgError::Io`].
+pub fn start(
+    cfg: NgConfig,
+    table: Arc<SlotTable>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<NgServer, NgError> {
+    let udp = UdpSocket::bind(cfg.listen).map_err(|source| NgError::Bind {
+        addr: cfg.listen,
+        proto: "udp",
+        source,
+    })?;
+    udp.set_read_timeout(Some(TICK)).map_err(NgError::Io)?;
+    let udp_addr = udp.local_addr().map_err(NgError::Io)?;
+    let tcp = if cfg.tcp {
+        let at = SocketAddr::new(cfg.listen.ip(), udp_addr.port());
+        let l = TcpListener::bind(at).map_err(|source| NgError::Bind {
+            addr: at,
+            proto: "tcp",
+            source,
+        })?;
+        l.set_nonblocking(true).map_err(NgError::Io)?;
+        Some(l)
+    } else {
+        None
+    };
+    let tcp_addr = match &tcp {
+        Some(l) => Some(l.local_addr().map_err(NgError::Io)?),
+        None => None,
+    };
+    if !cfg.listen.ip().is_loopback() && cfg.core.acl.blocks().is_empty() {
+        warn!(
+            "ng control socket bound to {} but no --ng-allow given: only loopback sources are served",
+            cfg.listen
+        );
+    }
+    let core = Arc::new(Mutex::new(NgCore::new(table, cfg.core.clone(), unix_ms())));
+    let mut handles = Vec::new();
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .map_err(NgError::Io)
+    };
+    {
+        let (core, shutdown) = (core.clone(), shutdown.clone());
+        handles.push(spawn(
+            "tern-ng-udp",
+            Box::new(move || udp_loop(udp, core, shutdown)),
+        )?);
+    }
+    if let Some(l) = tcp {
+        let (core, sd) = (core.clone(), shutdown.clone());
+        let max = cfg.max_tcp_connections;
+        let idle = cfg.tcp_idle;
+        match spawn(
+            "tern-ng-tcp",
+            Box::new(move || tcp_accept_loop(l, core, sd, max, idle)),
+        ) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shutdown.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    info!(udp = %udp_addr, tcp = ?tcp_addr, "ng control socket listening");
+    Ok(NgServer {
+        udp_addr,
+        tcp_addr,
+        core,
+        handles,
+    })
+}
+
+impl NgServer {
+    /// The UDP address served.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The TCP address served, if TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The control plane's counters.
+    pub fn stats(&self) -> NgStats {
+        lock(&self.core).stats()
+    }
+
+    /// Waits for the server threads to stop (after the shutdown flag is
+    /// set), then ends every call still held and releases its slots.
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+        lock(&self.core).release_all(unix_ms());
+    }
+}
+
+fn udp_loop(sock: UdpSocket, core: Arc<Mutex<NgCore>>, shutdown: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 65_536];
+    let mut last_poll = Instant::now();
+    while !shutdown.load(Ordering::Relaxed) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, src)) => {
+                let reply = lock(&core).handle(&buf[..n], src, unix_ms());
+                if let Some(r) = reply {
+                    if let Err(e) = sock.send_to(&r, src) {
+                        debug!(%src, "ng: reply of {} bytes not sent: {e}", r.len());
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                // ICMP errors from earlier replies surface here; keep serving.
+                debug!("ng: udp receive: {e}");
+            }
+        }
+        if last_poll.elapsed() >= Duration::from_millis(1000) {
+            last_poll = Instant::now();
+            lock(&core).poll_timeouts(unix_ms());
+        }
+    }
+}
+
+fn tcp_accept_loop(
+    listener: TcpListener,
+    core: Arc<Mutex<NgCore>>,
+    shutdown: Arc<AtomicBool>,
+    max: usize,
+    idle: Duration,
+) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut conns: Vec<JoinHandle<()>> = Vec::new();
+    while !shutdown.load(Ordering::Relaxed) {
+        conns.retain(|h| !h.is_finished());
+        match listener.accept() {
+            Ok((stream, src)) => {
+                if !lock(&core).acl().permits(src.ip()) {
+                    lock(&core).count_unauthorized();
+                    debug!(%src, "ng: tcp connection from a source not allowed closed");
+                    continue;
+                }
+                if live.load(Ordering::Relaxed) >= max {
+                    warn!(%src, "ng: too many tcp connections ({max}); closing");
+                    continue;
+                }
+                live.fetch_add(1, Ordering::Relaxed);
+                let (core, sd, live2) = (core.clone(), shutdown.clone(), live.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("tern-ng-conn".into())
+                    .spawn(move || {
+                        tcp_conn(stream, src, &core, &sd, idle);
+                        live2.fetch_sub(1, Ordering::Relaxed);
+                    });
+                match spawned {
+                    Ok(h) => conns.push(h),
+                    Err(e) => {
+                        live.fetch_sub(1, Ordering::Relaxed);
+                        warn!("ng: cannot spawn a tcp connection thread: {e}");
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                debug!("ng: tcp accept: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    for h in conns {
+        let _ = h.join();
+    }
+}
+
+/// Longest buffered TCP input: one message and its cookie.
+const MAX_TCP_BUF: usize = core::MAX_MESSAGE + core::MAX_COOKIE + 2;
+
+/// What the front of a TCP buffer holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// A complete message of this many bytes (after `skip` bytes of white
+    /// space).
+    Message { skip: usize, len: usize },
+    /// More bytes are needed.
+    More,
+    /// The stream cannot be framed any more: answer what there is, close.
+    Broken,
+}
+
+/// Splits the next message off a TCP buffer: white space, a cookie, one
+/// space, one bencode dictionary.
+fn next_frame(buf: &[u8]) -> Frame {
+    let skip = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let rest = &buf[skip..];
+    if rest.is_empty() {
+        return Frame::More;
+    }
+    let Some(sp) = rest
+        .iter()
+        .take(core::MAX_COOKIE + 1)
+        .position(|&b| b == b' ')
+    else {
+        return if rest.len() > core::MAX_COOKIE {
+            Frame::Broken
+        } else {
+            Frame::More
+        };
+    };
+    if sp == 0 {
+        return Frame::Broken;
+    }
+    match bencode::scan(&rest[sp + 1..], core::MAX_MESSAGE) {
+        bencode::Scan::Complete(n) => Frame::Message {
+            skip,
+            len: sp + 1 + n,
+        },
+        bencode::Scan::Incomplete => Frame::More,
+        bencode::Scan::Invalid(_) => Frame::Broken,
+    }
+}
+
+fn tcp_conn(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    core: &Mutex<NgCore>,
+    shutdown: &AtomicBool,
+    idle: Duration,
+) {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(TICK)).is_err() {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut last = Instant::now();
+    while !shutdown.load(Ordering::Relaxed) && last.elapsed() < idle {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                last = Instant::now();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        loop {
+            match next_frame(&buf) {
+                Frame::Message { skip, len } => {
+                    let reply = lock(core).handle(&buf[skip..skip + len], src, unix_ms());
+                    buf.drain(..skip + len);
+                    if let Some(r) = reply {
+                        if stream.write_all(&r).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Frame::More if buf.len() <= MAX_TCP_BUF => break,
+                Frame::More | Frame::Broken => {
+                    // Answer (with an error) what cannot be framed, close.
+                    let end = buf.len().min(MAX_TCP_BUF);
+                    if let Some(r) = lock(core).handle(&buf[..end], src, unix_ms()) {
+                        let _ = stream.write_all(&r);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_tcp_messages() {
+        assert_eq!(next_frame(b""), Frame::More);
+        assert_eq!(next_frame(b"\r\n"), Frame::More);
+        assert_eq!(next_frame(b"abc"), Frame::More);
+        assert_eq!(next_frame(b"abc d7:command"), Frame::More);
+        let m = b"\nabc d7:command4:pingeX";
+        assert_eq!(next_frame(m), Frame::Message { skip: 1, len: 21 });
+        assert_eq!(next_frame(b"abc xyz"), Frame::Broken);
+        assert_eq!(next_frame(b" "), Frame::More);
+        assert_eq!(next_frame(&[b'a'; 300]), Frame::Broken);
+    }
+
+    #[test]
+    fn parses_listen() {
+        assert_eq!("off".parse::<NgListen>(), Ok(NgListen(None)));
+        assert_eq!(
+            "2224".parse::<NgListen>(),
+            Ok(NgListen(Some("127.0.0.1:2224".parse().unwrap())))
+        );
+        assert_eq!(
+            "[::1]:5".parse::<NgListen>(),
+            Ok(NgListen(Some("[::1]:5".parse().unwrap())))
+        );
+        assert!("nope".parse::<NgListen>().is_err());
+    }
+}
