@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use bt_bencode::{ByteString, Value};
+/// The decoded value types (from `bt_bencode`), for callers that read
+/// replies.
+pub use bt_bencode::{ByteString, Value};
 
 /// Deepest nesting accepted. ng messages are at most three levels deep
 /// (dictionary → list → string); rtpengine's replies are six.
