@@ -44,6 +44,16 @@ struct RelayArgs {
     /// Do not pin workers to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// rtpengine ng control socket, UDP and TCP: ADDR:PORT, PORT or `off`
+    /// [default: 127.0.0.1:2223, skipped with a warning if taken].
+    #[arg(long, value_name = "ADDR")]
+    ng: Option<tern_dataplane::control::NgListen>,
+    /// Also serve ng to sources in CIDR (repeatable); loopback always is.
+    #[arg(long = "ng-allow", value_name = "CIDR")]
+    ng_allow: Vec<tern_dataplane::control::Cidr>,
+    /// Delete ng calls whose media stopped SECS seconds ago (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
 }
 
 #[derive(Args, Clone)]
@@ -167,7 +177,32 @@ fn raise_nofile(need: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTable>, tern_dataplane::Relay), Error> {
+type NgServer = Option<tern_dataplane::control::NgServer>;
+
+/// Starts the ng control socket on the table. The default address is
+/// skipped with a warning when taken; an explicit `--ng` must bind.
+fn start_ng(a: &RelayArgs, table: &Arc<SlotTable>, shutdown: &Arc<AtomicBool>) -> Result<NgServer, Error> {
+    use tern_dataplane::control;
+    let (addr, explicit) = match a.ng {
+        Some(control::NgListen(None)) => return Ok(None),
+        Some(control::NgListen(Some(addr))) => (addr, true),
+        None => (control::DEFAULT_LISTEN, false),
+    };
+    let cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
+    match control::start(cfg, table.clone(), shutdown.clone()) {
+        Ok(ng) => {
+            println!("tern ng: listening on udp:{} tcp:{}", ng.udp_addr(), ng.tcp_addr().map_or("-".into(), |t| t.to_string()));
+            Ok(Some(ng))
+        }
+        Err(e) if !explicit => {
+            eprintln!("tern: {e}; running without the ng control socket (see --ng)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
     let (table, workers) = open_table(a)?;
     let relay = tern_dataplane::start(
         tern_dataplane::RelayConfig {
@@ -178,6 +213,7 @@ fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTab
         table.clone(),
         shutdown.clone(),
     )?;
+    let ng = start_ng(a, &table, shutdown)?;
     println!(
         "tern relay: {} workers, media {} ports {}-{}, {} slots in {}",
         workers,
@@ -187,7 +223,7 @@ fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTab
         table.capacity(),
         table.path().display()
     );
-    Ok((table, relay))
+    Ok((table, relay, ng))
 }
 
 fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
@@ -203,19 +239,25 @@ fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
 
 fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     let cfg = sip_config(&a.sip)?;
-    let (table, relay) = start_relay(&a.relay, &shutdown)?;
+    let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
     println!("tern sip: listening on udp:{}", cfg.listen);
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
     let sip = tern_signaling::run(cfg, backend, shutdown.clone());
     shutdown.store(true, Ordering::Relaxed);
+    if let Some(ng) = ng {
+        ng.join();
+    }
     relay.join()?;
     sip?;
     Ok(())
 }
 
 fn relay(a: RelayArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
-    let (_table, relay) = start_relay(&a, &shutdown)?;
+    let (_table, relay, ng) = start_relay(&a, &shutdown)?;
     relay.join()?;
+    if let Some(ng) = ng {
+        ng.join();
+    }
     Ok(())
 }
 
