@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of tern. Installs what the tests need first, from
-# Debian's packages, when it is missing: sipp (sip-tester) and tshark.
+# Debian's packages, when it is missing: sipp (sip-tester), tshark,
+# rtpengine-ng-client (rtpengine-utils) and kamailio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v rtpengine-ng-client >/dev/null 2>&1 || need+=(rtpengine-utils)
+# kamailio ships its rtpengine module (modules/rtpengine.so) in the same package.
+{ command -v kamailio || [ -x /usr/sbin/kamailio ]; } >/dev/null 2>&1 || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   sudo=""
