@@ -33,7 +33,7 @@ pub mod server;
 pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
 pub use crate::core::{CoreStats, SipCore};
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
-pub use crate::server::run;
+pub use crate::server::{run, Server};
 
 /// Errors that stop the signaling plane.
 #[derive(Debug)]

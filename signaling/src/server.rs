@@ -24,9 +24,9 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const READ_BUDGET: usize = 256;
 
 /// Binds UDP on `config.listen` and serves SIP until `shutdown` becomes
-/// true (checked at least every 100 ms). Relay slots of calls still up at
-/// shutdown are left as they are, so media keeps flowing across a restart
-/// of the signaling plane.
+/// true (checked at least every 100 ms): [`Server::bind`] then
+/// [`Server::serve`]. Relay slots of calls still up at shutdown are left as
+/// they are, so media keeps flowing across a restart of the signaling plane.
 ///
 /// Errors: [`SipError::Config`] if [`SipConfig::validate`] refuses the
 /// configuration, [`SipError::Bind`] if the address cannot be bound,
@@ -36,12 +36,66 @@ pub fn run(
     relay: Box<dyn MediaRelay>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SipError> {
-    config.validate().map_err(SipError::Config)?;
-    let mut sock = UdpSocket::bind(config.listen).map_err(|e| SipError::Bind(config.listen, e))?;
-    let bound = sock.local_addr().map_err(SipError::Io)?;
+    Server::bind(config)?.serve(relay, shutdown)
+}
+
+/// A bound, not yet serving, SIP UDP transport. Binding first lets the
+/// caller announce readiness (and learn the port when `listen` has port 0)
+/// only once datagrams can no longer be lost.
+#[derive(Debug)]
+pub struct Server {
+    config: SipConfig,
+    sock: UdpSocket,
+    bound: SocketAddr,
+}
+
+impl Server {
+    /// Validates `config` and binds its UDP address.
+    ///
+    /// Errors: [`SipError::Config`], [`SipError::Bind`], [`SipError::Io`].
+    pub fn bind(config: SipConfig) -> Result<Server, SipError> {
+        config.validate().map_err(SipError::Config)?;
+        let sock = UdpSocket::bind(config.listen).map_err(|e| SipError::Bind(config.listen, e))?;
+        let bound = sock.local_addr().map_err(SipError::Io)?;
+        Ok(Server {
+            config,
+            sock,
+            bound,
+        })
+    }
+
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
+    }
+
+    /// Serves until `shutdown` is true (checked at least every 100 ms).
+    ///
+    /// Errors: [`SipError::Io`] if polling fails.
+    pub fn serve(
+        self,
+        relay: Box<dyn MediaRelay>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<(), SipError> {
+        let Server {
+            config,
+            mut sock,
+            bound,
+        } = self;
+        serve(config, &mut sock, bound, relay, shutdown)
+    }
+}
+
+fn serve(
+    config: SipConfig,
+    sock: &mut UdpSocket,
+    bound: SocketAddr,
+    relay: Box<dyn MediaRelay>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), SipError> {
     let mut poll = Poll::new().map_err(SipError::Io)?;
     poll.registry()
-        .register(&mut sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .register(sock, SOCKET, Interest::READABLE | Interest::WRITABLE)
         .map_err(SipError::Io)?;
     let mut core = SipCore::new(&config, relay, bound, Instant::now());
     info!(

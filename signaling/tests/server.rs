@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tern_shared::table::{SlotTable, TableParams};
-use tern_signaling::{run, ShmRelay, SipConfig, SipError};
+use tern_signaling::{run, Server, ShmRelay, SipConfig, SipError};
 
 fn table(name: &str) -> Arc<SlotTable> {
     Arc::new(
@@ -80,6 +80,40 @@ fn answers_options_and_stops_on_shutdown() {
         asked.elapsed()
     );
     let _ = t.unlink();
+}
+
+#[test]
+fn bind_then_serve_reports_the_port() {
+    let t = table("bind");
+    let cfg = SipConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..SipConfig::default()
+    };
+    let server = Server::bind(cfg).expect("bind");
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    // Bound before serving: a datagram sent now is not lost.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("client");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let req = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKb1\r\nFrom: <sip:t@{me}>;tag=1\r\nTo: <sip:{addr}>\r\nCall-ID: b1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(req.as_bytes(), addr).expect("send");
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let th = {
+        let (relay, shutdown) = (ShmRelay::new(t.clone()), shutdown.clone());
+        thread::spawn(move || server.serve(Box::new(relay), shutdown))
+    };
+    let mut buf = [0u8; 2048];
+    let got = sock
+        .recv_from(&mut buf)
+        .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).to_string());
+    shutdown.store(true, Ordering::Relaxed);
+    assert!(th.join().expect("join").is_ok());
+    let _ = t.unlink();
+    assert!(got.expect("answer").starts_with("SIP/2.0 200 OK"));
 }
 
 #[test]
