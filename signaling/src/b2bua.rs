@@ -124,6 +124,7 @@ pub struct Call {
     pub(crate) b_dest: SocketAddr,
     pub(crate) b_call_id: String,
     pub(crate) b_from: String,
+    pub(crate) b_from_tag: String,
     pub(crate) b_to: String,
     pub(crate) b_to_tag: Option<String>,
     pub(crate) b_ruri: String,
@@ -425,6 +426,25 @@ impl SipCore {
         call.b_ack = Some(bytes);
     }
 
+    /// Whether `req` (with a To tag, from dialog `side` of call `id`)
+    /// carries that dialog's tags: the remote tag in From, ours in To.
+    pub(crate) fn dialog_matches(&self, id: u64, side: Side, req: &Msg) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        match side {
+            Side::A => {
+                req.from.tag() == call.a_invite.from.tag()
+                    && req.to.tag() == Some(call.a_to_tag.as_str())
+            }
+            Side::B => {
+                req.from.tag().is_some()
+                    && req.from.tag() == call.b_to_tag.as_deref()
+                    && req.to.tag() == Some(call.b_from_tag.as_str())
+            }
+        }
+    }
+
     /// INVITE from the network. `dialog` is the Call-ID's existing entry.
     pub(crate) fn on_invite(
         &mut self,
@@ -576,6 +596,7 @@ impl SipCore {
             b_dest: binding.target,
             b_call_id,
             b_from: format!("{from_display}<{}>;tag={b_from_tag}", req.from.uri),
+            b_from_tag,
             b_to: format!("{to_display}<{}>", req.to.uri),
             b_to_tag: None,
             b_ruri: binding.contact.clone(),
@@ -831,7 +852,7 @@ impl SipCore {
             self.reply(req, 481, src, |r| r);
             return;
         };
-        if call.a_invite.cseq.num != req.cseq.num {
+        if call.a_invite.cseq.num != req.cseq.num || call.a_invite.from.tag() != req.from.tag() {
             self.reply(req, 481, src, |r| r);
             return;
         }

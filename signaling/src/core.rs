@@ -383,7 +383,15 @@ impl SipCore {
 
     fn on_request(&mut self, req: Msg, src: SocketAddr, now: Instant) {
         let method = req.method().unwrap_or_default().to_string();
-        let dialog = self.dialogs.get(&req.call_id).copied();
+        let mut dialog = self.dialogs.get(&req.call_id).copied();
+        if let Some((id, side)) = dialog {
+            // In-dialog requests must carry the dialog's tags (§12.2.2);
+            // a Call-ID alone is not enough to touch a call.
+            if req.to.tag().is_some() && !self.dialog_matches(id, side, &req) {
+                debug!(call_id = %req.call_id, method, "tags match no dialog");
+                dialog = None;
+            }
+        }
         if method != "ACK" && method != "CANCEL" {
             // §8.2.2.3: we support no extension that a request may require.
             let unsupported: Vec<String> = req

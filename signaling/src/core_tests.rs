@@ -990,3 +990,110 @@ fn reinvite_hold_and_resume_from_both_sides() {
         Some(addr("10.0.0.9:41000"))
     );
 }
+
+#[test]
+fn requests_with_wrong_tags_do_not_touch_the_call() {
+    let mut h = H::new("tags", 16, "");
+    let (inv, a_tag) = confirmed_call(&mut h, "tg-1");
+    let slot = only_slot(&h.table, SlotState::Active);
+    // A BYE with the right Call-ID but a wrong To tag: 481, call intact.
+    let out = h.send(
+        ALICE,
+        &a_request("BYE", "tg-1", 2, ";tag=forged", "z9hG4bKf1"),
+    );
+    assert_eq!(codes(&out), [481]);
+    // A BYE from "bob" with a wrong From tag: 481.
+    let out = h.send(BOB, &b_request("BYE", &inv, "notbob", 2));
+    assert_eq!(codes(&out), [481]);
+    // CANCEL with another From tag: 481.
+    let cancel = a_request("CANCEL", "tg-1", 1, "", "z9hG4bKc").replace("tag=a1", "tag=zz");
+    assert_eq!(codes(&h.send(ALICE, &cancel)), [481]);
+    assert_eq!(h.table.state(slot), SlotState::Active);
+    // The real BYE still works.
+    let out = h.send(
+        ALICE,
+        &a_request("BYE", "tg-1", 2, &format!(";tag={a_tag}"), "z9hG4bKok"),
+    );
+    only(&out, "BYE");
+    assert_eq!(h.table.state(slot), SlotState::Draining);
+}
+
+#[test]
+fn answer_after_cancel_is_acked_and_byed() {
+    let mut h = H::new("race", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "rc-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    // CANCEL before any provisional: the CANCEL waits for one (§9.1).
+    let out = h.send(
+        ALICE,
+        &a_request("CANCEL", "rc-1", 1, "", "z9hG4bKinv-rc-1"),
+    );
+    assert_eq!(codes(&out), [200, 487]);
+    assert!(out.iter().all(|(_, m)| m.method() != Some("CANCEL")));
+    let out = h.send(BOB, &b_response(&inv, 180, "b7", None));
+    only(&out, "CANCEL");
+    assert!(codes(&out).is_empty(), "no 180 to alice after her CANCEL");
+    // bob answers anyway: ACK then BYE to bob, nothing to alice.
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b7", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    assert_eq!(summary(&out), [format!("{BOB} ACK"), format!("{BOB} BYE")]);
+    let bye = only(&out, "BYE").1.clone();
+    assert_eq!(bye.to.tag(), Some("b7"));
+    assert!(h.send(BOB, &b_response(&bye, 200, "b7", None)).is_empty());
+    assert_eq!(h.table.count(SlotState::Active), 0);
+}
+
+#[test]
+fn no_ack_from_caller_ends_the_call() {
+    let mut h = H::new("noack", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "na-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    h.send(
+        BOB,
+        &b_response(&inv, 200, "b8", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let out = h.advance(Duration::from_secs(40));
+    let oks = out.iter().filter(|(_, m)| m.code() == Some(200)).count();
+    // 2xx retransmitted at 0.5, 1.5, 3.5, 7.5, then every 4 s (T2) up to 32 s.
+    assert!(
+        (9..=12).contains(&oks),
+        "{oks} retransmissions: {:?}",
+        summary(&out)
+    );
+    let to_bob: Vec<_> = out
+        .iter()
+        .filter(|(d, _)| *d == addr(BOB))
+        .map(|(_, m)| m.method())
+        .collect();
+    assert_eq!(&to_bob[..2], [Some("ACK"), Some("BYE")]);
+    assert!(out
+        .iter()
+        .any(|(d, m)| *d == addr(ALICE) && m.method() == Some("BYE")));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+}
+
+#[test]
+fn timer_c_cancels_a_call_ringing_too_long() {
+    let mut h = H::new("timerc", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "tc-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    h.send(BOB, &b_response(&inv, 180, "b6", None));
+    let out = h.advance(Duration::from_millis(180_100));
+    only(&out, "CANCEL");
+    assert!(codes(&out).contains(&408), "{:?}", summary(&out));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+}
