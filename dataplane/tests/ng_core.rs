@@ -255,9 +255,9 @@ fn retransmitted_cookie_gets_identical_reply_and_no_new_slot() {
     assert_eq!(f.table.count(SlotState::Reserved), 0);
     let st = f.core.stats();
     assert_eq!((st.offers, st.retransmissions), (1, 4));
-    // From another source the cookie is another message (a re-offer of the
-    // same call: same slot, same SDP).
-    let other: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+    // From another source (or port) the cookie is another message (a
+    // re-offer of the same call: same slot, same SDP).
+    let other: SocketAddr = "127.0.0.1:5061".parse().unwrap();
     let r2 = f.core.handle(&msg, other, T0 + 10).unwrap();
     assert_eq!(f.core.stats().offers, 2);
     assert_eq!(r2, r1);

@@ -17,8 +17,8 @@
 //!
 //! # Retransmissions
 //!
-//! Every reply is kept for [`CoreConfig::cache_ttl_ms`] keyed by (source IP,
-//! cookie); a message with a cookie already answered gets the same bytes
+//! Every reply is kept for [`CoreConfig::cache_ttl_ms`] keyed by (source
+//! address and port, cookie); a message with a cookie already answered gets the same bytes
 //! back and is not executed again. The cache is bounded in entries and
 //! bytes (oldest evicted first).
 //!
@@ -180,13 +180,13 @@ enum Op {
 /// Replies kept for retransmitted cookies.
 #[derive(Debug, Default)]
 struct ReplyCache {
-    map: HashMap<(IpAddr, Vec<u8>), (Vec<u8>, u64)>,
-    order: VecDeque<((IpAddr, Vec<u8>), u64)>,
+    map: HashMap<(SocketAddr, Vec<u8>), (Vec<u8>, u64)>,
+    order: VecDeque<((SocketAddr, Vec<u8>), u64)>,
     bytes: usize,
 }
 
 impl ReplyCache {
-    fn get(&self, key: &(IpAddr, Vec<u8>)) -> Option<&Vec<u8>> {
+    fn get(&self, key: &(SocketAddr, Vec<u8>)) -> Option<&Vec<u8>> {
         self.map.get(key).map(|(r, _)| r)
     }
 
@@ -209,7 +209,7 @@ impl ReplyCache {
         }
     }
 
-    fn insert(&mut self, key: (IpAddr, Vec<u8>), reply: Vec<u8>, now: u64, cfg: &CoreConfig) {
+    fn insert(&mut self, key: (SocketAddr, Vec<u8>), reply: Vec<u8>, now: u64, cfg: &CoreConfig) {
         self.bytes += reply.len() + key.1.len();
         if let Some((old, _)) = self.map.insert(key.clone(), (reply, now)) {
             self.bytes = self.bytes.saturating_sub(old.len() + key.1.len());
@@ -447,7 +447,7 @@ impl NgCore {
             }
         };
         self.cache.expire(now_ms, self.cfg.cache_ttl_ms);
-        let key = (src.ip(), cookie.to_vec());
+        let key = (src, cookie.to_vec());
         if let Some(r) = self.cache.get(&key) {
             self.stats.retransmissions += 1;
             self.stats.replies += 1;
