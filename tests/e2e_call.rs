@@ -13,7 +13,7 @@ fn sipp_call_through_tern_up_relays_media_with_rewritten_ssrc() {
     let instance = format!("e2e-call-{}", std::process::id());
     let dir = sipp_workdir("e2e-call");
     let (_tern, _) = spawn_tern(
-        &["up", "--sip", "127.0.0.1:15060", "--ports", "31000-31099", "--workers", "1", "--instance", &instance],
+        &["up", "--sip", "127.0.0.1:15060", "--ports", "31000-31099", "--workers", "1", "--instance", &instance, "--ng", "127.0.0.1:22301"],
         &["listening"],
     );
     let cap = Capture::start("udp dst port 16000", &dir.join("bob.pcap"));

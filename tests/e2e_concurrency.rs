@@ -10,7 +10,7 @@ fn sixty_calls_twenty_at_a_time_all_succeed() {
     let instance = format!("e2e-conc-{}", std::process::id());
     let dir = sipp_workdir("e2e-conc");
     let (_tern, _) = spawn_tern(
-        &["up", "--sip", "127.0.0.1:15260", "--ports", "31200-31599", "--workers", "2", "--instance", &instance],
+        &["up", "--sip", "127.0.0.1:15260", "--ports", "31200-31599", "--workers", "2", "--instance", &instance, "--ng", "127.0.0.1:22302"],
         &["listening"],
     );
     let mut uas = sipp(

@@ -15,7 +15,7 @@ fn rfc4475_rejects_get_400_and_calls_still_work() {
     let instance = format!("e2e-bad-{}", std::process::id());
     let dir = sipp_workdir("e2e-bad");
     let (_tern, _) = spawn_tern(
-        &["up", "--sip", "127.0.0.1:15360", "--ports", "31600-31699", "--workers", "1", "--instance", &instance],
+        &["up", "--sip", "127.0.0.1:15360", "--ports", "31600-31699", "--workers", "1", "--instance", &instance, "--ng", "127.0.0.1:22303"],
         &["listening"],
     );
     for name in ["badinv01.dat", "mismatch01.dat", "scalar02.dat", "insuf.dat"] {

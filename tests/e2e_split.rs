@@ -11,7 +11,7 @@ use tern_shared::table::{SlotState, SlotTable};
 fn relay_restart_mid_call_resumes_media_on_the_same_ports() {
     let instance = format!("e2e-split-{}", std::process::id());
     let dir = sipp_workdir("e2e-split");
-    let relay_args = ["relay", "--ports", "31100-31199", "--workers", "1", "--instance", instance.as_str()];
+    let relay_args = ["relay", "--ports", "31100-31199", "--workers", "1", "--instance", instance.as_str(), "--ng", "127.0.0.1:22304"];
     let (mut relay, _) = spawn_tern(&relay_args, &["tern relay"]);
     let shm = format!("shm:{instance}");
     let (_sip, _) = spawn_tern(&["sip", "--sip", "127.0.0.1:15160", "--relay", &shm], &["listening"]);
