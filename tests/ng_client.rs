@@ -38,12 +38,24 @@ impl Relay {
         let ng_arg = format!("127.0.0.1:{ng}");
         let (p, _) = spawn_tern(
             &[
-                "relay", "--ports", ports, "--workers", "1", "--instance", &instance, "--ng", &ng_arg,
+                "relay",
+                "--ports",
+                ports,
+                "--workers",
+                "1",
+                "--instance",
+                &instance,
+                "--ng",
+                &ng_arg,
                 "--no-pin",
             ],
             &["tern ng", "tern relay"],
         );
-        Relay { proc_: Some(p), instance, ng }
+        Relay {
+            proc_: Some(p),
+            instance,
+            ng,
+        }
     }
 
     fn addr(&self) -> SocketAddr {
@@ -65,7 +77,12 @@ impl Drop for Relay {
 /// Runs `rtpengine-ng-client ARGS` against `port` (bounded: 10 s).
 fn ng_client(port: u16, args: &[&str]) -> (bool, String) {
     let mut child = Command::new("rtpengine-ng-client")
-        .args(["--proxy-address", "127.0.0.1", "--proxy-port", &port.to_string()])
+        .args([
+            "--proxy-address",
+            "127.0.0.1",
+            "--proxy-port",
+            &port.to_string(),
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -94,14 +111,23 @@ fn ng_client(port: u16, args: &[&str]) -> (bool, String) {
 
 /// The `m=audio` port of the "New SDP" that rtpengine-ng-client prints.
 fn new_sdp_port(out: &str) -> u16 {
-    let new = out.split("New SDP:").nth(1).unwrap_or_else(|| panic!("no new SDP in {out}"));
-    let m = new.lines().find(|l| l.starts_with("m=audio ")).expect("m= line");
+    let new = out
+        .split("New SDP:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no new SDP in {out}"));
+    let m = new
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .expect("m= line");
     m.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// `totals → RTP → packets` from the client's Data::Dumper output.
 fn dumper_rtp_packets(out: &str) -> u64 {
-    let t = out.split("totals => {").nth(1).unwrap_or_else(|| panic!("no totals in {out}"));
+    let t = out
+        .split("totals => {")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no totals in {out}"));
     let rtp = t.split("RTP => {").nth(1).expect("RTP totals");
     let p = rtp.split("packets => '").nth(1).expect("packets");
     p.split('\'').next().unwrap().parse().unwrap()
@@ -122,7 +148,8 @@ fn rtp(seq: u16) -> Vec<u8> {
 /// Sends RTP from `from` to the relay port until `to` receives
 /// `want` packets (the worker binds a new slot within a few ms). Bounded.
 fn relay_rtp(from: &UdpSocket, relay_port: u16, to: &UdpSocket, want: usize) -> usize {
-    to.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    to.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut got = 0;
     let mut buf = [0u8; 2048];
     for seq in 0..(want as u16 + 100) {
@@ -146,19 +173,34 @@ fn rtpengine_ng_client_ping_offer_answer_query_delete() {
 
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
     let (ok, out) = ng_client(
         relay.ng,
         &[
-            "offer", "--call-id=ngc-1", "--from-tag=caller", "--replace-origin",
-            "--replace-session-connection", "--trust-address", "--ICE=remove", &format!("--sdp={}", sdp(pa)),
+            "offer",
+            "--call-id=ngc-1",
+            "--from-tag=caller",
+            "--replace-origin",
+            "--replace-session-connection",
+            "--trust-address",
+            "--ICE=remove",
+            &format!("--sdp={}", sdp(pa)),
         ],
     );
     assert!(ok, "offer: {out}");
     let to_callee = new_sdp_port(&out);
     let (ok, out) = ng_client(
         relay.ng,
-        &["answer", "--call-id=ngc-1", "--from-tag=caller", "--to-tag=callee", &format!("--sdp={}", sdp(pb))],
+        &[
+            "answer",
+            "--call-id=ngc-1",
+            "--from-tag=caller",
+            "--to-tag=callee",
+            &format!("--sdp={}", sdp(pb)),
+        ],
     );
     assert!(ok, "answer: {out}");
     let to_caller = new_sdp_port(&out);
@@ -173,19 +215,37 @@ fn rtpengine_ng_client_ping_offer_answer_query_delete() {
     let (ok, out) = ng_client(relay.ng, &["query", "--call-id=ngc-1"]);
     assert!(ok, "query: {out}");
     assert!(dumper_rtp_packets(&out) >= 30, "{out}");
-    assert!(out.contains("caller => {") && out.contains("callee => {"), "{out}");
+    assert!(
+        out.contains("caller => {") && out.contains("callee => {"),
+        "{out}"
+    );
 
     let (ok, out) = ng_client(relay.ng, &["list"]);
     assert!(ok && out.contains("ngc-1"), "{out}");
-    let (ok, out) = ng_client(relay.ng, &["delete", "--call-id=ngc-1", "--from-tag=caller"]);
+    let (ok, out) = ng_client(
+        relay.ng,
+        &["delete", "--call-id=ngc-1", "--from-tag=caller"],
+    );
     assert!(ok, "delete: {out}");
-    assert!(wait_all_free(&relay.instance, Duration::from_secs(5)), "slot not freed");
+    assert!(
+        wait_all_free(&relay.instance, Duration::from_secs(5)),
+        "slot not freed"
+    );
     let (ok, out) = ng_client(relay.ng, &["statistics"]);
-    assert!(ok && out.contains("regularterminatedsessions => '1'"), "{out}");
+    assert!(
+        ok && out.contains("regularterminatedsessions => '1'"),
+        "{out}"
+    );
     // An answer for the deleted call is an error, which the client reports.
     let (ok, out) = ng_client(
         relay.ng,
-        &["answer", "--call-id=ngc-1", "--from-tag=caller", "--to-tag=callee", &format!("--sdp={}", sdp(pb))],
+        &[
+            "answer",
+            "--call-id=ngc-1",
+            "--from-tag=caller",
+            "--to-tag=callee",
+            &format!("--sdp={}", sdp(pb)),
+        ],
     );
     assert!(!ok && out.contains("Unknown call-id"), "{out}");
 }
@@ -201,7 +261,9 @@ fn raw(sock: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
 }
 
 fn reply_dict(reply: &[u8], cookie: &str) -> Value {
-    let body = reply.strip_prefix(format!("{cookie} ").as_bytes()).expect("cookie echoed");
+    let body = reply
+        .strip_prefix(format!("{cookie} ").as_bytes())
+        .expect("cookie echoed");
     Value::Dict(decode_dict(body).expect("bencode reply"))
 }
 
@@ -231,10 +293,18 @@ fn retransmitted_offer_is_answered_from_cache_and_allocates_nothing() {
     let first = raw(&sock, relay.addr(), &msg);
     assert_eq!(result(&reply_dict(&first, "8372_1")), "ok");
     let table = relay.table();
-    let active = || (0..table.capacity()).filter(|&i| table.state(i) != SlotState::Free).count();
+    let active = || {
+        (0..table.capacity())
+            .filter(|&i| table.state(i) != SlotState::Free)
+            .count()
+    };
     assert_eq!(active(), 1);
     for _ in 0..5 {
-        assert_eq!(raw(&sock, relay.addr(), &msg), first, "retransmission reply differs");
+        assert_eq!(
+            raw(&sock, relay.addr(), &msg),
+            first,
+            "retransmission reply differs"
+        );
     }
     assert_eq!(active(), 1, "a retransmission allocated a slot");
     // The same offer under a new cookie is a re-offer: same slot, same SDP.
@@ -286,29 +356,42 @@ fn thirty_malformed_messages_each_get_an_error_and_ping_still_answers() {
         b"di1e4:pinge".to_vec(),
         enc(offer(&good).with("call-id", int(5))),
         enc(offer(&good).with("sdp", str_list(["v=0"]))),
-        enc(offer(&good).with("flags", bstr("x").clone()).with("replace", int(1))),
+        enc(offer(&good)
+            .with("flags", bstr("x"))
+            .with("replace", int(1))),
         enc(offer(&good).with("received-from", int(4))),
         // Missing keys, unknown command.
         b"de".to_vec(),
         b"d7:command7:explodee".to_vec(),
-        enc(Dict::new().with("command", bstr("offer")).with("from-tag", bstr("a")).with("sdp", bstr(good.clone()))),
-        enc(Dict::new().with("command", bstr("offer")).with("call-id", bstr("x")).with("sdp", bstr(good.clone()))),
-        enc(Dict::new().with("command", bstr("offer")).with("call-id", bstr("x")).with("from-tag", bstr("a"))),
+        enc(Dict::new()
+            .with("command", bstr("offer"))
+            .with("from-tag", bstr("a"))
+            .with("sdp", bstr(good.clone()))),
+        enc(Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr("x"))
+            .with("sdp", bstr(good.clone()))),
+        enc(Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr("x"))
+            .with("from-tag", bstr("a"))),
         enc(Dict::new().with("command", bstr("query"))),
         // Bad SDP.
-        enc(offer("v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\n")),
+        enc(offer(
+            "v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\n",
+        )),
         enc(offer("not sdp at all")),
         enc(offer("v=0\r\nc=IN IP4 1.2.3\r\nm=audio 4000 RTP/AVP 0\r\n")),
-        enc(offer("v=0\r\nc=IN IP4 1.1.1.1\r\nm=audio port RTP/AVP 0\r\n")),
+        enc(offer(
+            "v=0\r\nc=IN IP4 1.1.1.1\r\nm=audio port RTP/AVP 0\r\n",
+        )),
         // An answer for an unknown call.
-        enc(
-            Dict::new()
-                .with("command", bstr("answer"))
-                .with("call-id", bstr("never-offered"))
-                .with("from-tag", bstr("a"))
-                .with("to-tag", bstr("b"))
-                .with("sdp", bstr(good.clone())),
-        ),
+        enc(Dict::new()
+            .with("command", bstr("answer"))
+            .with("call-id", bstr("never-offered"))
+            .with("from-tag", bstr("a"))
+            .with("to-tag", bstr("b"))
+            .with("sdp", bstr(good.clone()))),
     ];
     assert_eq!(bad.len(), 30);
     for (i, body) in bad.iter().enumerate() {
@@ -317,9 +400,17 @@ fn thirty_malformed_messages_each_get_an_error_and_ping_still_answers() {
         msg.extend_from_slice(body);
         let reply = raw(&sock, relay.addr(), &msg);
         let d = reply_dict(&reply, &cookie);
-        assert_eq!(result(&d), "error", "message {i} ({:?}): {d:?}", String::from_utf8_lossy(&body[..body.len().min(60)]));
+        assert_eq!(
+            result(&d),
+            "error",
+            "message {i} ({:?}): {d:?}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
         let Value::Dict(dd) = &d else { unreachable!() };
-        assert!(dd.contains_key(&b"error-reason"[..]), "message {i}: no error-reason");
+        assert!(
+            dd.contains_key(&b"error-reason"[..]),
+            "message {i}: no error-reason"
+        );
     }
     let ping = raw(&sock, relay.addr(), b"alive d7:command4:pinge");
     assert_eq!(ping, b"alive d6:result4:ponge");
