@@ -34,8 +34,6 @@ fn sixty_calls_twenty_at_a_time_all_succeed() {
     assert!(seen.len() >= 20, "saw {} slots", seen.len());
     let with_media = seen.iter().filter(|s| s.legs[0].rx_packets > 0 && s.legs[1].rx_packets > 0).count();
     assert!(with_media * 10 >= seen.len() * 9, "{with_media} of {} slots had media both ways", seen.len());
-    let peak = seen.iter().flat_map(|s| s.samples.iter().map(|x| x.0)).count();
-    assert!(peak > 0);
     assert!(wait_all_free(&instance, Duration::from_secs(10)), "slots left after the calls");
     let _ = std::fs::remove_dir_all(&dir);
     drop(_tern);
