@@ -10,9 +10,17 @@
 //!   (RFC 3261 §10), [`sdp`] (offer/answer rewrite), [`b2bua`] (calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out).
 //!
-//! Wiring: build a [`SipConfig`] (users from [`load_users_toml`]), a relay
-//! (`ShmRelay::new(table)` or `ShmRelay::open(name)`), and call [`run`] on a
-//! thread with a shutdown flag.
+//! Wiring: build a [`SipConfig`] (`SipConfig::from_toml(listen, text)` or
+//! by hand with users from [`load_users_toml`]), a relay
+//! (`ShmRelay::new(table)` for the same-process table of `tern up`, or
+//! `ShmRelay::open(name)` for `tern sip --relay shm:NAME`), and call [`run`]
+//! on a thread with a shutdown flag. To announce readiness only once the
+//! socket is bound, use [`Server::bind`], [`Server::local_addr`], then
+//! [`Server::serve`].
+//!
+//! Test peers: `tests/sipp/uas_register.xml` (+ `uas_answer.xml` as the
+//! out-of-call scenario) registers a SIPp UAS and answers tern's INVITEs;
+//! `tests/sipp/uac_auth.xml` is a UAC that answers a 407 challenge.
 
 #![warn(missing_docs)]
 
