@@ -201,7 +201,7 @@ impl SipCore {
         self.calls.values().filter(|c| c.slot.is_some()).count()
     }
 
-    /// Live registrations (bindings) at `now`.
+    /// The location service (registrations), e.g. for listings.
     pub fn location(&self) -> &dyn LocationService {
         self.loc.as_ref()
     }
