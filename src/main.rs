@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use tern_shared::table::{SlotTable, TableParams};
 
 #[derive(Parser)]
-#[command(name = "tern", version, about = "Media relay with a SIP signaling plane")]
+#[command(
+    name = "tern",
+    version,
+    about = "Media relay with a SIP signaling plane"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -86,14 +90,18 @@ struct SipArgs {
 impl Default for UpArgs {
     fn default() -> Self {
         match Cli::try_parse_from(["tern", "up"]) {
-            Ok(Cli { cmd: Some(Cmd::Up(a)) }) => a,
+            Ok(Cli {
+                cmd: Some(Cmd::Up(a)),
+            }) => a,
             _ => unreachable!("defaults of `tern up` parse"),
         }
     }
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or("expected LO-HI, e.g. 30000-39999")?;
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or("expected LO-HI, e.g. 30000-39999")?;
     let lo: u16 = lo.trim().parse().map_err(|e| format!("port {lo:?}: {e}"))?;
     let hi: u16 = hi.trim().parse().map_err(|e| format!("port {hi:?}: {e}"))?;
     if lo > hi || lo < 1024 {
@@ -153,7 +161,10 @@ fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
 /// Raises RLIMIT_NOFILE's soft limit to at least `need` descriptors (up to
 /// the hard limit), since every relay port is a socket.
 fn raise_nofile(need: u64) -> Result<(), Error> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit write/read a plain struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
@@ -165,7 +176,11 @@ fn raise_nofile(need: u64) -> Result<(), Error> {
         let want = need.min(lim.rlim_max);
         lim.rlim_cur = want;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            return Err(format!("setrlimit(RLIMIT_NOFILE, {want}): {}", std::io::Error::last_os_error()).into());
+            return Err(format!(
+                "setrlimit(RLIMIT_NOFILE, {want}): {}",
+                std::io::Error::last_os_error()
+            )
+            .into());
         }
         if want < need {
             return Err(format!(
@@ -181,7 +196,11 @@ type NgServer = Option<tern_dataplane::control::NgServer>;
 
 /// Starts the ng control socket on the table. The default address is
 /// skipped with a warning when taken; an explicit `--ng` must bind.
-fn start_ng(a: &RelayArgs, table: &Arc<SlotTable>, shutdown: &Arc<AtomicBool>) -> Result<NgServer, Error> {
+fn start_ng(
+    a: &RelayArgs,
+    table: &Arc<SlotTable>,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<NgServer, Error> {
     use tern_dataplane::control;
     let (addr, explicit) = match a.ng {
         Some(control::NgListen(None)) => return Ok(None),
@@ -191,7 +210,11 @@ fn start_ng(a: &RelayArgs, table: &Arc<SlotTable>, shutdown: &Arc<AtomicBool>) -
     let cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
     match control::start(cfg, table.clone(), shutdown.clone()) {
         Ok(ng) => {
-            println!("tern ng: listening on udp:{} tcp:{}", ng.udp_addr(), ng.tcp_addr().map_or("-".into(), |t| t.to_string()));
+            println!(
+                "tern ng: listening on udp:{} tcp:{}",
+                ng.udp_addr(),
+                ng.tcp_addr().map_or("-".into(), |t| t.to_string())
+            );
             Ok(Some(ng))
         }
         Err(e) if !explicit => {
@@ -202,7 +225,10 @@ fn start_ng(a: &RelayArgs, table: &Arc<SlotTable>, shutdown: &Arc<AtomicBool>) -
     }
 }
 
-fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
+fn start_relay(
+    a: &RelayArgs,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
     let (table, workers) = open_table(a)?;
     let relay = tern_dataplane::start(
         tern_dataplane::RelayConfig {
@@ -228,21 +254,28 @@ fn start_relay(a: &RelayArgs, shutdown: &Arc<AtomicBool>) -> Result<(Arc<SlotTab
 
 fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
     let text = match &o.config {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?
+        }
         None => String::new(),
     };
-    let cfg = tern_signaling::SipConfig::from_toml(o.sip, &text)
-        .map_err(|e| format!("config {}: {e}", o.config.as_deref().unwrap_or("<none>".as_ref()).display()))?;
+    let cfg = tern_signaling::SipConfig::from_toml(o.sip, &text).map_err(|e| {
+        format!(
+            "config {}: {e}",
+            o.config.as_deref().unwrap_or("<none>".as_ref()).display()
+        )
+    })?;
     cfg.validate()?;
     Ok(cfg)
 }
 
 fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
-    let cfg = sip_config(&a.sip)?;
+    // Bind SIP before anything announces readiness, so no request is lost.
+    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?;
     let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
-    println!("tern sip: listening on udp:{}", cfg.listen);
+    println!("tern sip: listening on udp:{}", server.local_addr());
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
-    let sip = tern_signaling::run(cfg, backend, shutdown.clone());
+    let sip = server.serve(backend, shutdown.clone());
     shutdown.store(true, Ordering::Relaxed);
     if let Some(ng) = ng {
         ng.join();
@@ -267,9 +300,19 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
         .relay
         .strip_prefix("shm:")
         .ok_or_else(|| format!("--relay {:?}: expected shm:NAME", a.relay))?;
-    let table = SlotTable::open(name).map_err(|e| format!("--relay {}: {e} (is `tern relay --instance {name}` running?)", a.relay))?;
-    println!("tern sip: listening on udp:{}, relay {}", cfg.listen, table.path().display());
+    let table = SlotTable::open(name).map_err(|e| {
+        format!(
+            "--relay {}: {e} (is `tern relay --instance {name}` running?)",
+            a.relay
+        )
+    })?;
+    let server = tern_signaling::Server::bind(cfg)?;
+    println!(
+        "tern sip: listening on udp:{}, relay {}",
+        server.local_addr(),
+        table.path().display()
+    );
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(Arc::new(table)));
-    tern_signaling::run(cfg, backend, shutdown)?;
+    server.serve(backend, shutdown)?;
     Ok(())
 }

@@ -13,12 +13,38 @@ fn sipp_call_through_tern_up_relays_media_with_rewritten_ssrc() {
     let instance = format!("e2e-call-{}", std::process::id());
     let dir = sipp_workdir("e2e-call");
     let (_tern, _) = spawn_tern(
-        &["up", "--sip", "127.0.0.1:15060", "--ports", "31000-31099", "--workers", "1", "--instance", &instance, "--ng", "127.0.0.1:22301"],
-        &["listening"],
+        &[
+            "up",
+            "--sip",
+            "127.0.0.1:15060",
+            "--ports",
+            "31000-31099",
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            "127.0.0.1:22301",
+        ],
+        &["tern sip: listening"],
     );
     let cap = Capture::start("udp dst port 16000", &dir.join("bob.pcap"));
     let mut uas = sipp(
-        &["-sn", "uas", "-i", "127.0.0.1", "-p", "15070", "-mp", "16000", "-rtp_echo", "-m", "1", "-timeout", "60s"],
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "15070",
+            "-mp",
+            "16000",
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+        ],
         &dir,
     );
     register("bob", "127.0.0.1:15070", "127.0.0.1:15060", 15071, &dir);
@@ -26,15 +52,33 @@ fn sipp_call_through_tern_up_relays_media_with_rewritten_ssrc() {
     let watch = SlotWatch::start(&instance);
     let ok = sipp_run(
         &[
-            "127.0.0.1:15060", "-sn", "uac_pcap", "-s", "bob", "-i", "127.0.0.1", "-p", "15080", "-mp", "17000",
-            "-m", "1", "-timeout", "60s", "-timeout_error",
+            "127.0.0.1:15060",
+            "-sn",
+            "uac_pcap",
+            "-s",
+            "bob",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "15080",
+            "-mp",
+            "17000",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
         ],
         &dir,
         Duration::from_secs(70),
     );
     let seen = watch.finish();
     assert!(ok, "the call failed");
-    assert_eq!(uas.wait_for(Duration::from_secs(15)).map(|s| s.success()), Some(true), "uas failed");
+    assert_eq!(
+        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true),
+        "uas failed"
+    );
 
     assert_eq!(seen.len(), 1, "expected one slot for one call: {seen:?}");
     let slot = &seen[0];
@@ -49,11 +93,22 @@ fn sipp_call_through_tern_up_relays_media_with_rewritten_ssrc() {
     let out_ssrc = slot.cfg.legs[1].out_ssrc;
     assert!(slot.cfg.legs[1].rewrite_ssrc && out_ssrc != CALLER_SSRC);
     let ssrcs = cap.rtp_ssrcs(16000);
-    assert!(ssrcs.len() > 100, "bob received {} RTP packets", ssrcs.len());
-    assert!(ssrcs.iter().all(|&s| s == out_ssrc), "SSRCs at bob: {:x?}", &ssrcs[..5]);
+    assert!(
+        ssrcs.len() > 100,
+        "bob received {} RTP packets",
+        ssrcs.len()
+    );
+    assert!(
+        ssrcs.iter().all(|&s| s == out_ssrc),
+        "SSRCs at bob: {:x?}",
+        &ssrcs[..5]
+    );
 
     // After BYE the slot is free again.
-    assert!(wait_all_free(&instance, Duration::from_secs(5)), "slot not freed after BYE");
+    assert!(
+        wait_all_free(&instance, Duration::from_secs(5)),
+        "slot not freed after BYE"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     drop(_tern);
     unlink_table(&instance);

@@ -80,7 +80,10 @@ pub fn tern_bin() -> PathBuf {
 pub fn spawn_tern(args: &[&str], ready: &[&str]) -> (Proc, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(tern_bin())
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -99,7 +102,10 @@ pub fn spawn_tern(args: &[&str], ready: &[&str]) -> (Proc, Arc<Mutex<Vec<String>
             }
         });
     }
-    let mut proc_ = Proc { name: format!("tern {}", args.join(" ")), child };
+    let mut proc_ = Proc {
+        name: format!("tern {}", args.join(" ")),
+        child,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = vec![false; ready.len()];
     while seen.iter().any(|s| !s) {
@@ -133,7 +139,9 @@ pub fn sipp_workdir(name: &str) -> PathBuf {
 
 /// The repository's SIPp scenarios.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 /// Starts sipp with `args` in `cwd`.
@@ -147,7 +155,10 @@ pub fn sipp(args: &[&str], cwd: &Path) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn sipp (install sip-tester)");
-    Proc { name: format!("sipp {}", args.join(" ")), child }
+    Proc {
+        name: format!("sipp {}", args.join(" ")),
+        child,
+    }
 }
 
 /// Runs sipp to completion (bounded by `limit`) and returns whether it
@@ -174,7 +185,11 @@ pub fn dump_sipp_errors(cwd: &Path) {
         for e in rd.flatten() {
             let p = e.path();
             if p.to_string_lossy().ends_with("_errors.log") {
-                eprintln!("---- {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default());
+                eprintln!(
+                    "---- {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(&p).unwrap_or_default()
+                );
             }
         }
     }
@@ -252,7 +267,9 @@ impl SlotWatch {
                             if t.state(id) != SlotState::Active {
                                 continue;
                             }
-                            let (Ok((cfg, _)), Ok(a), Ok(b)) = (t.read_config(id), t.stats(id, 0), t.stats(id, 1)) else {
+                            let (Ok((cfg, _)), Ok(a), Ok(b)) =
+                                (t.read_config(id), t.stats(id, 0), t.stats(id, 1))
+                            else {
                                 continue;
                             };
                             let mut s = seen.lock().unwrap();
@@ -276,7 +293,11 @@ impl SlotWatch {
                 }
             })
         };
-        SlotWatch { stop, seen, handle: Some(handle) }
+        SlotWatch {
+            stop,
+            seen,
+            handle: Some(handle),
+        }
     }
 
     /// Stops polling and returns what was seen.
@@ -292,7 +313,9 @@ impl SlotWatch {
 /// Waits (bounded) until the table of `instance` has no active, reserved
 /// or draining slot. Returns whether it got there.
 pub fn wait_all_free(instance: &str, limit: Duration) -> bool {
-    let Ok(t) = SlotTable::open(instance) else { return false };
+    let Ok(t) = SlotTable::open(instance) else {
+        return false;
+    };
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if t.count(SlotState::Free) == t.capacity() {
@@ -335,9 +358,16 @@ impl Capture {
                 }
             }
         });
-        let proc_ = Proc { name: "tshark".into(), child };
-        rx.recv_timeout(Duration::from_secs(20)).expect("tshark did not start capturing");
-        Capture { proc_, file: file.to_path_buf() }
+        let proc_ = Proc {
+            name: "tshark".into(),
+            child,
+        };
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tshark did not start capturing");
+        Capture {
+            proc_,
+            file: file.to_path_buf(),
+        }
     }
 
     /// Stops the capture (SIGINT flushes the file) and returns the SSRCs of
@@ -355,7 +385,16 @@ pub fn pcap_rtp_ssrcs(file: &Path, port: u16) -> Vec<u32> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(file)
-        .args(["-d", &format!("udp.port=={port},rtp"), "-Y", "rtp", "-T", "fields", "-e", "rtp.ssrc"])
+        .args([
+            "-d",
+            &format!("udp.port=={port},rtp"),
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-e",
+            "rtp.ssrc",
+        ])
         .output()
         .expect("tshark -r");
     String::from_utf8_lossy(&out.stdout)

@@ -1,0 +1,198 @@
+//! Stock Kamailio with its `rtpengine` module pointed at tern's ng socket
+//! (config: tests/kamailio/kamailio.cfg). SIPp's `uas -rtp_echo` registers
+//! through Kamailio, SIPp's `uac_pcap` calls it; the media goes through
+//! `tern relay`'s ports, and the slot is gone after BYE.
+
+mod common;
+use common::*;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KAM_PORT: u16 = 25060;
+const UAS_PORT: u16 = 25070;
+const REG_PORT: u16 = 25071;
+const UAC_PORT: u16 = 25080;
+
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port");
+}
+
+fn kamailio_bin() -> PathBuf {
+    for p in ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("kamailio")
+}
+
+/// Starts Kamailio in the foreground (`-DD -E`) with the repository's
+/// config, listening on `KAM_PORT` and using tern's ng socket on `ng`, and
+/// waits (bounded) until it answers SIP.
+fn start_kamailio(dir: &Path, ng: u16) -> Proc {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/kamailio.cfg");
+    let run = dir.join("kamailio-run");
+    std::fs::create_dir_all(&run).unwrap();
+    let child = Command::new(kamailio_bin())
+        .arg("-DD")
+        .arg("-E")
+        .arg("-f")
+        .arg(&cfg)
+        .args(["-l", &format!("udp:127.0.0.1:{KAM_PORT}")])
+        .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
+        .args(["-m", "64", "-M", "8"])
+        .arg("-w")
+        .arg(&run)
+        .arg("-Y")
+        .arg(&run)
+        .arg("-P")
+        .arg(run.join("kamailio.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kamailio (install kamailio)");
+    let mut p = Proc {
+        name: "kamailio".into(),
+        child,
+    };
+    let options = format!(
+        "OPTIONS sip:ping@127.0.0.1:{KAM_PORT} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{REG_PORT};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("kamailio exited at start: {st}");
+        }
+        if sip_exchange(options.as_bytes(), &format!("127.0.0.1:{KAM_PORT}")).is_some() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    p.stop();
+    panic!("kamailio did not answer SIP within 20 s");
+}
+
+#[test]
+fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
+    let instance = format!("ng-kam-{}", std::process::id());
+    let dir = sipp_workdir("ng-kam");
+    let ng = free_port();
+    let ng_arg = format!("127.0.0.1:{ng}");
+    let (tern, lines) = spawn_tern(
+        &[
+            "relay",
+            "--ports",
+            "33700-33799",
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            &ng_arg,
+            "--no-pin",
+        ],
+        &["tern ng", "tern relay"],
+    );
+    let kam = start_kamailio(&dir, ng);
+
+    let mut uas = sipp(
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &UAS_PORT.to_string(),
+            "-mp",
+            "26000",
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+        ],
+        &dir,
+    );
+    register(
+        "bob",
+        &format!("127.0.0.1:{UAS_PORT}"),
+        &format!("127.0.0.1:{KAM_PORT}"),
+        REG_PORT,
+        &dir,
+    );
+
+    let watch = SlotWatch::start(&instance);
+    let ok = sipp_run(
+        &[
+            &format!("127.0.0.1:{KAM_PORT}"),
+            "-sn",
+            "uac_pcap",
+            "-s",
+            "bob",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &UAC_PORT.to_string(),
+            "-mp",
+            "27000",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ],
+        &dir,
+        Duration::from_secs(70),
+    );
+    let seen = watch.finish();
+    assert!(ok, "the call through Kamailio failed");
+    assert_eq!(
+        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true),
+        "uas failed"
+    );
+
+    // One slot, programmed by Kamailio's offer and answer; media flowed
+    // both ways through it.
+    assert_eq!(seen.len(), 1, "expected one slot for one call: {seen:?}");
+    let slot = &seen[0];
+    let [caller, callee] = slot.legs;
+    assert!(caller.rx_packets > 100, "caller -> tern: {caller:?}");
+    assert!(callee.tx_packets > 100, "tern -> bob: {callee:?}");
+    assert!(callee.rx_packets > 100, "bob's echo -> tern: {callee:?}");
+    assert!(caller.tx_packets > 100, "tern -> caller: {caller:?}");
+    let [c0, c1] = slot.cfg.legs;
+    assert_eq!(
+        c0.peer.map(|a| a.port()),
+        Some(27000),
+        "caller's SDP port: {c0:?}"
+    );
+    assert_eq!(
+        c1.peer.map(|a| a.port()),
+        Some(26000),
+        "bob's SDP port: {c1:?}"
+    );
+
+    // BYE went through rtpengine_manage(): the slot is free again.
+    assert!(
+        wait_all_free(&instance, Duration::from_secs(5)),
+        "slot not freed after BYE"
+    );
+    drop(kam);
+    let out = lines.lock().unwrap().join("\n");
+    drop(tern);
+    let _ = std::fs::remove_dir_all(&dir);
+    unlink_table(&instance);
+    assert!(out.contains("tern relay"), "{out}");
+}
