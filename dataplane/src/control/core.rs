@@ -497,6 +497,7 @@ impl NgCore {
             _ => Err("Unrecognized command".into()),
         }?;
         if !warnings.is_empty() {
+            debug!(cmd, "ng: warnings: {}", warnings.join("; "));
             out.set("warning", bstr(warnings.join("; ")));
         }
         if !out.has("result") {
