@@ -141,7 +141,7 @@ fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0xca, 0xfe, 0xba, 0xbe];
     p[2..4].copy_from_slice(&seq.to_be_bytes());
     p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend(std::iter::repeat(0xff).take(160));
+    p.extend(vec![0xff; 160]);
     p
 }
 
@@ -332,8 +332,8 @@ fn thirty_malformed_messages_each_get_an_error_and_ping_still_answers() {
             .with("sdp", bstr(sdp))
     };
     let mut deep = b"d1:a".to_vec();
-    deep.extend(std::iter::repeat(b'l').take(20_000));
-    deep.extend(std::iter::repeat(b'e').take(20_001));
+    deep.extend(vec![b'l'; 20_000]);
+    deep.extend(vec![b'e'; 20_001]);
     let bad: Vec<Vec<u8>> = vec![
         // Truncated bencode.
         b"d7:command5:off".to_vec(),

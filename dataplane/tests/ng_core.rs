@@ -599,8 +599,8 @@ fn malformed_messages_get_errors() {
             .with("sdp", bstr(sdp))
     };
     let mut deep = b"d1:a".to_vec();
-    deep.extend(std::iter::repeat(b'l').take(5000));
-    deep.extend(std::iter::repeat(b'e').take(5001));
+    deep.extend(vec![b'l'; 5000]);
+    deep.extend(vec![b'e'; 5001]);
     let bad: Vec<Vec<u8>> = vec![
         b"d7:command4:pi".to_vec(),
         b"d7:command4:ping".to_vec(),

@@ -135,7 +135,7 @@ fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
     p[2..4].copy_from_slice(&seq.to_be_bytes());
     p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend(std::iter::repeat(0xd5).take(160));
+    p.extend(vec![0xd5; 160]);
     p
 }
 

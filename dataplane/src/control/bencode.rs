@@ -323,8 +323,8 @@ mod tests {
         assert!(matches!(scan(b"d1:ai1x2ee", 1000), Scan::Invalid(_)));
         assert!(matches!(scan(b"dxe", 1000), Scan::Invalid(_)));
         let mut deep = vec![b'd', b'1', b':', b'a'];
-        deep.extend(std::iter::repeat(b'l').take(100_000));
-        deep.extend(std::iter::repeat(b'e').take(100_001));
+        deep.extend(vec![b'l'; 100_000]);
+        deep.extend(vec![b'e'; 100_001]);
         assert!(matches!(scan(&deep, usize::MAX), Scan::Invalid(_)));
         assert!(matches!(
             scan(b"d1:ai11111111111111111111111111111111e", 1000),
