@@ -1143,7 +1143,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Header>() % 64, 0);
         assert_eq!(std::mem::size_of::<WorkerShared>(), 64);
         assert_eq!(std::mem::size_of::<LegCounters>(), 192);
-        assert_eq!(SLOT_BYTES % 64, 0);
+        assert_eq!(SLOT_BYTES, 576, "docs/ARCHITECTURE.md quotes this");
     }
 
     #[test]
