@@ -11,10 +11,58 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KAM_PORT: u16 = 25060;
-const UAS_PORT: u16 = 25070;
-const REG_PORT: u16 = 25071;
-const UAC_PORT: u16 = 25080;
+/// SIP and media ports are picked free at run time, so that two runs of
+/// the suite on one host do not collide.
+struct Ports {
+    kam: u16,
+    uas: u16,
+    reg: u16,
+    uac: u16,
+    uas_media: u16,
+    uac_media: u16,
+}
+
+/// An even port `p` with `p..p+4` free on loopback (SIPp's media ports).
+fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let p = free_port() & !1;
+        if p < 1024 || p > 65_000 {
+            continue;
+        }
+        let held: Vec<UdpSocket> = (p..p + 4)
+            .filter_map(|q| UdpSocket::bind(("127.0.0.1", q)).ok())
+            .collect();
+        if held.len() == 4 {
+            return p;
+        }
+    }
+    panic!("no free media ports");
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        let mut seen = Vec::new();
+        let mut one = |media: bool| loop {
+            let p = if media {
+                free_media_port()
+            } else {
+                free_port()
+            };
+            if !seen.iter().any(|&q: &u16| q.abs_diff(p) < 4) {
+                seen.push(p);
+                return p;
+            }
+        };
+        Ports {
+            kam: one(false),
+            uas: one(false),
+            reg: one(false),
+            uac: one(false),
+            uas_media: one(true),
+            uac_media: one(true),
+        }
+    }
+}
 
 fn free_port() -> u16 {
     for _ in 0..100 {
@@ -37,9 +85,10 @@ fn kamailio_bin() -> PathBuf {
 }
 
 /// Starts Kamailio in the foreground (`-DD -E`) with the repository's
-/// config, listening on `KAM_PORT` and using tern's ng socket on `ng`, and
-/// waits (bounded) until it answers SIP.
-fn start_kamailio(dir: &Path, ng: u16) -> Proc {
+/// config, listening on `ports.kam` and using tern's ng socket on `ng`,
+/// and waits (bounded) until it answers SIP.
+fn start_kamailio(dir: &Path, ng: u16, ports: &Ports) -> Proc {
+    let (kam_port, reg_port) = (ports.kam, ports.reg);
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/kamailio.cfg");
     let run = dir.join("kamailio-run");
     std::fs::create_dir_all(&run).unwrap();
@@ -48,7 +97,7 @@ fn start_kamailio(dir: &Path, ng: u16) -> Proc {
         .arg("-E")
         .arg("-f")
         .arg(&cfg)
-        .args(["-l", &format!("udp:127.0.0.1:{KAM_PORT}")])
+        .args(["-l", &format!("udp:127.0.0.1:{kam_port}")])
         .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
         .args(["-m", "64", "-M", "8"])
         .arg("-w")
@@ -67,14 +116,14 @@ fn start_kamailio(dir: &Path, ng: u16) -> Proc {
         child,
     };
     let options = format!(
-        "OPTIONS sip:ping@127.0.0.1:{KAM_PORT} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{REG_PORT};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        "OPTIONS sip:ping@127.0.0.1:{kam_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{reg_port};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(Some(st)) = p.child.try_wait() {
             panic!("kamailio exited at start: {st}");
         }
-        if sip_exchange(options.as_bytes(), &format!("127.0.0.1:{KAM_PORT}")).is_some() {
+        if sip_exchange(options.as_bytes(), &format!("127.0.0.1:{kam_port}")).is_some() {
             return p;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -104,7 +153,8 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
         ],
         &["tern ng", "tern relay"],
     );
-    let kam = start_kamailio(&dir, ng);
+    let ports = Ports::pick();
+    let kam = start_kamailio(&dir, ng, &ports);
 
     let mut uas = sipp(
         &[
@@ -113,9 +163,9 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
             "-i",
             "127.0.0.1",
             "-p",
-            &UAS_PORT.to_string(),
+            &ports.uas.to_string(),
             "-mp",
-            "26000",
+            &ports.uas_media.to_string(),
             "-rtp_echo",
             "-m",
             "1",
@@ -126,16 +176,16 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
     );
     register(
         "bob",
-        &format!("127.0.0.1:{UAS_PORT}"),
-        &format!("127.0.0.1:{KAM_PORT}"),
-        REG_PORT,
+        &format!("127.0.0.1:{}", ports.uas),
+        &format!("127.0.0.1:{}", ports.kam),
+        ports.reg,
         &dir,
     );
 
     let watch = SlotWatch::start(&instance);
     let ok = sipp_run(
         &[
-            &format!("127.0.0.1:{KAM_PORT}"),
+            &format!("127.0.0.1:{}", ports.kam),
             "-sn",
             "uac_pcap",
             "-s",
@@ -143,9 +193,9 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
             "-i",
             "127.0.0.1",
             "-p",
-            &UAC_PORT.to_string(),
+            &ports.uac.to_string(),
             "-mp",
-            "27000",
+            &ports.uac_media.to_string(),
             "-m",
             "1",
             "-timeout",
@@ -175,12 +225,12 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
     let [c0, c1] = slot.cfg.legs;
     assert_eq!(
         c0.peer.map(|a| a.port()),
-        Some(27000),
+        Some(ports.uac_media),
         "caller's SDP port: {c0:?}"
     );
     assert_eq!(
         c1.peer.map(|a| a.port()),
-        Some(26000),
+        Some(ports.uas_media),
         "bob's SDP port: {c1:?}"
     );
 
