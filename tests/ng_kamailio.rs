@@ -26,7 +26,7 @@ struct Ports {
 fn free_media_port() -> u16 {
     for _ in 0..200 {
         let p = free_port() & !1;
-        if p < 1024 || p > 65_000 {
+        if !(1024..=65_000).contains(&p) {
             continue;
         }
         let held: Vec<UdpSocket> = (p..p + 4)
