@@ -491,7 +491,7 @@ impl NgCore {
             "offer" => self.offer_answer(&m, now_ms, Op::Offer, &mut warnings),
             "answer" => self.offer_answer(&m, now_ms, Op::Answer, &mut warnings),
             "delete" => self.delete(&m, now_ms, &mut warnings),
-            "query" => self.query(&m, now_ms),
+            "query" => self.query(&m),
             "list" => self.list(&m),
             "statistics" => Ok(self.statistics(now_ms)),
             _ => Err("Unrecognized command".into()),
@@ -620,7 +620,7 @@ impl NgCore {
                     }
                 },
             };
-            let out = program_media(ms, info, &flags, op, sender, now_ms);
+            let out = program_media(ms, info, &flags, op, sender);
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(format!("Slot table: {e}"));
                 break;
@@ -694,7 +694,7 @@ impl NgCore {
             return Ok(Dict::new());
         };
         call.last_signal_ms = now_ms;
-        let out = self.call_stats(call_id, now_ms);
+        let out = self.call_stats(call_id);
         if delay == 0 {
             self.end_call(call_id, now_ms, End::Deleted);
         } else if let Some(call) = self.calls.get_mut(call_id) {
@@ -704,14 +704,14 @@ impl NgCore {
         Ok(out)
     }
 
-    fn query(&mut self, m: &Msg<'_>, now_ms: u64) -> Reply {
+    fn query(&mut self, m: &Msg<'_>) -> Reply {
         let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
         field(m.opt_str("from-tag"), "", "from-tag")?;
         field(m.opt_str("to-tag"), "", "to-tag")?;
         if !self.calls.contains_key(call_id) {
             return Err("Unknown call-id".into());
         }
-        Ok(self.call_stats(call_id, now_ms))
+        Ok(self.call_stats(call_id))
     }
 
     fn list(&mut self, m: &Msg<'_>) -> Reply {
@@ -808,8 +808,8 @@ impl NgCore {
             at_ms: now_ms,
             forwarded: f,
             dropped: d,
-            packet_rate: f.saturating_sub(self.rate.forwarded) * 1000 / dt,
-            error_rate: d.saturating_sub(self.rate.dropped) * 1000 / dt,
+            packet_rate: f.saturating_sub(self.rate.forwarded).saturating_mul(1000) / dt,
+            error_rate: d.saturating_sub(self.rate.dropped).saturating_mul(1000) / dt,
         };
     }
 
@@ -822,7 +822,7 @@ impl NgCore {
     /// A stream's `stats` count what the relay accepted from that leg's
     /// peer; `errors` counts its packets dropped (source, direction,
     /// malformed, no peer). RTCP bytes are not counted (0).
-    fn call_stats(&self, call_id: &str, _now_ms: u64) -> Dict {
+    fn call_stats(&self, call_id: &str) -> Dict {
         let Some(call) = self.calls.get(call_id) else {
             return Dict::new();
         };
@@ -1059,7 +1059,6 @@ fn program_media(
     flags: &Flags,
     op: Op,
     sender: usize,
-    _now_ms: u64,
 ) -> MediaDecision {
     let receiver = sender ^ 1;
     let sdp_ip = info.conn.filter(|ip| !ip.is_unspecified());
