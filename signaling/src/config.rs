@@ -191,6 +191,9 @@ pub struct SipConfig {
     pub t1: Duration,
     /// RFC 3261 T2: cap on the non-INVITE and 2xx retransmission interval (4 s).
     pub t2: Duration,
+    /// RFC 3261 T4: longest time a message stays in the network (5 s);
+    /// timers I and K over UDP.
+    pub t4: Duration,
     /// How long to wait for a final response once the callee sent a
     /// provisional one (RFC 3261 §16.6 Timer C, at least 3 min).
     pub timer_c: Duration,
@@ -211,6 +214,7 @@ impl Default for SipConfig {
             nonce_ttl: Duration::from_secs(300),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
             timer_c: Duration::from_secs(180),
             user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).into(),
         }
@@ -250,9 +254,9 @@ impl SipConfig {
                 self.realm
             )));
         }
-        if self.t1.is_zero() || self.t2 < self.t1 {
+        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
             return Err(ConfigError::Refused(
-                "timers: need 0 < t1 <= t2".to_string(),
+                "timers: need 0 < t1 <= t2 and t4 > 0".to_string(),
             ));
         }
         if self.min_expires > self.max_expires || self.default_expires == 0 {

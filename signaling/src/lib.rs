@@ -8,7 +8,8 @@
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks, building), [`digest`] (RFC 2617), [`registrar`]
 //!   (RFC 3261 §10), [`sdp`] (offer/answer rewrite), [`b2bua`] (calls) and
-//!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out).
+//!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out), and
+//!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026).
 //!
 //! Wiring: build a [`SipConfig`] (`SipConfig::from_toml(listen, text)` or
 //! by hand with users from [`load_users_toml`]), a relay
@@ -37,6 +38,7 @@ pub mod registrar;
 pub mod relay;
 pub mod sdp;
 pub mod server;
+pub mod transaction;
 
 pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
 pub use crate::core::{CoreStats, SipCore};
