@@ -29,6 +29,9 @@ enum Cmd {
     Relay(RelayArgs),
     /// Run the signaling plane alone, programming a `tern relay` on this host.
     Sip(SipArgs),
+    /// Load generators (`tern load rtp`): drive a relay and measure it.
+    #[command(subcommand)]
+    Load(tern_loadtest::LoadCmd),
 }
 
 #[derive(Args, Clone)]
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Cmd::Up(a) => up(a, shutdown),
         Cmd::Relay(a) => relay(a, shutdown),
         Cmd::Sip(a) => sip(a, shutdown),
+        Cmd::Load(c) => tern_loadtest::run(c, shutdown).map_err(|e| -> Error { e }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,711 @@
-//! Load generators. `tern load rtp` arrives with issue 4.
+//! Load generators: `tern load rtp`.
+//!
+//! `tern load rtp` sets up `--calls` calls on any relay that speaks
+//! rtpengine's ng protocol (`--ng ADDR`, offer + answer with
+//! `trust-address`), sends RTP through each call from its caller side and
+//! receives it on its callee side, then deletes the calls. It measures the
+//! forwarded rate, loss, reordering, duplicates, latency percentiles (the
+//! send time is in the payload) and, with `--relay-pid`, the relay's CPU
+//! time per forwarded packet. `--floor` measures a built-in minimal
+//! forwarder ([`floor`]) instead of a relay.
+//!
+//! # Sockets
+//!
+//! `--sockets K` sockets per side (4 by default): call `i` sends from
+//! sender socket `i % K` and is received on receiver socket `i % K`. The
+//! relay still sees one 5-tuple per call, since every call has its own
+//! relay ports. Each socket sends with `sendmmsg` and receives with
+//! `recvmmsg`, 64 datagrams at a time, from one thread (pin it with
+//! `--cpu`).
+//!
+//! # Payload
+//!
+//! RTP, PT 0, `--payload` bytes (160 by default) of which the first 16 are
+//! `"TRN" trial(u8) call(u32) send_ns(u64)`, so a receiver can attribute a
+//! packet to its call even when the relay rewrites the SSRC, and ignore
+//! late packets of an earlier `--find-max` trial.
+
+pub mod floor;
+pub mod ng;
+pub mod seq;
+pub mod sys;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::ng::{Ben, NgClient};
+use crate::seq::SeqStats;
+use crate::sys::{RxBatch, TxBatch};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// `tern load ...`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum LoadCmd {
+    /// RTP through a relay set up over ng (or through the built-in floor).
+    Rtp(RtpArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RtpArgs {
+    /// The relay's ng control socket (UDP).
+    #[arg(long, default_value = "127.0.0.1:2223")]
+    pub ng: SocketAddr,
+    /// Concurrent calls; each sends one RTP stream through the relay.
+    #[arg(long, default_value_t = 100)]
+    pub calls: usize,
+    /// Total packets per second over all calls [default: calls × 1000/ptime].
+    #[arg(long)]
+    pub pps: Option<f64>,
+    /// Packet interval per stream in ms, when --pps is not given.
+    #[arg(long, default_value_t = 20.0)]
+    pub ptime: f64,
+    /// RTP payload bytes (at least 16).
+    #[arg(long, default_value_t = 160)]
+    pub payload: usize,
+    /// Seconds of sending (per trial with --find-max).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// The relay's PID: report its CPU time per forwarded packet.
+    #[arg(long)]
+    pub relay_pid: Option<u32>,
+    /// Search the highest rate with loss under --max-loss.
+    #[arg(long)]
+    pub find_max: bool,
+    /// Loss ratio --find-max accepts.
+    #[arg(long, default_value_t = 0.001)]
+    pub max_loss: f64,
+    /// Pin the generator to this CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Measure the built-in minimal forwarder instead of an ng relay.
+    #[arg(long)]
+    pub floor: bool,
+    /// Pin the floor's forwarder thread to this CPU.
+    #[arg(long)]
+    pub floor_cpu: Option<usize>,
+    /// Address the generator's sockets bind to (and its SDP advertises).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub local_ip: Ipv4Addr,
+    /// Sockets per side.
+    #[arg(long, default_value_t = 4)]
+    pub sockets: usize,
+    /// Ask the relay to rewrite the SSRC toward the receiving side (the
+    /// ng flag `SSRC-rewrite` in the offer).
+    #[arg(long)]
+    pub ssrc_rewrite: bool,
+    /// Seconds to wait for stragglers after sending stops.
+    #[arg(long, default_value_t = 0.3)]
+    pub grace: f64,
+    /// Label for the report (e.g. the relay's name).
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+/// One measured run at one target rate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub label: String,
+    pub calls: usize,
+    pub target_pps: f64,
+    pub duration_s: f64,
+    pub sent: u64,
+    /// Packets the generator could not hand to the kernel.
+    pub send_errors: u64,
+    /// Packets received once (duplicates not counted).
+    pub received: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Packets that were not the generator's (or of an earlier trial).
+    pub foreign: u64,
+    pub send_pps: f64,
+    pub forwarded_pps: f64,
+    pub latency: Latency,
+    /// Streams that received packets.
+    pub streams_received: usize,
+    /// Streams whose received SSRC differed from the one sent.
+    pub streams_ssrc_rewritten: usize,
+    /// Relay (or floor thread) CPU time per forwarded packet.
+    pub relay_cpu_ns_per_pkt: Option<f64>,
+    /// Relay CPU time / wall time over the run (1.0 = one CPU busy).
+    pub relay_cpu_util: Option<f64>,
+    /// Generator thread CPU time / wall time (near 1.0: it may be the limit).
+    pub gen_cpu_util: f64,
+}
+
+/// What `tern load rtp --json` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Output {
+    pub runs: Vec<Report>,
+    /// With --find-max: the highest forwarded rate whose loss was acceptable.
+    pub max_pps: Option<f64>,
+}
+
+impl Output {
+    pub fn from_json(s: &str) -> Result<Output, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+/// Runs `tern load ...`; stops early when `shutdown` is set.
+pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+    match cmd {
+        LoadCmd::Rtp(a) => {
+            let out = rtp(&a, &shutdown)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_table(&out);
+            }
+            Ok(())
+        }
+    }
+}
+
+struct Call {
+    dest: libc::sockaddr_in,
+    sock: usize,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    stats: SeqStats,
+    rewritten: bool,
+}
+
+/// Deletes the calls it set up when dropped.
+struct NgCalls {
+    ng: NgClient,
+    ids: Vec<String>,
+}
+
+impl Drop for NgCalls {
+    fn drop(&mut self) {
+        for id in std::mem::take(&mut self.ids) {
+            let del = Ben::Dict(vec![("command", Ben::s("delete")), ("call-id", Ben::s(id))]);
+            if let Err(e) = self.ng.cmd(&del) {
+                eprintln!("tern load: delete: {e}");
+            }
+        }
+    }
+}
+
+/// The generator: sockets, calls and the floor, if any.
+struct Gen {
+    tx: Vec<UdpSocket>,
+    rx: Vec<UdpSocket>,
+    calls: Vec<Call>,
+    floor: Option<floor::Floor>,
+    _ng: Option<NgCalls>,
+}
+
+fn bind_socks(ip: Ipv4Addr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    (0..n)
+        .map(|_| {
+            let s = UdpSocket::bind((ip, 0))?;
+            sys::set_bufs(&s, 8 << 20);
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
+    let k = a.sockets.max(1);
+    let tx = bind_socks(a.local_ip, k)?;
+    let rx = bind_socks(a.local_ip, if a.floor { 1 } else { k })?;
+    let pid = std::process::id();
+    let mk_call = |i: usize, dest: SocketAddr| -> Result<Call, Error> {
+        Ok(Call {
+            dest: sys::sockaddr_v4(sys::v4(dest)?),
+            sock: i % k,
+            ssrc: 0x5E00_0000 ^ (pid << 12) ^ i as u32,
+            seq: (i as u16).wrapping_mul(7919),
+            ts: (i as u32).wrapping_mul(104_729),
+            stats: SeqStats::new(),
+            rewritten: false,
+        })
+    };
+    if a.floor {
+        let to = sys::v4(rx[0].local_addr()?)?;
+        let f = floor::Floor::start(SocketAddr::new(IpAddr::V4(a.local_ip), 0), to, a.floor_cpu)?;
+        let calls = (0..a.calls)
+            .map(|i| mk_call(i, f.addr))
+            .collect::<Result<_, _>>()?;
+        return Ok(Gen {
+            tx,
+            rx,
+            calls,
+            floor: Some(f),
+            _ng: None,
+        });
+    }
+    let mut ng = NgCalls {
+        ng: NgClient::new(a.ng)?,
+        ids: Vec::with_capacity(a.calls),
+    };
+    ng.ng
+        .ping()
+        .map_err(|e| format!("{e} (is a relay serving ng on {}?)", a.ng))?;
+    let mut calls = Vec::with_capacity(a.calls);
+    let mut offer_flags = vec!["trust-address"];
+    if a.ssrc_rewrite {
+        offer_flags.push("SSRC-rewrite");
+    }
+    for i in 0..a.calls {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        let id = format!("tern-load-{pid}-{i}");
+        let from = tx[i % k].local_addr()?;
+        let to = rx[i % k].local_addr()?;
+        let offer = Ben::Dict(vec![
+            ("command", Ben::s("offer")),
+            ("call-id", Ben::s(&id)),
+            ("from-tag", Ben::s("caller")),
+            ("replace", Ben::list(["origin", "session-connection"])),
+            ("flags", Ben::list(offer_flags.iter().copied())),
+            ("sdp", Ben::s(ng::sdp(from, i as u64))),
+        ]);
+        ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
+        ng.ids.push(id.clone());
+        let answer = Ben::Dict(vec![
+            ("command", Ben::s("answer")),
+            ("call-id", Ben::s(&id)),
+            ("from-tag", Ben::s("caller")),
+            ("to-tag", Ben::s("callee")),
+            ("replace", Ben::list(["origin", "session-connection"])),
+            ("flags", Ben::list(["trust-address"])),
+            ("sdp", Ben::s(ng::sdp(to, i as u64))),
+        ]);
+        let reply = ng.ng.cmd(&answer).map_err(|e| format!("answer {i}: {e}"))?;
+        // The answer's SDP goes to the caller: where the caller sends.
+        let sdp = ng::reply_sdp(&reply)?;
+        let dest =
+            ng::media_addr(&sdp).ok_or_else(|| format!("answer {i}: no media in {sdp:?}"))?;
+        let dest = if dest.ip().is_unspecified() {
+            SocketAddr::new(a.ng.ip(), dest.port())
+        } else {
+            dest
+        };
+        calls.push(mk_call(i, dest)?);
+    }
+    Ok(Gen {
+        tx,
+        rx,
+        calls,
+        floor: None,
+        _ng: Some(ng),
+    })
+}
+
+const MAGIC: &[u8; 3] = b"TRN";
+
+fn relay_cpu(a: &RtpArgs, g: &Gen) -> Option<u64> {
+    if let Some(f) = &g.floor {
+        return f.cpu_ns();
+    }
+    a.relay_pid.and_then(|p| sys::process_cpu_ns(p).ok())
+}
+
+fn poll_rx(rx: &[UdpSocket], timeout_ns: u64) {
+    let mut fds: Vec<libc::pollfd> = rx
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: fds and ts live across the call.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        );
+    }
+}
+
+/// One trial at `pps` packets per second in total.
+fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> Report {
+    let n = g.calls.len();
+    for c in &mut g.calls {
+        c.stats = SeqStats::new();
+        c.rewritten = false;
+    }
+    let mut txb: Vec<TxBatch> = (0..g.tx.len()).map(|_| TxBatch::new()).collect();
+    let mut rxb = RxBatch::new();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let pkt_len = 12 + a.payload.max(16);
+    let (mut sent, mut send_errors, mut foreign) = (0u64, 0u64, 0u64);
+    let mut received = 0u64;
+    let me = sys::gettid();
+    let gen0 = sys::thread_cpu_ns(std::process::id(), me).unwrap_or(0);
+    let cpu0 = relay_cpu(a, g);
+    let dur_ns = (a.duration * 1e9) as u64;
+    let t0 = sys::now_ns();
+    let end = t0 + dur_ns;
+    let mut scheduled = 0u64;
+    let mut cursor = 0usize;
+    let ns_per_pkt = 1e9 / pps;
+
+    let mut drain =
+        |g: &mut Gen, hist: &mut Histogram<u64>, received: &mut u64, foreign: &mut u64| {
+            let mut got = 0;
+            for s in 0..g.rx.len() {
+                let fd = g.rx[s].as_raw_fd();
+                for _ in 0..16 {
+                    let k = rxb.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
+                    if k == 0 {
+                        break;
+                    }
+                    let now = sys::now_ns();
+                    got += k;
+                    for i in 0..k {
+                        let p = rxb.get(i);
+                        if p.len() < 28 || &p[12..15] != MAGIC || p[15] != id {
+                            *foreign += 1;
+                            continue;
+                        }
+                        let call = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
+                        let Some(c) = g.calls.get_mut(call) else {
+                            *foreign += 1;
+                            continue;
+                        };
+                        let sent_ns = u64::from_be_bytes(p[20..28].try_into().unwrap());
+                        let seq = u16::from_be_bytes([p[2], p[3]]);
+                        let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
+                        let dups = c.stats.duplicates;
+                        c.stats.on_packet(seq);
+                        if c.stats.duplicates == dups {
+                            *received += 1;
+                        }
+                        c.rewritten |= ssrc != c.ssrc;
+                        hist.saturating_record(now.saturating_sub(sent_ns).max(1));
+                    }
+                    if k < sys::BATCH {
+                        break;
+                    }
+                }
+            }
+            got
+        };
+
+    loop {
+        let now = sys::now_ns();
+        if now >= end || shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = ((now - t0) as f64 / ns_per_pkt) as u64;
+        let mut budget = due.saturating_sub(scheduled).min(4 * sys::BATCH as u64);
+        let did_send = budget > 0;
+        while budget > 0 {
+            let idx = cursor as u32;
+            let c = &mut g.calls[cursor];
+            cursor += 1;
+            if cursor == n {
+                cursor = 0;
+            }
+            let b = &mut txb[c.sock];
+            let buf = b.next_buf();
+            buf[0] = 0x80;
+            buf[1] = 0;
+            buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
+            buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
+            buf[12..15].copy_from_slice(MAGIC);
+            buf[15] = id;
+            buf[16..20].copy_from_slice(&idx.to_be_bytes());
+            buf[20..28].copy_from_slice(&sys::now_ns().to_be_bytes());
+            c.seq = c.seq.wrapping_add(1);
+            c.ts = c.ts.wrapping_add(160);
+            let dest = c.dest;
+            let s = c.sock;
+            b.commit(pkt_len, &dest);
+            if b.is_full() {
+                let k = b.flush(&g.tx[s]);
+                sent += k as u64;
+                send_errors += (sys::BATCH - k) as u64;
+            }
+            scheduled += 1;
+            budget -= 1;
+        }
+        for (s, b) in txb.iter_mut().enumerate() {
+            let q = b.len;
+            let k = b.flush(&g.tx[s]);
+            sent += k as u64;
+            send_errors += (q - k) as u64;
+        }
+        let got = drain(g, &mut hist, &mut received, &mut foreign);
+        if !did_send && got == 0 {
+            let next = t0 + ((scheduled + 1) as f64 * ns_per_pkt) as u64;
+            let wait = next.saturating_sub(sys::now_ns()).min(1_000_000);
+            if wait > 2_000 {
+                poll_rx(&g.rx, wait);
+            }
+        }
+    }
+    let send_end = sys::now_ns();
+    let grace_end = send_end + (a.grace * 1e9) as u64;
+    while received < sent && sys::now_ns() < grace_end {
+        if drain(g, &mut hist, &mut received, &mut foreign) == 0 {
+            poll_rx(&g.rx, 1_000_000);
+        }
+    }
+    let wall = (sys::now_ns() - t0) as f64;
+    let cpu1 = relay_cpu(a, g);
+    let gen1 = sys::thread_cpu_ns(std::process::id(), me).unwrap_or(0);
+    let send_s = (send_end - t0) as f64 / 1e9;
+    let lost = sent.saturating_sub(received);
+    let relay_ns = match (cpu0, cpu1) {
+        (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
+        _ => None,
+    };
+    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1e3;
+    Report {
+        label: a.label.clone().unwrap_or_else(|| {
+            if a.floor {
+                "floor".into()
+            } else {
+                format!("ng {}", a.ng)
+            }
+        }),
+        calls: n,
+        target_pps: pps,
+        duration_s: send_s,
+        sent,
+        send_errors,
+        received,
+        lost,
+        loss_ratio: if sent == 0 {
+            0.0
+        } else {
+            lost as f64 / sent as f64
+        },
+        duplicates: g.calls.iter().map(|c| c.stats.duplicates).sum(),
+        reordered: g.calls.iter().map(|c| c.stats.reordered).sum(),
+        foreign,
+        send_pps: sent as f64 / send_s,
+        forwarded_pps: received as f64 / send_s,
+        latency: if hist.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                p50_us: q(0.5),
+                p99_us: q(0.99),
+                p999_us: q(0.999),
+                max_us: hist.max() as f64 / 1e3,
+            }
+        },
+        streams_received: g.calls.iter().filter(|c| c.stats.received > 0).count(),
+        streams_ssrc_rewritten: g.calls.iter().filter(|c| c.rewritten).count(),
+        relay_cpu_ns_per_pkt: relay_ns
+            .filter(|_| received > 0)
+            .map(|ns| ns / received as f64),
+        relay_cpu_util: relay_ns.map(|ns| ns / wall),
+        gen_cpu_util: gen1.saturating_sub(gen0) as f64 / wall,
+    }
+}
+
+/// Sends one packet (trial 0, not measured) on every call that has not
+/// yet delivered one, every 20 ms, until all have: a relay may answer ng
+/// before its sockets are bound, and a learning relay learns here.
+fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
+    let mut seen = vec![false; g.calls.len()];
+    let mut left = seen.len();
+    let mut txb = TxBatch::new();
+    let mut rxb = RxBatch::new();
+    let deadline = sys::now_ns() + 5_000_000_000;
+    while left > 0 && !shutdown.load(Ordering::Relaxed) {
+        if sys::now_ns() > deadline {
+            return Err(format!(
+                "{left} of {} calls delivered nothing within 5 s (relay down, or not forwarding?)",
+                seen.len()
+            )
+            .into());
+        }
+        for s in 0..g.tx.len() {
+            for (i, c) in g.calls.iter_mut().enumerate() {
+                if c.sock != s || seen[i] {
+                    continue;
+                }
+                let buf = txb.next_buf();
+                buf[..12].fill(0);
+                buf[0] = 0x80;
+                buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
+                buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
+                buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
+                buf[12..15].copy_from_slice(MAGIC);
+                buf[15] = 0;
+                buf[16..20].copy_from_slice(&(i as u32).to_be_bytes());
+                c.seq = c.seq.wrapping_add(1);
+                c.ts = c.ts.wrapping_add(160);
+                let d = c.dest;
+                txb.commit(28, &d);
+                if txb.is_full() {
+                    txb.flush(&g.tx[s]);
+                }
+            }
+            txb.flush(&g.tx[s]);
+        }
+        let until = sys::now_ns() + 20_000_000;
+        while sys::now_ns() < until {
+            for r in &g.rx {
+                while let Ok(k @ 1..) = rxb.recv(r.as_raw_fd(), libc::MSG_DONTWAIT) {
+                    for j in 0..k {
+                        let p = rxb.get(j);
+                        if p.len() >= 20 && &p[12..15] == MAGIC {
+                            let i = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
+                            if i < seen.len() && !seen[i] {
+                                seen[i] = true;
+                                left -= 1;
+                            }
+                        }
+                    }
+                }
+            }
+            poll_rx(&g.rx, 2_000_000);
+        }
+    }
+    Ok(())
+}
+
+/// Sets up, measures (one rate, or a search with `find_max`), tears down.
+pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
+    if a.calls == 0 {
+        return Err("--calls must be at least 1".into());
+    }
+    if a.payload < 16 || a.payload > 1400 {
+        return Err("--payload must be 16..=1400 bytes".into());
+    }
+    if let Some(c) = a.cpu {
+        sys::pin_to(c).map_err(|e| format!("--cpu {c}: {e}"))?;
+    }
+    let base = a.pps.unwrap_or(a.calls as f64 * 1000.0 / a.ptime);
+    if base.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err("the rate must be positive".into());
+    }
+    let mut g = setup(a, shutdown)?;
+    prime(&mut g, shutdown)?;
+    let mut out = Output::default();
+    let mut id = 0u8;
+    let mut run = |g: &mut Gen, pps: f64, out: &mut Output| -> bool {
+        id = id.wrapping_add(1);
+        let r = trial(a, g, pps, id, shutdown);
+        let ok = r.loss_ratio < a.max_loss && r.sent > 0;
+        if a.find_max && !a.json {
+            eprintln!(
+                "tern load: {:>10.0} pps target: forwarded {:>10.0} pps, loss {:.4}% -> {}",
+                pps,
+                r.forwarded_pps,
+                r.loss_ratio * 100.0,
+                if ok { "ok" } else { "too much loss" }
+            );
+        }
+        out.runs.push(r);
+        // Let queues drain between trials.
+        std::thread::sleep(Duration::from_millis(200));
+        ok
+    };
+    if !a.find_max {
+        run(&mut g, base, &mut out);
+    } else {
+        // Double until loss, then bisect.
+        let (mut lo, mut hi) = (0.0f64, 0.0f64);
+        let mut r = base;
+        for _ in 0..16 {
+            if shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            if run(&mut g, r, &mut out) {
+                lo = r;
+                r *= 2.0;
+            } else {
+                hi = r;
+                break;
+            }
+        }
+        if hi == 0.0 {
+            hi = r;
+        }
+        for _ in 0..5 {
+            if shutdown.load(Ordering::Relaxed) || hi - lo < hi * 0.03 {
+                break;
+            }
+            let mid = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
+            if run(&mut g, mid, &mut out) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        out.max_pps = out
+            .runs
+            .iter()
+            .filter(|r| r.loss_ratio < a.max_loss && r.sent > 0)
+            .map(|r| r.forwarded_pps)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    }
+    if let Some(f) = g.floor.take() {
+        f.stop();
+    }
+    drop(g); // deletes the calls
+    Ok(out)
+}
+
+fn print_table(out: &Output) {
+    println!(
+        "{:<22} {:>6} {:>10} {:>10} {:>10} {:>8} {:>5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
+        "relay", "calls", "target", "sent/s", "fwd/s", "loss%", "dup", "reord", "p50us", "p99us",
+        "p99.9us", "maxus", "cpu ns/pk", "relay%", "gen%"
+    );
+    for r in &out.runs {
+        println!(
+            "{:<22} {:>6} {:>10.0} {:>10.0} {:>10.0} {:>8.4} {:>5} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>6} {:>6.0}",
+            r.label,
+            r.calls,
+            r.target_pps,
+            r.send_pps,
+            r.forwarded_pps,
+            r.loss_ratio * 100.0,
+            r.duplicates,
+            r.reordered,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            r.latency.p999_us,
+            r.latency.max_us,
+            r.relay_cpu_ns_per_pkt.map_or("-".into(), |v| format!("{v:.0}")),
+            r.relay_cpu_util.map_or("-".into(), |v| format!("{:.0}", v * 100.0)),
+            r.gen_cpu_util * 100.0,
+        );
+    }
+    if let Some(m) = out.max_pps {
+        println!("max rate with acceptable loss: {m:.0} pps");
+    }
+}

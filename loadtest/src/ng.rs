@@ -1,0 +1,199 @@
+//! A minimal rtpengine ng client over UDP: `<cookie> <bencode dict>`,
+//! retransmitted with the same cookie on timeout.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use bt_bencode::Value;
+
+/// One bencode value to send (encoding is small enough to do here; replies
+/// are decoded with `bt_bencode`).
+#[derive(Debug, Clone)]
+pub enum Ben {
+    Str(String),
+    List(Vec<Ben>),
+    /// Keys are sorted on encoding, as bencode requires.
+    Dict(Vec<(&'static str, Ben)>),
+}
+
+impl Ben {
+    pub fn s(v: impl Into<String>) -> Ben {
+        Ben::Str(v.into())
+    }
+
+    pub fn list<'a>(v: impl IntoIterator<Item = &'a str>) -> Ben {
+        Ben::List(v.into_iter().map(Ben::s).collect())
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ben::Str(s) => {
+                out.extend(s.len().to_string().as_bytes());
+                out.push(b':');
+                out.extend(s.as_bytes());
+            }
+            Ben::List(l) => {
+                out.push(b'l');
+                l.iter().for_each(|v| v.encode(out));
+                out.push(b'e');
+            }
+            Ben::Dict(d) => {
+                let mut d: Vec<_> = d.iter().collect();
+                d.sort_by_key(|(k, _)| *k);
+                out.push(b'd');
+                for (k, v) in d {
+                    Ben::s(*k).encode(out);
+                    v.encode(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+}
+
+/// An ng control connection (UDP).
+pub struct NgClient {
+    sock: UdpSocket,
+    to: SocketAddr,
+    n: u64,
+    buf: Vec<u8>,
+}
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+impl NgClient {
+    pub fn new(to: SocketAddr) -> io::Result<NgClient> {
+        let bind: SocketAddr = if to.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let sock = UdpSocket::bind(bind)?;
+        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+        Ok(NgClient {
+            sock,
+            to,
+            n: 0,
+            buf: vec![0; 65536],
+        })
+    }
+
+    /// Sends `msg` and returns the reply dictionary; `result` must be `ok`.
+    pub fn cmd(&mut self, msg: &Ben) -> Result<Value, Error> {
+        self.n += 1;
+        let cookie = format!("tl{}_{} ", std::process::id(), self.n);
+        let mut out = cookie.as_bytes().to_vec();
+        msg.encode(&mut out);
+        for _ in 0..6 {
+            self.sock.send_to(&out, self.to)?;
+            loop {
+                match self.sock.recv_from(&mut self.buf) {
+                    Ok((n, _)) => {
+                        let Some(body) = self.buf[..n].strip_prefix(cookie.as_bytes()) else {
+                            continue; // a late reply to an earlier retransmission
+                        };
+                        let v: Value = bt_bencode::from_slice(body)
+                            .map_err(|e| format!("ng reply: bad bencode: {e}"))?;
+                        let result = v.get("result").and_then(|r| r.as_str()).unwrap_or("");
+                        if result != "ok" && result != "pong" {
+                            let why = v
+                                .get("error-reason")
+                                .and_then(|r| r.as_str())
+                                .unwrap_or("(no error-reason)");
+                            return Err(format!("ng {}: {result}: {why}", self.to).into());
+                        }
+                        return Ok(v);
+                    }
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::TimedOut =>
+                    {
+                        break
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Err(format!("ng {}: no reply", self.to).into())
+    }
+
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.cmd(&Ben::Dict(vec![("command", Ben::s("ping"))]))?;
+        Ok(())
+    }
+}
+
+/// An SDP offer/answer body for one audio stream on `addr`.
+pub fn sdp(addr: SocketAddr, session: u64) -> String {
+    let (fam, ip) = match addr.ip() {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    format!(
+        "v=0\r\no=- {session} 1 IN {fam} {ip}\r\ns=tern-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+        addr.port()
+    )
+}
+
+/// The media address of the first `m=audio` line of `sdp` (its `c=` line,
+/// media-level first, else session-level).
+pub fn media_addr(sdp: &str) -> Option<SocketAddr> {
+    let mut session_c = None;
+    let mut media_c = None;
+    let mut port = None;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if port.is_some() {
+                break;
+            }
+            port = m.split_whitespace().nth(1)?.parse::<u16>().ok();
+        } else if let Some(c) = line.strip_prefix("c=") {
+            let ip: IpAddr = c.split_whitespace().nth(2)?.parse().ok()?;
+            if port.is_some() {
+                media_c = Some(ip);
+            } else {
+                session_c = Some(ip);
+            }
+        }
+    }
+    Some(SocketAddr::new(media_c.or(session_c)?, port?))
+}
+
+/// The `sdp` string of a reply.
+pub fn reply_sdp(v: &Value) -> Result<String, Error> {
+    v.get("sdp")
+        .and_then(|s| s.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| "ng reply without sdp".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_sorted() {
+        let mut out = Vec::new();
+        Ben::Dict(vec![
+            ("sdp", Ben::s("x")),
+            ("command", Ben::s("offer")),
+            ("flags", Ben::list(["trust-address"])),
+        ])
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            b"d7:command5:offer5:flagsl13:trust-addresse3:sdp1:xe".to_vec()
+        );
+        let v: Value = bt_bencode::from_slice(&out).unwrap();
+        assert_eq!(v.get("command").unwrap().as_str(), Some("offer"));
+    }
+
+    #[test]
+    fn finds_media_address() {
+        let s = sdp("127.0.0.1:4000".parse().unwrap(), 1);
+        assert_eq!(media_addr(&s), Some("127.0.0.1:4000".parse().unwrap()));
+        let s = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 30000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\nm=video 9 RTP/AVP 96\r\n";
+        assert_eq!(media_addr(s), Some("10.0.0.2:30000".parse().unwrap()));
+    }
+}
