@@ -563,6 +563,13 @@ pub fn parse(datagram: &[u8]) -> Result<Msg, ParseError> {
         });
     }
     if let Some(e) = frame_err {
+        // RFC 4475 §3.3.9: with several Content-Length values the framing
+        // is unknowable; over UDP the datagram is discarded, not answered.
+        if e == FrameError::MultipleContentLength {
+            return Err(ParseError::Drop {
+                detail: e.to_string(),
+            });
+        }
         return Err(bad(400, e.to_string(), norm));
     }
     // rsip sees a canonical start line (single spaces, a reason phrase);
@@ -620,6 +627,13 @@ pub fn parse(datagram: &[u8]) -> Result<Msg, ParseError> {
                 return Err(bad(501, format!("unknown method {raw_method:?}"), norm));
             }
             let uri_text = words.get(1).copied().unwrap_or_default().to_string();
+            if unbracketed_ipv6(&uri_text) {
+                return Err(bad(
+                    400,
+                    format!("IPv6 host without [ ] in {uri_text:?} (RFC 5118 §4.2)"),
+                    norm,
+                ));
+            }
             Start::Request {
                 method,
                 uri: uri_ok.then_some(r.uri),
@@ -646,6 +660,23 @@ pub fn parse(datagram: &[u8]) -> Result<Msg, ParseError> {
         Ok(m) => Ok(m),
         Err(detail) => Err(bad(400, detail, norm)),
     }
+}
+
+/// Whether a `sip:`/`sips:` URI names an IPv6 host without the brackets
+/// RFC 3261 §25.1 requires (`sip:2001:db8::10`, RFC 5118 §4.2): more than
+/// one colon in the host-port part.
+pub fn unbracketed_ipv6(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return false;
+    }
+    let rest = rest.split('?').next().unwrap_or_default();
+    // The user part may hold ';' (RFC 4475 semiuri.dat): find '@' first.
+    let host = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    let host = host.split(';').next().unwrap_or_default();
+    !host.starts_with('[') && host.matches(':').count() > 1
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -1011,6 +1042,17 @@ pub fn response_salvaged(n: &Normalized, code: u16) -> Option<OutMsg> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unbracketed_ipv6_in_sip_uris() {
+        use super::unbracketed_ipv6 as u;
+        assert!(u("sip:2001:db8::10"));
+        assert!(u("sip:user@2001:db8::10;transport=udp"));
+        assert!(!u("sip:[2001:db8::10]:5070"));
+        assert!(!u("sip:user;par=u%40example.net@example.com"));
+        assert!(!u("sip:example.com:5060"));
+        assert!(!u("tel:+1:2:3"));
+    }
+
     use super::*;
 
     #[test]

@@ -35,7 +35,8 @@ pub enum FrameError {
         /// Body bytes present.
         actual: usize,
     },
-    /// Several Content-Length values that differ (RFC 4475 §3.3.9).
+    /// Several Content-Length values that differ (RFC 4475 §3.3.9); the
+    /// datagram is dropped, not answered.
     MultipleContentLength,
 }
 
@@ -393,6 +394,26 @@ mod tests {
             Err((FrameError::BadHeaderLine(_), n)) if n.get("Via") == Some("v")
         ));
         assert!(normalize(&[0xff, 0xfe, b'\n', 0, 0x80]).is_err());
+    }
+
+    #[test]
+    fn route_and_ipv6_values_split_at_commas_only() {
+        let n = normalize(
+            b"BYE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bK1 , SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2\r\nRoute: <sip:[2001:db8::1]:5060;lr>,<sip:p2;lr>\r\nRecord-Route : <sip:a;lr>,\r\n\t<sip:b;lr>\r\n\r\n",
+        )
+        .unwrap();
+        let vias: Vec<_> = n.get_all("Via").collect();
+        assert_eq!(
+            vias,
+            [
+                "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bK1",
+                "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2"
+            ]
+        );
+        let routes: Vec<_> = n.get_all("Route").collect();
+        assert_eq!(routes, ["<sip:[2001:db8::1]:5060;lr>", "<sip:p2;lr>"]);
+        let rr: Vec<_> = n.get_all("Record-Route").collect();
+        assert_eq!(rr, ["<sip:a;lr>", "<sip:b;lr>"]);
     }
 
     #[test]
