@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Side-by-side RTP forwarding: tern vs rtpengine (userspace) vs the floor.
+#
+# Each relay runs pinned to RELAY_CPU with one worker; the generator
+# (`tern load rtp`) runs pinned to GEN_CPU. For each call count and relay,
+# one `tern load rtp --find-max` run: its first trial is at the nominal
+# rate (calls x 50 pps: G.711, 20 ms), which gives CPU per packet and
+# latency at nominal load; the search gives the highest rate with loss
+# under 0.1 %. With RUNS > 1 the medians are printed.
+#
+#   loadtest/compare.sh
+#   CALLS="100 1000" DURATION=1 RUNS=1 loadtest/compare.sh   # quick
+#
+# Env: CALLS ("100 1000 5000"), DURATION (seconds per trial, 2), RUNS (3),
+# GEN_CPU (0), RELAY_CPU (1), RELAYS ("tern rtpengine floor"),
+# PORT_LO (9000), OUT (results directory, target/compare-<time>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CALLS=${CALLS:-"100 1000 5000"}
+DURATION=${DURATION:-2}
+RUNS=${RUNS:-3}
+GEN_CPU=${GEN_CPU:-0}
+RELAY_CPU=${RELAY_CPU:-1}
+RELAYS=${RELAYS:-"tern rtpengine floor"}
+PORT_LO=${PORT_LO:-9000}
+NG_PORT=${NG_PORT:-23391}
+OUT=${OUT:-target/compare-$(date +%Y%m%d-%H%M%S)}
+TERN=target/release/tern
+
+cargo build --release --bin tern >&2
+mkdir -p "$OUT"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+command -v rtpengine >/dev/null || RELAYS=${RELAYS//rtpengine/}
+
+relay_pid=""
+stop_relay() {
+  if [ -n "$relay_pid" ]; then
+    kill "$relay_pid" 2>/dev/null || true
+    wait "$relay_pid" 2>/dev/null || true
+    relay_pid=""
+  fi
+  rm -f "/dev/shm/tern-compare-$$"
+}
+trap stop_relay EXIT
+
+# start_relay NAME CALLS: starts the relay in the background, sets relay_pid.
+start_relay() {
+  local hi=$((PORT_LO + 4 * $2 + 63))
+  case $1 in
+    tern)
+      taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
+        --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" \
+        --instance "compare-$$" --timeout 0 >"$OUT/tern.log" 2>&1 &
+      ;;
+    rtpengine)
+      taskset -c "$RELAY_CPU" rtpengine --config-file=none --table=-1 \
+        --interface=127.0.0.1 --listen-ng="127.0.0.1:$NG_PORT" --foreground \
+        --num-threads=1 --port-min="$PORT_LO" --port-max="$hi" \
+        --log-level=3 --log-stderr --no-log-timestamps \
+        --pidfile="$OUT/rtpengine.pid" >"$OUT/rtpengine.log" 2>&1 &
+      ;;
+  esac
+  relay_pid=$!
+  sleep 1.5
+  kill -0 "$relay_pid" || { echo "relay $1 did not start; see $OUT/$1.log" >&2; exit 1; }
+}
+
+for run in $(seq 1 "$RUNS"); do
+  for calls in $CALLS; do
+    for relay in $RELAYS; do
+      args=(load rtp --calls "$calls" --duration "$DURATION" --find-max --json
+            --cpu "$GEN_CPU" --label "$relay")
+      if [ "$relay" = floor ]; then
+        args+=(--floor --floor-cpu "$RELAY_CPU")
+      else
+        start_relay "$relay" "$calls"
+        args+=(--ng "127.0.0.1:$NG_PORT" --relay-pid "$relay_pid")
+      fi
+      f="$OUT/$relay-$calls-$run.json"
+      echo "run $run: $relay, $calls calls" >&2
+      if ! taskset -c "$GEN_CPU" "$TERN" "${args[@]}" >"$f"; then
+        echo "  failed; see $f" >&2
+        rm -f "$f"
+      fi
+      stop_relay
+      sleep 0.5
+    done
+  done
+done
+
+python3 - "$OUT" <<'PY'
+import json, glob, os, statistics, sys
+out = sys.argv[1]
+res = {}
+for f in glob.glob(os.path.join(out, "*.json")):
+    relay, calls, run = os.path.basename(f)[:-5].rsplit("-", 2)
+    d = json.load(open(f))
+    first = d["runs"][0]
+    ok = [r for r in d["runs"] if r["loss_ratio"] < 0.001 and r["sent"] > 0]
+    best = max(ok, key=lambda r: r["forwarded_pps"]) if ok else first
+    res.setdefault((relay, int(calls)), []).append({
+        "nominal_pps": first["forwarded_pps"],
+        "loss_nominal": first["loss_ratio"],
+        "cpu_ns": first["relay_cpu_ns_per_pkt"] or float("nan"),
+        "p50": first["latency"]["p50_us"],
+        "p99": first["latency"]["p99_us"],
+        "p999": first["latency"]["p999_us"],
+        "max_pps": d["max_pps"] or 0.0,
+        "cpu_ns_max": best["relay_cpu_ns_per_pkt"] or float("nan"),
+        "gen": max(r["gen_cpu_util"] for r in d["runs"]),
+    })
+def med(relay, calls, k):
+    v = [r[k] for r in res.get((relay, calls), [])]
+    return statistics.median(v) if v else float("nan")
+calls_all = sorted({c for _, c in res})
+relays = [r for r in ["tern", "rtpengine", "floor"] if any(k[0] == r for k in res)]
+print(f"medians of {max((len(v) for v in res.values()), default=0)} run(s); results in {out}")
+print(f"{'relay':<10} {'calls':>6} {'nominal pps':>11} {'loss%':>7} {'cpu ns/pkt':>10} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'max pps':>10} {'ns/pkt@max':>10} {'gen cpu':>7}")
+for c in calls_all:
+    for r in relays:
+        print(f"{r:<10} {c:>6} {med(r,c,'nominal_pps'):>11.0f} {med(r,c,'loss_nominal')*100:>7.3f} {med(r,c,'cpu_ns'):>10.0f} {med(r,c,'p50'):>8.1f} {med(r,c,'p99'):>8.1f} {med(r,c,'p999'):>9.1f} {med(r,c,'max_pps'):>10.0f} {med(r,c,'cpu_ns_max'):>10.0f} {med(r,c,'gen')*100:>6.0f}%")
+print()
+print("ratios (max pps: higher is better for tern; cpu/pkt at max rate: lower is better for tern)")
+for c in calls_all:
+    line = f"{c:>6} calls:"
+    for peer in ["rtpengine", "floor"]:
+        if (peer, c) in res and ("tern", c) in res:
+            line += f"  max pps tern/{peer} {med('tern',c,'max_pps')/max(med(peer,c,'max_pps'),1):.2f}"
+            line += f"  cpu/pkt@max tern/{peer} {med('tern',c,'cpu_ns_max')/med(peer,c,'cpu_ns_max'):.2f}"
+    print(line)
+PY
