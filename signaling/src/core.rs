@@ -8,10 +8,10 @@
 //!                                   └─> poll_timeout()  -> next deadline
 //! ```
 //!
-//! Retransmissions are simple per-message timers (RFC 3261 §17 timers A/B,
-//! E/F, G/H and the §13.3.1.4 2xx retransmission, T1 doubling, capped at T2
-//! where the RFC caps): a full §17 transaction layer can replace
-//! [`RtKey`]-keyed entries without touching the call logic.
+//! Retransmissions of what we send are driven by [`crate::transaction`]
+//! state machines (timers A/B, E/F, G/H) and [`Retransmit2xx`]
+//! (§13.3.1.4), one per [`RtKey`]; matching responses to them is still
+//! done by the call logic (by Call-ID and CSeq), which stops them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -25,6 +25,7 @@ use crate::digest::{self, NonceSource, Verdict};
 use crate::msg::{self, response_salvaged, response_to, Msg, OutMsg, ParseError};
 use crate::registrar::{self, ExpiryPolicy, LocationService, MemoryLocation, RegisterResult};
 use crate::relay::MediaRelay;
+use crate::transaction::{Input, Output, Retransmit2xx, Timers, Transaction};
 
 /// Methods we answer (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER";
@@ -74,14 +75,42 @@ pub enum RtKey {
     ReFinal(u64),
 }
 
+/// What drives one retransmitted message: a §17 state machine, or the
+/// §13.3.1.4 2xx timer.
+#[derive(Debug)]
+enum Engine {
+    Tx(Transaction),
+    Ok2xx(Retransmit2xx),
+}
+
+impl Engine {
+    fn handle(&mut self, input: Input, now: Instant) {
+        match self {
+            Engine::Tx(t) => t.handle(input, now),
+            Engine::Ok2xx(r) => r.handle(input, now),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            Engine::Tx(t) => t.poll_output(),
+            Engine::Ok2xx(r) => r.poll_output(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Engine::Tx(t) => t.poll_timeout(),
+            Engine::Ok2xx(r) => r.poll_timeout(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Retrans {
     dest: SocketAddr,
-    bytes: Vec<u8>,
-    interval: Duration,
-    cap: Option<Duration>,
-    deadline: Instant,
-    timer: (Instant, u64),
+    engine: Engine,
+    timer: Option<(Instant, u64)>,
 }
 
 /// Timer events.
@@ -285,8 +314,13 @@ impl SipCore {
         key
     }
 
-    /// Sends `bytes` to `dest` now and retransmits it from T1, doubling
-    /// (capped at `cap` if given), until [`SipCore::stop_retrans`] or 64*T1.
+    /// Sends `bytes` to `dest` now and retransmits it over UDP until
+    /// [`SipCore::stop_retrans`] or 64*T1, when the call logic hears of the
+    /// timeout. `cap` says whether the interval is capped at T2: an INVITE
+    /// (`false`) runs an INVITE client transaction (timers A/B, §17.1.1);
+    /// a BYE or CANCEL a non-INVITE one (E/F, §17.1.2); a final response
+    /// to an INVITE a server transaction's G/H (§17.2.1) or, for a 2xx,
+    /// [`Retransmit2xx`] (§13.3.1.4).
     pub(crate) fn send_retrans(
         &mut self,
         key: RtKey,
@@ -296,27 +330,68 @@ impl SipCore {
         now: Instant,
     ) {
         self.stop_retrans(key);
-        self.out.push_back((dest, bytes.clone()));
-        let t1 = self.cfg.t1;
-        let timer = self.schedule(now + t1, TimerEv::Retrans(key));
+        let timers = Timers::from_config(&self.cfg);
+        let engine = match (cap, response_code(&bytes)) {
+            (false, _) => Engine::Tx(Transaction::client(true, bytes, timers, now)),
+            (true, None) => Engine::Tx(Transaction::client(false, bytes, timers, now)),
+            (true, Some(code)) if (200..300).contains(&code) => {
+                Engine::Ok2xx(Retransmit2xx::start(bytes, timers, now))
+            }
+            (true, Some(code)) => {
+                let mut t = Transaction::server(true, timers);
+                t.handle(Input::Send { code, bytes }, now);
+                Engine::Tx(t)
+            }
+        };
         self.retrans.insert(
             key,
             Retrans {
                 dest,
-                bytes,
-                interval: t1,
-                cap: cap.then_some(self.cfg.t2),
-                deadline: now + t1 * 64,
-                timer,
+                engine,
+                timer: None,
             },
         );
+        self.drive_retrans(key, now);
+    }
+
+    /// Sends what the engine of `key` queued, reports its timeout, and
+    /// schedules its next timer.
+    fn drive_retrans(&mut self, key: RtKey, now: Instant) {
+        let Some(r) = self.retrans.get_mut(&key) else {
+            return;
+        };
+        let mut timed_out = false;
+        let mut ended = false;
+        while let Some(o) = r.engine.poll_output() {
+            match o {
+                Output::Transmit(b) => self.out.push_back((r.dest, b)),
+                Output::Timeout(_) => timed_out = true,
+                Output::Terminated => ended = true,
+                _ => {}
+            }
+        }
+        if timed_out || ended {
+            self.retrans.remove(&key);
+            if timed_out {
+                self.on_retrans_timeout(key, now);
+            }
+            return;
+        }
+        if let Some(at) = r.engine.poll_timeout() {
+            self.timer_seq += 1;
+            let tk = (at, self.timer_seq);
+            r.timer = Some(tk);
+            self.timers.insert(tk, TimerEv::Retrans(key));
+        }
     }
 
     /// Stops a retransmission; returns whether one was running.
     pub(crate) fn stop_retrans(&mut self, key: RtKey) -> bool {
         match self.retrans.remove(&key) {
             Some(r) => {
-                self.timers.remove(&r.timer);
+                if let Some(t) = r.timer {
+                    self.timers.remove(&t);
+                }
                 true
             }
             None => false,
@@ -332,23 +407,12 @@ impl SipCore {
         let Some(r) = self.retrans.get_mut(&k) else {
             return;
         };
-        if r.timer != timer {
+        if r.timer != Some(timer) {
             return;
         }
-        if now >= r.deadline {
-            self.retrans.remove(&k);
-            self.on_retrans_timeout(k, now);
-            return;
-        }
-        self.out.push_back((r.dest, r.bytes.clone()));
-        let doubled = r.interval * 2;
-        r.interval = r.cap.map_or(doubled, |c| doubled.min(c));
-        let next = (now + r.interval).min(r.deadline);
-        let next = next.max(now + Duration::from_millis(1));
-        self.timer_seq += 1;
-        let key = (next, self.timer_seq);
-        r.timer = key;
-        self.timers.insert(key, TimerEv::Retrans(k));
+        r.timer = None;
+        r.engine.handle(Input::Timeout, now);
+        self.drive_retrans(k, now);
     }
 
     /// Sends a datagram once.
@@ -552,6 +616,12 @@ impl SipCore {
     }
 }
 
+/// The status code of a serialized response; `None` for a request.
+fn response_code(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
+    std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
+}
+
 /// A To tag for stateless responses: stable for retransmissions of one
 /// request (MD5 of Call-ID, From tag and branch).
 fn stateless_tag(req: &Msg) -> String {
@@ -562,4 +632,16 @@ fn stateless_tag(req: &Msg) -> String {
         req.top_via().branch().unwrap_or("")
     ));
     h[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn response_code_reads_status_lines_only() {
+        use super::response_code;
+        assert_eq!(response_code(b"SIP/2.0 486 Busy Here\r\n"), Some(486));
+        assert_eq!(response_code(b"SIP/2.0 200 OK\r\n"), Some(200));
+        assert_eq!(response_code(b"BYE sip:a SIP/2.0\r\n"), None);
+        assert_eq!(response_code(b"SIP/2.0 4"), None);
+    }
 }
