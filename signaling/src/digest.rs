@@ -85,30 +85,7 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
 /// Splits `a=b, c="d, e"` into lowercased names and unquoted values.
 fn split_auth_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut in_q = false;
-    let mut esc = false;
-    for ch in s.chars() {
-        if in_q {
-            cur.push(ch);
-            if esc {
-                esc = false;
-            } else if ch == '\\' {
-                esc = true;
-            } else if ch == '"' {
-                in_q = false;
-            }
-        } else if ch == ',' {
-            parts.push(std::mem::take(&mut cur));
-        } else {
-            if ch == '"' {
-                in_q = true;
-            }
-            cur.push(ch);
-        }
-    }
-    parts.push(cur);
+    let (parts, _) = crate::normalize::split_unquoted(s, b',', false);
     for p in parts {
         let Some((n, v)) = p.split_once('=') else {
             continue;

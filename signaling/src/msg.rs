@@ -261,33 +261,10 @@ fn split_head_params(s: &str) -> Option<(&str, Vec<Param>)> {
 /// or names are malformed.
 fn parse_params(s: &str) -> Option<Vec<Param>> {
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut parts = Vec::new();
-    let mut in_q = false;
-    let mut esc = false;
-    for ch in s.chars() {
-        if in_q {
-            cur.push(ch);
-            if esc {
-                esc = false;
-            } else if ch == '\\' {
-                esc = true;
-            } else if ch == '"' {
-                in_q = false;
-            }
-        } else if ch == ';' {
-            parts.push(std::mem::take(&mut cur));
-        } else {
-            if ch == '"' {
-                in_q = true;
-            }
-            cur.push(ch);
-        }
-    }
-    if in_q {
+    let (parts, quotes_closed) = crate::normalize::split_unquoted(s, b';', false);
+    if !quotes_closed {
         return None;
     }
-    parts.push(cur);
     for p in parts {
         let (n, v) = match p.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().to_string())),

@@ -167,42 +167,46 @@ fn is_multi_value(name: &str) -> bool {
 
 /// Splits `s` at commas outside double quotes and angle brackets.
 pub fn split_commas(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_q = false;
-    let mut esc = false;
-    let mut angle = 0u32;
-    for ch in s.chars() {
+    split_unquoted(s, b',', true)
+        .0
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .collect()
+}
+
+/// Splits `s` at `sep` where it stands outside a quoted string (RFC 3261
+/// §25.1 `quoted-string`, with `\` escapes) and, when `brackets` is set,
+/// outside `<...>`. Returns the untrimmed parts and whether every quote was
+/// closed. The one quote-aware splitter for header lists, header parameters
+/// and digest parameters.
+pub fn split_unquoted(s: &str, sep: u8, brackets: bool) -> (Vec<&str>, bool) {
+    let mut parts = Vec::new();
+    let (mut start, mut in_q, mut esc, mut angle) = (0, false, false, 0u32);
+    for (i, &b) in s.as_bytes().iter().enumerate() {
         if in_q {
-            cur.push(ch);
             if esc {
                 esc = false;
-            } else if ch == '\\' {
+            } else if b == b'\\' {
                 esc = true;
-            } else if ch == '"' {
+            } else if b == b'"' {
                 in_q = false;
             }
             continue;
         }
-        match ch {
-            '"' => {
-                in_q = true;
-                cur.push(ch);
+        match b {
+            b'"' => in_q = true,
+            b'<' if brackets => angle += 1,
+            b'>' if brackets => angle = angle.saturating_sub(1),
+            _ if b == sep && angle == 0 => {
+                // `sep` is ASCII, so `i` is a char boundary.
+                parts.push(&s[start..i]);
+                start = i + 1;
             }
-            '<' => {
-                angle += 1;
-                cur.push(ch);
-            }
-            '>' => {
-                angle = angle.saturating_sub(1);
-                cur.push(ch);
-            }
-            ',' if angle == 0 => out.push(std::mem::take(&mut cur).trim().to_string()),
-            _ => cur.push(ch),
+            _ => {}
         }
     }
-    out.push(cur.trim().to_string());
-    out
+    parts.push(&s[start..]);
+    (parts, !in_q)
 }
 
 /// Finds the end of the header block: the index of the blank line's first
