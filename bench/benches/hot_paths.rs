@@ -144,7 +144,7 @@ fn ng_offer() -> Vec<u8> {
     let mut m = b"d3:sdp".to_vec();
     m.extend(format!("{}:{}", OFFER.len(), OFFER).as_bytes());
     m.extend(b"5:flagsl13:trust-addresse7:replacel6:origin18:session-connectione");
-    m.extend(b"12:received-froml3:IP413:198.51.100.1e7:call-id24:a84b4c76e66710@pc33.test");
+    m.extend(b"13:received-froml3:IP412:198.51.100.1e7:call-id24:a84b4c76e66710@pc33.test");
     m.extend(b"8:from-tag10:1928301774");
     m.extend(b"7:command5:offere");
     m

@@ -82,6 +82,10 @@ pub struct RtpArgs {
     /// Loss ratio --find-max accepts.
     #[arg(long, default_value_t = 0.001)]
     pub max_loss: f64,
+    /// p99 latency (ms) --find-max accepts: above it the relay is queueing,
+    /// not keeping up, even if short trials lose nothing.
+    #[arg(long, default_value_t = 20.0)]
+    pub max_p99_ms: f64,
     /// Pin the generator to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
@@ -152,14 +156,23 @@ pub struct Report {
     pub relay_cpu_util: Option<f64>,
     /// Generator thread CPU time / wall time (near 1.0: it may be the limit).
     pub gen_cpu_util: f64,
+    /// The generator sent less than 97 % of the target rate: it, not the
+    /// relay, was the limit of this run.
+    #[serde(default)]
+    pub generator_limited: bool,
 }
 
 /// What `tern load rtp --json` prints.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Output {
     pub runs: Vec<Report>,
-    /// With --find-max: the highest forwarded rate whose loss was acceptable.
+    /// With --find-max: the highest forwarded rate whose loss and p99
+    /// latency were acceptable.
     pub max_pps: Option<f64>,
+    /// With --find-max: what ended the search: `relay` (loss or latency),
+    /// `generator` (it could not send faster) or `limit` (rate cap).
+    #[serde(default)]
+    pub max_limited_by: Option<String>,
 }
 
 impl Output {
@@ -205,6 +218,9 @@ impl Drop for NgCalls {
             let del = Ben::Dict(vec![("command", Ben::s("delete")), ("call-id", Ben::s(id))]);
             if let Err(e) = self.ng.cmd(&del) {
                 eprintln!("tern load: delete: {e}");
+                if e.to_string().ends_with("no reply") {
+                    break; // the relay is gone: do not wait on every call
+                }
             }
         }
     }
@@ -530,6 +546,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             .map(|ns| ns / received as f64),
         relay_cpu_util: relay_ns.map(|ns| ns / wall),
         gen_cpu_util: gen1.saturating_sub(gen0) as f64 / wall,
+        generator_limited: (sent as f64) < 0.97 * pps * send_s,
     }
 }
 
@@ -615,62 +632,65 @@ pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
     prime(&mut g, shutdown)?;
     let mut out = Output::default();
     let mut id = 0u8;
-    let mut run = |g: &mut Gen, pps: f64, out: &mut Output| -> bool {
+    let acceptable = |r: &Report| {
+        r.sent > 0 && r.loss_ratio < a.max_loss && r.latency.p99_us < a.max_p99_ms * 1e3
+    };
+    let mut run = |g: &mut Gen, pps: f64, out: &mut Output| -> Report {
         id = id.wrapping_add(1);
         let r = trial(a, g, pps, id, shutdown);
-        let ok = r.loss_ratio < a.max_loss && r.sent > 0;
         if a.find_max && !a.json {
             eprintln!(
-                "tern load: {:>10.0} pps target: forwarded {:>10.0} pps, loss {:.4}% -> {}",
+                "tern load: {:>10.0} pps target: sent {:>10.0} forwarded {:>10.0} pps, loss {:.4}%, p99 {:.0} us -> {}",
                 pps,
+                r.send_pps,
                 r.forwarded_pps,
                 r.loss_ratio * 100.0,
-                if ok { "ok" } else { "too much loss" }
+                r.latency.p99_us,
+                if r.generator_limited {
+                    "generator-limited"
+                } else if acceptable(&r) {
+                    "ok"
+                } else {
+                    "relay overloaded"
+                }
             );
         }
-        out.runs.push(r);
+        out.runs.push(r.clone());
         // Let queues drain between trials.
         std::thread::sleep(Duration::from_millis(200));
-        ok
+        r
     };
     if !a.find_max {
         run(&mut g, base, &mut out);
     } else {
-        // Double until loss, then bisect.
-        let (mut lo, mut hi) = (0.0f64, 0.0f64);
+        // Ramp up by 25 % from the nominal rate and stop at the first
+        // failure: some relays (rtpengine) keep discarding for a while
+        // after an overload, so nothing after one is trusted.
         let mut r = base;
-        for _ in 0..16 {
+        let mut best: Option<f64> = None;
+        let mut why = "limit";
+        for step in 0..40 {
             if shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            if run(&mut g, r, &mut out) {
-                lo = r;
-                r *= 2.0;
-            } else {
-                hi = r;
+            let rep = run(&mut g, r, &mut out);
+            if !acceptable(&rep) {
+                why = "relay";
                 break;
             }
-        }
-        if hi == 0.0 {
-            hi = r;
-        }
-        for _ in 0..5 {
-            if shutdown.load(Ordering::Relaxed) || hi - lo < hi * 0.03 {
+            best = Some(best.map_or(rep.forwarded_pps, |b: f64| b.max(rep.forwarded_pps)));
+            if rep.generator_limited {
+                why = "generator";
                 break;
             }
-            let mid = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
-            if run(&mut g, mid, &mut out) {
-                lo = mid;
+            r = if step == 0 {
+                (r * 1.25).max(25_000.0)
             } else {
-                hi = mid;
-            }
+                r * 1.25
+            };
         }
-        out.max_pps = out
-            .runs
-            .iter()
-            .filter(|r| r.loss_ratio < a.max_loss && r.sent > 0)
-            .map(|r| r.forwarded_pps)
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        out.max_pps = best;
+        out.max_limited_by = Some(why.into());
     }
     if let Some(f) = g.floor.take() {
         f.stop();
@@ -706,6 +726,9 @@ fn print_table(out: &Output) {
         );
     }
     if let Some(m) = out.max_pps {
-        println!("max rate with acceptable loss: {m:.0} pps");
+        println!(
+            "max rate with acceptable loss and latency: {m:.0} pps (limited by {})",
+            out.max_limited_by.as_deref().unwrap_or("?")
+        );
     }
 }
