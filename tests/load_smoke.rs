@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tern_loadtest::Output;
 
-const PORTS: &str = "33000-33299";
+const PORTS: &str = "23000-23299";
 
 fn free_port() -> u16 {
     for _ in 0..100 {

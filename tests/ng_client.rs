@@ -167,7 +167,7 @@ fn relay_rtp(from: &UdpSocket, relay_port: u16, to: &UdpSocket, want: usize) -> 
 
 #[test]
 fn rtpengine_ng_client_ping_offer_answer_query_delete() {
-    let relay = Relay::start("client", "33000-33099");
+    let relay = Relay::start("client", "23000-23099");
     let (ok, out) = ng_client(relay.ng, &["ping"]);
     assert!(ok && out.contains("pong"), "{out}");
 
@@ -205,7 +205,7 @@ fn rtpengine_ng_client_ping_offer_answer_query_delete() {
     assert!(ok, "answer: {out}");
     let to_caller = new_sdp_port(&out);
     assert_ne!(to_caller, to_callee);
-    let (lo, hi) = (33000, 33099);
+    let (lo, hi) = (23000, 23099);
     assert!((lo..=hi).contains(&to_caller) && (lo..=hi).contains(&to_callee));
 
     // RTP sent to the ports of the rewritten SDP reaches the other side.
@@ -280,7 +280,7 @@ fn result(v: &Value) -> String {
 
 #[test]
 fn retransmitted_offer_is_answered_from_cache_and_allocates_nothing() {
-    let relay = Relay::start("retx", "33100-33199");
+    let relay = Relay::start("retx", "23100-23199");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let offer = Dict::new()
         .with("command", bstr("offer"))
@@ -320,7 +320,7 @@ fn retransmitted_offer_is_answered_from_cache_and_allocates_nothing() {
 
 #[test]
 fn thirty_malformed_messages_each_get_an_error_and_ping_still_answers() {
-    let relay = Relay::start("bad", "33200-33299");
+    let relay = Relay::start("bad", "23200-23299");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let good = sdp(40000);
     let enc = |d: Dict| encode(&d.into_value());

@@ -142,7 +142,7 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
         &[
             "relay",
             "--ports",
-            "33700-33799",
+            "23700-23799",
             "--workers",
             "1",
             "--instance",

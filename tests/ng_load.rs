@@ -12,7 +12,8 @@ use tern_dataplane::control::bencode::{bstr, decode_dict, encode, str_list, Dict
 use tern_shared::table::{SlotState, SlotTable};
 
 const CALLS: usize = 1000;
-const PORTS: (u16, u16) = (33300, 33699);
+// Below the ephemeral range (32768-60999), so no other socket can hold one.
+const PORTS: (u16, u16) = (23300, 23699);
 
 fn free_port() -> u16 {
     for _ in 0..100 {
