@@ -7,24 +7,12 @@
 mod common;
 use common::*;
 
-use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
 use tern_loadtest::Output;
 
 const PORTS: &str = "23000-23299";
-
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port");
-}
 
 fn load(ng: &str, pid: i32, extra: &[&str]) -> Output {
     let pid = pid.to_string();

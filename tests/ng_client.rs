@@ -5,24 +5,12 @@
 mod common;
 use common::*;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tern_dataplane::control::bencode::{bstr, decode_dict, encode, int, str_list, Dict, Value};
 use tern_shared::table::{SlotState, SlotTable};
-
-/// A UDP port on loopback that is free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port");
-}
 
 /// A `tern relay` with its ng socket; stopped and its table removed on drop.
 struct Relay {

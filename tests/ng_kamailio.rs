@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,17 +62,6 @@ impl Ports {
             uac_media: one(true),
         }
     }
-}
-
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port");
 }
 
 fn kamailio_bin() -> PathBuf {

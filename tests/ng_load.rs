@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use tern_dataplane::control::bencode::{bstr, decode_dict, encode, str_list, Dict, Value};
@@ -14,17 +14,6 @@ use tern_shared::table::{SlotState, SlotTable};
 const CALLS: usize = 1000;
 // Below the ephemeral range (32768-60999), so no other socket can hold one.
 const PORTS: (u16, u16) = (23300, 23699);
-
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port");
-}
 
 fn sdp(port: u16) -> String {
     format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=rtcp:{}\r\n", port + 1)

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -420,4 +420,17 @@ pub fn sip_exchange(msg: &[u8], to: &str) -> Option<u16> {
         }
     }
     None
+}
+
+/// A port on loopback that is free for both UDP and TCP right now
+/// (bounded: 100 tries).
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port");
 }
