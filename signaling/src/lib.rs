@@ -38,12 +38,14 @@ pub mod registrar;
 pub mod relay;
 pub mod sdp;
 pub mod server;
+pub mod snapshot;
 pub mod transaction;
 
 pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
 pub use crate::core::{CoreStats, SipCore};
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
 pub use crate::server::{run, Server};
+pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
 
 /// Errors that stop the signaling plane.
 #[derive(Debug)]

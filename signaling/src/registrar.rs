@@ -62,6 +62,12 @@ pub trait LocationService: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Every live binding at `now`, for listings (`/registrations`).
+    /// Default: none, for stores that cannot enumerate cheaply.
+    fn all(&self, now: Instant) -> Vec<Binding> {
+        let _ = now;
+        Vec::new()
+    }
 }
 
 /// In-memory location service, keyed by user part.
@@ -140,6 +146,18 @@ impl LocationService for MemoryLocation {
 
     fn len(&self) -> usize {
         self.by_user.values().map(Vec::len).sum()
+    }
+
+    fn all(&self, now: Instant) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .by_user
+            .values()
+            .flatten()
+            .filter(|b| b.expires_at > now)
+            .cloned()
+            .collect();
+        v.sort_by(|x, y| (&x.aor, &x.contact).cmp(&(&y.aor, &y.contact)));
+        v
     }
 }
 

@@ -47,6 +47,7 @@ pub struct Server {
     config: SipConfig,
     sock: UdpSocket,
     bound: SocketAddr,
+    snapshot: Option<crate::snapshot::SharedSnapshot>,
 }
 
 impl Server {
@@ -61,7 +62,15 @@ impl Server {
             config,
             sock,
             bound,
+            snapshot: None,
         })
+    }
+
+    /// Publishes a [`crate::snapshot::SipSnapshot`] into `shared` at most
+    /// every 500 ms while serving, for observers (the HTTP API).
+    pub fn with_snapshot(mut self, shared: crate::snapshot::SharedSnapshot) -> Server {
+        self.snapshot = Some(shared);
+        self
     }
 
     /// The bound address (the real port when `listen` had port 0).
@@ -81,8 +90,10 @@ impl Server {
             config,
             mut sock,
             bound,
+            snapshot,
         } = self;
-        serve(config, &mut sock, bound, relay, shutdown)
+        let snap = snapshot.map(crate::snapshot::SnapshotPublisher::new);
+        serve(config, &mut sock, bound, relay, shutdown, snap)
     }
 }
 
@@ -92,6 +103,7 @@ fn serve(
     bound: SocketAddr,
     relay: Box<dyn MediaRelay>,
     shutdown: Arc<AtomicBool>,
+    mut snap: Option<crate::snapshot::SnapshotPublisher>,
 ) -> Result<(), SipError> {
     let mut poll = Poll::new().map_err(SipError::Io)?;
     poll.registry()
@@ -144,6 +156,9 @@ fn serve(
             }
         }
         core.handle_timeout(Instant::now());
+        if let Some(p) = snap.as_mut() {
+            p.tick(&core, Instant::now());
+        }
         while let Some((dest, bytes)) = pending.pop_front().or_else(|| core.poll_transmit()) {
             match sock.send_to(&bytes, dest) {
                 Ok(_) => {}

@@ -1,0 +1,167 @@
+//! A periodic, read-only copy of the signaling state for observers (the
+//! HTTP API in `tern-observe`): registrations, calls and counters.
+//!
+//! The server loop owns [`SipCore`]; observers must not lock it. Instead the
+//! loop calls [`SnapshotPublisher::tick`] every iteration, which at most
+//! every [`SnapshotPublisher::PERIOD`] (500 ms) builds a [`SipSnapshot`] and
+//! swaps it into the shared `Arc<Mutex<_>>`. The lock is held only for the
+//! swap, so a slow reader never delays SIP processing by more than a move.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::b2bua::{CallState, Side};
+use crate::core::{CoreStats, SipCore};
+
+/// The snapshot shared between the server loop (writer) and observers.
+pub type SharedSnapshot = Arc<Mutex<SipSnapshot>>;
+
+/// One live registration binding (RFC 3261 §10.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationInfo {
+    /// Address-of-record, `user@host`.
+    pub aor: String,
+    /// The registered Contact URI.
+    pub contact: String,
+    /// Transport source of the REGISTER that created or refreshed it.
+    pub source: SocketAddr,
+    /// Seconds left until it lapses, rounded up, at the snapshot time.
+    pub expires_s: u32,
+}
+
+/// One call of the B2BUA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Call-ID of the caller's dialog (the A leg; what the caller knows).
+    pub call_id: String,
+    /// Call-ID of the dialog towards the callee (the B leg), which tern
+    /// generates.
+    pub callee_call_id: String,
+    /// The relay slot anchoring the call's media, while held.
+    pub slot: Option<u32>,
+    /// Where the call is: `calling`, `proceeding`, `answered`,
+    /// `confirmed`, `cancelling`, `terminating` or `done`.
+    pub state: &'static str,
+}
+
+/// What the signaling plane looked like at `taken_at_ms`.
+#[derive(Debug, Clone, Default)]
+pub struct SipSnapshot {
+    /// Unix time of the snapshot, ms; 0 if none was taken yet.
+    pub taken_at_ms: u64,
+    /// Live registration bindings, sorted by AOR then contact.
+    pub registrations: Vec<RegistrationInfo>,
+    /// Calls holding state (lingering finished calls included).
+    pub calls: Vec<CallInfo>,
+    /// Calls holding a relay slot.
+    pub calls_active: u64,
+    /// INVITEs that started a call since start (monotonic).
+    pub calls_total: u64,
+    /// The core's counters.
+    pub stats: CoreStats,
+}
+
+impl SipSnapshot {
+    /// A fresh shared, empty snapshot.
+    pub fn shared() -> SharedSnapshot {
+        Arc::new(Mutex::new(SipSnapshot::default()))
+    }
+
+    /// Builds a snapshot of `core` at `now`.
+    pub fn capture(core: &SipCore, now: Instant) -> SipSnapshot {
+        let registrations = core
+            .location()
+            .all(now)
+            .into_iter()
+            .map(|b| RegistrationInfo {
+                expires_s: b.remaining(now),
+                aor: b.aor,
+                contact: b.contact,
+                source: b.source,
+            })
+            .collect();
+        let mut calls: Vec<(u64, CallInfo)> = core
+            .calls
+            .values()
+            .map(|c| {
+                (
+                    c.id,
+                    CallInfo {
+                        call_id: String::new(),
+                        callee_call_id: c.b_call_id.clone(),
+                        slot: c.slot,
+                        state: state_name(c.state),
+                    },
+                )
+            })
+            .collect();
+        calls.sort_by_key(|(id, _)| *id);
+        // The A dialog's Call-ID is the key of the dialog index.
+        for (cid, (id, side)) in &core.dialogs {
+            if *side == Side::A {
+                if let Ok(i) = calls.binary_search_by_key(id, |(k, _)| *k) {
+                    calls[i].1.call_id.clone_from(cid);
+                }
+            }
+        }
+        let stats = core.stats();
+        SipSnapshot {
+            taken_at_ms: unix_ms(),
+            registrations,
+            calls_active: core.active_calls() as u64,
+            calls_total: stats.calls,
+            calls: calls.into_iter().map(|(_, c)| c).collect(),
+            stats,
+        }
+    }
+}
+
+fn state_name(s: CallState) -> &'static str {
+    match s {
+        CallState::Calling => "calling",
+        CallState::Proceeding => "proceeding",
+        CallState::Answered => "answered",
+        CallState::Confirmed => "confirmed",
+        CallState::Cancelling => "cancelling",
+        CallState::Terminating => "terminating",
+        CallState::Done => "done",
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Rate-limited writer of a [`SharedSnapshot`], driven by the server loop.
+#[derive(Debug)]
+pub struct SnapshotPublisher {
+    shared: SharedSnapshot,
+    next: Option<Instant>,
+}
+
+impl SnapshotPublisher {
+    /// Minimum time between two snapshots.
+    pub const PERIOD: Duration = Duration::from_millis(500);
+
+    /// A publisher writing into `shared`; the first `tick` publishes.
+    pub fn new(shared: SharedSnapshot) -> SnapshotPublisher {
+        SnapshotPublisher { shared, next: None }
+    }
+
+    /// Publishes a snapshot of `core` if [`Self::PERIOD`] has passed since
+    /// the last one. Cheap otherwise (one comparison).
+    pub fn tick(&mut self, core: &SipCore, now: Instant) {
+        if self.next.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next = Some(now + Self::PERIOD);
+        let snap = SipSnapshot::capture(core, now);
+        // A poisoned lock only means a reader panicked mid-read; the data is
+        // replaced wholesale, so recovering it is safe.
+        let mut g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        *g = snap;
+    }
+}
