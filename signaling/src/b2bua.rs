@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::{rand_hex, RtKey, SipCore, TimerEv, ALLOW};
 use crate::msg::{Msg, OutMsg};
-use crate::sdp::{self, AudioInfo};
+use crate::sdp::{self, AudioInfo, SdpError};
 
 /// Which dialog of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +81,25 @@ pub(crate) struct ReInvite {
     pub(crate) ack: Option<Vec<u8>>,
 }
 
+/// An UPDATE relayed from one dialog into the other (RFC 3311: a new
+/// offer inside an early or confirmed dialog, without a re-INVITE's
+/// three-way handshake).
+#[derive(Debug)]
+pub(crate) struct Update {
+    /// Who sent it (we are its UAS).
+    pub(crate) from: Side,
+    pub(crate) req: Msg,
+    pub(crate) src: SocketAddr,
+    /// Our UPDATE in the other dialog: CSeq and branch.
+    pub(crate) cseq: u32,
+    pub(crate) branch: String,
+    /// The sender's media before its offer, restored if the offer fails.
+    pub(crate) prev: Option<AudioInfo>,
+    pub(crate) final_code: Option<u16>,
+    /// Our final response, repeated for a retransmitted UPDATE.
+    pub(crate) last_response: Option<Vec<u8>>,
+}
+
 /// Where a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
@@ -113,6 +132,11 @@ pub struct Call {
     pub(crate) media: [Option<AudioInfo>; 2],
     /// A re-INVITE being relayed, or the last one (to absorb retransmissions).
     pub(crate) reinvite: Option<ReInvite>,
+    /// An UPDATE being relayed, or the last one.
+    pub(crate) update: Option<Update>,
+    /// The latest SDP offer relayed (as the sender wrote it, cut to the
+    /// codecs we relay): answers are ordered and restricted by it.
+    pub(crate) offer: Vec<u8>,
     // --- A dialog (caller; we are the UAS)
     pub(crate) a_src: SocketAddr,
     pub(crate) a_invite: Msg,
@@ -234,6 +258,10 @@ impl SipCore {
             rtcp_mux: mux,
             payload_types: 0,
             jitter: Default::default(),
+            // The party's own SDP names the numbers it uses (RFC 3264
+            // §5.1 asks both sides to keep one mapping).
+            dtmf_pt: info.and_then(|a| a.dtmf_pt),
+            clock_rate: info.map_or(0, |a| a.clock_rate),
         };
         SlotConfig {
             legs: [leg(0, a), leg(1, b)],
@@ -503,6 +531,7 @@ impl SipCore {
                 RtKey::Cancel(id),
                 RtKey::ReInvite(id),
                 RtKey::ReFinal(id),
+                RtKey::Update(id),
             ] {
                 self.stop_retrans(k);
             }
@@ -540,16 +569,25 @@ impl SipCore {
             });
             return;
         }
-        let offer = match sdp::parse_audio(req.body()) {
+        let offer = match sdp::parse_audio(req.body()).and_then(|o| {
+            let restricted = sdp::restrict_offer(req.body())?;
+            Ok((o, restricted))
+        }) {
             Ok(o) => o,
             Err(e) => {
                 info!(call_id = %req.call_id, error = %e, "unusable SDP offer");
+                let code = if e == SdpError::NoCommonCodec {
+                    305
+                } else {
+                    399
+                };
                 self.reply(&req, 488, src, |r| {
-                    r.header("Warning", format!("399 tern \"{e}\""))
+                    r.header("Warning", format!("{code} tern \"{e}\""))
                 });
                 return;
             }
         };
+        let (offer, offer_body) = offer;
         let slot = match self.relay.allocate() {
             Ok(s) => s,
             Err(crate::relay::RelayError::Full) => {
@@ -564,6 +602,7 @@ impl SipCore {
                 return;
             }
         };
+        self.relay.set_call_id(slot, &req.call_id);
         let id = self.next_call;
         self.next_call += 1;
         let b_call_id = format!("{}@tern", rand_hex(12));
@@ -588,6 +627,8 @@ impl SipCore {
             ssrc: [nonzero_ssrc(), nonzero_ssrc()],
             media: [Some(offer), None],
             reinvite: None,
+            update: None,
+            offer: offer_body,
             a_src: src,
             a_to_tag: rand_hex(6),
             a_local_cseq: 0,
@@ -623,7 +664,7 @@ impl SipCore {
         }
         let ports = self.relay.leg_ports(slot, 1);
         let media_ip = self.relay.media_ip();
-        let body = match sdp::rewrite(call.a_invite.body(), media_ip, ports, 1) {
+        let body = match sdp::rewrite(&call.offer, media_ip, ports, 1) {
             Ok(b) => b,
             Err(e) => {
                 warn!(call_id = %call.a_call_id(), error = %e, "SDP rewrite failed");
@@ -700,8 +741,16 @@ impl SipCore {
                 if call.b_to_tag.is_none() {
                     call.b_to_tag = resp.to.tag().map(str::to_string);
                 }
+                // Early media (183 with SDP): leg 1 is programmed now, so
+                // media flows through the slot before the 2xx.
                 let sdp = if resp.has_sdp() {
-                    self.apply_sdp(call, Side::B, resp.body())
+                    match sdp::answer_in_offer_order(&call.offer, resp.body()) {
+                        Ok(b) => self.apply_sdp(call, Side::B, &b),
+                        Err(e) => {
+                            warn!(call_id = %call.a_call_id(), code, error = %e, "early SDP not relayed");
+                            None
+                        }
+                    }
                 } else {
                     None
                 };
@@ -716,7 +765,24 @@ impl SipCore {
                     call.b_route.reverse();
                     call.timer_c = None;
                     let sdp = if resp.has_sdp() {
-                        self.apply_sdp(call, Side::B, resp.body())
+                        match sdp::answer_in_offer_order(&call.offer, resp.body()) {
+                            Ok(b) => self.apply_sdp(call, Side::B, &b),
+                            Err(SdpError::NoCommonCodec) => {
+                                // §13.2.2.4 leaves us only ACK then BYE;
+                                // the caller hears the 488 it would have
+                                // had from a compliant callee.
+                                warn!(call_id = %call.a_call_id(), "answer has no offered codec; call refused");
+                                self.send_b_ack(call);
+                                self.send_bye(call, Side::B, now);
+                                self.respond_a(call, 488, None, None, now);
+                                self.release_slot(call);
+                                call.state = CallState::Terminating;
+                                let at = now + self.cfg.t1 * 66;
+                                self.set_linger(call, at);
+                                return;
+                            }
+                            Err(_) => self.apply_sdp(call, Side::B, resp.body()),
+                        }
                     } else {
                         warn!(call_id = %call.a_call_id(), "2xx without SDP answer");
                         None
@@ -784,6 +850,42 @@ impl SipCore {
         }
         let ports = self.relay.leg_ports(slot, from.other().leg());
         sdp::rewrite(body, self.relay.media_ip(), ports, 1).ok()
+    }
+
+    /// A new offer from `from`: cut to the codecs we relay, remembered for
+    /// the answer, applied to the slot, and returned rewritten to the leg
+    /// facing the other side.
+    ///
+    /// Errors: [`SdpError::NoCommonCodec`] (→ 488) and the parse errors of
+    /// [`sdp::restrict_offer`]; the slot is left as it was.
+    fn apply_offer(
+        &mut self,
+        call: &mut Call,
+        from: Side,
+        body: &[u8],
+    ) -> Result<Vec<u8>, SdpError> {
+        sdp::parse_audio(body)?;
+        let restricted = sdp::restrict_offer(body)?;
+        let out = self
+            .apply_sdp(call, from, &restricted)
+            .ok_or(SdpError::NoAudio)?;
+        call.offer = restricted;
+        Ok(out)
+    }
+
+    /// An answer from `from` to the latest offer: intersected with it in
+    /// the offerer's order and its direction mirrored (RFC 3264 §6.1),
+    /// then applied like [`Self::apply_sdp`]. An answer with nothing in
+    /// common is passed on as it came, since the offerer is the one to
+    /// give up on it.
+    fn apply_answer(&mut self, call: &mut Call, from: Side, body: &[u8]) -> Option<Vec<u8>> {
+        match sdp::answer_in_offer_order(&call.offer, body) {
+            Ok(b) => self.apply_sdp(call, from, &b),
+            Err(e) => {
+                warn!(call_id = %call.a_call_id(), ?from, error = %e, "answer passed on as it came");
+                self.apply_sdp(call, from, body)
+            }
+        }
     }
 
     pub(crate) fn on_a_ack(&mut self, id: u64, req: &Msg, _now: Instant) {
@@ -930,6 +1032,7 @@ impl SipCore {
                 }
             }),
             RtKey::ReInvite(id) => self.on_reinvite_timeout(id, now),
+            RtKey::Update(id) => self.on_update_timeout(id),
             RtKey::Cancel(_) | RtKey::ReFinal(_) => {}
         }
     }
@@ -1010,10 +1113,12 @@ impl SipCore {
         let other = side.other();
         let prev = call.media[side.leg()].clone();
         let body = if req.has_sdp() {
-            match self.apply_sdp(call, side, req.body()) {
-                Some(b) => Some(b),
-                None => {
-                    self.reply(&req, 488, src, |r| r);
+            match self.apply_offer(call, side, req.body()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    self.reply(&req, 488, src, |r| {
+                        r.header("Warning", format!("399 tern \"{e}\""))
+                    });
                     return;
                 }
             }
@@ -1109,7 +1214,13 @@ impl SipCore {
         let mut r = self.response(&ri.req, code, None, ri.src);
         if code < 300 {
             if resp.has_sdp() {
-                if let Some(b) = self.apply_sdp(call, other, resp.body()) {
+                let b = if ri.req.has_sdp() {
+                    self.apply_answer(call, other, resp.body())
+                } else {
+                    // Late offer: the 2xx offers, the sender's ACK answers.
+                    self.apply_offer(call, other, resp.body()).ok()
+                };
+                if let Some(b) = b {
                     r = r.body("application/sdp", b);
                 }
             }
@@ -1159,7 +1270,7 @@ impl SipCore {
             if ri.final_code.is_some_and(|c| c < 300) && ri.ack.is_none() {
                 let other = ri.from.other();
                 let body = if ack.has_sdp() {
-                    core.apply_sdp(call, ri.from, ack.body())
+                    core.apply_answer(call, ri.from, ack.body())
                 } else {
                     None
                 };
@@ -1199,6 +1310,191 @@ impl SipCore {
                 core.send_retrans(RtKey::ReFinal(call.id), ri.src, bytes, true, now);
             }
             call.reinvite = Some(ri);
+        });
+    }
+}
+
+impl SipCore {
+    /// An UPDATE (RFC 3311) from `side` of call `id`: relayed into the
+    /// other dialog with its offer rewritten; the slot follows the offer at
+    /// once and the answer when it comes. Allowed in a confirmed dialog and
+    /// in an early one once the callee's 18x gave both dialogs their tags.
+    pub(crate) fn on_update(
+        &mut self,
+        id: u64,
+        side: Side,
+        req: Msg,
+        src: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            self.reply(&req, 481, src, |r| r);
+            return;
+        };
+        self.update_in(&mut call, side, req, src, now);
+        self.calls.insert(id, call);
+    }
+
+    fn update_in(&mut self, call: &mut Call, side: Side, req: Msg, src: SocketAddr, now: Instant) {
+        if let Some(u) = &call.update {
+            if u.from == side && u.req.cseq.num == req.cseq.num {
+                // Retransmission: repeat the final response, if any yet.
+                if let Some(bytes) = u.last_response.clone() {
+                    self.send(src, bytes);
+                }
+                return;
+            }
+        }
+        let early = call.state == CallState::Proceeding
+            && call.b_to_tag.is_some()
+            && call.a_last_response.is_some()
+            && call.media[1].is_some();
+        if !(early || matches!(call.state, CallState::Answered | CallState::Confirmed)) {
+            self.reply(&req, 481, src, |r| r);
+            return;
+        }
+        if req.max_forwards() == Some(0) {
+            self.reply(&req, 483, src, |r| r);
+            return;
+        }
+        let busy = call.update.as_ref().is_some_and(|u| u.final_code.is_none())
+            || call
+                .reinvite
+                .as_ref()
+                .is_some_and(|r| r.final_code.is_none());
+        if busy {
+            // RFC 3311 §5.2: an offer while one is outstanding.
+            self.reply(&req, 491, src, |r| r.header("Retry-After", "1"));
+            return;
+        }
+        let prev = call.media[side.leg()].clone();
+        let body = if req.has_sdp() {
+            match self.apply_offer(call, side, req.body()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let code = if e == SdpError::NoCommonCodec {
+                        305
+                    } else {
+                        399
+                    };
+                    self.reply(&req, 488, src, |r| {
+                        r.header("Warning", format!("{code} tern \"{e}\""))
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let other = side.other();
+        let branch = new_branch();
+        let (cseq, dest) = match other {
+            Side::A => {
+                call.a_local_cseq += 1;
+                (call.a_local_cseq, call.a_src)
+            }
+            Side::B => {
+                call.b_next_cseq += 1;
+                (call.b_next_cseq, call.b_dest)
+            }
+        };
+        let mut out = match other {
+            Side::A => self.a_in_dialog(call, rsip::Method::Update, cseq, &branch),
+            Side::B => self.b_in_dialog(call, rsip::Method::Update, cseq, &branch),
+        }
+        .header("Contact", self.our_contact());
+        if let Some(b) = body {
+            out = out.body("application/sdp", b);
+        }
+        info!(call_id = %call.a_call_id(), slot = ?call.slot, ?side, sdp = req.has_sdp(), "UPDATE relayed");
+        self.send_retrans(RtKey::Update(call.id), dest, out.to_bytes(), true, now);
+        call.update = Some(Update {
+            from: side,
+            req,
+            src,
+            cseq,
+            branch,
+            prev,
+            final_code: None,
+            last_response: None,
+        });
+    }
+
+    /// A response (from dialog `side`) to an UPDATE we relayed: the final
+    /// one goes back to the UPDATE's sender with the answer rewritten; a
+    /// failure restores the sender's previous media.
+    pub(crate) fn on_update_response(&mut self, id: u64, side: Side, resp: &Msg, now: Instant) {
+        let matches = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.update.as_ref())
+            .is_some_and(|u| {
+                u.from == side.other()
+                    && u.cseq == resp.cseq.num
+                    && resp.top_via().branch() == Some(u.branch.as_str())
+            });
+        if !matches {
+            self.stats.stray_responses += 1;
+            return;
+        }
+        let code = resp.code().unwrap_or(0);
+        if code < 200 {
+            return;
+        }
+        let _ = now;
+        self.with_call(id, |core, call| {
+            let Some(mut u) = call.update.take() else {
+                return;
+            };
+            if u.final_code.is_some() {
+                call.update = Some(u);
+                return;
+            }
+            core.stop_retrans(RtKey::Update(call.id));
+            let mut r = core.response(&u.req, code, None, u.src);
+            if code < 300 {
+                if resp.has_sdp() {
+                    if let Some(b) = core.apply_answer(call, side, resp.body()) {
+                        r = r.body("application/sdp", b);
+                    }
+                }
+                r.push("Contact", core.our_contact());
+            } else {
+                if u.req.has_sdp() {
+                    call.media[u.from.leg()] = u.prev.clone();
+                    core.program(call);
+                }
+                if code == 491 {
+                    r.push("Retry-After", "1");
+                }
+            }
+            info!(call_id = %call.a_call_id(), slot = ?call.slot, code, "UPDATE answered");
+            let bytes = r.to_bytes();
+            core.send(u.src, bytes.clone());
+            u.final_code = Some(code);
+            u.last_response = Some(bytes);
+            call.update = Some(u);
+        });
+    }
+
+    /// Our relayed UPDATE got no answer (timer F): 408 to its sender, whose
+    /// media goes back to what it was.
+    pub(crate) fn on_update_timeout(&mut self, id: u64) {
+        self.with_call(id, |core, call| {
+            let Some(mut u) = call.update.take() else {
+                return;
+            };
+            if u.final_code.is_none() {
+                if u.req.has_sdp() {
+                    call.media[u.from.leg()] = u.prev.clone();
+                    core.program(call);
+                }
+                let bytes = core.response(&u.req, 408, None, u.src).to_bytes();
+                core.send(u.src, bytes.clone());
+                u.final_code = Some(408);
+                u.last_response = Some(bytes);
+            }
+            call.update = Some(u);
         });
     }
 }

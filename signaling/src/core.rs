@@ -28,7 +28,7 @@ use crate::relay::MediaRelay;
 use crate::transaction::{Input, Output, Retransmit2xx, Timers, Transaction};
 
 /// Methods we answer (the `Allow` header).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE";
 
 /// Counters of the core (monotonic, since creation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub enum RtKey {
     ReInvite(u64),
     /// Our final response to a relayed re-INVITE, until its ACK.
     ReFinal(u64),
+    /// An UPDATE we relayed into the other dialog (timers E/F).
+    Update(u64),
 }
 
 /// What drives one retransmitted message: a §17 state machine, or the
@@ -495,6 +497,12 @@ impl SipCore {
                 Some((id, Side::A)) => self.on_cancel(id, &req, src, now),
                 _ => self.reply(&req, 481, src, |r| r),
             },
+            "UPDATE" => match dialog {
+                Some((id, side)) if req.to.tag().is_some() => {
+                    self.on_update(id, side, req, src, now)
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
             _ => {
                 if req.to.tag().is_some() && dialog.is_none() {
                     self.reply(&req, 481, src, |r| r);
@@ -609,6 +617,7 @@ impl SipCore {
             ("CANCEL", Side::B) => {
                 self.stop_retrans(RtKey::Cancel(id));
             }
+            ("UPDATE", side) => self.on_update_response(id, side, &resp, now),
             _ => {
                 self.stats.stray_responses += 1;
             }

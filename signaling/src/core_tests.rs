@@ -1269,3 +1269,344 @@ fn understood(file: &str, m: &Msg) {
         _ => {}
     }
 }
+
+// --- Call flows: UPDATE, codec negotiation, failures (issue 5) ---
+
+/// An SDP body with the given m= formats and extra lines.
+fn sdp_fmts(ip: &str, port: u16, fmts: &str, extra: &str) -> String {
+    format!(
+        "v=0\r\no=u 1 7 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {fmts}\r\n{extra}"
+    )
+}
+
+fn m_formats(m: &Msg) -> Vec<u8> {
+    crate::sdp::audio_formats(m.body())
+        .unwrap()
+        .iter()
+        .map(|f| f.pt)
+        .collect()
+}
+
+#[test]
+fn update_hold_and_resume_from_either_side() {
+    let mut h = H::new("upd", 16, "");
+    let (inv, a_tag) = confirmed_call(&mut h, "up-1");
+    let slot = only_slot(&h.table, SlotState::Active);
+    let media_ip: IpAddr = MEDIA_IP.parse().unwrap();
+
+    // alice holds bob with an UPDATE (RFC 3311), sendonly.
+    let hold = with_body(
+        &a_request("UPDATE", "up-1", 2, &format!(";tag={a_tag}"), "z9hG4bKuh"),
+        &sdp("10.0.0.1", 40000, "a=sendonly\r\n"),
+    );
+    let out = h.send(ALICE, &hold);
+    assert!(codes(&out).is_empty(), "no 100 for a non-INVITE");
+    let (d, upd) = only(&out, "UPDATE").clone();
+    assert_eq!(d, addr(BOB));
+    assert_eq!(upd.call_id, inv.call_id);
+    assert_eq!(upd.to.tag(), Some("b9"));
+    assert!(upd.cseq.num > inv.cseq.num);
+    let offer = parse_audio(upd.body()).unwrap();
+    assert_eq!(
+        offer.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 1).rtp))
+    );
+    assert_eq!(offer.direction, Direction::SendOnly);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::RecvOnly);
+    assert_eq!(cfg.legs[1].direction, Direction::SendOnly);
+    // A second offer while this one is out: 491.
+    let other = with_body(
+        &a_request("UPDATE", "up-1", 3, &format!(";tag={a_tag}"), "z9hG4bKu2"),
+        &sdp("10.0.0.1", 40000, ""),
+    );
+    let out = h.send(ALICE, &other);
+    assert_eq!(codes(&out), [491]);
+    assert_eq!(out[0].1.header("Retry-After"), Some("1"));
+    // Unanswered, our UPDATE is retransmitted (timer E).
+    only(&h.advance(Duration::from_millis(600)), "UPDATE");
+
+    // bob answers sendrecv (wrongly): alice gets recvonly, the mirror.
+    let out = h.send(
+        BOB,
+        &b_response(&upd, 200, "b9", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let (d, ok) = only(&out, "200");
+    assert_eq!((*d, ok.cseq.method.as_str()), (addr(ALICE), "UPDATE"));
+    let ans = parse_audio(ok.body()).unwrap();
+    assert_eq!(ans.direction, Direction::RecvOnly);
+    assert_eq!(
+        ans.rtp,
+        Some(SocketAddr::new(media_ip, h.table.ports(slot, 0).rtp))
+    );
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::RecvOnly);
+    assert_eq!(cfg.legs[1].direction, Direction::SendOnly);
+    // The UPDATE retransmitted by alice gets the same 200; bob's
+    // retransmitted 200 is absorbed; nothing more is retransmitted.
+    let again = h.send(ALICE, &hold);
+    assert_eq!(codes(&again), [200]);
+    assert_eq!(again[0].1.body(), ok.body());
+    assert!(h
+        .send(
+            BOB,
+            &b_response(&upd, 200, "b9", Some(&sdp("10.0.0.2", 50000, "")))
+        )
+        .is_empty());
+    assert!(h.advance(Duration::from_secs(5)).is_empty());
+
+    // bob resumes with an UPDATE into alice's dialog: both legs sendrecv.
+    let resume = with_body(
+        &b_request("UPDATE", &inv, "b9", 9),
+        &sdp("10.0.0.2", 50000, "a=sendrecv\r\n"),
+    );
+    let out = h.send(BOB, &resume);
+    let (d, aupd) = only(&out, "UPDATE").clone();
+    assert_eq!(d, addr(ALICE));
+    assert_eq!(aupd.call_id, "up-1");
+    assert_eq!(aupd.from.tag(), Some(a_tag.as_str()));
+    let out = h.send(
+        ALICE,
+        &b_response(&aupd, 200, "x", Some(&sdp("10.0.0.1", 40000, ""))),
+    );
+    let (d, ok) = only(&out, "200");
+    assert_eq!((*d, ok.cseq.num), (addr(BOB), 9));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::SendRecv);
+    assert_eq!(cfg.legs[1].direction, Direction::SendRecv);
+
+    // An UPDATE refused by bob restores alice's media; inactive both ways
+    // while it is out.
+    let off = with_body(
+        &a_request("UPDATE", "up-1", 4, &format!(";tag={a_tag}"), "z9hG4bKu4"),
+        &sdp("10.0.0.1", 40000, "a=inactive\r\n"),
+    );
+    let upd = only(&h.send(ALICE, &off), "UPDATE").1.clone();
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::Inactive);
+    assert_eq!(cfg.legs[1].direction, Direction::Inactive);
+    let out = h.send(BOB, &b_response(&upd, 488, "b9", None));
+    assert_eq!(codes(&out), [488]);
+    assert!(
+        out.iter().all(|(_, m)| m.method().is_none()),
+        "no ACK for UPDATE"
+    );
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].direction, Direction::SendRecv);
+
+    // An UPDATE nobody answers: 408 after timer F, media restored.
+    let off = with_body(
+        &a_request("UPDATE", "up-1", 5, &format!(";tag={a_tag}"), "z9hG4bKu5"),
+        &sdp("10.0.0.1", 40000, "a=sendonly\r\n"),
+    );
+    only(&h.send(ALICE, &off), "UPDATE");
+    let out = h.advance(Duration::from_secs(33));
+    assert!(codes(&out).contains(&408), "{:?}", summary(&out));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[1].direction, Direction::SendRecv);
+    // UPDATE outside any dialog: 481.
+    let stray = a_request("UPDATE", "nope", 1, ";tag=zz", "z9hG4bKu6");
+    assert_eq!(codes(&h.send(ALICE, &stray)), [481]);
+}
+
+#[test]
+fn update_in_early_dialog_after_183() {
+    let mut h = H::new("updearly", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "ue-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let slot = only_slot(&h.table, SlotState::Active);
+    // Before any 18x there is no early dialog for an UPDATE.
+    let early = with_body(
+        &b_request("UPDATE", &inv, "b1", 2),
+        &sdp("10.0.0.2", 50000, ""),
+    );
+    assert_eq!(codes(&h.send(BOB, &early)), [481]);
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 183, "b1", Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    only(&out, "183");
+    // bob moves its early media with an UPDATE: the slot follows.
+    let moved = with_body(
+        &b_request("UPDATE", &inv, "b1", 3),
+        &sdp("10.0.0.3", 50002, ""),
+    );
+    let out = h.send(BOB, &moved);
+    let (d, u) = only(&out, "UPDATE").clone();
+    assert_eq!(d, addr(ALICE));
+    assert_eq!(u.call_id, "ue-1");
+    assert_eq!(
+        h.table.read_config(slot).unwrap().0.legs[1].peer,
+        Some(addr("10.0.0.3:50002"))
+    );
+    let out = h.send(
+        ALICE,
+        &b_response(&u, 200, "x", Some(&sdp("10.0.0.1", 40000, ""))),
+    );
+    assert_eq!(summary(&out), [format!("{BOB} 200")]);
+}
+
+#[test]
+fn codecs_answer_is_intersection_in_offerer_order() {
+    let mut h = H::new("codec", 16, "");
+    h.register_bob();
+    let rtpmaps = "a=rtpmap:96 opus/48000/2\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=rtcp-mux\r\n";
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "cd-1",
+            "",
+            &sdp_fmts("10.0.0.1", 40000, "96 9 18 0 8 101", rtpmaps),
+        ),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    // G729 is not relayed: the offer goes on without it, in alice's order.
+    assert_eq!(m_formats(&inv), [96, 9, 0, 8, 101]);
+    let text = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(text.contains("a=ptime:20\r\n") && text.contains("a=rtcp-mux\r\n"));
+    assert!(!text.contains("G729"), "{text}");
+    let slot = only_slot(&h.table, SlotState::Active);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].clock_rate, 48000);
+    assert_eq!(cfg.legs[0].dtmf_pt, Some(101));
+
+    // bob prefers PCMA and adds GSM: alice gets PCMU, PCMA and events in
+    // her order, with bob's ptime and rtcp-mux.
+    let ans = sdp_fmts(
+        "10.0.0.2",
+        50000,
+        "8 3 0 101",
+        "a=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\na=rtcp-mux\r\n",
+    );
+    let out = h.send(BOB, &b_response(&inv, 200, "b1", Some(&ans)));
+    let ok = only(&out, "200").1.clone();
+    assert_eq!(m_formats(&ok), [0, 8, 101]);
+    let text = String::from_utf8_lossy(ok.body()).to_string();
+    assert!(text.contains("a=ptime:30\r\n"), "{text}");
+    assert!(parse_audio(ok.body()).unwrap().rtcp_mux);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert!(cfg.legs[0].rtcp_mux && cfg.legs[1].rtcp_mux);
+    assert_eq!(cfg.legs[1].clock_rate, 8000);
+}
+
+#[test]
+fn no_common_codec_is_488() {
+    let mut h = H::new("488", 16, "");
+    h.register_bob();
+    // Offer: G729 and DTMF events only.
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "nc-1",
+            "",
+            &sdp_fmts(
+                "10.0.0.1",
+                40000,
+                "18 101",
+                "a=rtpmap:101 telephone-event/8000\r\n",
+            ),
+        ),
+    );
+    assert_eq!(codes(&out), [100, 488], "{:?}", summary(&out));
+    let warning = out[1].1.header("Warning").unwrap();
+    assert!(warning.starts_with("305 "), "{warning}");
+    assert_eq!(h.table.count(SlotState::Free), h.table.capacity());
+
+    // An answer with no offered codec: ACK and BYE to bob, 488 to alice.
+    let out = h.send(
+        ALICE,
+        &invite("bob", "nc-2", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b1", Some(&sdp_fmts("10.0.0.2", 50000, "8", ""))),
+    );
+    assert_eq!(
+        summary(&out),
+        [
+            format!("{BOB} ACK"),
+            format!("{BOB} BYE"),
+            format!("{ALICE} 488")
+        ]
+    );
+    assert_eq!(h.table.count(SlotState::Active), 0);
+    let bye = only(&out, "BYE").1.clone();
+    assert!(h.send(BOB, &b_response(&bye, 200, "b1", None)).is_empty());
+    let a_tag = only(&out, "488").1.to.tag().unwrap().to_string();
+    let ack = a_request(
+        "ACK",
+        "nc-2",
+        1,
+        &format!(";tag={a_tag}"),
+        "z9hG4bKinv-nc-2",
+    );
+    assert!(h.send(ALICE, &ack).is_empty());
+    assert!(h.advance(Duration::from_secs(10)).is_empty());
+}
+
+#[test]
+fn callee_declines_603_and_max_forwards_zero_is_483() {
+    let mut h = H::new("603", 16, "");
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "dc-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    let out = h.send(BOB, &b_response(&inv, 603, "b1", None));
+    only(&out, "ACK");
+    let (d, _) = only(&out, "603");
+    assert_eq!(*d, addr(ALICE));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+
+    // Max-Forwards 0: 483, no slot, nothing to bob.
+    let out = h.send(
+        ALICE,
+        &invite("bob", "mf-1", "", &sdp("10.0.0.1", 40000, ""))
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    assert_eq!(summary(&out), [format!("{ALICE} 483")]);
+    assert_eq!(h.table.count(SlotState::Active), 0);
+    // Max-Forwards 1 still goes through, with 0 left.
+    let out = h.send(
+        ALICE,
+        &invite("bob", "mf-2", "", &sdp("10.0.0.1", 40000, ""))
+            .replace("Max-Forwards: 70", "Max-Forwards: 1"),
+    );
+    assert_eq!(only(&out, "INVITE").1.max_forwards(), Some(0));
+}
+
+#[test]
+fn ringing_without_answer_times_out_with_408_and_cancel() {
+    let mut h = H::new("noans", 16, "");
+    // A short no-answer time (timer C), as an operator would configure.
+    h.core.cfg.timer_c = Duration::from_secs(30);
+    h.register_bob();
+    let out = h.send(
+        ALICE,
+        &invite("bob", "nr-1", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    only(&h.send(BOB, &b_response(&inv, 180, "b1", None)), "180");
+    assert!(h.advance(Duration::from_millis(29_900)).is_empty());
+    let out = h.advance(Duration::from_millis(200));
+    let (d, cancel) = only(&out, "CANCEL").clone();
+    assert_eq!(d, addr(BOB));
+    assert_eq!(cancel.top_via().branch(), inv.top_via().branch());
+    let (d, _) = only(&out, "408");
+    assert_eq!(*d, addr(ALICE));
+    assert_eq!(h.table.count(SlotState::Active), 0);
+    // bob: 200 to the CANCEL, 487 to the INVITE → ACKed, nothing to alice.
+    assert!(h
+        .send(BOB, &b_response(&cancel, 200, "b1", None))
+        .is_empty());
+    let out = h.send(BOB, &b_response(&inv, 487, "b1", None));
+    assert_eq!(summary(&out), [format!("{BOB} ACK")]);
+}

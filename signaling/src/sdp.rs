@@ -26,6 +26,11 @@ pub struct AudioInfo {
     pub direction: Direction,
     /// Payload type numbers of the m= line (0..=127).
     pub payload_types: Vec<u8>,
+    /// The `telephone-event` payload type (RFC 4733), if listed.
+    pub dtmf_pt: Option<u8>,
+    /// RTP clock rate of the first codec of the m= line, Hz (8000 for
+    /// PCMU, PCMA and G722, 48000 for opus); 0 when unknown.
+    pub clock_rate: u32,
 }
 
 impl AudioInfo {
@@ -49,6 +54,9 @@ pub enum SdpError {
     BadConnection(String),
     /// A malformed `m=` line.
     BadMedia(String),
+    /// The audio stream lists no codec we relay (an offer), or none that the
+    /// offer listed (an answer): RFC 3264 §6 → 488 Not Acceptable Here.
+    NoCommonCodec,
 }
 
 impl std::fmt::Display for SdpError {
@@ -58,6 +66,7 @@ impl std::fmt::Display for SdpError {
             SdpError::NoAudio => write!(f, "SDP has no audio stream"),
             SdpError::BadConnection(s) => write!(f, "bad SDP connection line {s:?}"),
             SdpError::BadMedia(s) => write!(f, "bad SDP media line {s:?}"),
+            SdpError::NoCommonCodec => write!(f, "no common audio codec"),
         }
     }
 }
@@ -183,12 +192,15 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
         let a = a.unwrap_or(ip);
         (p != 0 && !a.is_unspecified()).then(|| SocketAddr::new(a, p))
     });
+    let fmts = audio_formats(body).unwrap_or_default();
     Ok(AudioInfo {
         rtp,
         rtcp,
         rtcp_mux: mux,
         direction: media_dir.or(session_dir).unwrap_or_default(),
         payload_types: pts,
+        dtmf_pt: fmts.iter().find(|f| f.is_event()).map(|f| f.pt),
+        clock_rate: fmts.iter().find(|f| !f.is_event()).map_or(0, |f| f.rate),
     })
 }
 
@@ -278,6 +290,297 @@ pub fn rewrite(
     Ok(out.into_bytes())
 }
 
+/// Audio codecs tern anchors: encoding name (compared case-insensitively,
+/// RFC 4566 §6) and RTP clock rate in Hz. `telephone-event` (RFC 4733) is
+/// carried beside a codec but is not one: an offer with only DTMF events
+/// has no common codec.
+pub const SUPPORTED_CODECS: &[(&str, u32)] = &[
+    ("PCMU", 8000),
+    ("PCMA", 8000),
+    ("G722", 8000),
+    ("opus", 48000),
+    ("telephone-event", 8000),
+    ("telephone-event", 16000),
+    ("telephone-event", 48000),
+];
+
+/// One format of an audio `m=` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    /// RTP payload type, 0..=127.
+    pub pt: u8,
+    /// Encoding name from `a=rtpmap`, or from the RFC 3551 §6 static table
+    /// (empty when neither names it).
+    pub name: String,
+    /// RTP clock rate in Hz (0 when unknown). G722 says 8000 although it
+    /// samples at 16 kHz (RFC 3551 §4.5.2).
+    pub rate: u32,
+}
+
+impl Format {
+    fn same_codec(&self, other: &Format) -> bool {
+        if self.pt < 96 && other.pt < 96 {
+            return self.pt == other.pt;
+        }
+        !self.name.is_empty()
+            && self.name.eq_ignore_ascii_case(&other.name)
+            && self.rate == other.rate
+    }
+
+    fn supported(&self) -> bool {
+        SUPPORTED_CODECS
+            .iter()
+            .any(|(n, r)| self.name.eq_ignore_ascii_case(n) && self.rate == *r)
+    }
+
+    fn is_event(&self) -> bool {
+        self.name.eq_ignore_ascii_case("telephone-event")
+    }
+}
+
+/// RFC 3551 §6 static audio payload types tern knows by number.
+fn static_format(pt: u8) -> Option<(&'static str, u32)> {
+    match pt {
+        0 => Some(("PCMU", 8000)),
+        3 => Some(("GSM", 8000)),
+        8 => Some(("PCMA", 8000)),
+        9 => Some(("G722", 8000)),
+        18 => Some(("G729", 8000)),
+        _ => None,
+    }
+}
+
+/// The formats of the first audio `m=` line, in its order, named by
+/// `a=rtpmap` or the static table.
+///
+/// Errors: [`SdpError::NotSdp`], [`SdpError::NoAudio`].
+pub fn audio_formats(body: &[u8]) -> Result<Vec<Format>, SdpError> {
+    let ls = lines(body)?;
+    let mut in_audio = false;
+    let mut seen = false;
+    let mut fmts: Vec<Format> = Vec::new();
+    for l in ls {
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
+        match k {
+            "m" => {
+                if seen {
+                    break;
+                }
+                let mut w = v.split_whitespace();
+                in_audio = w.next() == Some("audio");
+                if in_audio {
+                    seen = true;
+                    fmts = w
+                        .skip(2)
+                        .filter_map(|f| f.parse::<u8>().ok())
+                        .filter(|p| *p < 128)
+                        .map(|pt| {
+                            let (name, rate) = static_format(pt).unwrap_or(("", 0));
+                            Format {
+                                pt,
+                                name: name.to_string(),
+                                rate,
+                            }
+                        })
+                        .collect();
+                }
+            }
+            "a" if in_audio => {
+                // a=rtpmap:<pt> <name>/<rate>[/<channels>]
+                let Some(rest) = v.strip_prefix("rtpmap:") else {
+                    continue;
+                };
+                let mut w = rest.split_whitespace();
+                let (Some(pt), Some(enc)) = (w.next(), w.next()) else {
+                    continue;
+                };
+                let Ok(pt) = pt.parse::<u8>() else {
+                    continue;
+                };
+                let mut e = enc.split('/');
+                let name = e.next().unwrap_or_default();
+                let rate = e.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+                if let Some(f) = fmts.iter_mut().find(|f| f.pt == pt) {
+                    f.name = name.to_string();
+                    f.rate = rate;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !seen {
+        return Err(SdpError::NoAudio);
+    }
+    Ok(fmts)
+}
+
+/// Rewrites the first audio `m=` line to list `keep` (in that order) and
+/// drops the `a=rtpmap`/`a=fmtp`/`a=rtcp-fb` lines of the payload types
+/// left out. With `direction`, every session-level and audio-level
+/// direction attribute is replaced by one at the end of the audio section.
+/// Everything else (`a=ptime`, `a=rtcp-mux`, other sections) is carried
+/// unchanged.
+fn set_audio_formats(
+    body: &[u8],
+    keep: &[u8],
+    direction: Option<Direction>,
+) -> Result<Vec<u8>, SdpError> {
+    let ls = lines(body)?;
+    let mut out = String::with_capacity(body.len());
+    let mut in_audio = false;
+    let mut seen = false;
+    for l in ls {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k == "a" && (in_audio || !seen) && direction.is_some() && parse_direction(v).is_some() {
+            continue;
+        }
+        if k == "m" {
+            if in_audio {
+                if let Some(d) = direction {
+                    out.push_str(&format!("a={}\r\n", direction_name(d)));
+                }
+            }
+            in_audio = false;
+            let w: Vec<&str> = v.split_whitespace().collect();
+            if !seen && w.first() == Some(&"audio") && w.len() >= 3 {
+                seen = true;
+                in_audio = true;
+                let pts: Vec<String> = keep.iter().map(u8::to_string).collect();
+                out.push_str(&format!(
+                    "m={} {} {} {}\r\n",
+                    w[0],
+                    w[1],
+                    w[2],
+                    pts.join(" ")
+                ));
+                continue;
+            }
+        } else if k == "a" && in_audio {
+            let pt_attr = ["rtpmap:", "fmtp:", "rtcp-fb:"]
+                .iter()
+                .find_map(|p| v.strip_prefix(p))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|pt| pt.parse::<u8>().ok());
+            if pt_attr.is_some_and(|pt| !keep.contains(&pt)) {
+                continue;
+            }
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    if in_audio {
+        if let Some(d) = direction {
+            out.push_str(&format!("a={}\r\n", direction_name(d)));
+        }
+    }
+    Ok(out.into_bytes())
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::SendRecv => "sendrecv",
+        Direction::SendOnly => "sendonly",
+        Direction::RecvOnly => "recvonly",
+        Direction::Inactive => "inactive",
+    }
+}
+
+/// (sends, receives) of a direction, from its party's point of view.
+fn dir_bits(d: Direction) -> (bool, bool) {
+    match d {
+        Direction::SendRecv => (true, true),
+        Direction::SendOnly => (true, false),
+        Direction::RecvOnly => (false, true),
+        Direction::Inactive => (false, false),
+    }
+}
+
+fn dir_from_bits(send: bool, recv: bool) -> Direction {
+    match (send, recv) {
+        (true, true) => Direction::SendRecv,
+        (true, false) => Direction::SendOnly,
+        (false, true) => Direction::RecvOnly,
+        (false, false) => Direction::Inactive,
+    }
+}
+
+/// The direction an answer may take for an offer's (RFC 3264 §6.1): the
+/// answerer sends only if the offerer receives and receives only if the
+/// offerer sends, so a `sendonly` offer is answered `recvonly` (or
+/// `inactive`), `inactive` with `inactive`.
+pub fn mirrored(offer: Direction, answer: Direction) -> Direction {
+    let (os, or) = dir_bits(offer);
+    let (a_s, a_r) = dir_bits(answer);
+    dir_from_bits(a_s && or, a_r && os)
+}
+
+/// An offer cut down to the codecs tern anchors ([`SUPPORTED_CODECS`]),
+/// in the offerer's order (RFC 3264 §5.1).
+///
+/// Errors: [`SdpError::NoCommonCodec`] when no audio codec other than
+/// `telephone-event` is left (→ 488); those of [`audio_formats`].
+pub fn restrict_offer(offer: &[u8]) -> Result<Vec<u8>, SdpError> {
+    let fmts = audio_formats(offer)?;
+    let keep: Vec<u8> = fmts
+        .iter()
+        .filter(|f| f.supported())
+        .map(|f| f.pt)
+        .collect();
+    if !fmts.iter().any(|f| f.supported() && !f.is_event()) {
+        return Err(SdpError::NoCommonCodec);
+    }
+    set_audio_formats(offer, &keep, None)
+}
+
+/// The answer restricted to the formats the offer listed, in the
+/// offerer's order (RFC 3264 §6.1: the answer lists a subset of the
+/// offer). Static types match by number, dynamic ones by encoding name and
+/// clock rate; the answer's payload type numbers are kept. The answer's
+/// direction is made the mirror of the offer's ([`mirrored`]) when it says
+/// more than the offer allows (a `sendrecv` answer to a hold). A rejected
+/// stream (port 0) is returned unchanged.
+///
+/// Errors: [`SdpError::NoCommonCodec`] when no audio codec other than
+/// `telephone-event` is left; those of [`audio_formats`].
+pub fn answer_in_offer_order(offer: &[u8], answer: &[u8]) -> Result<Vec<u8>, SdpError> {
+    let offered = audio_formats(offer)?;
+    let answered = audio_formats(answer)?;
+    if answer_port_zero(answer) {
+        return Ok(answer.to_vec());
+    }
+    let mut keep: Vec<&Format> = Vec::new();
+    for o in &offered {
+        if let Some(a) = answered.iter().find(|a| a.same_codec(o)) {
+            if !keep.iter().any(|k| k.pt == a.pt) {
+                keep.push(a);
+            }
+        }
+    }
+    if !keep.iter().any(|f| !f.is_event()) {
+        return Err(SdpError::NoCommonCodec);
+    }
+    let pts: Vec<u8> = keep.iter().map(|f| f.pt).collect();
+    let fix = match (parse_audio(offer), parse_audio(answer)) {
+        (Ok(o), Ok(a)) => {
+            let m = mirrored(o.direction, a.direction);
+            (m != a.direction).then_some(m)
+        }
+        _ => None,
+    };
+    set_audio_formats(answer, &pts, fix)
+}
+
+fn answer_port_zero(body: &[u8]) -> bool {
+    lines(body).is_ok_and(|ls| {
+        ls.iter()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|p| p == "0")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +595,7 @@ mod tests {
         assert_eq!(a.direction, Direction::SendOnly);
         assert_eq!(a.payload_types, [0, 8, 101]);
         assert_eq!(a.payload_mask(), 1 | 1 << 8 | 1 << 101);
+        assert_eq!((a.clock_rate, a.dtmf_pt), (8000, None));
         assert!(!a.rtcp_mux);
     }
 
@@ -348,5 +652,92 @@ mod tests {
         let a = parse_audio(out.as_bytes()).unwrap();
         assert_eq!(a.rtp, Some(SocketAddr::new(ip, 30002)));
         assert_eq!(a.rtcp, Some(SocketAddr::new(ip, 30003)));
+    }
+
+    const OFFER5: &str = "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 96 9 18 0 8 101\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=rtcp-mux\r\n";
+
+    fn pts(body: &[u8]) -> Vec<u8> {
+        audio_formats(body).unwrap().iter().map(|f| f.pt).collect()
+    }
+
+    #[test]
+    fn formats_named_by_rtpmap_and_static_table() {
+        let f = audio_formats(OFFER5.as_bytes()).unwrap();
+        assert_eq!(f.len(), 6);
+        assert_eq!((f[0].name.as_str(), f[0].rate), ("opus", 48000));
+        let a = parse_audio(OFFER5.as_bytes()).unwrap();
+        assert_eq!((a.clock_rate, a.dtmf_pt), (48000, Some(101)));
+        let s = audio_formats(b"v=0\r\nm=audio 1 RTP/AVP 0 8 9\r\n").unwrap();
+        let names: Vec<&str> = s.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["PCMU", "PCMA", "G722"]);
+    }
+
+    #[test]
+    fn offer_keeps_supported_codecs_in_offerer_order() {
+        let out = restrict_offer(OFFER5.as_bytes()).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(pts(&out), [96, 9, 0, 8, 101]);
+        assert!(!text.contains("G729") && !text.contains("annexb"), "{text}");
+        assert!(text.contains("a=fmtp:96 useinbandfec=1\r\n"));
+        assert!(text.contains("a=fmtp:101 0-16\r\n"));
+        assert!(text.contains("a=ptime:20\r\n") && text.contains("a=rtcp-mux\r\n"));
+        let g729 = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(
+            restrict_offer(g729.as_bytes()),
+            Err(SdpError::NoCommonCodec)
+        );
+        // A dynamic type named like a supported codec at another rate is not it.
+        let odd = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 97\r\na=rtpmap:97 opus/8000\r\n";
+        assert_eq!(restrict_offer(odd.as_bytes()), Err(SdpError::NoCommonCodec));
+    }
+
+    #[test]
+    fn answer_is_intersection_in_offerer_order() {
+        let offer = restrict_offer(OFFER5.as_bytes()).unwrap();
+        // The answerer prefers PCMA, adds a codec never offered, names opus
+        // with another dynamic number.
+        let ans = "v=0\r\no=b 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8 3 0 111 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:3 GSM/8000\r\na=rtpmap:111 OPUS/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n";
+        let out = answer_in_offer_order(&offer, ans.as_bytes()).unwrap();
+        assert_eq!(pts(&out), [111, 0, 8, 101]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("GSM"));
+        assert!(text.contains("a=ptime:30\r\n"));
+        let none = "v=0\r\nc=IN IP4 10.0.0.2\r\nm=audio 5000 RTP/AVP 3 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(
+            answer_in_offer_order(&offer, none.as_bytes()),
+            Err(SdpError::NoCommonCodec)
+        );
+        // A sendrecv answer to a hold offer is cut down to recvonly.
+        let hold = String::from_utf8(offer.clone()).unwrap() + "a=sendonly\r\n";
+        let ans = "v=0\r\nc=IN IP4 10.0.0.2\r\na=sendrecv\r\nm=audio 5000 RTP/AVP 0\r\na=sendrecv\r\na=ptime:20\r\nm=video 0 RTP/AVP 31\r\n";
+        let out = answer_in_offer_order(hold.as_bytes(), ans.as_bytes()).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            parse_audio(&out).unwrap().direction,
+            Direction::RecvOnly,
+            "{text}"
+        );
+        assert!(!text.contains("sendrecv"), "{text}");
+        assert!(
+            text.contains("a=ptime:20\r\na=recvonly\r\nm=video"),
+            "{text}"
+        );
+        assert_eq!(
+            mirrored(Direction::Inactive, Direction::SendRecv),
+            Direction::Inactive
+        );
+        assert_eq!(
+            mirrored(Direction::RecvOnly, Direction::SendRecv),
+            Direction::SendOnly
+        );
+        assert_eq!(
+            mirrored(Direction::SendRecv, Direction::SendOnly),
+            Direction::SendOnly
+        );
+        let rejected = "v=0\r\nc=IN IP4 10.0.0.2\r\nm=audio 0 RTP/AVP 3\r\n";
+        assert_eq!(
+            answer_in_offer_order(&offer, rejected.as_bytes()).unwrap(),
+            rejected.as_bytes()
+        );
     }
 }
