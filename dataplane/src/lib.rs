@@ -51,6 +51,7 @@ use tern_shared::table::SlotTable;
 pub mod bufring;
 pub mod control;
 pub mod leg;
+pub mod quality;
 pub mod sockets;
 pub mod ssrc;
 pub mod worker;

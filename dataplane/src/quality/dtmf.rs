@@ -1,0 +1,1 @@
+//! RFC 4733 DTMF detection (in progress).

@@ -1,0 +1,1 @@
+//! E-model MOS (in progress).
