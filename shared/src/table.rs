@@ -13,6 +13,11 @@
 //! offset 64 + 64*MAX_WORKERS    Slot[capacity]  (size_of::<Slot>() each)
 //! ```
 //!
+//! A slot ([`SLOT_BYTES`] = 1152 bytes) is one control line, two legs of
+//! eight configuration words, one line of label (the Call-ID), and per leg
+//! seven worker-owned lines: four of counters (traffic, learned addresses,
+//! SSRC state, RFC 3550 quality) and three of the DTMF event ring.
+//!
 //! # Ports
 //!
 //! Slot `i` owns four consecutive ports starting at `port_lo + 4*i`:
@@ -44,7 +49,7 @@ use memmap2::MmapRaw;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Upper bound on workers, fixing the size of the worker block.
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
@@ -200,9 +205,11 @@ impl Learning {
     }
 }
 
-/// Jitter-buffer settings of a leg (buffer itself arrives in a later issue).
+/// Jitter-buffer settings of a leg: packets sent to this leg's peer are
+/// played out through a jitter buffer when `enabled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JitterSettings {
+    /// Buffer the packets sent to this leg's peer.
     pub enabled: bool,
     /// Target playout delay, ms.
     pub target_ms: u16,
@@ -229,6 +236,14 @@ pub struct LegConfig {
     /// Bit `n` set: payload type `n` is allowed. All zero: any is allowed.
     pub payload_types: u128,
     pub jitter: JitterSettings,
+    /// Payload type negotiated as `telephone-event` (RFC 4733) for what
+    /// this leg's peer sends (`a=rtpmap:N telephone-event/8000`); `None`
+    /// when unknown. Packets of this type are fed to the DTMF detector.
+    pub dtmf_pt: Option<u8>,
+    /// RTP clock rate of the leg's audio codec, Hz (8000 for PCMU, PCMA,
+    /// G722 per RFC 3551, 48000 for opus); 0 when unknown, read as 8000.
+    /// Stored in kHz (1..=127), so it must be a multiple of 1000 or 44100.
+    pub clock_rate: u32,
 }
 
 /// The two legs of a slot. Leg 0 ("A") faces the caller / offerer, leg 1
@@ -274,6 +289,69 @@ pub struct LegStats {
     pub last_rx_ms: u64,
 }
 
+/// RFC 3550 receiver statistics of what one leg's peer sends, plus what
+/// that peer reports about what it receives (RTCP SR/RR report blocks).
+/// Written by the owning worker; a snapshot is a set of relaxed loads.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LegQuality {
+    /// Packets expected: extended highest sequence number − base + 1
+    /// (RFC 3550 A.3); 0 before the first packet.
+    pub expected: u64,
+    /// Cumulative packets lost: expected − received (RFC 3550 A.3); may be
+    /// negative when duplicates arrive.
+    pub lost: i64,
+    /// Fraction lost over the last reporting interval, in 1/256 units
+    /// (RFC 3550 A.3, as in an RR's `fraction lost`).
+    pub fraction_lost: u8,
+    /// Interarrival jitter (RFC 3550 A.8), converted from RTP timestamp
+    /// units to ms with `clock_rate`.
+    pub jitter_ms: f64,
+    /// Packets whose extended sequence number was already received.
+    pub duplicates: u64,
+    /// Packets that arrived after one with a higher sequence number.
+    pub reordered: u64,
+    /// Round-trip time from the peer's RR/SR report block (RFC 3550
+    /// §6.4.1: A − LSR − DLSR), ms; `None` until a report with LSR ≠ 0.
+    pub rtt_ms: Option<f64>,
+    /// The peer's reported fraction lost (1/256 units) of what the relay
+    /// sends it.
+    pub peer_fraction_lost: Option<u8>,
+    /// The peer's reported interarrival jitter, ms.
+    pub peer_jitter_ms: Option<f64>,
+    /// Estimated MOS (ITU-T G.107 E-model, simplified for G.711), 1..=4.5.
+    pub mos: Option<f64>,
+    /// RTP clock rate the jitter was converted with, Hz.
+    pub clock_rate: u32,
+}
+
+/// One DTMF key press (RFC 4733 telephone-event), recorded once when its
+/// end was seen, however often the end packet was repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DtmfEvent {
+    /// The key: `0`-`9`, `*`, `#`, `A`-`D`.
+    pub digit: char,
+    /// RFC 4733 §3.2 event code (0..=15 for DTMF).
+    pub event: u8,
+    /// Duration, RTP timestamp units (kept to 20 bits).
+    pub duration: u32,
+    /// RTP timestamp of the event (its start, RFC 4733 §2.3.5).
+    pub rtp_timestamp: u32,
+    /// Unix time (ms) when the end was seen.
+    pub at_ms: u64,
+}
+
+/// The key of RFC 4733 §3.2 DTMF event `event`: 0-9, `*` (10), `#` (11),
+/// `A`-`D` (12-15); `None` for other events.
+pub fn dtmf_digit(event: u8) -> Option<char> {
+    match event {
+        0..=9 => Some(char::from(b'0' + event)),
+        10 => Some('*'),
+        11 => Some('#'),
+        12..=15 => Some(char::from(b'A' + event - 12)),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Raw layout
 
@@ -314,7 +392,15 @@ struct SlotControl {
     /// Bumped at each reserve, so a stale handle can be recognized.
     generation: AtomicU64,
     tag: AtomicU64,
+    /// Seqlock of the label (odd while being written).
+    label_seq: AtomicU32,
+    /// Bytes of the label in use (0..=LABEL_BYTES).
+    label_len: AtomicU32,
 }
+
+/// Longest Call-ID label kept per slot, bytes (longer ones are truncated
+/// at a character boundary).
+pub const LABEL_BYTES: usize = 64;
 
 /// Counter indices inside [`LegCounters`].
 mod ctr {
@@ -334,20 +420,51 @@ mod ctr {
     pub const SSRC_STATE0: usize = 16;
     pub const SSRC_STATE1: usize = 17;
     pub const SSRC_STATE2: usize = 18;
-    pub const COUNT: usize = 24;
+    // RFC 3550 receiver statistics (see `LegQuality`).
+    pub const Q_EXPECTED: usize = 19;
+    pub const Q_LOST: usize = 20;
+    pub const Q_DUPLICATES: usize = 21;
+    pub const Q_REORDERED: usize = 22;
+    /// f64 bits, ms.
+    pub const Q_JITTER: usize = 23;
+    pub const Q_RTT: usize = 24;
+    pub const Q_PEER_JITTER: usize = 25;
+    pub const Q_MOS: usize = 26;
+    /// `fraction_lost | peer_fraction_lost << 8 | valid bits << 16 |
+    /// clock_rate << 32`; valid bits: rtt 0, peer loss 1, peer jitter 2,
+    /// MOS 3.
+    pub const Q_MISC: usize = 27;
+    /// `events ever pushed << 1 | writing` (the ring's head, a seqlock).
+    pub const DTMF_HEAD: usize = 28;
+    /// Unix ms the ring's `at_ms` offsets count from.
+    pub const DTMF_BASE_MS: usize = 29;
+    pub const COUNT: usize = 32;
 }
 
-/// One leg's counters and worker-private persisted state, written only by
-/// the owning worker. Three cache lines.
+/// DTMF events kept per leg (the newest ones).
+pub const DTMF_RING: usize = 16;
+/// Ring words: one per event, then the `at_ms` offsets two per word.
+const DTMF_WORDS: usize = DTMF_RING + DTMF_RING / 2;
+
+/// One leg's counters, quality statistics, DTMF ring and worker-private
+/// persisted state, written only by the owning worker. Seven cache lines:
+/// four of counters, three of the DTMF ring.
 #[repr(C, align(64))]
 pub struct LegCounters {
     words: [AtomicU64; ctr::COUNT],
+    /// Event `i` lives in word `i % DTMF_RING`:
+    /// `rtp_timestamp | duration << 32 (20 bits) | event << 52 (4 bits) |
+    /// tag << 56`, tag = `0x80 | i & 0x7f`; its `at_ms - base` (u32) in
+    /// half `i % 2` of word `DTMF_RING + (i % DTMF_RING) / 2`.
+    dtmf: [AtomicU64; DTMF_WORDS],
 }
 
 #[repr(C, align(64))]
 struct Slot {
     ctl: SlotControl,
     cfg: [[AtomicU64; LEG_CFG_WORDS]; 2],
+    /// The Call-ID label, bytes in little-endian word order.
+    label: [AtomicU64; LABEL_BYTES / 8],
     counters: [LegCounters; 2],
 }
 
@@ -481,12 +598,13 @@ impl LegConfig {
             | u64::from(self.direction as u8) << 8
             | u64::from(self.rewrite_ssrc) << 16
             | u64::from(self.rtcp_mux) << 17
-            | u64::from(self.jitter.enabled) << 18;
+            | u64::from(self.jitter.enabled) << 18
+            | self.dtmf_pt.map_or(0, |pt| u64::from(0x80 | pt & 0x7f)) << 19;
         let jit = u64::from(self.jitter.target_ms) | u64::from(self.jitter.max_ms) << 16;
         [
             p[0],
             p[1],
-            p[2] | flags << 32,
+            p[2] | flags << 32 | u64::from(clock_khz(self.clock_rate)) << 25,
             r[0],
             r[1],
             r[2] | u64::from(self.out_ssrc) << 32,
@@ -499,7 +617,7 @@ impl LegConfig {
         let flags = w[2] >> 32;
         let (pt_hi, jit) = jit_unpack(w[7]);
         LegConfig {
-            peer: decode_addr([w[0], w[1], w[2] & 0xffff_ffff]),
+            peer: decode_addr([w[0], w[1], w[2] & 0x01ff_ffff]),
             peer_rtcp: decode_addr([w[3], w[4], w[5] & 0xffff_ffff]),
             learning: Learning::from_u8(flags as u8),
             direction: Direction::from_u8((flags >> 8) as u8),
@@ -512,7 +630,21 @@ impl LegConfig {
                 target_ms: jit as u16,
                 max_ms: (jit >> 16) as u16,
             },
+            dtmf_pt: (flags >> 19 & 0x80 != 0).then_some((flags >> 19 & 0x7f) as u8),
+            clock_rate: match (w[2] >> 25 & 0x7f) as u32 {
+                44 => 44_100,
+                k => k * 1000,
+            },
         }
+    }
+}
+
+/// A clock rate in kHz for the 7 bits of the configuration word.
+fn clock_khz(hz: u32) -> u8 {
+    if hz == 44_100 {
+        44
+    } else {
+        (hz / 1000).min(127) as u8
     }
 }
 
@@ -614,9 +746,128 @@ impl LegCounters {
     }
     /// Zeroes everything (worker only, when a slot is freed).
     pub fn reset(&self) {
-        for w in &self.words {
+        for w in self.words.iter().chain(self.dtmf.iter()) {
             w.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes the leg's receiver statistics (worker only).
+    pub fn set_quality(&self, q: &LegQuality) {
+        self.set(ctr::Q_EXPECTED, q.expected);
+        self.set(ctr::Q_LOST, q.lost as u64);
+        self.set(ctr::Q_DUPLICATES, q.duplicates);
+        self.set(ctr::Q_REORDERED, q.reordered);
+        self.set(ctr::Q_JITTER, q.jitter_ms.to_bits());
+        self.set(ctr::Q_RTT, q.rtt_ms.unwrap_or(0.0).to_bits());
+        self.set(
+            ctr::Q_PEER_JITTER,
+            q.peer_jitter_ms.unwrap_or(0.0).to_bits(),
+        );
+        self.set(ctr::Q_MOS, q.mos.unwrap_or(0.0).to_bits());
+        let valid = u64::from(q.rtt_ms.is_some())
+            | u64::from(q.peer_fraction_lost.is_some()) << 1
+            | u64::from(q.peer_jitter_ms.is_some()) << 2
+            | u64::from(q.mos.is_some()) << 3;
+        self.set(
+            ctr::Q_MISC,
+            u64::from(q.fraction_lost)
+                | u64::from(q.peer_fraction_lost.unwrap_or(0)) << 8
+                | valid << 16
+                | u64::from(q.clock_rate) << 32,
+        );
+    }
+
+    /// The leg's receiver statistics as last published.
+    pub fn quality(&self) -> LegQuality {
+        let misc = self.get(ctr::Q_MISC);
+        let valid = misc >> 16;
+        let f = |i: usize| f64::from_bits(self.get(i));
+        LegQuality {
+            expected: self.get(ctr::Q_EXPECTED),
+            lost: self.get(ctr::Q_LOST) as i64,
+            fraction_lost: misc as u8,
+            jitter_ms: f(ctr::Q_JITTER),
+            duplicates: self.get(ctr::Q_DUPLICATES),
+            reordered: self.get(ctr::Q_REORDERED),
+            rtt_ms: (valid & 1 != 0).then(|| f(ctr::Q_RTT)),
+            peer_fraction_lost: (valid & 2 != 0).then_some((misc >> 8) as u8),
+            peer_jitter_ms: (valid & 4 != 0).then(|| f(ctr::Q_PEER_JITTER)),
+            mos: (valid & 8 != 0).then(|| f(ctr::Q_MOS)),
+            clock_rate: (misc >> 32) as u32,
+        }
+    }
+
+    /// Appends a DTMF event to the leg's ring, overwriting the oldest of
+    /// the last [`DTMF_RING`] (worker only). Events other than DTMF keys
+    /// (code > 15) are not kept.
+    pub fn push_dtmf(&self, e: &DtmfEvent) {
+        if e.event > 15 {
+            return;
+        }
+        let head = self.get(ctr::DTMF_HEAD) >> 1;
+        self.set(ctr::DTMF_HEAD, head << 1 | 1);
+        fence(Ordering::Release);
+        let mut base = self.get(ctr::DTMF_BASE_MS);
+        if head == 0 || base == 0 || e.at_ms < base || e.at_ms - base > u64::from(u32::MAX) {
+            // Offsets are u32 ms: a new base is only needed after 49 days,
+            // and then the older events' times are approximate.
+            base = e.at_ms;
+            self.set(ctr::DTMF_BASE_MS, base);
+        }
+        let k = (head % DTMF_RING as u64) as usize;
+        let ow = &self.dtmf[DTMF_RING + k / 2];
+        let off = (e.at_ms - base) & 0xffff_ffff;
+        let shift = (k % 2) * 32;
+        let old = ow.load(Ordering::Relaxed) & !(0xffff_ffff << shift);
+        ow.store(old | off << shift, Ordering::Relaxed);
+        let word = u64::from(e.rtp_timestamp)
+            | u64::from(e.duration.min(0xf_ffff)) << 32
+            | u64::from(e.event & 0xf) << 52
+            | (0x80 | head & 0x7f) << 56;
+        self.dtmf[k].store(word, Ordering::Relaxed);
+        self.words[ctr::DTMF_HEAD].store((head + 1) << 1, Ordering::Release);
+    }
+
+    /// The DTMF events in the ring, oldest first (at most [`DTMF_RING`]).
+    /// An event being overwritten while read is left out.
+    pub fn dtmf_events(&self) -> Vec<DtmfEvent> {
+        let h1 = self.words[ctr::DTMF_HEAD].load(Ordering::Acquire);
+        let head = h1 >> 1;
+        let base = self.get(ctr::DTMF_BASE_MS);
+        let first = head.saturating_sub(DTMF_RING as u64);
+        let mut out = Vec::with_capacity((head - first) as usize);
+        for i in first..head {
+            let k = (i % DTMF_RING as u64) as usize;
+            let w = self.dtmf[k].load(Ordering::Relaxed);
+            let off = self.dtmf[DTMF_RING + k / 2].load(Ordering::Relaxed) >> ((k % 2) * 32);
+            if w >> 56 != 0x80 | i & 0x7f {
+                continue;
+            }
+            let event = (w >> 52 & 0xf) as u8;
+            out.push((
+                i,
+                DtmfEvent {
+                    digit: dtmf_digit(event).unwrap_or('?'),
+                    event,
+                    duration: (w >> 32 & 0xf_ffff) as u32,
+                    rtp_timestamp: w as u32,
+                    at_ms: base + (off & 0xffff_ffff),
+                },
+            ));
+        }
+        fence(Ordering::Acquire);
+        let h2 = self.get(ctr::DTMF_HEAD);
+        // Untouched meanwhile: all valid. Otherwise events `head..=h2 >> 1`
+        // may have been (or be being) written over entries `i - DTMF_RING`.
+        let keep_from = if h1 == h2 && h1 & 1 == 0 {
+            0
+        } else {
+            (h2 >> 1) + 1
+        };
+        out.into_iter()
+            .filter(|(i, _)| i + DTMF_RING as u64 >= keep_from)
+            .map(|(_, e)| e)
+            .collect()
     }
     /// A snapshot of the counters.
     pub fn snapshot(&self) -> LegStats {
@@ -634,6 +885,27 @@ impl LegCounters {
             last_rx_ms: self.get(ctr::LAST_RX_MS),
         }
     }
+}
+
+/// Writes the label of `s` under its seqlock.
+fn write_label(s: &Slot, label: &str) {
+    let mut n = label.len().min(LABEL_BYTES);
+    while !label.is_char_boundary(n) {
+        n -= 1;
+    }
+    let mut b = [0u8; LABEL_BYTES];
+    b[..n].copy_from_slice(&label.as_bytes()[..n]);
+    let seq = s.ctl.label_seq.fetch_add(1, Ordering::Acquire);
+    fence(Ordering::Release);
+    for (k, w) in s.label.iter().enumerate() {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&b[k * 8..k * 8 + 8]);
+        w.store(u64::from_le_bytes(v), Ordering::Relaxed);
+    }
+    s.ctl.label_len.store(n as u32, Ordering::Relaxed);
+    s.ctl
+        .label_seq
+        .store(seq.wrapping_add(2) & !1, Ordering::Release);
 }
 
 /// Why a worker dropped a packet.
@@ -937,6 +1209,7 @@ impl SlotTable {
             {
                 if let Ok(s) = self.slot(id) {
                     s.ctl.generation.fetch_add(1, Ordering::AcqRel);
+                    write_label(s, "");
                 }
                 return Ok(id);
             }
@@ -1040,7 +1313,10 @@ impl SlotTable {
         let st = self.state(id);
         match st {
             SlotState::Reserved | SlotState::Active => {
-                self.cas_state(id, st, SlotState::Draining)?
+                self.cas_state(id, st, SlotState::Draining)?;
+                if let Ok(s) = self.slot(id) {
+                    write_label(s, "");
+                }
             }
             _ => {
                 return Err(TableError::WrongState {
@@ -1070,6 +1346,60 @@ impl SlotTable {
     /// Snapshot of `leg`'s counters of slot `id`.
     pub fn stats(&self, id: u32, leg: usize) -> Result<LegStats, TableError> {
         Ok(self.counters(id, leg)?.snapshot())
+    }
+
+    /// RFC 3550 receiver statistics of `leg` (0 or 1) of slot `id`, as last
+    /// published by its worker; all zero for a slot past capacity.
+    pub fn quality(&self, id: u32, leg: usize) -> LegQuality {
+        self.counters(id, leg)
+            .map(LegCounters::quality)
+            .unwrap_or_default()
+    }
+
+    /// The last (up to [`DTMF_RING`]) DTMF events received from `leg`'s
+    /// peer on slot `id`, oldest first; empty for a slot past capacity.
+    pub fn dtmf_events(&self, id: u32, leg: usize) -> Vec<DtmfEvent> {
+        self.counters(id, leg)
+            .map(LegCounters::dtmf_events)
+            .unwrap_or_default()
+    }
+
+    /// Labels slot `id` with `call_id` (truncated to [`LABEL_BYTES`] at a
+    /// character boundary), for logs and listings. Written by whoever
+    /// publishes the slot; cleared when the slot is reserved or released.
+    /// Writers of one slot are one programmer, as for [`SlotTable::publish`].
+    /// A slot past capacity is ignored.
+    pub fn set_call_id(&self, id: u32, call_id: &str) {
+        if let Ok(s) = self.slot(id) {
+            write_label(s, call_id);
+        }
+    }
+
+    /// The Call-ID label of slot `id`; `None` when unset or out of range.
+    pub fn call_id(&self, id: u32) -> Option<String> {
+        let s = self.slot(id).ok()?;
+        // Bounded: a writer holds the label seqlock for a few stores only.
+        for _ in 0..10_000 {
+            let s1 = s.ctl.label_seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = (s.ctl.label_len.load(Ordering::Relaxed) as usize).min(LABEL_BYTES);
+            let mut b = [0u8; LABEL_BYTES];
+            for (k, w) in s.label.iter().enumerate() {
+                b[k * 8..k * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            fence(Ordering::Acquire);
+            if s.ctl.label_seq.load(Ordering::Relaxed) != s1 {
+                continue;
+            }
+            if len == 0 {
+                return None;
+            }
+            return Some(String::from_utf8_lossy(&b[..len]).into_owned());
+        }
+        None
     }
 
     fn ring(&self, w: u32) {
@@ -1142,8 +1472,103 @@ mod tests {
     fn layout_is_cache_line_sized() {
         assert_eq!(std::mem::size_of::<Header>() % 64, 0);
         assert_eq!(std::mem::size_of::<WorkerShared>(), 64);
-        assert_eq!(std::mem::size_of::<LegCounters>(), 192);
-        assert_eq!(SLOT_BYTES, 576, "docs/ARCHITECTURE.md quotes this");
+        assert_eq!(std::mem::size_of::<SlotControl>(), 64);
+        assert_eq!(std::mem::size_of::<LegCounters>(), 448);
+        assert_eq!(SLOT_BYTES, 1152, "docs/ARCHITECTURE.md quotes this");
+    }
+
+    #[test]
+    fn call_id_label_set_truncated_and_cleared() {
+        let name = inst("label");
+        let t = SlotTable::create_or_attach(&name, params(43000, 43007, 1)).unwrap();
+        let id = t.reserve().unwrap();
+        assert_eq!(t.call_id(id), None);
+        t.set_call_id(id, "a84b4c76e66710@pc33.atlanta.com");
+        assert_eq!(
+            t.call_id(id).as_deref(),
+            Some("a84b4c76e66710@pc33.atlanta.com")
+        );
+        // 70 bytes with a two-byte character across the 64-byte limit.
+        let long = format!("{}é{}", "x".repeat(63), "y".repeat(5));
+        t.set_call_id(id, &long);
+        assert_eq!(t.call_id(id), Some("x".repeat(63)));
+        t.set_call_id(id + 100, "ignored");
+        assert_eq!(t.call_id(id + 100), None);
+        t.publish(id, &SlotConfig::default()).unwrap();
+        t.set_call_id(id, "c1");
+        t.release(id).unwrap();
+        assert_eq!(t.call_id(id), None);
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn quality_round_trips_and_resets() {
+        let name = inst("quality");
+        let t = SlotTable::create_or_attach(&name, params(43100, 43107, 1)).unwrap();
+        let id = t.reserve().unwrap();
+        assert_eq!(t.quality(id, 0), LegQuality::default());
+        let q = LegQuality {
+            expected: 1000,
+            lost: -3,
+            fraction_lost: 25,
+            jitter_ms: 12.625,
+            duplicates: 4,
+            reordered: 7,
+            rtt_ms: Some(0.0),
+            peer_fraction_lost: Some(0),
+            peer_jitter_ms: None,
+            mos: Some(4.2),
+            clock_rate: 48_000,
+        };
+        t.counters(id, 1).unwrap().set_quality(&q);
+        assert_eq!(t.quality(id, 1), q);
+        assert_eq!(t.quality(id, 0), LegQuality::default());
+        t.publish(id, &SlotConfig::default()).unwrap();
+        t.release(id).unwrap();
+        t.finish_drain(id).unwrap();
+        assert_eq!(t.quality(id, 1), LegQuality::default());
+        assert_eq!(t.quality(9999, 0), LegQuality::default());
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn dtmf_ring_keeps_the_last_sixteen() {
+        let name = inst("dtmf");
+        let t = SlotTable::create_or_attach(&name, params(43200, 43207, 1)).unwrap();
+        let id = t.reserve().unwrap();
+        let c = t.counters(id, 0).unwrap();
+        assert!(t.dtmf_events(id, 0).is_empty());
+        let ev = |n: u32| DtmfEvent {
+            digit: dtmf_digit((n % 16) as u8).unwrap(),
+            event: (n % 16) as u8,
+            duration: 800 + n,
+            rtp_timestamp: 0xffff_0000 + n * 160,
+            at_ms: 1_700_000_000_000 + u64::from(n) * 250,
+        };
+        c.push_dtmf(&ev(0));
+        c.push_dtmf(&DtmfEvent {
+            event: 16,
+            ..ev(99)
+        }); // flash: not a key
+        assert_eq!(t.dtmf_events(id, 0), vec![ev(0)]);
+        for n in 1..40 {
+            c.push_dtmf(&ev(n));
+        }
+        let got = t.dtmf_events(id, 0);
+        assert_eq!(got, (24..40).map(ev).collect::<Vec<_>>());
+        assert_eq!(got[7].digit, 'D');
+        assert_eq!(got[2].digit, '*');
+        assert!(t.dtmf_events(id, 1).is_empty());
+        c.reset();
+        assert!(t.dtmf_events(id, 0).is_empty());
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn dtmf_digits() {
+        let s: String = (0..16).filter_map(dtmf_digit).collect();
+        assert_eq!(s, "0123456789*#ABCD");
+        assert_eq!(dtmf_digit(16), None);
     }
 
     #[test]
@@ -1162,8 +1587,18 @@ mod tests {
                 target_ms: 60,
                 max_ms: 200,
             },
+            dtmf_pt: Some(101),
+            clock_rate: 48_000,
         };
         assert_eq!(LegConfig::decode(&c.encode()), c);
+        for (pt, hz) in [(Some(0), 8000), (Some(127), 44_100), (None, 127_000)] {
+            let d = LegConfig {
+                dtmf_pt: pt,
+                clock_rate: hz,
+                ..c
+            };
+            assert_eq!(LegConfig::decode(&d.encode()), d);
+        }
         assert_eq!(
             LegConfig::decode(&LegConfig::default().encode()),
             LegConfig::default()

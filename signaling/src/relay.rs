@@ -69,6 +69,10 @@ pub trait MediaRelay: Send {
     ///
     /// Errors: [`RelayError::Failed`] if the slot was not held.
     fn release(&mut self, slot: u32) -> Result<(), RelayError>;
+
+    /// Labels the slot with the call's Call-ID (A leg), for listings and
+    /// logs (`SlotTable::set_call_id`). Relays without labels ignore it.
+    fn set_call_id(&mut self, _slot: u32, _call_id: &str) {}
 }
 
 /// [`MediaRelay`] over a shared-memory [`SlotTable`].
@@ -118,5 +122,9 @@ impl MediaRelay for ShmRelay {
 
     fn release(&mut self, slot: u32) -> Result<(), RelayError> {
         Ok(self.table.release(slot)?)
+    }
+
+    fn set_call_id(&mut self, slot: u32, call_id: &str) {
+        self.table.set_call_id(slot, call_id);
     }
 }

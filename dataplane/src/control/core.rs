@@ -37,7 +37,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bt_bencode::Value;
-use tern_shared::table::{Learning, SlotConfig, SlotState, SlotTable, TableError};
+use tern_shared::table::{
+    JitterSettings, Learning, LegQuality, SlotConfig, SlotState, SlotTable, TableError,
+};
 use tracing::{debug, info, warn};
 
 use super::acl::Acl;
@@ -68,7 +70,17 @@ pub struct CoreConfig {
     pub acl: Acl,
     /// Most calls held at once (offers past it get an error).
     pub max_calls: usize,
+    /// Jitter-buffer settings of a new call whose offer says neither
+    /// `jitter-buffer` nor `no-jitter-buffer` (`tern relay --jitter-buffer`).
+    pub jitter: JitterSettings,
 }
+
+/// Target playout delay of a jitter buffer switched on without
+/// `jitter-buffer-target`, ms.
+pub const DEFAULT_JITTER_TARGET_MS: u16 = 60;
+/// Maximum playout delay of a jitter buffer switched on without
+/// `jitter-buffer-max`, ms.
+pub const DEFAULT_JITTER_MAX_MS: u16 = 200;
 
 impl Default for CoreConfig {
     /// 60 s media timeout, replies cached 30 s (at most 4,096 of them and
@@ -82,6 +94,11 @@ impl Default for CoreConfig {
             delete_delay_s: 0,
             acl: Acl::default(),
             max_calls: 100_000,
+            jitter: JitterSettings {
+                enabled: false,
+                target_ms: DEFAULT_JITTER_TARGET_MS,
+                max_ms: DEFAULT_JITTER_MAX_MS,
+            },
         }
     }
 }
@@ -143,6 +160,11 @@ struct Flags {
     rtcp_attr: RtcpAttr,
     received_from: Option<IpAddr>,
     fatal: bool,
+    /// `jitter-buffer` (on) or `no-jitter-buffer` (off); `None`: neither.
+    jitter: Option<bool>,
+    /// `jitter-buffer-target` and `jitter-buffer-max`, ms.
+    jitter_target_ms: Option<u16>,
+    jitter_max_ms: Option<u16>,
 }
 
 /// One relayed media section of a call.
@@ -308,6 +330,8 @@ impl Flags {
                 "rtcp-mux-require" => f.mux.require = true,
                 "rtcp-mux-reject" => f.mux.reject = true,
                 "fatal" => f.fatal = true,
+                "jitter-buffer" => f.jitter = Some(true),
+                "no-jitter-buffer" => f.jitter = Some(false),
                 // Defaults of this relay, or meaningless for it.
                 "symmetric"
                 | "port-latching"
@@ -315,8 +339,7 @@ impl Flags {
                 | "loop-protect"
                 | "no-redis-update"
                 | "all"
-                | "replace-sdp-version"
-                | "no-jitter-buffer" => {}
+                | "replace-sdp-version" => {}
                 other => warnings.push(format!("Unknown flag '{other}' ignored")),
             }
         }
@@ -354,6 +377,16 @@ impl Flags {
                 "transport protocol '{other}' not supported: protocol left as offered"
             )),
         }
+        for (key, out) in [
+            ("jitter-buffer-target", &mut f.jitter_target_ms),
+            ("jitter-buffer-max", &mut f.jitter_max_ms),
+        ] {
+            match field(m.opt_int(key), "", key)? {
+                None => {}
+                Some(v @ 1..=5000) => *out = Some(v as u16),
+                Some(v) => warnings.push(format!("{key} {v} ms out of range 1..=5000, ignored")),
+            }
+        }
         let rf = list("received-from")?;
         if let Some(a) = rf.get(1) {
             match a.trim().parse::<IpAddr>() {
@@ -362,6 +395,20 @@ impl Flags {
             }
         }
         Ok(f)
+    }
+
+    /// The jitter-buffer settings this message asks for, if it says
+    /// anything: the flags, else the delay keys alone (which switch it on).
+    fn jitter(&self, default: JitterSettings) -> Option<JitterSettings> {
+        let on = self.jitter.or((self.jitter_target_ms.is_some()
+            || self.jitter_max_ms.is_some())
+        .then_some(true))?;
+        let target_ms = self.jitter_target_ms.unwrap_or(default.target_ms);
+        Some(JitterSettings {
+            enabled: on,
+            target_ms,
+            max_ms: self.jitter_max_ms.unwrap_or(default.max_ms).max(target_ms),
+        })
     }
 
     fn learning(&self) -> Learning {
@@ -604,11 +651,16 @@ impl NgCore {
                 None => match table.reserve() {
                     Ok(s) => {
                         fresh.push(s);
+                        table.set_call_id(s, call_id);
                         ms.slot = Some(s);
                         ms.cfg = SlotConfig {
                             tag: call_tag(call_id),
                             ..Default::default()
                         };
+                        for leg in &mut ms.cfg.legs {
+                            leg.jitter = self.cfg.jitter;
+                        }
+                        debug!(call_id, slot = s, "ng: slot reserved");
                         s
                     }
                     Err(e) => {
@@ -621,6 +673,11 @@ impl NgCore {
                 },
             };
             let out = program_media(ms, info, &flags, op, sender);
+            if let Some(j) = flags.jitter(self.cfg.jitter) {
+                for leg in &mut ms.cfg.legs {
+                    leg.jitter = j;
+                }
+            }
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(format!("Slot table: {e}"));
                 break;
@@ -1087,6 +1144,8 @@ fn program_media(
     };
     leg.learning = flags.learning();
     leg.direction = info.direction.reversed();
+    leg.dtmf_pt = info.dtmf_pt;
+    leg.clock_rate = info.clock_rate;
     if flags.ssrc_rewrite {
         let out = &mut ms.cfg.legs[receiver];
         out.rewrite_ssrc = true;

@@ -79,6 +79,36 @@ pub struct MediaInfo {
     pub direction: Direction,
     /// ICE attributes present.
     pub ice: bool,
+    /// Payload type mapped to `telephone-event` (RFC 4733) by an
+    /// `a=rtpmap:`, if any of the section's formats is.
+    pub dtmf_pt: Option<u8>,
+    /// RTP clock rate (Hz) of the first format that is not
+    /// `telephone-event`: from its `a=rtpmap:`, else the RFC 3551 §6 table
+    /// for static types; 0 when unknown.
+    pub clock_rate: u32,
+}
+
+/// RTP clock rate of static payload type `pt` (RFC 3551 §6, tables 4 and
+/// 5); G722 (9) is 8000 by the RFC's own quirk, video types are 90000. 0
+/// when not a static type with a rate a slot can store.
+fn static_clock_rate(pt: u8) -> u32 {
+    match pt {
+        0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => 8000,
+        6 => 16_000,
+        10 | 11 => 44_100,
+        14 | 25 | 26 | 28 | 31..=34 => 90_000,
+        _ => 0,
+    }
+}
+
+/// Parses `a=rtpmap:` values (`PT NAME/RATE[/CHANNELS]`).
+fn parse_rtpmap(v: &str) -> Option<(u8, &str, u32)> {
+    let (pt, rest) = v.trim().split_once(' ')?;
+    let pt: u8 = pt.parse().ok().filter(|p| *p < 128)?;
+    let mut it = rest.trim().split('/');
+    let name = it.next()?;
+    let rate: u32 = it.next()?.parse().ok()?;
+    Some((pt, name, rate))
 }
 
 /// A parsed SDP body: session-level lines and media sections, kept as text.
@@ -287,7 +317,11 @@ impl Sdp {
                 rtcp_mux: false,
                 direction: sess_dir.unwrap_or_default(),
                 ice: false,
+                dtmf_pt: None,
+                clock_rate: 0,
             };
+            let formats: Vec<u8> = f.filter_map(|p| p.parse().ok()).collect();
+            let mut rates: Vec<(u8, u32)> = Vec::new();
             for l in &sec[1..] {
                 if let Some(v) = l.strip_prefix("c=") {
                     info.conn = Some(parse_conn(v).ok_or_else(|| SdpError::BadLine(l.clone()))?);
@@ -299,8 +333,26 @@ impl Sdp {
                     info.direction = d;
                 } else if is_ice(l) {
                     info.ice = true;
+                } else if let Some((pt, name, rate)) =
+                    l.strip_prefix("a=rtpmap:").and_then(parse_rtpmap)
+                {
+                    if name.eq_ignore_ascii_case("telephone-event") {
+                        info.dtmf_pt = info.dtmf_pt.or(Some(pt));
+                    } else if rates.len() < 128 {
+                        rates.push((pt, rate));
+                    }
                 }
             }
+            info.clock_rate =
+                formats
+                    .iter()
+                    .find(|&&pt| Some(pt) != info.dtmf_pt)
+                    .map_or(0, |&pt| {
+                        rates
+                            .iter()
+                            .find(|(p, _)| *p == pt)
+                            .map_or_else(|| static_clock_rate(pt), |(_, r)| *r)
+                    });
             if info.conn.is_none() {
                 info.conn = sess_conn;
             }
@@ -460,6 +512,24 @@ m=video 0 RTP/AVP 31\r\n";
         assert!(m[0].ice && !m[0].rtcp_mux);
         assert_eq!(m[1].port, 0);
         assert_eq!(m[1].direction, Direction::SendRecv);
+        assert_eq!((m[0].dtmf_pt, m[0].clock_rate), (Some(101), 8000));
+        assert_eq!((m[1].dtmf_pt, m[1].clock_rate), (None, 90_000));
+    }
+
+    #[test]
+    fn reads_dtmf_type_and_clock_rate() {
+        let opus = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 111 9 96\r\na=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
+        let m = Sdp::parse(opus).unwrap().media()[0].clone();
+        assert_eq!((m.dtmf_pt, m.clock_rate), (Some(96), 48_000));
+        // Events listed first: the clock is the codec's; G722 is 8000.
+        let g722 = opus.replace("111 9 96", "96 9");
+        let m = Sdp::parse(&g722).unwrap().media()[0].clone();
+        assert_eq!((m.dtmf_pt, m.clock_rate), (Some(96), 8000));
+        let dyn_unknown = opus.replace("111 9 96", "98");
+        let m = Sdp::parse(&dyn_unknown).unwrap().media()[0].clone();
+        assert_eq!(m.clock_rate, 0);
     }
 
     #[test]

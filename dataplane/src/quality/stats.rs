@@ -354,7 +354,10 @@ impl RtpStats {
         Some(if lost <= 0 {
             0
         } else {
-            ((lost as u64) << 8).checked_div(expected).unwrap_or(0).min(255) as u8
+            ((lost as u64) << 8)
+                .checked_div(expected)
+                .unwrap_or(0)
+                .min(255) as u8
         })
     }
 
@@ -377,18 +380,19 @@ impl RtpStats {
         for p in CompoundIter::new(buf) {
             let Ok(p) = p else { break };
             let body = p.body();
-            let (blocks_at, pt) = match p.packet_type() {
+            // Report blocks follow the sender SSRC, and in an SR the 20
+            // bytes of sender info (NTP timestamp first).
+            let blocks_at = match p.packet_type() {
                 PT_SR => {
                     if body.len() >= 12 {
                         seen.sr_ntp_middle =
                             Some(u32::from_be_bytes([body[6], body[7], body[8], body[9]]));
                     }
-                    (24, PT_SR)
+                    24
                 }
-                PT_RR => (4, PT_RR),
+                PT_RR => 4,
                 _ => continue,
             };
-            let _ = pt;
             if seen.report || p.count() == 0 {
                 continue;
             }
@@ -499,7 +503,14 @@ mod tests {
         let t0 = Instant::now();
         let seqs: Vec<u16> = (0..400u32).map(|k| (65_400 + k) as u16).collect();
         for (k, &seq) in seqs.iter().enumerate() {
-            s.on_rtp(seq, k as u32 * 160, 9, 8000, true, t0 + MS * (k as u32 * 20));
+            s.on_rtp(
+                seq,
+                k as u32 * 160,
+                9,
+                8000,
+                true,
+                t0 + MS * (k as u32 * 20),
+            );
         }
         // Base 65401, highest 65400 + 399 = 65799 → extended 65536 + 263.
         assert_eq!(s.extended_max(), Some(65_536 + 263));
@@ -511,11 +522,15 @@ mod tests {
     fn duplicates_and_reordering() {
         let mut s = RtpStats::new();
         let t0 = Instant::now();
-        feed(&mut s, t0, [1000, 1001, 1002, 1004, 1003, 1003, 1005, 1005, 1002]);
+        feed(
+            &mut s,
+            t0,
+            [1000, 1001, 1002, 1004, 1003, 1003, 1005, 1005, 1002],
+        );
         let q = s.quality();
         // 1003 late once (reordered), then again (duplicate); 1005 twice;
         // 1002 again. Received counts duplicates (A.1), so lost goes below
-        // zero: expected 5 (1001..=1005), received 8 − 1 probation... = 8.
+        // zero: expected 5 (1001..=1005), received 8 (1000 is probation).
         assert_eq!(q.reordered, 1);
         assert_eq!(q.duplicates, 3);
         assert_eq!(q.expected, 5);
@@ -529,7 +544,10 @@ mod tests {
         feed(&mut s, t0, 1000..1010);
         assert_eq!(s.on_rtp(30_000, 0, 7, 8000, true, t0), SeqVerdict::Jump);
         assert_eq!(s.quality().expected, 9, "a lone jump is not counted");
-        assert_eq!(s.on_rtp(30_001, 160, 7, 8000, true, t0), SeqVerdict::InOrder);
+        assert_eq!(
+            s.on_rtp(30_001, 160, 7, 8000, true, t0),
+            SeqVerdict::InOrder
+        );
         s.on_rtp(30_002, 320, 7, 8000, true, t0);
         let q = s.quality();
         assert_eq!((q.expected, q.lost), (9 + 2, 0));
@@ -576,7 +594,14 @@ mod tests {
         let mut o = RtpStats::new();
         for k in 0..n {
             let late = if k % 2 == 1 { 10 } else { 0 };
-            o.on_rtp(k as u16, k * 960, 3, 48_000, true, t0 + MS * (k * 20 + late));
+            o.on_rtp(
+                k as u16,
+                k * 960,
+                3,
+                48_000,
+                true,
+                t0 + MS * (k * 20 + late),
+            );
         }
         assert!((o.quality().jitter_ms - 10.0).abs() < 0.01);
         assert_eq!(o.quality().clock_rate, 48_000);
@@ -606,7 +631,8 @@ mod tests {
         s.roll_interval();
         assert_eq!(s.quality().fraction_lost, 62, "kept until new packets");
         feed(&mut s, t0, 1100u16..1200);
-        assert_eq!(s.quality().fraction_lost, 0);
+        // 1099 lost of 101 expected (1099..=1199): 256 / 101 = 2.
+        assert_eq!(s.quality().fraction_lost, 2);
         assert_eq!(s.quality().lost, 25, "1099 is lost now");
     }
 
