@@ -32,6 +32,8 @@ enum Cmd {
     /// Load generators (`tern load rtp`): drive a relay and measure it.
     #[command(subcommand)]
     Load(tern_loadtest::LoadCmd),
+    /// Ask a running tern (its HTTP API) about calls and DTMF events.
+    Ctl(tern_observe::ctl::CtlArgs),
 }
 
 #[derive(Args, Clone)]
@@ -61,6 +63,11 @@ struct RelayArgs {
     /// Delete ng calls whose media stopped SECS seconds ago (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// HTTP API (/metrics, /health, /calls, /registrations): ADDR:PORT,
+    /// PORT or `off` [default: 127.0.0.1:8080, skipped with a warning if
+    /// taken].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<tern_observe::HttpListen>,
 }
 
 #[derive(Args, Clone)]
@@ -88,6 +95,10 @@ struct SipArgs {
     /// The relay to program: `shm:NAME` for a `tern relay --instance NAME`.
     #[arg(long, default_value = "shm:default")]
     relay: String,
+    /// HTTP API: ADDR:PORT, PORT or `off` [default: 127.0.0.1:8080,
+    /// skipped with a warning if taken].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<tern_observe::HttpListen>,
 }
 
 impl Default for UpArgs {
@@ -134,6 +145,7 @@ fn main() -> ExitCode {
         Cmd::Relay(a) => relay(a, shutdown),
         Cmd::Sip(a) => sip(a, shutdown),
         Cmd::Load(c) => tern_loadtest::run(c, shutdown).map_err(|e| -> Error { e }),
+        Cmd::Ctl(a) => tern_observe::ctl::run(&a, &mut std::io::stdout()).map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,6 +241,34 @@ fn start_ng(
     }
 }
 
+type HttpServer = Option<tern_observe::HttpServer>;
+
+/// Starts the HTTP API (its own thread). The default address is skipped
+/// with a warning when taken; an explicit `--http` must bind.
+fn start_http(
+    listen: Option<tern_observe::HttpListen>,
+    table: &Arc<SlotTable>,
+    sip: Option<tern_signaling::SharedSnapshot>,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<HttpServer, Error> {
+    let (addr, explicit) = match listen {
+        Some(tern_observe::HttpListen(None)) => return Ok(None),
+        Some(tern_observe::HttpListen(Some(addr))) => (addr, true),
+        None => (tern_observe::DEFAULT_LISTEN, false),
+    };
+    match tern_observe::start(addr, table.clone(), sip, shutdown.clone()) {
+        Ok(h) => {
+            println!("tern http: listening on {}", h.local_addr());
+            Ok(Some(h))
+        }
+        Err(e) if !explicit => {
+            eprintln!("tern: {e}; running without the HTTP API (see --http)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn start_relay(
     a: &RelayArgs,
     shutdown: &Arc<AtomicBool>,
@@ -275,8 +315,10 @@ fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
 
 fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     // Bind SIP before anything announces readiness, so no request is lost.
-    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?;
+    let snapshot = tern_signaling::SipSnapshot::shared();
+    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?.with_snapshot(snapshot.clone());
     let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
+    let http = start_http(a.relay.http, &table, Some(snapshot), &shutdown)?;
     println!("tern sip: listening on udp:{}", server.local_addr());
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
     let sip = server.serve(backend, shutdown.clone());
@@ -285,13 +327,20 @@ fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
         ng.join();
     }
     relay.join()?;
+    if let Some(h) = http {
+        h.join();
+    }
     sip?;
     Ok(())
 }
 
 fn relay(a: RelayArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
-    let (_table, relay, ng) = start_relay(&a, &shutdown)?;
+    let (table, relay, ng) = start_relay(&a, &shutdown)?;
+    let http = start_http(a.http, &table, None, &shutdown)?;
     relay.join()?;
+    if let Some(h) = http {
+        h.join();
+    }
     if let Some(ng) = ng {
         ng.join();
     }
@@ -310,13 +359,21 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
             a.relay
         )
     })?;
-    let server = tern_signaling::Server::bind(cfg)?;
+    let table = Arc::new(table);
+    let snapshot = tern_signaling::SipSnapshot::shared();
+    let server = tern_signaling::Server::bind(cfg)?.with_snapshot(snapshot.clone());
+    let http = start_http(a.http, &table, Some(snapshot), &shutdown)?;
     println!(
         "tern sip: listening on udp:{}, relay {}",
         server.local_addr(),
         table.path().display()
     );
-    let backend = Box::new(tern_signaling::relay::ShmRelay::new(Arc::new(table)));
-    server.serve(backend, shutdown)?;
+    let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
+    let served = server.serve(backend, shutdown.clone());
+    shutdown.store(true, Ordering::Relaxed);
+    if let Some(h) = http {
+        h.join();
+    }
+    served?;
     Ok(())
 }

@@ -1,0 +1,591 @@
+//! The HTTP API's routing and JSON, sans-IO: a method, a URL and the Unix
+//! time in, a [`Reply`] out. The transport (`tiny_http`) lives in
+//! `lib.rs`; everything here is testable without a socket.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tern_shared::table::{SlotState, SlotTable};
+use tern_signaling::snapshot::{SharedSnapshot, SipSnapshot};
+
+use crate::source::{Dtmf, Quality, Source};
+
+/// Longest request target served, bytes; longer ones get 414.
+pub const MAX_URL: usize = 2048;
+/// A worker whose heartbeat is older than this (ms) counts as stalled:
+/// workers tick every 100 ms.
+pub const STALE_MS: u64 = 2000;
+/// Window over which calls per second are measured, ms.
+pub const CPS_WINDOW_MS: u64 = 10_000;
+
+/// An HTTP response: status, `Content-Type` and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Value of the `Content-Type` header.
+    pub content_type: &'static str,
+    /// The body (UTF-8).
+    pub body: String,
+}
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+/// prometheus-client writes OpenMetrics text (which Prometheus scrapes).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Reply {
+    fn json<T: Serialize>(status: u16, v: &T) -> Reply {
+        match serde_json::to_string_pretty(v) {
+            Ok(body) => Reply {
+                status,
+                content_type: JSON,
+                body: body + "\n",
+            },
+            Err(e) => Reply::error(500, &format!("JSON encoding: {e}")),
+        }
+    }
+
+    fn error(status: u16, msg: &str) -> Reply {
+        Reply::json_raw(status, serde_json::json!({ "error": msg }))
+    }
+
+    fn json_raw(status: u16, v: serde_json::Value) -> Reply {
+        Reply {
+            status,
+            content_type: JSON,
+            body: format!("{v}\n"),
+        }
+    }
+}
+
+/// Calls started per second over a sliding window of samples of a
+/// monotonic total.
+#[derive(Debug, Default)]
+pub(crate) struct RateWindow {
+    /// (Unix ms, total), oldest first, spanning at most [`CPS_WINDOW_MS`].
+    samples: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl RateWindow {
+    pub fn sample(&mut self, now_ms: u64, total: u64) {
+        if let Some(&(t, _)) = self.samples.back() {
+            // One sample a second is plenty; a clock step back is ignored.
+            if now_ms < t + 1000 {
+                return;
+            }
+        }
+        self.samples.push_back((now_ms, total));
+        while let Some(&(t, _)) = self.samples.front() {
+            if now_ms.saturating_sub(t) > CPS_WINDOW_MS {
+                self.samples.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Per second, over the window; 0 with fewer than two samples.
+    pub fn rate(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&(t0, n0)), Some(&(t1, n1))) if t1 > t0 => {
+                n1.saturating_sub(n0) as f64 * 1000.0 / (t1 - t0) as f64
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// The API's state: what it reads and what it counts itself.
+pub struct Observer {
+    pub(crate) table: Arc<SlotTable>,
+    pub(crate) sip: Option<SharedSnapshot>,
+    /// Responses served, by status code.
+    pub(crate) responses: BTreeMap<u16, u64>,
+    pub(crate) cps: RateWindow,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("table", &self.table)
+            .field("sip", &self.sip.is_some())
+            .field("responses", &self.responses)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct WorkerHealth {
+    worker: u32,
+    alive: bool,
+    /// ms since the last heartbeat; null if the worker never ticked.
+    heartbeat_age_ms: Option<u64>,
+    forwarded: u64,
+    dropped: u64,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    workers: Vec<WorkerHealth>,
+    slots_active: u32,
+    slots_capacity: u32,
+    /// ms since the signaling snapshot was taken; absent without SIP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sip_snapshot_age_ms: Option<u64>,
+}
+
+/// One leg of a call in `/calls` (leg 0 faces the caller, 1 the callee).
+#[derive(Serialize)]
+struct LegJson {
+    leg: usize,
+    local_rtp_port: u16,
+    /// The peer media address (learned or signaled), if known.
+    peer: Option<String>,
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    rtcp_rx_packets: u64,
+    drops: DropsJson,
+    /// Receive quality; null until RTP arrived.
+    quality: Option<QualityJson>,
+}
+
+#[derive(Serialize)]
+struct DropsJson {
+    source: u64,
+    direction: u64,
+    malformed: u64,
+    no_peer: u64,
+}
+
+#[derive(Serialize)]
+struct QualityJson {
+    expected: u64,
+    lost: i64,
+    /// 0.0..=1.0.
+    fraction_lost: f64,
+    jitter_ms: f64,
+    duplicates: u64,
+    reordered: u64,
+    rtt_ms: Option<f64>,
+    peer_fraction_lost: Option<f64>,
+    peer_jitter_ms: Option<f64>,
+    mos: Option<f64>,
+    clock_rate: u32,
+}
+
+impl From<Quality> for QualityJson {
+    fn from(q: Quality) -> QualityJson {
+        QualityJson {
+            expected: q.expected,
+            lost: q.lost,
+            fraction_lost: q.fraction_lost,
+            jitter_ms: q.jitter_ms,
+            duplicates: q.duplicates,
+            reordered: q.reordered,
+            rtt_ms: q.rtt_ms,
+            peer_fraction_lost: q.peer_fraction_lost,
+            peer_jitter_ms: q.peer_jitter_ms,
+            mos: q.mos,
+            clock_rate: q.clock_rate,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DtmfJson {
+    leg: usize,
+    digit: String,
+    event: u8,
+    /// RTP timestamp units.
+    duration: u32,
+    duration_ms: f64,
+    rtp_timestamp: u32,
+    /// Unix ms when the end of the event was seen.
+    at_ms: u64,
+}
+
+impl From<Dtmf> for DtmfJson {
+    fn from(d: Dtmf) -> DtmfJson {
+        DtmfJson {
+            leg: d.leg,
+            digit: d.digit.to_string(),
+            event: d.event,
+            duration: d.duration,
+            duration_ms: d.duration_ms,
+            rtp_timestamp: d.rtp_timestamp,
+            at_ms: d.at_ms,
+        }
+    }
+}
+
+/// One call (one relay slot) in `/calls` and `/calls/{call-id}`.
+#[derive(Serialize)]
+struct CallJson {
+    slot: u32,
+    /// The caller's Call-ID; null if the slot has no label (e.g. a slot
+    /// being set up).
+    call_id: Option<String>,
+    /// The slot's state: `reserved` or `active`.
+    state: &'static str,
+    /// The B2BUA's call state, when the signaling plane runs here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sip_state: Option<&'static str>,
+    worker: u32,
+    legs: Vec<LegJson>,
+    /// Only in `/calls/{call-id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dtmf: Option<Vec<DtmfJson>>,
+}
+
+#[derive(Serialize)]
+struct RegistrationJson {
+    aor: String,
+    contact: String,
+    source: String,
+    expires_s: u32,
+}
+
+impl Observer {
+    /// An observer of `table`, and of the signaling plane's snapshot when
+    /// it runs in this process.
+    pub fn new(table: Arc<SlotTable>, sip: Option<SharedSnapshot>) -> Observer {
+        Observer {
+            table,
+            sip,
+            responses: BTreeMap::new(),
+            cps: RateWindow::default(),
+        }
+    }
+
+    pub(crate) fn source(&self) -> Source<'_> {
+        Source { table: &self.table }
+    }
+
+    /// A copy of the signaling snapshot (cloned so the lock is brief).
+    pub(crate) fn sip_snapshot(&self) -> Option<SipSnapshot> {
+        self.sip
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// The monotonic count behind calls per second: INVITEs that started a
+    /// call when SIP runs here, else slot reservations (ng offers).
+    pub(crate) fn calls_started(&self, sip: Option<&SipSnapshot>) -> u64 {
+        match sip {
+            Some(s) => s.calls_total,
+            None => self.slots_reserved(),
+        }
+    }
+
+    /// Slot reservations since the table was created (sum of generations).
+    pub(crate) fn slots_reserved(&self) -> u64 {
+        (0..self.table.capacity())
+            .map(|id| self.table.generation(id))
+            .sum()
+    }
+
+    /// Samples the calls-per-second window; call about once a second.
+    pub fn tick(&mut self, now_ms: u64) {
+        let sip = self.sip_snapshot();
+        let n = self.calls_started(sip.as_ref());
+        self.cps.sample(now_ms, n);
+    }
+
+    /// Serves one request. Never panics on request input: unknown paths
+    /// get 404, methods other than GET/HEAD 405, targets over [`MAX_URL`]
+    /// bytes 414, undecodable Call-IDs 400. Every response is counted by
+    /// status in `tern_http_responses_total`.
+    pub fn handle(&mut self, method: &str, url: &str, now_ms: u64) -> Reply {
+        let r = self.route(method, url, now_ms);
+        *self.responses.entry(r.status).or_default() += 1;
+        r
+    }
+
+    fn route(&mut self, method: &str, url: &str, now_ms: u64) -> Reply {
+        if url.len() > MAX_URL {
+            return Reply::error(414, "request target too long");
+        }
+        if method != "GET" && method != "HEAD" {
+            return Reply::error(405, "only GET and HEAD are served");
+        }
+        let path = url.split(['?', '#']).next().unwrap_or("");
+        match path {
+            "/health" => self.health(now_ms),
+            "/metrics" => {
+                self.tick(now_ms);
+                match crate::metrics::encode(self, now_ms) {
+                    Ok(body) => Reply {
+                        status: 200,
+                        content_type: OPENMETRICS,
+                        body,
+                    },
+                    Err(e) => Reply::error(500, &format!("metrics encoding: {e}")),
+                }
+            }
+            "/calls" | "/calls/" => {
+                let calls = self.calls(None);
+                Reply::json(200, &calls)
+            }
+            "/registrations" => self.registrations(),
+            "/" => Reply {
+                status: 200,
+                content_type: TEXT,
+                body: "tern: /health /metrics /calls /calls/{call-id} /registrations\n".into(),
+            },
+            p => match p.strip_prefix("/calls/") {
+                Some(raw) => {
+                    let Ok(id) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
+                        return Reply::error(400, "Call-ID is not valid UTF-8");
+                    };
+                    match self.calls(Some(&id)).pop() {
+                        Some(c) => Reply::json(200, &c),
+                        None => Reply::error(404, &format!("no call with Call-ID {id:?}")),
+                    }
+                }
+                None => Reply::error(404, "no such resource"),
+            },
+        }
+    }
+
+    fn health(&self, now_ms: u64) -> Reply {
+        let t = &self.table;
+        let workers: Vec<WorkerHealth> = (0..t.workers())
+            .map(|w| {
+                let (hb, forwarded, dropped) = t.worker_status(w);
+                let age = (hb != 0).then(|| now_ms.saturating_sub(hb));
+                WorkerHealth {
+                    worker: w,
+                    alive: age.is_some_and(|a| a <= STALE_MS),
+                    heartbeat_age_ms: age,
+                    forwarded,
+                    dropped,
+                }
+            })
+            .collect();
+        let ok = workers.iter().all(|w| w.alive);
+        let h = Health {
+            status: if ok { "ok" } else { "stalled" },
+            workers,
+            slots_active: t.count(SlotState::Active),
+            slots_capacity: t.capacity(),
+            sip_snapshot_age_ms: self
+                .sip_snapshot()
+                .map(|s| now_ms.saturating_sub(s.taken_at_ms)),
+        };
+        Reply::json(if ok { 200 } else { 503 }, &h)
+    }
+
+    fn registrations(&self) -> Reply {
+        let regs: Vec<RegistrationJson> = self
+            .sip_snapshot()
+            .map(|s| {
+                s.registrations
+                    .into_iter()
+                    .map(|r| RegistrationJson {
+                        aor: r.aor,
+                        contact: r.contact,
+                        source: r.source.to_string(),
+                        expires_s: r.expires_s,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Reply::json(200, &regs)
+    }
+
+    /// Live slots as calls; with `only`, the one whose Call-ID (the slot's
+    /// label, or either dialog's Call-ID in the SIP snapshot) matches,
+    /// with its DTMF events.
+    fn calls(&self, only: Option<&str>) -> Vec<CallJson> {
+        let src = self.source();
+        let sip = self.sip_snapshot();
+        let mut out = Vec::new();
+        for slot in src.live_slots() {
+            let sip_call = sip
+                .as_ref()
+                .and_then(|s| s.calls.iter().find(|c| c.slot == Some(slot)));
+            // The snapshot's Call-ID is whole; the slot's label may be cut.
+            let call_id = sip_call
+                .map(|c| c.call_id.clone())
+                .filter(|s| !s.is_empty())
+                .or_else(|| src.call_id(slot));
+            if let Some(want) = only {
+                let hit = call_id.as_deref() == Some(want)
+                    || sip_call.is_some_and(|c| c.call_id == want || c.callee_call_id == want);
+                if !hit {
+                    continue;
+                }
+            }
+            let state = match self.table.state(slot) {
+                SlotState::Reserved => "reserved",
+                SlotState::Active => "active",
+                // Freed between the scan and now.
+                _ => continue,
+            };
+            let cfg = self.table.read_config(slot).ok().map(|(c, _)| c);
+            let legs = (0..2)
+                .map(|leg| {
+                    let s = src.stats(slot, leg);
+                    let signaled = cfg.as_ref().and_then(|c| c.legs[leg].peer);
+                    LegJson {
+                        leg,
+                        local_rtp_port: self.table.ports(slot, leg).rtp,
+                        peer: s.learned.or(signaled).map(|a| a.to_string()),
+                        rx_packets: s.rx_packets,
+                        rx_bytes: s.rx_bytes,
+                        tx_packets: s.tx_packets,
+                        tx_bytes: s.tx_bytes,
+                        rtcp_rx_packets: s.rtcp_rx_packets,
+                        drops: DropsJson {
+                            source: s.drop_source,
+                            direction: s.drop_direction,
+                            malformed: s.drop_malformed,
+                            no_peer: s.drop_no_peer,
+                        },
+                        quality: src.quality(slot, leg).map(QualityJson::from),
+                    }
+                })
+                .collect();
+            out.push(CallJson {
+                slot,
+                call_id,
+                state,
+                sip_state: sip_call.map(|c| c.state),
+                worker: self.table.worker_of(slot),
+                legs,
+                dtmf: only.map(|_| src.dtmf(slot).into_iter().map(DtmfJson::from).collect()),
+            });
+            if only.is_some() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_measures_over_ten_seconds() {
+        let mut w = RateWindow::default();
+        assert_eq!(w.rate(), 0.0);
+        for s in 0..=20u64 {
+            w.sample(1_000_000 + s * 1000, s * 5);
+        }
+        assert!((w.rate() - 5.0).abs() < 1e-9, "{}", w.rate());
+        // Samples closer than a second apart are skipped.
+        w.sample(1_020_500, 1000);
+        assert!((w.rate() - 5.0).abs() < 1e-9);
+        assert!(w.samples.len() <= 11);
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use tern_shared::table::{SlotConfig, TableParams};
+
+    fn table(tag: &str) -> Arc<SlotTable> {
+        let name = format!("t-h3-unit-{tag}-{}", std::process::id());
+        let params = TableParams {
+            port_lo: 26900,
+            port_hi: 26999,
+            workers: 2,
+            media_ip: "127.0.0.1".parse().unwrap(),
+        };
+        let t = SlotTable::create_or_attach(&name, params).unwrap();
+        let _ = t.unlink();
+        Arc::new(t)
+    }
+
+    fn body_json(r: &Reply) -> serde_json::Value {
+        assert_eq!(r.content_type, JSON, "{r:?}");
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    #[test]
+    fn health_follows_worker_heartbeats() {
+        let t = table("health");
+        let mut o = Observer::new(t.clone(), None);
+        let now = 1_000_000_000;
+        let r = o.handle("GET", "/health", now);
+        assert_eq!(r.status, 503, "no worker ever ticked: {}", r.body);
+        t.worker_tick(0, now - 100, 5, 1);
+        t.worker_tick(1, now - 50, 0, 0);
+        let r = o.handle("GET", "/health", now);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = body_json(&r);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["workers"][0]["forwarded"], 5);
+        // Worker 1 stalls.
+        let r = o.handle("GET", "/health", now + STALE_MS + 100);
+        assert_eq!(r.status, 503);
+        assert_eq!(body_json(&r)["workers"][1]["alive"], false);
+    }
+
+    #[test]
+    fn bad_requests_get_4xx_and_are_counted() {
+        let mut o = Observer::new(table("bad"), None);
+        assert_eq!(o.handle("GET", "/nope", 0).status, 404);
+        assert_eq!(o.handle("POST", "/calls", 0).status, 405);
+        assert_eq!(o.handle("DELETE", "/calls/x", 0).status, 405);
+        let long = format!("/calls/{}", "a".repeat(MAX_URL));
+        assert_eq!(o.handle("GET", &long, 0).status, 414);
+        assert_eq!(o.handle("GET", "/calls/%FF%FE", 0).status, 400);
+        assert_eq!(o.handle("GET", "/calls/unknown", 0).status, 404);
+        assert_eq!(o.handle("GET", "", 0).status, 404);
+        assert_eq!(o.responses.get(&404), Some(&3));
+        let m = o.handle("GET", "/metrics", 0);
+        assert_eq!(m.status, 200);
+        assert!(
+            m.body.contains("tern_http_responses_total{code=\"405\"} 2"),
+            "{}",
+            m.body
+        );
+    }
+
+    #[test]
+    fn calls_list_and_one_call() {
+        let t = table("calls");
+        let mut o = Observer::new(t.clone(), None);
+        assert_eq!(
+            body_json(&o.handle("GET", "/calls", 0)),
+            serde_json::json!([])
+        );
+        let id = t.reserve().unwrap();
+        t.publish(id, &SlotConfig::default()).unwrap();
+        t.set_call_id(id, "abc/1@host");
+        let v = body_json(&o.handle("GET", "/calls", 0));
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v[0]["slot"], id);
+        assert_eq!(v[0]["call_id"], "abc/1@host");
+        assert_eq!(v[0]["state"], "active");
+        assert_eq!(v[0]["legs"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v[0]["legs"][1]["local_rtp_port"], t.ports(id, 1).rtp);
+        assert!(v[0].get("dtmf").is_none());
+        let r = o.handle("GET", "/calls/abc%2F1%40host", 0);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let c = body_json(&r);
+        assert_eq!(c["slot"], id);
+        assert_eq!(c["dtmf"], serde_json::json!([]));
+        // Slot gauges and the reservation counter.
+        let m = o.handle("GET", "/metrics", 0).body;
+        assert!(m.contains("tern_slots{state=\"active\"} 1"), "{m}");
+        assert!(m.contains("tern_slots_reserved_total 1"), "{m}");
+        assert!(m.ends_with("# EOF\n"));
+        t.release(id).unwrap();
+        assert_eq!(o.handle("GET", "/calls/abc%2F1%40host", 0).status, 404);
+        // No signaling plane here: no registrations.
+        assert_eq!(
+            body_json(&o.handle("GET", "/registrations", 0)),
+            serde_json::json!([])
+        );
+    }
+}

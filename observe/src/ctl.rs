@@ -1,0 +1,322 @@
+//! `tern ctl`: a command-line client of the HTTP API.
+//!
+//! - `tern ctl calls`: one line per live call.
+//! - `tern ctl call CALL-ID`: statistics per leg.
+//! - `tern ctl dtmf CALL-ID`: one line per RFC 4733 event: digit, duration
+//!   (ms), the time the event ended (RFC 3339, UTC), and the leg.
+//!
+//! The client speaks HTTP/1.0 with `Connection: close` over a plain
+//! `TcpStream`: one GET to a local API needs no HTTP client crate.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+/// Largest response read, bytes.
+const MAX_RESPONSE: u64 = 16 << 20;
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Characters left as they are in a path segment (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `tern ctl` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// The HTTP API of the tern to ask (`--http` of `tern up`/`relay`/`sip`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http: String,
+    #[command(subcommand)]
+    /// What to show.
+    pub cmd: CtlCmd,
+}
+
+/// `tern ctl` subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtlCmd {
+    /// List live calls.
+    Calls,
+    /// Show one call's statistics per leg.
+    Call {
+        /// The caller's Call-ID.
+        call_id: String,
+    },
+    /// List one call's DTMF events (RFC 4733).
+    Dtmf {
+        /// The caller's Call-ID.
+        call_id: String,
+    },
+}
+
+/// Errors of `tern ctl`.
+#[derive(Debug)]
+pub enum CtlError {
+    /// `--http` did not name an address.
+    Addr(String),
+    /// No connection to the API (e.g. refused: tern not running, or
+    /// running with `--http off`).
+    Connect(String, std::io::Error),
+    /// The exchange failed midway.
+    Io(std::io::Error),
+    /// No call has that Call-ID (HTTP 404).
+    NoSuchCall(String),
+    /// Another non-200 status, with the body.
+    Status(u16, String),
+    /// The response was not what the API sends.
+    BadResponse(String),
+}
+
+impl fmt::Display for CtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CtlError::Addr(a) => write!(f, "--http {a:?}: not an address (expected HOST:PORT)"),
+            CtlError::Connect(a, e) => write!(
+                f,
+                "cannot reach the tern HTTP API at {a}: {e} (is tern running, with --http {a}?)"
+            ),
+            CtlError::Io(e) => write!(f, "HTTP exchange failed: {e}"),
+            CtlError::NoSuchCall(id) => write!(f, "no call with Call-ID {id:?}"),
+            CtlError::Status(s, b) => write!(f, "HTTP {s}: {}", b.trim()),
+            CtlError::BadResponse(m) => write!(f, "bad response from the API: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CtlError {}
+
+/// GETs `path` from the API at `addr`: (status, body).
+///
+/// Errors: [`CtlError::Addr`], [`CtlError::Connect`], [`CtlError::Io`],
+/// [`CtlError::BadResponse`].
+pub fn get(addr: &str, path: &str) -> Result<(u16, String), CtlError> {
+    let sa: SocketAddr = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| CtlError::Addr(addr.into()))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, TIMEOUT).map_err(|e| CtlError::Connect(addr.into(), e))?;
+    s.set_read_timeout(Some(TIMEOUT)).map_err(CtlError::Io)?;
+    s.set_write_timeout(Some(TIMEOUT)).map_err(CtlError::Io)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(CtlError::Io)?;
+    let mut buf = Vec::new();
+    s.take(MAX_RESPONSE)
+        .read_to_end(&mut buf)
+        .map_err(CtlError::Io)?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| CtlError::BadResponse("no end of headers".into()))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| CtlError::BadResponse(format!("status line {:?}", head.lines().next())))?;
+    Ok((status, body.to_string()))
+}
+
+fn get_json(addr: &str, path: &str) -> Result<Value, CtlError> {
+    let (status, body) = get(addr, path)?;
+    if status != 200 {
+        return Err(CtlError::Status(status, body));
+    }
+    serde_json::from_str(&body).map_err(|e| CtlError::BadResponse(e.to_string()))
+}
+
+fn get_call(addr: &str, call_id: &str) -> Result<Value, CtlError> {
+    let path = format!("/calls/{}", utf8_percent_encode(call_id, SEGMENT));
+    match get_json(addr, &path) {
+        Err(CtlError::Status(404, _)) => Err(CtlError::NoSuchCall(call_id.into())),
+        r => r,
+    }
+}
+
+/// Runs `args`, writing the result to `out`.
+///
+/// Errors: those of [`get`], [`CtlError::NoSuchCall`], [`CtlError::Status`].
+pub fn run(args: &CtlArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+    let text = match &args.cmd {
+        CtlCmd::Calls => format_calls(&get_json(&args.http, "/calls")?),
+        CtlCmd::Call { call_id } => format_call(&get_call(&args.http, call_id)?),
+        CtlCmd::Dtmf { call_id } => format_dtmf(&get_call(&args.http, call_id)?),
+    };
+    out.write_all(text.as_bytes()).map_err(CtlError::Io)
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn opt_f(v: &Value, k: &str, prec: usize) -> String {
+    v.get(k)
+        .and_then(Value::as_f64)
+        .map_or("-".into(), |x| format!("{x:.prec$}"))
+}
+
+/// `calls`: a header and one line per call.
+pub fn format_calls(v: &Value) -> String {
+    let calls = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if calls.is_empty() {
+        return "no calls\n".into();
+    }
+    let mut o = format!(
+        "{:>5}  {:<40}  {:<9}  {:>17}  {:>17}\n",
+        "SLOT", "CALL-ID", "STATE", "LEG0 RX/TX", "LEG1 RX/TX"
+    );
+    for c in calls {
+        let legs = c.get("legs").and_then(Value::as_array);
+        let leg = |i: usize| {
+            legs.and_then(|l| l.get(i)).map_or("-".into(), |l| {
+                format!("{}/{}", u(l, "rx_packets"), u(l, "tx_packets"))
+            })
+        };
+        o += &format!(
+            "{:>5}  {:<40}  {:<9}  {:>17}  {:>17}\n",
+            u(c, "slot"),
+            s(c, "call_id"),
+            s(c, "state"),
+            leg(0),
+            leg(1)
+        );
+    }
+    o
+}
+
+/// `call`: the call's identity, then per leg packets, bytes, drops and
+/// quality.
+pub fn format_call(c: &Value) -> String {
+    let mut o = format!(
+        "call {}  slot {}  worker {}  state {}",
+        s(c, "call_id"),
+        u(c, "slot"),
+        u(c, "worker"),
+        s(c, "state")
+    );
+    if let Some(st) = c.get("sip_state").and_then(Value::as_str) {
+        o += &format!(" (sip {st})");
+    }
+    o.push('\n');
+    for l in c
+        .get("legs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let d = l.get("drops").cloned().unwrap_or(Value::Null);
+        o += &format!(
+            "leg {}  port {}  peer {}\n  packets rx {} tx {}  bytes rx {} tx {}  rtcp rx {}\n  drops source {} direction {} malformed {} no-peer {}\n",
+            u(l, "leg"),
+            u(l, "local_rtp_port"),
+            s(l, "peer"),
+            u(l, "rx_packets"),
+            u(l, "tx_packets"),
+            u(l, "rx_bytes"),
+            u(l, "tx_bytes"),
+            u(l, "rtcp_rx_packets"),
+            u(&d, "source"),
+            u(&d, "direction"),
+            u(&d, "malformed"),
+            u(&d, "no_peer"),
+        );
+        match l.get("quality").filter(|q| !q.is_null()) {
+            Some(q) => {
+                let lost = q.get("lost").and_then(Value::as_i64).unwrap_or(0);
+                let frac = q
+                    .get("fraction_lost")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                o += &format!(
+                    "  loss {lost} of {} ({:.1} %)  jitter {} ms  MOS {}  rtt {} ms  duplicates {}  reordered {}\n",
+                    u(q, "expected"),
+                    frac * 100.0,
+                    opt_f(q, "jitter_ms", 2),
+                    opt_f(q, "mos", 2),
+                    opt_f(q, "rtt_ms", 1),
+                    u(q, "duplicates"),
+                    u(q, "reordered"),
+                );
+            }
+            None => o += "  no RTP received yet\n",
+        }
+    }
+    let n = c.get("dtmf").and_then(Value::as_array).map_or(0, Vec::len);
+    o += &format!("dtmf events {n}\n");
+    o
+}
+
+/// `dtmf`: one line per event, `DIGIT  DURATION ms  TIME  leg N`.
+pub fn format_dtmf(c: &Value) -> String {
+    let mut o = String::new();
+    for e in c
+        .get("dtmf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let at = UNIX_EPOCH + Duration::from_millis(u(e, "at_ms"));
+        o += &format!(
+            "{}  {:.0} ms  {}  leg {}\n",
+            s(e, "digit"),
+            e.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0),
+            humantime::format_rfc3339_millis(at),
+            u(e, "leg"),
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_lines() {
+        let v: Value = serde_json::from_str(
+            r#"{"dtmf":[{"leg":0,"digit":"1","event":1,"duration":800,"duration_ms":100.0,"rtp_timestamp":5,"at_ms":1000}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            format_dtmf(&v),
+            "1  100 ms  1970-01-01T00:00:01.000Z  leg 0\n"
+        );
+        assert_eq!(format_calls(&Value::Array(vec![])), "no calls\n");
+    }
+
+    #[test]
+    fn call_ids_are_percent_encoded_as_one_segment() {
+        let e = utf8_percent_encode("a1/b@127.0.0.1 x", SEGMENT).to_string();
+        assert_eq!(e, "a1%2Fb%40127.0.0.1%20x");
+    }
+
+    #[test]
+    fn refused_connection_is_a_clear_error() {
+        // A port just freed is almost surely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let err = get(&format!("127.0.0.1:{port}"), "/calls").unwrap_err();
+        assert!(matches!(err, CtlError::Connect(..)), "{err}");
+        assert!(err.to_string().contains("cannot reach"), "{err}");
+    }
+}

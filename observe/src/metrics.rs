@@ -1,0 +1,305 @@
+//! `/metrics`: OpenMetrics text (which Prometheus scrapes) encoded by
+//! `prometheus-client` from a registry built afresh at each scrape out of
+//! the slot table and the signaling snapshot. Nothing is kept between
+//! scrapes except the HTTP response counts and the calls-per-second window,
+//! so the workers pay nothing for metrics.
+//!
+//! Families (labels in braces):
+//! - `tern_worker_up{worker}` 1/0 (heartbeat within 2 s),
+//!   `tern_worker_forwarded_packets_total{worker}`,
+//!   `tern_worker_dropped_packets_total{worker}`: the workers' own totals.
+//! - `tern_worker_{rx,tx}_{packets,bytes}{worker}`,
+//!   `tern_worker_rtcp_rx_packets{worker}`,
+//!   `tern_worker_drops{worker,reason}` (reason: source, direction,
+//!   malformed, no_peer): sums of the counters of the worker's live
+//!   (reserved or active) slots; gauges, since a released slot's counters go
+//!   with it.
+//! - `tern_slots{state}`, `tern_slots_capacity`,
+//!   `tern_slots_reserved_total`.
+//! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
+//!   `tern_calls_per_second` (over the last 10 s), `tern_sip_*_total`.
+//! - Histograms over the live legs that received RTP:
+//!   `tern_leg_loss_fraction` (0..1), `tern_leg_jitter_ms`, `tern_leg_mos`.
+//! - `tern_http_responses_total{code}`.
+
+use prometheus_client::encoding::text::encode as encode_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tern_shared::table::SlotState;
+
+use crate::api::{Observer, STALE_MS};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Loss fraction buckets: the E-model degrades sharply past a few percent.
+const LOSS_BUCKETS: [f64; 9] = [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+/// Jitter buckets, ms: a 20 ms packet interval is the scale.
+const JITTER_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0];
+/// MOS buckets: 4.3+ is toll quality, below 3.6 users complain.
+const MOS_BUCKETS: [f64; 9] = [1.0, 2.0, 2.5, 3.0, 3.5, 3.6, 4.0, 4.3, 4.5];
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn gauge_f(reg: &mut Registry, name: &str, help: &str, v: f64) {
+    let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Encodes every family for a scrape at Unix time `now_ms`.
+///
+/// Errors: only a formatting error from the encoder.
+pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Error> {
+    let t = &obs.table;
+    let src = obs.source();
+    let mut reg = Registry::default();
+
+    let up: Family<Labels, Gauge> = Family::default();
+    let fwd: Family<Labels, Counter> = Family::default();
+    let dropped: Family<Labels, Counter> = Family::default();
+    let rx_p: Family<Labels, Gauge> = Family::default();
+    let tx_p: Family<Labels, Gauge> = Family::default();
+    let rx_b: Family<Labels, Gauge> = Family::default();
+    let tx_b: Family<Labels, Gauge> = Family::default();
+    let rtcp: Family<Labels, Gauge> = Family::default();
+    let drops: Family<Labels, Gauge> = Family::default();
+    let loss = Histogram::new(LOSS_BUCKETS);
+    let jitter = Histogram::new(JITTER_BUCKETS);
+    let mos = Histogram::new(MOS_BUCKETS);
+
+    for w in 0..t.workers() {
+        let wl: Labels = vec![("worker", w.to_string())];
+        let (hb, f, d) = t.worker_status(w);
+        let alive = hb != 0 && now_ms.saturating_sub(hb) <= STALE_MS;
+        up.get_or_create(&wl).set(i64::from(alive));
+        fwd.get_or_create(&wl).inc_by(f);
+        dropped.get_or_create(&wl).inc_by(d);
+        let (mut sums, mut dr) = ([0u64; 5], [0u64; 4]);
+        for slot in t.slots_of_worker(w) {
+            if !matches!(t.state(slot), SlotState::Active | SlotState::Reserved) {
+                continue;
+            }
+            for leg in 0..2 {
+                let s = src.stats(slot, leg);
+                for (acc, v) in sums.iter_mut().zip([
+                    s.rx_packets,
+                    s.tx_packets,
+                    s.rx_bytes,
+                    s.tx_bytes,
+                    s.rtcp_rx_packets,
+                ]) {
+                    *acc = acc.saturating_add(v);
+                }
+                for (acc, v) in dr.iter_mut().zip([
+                    s.drop_source,
+                    s.drop_direction,
+                    s.drop_malformed,
+                    s.drop_no_peer,
+                ]) {
+                    *acc = acc.saturating_add(v);
+                }
+                if let Some(q) = src.quality(slot, leg) {
+                    if q.expected > 0 {
+                        loss.observe(q.fraction_lost);
+                        jitter.observe(q.jitter_ms);
+                    }
+                    if let Some(m) = q.mos {
+                        mos.observe(m);
+                    }
+                }
+            }
+        }
+        for (fam, v) in [&rx_p, &tx_p, &rx_b, &tx_b, &rtcp].into_iter().zip(sums) {
+            fam.get_or_create(&wl).set(clamp_i64(v));
+        }
+        for (reason, v) in ["source", "direction", "malformed", "no_peer"]
+            .into_iter()
+            .zip(dr)
+        {
+            let l: Labels = vec![("worker", w.to_string()), ("reason", reason.into())];
+            drops.get_or_create(&l).set(clamp_i64(v));
+        }
+    }
+    reg.register(
+        "tern_worker_up",
+        "1 if the worker's heartbeat is fresh (2 s)",
+        up,
+    );
+    reg.register(
+        "tern_worker_forwarded_packets",
+        "RTP/RTCP packets the worker forwarded since it started",
+        fwd,
+    );
+    reg.register(
+        "tern_worker_dropped_packets",
+        "Packets the worker dropped since it started",
+        dropped,
+    );
+    reg.register(
+        "tern_worker_rx_packets",
+        "RTP packets received on the worker's live slots",
+        rx_p,
+    );
+    reg.register(
+        "tern_worker_tx_packets",
+        "RTP packets sent on the worker's live slots",
+        tx_p,
+    );
+    reg.register(
+        "tern_worker_rx_bytes",
+        "RTP bytes received on the worker's live slots",
+        rx_b,
+    );
+    reg.register(
+        "tern_worker_tx_bytes",
+        "RTP bytes sent on the worker's live slots",
+        tx_b,
+    );
+    reg.register(
+        "tern_worker_rtcp_rx_packets",
+        "RTCP packets received on the worker's live slots",
+        rtcp,
+    );
+    reg.register(
+        "tern_worker_drops",
+        "Packets dropped on the worker's live slots, by reason",
+        drops,
+    );
+
+    let slots: Family<Labels, Gauge> = Family::default();
+    for (name, st) in [
+        ("free", SlotState::Free),
+        ("reserved", SlotState::Reserved),
+        ("active", SlotState::Active),
+        ("draining", SlotState::Draining),
+    ] {
+        slots
+            .get_or_create(&vec![("state", name.to_string())])
+            .set(i64::from(t.count(st)));
+    }
+    reg.register("tern_slots", "Relay slots by state", slots);
+    gauge(
+        &mut reg,
+        "tern_slots_capacity",
+        "Relay slots (calls) the port range holds",
+        i64::from(t.capacity()),
+    );
+    counter(
+        &mut reg,
+        "tern_slots_reserved",
+        "Slot reservations since the table was created",
+        obs.slots_reserved(),
+    );
+
+    let sip = obs.sip_snapshot();
+    gauge(
+        &mut reg,
+        "tern_registrations",
+        "Live registration bindings (0 without the signaling plane)",
+        sip.as_ref()
+            .map_or(0, |s| clamp_i64(s.registrations.len() as u64)),
+    );
+    let active = match &sip {
+        Some(s) => s.calls_active,
+        None => u64::from(t.count(SlotState::Active)),
+    };
+    gauge(
+        &mut reg,
+        "tern_calls_active",
+        "Calls holding a relay slot",
+        clamp_i64(active),
+    );
+    counter(
+        &mut reg,
+        "tern_calls",
+        "Calls started (SIP INVITEs here, else slot reservations)",
+        obs.calls_started(sip.as_ref()),
+    );
+    gauge_f(
+        &mut reg,
+        "tern_calls_per_second",
+        "Calls started per second over the last 10 s",
+        obs.cps.rate(),
+    );
+    if let Some(s) = &sip {
+        let st = &s.stats;
+        for (name, help, v) in [
+            ("tern_sip_datagrams", "SIP datagrams received", st.datagrams),
+            (
+                "tern_sip_malformed_requests",
+                "Malformed SIP requests",
+                st.malformed_requests,
+            ),
+            (
+                "tern_sip_registrations",
+                "Successful REGISTERs",
+                st.registrations,
+            ),
+            (
+                "tern_sip_auth_failures",
+                "Failed digest authentications",
+                st.auth_failures,
+            ),
+            (
+                "tern_sip_calls_answered",
+                "Calls answered",
+                st.calls_answered,
+            ),
+            (
+                "tern_sip_no_slot",
+                "INVITEs refused for want of a relay slot",
+                st.no_slot,
+            ),
+        ] {
+            counter(&mut reg, name, help, v);
+        }
+    }
+
+    reg.register(
+        "tern_leg_loss_fraction",
+        "Fraction of RTP packets lost per live leg (RFC 3550 A.3)",
+        loss,
+    );
+    reg.register(
+        "tern_leg_jitter_ms",
+        "Interarrival jitter per live leg, ms (RFC 3550 A.8)",
+        jitter,
+    );
+    reg.register(
+        "tern_leg_mos",
+        "Mean opinion score per live leg (E-model, ITU-T G.107)",
+        mos,
+    );
+
+    let http: Family<Labels, Counter> = Family::default();
+    for (code, n) in &obs.responses {
+        http.get_or_create(&vec![("code", code.to_string())])
+            .inc_by(*n);
+    }
+    reg.register(
+        "tern_http_responses",
+        "HTTP API responses by status code",
+        http,
+    );
+
+    let mut out = String::new();
+    encode_text(&mut out, &reg)?;
+    Ok(out)
+}
