@@ -3,10 +3,14 @@
 //! clock; tests drive [`SipCore`] on a virtual clock.
 //!
 //! ```text
-//! handle_datagram(bytes, src, now) ─┐
-//! handle_timeout(now) ──────────────┼─> poll_transmit() -> (dest, bytes)
-//!                                   └─> poll_timeout()  -> next deadline
+//! handle_message(bytes, src, now) ──┐
+//! handle_timeout(now) ──────────────┼─> poll_output()  -> Transmit
+//! connection_closed(conn, now) ─────┘   poll_timeout() -> next deadline
 //! ```
+//!
+//! [`Source`] and [`Transmit`] carry the transport: UDP or a TCP
+//! connection; [`Links`] picks it for each destination (responses on the
+//! request's connection, RFC 3261 §18.2.2).
 //!
 //! Retransmissions of what we send are driven by [`crate::transaction`]
 //! state machines (timers A/B, E/F, G/H) and [`Retransmit2xx`]
@@ -26,6 +30,7 @@ use crate::msg::{self, response_salvaged, response_to, Msg, OutMsg, ParseError};
 use crate::registrar::{self, ExpiryPolicy, LocationService, MemoryLocation, RegisterResult};
 use crate::relay::MediaRelay;
 use crate::transaction::{Input, Output, Retransmit2xx, Timers, Transaction};
+use crate::transport::{set_via_transport, ConnId, Links, Source, Transmit, Transport};
 
 /// Methods we answer (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE";
@@ -55,6 +60,10 @@ pub struct CoreStats {
     pub calls_answered: u64,
     /// INVITEs refused for want of a relay slot (503).
     pub no_slot: u64,
+    /// New INVITEs refused with 503 while draining for shutdown.
+    pub drain_refused: u64,
+    /// Messages that could not be framed on a stream (400, connection closed).
+    pub unframed: u64,
 }
 
 /// Which message a retransmission timer resends.
@@ -113,6 +122,9 @@ pub(crate) struct Retrans {
     dest: SocketAddr,
     engine: Engine,
     timer: Option<(Instant, u64)>,
+    /// Transmissions so far: over a reliable transport only the first of
+    /// a transaction goes out (RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1).
+    sent: u32,
 }
 
 /// Timer events.
@@ -134,7 +146,12 @@ pub struct SipCore {
     pub(crate) nonces: NonceSource,
     pub(crate) loc: Box<dyn LocationService>,
     pub(crate) relay: Box<dyn MediaRelay>,
-    pub(crate) out: VecDeque<(SocketAddr, Vec<u8>)>,
+    pub(crate) out: VecDeque<Transmit>,
+    /// Destination → transport (UDP or a TCP connection).
+    pub(crate) links: Links,
+    /// While draining for shutdown: `Retry-After` seconds of the 503 that
+    /// new INVITEs get.
+    draining: Option<u32>,
     timers: BTreeMap<(Instant, u64), TimerEv>,
     timer_seq: u64,
     retrans: HashMap<RtKey, Retrans>,
@@ -194,6 +211,8 @@ impl SipCore {
             loc: Box::new(MemoryLocation::new()),
             relay,
             out: VecDeque::new(),
+            links: Links::new(),
+            draining: None,
             timers: BTreeMap::new(),
             timer_seq: 0,
             retrans: HashMap::new(),
@@ -237,9 +256,68 @@ impl SipCore {
         self.loc.as_ref()
     }
 
-    /// Next datagram to send: destination and bytes.
+    /// Next message to send: destination and bytes, whatever the
+    /// transport (for UDP-only drivers and tests; see
+    /// [`SipCore::poll_output`]).
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front().map(|t| (t.dest, t.bytes))
+    }
+
+    /// Next message to send, with its transport: UDP, the TCP connection a
+    /// request came in on (its responses, RFC 3261 §18.2.2), or
+    /// `Tcp(ConnId::ANY)` for a request to a TCP contact (any connection
+    /// to the destination, or a new one, §18.1.1).
+    pub fn poll_output(&mut self) -> Option<Transmit> {
         self.out.pop_front()
+    }
+
+    /// Stops accepting calls (`Some(retry_after)`, seconds) or accepts
+    /// them again (`None`). While draining, a new INVITE (no To tag, no
+    /// known Call-ID) is answered 503 with `Retry-After`; requests within
+    /// existing dialogs (BYE, re-INVITE, ACK) and other methods are served.
+    pub fn set_draining(&mut self, retry_after: Option<u32>) {
+        self.draining = retry_after;
+    }
+
+    /// Whether no call needs the process any more: none holds a relay
+    /// slot (in setup or up) and no BYE or CANCEL of ours still awaits its
+    /// response (final responses waiting out timer I are not waited for).
+    pub fn drained(&self) -> bool {
+        self.active_calls() == 0
+            && !self
+                .retrans
+                .keys()
+                .any(|k| matches!(k, RtKey::Bye(..) | RtKey::Cancel(_)))
+    }
+
+    /// The transport closed TCP connection `conn` (peer gone, idle, or
+    /// framing lost). Its peer is then reached over a new connection.
+    pub fn connection_closed(&mut self, conn: ConnId, now: Instant) {
+        self.links.closed(conn, now);
+    }
+
+    /// A stream message that could not be framed (RFC 3261 §18.3: no or a
+    /// bad Content-Length): `head` is its header section. A request is
+    /// answered 400 on the same connection (the transport then closes it);
+    /// anything else is dropped. Counted in [`CoreStats::unframed`].
+    pub fn handle_unframed(&mut self, head: &[u8], src: Source, why: &str, now: Instant) {
+        let _ = now;
+        self.stats.unframed += 1;
+        self.links.begin(src);
+        match msg::parse(head) {
+            Ok(m) if m.method().is_some() => {
+                debug!(src = %src.addr, %why, "unframed stream request answered 400");
+                self.reply(&m, 400, src.addr, |r| r);
+            }
+            Err(ParseError::BadRequest { salvage, .. }) => {
+                if let Some(r) = response_salvaged(&salvage, 400) {
+                    let r = r.header("Server", self.cfg.user_agent.clone());
+                    self.send(src.addr, r.to_bytes());
+                }
+            }
+            _ => debug!(src = %src.addr, %why, "unframed stream message dropped"),
+        }
+        self.links.end();
     }
 
     /// The earliest instant at which [`SipCore::handle_timeout`] has work.
@@ -248,12 +326,33 @@ impl SipCore {
         Some(t.map_or(self.next_purge, |t| t.min(self.next_purge)))
     }
 
-    /// Handles one received datagram from `src` at `now`.
+    /// Handles one received UDP datagram from `src` at `now`.
     pub fn handle_datagram(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        self.handle_message(data, Source::udp(src), now);
+    }
+
+    /// Handles one received message at `now`: a UDP datagram, or one
+    /// message framed from a TCP stream ([`crate::tcp::Framer`]). What it
+    /// causes to be sent back to `src.addr` goes on `src.transport`.
+    pub fn handle_message(&mut self, data: &[u8], source: Source, now: Instant) {
+        self.links.begin(source);
+        self.handle_parsed(data, source, now);
+        self.links.end();
+    }
+
+    fn handle_parsed(&mut self, data: &[u8], source: Source, now: Instant) {
+        let src = source.addr;
         self.stats.datagrams += 1;
         match msg::parse(data) {
             Ok(m) => {
-                if m.method().is_some() {
+                if m.method() == Some("REGISTER") {
+                    let before = self.stats.registrations;
+                    let contacts = m.contacts();
+                    self.on_request(m, src, now);
+                    if self.stats.registrations > before {
+                        self.note_tcp_contacts(&contacts, src, now);
+                    }
+                } else if m.method().is_some() {
                     self.on_request(m, src, now);
                 } else {
                     self.on_response(m, src, now);
@@ -269,7 +368,7 @@ impl SipCore {
                     self.stats.malformed_requests += 1;
                     debug!(%src, status, %detail, "malformed request answered");
                     let r = r.header("Server", self.cfg.user_agent.clone());
-                    self.out.push_back((src, r.to_bytes()));
+                    self.send(src, r.to_bytes());
                 }
                 None => {
                     self.stats.dropped_requests += 1;
@@ -279,6 +378,25 @@ impl SipCore {
             Err(ParseError::Drop { detail }) => {
                 self.stats.malformed_responses += 1;
                 debug!(%src, %detail, "malformed message dropped");
+            }
+        }
+    }
+
+    /// Remembers the targets of Contacts registered with `;transport=tcp`
+    /// (RFC 3261 §19.1.1), so requests to them go over TCP, for as long as
+    /// a registration can last.
+    fn note_tcp_contacts(&mut self, contacts: &[msg::NameAddr], src: SocketAddr, now: Instant) {
+        for c in contacts {
+            let tcp = c.uri.split(';').skip(1).any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("transport")
+                        && v.trim().eq_ignore_ascii_case("tcp")
+                })
+            });
+            if tcp {
+                let target = registrar::route_target(&c.uri, src);
+                let life = Duration::from_secs(u64::from(self.cfg.max_expires));
+                self.links.add_target(target, now + life);
             }
         }
     }
@@ -305,6 +423,7 @@ impl SipCore {
             if n > 0 {
                 debug!(expired = n, "registrations purged");
             }
+            self.links.purge(now);
             self.next_purge = now + Duration::from_secs(30);
         }
     }
@@ -351,6 +470,7 @@ impl SipCore {
                 dest,
                 engine,
                 timer: None,
+                sent: 0,
             },
         );
         self.drive_retrans(key, now);
@@ -366,7 +486,17 @@ impl SipCore {
         let mut ended = false;
         while let Some(o) = r.engine.poll_output() {
             match o {
-                Output::Transmit(b) => self.out.push_back((r.dest, b)),
+                Output::Transmit(b) => {
+                    let transport = self.links.route(r.dest);
+                    // §13.3.1.4: a 2xx is retransmitted whatever the
+                    // transport; the transaction layer's resends only
+                    // over UDP.
+                    let resend = r.sent > 0 && !matches!(r.engine, Engine::Ok2xx(_));
+                    if !(resend && transport.is_reliable()) {
+                        r.sent += 1;
+                        self.out.push_back(outgoing(transport, r.dest, b));
+                    }
+                }
                 Output::Timeout(_) => timed_out = true,
                 Output::Terminated => ended = true,
                 _ => {}
@@ -417,9 +547,10 @@ impl SipCore {
         self.drive_retrans(k, now);
     }
 
-    /// Sends a datagram once.
+    /// Sends a message once, on the transport [`Links`] picks for `dest`.
     pub(crate) fn send(&mut self, dest: SocketAddr, bytes: Vec<u8>) {
-        self.out.push_back((dest, bytes));
+        let transport = self.links.route(dest);
+        self.out.push_back(outgoing(transport, dest, bytes));
     }
 
     /// Builds a response to `req` with our Server header.
@@ -480,6 +611,12 @@ impl SipCore {
             "OPTIONS" => self.reply(&req, 200, src, |r| {
                 r.header("Allow", ALLOW).header("Accept", "application/sdp")
             }),
+            "INVITE" if dialog.is_none() && req.to.tag().is_none() && self.draining.is_some() => {
+                self.stats.drain_refused += 1;
+                let secs = self.draining.unwrap_or_default().to_string();
+                info!(call_id = %req.call_id, %src, "draining: new INVITE refused with 503");
+                self.reply(&req, 503, src, |r| r.header("Retry-After", secs));
+            }
             "INVITE" => self.on_invite(req, src, dialog, now),
             "ACK" => match dialog {
                 Some((id, side)) if self.is_reinvite_ack(id, side, &req) => {
@@ -622,6 +759,20 @@ impl SipCore {
                 self.stats.stray_responses += 1;
             }
         }
+    }
+}
+
+/// A [`Transmit`]; a request to go over TCP gets `TCP` in its top Via
+/// (ours), RFC 3261 §18.1.1.
+fn outgoing(transport: Transport, dest: SocketAddr, bytes: Vec<u8>) -> Transmit {
+    let bytes = match transport {
+        Transport::Udp => bytes,
+        Transport::Tcp(_) => set_via_transport(bytes, transport.via_token()),
+    };
+    Transmit {
+        transport,
+        dest,
+        bytes,
     }
 }
 
