@@ -78,6 +78,11 @@ struct SipOpts {
     /// TOML configuration file (`[[users]]` with `name` and `password` or `ha1`).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// On SIGTERM, refuse new calls (503) and let calls up finish for at
+    /// most SECS seconds [default: `[sip] drain_secs`, else 30]. A second
+    /// SIGTERM, or SIGINT, stops at once.
+    #[arg(long, value_name = "SECS")]
+    drain: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -134,13 +139,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, shutdown.clone()) {
-            eprintln!("tern: cannot install signal handler: {e}");
-            return ExitCode::FAILURE;
-        }
+    let cmd = cli.cmd.unwrap_or(Cmd::Up(UpArgs::default()));
+    if let Err(e) = install_signals(&shutdown, matches!(cmd, Cmd::Up(_) | Cmd::Sip(_))) {
+        eprintln!("tern: cannot install signal handler: {e}");
+        return ExitCode::FAILURE;
     }
-    let result = match cli.cmd.unwrap_or(Cmd::Up(UpArgs::default())) {
+    let result = match cmd {
         Cmd::Up(a) => up(a, shutdown),
         Cmd::Relay(a) => relay(a, shutdown),
         Cmd::Sip(a) => sip(a, shutdown),
@@ -157,6 +161,53 @@ fn main() -> ExitCode {
 }
 
 type Error = Box<dyn std::error::Error>;
+
+/// Set by the first SIGTERM of `tern up`/`tern sip`: the SIP plane drains.
+static DRAIN: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+fn drain_flag() -> Arc<AtomicBool> {
+    DRAIN
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+/// SIGINT stops at once. With `drains` (a SIP plane runs), the first
+/// SIGTERM sets [`drain_flag`] and a second one stops at once; otherwise
+/// SIGTERM stops at once.
+fn install_signals(shutdown: &Arc<AtomicBool>, drains: bool) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    signal_hook::flag::register(SIGINT, shutdown.clone())?;
+    if !drains {
+        signal_hook::flag::register(SIGTERM, shutdown.clone())?;
+        return Ok(());
+    }
+    let (drain, stop) = (drain_flag(), shutdown.clone());
+    // SAFETY: the handler only swaps and stores atomics (async-signal-safe).
+    unsafe {
+        signal_hook::low_level::register(SIGTERM, move || {
+            if drain.swap(true, Ordering::SeqCst) {
+                stop.store(true, Ordering::SeqCst);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The SIP transport settings: `[sip]` TCP keys and `drain_secs` of the
+/// config file, `--drain` over them; draining on [`drain_flag`].
+fn sip_transport(o: &SipOpts) -> Result<tern_signaling::server::TransportConfig, Error> {
+    let text = match &o.config {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?
+        }
+        None => String::new(),
+    };
+    let mut t = tern_signaling::server::TransportConfig::from_toml(&text)?;
+    if let Some(secs) = o.drain {
+        t.drain = std::time::Duration::from_secs(secs);
+    }
+    Ok(t)
+}
 
 fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
     let workers = a
@@ -316,10 +367,16 @@ fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
 fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     // Bind SIP before anything announces readiness, so no request is lost.
     let snapshot = tern_signaling::SipSnapshot::shared();
-    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?.with_snapshot(snapshot.clone());
+    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?
+        .with_snapshot(snapshot.clone())
+        .with_transport(sip_transport(&a.sip)?)
+        .with_drain(drain_flag());
     let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
     let http = start_http(a.relay.http, &table, Some(snapshot), &shutdown)?;
-    println!("tern sip: listening on udp:{}", server.local_addr());
+    println!(
+        "tern sip: listening on udp:{0} tcp:{0}",
+        server.local_addr()
+    );
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
     let sip = server.serve(backend, shutdown.clone());
     shutdown.store(true, Ordering::Relaxed);
@@ -361,10 +418,13 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     })?;
     let table = Arc::new(table);
     let snapshot = tern_signaling::SipSnapshot::shared();
-    let server = tern_signaling::Server::bind(cfg)?.with_snapshot(snapshot.clone());
+    let server = tern_signaling::Server::bind(cfg)?
+        .with_snapshot(snapshot.clone())
+        .with_transport(sip_transport(&a.sip)?)
+        .with_drain(drain_flag());
     let http = start_http(a.http, &table, Some(snapshot), &shutdown)?;
     println!(
-        "tern sip: listening on udp:{}, relay {}",
+        "tern sip: listening on udp:{0} tcp:{0}, relay {1}",
         server.local_addr(),
         table.path().display()
     );

@@ -4,7 +4,9 @@
 //! - [`config`]: [`SipConfig`] and the `[[users]]` TOML table.
 //! - [`relay`]: the [`MediaRelay`] trait and [`ShmRelay`] over the
 //!   shared-memory slot table.
-//! - [`server`]: the `mio` UDP transport and [`run`].
+//! - [`server`]: the `mio` transport, UDP and TCP on one port, and [`run`];
+//!   [`tcp`]: the sans-IO stream framer; [`transport`]: [`Source`],
+//!   [`Transmit`] and the destination → transport table.
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks, building), [`digest`] (RFC 2617), [`registrar`]
 //!   (RFC 3261 §10), [`sdp`] (offer/answer rewrite), [`b2bua`] (calls) and
@@ -39,12 +41,15 @@ pub mod relay;
 pub mod sdp;
 pub mod server;
 pub mod snapshot;
+pub mod tcp;
 pub mod transaction;
+pub mod transport;
 
 pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
 pub use crate::core::{CoreStats, SipCore};
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
-pub use crate::server::{run, Server};
+pub use crate::server::{run, Server, TransportStats};
+pub use crate::transport::{ConnId, Source, Transmit, Transport};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
 
 /// Errors that stop the signaling plane.
@@ -62,7 +67,7 @@ impl fmt::Display for SipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SipError::Config(e) => write!(f, "{e}"),
-            SipError::Bind(a, e) => write!(f, "cannot bind SIP UDP socket on {a}: {e}"),
+            SipError::Bind(a, e) => write!(f, "cannot bind SIP UDP and TCP on {a}: {e}"),
             SipError::Io(e) => write!(f, "SIP transport: {e}"),
         }
     }

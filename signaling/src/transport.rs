@@ -1,0 +1,329 @@
+//! Transport addressing for the sans-IO core: where a message came from
+//! ([`Source`]), where one goes ([`Transmit`]), and the table ([`Links`])
+//! that picks UDP or a TCP connection for a destination address.
+//!
+//! The core's call logic speaks in socket addresses only; [`Links`] maps
+//! each destination back to a transport (RFC 3261 §18):
+//!
+//! 1. the source of the message being handled: a response goes back on the
+//!    transport (and TCP connection) its request came in on (§18.2.2);
+//! 2. an address that has sent us something over a live TCP connection:
+//!    that connection (reused for in-dialog requests, e.g. a BYE);
+//! 3. an address registered with a `;transport=tcp` Contact (or whose
+//!    connection closed recently): TCP, over any connection the transport
+//!    holds to it or a new one ([`ConnId::ANY`]);
+//! 4. anything else: UDP, as before TCP existed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A TCP connection, numbered by the transport. `0` is [`ConnId::ANY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// In a [`Transmit`]: any open connection to the destination, or a new
+    /// one (RFC 3261 §18.1.1). Never the id of a real connection.
+    pub const ANY: ConnId = ConnId(0);
+}
+
+/// The transport a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A UDP datagram on the listening socket.
+    Udp,
+    /// A TCP connection (stream framed by Content-Length, RFC 3261 §18.3).
+    Tcp(ConnId),
+}
+
+impl Transport {
+    /// Whether the transport is reliable (no retransmissions by the
+    /// transaction layer, RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+
+    /// The Via transport token: `UDP` or `TCP` (RFC 3261 §20.42).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+/// Where a received message came from: the transport and the peer's
+/// address (for TCP, the connection's remote address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    /// UDP, or the TCP connection the message was read from.
+    pub transport: Transport,
+    /// The peer's IP and port.
+    pub addr: SocketAddr,
+}
+
+impl Source {
+    /// A UDP datagram from `addr`.
+    pub fn udp(addr: SocketAddr) -> Source {
+        Source {
+            transport: Transport::Udp,
+            addr,
+        }
+    }
+
+    /// A message read from TCP connection `conn` whose peer is `addr`.
+    pub fn tcp(conn: ConnId, addr: SocketAddr) -> Source {
+        Source {
+            transport: Transport::Tcp(conn),
+            addr,
+        }
+    }
+}
+
+/// One message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// UDP, a TCP connection, or `Tcp(ConnId::ANY)`: any connection to
+    /// `dest`, opened if there is none.
+    pub transport: Transport,
+    /// The peer's IP and port.
+    pub dest: SocketAddr,
+    /// The whole message (start line, headers, body).
+    pub bytes: Vec<u8>,
+}
+
+/// Most TCP-reachable addresses remembered (registered TCP contacts and
+/// recently closed peers); beyond it new ones are not remembered (they
+/// are reached over UDP), so memory stays bounded whatever peers send.
+pub const MAX_TCP_TARGETS: usize = 200_000;
+
+/// How long the peer of a closed TCP connection is still reached over TCP
+/// (a new connection) rather than UDP: 64·T1 at the default T1, the life
+/// of a transaction.
+pub const CLOSED_PEER_TTL: Duration = Duration::from_secs(32);
+
+/// The destination → transport table (see the module docs). Sans-IO:
+/// fed by the core with what it receives and by the transport with
+/// connection closes.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// The message being handled, whose responses follow its transport.
+    current: Option<Source>,
+    /// Remote address → live TCP connection that carried a message.
+    peers: HashMap<SocketAddr, ConnId>,
+    /// Connection → its remote address, to forget it on close.
+    conns: HashMap<ConnId, SocketAddr>,
+    /// Addresses to reach over TCP, until the instant given.
+    targets: HashMap<SocketAddr, Instant>,
+}
+
+impl Links {
+    /// An empty table: everything goes over UDP.
+    pub fn new() -> Links {
+        Links::default()
+    }
+
+    /// Notes that a message from `src` is being handled (until
+    /// [`Links::end`]); a TCP source's connection becomes the way to reach
+    /// its address.
+    pub fn begin(&mut self, src: Source) {
+        self.current = Some(src);
+        if let Transport::Tcp(conn) = src.transport {
+            if conn != ConnId::ANY {
+                if let Some(old) = self.peers.insert(src.addr, conn) {
+                    if old != conn {
+                        self.conns.remove(&old);
+                    }
+                }
+                self.conns.insert(conn, src.addr);
+            }
+        }
+    }
+
+    /// The message of [`Links::begin`] is handled.
+    pub fn end(&mut self) {
+        self.current = None;
+    }
+
+    /// Connection `conn` closed: its peer is reached over a new TCP
+    /// connection for [`CLOSED_PEER_TTL`].
+    pub fn closed(&mut self, conn: ConnId, now: Instant) {
+        if let Some(addr) = self.conns.remove(&conn) {
+            if self.peers.get(&addr) == Some(&conn) {
+                self.peers.remove(&addr);
+                self.add_target(addr, now + CLOSED_PEER_TTL);
+            }
+        }
+    }
+
+    /// Reaches `addr` over TCP until `until` (a Contact registered with
+    /// `;transport=tcp`). Ignored beyond [`MAX_TCP_TARGETS`] entries.
+    pub fn add_target(&mut self, addr: SocketAddr, until: Instant) {
+        if self.targets.len() >= MAX_TCP_TARGETS && !self.targets.contains_key(&addr) {
+            return;
+        }
+        let e = self.targets.entry(addr).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// Forgets TCP targets whose time ran out; returns how many.
+    pub fn purge(&mut self, now: Instant) -> usize {
+        let before = self.targets.len();
+        self.targets.retain(|_, until| *until > now);
+        before - self.targets.len()
+    }
+
+    /// The transport for a message to `dest` (see the module docs).
+    /// Expired targets count until [`Links::purge`] removes them.
+    pub fn route(&self, dest: SocketAddr) -> Transport {
+        if let Some(cur) = self.current {
+            if cur.addr == dest {
+                return cur.transport;
+            }
+        }
+        if let Some(&conn) = self.peers.get(&dest) {
+            return Transport::Tcp(conn);
+        }
+        if self.targets.contains_key(&dest) {
+            Transport::Tcp(ConnId::ANY)
+        } else {
+            Transport::Udp
+        }
+    }
+
+    /// Live TCP connections known to the table.
+    pub fn tcp_peers(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+/// `bytes` with the transport of its top Via set to `token` (`TCP`) when
+/// it is a request whose first Via says `SIP/2.0/UDP` (ours: the core
+/// builds requests with a UDP Via). Responses and other messages are
+/// returned unchanged: a response's Via is the requester's.
+pub fn set_via_transport(bytes: Vec<u8>, token: &str) -> Vec<u8> {
+    if bytes.starts_with(b"SIP/2.0 ") || token.len() != 3 {
+        return bytes;
+    }
+    let Some(head_end) = find(&bytes, b"\r\n\r\n") else {
+        return bytes;
+    };
+    let mut bytes = bytes;
+    let mut at = 0;
+    while let Some(eol) = find(&bytes[at..head_end], b"\r\n") {
+        let line = at + eol + 2;
+        let rest = &bytes[line..head_end];
+        let name_len = rest.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = String::from_utf8_lossy(&rest[..name_len]);
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("via") || name == "v" {
+            let value_start = line + name_len + 1;
+            let value = &bytes[value_start..head_end];
+            let skip = value
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(0);
+            let p = value_start + skip;
+            if bytes.len() >= p + 11 && bytes[p..p + 11].eq_ignore_ascii_case(b"SIP/2.0/UDP") {
+                bytes[p + 8..p + 11].copy_from_slice(token.as_bytes());
+            }
+            return bytes;
+        }
+        at = line;
+    }
+    bytes
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_follow_source_then_connections_then_targets() {
+        let t0 = Instant::now();
+        let mut l = Links::new();
+        let x = a("10.0.0.1:5060");
+        assert_eq!(l.route(x), Transport::Udp);
+        l.begin(Source::tcp(ConnId(7), x));
+        assert_eq!(l.route(x), Transport::Tcp(ConnId(7)));
+        l.end();
+        // Still reached on its connection after the message.
+        assert_eq!(l.route(x), Transport::Tcp(ConnId(7)));
+        // A UDP message from another address: its response goes over UDP.
+        let y = a("10.0.0.2:5060");
+        l.begin(Source::udp(y));
+        assert_eq!(l.route(y), Transport::Udp);
+        assert_eq!(l.route(x), Transport::Tcp(ConnId(7)));
+        l.end();
+        // Closing: a new connection for a while, then UDP.
+        l.closed(ConnId(7), t0);
+        assert_eq!(l.route(x), Transport::Tcp(ConnId::ANY));
+        assert_eq!(l.tcp_peers(), 0);
+        let later = t0 + CLOSED_PEER_TTL + Duration::from_secs(1);
+        assert_eq!(l.purge(t0), 0);
+        assert_eq!(l.purge(later), 1);
+        assert_eq!(l.route(x), Transport::Udp);
+        // Registered TCP contact.
+        l.add_target(y, t0 + Duration::from_secs(60));
+        assert_eq!(l.route(y), Transport::Tcp(ConnId::ANY));
+    }
+
+    #[test]
+    fn a_reused_address_moves_to_the_new_connection() {
+        let t0 = Instant::now();
+        let mut l = Links::new();
+        let x = a("10.0.0.1:40000");
+        l.begin(Source::tcp(ConnId(1), x));
+        l.begin(Source::tcp(ConnId(2), x));
+        l.end();
+        // Closing the old connection does not forget the new one.
+        l.closed(ConnId(1), t0);
+        assert_eq!(l.route(x), Transport::Tcp(ConnId(2)));
+    }
+
+    #[test]
+    fn targets_are_bounded() {
+        let t0 = Instant::now();
+        let mut l = Links::new();
+        for i in 0..MAX_TCP_TARGETS + 10 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);
+            l.add_target(SocketAddr::new(ip.into(), 5060), t0 + CLOSED_PEER_TTL);
+        }
+        assert_eq!(l.targets.len(), MAX_TCP_TARGETS);
+    }
+
+    #[test]
+    fn via_transport_is_rewritten_in_requests_only() {
+        let req = b"INVITE sip:b@x SIP/2.0\r\nFrom: <sip:a@x>\r\nVia:  SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 5.6.7.8\r\n\r\nbody SIP/2.0/UDP".to_vec();
+        let out = String::from_utf8(set_via_transport(req, "TCP")).unwrap();
+        assert!(out.contains("Via:  SIP/2.0/TCP 1.2.3.4:5060;branch=z9hG4bK1\r\n"));
+        assert!(
+            out.contains("Via: SIP/2.0/UDP 5.6.7.8\r\n"),
+            "only the top Via"
+        );
+        assert!(out.ends_with("body SIP/2.0/UDP"), "the body is untouched");
+        let compact = b"BYE sip:b@x SIP/2.0\r\nv: SIP/2.0/UDP h\r\n\r\n".to_vec();
+        let out = String::from_utf8(set_via_transport(compact, "TCP")).unwrap();
+        assert!(out.contains("v: SIP/2.0/TCP h"));
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n".to_vec();
+        assert_eq!(set_via_transport(resp.clone(), "TCP"), resp);
+        // Garbage and truncated input come back unchanged, without panics.
+        for g in [
+            &b""[..],
+            b"X",
+            b"A b SIP/2.0\r\nVia:",
+            b"A b c\r\nVia: SIP/2.0/U\r\n\r\n",
+        ] {
+            assert_eq!(set_via_transport(g.to_vec(), "TCP"), g.to_vec());
+        }
+    }
+}
