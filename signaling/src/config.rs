@@ -1,23 +1,36 @@
-//! Configuration of the signaling plane: [`SipConfig`] and the `[[users]]`
-//! table of a TOML file.
+//! Configuration of the signaling plane: [`SipConfig`], the `[[users]]`
+//! table and the optional `[sip]` table of a TOML file.
 //!
 //! # TOML shape
 //!
 //! ```toml
+//! [sip]                          # optional; every key optional
+//! realm = "example.com"          # digest realm (default "tern")
+//! domains = ["example.com"]      # local domains besides the realm and our address
+//! auth_invites = true            # INVITEs to local users need auth (default: when users exist)
+//! nonce_ttl = 300                # seconds a digest nonce stays valid
+//! default_expires = 3600         # registration lifetime when none is asked, seconds
+//! min_expires = 60               # shorter requests get 423
+//! max_expires = 86400            # longer requests are cut down
+//!
 //! [[users]]
 //! name = "alice"
-//! password = "secret"            # HA1 is computed at load: MD5(name:realm:password)
+//! password = "secret"            # both HA1 values are computed at load
 //!
 //! [[users]]
 //! name = "bob"
 //! ha1 = "0123456789abcdef0123456789abcdef"   # 32 hex digits, MD5(name:realm:password)
+//! ha1_sha256 = "..."                         # optional, 64 hex digits, SHA-256(name:realm:password)
 //! ```
 //!
-//! [`load_users_toml`] reads only the top-level `users` array. Every other
-//! key or table in the file (`[relay]`, `[sip]`, ...) is **ignored**: the
-//! same file feeds the binary's own configuration reader. Inside a
-//! `[[users]]` entry, unknown keys are rejected, since a typo there (say
-//! `passwd`) would otherwise silently leave a user without credentials.
+//! [`load_users_toml`] reads only the top-level `users` array and
+//! [`SipConfig::from_toml`] that and the `[sip]` table. Every other key or
+//! table in the file (`[relay]`, ...) is **ignored**: the same file feeds
+//! the binary's own configuration reader, and other parts of tern may add
+//! keys to `[sip]`. Inside a `[[users]]` entry unknown keys are rejected,
+//! since a typo there (say `passwd`) would otherwise silently leave a user
+//! without credentials. A user without a SHA-256 HA1 (only `ha1` given) can
+//! answer only the MD5 challenge.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -55,20 +68,20 @@ impl std::error::Error for ConfigError {}
 /// The secret a user authenticates with.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// A clear-text password; HA1 is derived from it with the realm when the
-    /// signaling core is built, and only the HA1 is kept there.
+    /// A clear-text password, as read by [`load_users_toml`] (which does
+    /// not know the realm). [`SipConfig::from_toml`] and the signaling core
+    /// turn it into [`Credential::Ha1`] and drop the password.
     Password(String),
-    /// HA1 = MD5(`name:realm:password`) as 32 lowercase hex digits
-    /// (RFC 2617 §3.2.2.2). It must have been computed with the configured
-    /// realm.
-    Ha1(String),
+    /// HA1 values H(`name:realm:password`) in lowercase hex (RFC 7616
+    /// §3.4.2), computed with the configured realm.
+    Ha1(digest::Ha1),
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credential::Password(_) => write!(f, "Password(<redacted>)"),
-            Credential::Ha1(_) => write!(f, "Ha1(<redacted>)"),
+            Credential::Ha1(h) => write!(f, "Ha1({h:?})"),
         }
     }
 }
@@ -83,11 +96,19 @@ pub struct User {
 }
 
 impl User {
-    /// HA1 for `realm`, 32 lowercase hex digits (RFC 2617 §3.2.2.2).
-    pub fn ha1(&self, realm: &str) -> String {
+    /// The HA1 values for `realm` (both MD5 and SHA-256 from a password;
+    /// as configured from stored HA1s).
+    pub fn ha1(&self, realm: &str) -> digest::Ha1 {
         match &self.credential {
-            Credential::Password(p) => digest::md5_hex(&format!("{}:{realm}:{p}", self.name)),
-            Credential::Ha1(h) => h.to_ascii_lowercase(),
+            Credential::Password(p) => digest::Ha1::from_password(&self.name, realm, p),
+            Credential::Ha1(h) => h.clone(),
+        }
+    }
+
+    /// Replaces a password by its HA1 values for `realm`.
+    pub fn hash_password(&mut self, realm: &str) {
+        if let Credential::Password(_) = self.credential {
+            self.credential = Credential::Ha1(self.ha1(realm));
         }
     }
 }
@@ -100,55 +121,83 @@ struct RawUser {
     password: Option<String>,
     #[serde(default)]
     ha1: Option<String>,
+    #[serde(default)]
+    ha1_sha256: Option<String>,
+}
+
+/// The `[sip]` keys we read; others (of other components) are ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSip {
+    realm: Option<String>,
+    domains: Option<Vec<String>>,
+    auth_invites: Option<bool>,
+    nonce_ttl: Option<u64>,
+    default_expires: Option<u32>,
+    min_expires: Option<u32>,
+    max_expires: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawFile {
     users: Vec<RawUser>,
+    sip: RawSip,
 }
 
-/// Reads the `[[users]]` entries of a TOML document; every other key or
-/// table is ignored (see the module docs).
-///
-/// Errors: [`ConfigError::Toml`] if the text is not TOML or an entry has the
-/// wrong shape or an unknown key; [`ConfigError::BadUser`] for an empty or
-/// duplicate name, a name with `:`, both or neither of `password`/`ha1`, or
-/// an `ha1` that is not 32 hex digits.
-pub fn load_users_toml(text: &str) -> Result<Vec<User>, ConfigError> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
-    let mut users: Vec<User> = Vec::with_capacity(raw.users.len());
-    for u in raw.users {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawUsersFile {
+    users: Vec<RawUser>,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
+    let mut users: Vec<User> = Vec::with_capacity(raw.len());
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    for u in raw {
         if u.name.is_empty() || u.name.contains(':') || u.name.contains(char::is_whitespace) {
             return Err(ConfigError::BadUser(format!(
                 "user name {:?} must be non-empty, without ':' or white space",
                 u.name
             )));
         }
-        if users.iter().any(|x| x.name == u.name) {
+        if !seen.insert(u.name.clone()) {
             return Err(ConfigError::BadUser(format!(
                 "user {:?} is listed twice",
                 u.name
             )));
         }
-        let credential = match (u.password, u.ha1) {
-            (Some(p), None) => Credential::Password(p),
-            (None, Some(h)) => {
-                if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let credential = match (u.password, u.ha1, u.ha1_sha256) {
+            (Some(p), None, None) => Credential::Password(p),
+            (None, md5, sha256) if md5.is_some() || sha256.is_some() => {
+                if md5.as_deref().is_some_and(|h| !is_hex(h, 32)) {
                     return Err(ConfigError::BadUser(format!(
                         "user {:?}: ha1 must be 32 hex digits (MD5 of name:realm:password)",
                         u.name
                     )));
                 }
-                Credential::Ha1(h.to_ascii_lowercase())
+                if sha256.as_deref().is_some_and(|h| !is_hex(h, 64)) {
+                    return Err(ConfigError::BadUser(format!(
+                        "user {:?}: ha1_sha256 must be 64 hex digits (SHA-256 of name:realm:password)",
+                        u.name
+                    )));
+                }
+                Credential::Ha1(digest::Ha1 {
+                    md5: md5.map(|h| h.to_ascii_lowercase()),
+                    sha256: sha256.map(|h| h.to_ascii_lowercase()),
+                })
             }
-            (Some(_), Some(_)) => {
+            (Some(_), _, _) => {
                 return Err(ConfigError::BadUser(format!(
-                    "user {:?}: give either password or ha1, not both",
+                    "user {:?}: give either password or ha1/ha1_sha256, not both",
                     u.name
                 )))
             }
-            (None, None) => {
+            (None, _, _) => {
                 return Err(ConfigError::BadUser(format!(
                     "user {:?}: needs password or ha1",
                     u.name
@@ -163,6 +212,20 @@ pub fn load_users_toml(text: &str) -> Result<Vec<User>, ConfigError> {
     Ok(users)
 }
 
+/// Reads the `[[users]]` entries of a TOML document; every other key or
+/// table is ignored (see the module docs). Passwords are kept as
+/// [`Credential::Password`] since the realm is not known here.
+///
+/// Errors: [`ConfigError::Toml`] if the text is not TOML or an entry has the
+/// wrong shape or an unknown key; [`ConfigError::BadUser`] for an empty or
+/// duplicate name, a name with `:` or white space, a password together
+/// with an HA1, none of `password`/`ha1`/`ha1_sha256`, or an `ha1` that is
+/// not 32 hex digits (`ha1_sha256`: 64).
+pub fn load_users_toml(text: &str) -> Result<Vec<User>, ConfigError> {
+    let raw: RawUsersFile = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+    check_users(raw.users)
+}
+
 /// Configuration of the SIP signaling plane.
 #[derive(Debug, Clone)]
 pub struct SipConfig {
@@ -171,8 +234,17 @@ pub struct SipConfig {
     /// The address put in our Via and Contact headers when `listen` is a
     /// wildcard address. `None`: the relay's media address is used.
     pub advertise: Option<IpAddr>,
-    /// Digest realm (RFC 2617 §3.2.1).
+    /// Digest realm (RFC 7616 §3.3); also a local domain.
     pub realm: String,
+    /// Local domains besides the realm and tern's own address: an INVITE
+    /// whose Request-URI host is none of them is for a foreign domain and
+    /// always needs authentication (tern is not an open relay). Compared
+    /// case-insensitively.
+    pub domains: Vec<String>,
+    /// Whether an INVITE to a local user needs digest authentication.
+    /// `None`: yes when users are configured. INVITEs to foreign domains
+    /// need it regardless.
+    pub auth_invites: Option<bool>,
     /// Users allowed to register and call. Empty: no authentication at all,
     /// which [`SipConfig::validate`] allows on loopback only.
     pub users: Vec<User>,
@@ -185,8 +257,11 @@ pub struct SipConfig {
     /// Longest lifetime granted, seconds; longer requests are cut down.
     pub max_expires: u32,
     /// How long a digest nonce stays valid; an older one is answered with
-    /// `stale=true` (RFC 2617 §3.2.1).
+    /// `stale=true` (RFC 7616 §3.3).
     pub nonce_ttl: Duration,
+    /// Bound of the nonce-count (replay protection) table, nonces; see
+    /// [`crate::digest::NonceSource::with_capacity`].
+    pub nonce_capacity: usize,
     /// RFC 3261 T1: RTT estimate, the first retransmission interval (500 ms).
     pub t1: Duration,
     /// RFC 3261 T2: cap on the non-INVITE and 2xx retransmission interval (4 s).
@@ -207,11 +282,14 @@ impl Default for SipConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
             advertise: None,
             realm: "tern".into(),
+            domains: Vec::new(),
+            auth_invites: None,
             users: Vec::new(),
             default_expires: 3600,
             min_expires: 60,
             max_expires: 86400,
             nonce_ttl: Duration::from_secs(300),
+            nonce_capacity: digest::DEFAULT_NC_CAPACITY,
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
@@ -222,17 +300,47 @@ impl Default for SipConfig {
 }
 
 impl SipConfig {
-    /// Defaults, listening on `listen`, with the `[[users]]` of the TOML
-    /// `text` (every other key or table is ignored; an empty text means no
-    /// users). Call [`SipConfig::validate`] before serving.
+    /// Defaults, listening on `listen`, with the `[sip]` settings and the
+    /// `[[users]]` of the TOML `text` (other keys and tables are ignored; an
+    /// empty text means defaults and no users). Passwords are replaced by
+    /// their HA1 values for the realm here. Call [`SipConfig::validate`]
+    /// before serving.
     ///
-    /// Errors: those of [`load_users_toml`].
+    /// Errors: those of [`load_users_toml`], and [`ConfigError::Toml`] for a
+    /// `[sip]` key of the wrong type.
     pub fn from_toml(listen: SocketAddr, text: &str) -> Result<SipConfig, ConfigError> {
-        Ok(SipConfig {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        let d = SipConfig::default();
+        let sip = raw.sip;
+        let mut cfg = SipConfig {
             listen,
-            users: load_users_toml(text)?,
-            ..SipConfig::default()
-        })
+            realm: sip.realm.unwrap_or(d.realm),
+            domains: sip.domains.unwrap_or_default(),
+            auth_invites: sip.auth_invites,
+            users: check_users(raw.users)?,
+            nonce_ttl: sip.nonce_ttl.map_or(d.nonce_ttl, Duration::from_secs),
+            default_expires: sip.default_expires.unwrap_or(d.default_expires),
+            min_expires: sip.min_expires.unwrap_or(d.min_expires),
+            max_expires: sip.max_expires.unwrap_or(d.max_expires),
+            ..d
+        };
+        let realm = cfg.realm.clone();
+        for u in &mut cfg.users {
+            u.hash_password(&realm);
+        }
+        Ok(cfg)
+    }
+
+    /// Whether `host` (a Request-URI host: name, IPv4 or `[IPv6]`) is one
+    /// of ours: the realm, one of [`SipConfig::domains`], the listen IP or
+    /// `local` (the address in our Via/Contact).
+    pub fn is_local_host(&self, host: &str, local: IpAddr) -> bool {
+        let h = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = h.parse::<IpAddr>() {
+            return ip == local || ip == self.listen.ip();
+        }
+        h.eq_ignore_ascii_case(&self.realm)
+            || self.domains.iter().any(|d| d.eq_ignore_ascii_case(h))
     }
 
     /// Checks that the configuration is safe and coherent.
@@ -257,6 +365,16 @@ impl SipConfig {
         if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
             return Err(ConfigError::Refused(
                 "timers: need 0 < t1 <= t2 and t4 > 0".to_string(),
+            ));
+        }
+        if self.nonce_ttl.is_zero() || self.nonce_capacity == 0 {
+            return Err(ConfigError::Refused(
+                "nonce_ttl and nonce_capacity must be > 0".to_string(),
+            ));
+        }
+        if self.domains.iter().any(|d| d.is_empty()) {
+            return Err(ConfigError::Refused(
+                "[sip] domains: empty domain".to_string(),
             ));
         }
         if self.min_expires > self.max_expires || self.default_expires == 0 {
@@ -290,8 +408,18 @@ mod tests {
         let users = load_users_toml(text).unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[0].name, "alice");
-        assert_eq!(users[0].ha1("tern"), digest::md5_hex("alice:tern:secret"));
-        assert_eq!(users[1].ha1("x"), "0123456789abcdef0123456789abcdef");
+        let a = users[0].ha1("tern");
+        assert_eq!(
+            a.md5.as_deref(),
+            Some(&*digest::md5_hex("alice:tern:secret"))
+        );
+        assert_eq!(
+            a.sha256.as_deref(),
+            Some(&*digest::Algorithm::Sha256.hex("alice:tern:secret"))
+        );
+        let b = users[1].ha1("x");
+        assert_eq!(b.md5.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(b.sha256, None);
         assert!(load_users_toml("").unwrap().is_empty());
     }
 
@@ -301,6 +429,10 @@ mod tests {
             "[[users]]\nname = \"a\"\n",
             "[[users]]\nname = \"a\"\npassword = \"x\"\nha1 = \"0123456789abcdef0123456789abcdef\"\n",
             "[[users]]\nname = \"a\"\nha1 = \"xyz\"\n",
+            "[[users]]\nname = \"a\"\nha1_sha256 = \"0123456789abcdef0123456789abcdef\"\n",
+            "[[users]]\nname = \"a\"\npassword = \"x\"\nha1_sha256 = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n",
+            "[[users]]\nname = \"a b\"\npassword = \"x\"\n",
+            "[[users]]\nname = \"a:b\"\npassword = \"x\"\n",
             "[[users]]\nname = \"\"\npassword = \"x\"\n",
             "[[users]]\nname = \"a\"\npasswd = \"x\"\n",
             "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"a\"\npassword = \"y\"\n",
@@ -340,5 +472,104 @@ mod tests {
         c.listen = "[::1]:5060".parse().unwrap();
         c.users.clear();
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn sip_table_and_hashed_passwords() {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let sha = "ab".repeat(32);
+        let text = format!(
+            "[sip]\nrealm = \"example.com\"\ndomains = [\"Example.org\"]\nauth_invites = false\nnonce_ttl = 30\nmin_expires = 10\nmax_expires = 600\ndefault_expires = 300\nsomebody_elses_key = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"b\"\nha1_sha256 = \"{sha}\"\n"
+        );
+        let c = SipConfig::from_toml(listen, &text).unwrap();
+        assert_eq!(c.realm, "example.com");
+        assert_eq!(c.auth_invites, Some(false));
+        assert_eq!(c.nonce_ttl, Duration::from_secs(30));
+        assert_eq!(
+            (c.min_expires, c.max_expires, c.default_expires),
+            (10, 600, 300)
+        );
+        // The password is gone; the HA1s use the configured realm.
+        assert_eq!(
+            c.users[0].credential,
+            Credential::Ha1(digest::Ha1::from_password("a", "example.com", "p"))
+        );
+        assert!(!format!("{:?}", c.users).contains("\"p\""));
+        assert_eq!(c.users[1].ha1("x").sha256.as_deref(), Some(&*sha));
+        assert_eq!(c.users[1].ha1("x").md5, None);
+        c.validate().unwrap();
+        let local: IpAddr = "10.1.1.1".parse().unwrap();
+        assert!(c.is_local_host("EXAMPLE.com", local));
+        assert!(c.is_local_host("example.org", local));
+        assert!(c.is_local_host("10.1.1.1", local));
+        assert!(c.is_local_host("127.0.0.1", local));
+        assert!(!c.is_local_host("127.0.0.2", local));
+        assert!(!c.is_local_host("evil.example", local));
+        let v6 = SipConfig::from_toml("[::1]:5060".parse().unwrap(), "").unwrap();
+        assert!(v6.is_local_host("[::1]", local));
+        assert!(SipConfig::from_toml(listen, "[sip]\nrealm = 3\n").is_err());
+        let bad = SipConfig {
+            domains: vec![String::new()],
+            ..SipConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    fn many_users_toml(n: usize) -> String {
+        let mut text = String::with_capacity(n * 60);
+        text.push_str("[relay]\nports = \"30000-40000\"\n");
+        for i in 0..n {
+            if i % 2 == 0 {
+                text.push_str(&format!(
+                    "[[users]]\nname = \"u{i}\"\npassword = \"pw{i}\"\n"
+                ));
+            } else {
+                let h = digest::md5_hex(&format!("u{i}:tern:pw{i}"));
+                text.push_str(&format!("[[users]]\nname = \"u{i}\"\nha1 = \"{h}\"\n"));
+            }
+        }
+        text
+    }
+
+    /// 100,000 users load, with HA1s right (the time is printed by
+    /// `load_100k_users_timing`, not asserted).
+    #[test]
+    fn loads_100k_users() {
+        let text = many_users_toml(100_000);
+        let listen: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        let c = SipConfig::from_toml(listen, &text).unwrap();
+        assert_eq!(c.users.len(), 100_000);
+        c.validate().unwrap();
+        for i in [0usize, 1, 4242, 99_999] {
+            let u = &c.users[i];
+            assert_eq!(u.name, format!("u{i}"));
+            let h = u.ha1("tern");
+            assert_eq!(
+                h.md5.as_deref(),
+                Some(&*digest::md5_hex(&format!("u{i}:tern:pw{i}")))
+            );
+            assert_eq!(h.sha256.is_some(), i % 2 == 0);
+        }
+        let mut dup = text.clone();
+        dup.push_str("[[users]]\nname = \"u77\"\npassword = \"x\"\n");
+        assert!(SipConfig::from_toml(listen, &dup).is_err());
+    }
+
+    /// `cargo test -p tern-signaling --release --lib load_100k -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn load_100k_users_timing() {
+        let text = many_users_toml(100_000);
+        let listen: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let c = SipConfig::from_toml(listen, &text).unwrap();
+            println!(
+                "100000 users ({} bytes of TOML) loaded in {:?}",
+                text.len(),
+                t.elapsed()
+            );
+            assert_eq!(c.users.len(), 100_000);
+        }
     }
 }

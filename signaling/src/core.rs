@@ -142,7 +142,7 @@ pub struct SipCore {
     pub(crate) cfg: SipConfig,
     /// Our address for Via and Contact.
     pub(crate) local: SocketAddr,
-    pub(crate) ha1: HashMap<String, String>,
+    pub(crate) ha1: HashMap<String, digest::Ha1>,
     pub(crate) nonces: NonceSource,
     pub(crate) loc: Box<dyn LocationService>,
     pub(crate) relay: Box<dyn MediaRelay>,
@@ -204,11 +204,11 @@ impl SipCore {
         let mut cfg = config.clone();
         cfg.users.clear();
         SipCore {
-            nonces: NonceSource::new(now, cfg.nonce_ttl),
+            nonces: NonceSource::with_capacity(now, cfg.nonce_ttl, cfg.nonce_capacity),
             cfg,
             local,
             ha1,
-            loc: Box::new(MemoryLocation::new()),
+            loc: Box::new(MemoryLocation::with_epoch(now)),
             relay,
             out: VecDeque::new(),
             links: Links::new(),
@@ -650,9 +650,18 @@ impl SipCore {
         }
     }
 
-    /// Digest check for `req` when users are configured. Returns the
-    /// authenticated user (empty when no users are configured), or `None`
-    /// after queueing 401/407 (challenge) or 403.
+    /// Digest check for `req` (RFC 7616 with RFC 3261 §22). Returns the
+    /// authenticated user (empty when the request needs no
+    /// authentication), or `None` after queueing 401/407 (challenge, MD5
+    /// then SHA-256; `stale=true` for an expired nonce or a replayed
+    /// nonce-count) or 403 (wrong credentials).
+    ///
+    /// Policy: with no users configured, nothing is authenticated except
+    /// that an INVITE for a foreign domain gets 403 (tern is not an open
+    /// relay). With users, REGISTER always needs authentication, an INVITE
+    /// for a foreign domain always, and an INVITE for a local user as
+    /// [`SipConfig::auth_invites`] says (default: yes). Local means the
+    /// Request-URI host passes [`SipConfig::is_local_host`].
     pub(crate) fn authenticate(
         &mut self,
         req: &Msg,
@@ -660,7 +669,24 @@ impl SipCore {
         proxy: bool,
         now: Instant,
     ) -> Option<String> {
-        if self.ha1.is_empty() {
+        let method = req.method().unwrap_or_default();
+        if method == "INVITE" {
+            let local = req
+                .uri_text()
+                .and_then(msg::uri_host_port)
+                .is_some_and(|(h, _)| self.cfg.is_local_host(&h, self.local.ip()));
+            if local && !self.cfg.auth_invites.unwrap_or(!self.ha1.is_empty()) {
+                return Some(String::new());
+            }
+            if self.ha1.is_empty() {
+                self.stats.auth_failures += 1;
+                warn!(call_id = %req.call_id, %src, uri = req.uri_text().unwrap_or(""), "INVITE for a foreign domain refused: not a relay");
+                self.reply(req, 403, src, |r| {
+                    r.header("Warning", "399 tern \"not a relay for this domain\"")
+                });
+                return None;
+            }
+        } else if self.ha1.is_empty() {
             return Some(String::new());
         }
         let (cred_hdr, chal_hdr, chal_code) = if proxy {
@@ -668,23 +694,25 @@ impl SipCore {
         } else {
             ("Authorization", "WWW-Authenticate", 401)
         };
-        let method = req.method().unwrap_or_default();
+        let ha1 = &self.ha1;
         let verdict = digest::verify(
             req.headers(cred_hdr),
             method,
             &self.cfg.realm,
-            &self.nonces,
+            &mut self.nonces,
             now,
-            |u| self.ha1.get(u).cloned(),
+            |u| ha1.get(u),
         );
         match verdict {
             Verdict::Ok(user) => Some(user),
             Verdict::Challenge | Verdict::Stale => {
                 self.stats.challenges += 1;
                 let stale = verdict == Verdict::Stale;
-                let chal = self.nonces.challenge(&self.cfg.realm, now, stale);
+                let [md5, sha] = self.nonces.challenges(&self.cfg.realm, now, stale);
                 debug!(call_id = %req.call_id, %src, method, stale, "digest challenge");
-                self.reply(req, chal_code, src, |r| r.header(chal_hdr, chal));
+                self.reply(req, chal_code, src, |r| {
+                    r.header(chal_hdr, md5).header(chal_hdr, sha)
+                });
                 None
             }
             Verdict::Forbidden => {

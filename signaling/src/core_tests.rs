@@ -293,6 +293,20 @@ fn authorization(
     pw: &str,
     method: &str,
 ) -> String {
+    authorization_nc(hdr, chal, chal_hdr, user, pw, method, 1)
+}
+
+/// [`authorization`] with nonce-count `nc`.
+fn authorization_nc(
+    hdr: &str,
+    chal: &Msg,
+    chal_hdr: &str,
+    user: &str,
+    pw: &str,
+    method: &str,
+    nc: u32,
+) -> String {
+    let nc = format!("{nc:08x}");
     let c = chal.header(chal_hdr).unwrap();
     assert!(c.starts_with("Digest "), "{c}");
     assert!(c.contains("realm=\"tern\""), "{c}");
@@ -312,12 +326,12 @@ fn authorization(
         uri: "sip:127.0.0.1:5060".into(),
         cnonce: Some("0a4f113b".into()),
         qop: Some("auth".into()),
-        nc: Some("00000001".into()),
+        nc: Some(nc.clone()),
         ..Default::default()
     };
     cr.response = expected_response(&md5_hex(&format!("{user}:tern:{pw}")), method, &cr);
     format!(
-        "{hdr}: Digest username=\"{user}\",realm=\"tern\",nonce=\"{nonce}\",uri=\"{}\",response=\"{}\",algorithm=MD5,cnonce=\"0a4f113b\",qop=auth,nc=00000001\r\n",
+        "{hdr}: Digest username=\"{user}\",realm=\"tern\",nonce=\"{nonce}\",uri=\"{}\",response=\"{}\",algorithm=MD5,cnonce=\"0a4f113b\",qop=auth,nc={nc}\r\n",
         cr.uri, cr.response
     )
 }
@@ -351,14 +365,16 @@ fn register_with_digest_challenge() {
         "REGISTER",
     );
     assert_eq!(codes(&h.send(BOB, &register("bob", 3, &auth))), [403]);
-    // Good credentials of bob for alice's AOR: 403.
-    let auth = authorization(
+    // Good credentials of bob for alice's AOR: 403 (nc 2: the nonce's
+    // count 1 is spent).
+    let auth = authorization_nc(
         "Authorization",
         chal,
         "WWW-Authenticate",
         "bob",
         "s3cret",
         "REGISTER",
+        2,
     );
     assert_eq!(codes(&h.send(BOB, &register("alice", 4, &auth))), [403]);
     // A stale nonce is re-challenged with stale=true.

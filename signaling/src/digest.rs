@@ -1,32 +1,158 @@
-//! HTTP Digest authentication for SIP (RFC 2617 with RFC 3261 §22), MD5 with
-//! `qop=auth`, sans-IO.
+//! HTTP Digest authentication for SIP (RFC 2617, RFC 7616, RFC 8760 with
+//! RFC 3261 §22), `qop=auth`, algorithms MD5 and SHA-256, sans-IO.
 //!
-//! Nonces are stateless: `<seconds as 8 hex digits><32 hex digits of
-//! MD5(secret ":" seconds ":" realm)>`, where the seconds count from the
-//! creation of the [`NonceSource`] and the secret is random per process. A
-//! nonce is valid if its MAC checks out and it is younger than the TTL; an
-//! older one with a correct response is re-challenged with `stale=true`.
-//! Nonce counts (`nc`) are not tracked, so a captured request can be
-//! replayed within the nonce's lifetime (a known gap).
+//! # Challenges
+//!
+//! A challenge is two `WWW-Authenticate`/`Proxy-Authenticate` values over
+//! the same nonce: MD5 first, since SIPp 3.6 and many phones speak only MD5
+//! and take the first one they understand, then SHA-256 (RFC 8760 §2.4
+//! wants the preferred algorithm first, but an MD5-only client would
+//! otherwise be refused outright).
+//!
+//! # Nonces
+//!
+//! Nonces are stateless, 56 ASCII characters:
+//!
+//! ```text
+//! <issue second: 8 hex><salt: 16 hex><MAC: 32 hex>
+//! MAC = first 16 bytes of HMAC-SHA-256(secret, second ":" salt ":" realm)
+//! ```
+//!
+//! The issue second counts from the creation of the [`NonceSource`], the
+//! salt is random per nonce (so two clients challenged in the same second
+//! get different nonces and their nonce-counts do not collide) and the
+//! secret is random per process. A nonce is valid if its MAC checks out and
+//! it is at most the TTL old; an older one with a correct response is
+//! re-challenged with `stale=true` (RFC 7616 §3.3).
+//!
+//! # Replay protection
+//!
+//! Each nonce that has been used successfully remembers the highest
+//! nonce-count (`nc`, RFC 7616 §3.4) accepted with it; a request whose `nc`
+//! is not greater is refused as a replay (a fresh challenge with
+//! `stale=true`, so an honest client retries at once). A response without
+//! `qop` counts as `nc=1`, making its nonce single-use. The table is bounded
+//! ([`NonceSource::with_capacity`]): entries go when their nonce expires,
+//! and when the table is full the oldest nonces are evicted and every
+//! nonce issued up to the newest evicted one is from then on answered
+//! `stale=true` — eviction never re-opens a nonce to replay.
 //!
 //! Digest parameters are read from the raw header text, not from rsip's
 //! typed header (rsip misspells `algorithm=SHA-256`).
 
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use md5::Md5;
+use sha2::{Digest, Sha256};
 
-/// MD5 of `s` as 32 lowercase hex digits.
-pub fn md5_hex(s: &str) -> String {
-    let d = Md5::digest(s.as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in d.iter() {
-        out.push_str(&format!("{b:02x}"));
+/// A digest algorithm (RFC 7616 §3.2; the `-sess` variants are not
+/// supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// `MD5`: hashes are 32 hex digits (RFC 2617).
+    Md5,
+    /// `SHA-256`: hashes are 64 hex digits (RFC 7616, RFC 8760).
+    Sha256,
+}
+
+impl Algorithm {
+    /// The token in `algorithm=` (`MD5`, `SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// Parses an `algorithm=` token, case-insensitively; `None` for an
+    /// algorithm we do not support (`-sess`, `SHA-512-256`, ...).
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        if s.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if s.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// The hash of `s` in lowercase hex (32 digits for MD5, 64 for SHA-256).
+    pub fn hex(self, s: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex(&Md5::digest(s.as_bytes())),
+            Algorithm::Sha256 => hex(&Sha256::digest(s.as_bytes())),
+        }
+    }
+
+    /// Length of a hash in hex digits.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Md5 => 32,
+            Algorithm::Sha256 => 64,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
     }
     out
 }
 
-/// The parameters of a `Digest` credentials header (RFC 2617 §3.2.2), as
+/// MD5 of `s` as 32 lowercase hex digits.
+pub fn md5_hex(s: &str) -> String {
+    Algorithm::Md5.hex(s)
+}
+
+/// HA1 = H(`username:realm:password`) in lowercase hex (RFC 7616 §3.4.2).
+pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    alg.hex(&format!("{username}:{realm}:{password}"))
+}
+
+/// The stored secrets of one user: HA1 per algorithm, lowercase hex. A user
+/// configured with only an MD5 `ha1` cannot answer a SHA-256 challenge.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Ha1 {
+    /// H(`name:realm:password`) with MD5, 32 hex digits.
+    pub md5: Option<String>,
+    /// H(`name:realm:password`) with SHA-256, 64 hex digits.
+    pub sha256: Option<String>,
+}
+
+impl std::fmt::Debug for Ha1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ha1")
+            .field("md5", &self.md5.as_ref().map(|_| "<redacted>"))
+            .field("sha256", &self.sha256.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Ha1 {
+    /// Both HA1 values from a clear-text password.
+    pub fn from_password(username: &str, realm: &str, password: &str) -> Ha1 {
+        Ha1 {
+            md5: Some(ha1(Algorithm::Md5, username, realm, password)),
+            sha256: Some(ha1(Algorithm::Sha256, username, realm, password)),
+        }
+    }
+
+    /// The HA1 for `alg`, if stored.
+    pub fn get(&self, alg: Algorithm) -> Option<&str> {
+        match alg {
+            Algorithm::Md5 => self.md5.as_deref(),
+            Algorithm::Sha256 => self.sha256.as_deref(),
+        }
+    }
+}
+
+/// The parameters of a `Digest` credentials header (RFC 7616 §3.4), as
 /// given; names are lowercased, quotes removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -38,9 +164,9 @@ pub struct Credentials {
     pub nonce: String,
     /// `uri`: the digest-uri the client hashed (usually the Request-URI).
     pub uri: String,
-    /// `response`: 32 hex digits.
+    /// `response`: 32 (MD5) or 64 (SHA-256) hex digits.
     pub response: String,
-    /// `algorithm`, if given (we offer only `MD5`).
+    /// `algorithm`, if given; absent means MD5 (RFC 7616 §3.3).
     pub algorithm: Option<String>,
     /// `cnonce` (with `qop`).
     pub cnonce: Option<String>,
@@ -104,23 +230,56 @@ fn split_auth_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The expected `response` (RFC 2617 §3.2.2.1): with `qop=auth`,
-/// `MD5(HA1:nonce:nc:cnonce:qop:HA2)`; without qop (RFC 2069),
-/// `MD5(HA1:nonce:HA2)`; HA2 = `MD5(method:uri)`.
-pub fn expected_response(ha1: &str, method: &str, c: &Credentials) -> String {
-    let ha2 = md5_hex(&format!("{method}:{}", c.uri));
+/// The expected `response` (RFC 7616 §3.4.1) with hash H of `alg`: with
+/// `qop=auth`, `H(HA1:nonce:nc:cnonce:qop:HA2)`; without qop (RFC 2069),
+/// `H(HA1:nonce:HA2)`; HA2 = `H(method:uri)`.
+pub fn expected_response_with(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
+    let ha2 = alg.hex(&format!("{method}:{}", c.uri));
     match (&c.qop, &c.cnonce, &c.nc) {
-        (Some(q), Some(cn), Some(nc)) => md5_hex(&format!("{ha1}:{}:{nc}:{cn}:{q}:{ha2}", c.nonce)),
-        _ => md5_hex(&format!("{ha1}:{}:{ha2}", c.nonce)),
+        (Some(q), Some(cn), Some(nc)) => alg.hex(&format!("{ha1}:{}:{nc}:{cn}:{q}:{ha2}", c.nonce)),
+        _ => alg.hex(&format!("{ha1}:{}:{ha2}", c.nonce)),
     }
 }
 
-/// Issues and checks stateless nonces.
-#[derive(Debug, Clone)]
+/// [`expected_response_with`] for MD5 (RFC 2617 §3.2.2.1).
+pub fn expected_response(ha1: &str, method: &str, c: &Credentials) -> String {
+    expected_response_with(Algorithm::Md5, ha1, method, c)
+}
+
+/// Compares two ASCII hex strings case-insensitively in time independent
+/// of where they differ (no early exit on the first wrong digit).
+fn ct_eq_hex(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        diff |= x.to_ascii_lowercase() ^ y.to_ascii_lowercase();
+    }
+    diff == 0
+}
+
+/// Default bound of the nonce-count table, entries (about 100 bytes each).
+pub const DEFAULT_NC_CAPACITY: usize = 1 << 18;
+
+/// Issues and checks stateless nonces, and remembers the nonce-counts used
+/// with them (see the module docs).
+#[derive(Debug)]
 pub struct NonceSource {
-    secret: [u8; 16],
+    secret: [u8; 64],
     epoch: Instant,
     ttl: Duration,
+    /// MAC of a used nonce (its 16 bytes as u128) -> (issue second, highest
+    /// nc accepted).
+    used: HashMap<u128, (u32, u32)>,
+    /// The same entries ordered by issue second, for expiry and eviction.
+    order: BTreeSet<(u32, u128)>,
+    capacity: usize,
+    /// Nonces issued at or before this second may have lost their entry to
+    /// eviction: without an entry they are answered `stale=true`.
+    evicted_upto: Option<u32>,
+    evictions: u64,
+    replays: u64,
 }
 
 /// What a nonce check found.
@@ -134,47 +293,74 @@ pub enum NonceCheck {
     Invalid,
 }
 
+/// A nonce split into its issue second and MAC.
+struct NonceParts {
+    secs: u32,
+    mac: u128,
+}
+
 impl NonceSource {
     /// A source with a fresh random secret; `epoch` is the zero of the
-    /// nonce timestamps, `ttl` the validity.
+    /// nonce timestamps, `ttl` the validity. The nonce-count table holds
+    /// up to [`DEFAULT_NC_CAPACITY`] nonces.
     pub fn new(epoch: Instant, ttl: Duration) -> NonceSource {
+        NonceSource::with_capacity(epoch, ttl, DEFAULT_NC_CAPACITY)
+    }
+
+    /// As [`NonceSource::new`], with the nonce-count table bounded to
+    /// `capacity` nonces (at least 1).
+    pub fn with_capacity(epoch: Instant, ttl: Duration, capacity: usize) -> NonceSource {
+        let mut secret = [0u8; 64];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut secret[..]);
         NonceSource {
-            secret: rand::random(),
+            secret,
             epoch,
             ttl,
+            used: HashMap::new(),
+            order: BTreeSet::new(),
+            capacity: capacity.max(1),
+            evicted_upto: None,
+            evictions: 0,
+            replays: 0,
         }
     }
 
-    fn mac(&self, ts: &str, realm: &str) -> String {
-        let mut h = Md5::new();
-        h.update(self.secret);
-        h.update(b":");
-        h.update(ts.as_bytes());
-        h.update(b":");
-        h.update(realm.as_bytes());
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    fn mac(&self, secs: u32, salt: u64, realm: &str) -> u128 {
+        // A key of exactly the block size (64 bytes): no fallible path.
+        let mut m = <Hmac<Sha256> as KeyInit>::new(&self.secret.into());
+        m.update(format!("{secs:08x}:{salt:016x}:{realm}").as_bytes());
+        let tag = m.finalize().into_bytes();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&tag[..16]);
+        u128::from_be_bytes(b)
     }
 
-    /// A nonce for `realm` issued at `now`.
+    fn secs(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch)
+            .as_secs()
+            .min(u64::from(u32::MAX)) as u32
+    }
+
+    /// A fresh nonce for `realm` issued at `now` (56 ASCII characters).
     pub fn issue(&self, realm: &str, now: Instant) -> String {
-        let secs = now.saturating_duration_since(self.epoch).as_secs() as u32;
-        let ts = format!("{secs:08x}");
-        let mac = self.mac(&ts, realm);
-        format!("{ts}{mac}")
+        let secs = self.secs(now);
+        let salt: u64 = rand::random();
+        format!("{secs:08x}{salt:016x}{:032x}", self.mac(secs, salt, realm))
     }
 
-    /// Checks a nonce presented at `now`.
-    pub fn check(&self, nonce: &str, realm: &str, now: Instant) -> NonceCheck {
-        if nonce.len() != 40 || !nonce.is_ascii() {
-            return NonceCheck::Invalid;
+    fn split(&self, nonce: &str, realm: &str) -> Option<NonceParts> {
+        if nonce.len() != 56 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
         }
-        let (ts, mac) = nonce.split_at(8);
-        if self.mac(ts, realm) != mac.to_ascii_lowercase() {
-            return NonceCheck::Invalid;
-        }
-        let Ok(secs) = u32::from_str_radix(ts, 16) else {
-            return NonceCheck::Invalid;
-        };
+        let secs = u32::from_str_radix(&nonce[..8], 16).ok()?;
+        let salt = u64::from_str_radix(&nonce[8..24], 16).ok()?;
+        let mac = u128::from_str_radix(&nonce[24..], 16).ok()?;
+        // Not constant-time, but a forger learns nothing useful: the MAC
+        // depends on the second and salt, which the forger picks.
+        (self.mac(secs, salt, realm) == mac).then_some(NonceParts { secs, mac })
+    }
+
+    fn age_check(&self, secs: u32, now: Instant) -> NonceCheck {
         let issued = self.epoch + Duration::from_secs(u64::from(secs));
         match now.checked_duration_since(issued) {
             Some(age) if age <= self.ttl => NonceCheck::Valid,
@@ -184,11 +370,105 @@ impl NonceSource {
         }
     }
 
-    /// A `WWW-Authenticate`/`Proxy-Authenticate` value (RFC 2617 §3.2.1).
+    /// Checks a nonce presented at `now` (MAC and age; not the nonce-count).
+    pub fn check(&self, nonce: &str, realm: &str, now: Instant) -> NonceCheck {
+        match self.split(nonce, realm) {
+            Some(p) => self.age_check(p.secs, now),
+            None => NonceCheck::Invalid,
+        }
+    }
+
+    /// Records that a correct response used `nc` with the nonce: `true` if
+    /// `nc` is greater than every count accepted before with it, `false`
+    /// (a replay, counted) otherwise.
+    fn accept_nc(&mut self, p: &NonceParts, nc: u32, now: Instant) -> bool {
+        self.sweep(now);
+        match self.used.get_mut(&p.mac) {
+            Some((_, last)) => {
+                if nc > *last {
+                    *last = nc;
+                    true
+                } else {
+                    self.replays += 1;
+                    false
+                }
+            }
+            None => {
+                if self.evicted_upto.is_some_and(|e| p.secs <= e) {
+                    // Its entry may have been evicted: cannot tell a first
+                    // use from a replay.
+                    self.replays += 1;
+                    return false;
+                }
+                while self.used.len() >= self.capacity {
+                    let Some(first) = self.order.pop_first() else {
+                        break;
+                    };
+                    self.used.remove(&first.1);
+                    self.evictions += 1;
+                    self.evicted_upto = Some(self.evicted_upto.map_or(first.0, |e| e.max(first.0)));
+                }
+                self.used.insert(p.mac, (p.secs, nc));
+                self.order.insert((p.secs, p.mac));
+                true
+            }
+        }
+    }
+
+    /// Drops the entries of nonces older than the TTL at `now`: a correct
+    /// response over them is answered `stale=true` anyway.
+    pub fn sweep(&mut self, now: Instant) {
+        let now_s = self.secs(now);
+        let ttl = self.ttl.as_secs().min(u64::from(u32::MAX)) as u32;
+        // Bounded by the table size.
+        while let Some(&(secs, mac)) = self.order.first() {
+            if secs.saturating_add(ttl) >= now_s {
+                break;
+            }
+            self.order.pop_first();
+            self.used.remove(&mac);
+        }
+    }
+
+    /// Nonces in the nonce-count table.
+    pub fn tracked(&self) -> usize {
+        self.used.len()
+    }
+
+    /// Requests refused as replays (nonce-count not increasing) since creation.
+    pub fn replays(&self) -> u64 {
+        self.replays
+    }
+
+    /// Nonces evicted from the full nonce-count table since creation.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// One `WWW-Authenticate`/`Proxy-Authenticate` value (RFC 7616 §3.3)
+    /// over `nonce`.
+    pub fn challenge_value(realm: &str, nonce: &str, alg: Algorithm, stale: bool) -> String {
+        let stale = if stale { ", stale=true" } else { "" };
+        format!(
+            "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+            alg.name()
+        )
+    }
+
+    /// The challenge values to send, in order: MD5, then SHA-256, over one
+    /// fresh nonce.
+    pub fn challenges(&self, realm: &str, now: Instant, stale: bool) -> [String; 2] {
+        let nonce = self.issue(realm, now);
+        [
+            Self::challenge_value(realm, &nonce, Algorithm::Md5, stale),
+            Self::challenge_value(realm, &nonce, Algorithm::Sha256, stale),
+        ]
+    }
+
+    /// The MD5 challenge value alone (RFC 2617 §3.2.1).
     pub fn challenge(&self, realm: &str, now: Instant, stale: bool) -> String {
         let nonce = self.issue(realm, now);
-        let stale = if stale { ", stale=true" } else { "" };
-        format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"{stale}")
+        Self::challenge_value(realm, &nonce, Algorithm::Md5, stale)
     }
 }
 
@@ -197,24 +477,27 @@ impl NonceSource {
 pub enum Verdict {
     /// Authenticated as this user.
     Ok(String),
-    /// No usable credentials for our realm: challenge.
+    /// No usable credentials for our realm (none, a foreign nonce, an
+    /// algorithm or qop we did not offer): challenge.
     Challenge,
-    /// Correct response over an expired nonce: challenge with `stale=true`.
+    /// Correct response over an expired nonce, or a nonce-count already
+    /// used (a replay): challenge with `stale=true`.
     Stale,
     /// Credentials for our realm that are wrong (unknown user, bad
-    /// response or foreign nonce): 403.
+    /// response, no HA1 stored for the algorithm): 403.
     Forbidden,
 }
 
 /// Verifies the credentials headers `values` of a request with `method`
-/// against the HA1 table (`lookup(username) -> Some(ha1)`).
-pub fn verify<'a>(
+/// against the HA1 table (`lookup(username)`), and on success records the
+/// nonce-count in `nonces` (replay protection).
+pub fn verify<'a, 'h>(
     values: impl Iterator<Item = &'a str>,
     method: &str,
     realm: &str,
-    nonces: &NonceSource,
+    nonces: &mut NonceSource,
     now: Instant,
-    lookup: impl Fn(&str) -> Option<String>,
+    lookup: impl Fn(&str) -> Option<&'h Ha1>,
 ) -> Verdict {
     for v in values {
         let Some(c) = parse_credentials(v) else {
@@ -223,26 +506,44 @@ pub fn verify<'a>(
         if c.realm != realm {
             continue;
         }
-        if let Some(a) = &c.algorithm {
-            if !a.eq_ignore_ascii_case("MD5") {
-                // We only offered MD5.
-                return Verdict::Challenge;
+        let alg = match &c.algorithm {
+            None => Algorithm::Md5,
+            Some(a) => match Algorithm::parse(a) {
+                Some(a) => a,
+                None => return Verdict::Challenge,
+            },
+        };
+        let nc = match (&c.qop, &c.nc, &c.cnonce) {
+            (Some(q), Some(nc), Some(_)) if q.eq_ignore_ascii_case("auth") => {
+                match u32::from_str_radix(nc, 16) {
+                    Ok(n) if nc.len() == 8 && n > 0 => n,
+                    _ => return Verdict::Challenge,
+                }
             }
-        }
-        if let Some(q) = &c.qop {
-            if !q.eq_ignore_ascii_case("auth") {
-                return Verdict::Challenge;
-            }
-        }
-        let Some(ha1) = lookup(&c.username) else {
+            // RFC 2069 style: the nonce is single-use.
+            (None, None, None) => 1,
+            _ => return Verdict::Challenge,
+        };
+        let Some(parts) = nonces.split(&c.nonce, realm) else {
+            return Verdict::Challenge;
+        };
+        let Some(ha1) = lookup(&c.username).and_then(|h| h.get(alg)) else {
             return Verdict::Forbidden;
         };
-        let ok = expected_response(&ha1, method, &c).eq_ignore_ascii_case(&c.response);
-        return match (nonces.check(&c.nonce, realm, now), ok) {
-            (NonceCheck::Invalid, _) => Verdict::Challenge,
-            (_, false) => Verdict::Forbidden,
-            (NonceCheck::Stale, true) => Verdict::Stale,
-            (NonceCheck::Valid, true) => Verdict::Ok(c.username),
+        let expected = expected_response_with(alg, ha1, method, &c);
+        if !ct_eq_hex(&expected, &c.response) {
+            return Verdict::Forbidden;
+        }
+        return match nonces.age_check(parts.secs, now) {
+            NonceCheck::Invalid => Verdict::Challenge,
+            NonceCheck::Stale => Verdict::Stale,
+            NonceCheck::Valid => {
+                if nonces.accept_nc(&parts, nc, now) {
+                    Verdict::Ok(c.username)
+                } else {
+                    Verdict::Stale
+                }
+            }
         };
     }
     Verdict::Challenge
@@ -275,6 +576,52 @@ mod tests {
     }
 
     #[test]
+    fn rfc7616_sha256_example() {
+        // RFC 7616 §3.9.1, the SHA-256 response.
+        let ha1 = ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
+        let c = Credentials {
+            username: "Mufasa".into(),
+            realm: "http-auth@example.org".into(),
+            nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+            uri: "/dir/index.html".into(),
+            response: String::new(),
+            algorithm: Some("SHA-256".into()),
+            cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            opaque: None,
+        };
+        assert_eq!(
+            expected_response_with(Algorithm::Sha256, &ha1, "GET", &c),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        // And its MD5 twin (§3.9.1, first response).
+        let ha1 = md5_hex("Mufasa:http-auth@example.org:Circle of Life");
+        assert_eq!(
+            expected_response(&ha1, "GET", &c),
+            "8ca523f5e9506fed4657c9700eebdbec"
+        );
+    }
+
+    #[test]
+    fn algorithm_names() {
+        assert_eq!(Algorithm::parse("md5"), Some(Algorithm::Md5));
+        assert_eq!(Algorithm::parse("SHA-256"), Some(Algorithm::Sha256));
+        assert_eq!(Algorithm::parse("SHA256"), None);
+        assert_eq!(Algorithm::parse("MD5-sess"), None);
+        assert_eq!(Algorithm::Sha256.hex("").len(), 64);
+        assert_eq!(Algorithm::Md5.hex("").len(), Algorithm::Md5.hex_len());
+        assert!(ct_eq_hex("ABCdef", "abcDEF"));
+        assert!(!ct_eq_hex("abc", "abd"));
+        assert!(!ct_eq_hex("abc", "abcd"));
+    }
+
+    #[test]
     fn parses_quoted_params() {
         let c = parse_credentials(
             "Digest username=\"bob\",realm=\"tern\", nonce=\"n,1\", uri=\"sip:x\", response=\"abc\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\"",
@@ -293,6 +640,8 @@ mod tests {
         let t0 = Instant::now();
         let ns = NonceSource::new(t0, Duration::from_secs(30));
         let n = ns.issue("tern", t0 + Duration::from_secs(5));
+        assert_eq!(n.len(), 56);
+        assert_ne!(n, ns.issue("tern", t0 + Duration::from_secs(5)));
         assert_eq!(
             ns.check(&n, "tern", t0 + Duration::from_secs(6)),
             NonceCheck::Valid
@@ -312,6 +661,7 @@ mod tests {
             NonceCheck::Invalid
         );
         assert_eq!(ns.check("short", "tern", t0), NonceCheck::Invalid);
+        assert_eq!(ns.check(&"z".repeat(56), "tern", t0), NonceCheck::Invalid);
         let other = NonceSource::new(t0, Duration::from_secs(30));
         assert_eq!(
             other.check(&n, "tern", t0 + Duration::from_secs(6)),
@@ -320,56 +670,288 @@ mod tests {
     }
 
     #[test]
-    fn verify_round_trip() {
+    fn challenges_offer_md5_then_sha256_over_one_nonce() {
         let t0 = Instant::now();
         let ns = NonceSource::new(t0, Duration::from_secs(30));
-        let nonce = ns.issue("tern", t0);
-        let ha1 = md5_hex("bob:tern:pw");
+        let [md5, sha] = ns.challenges("tern", t0, true);
+        assert!(md5.contains("algorithm=MD5,"), "{md5}");
+        assert!(sha.contains("algorithm=SHA-256,"), "{sha}");
+        assert!(md5.contains("qop=\"auth\"") && md5.ends_with("stale=true"));
+        let nonce = |s: &str| s.split("nonce=\"").nth(1).unwrap()[..56].to_string();
+        assert_eq!(nonce(&md5), nonce(&sha));
+        assert!(!ns.challenge("tern", t0, false).contains("stale"));
+    }
+
+    /// Builds a credentials header answering `nonce`.
+    fn answer(
+        alg: Algorithm,
+        user: &str,
+        pw: &str,
+        method: &str,
+        nonce: &str,
+        nc: Option<u32>,
+    ) -> String {
         let mut c = Credentials {
-            username: "bob".into(),
+            username: user.into(),
             realm: "tern".into(),
-            nonce,
+            nonce: nonce.into(),
             uri: "sip:tern".into(),
-            cnonce: Some("xyz".into()),
-            qop: Some("auth".into()),
-            nc: Some("00000001".into()),
             ..Default::default()
         };
-        c.response = expected_response(&ha1, "REGISTER", &c);
-        let hdr = format!(
-            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5, cnonce=\"xyz\", qop=auth, nc=00000001",
-            c.username, c.realm, c.nonce, c.uri, c.response
-        );
-        let look = |u: &str| (u == "bob").then(|| ha1.clone());
-        assert_eq!(
-            verify(
+        let mut extra = String::new();
+        if let Some(nc) = nc {
+            c.cnonce = Some("xyz".into());
+            c.qop = Some("auth".into());
+            c.nc = Some(format!("{nc:08x}"));
+            extra = format!(", cnonce=\"xyz\", qop=auth, nc={nc:08x}");
+        }
+        c.response = expected_response_with(alg, &ha1(alg, user, "tern", pw), method, &c);
+        format!(
+            "Digest username=\"{user}\", realm=\"tern\", nonce=\"{nonce}\", uri=\"sip:tern\", response=\"{}\", algorithm={}{extra}",
+            c.response,
+            alg.name()
+        )
+    }
+
+    #[test]
+    fn verify_round_trip_both_algorithms() {
+        let t0 = Instant::now();
+        let mut ns = NonceSource::new(t0, Duration::from_secs(30));
+        let bob = Ha1::from_password("bob", "tern", "pw");
+        let md5_only = Ha1 {
+            md5: Some(ha1(Algorithm::Md5, "carol", "tern", "pw")),
+            sha256: None,
+        };
+        let look = |u: &str| match u {
+            "bob" => Some(&bob),
+            "carol" => Some(&md5_only),
+            _ => None,
+        };
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let nonce = ns.issue("tern", t0);
+            let hdr = answer(alg, "bob", "pw", "REGISTER", &nonce, Some(1));
+            let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
                 "tern",
-                &ns,
+                &mut ns,
                 t0,
-                look
-            ),
-            Verdict::Ok("bob".into())
+                look,
+            );
+            assert_eq!(v, Verdict::Ok("bob".into()), "{alg:?}");
+            // Same header for another method: the response is wrong.
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                "INVITE",
+                "tern",
+                &mut ns,
+                t0,
+                look,
+            );
+            assert_eq!(v, Verdict::Forbidden);
+            let hdr = answer(alg, "bob", "wrong", "REGISTER", &nonce, Some(2));
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                "REGISTER",
+                "tern",
+                &mut ns,
+                t0,
+                look,
+            );
+            assert_eq!(v, Verdict::Forbidden);
+            let hdr = answer(alg, "nobody", "pw", "REGISTER", &nonce, Some(2));
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                "REGISTER",
+                "tern",
+                &mut ns,
+                t0,
+                look,
+            );
+            assert_eq!(v, Verdict::Forbidden);
+        }
+        // No SHA-256 HA1 stored: refused; MD5 works.
+        let nonce = ns.issue("tern", t0);
+        let hdr = answer(
+            Algorithm::Sha256,
+            "carol",
+            "pw",
+            "REGISTER",
+            &nonce,
+            Some(1),
         );
-        assert_eq!(
-            verify([hdr.as_str()].into_iter(), "INVITE", "tern", &ns, t0, look),
-            Verdict::Forbidden
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
         );
+        assert_eq!(v, Verdict::Forbidden);
+        let hdr = answer(Algorithm::Md5, "carol", "pw", "REGISTER", &nonce, Some(1));
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Ok("carol".into()));
         assert_eq!(
-            verify(std::iter::empty(), "REGISTER", "tern", &ns, t0, look),
+            verify(std::iter::empty(), "REGISTER", "tern", &mut ns, t0, look),
             Verdict::Challenge
         );
-        assert_eq!(
+        // Another realm's credentials are skipped; an unknown algorithm or
+        // a foreign nonce is challenged.
+        let nonce = ns.issue("tern", t0);
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
+        let foreign = hdr.replace("realm=\"tern\"", "realm=\"elsewhere\"");
+        let v = verify(
+            [foreign.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Challenge);
+        let sess = hdr.replace("algorithm=MD5", "algorithm=MD5-sess");
+        let v = verify(
+            [sess.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Challenge);
+        let other = NonceSource::new(t0, Duration::from_secs(30)).issue("tern", t0);
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &other, Some(1));
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Challenge);
+        // Expired nonce with a right response: stale.
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
+        let late = t0 + Duration::from_secs(100);
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            late,
+            look,
+        );
+        assert_eq!(v, Verdict::Stale);
+        // Malformed nc.
+        let bad = hdr.replace("nc=00000001", "nc=zz");
+        let v = verify(
+            [bad.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Challenge);
+    }
+
+    #[test]
+    fn nonce_count_replays_are_refused() {
+        let t0 = Instant::now();
+        let mut ns = NonceSource::new(t0, Duration::from_secs(30));
+        let bob = Ha1::from_password("bob", "tern", "pw");
+        let look = |u: &str| (u == "bob").then_some(&bob);
+        let nonce = ns.issue("tern", t0);
+        let run = |ns: &mut NonceSource, nc: Option<u32>| {
+            let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, nc);
+            verify([hdr.as_str()].into_iter(), "REGISTER", "tern", ns, t0, look)
+        };
+        assert_eq!(run(&mut ns, Some(1)), Verdict::Ok("bob".into()));
+        // The same (nonce, nc) again: a replay.
+        assert_eq!(run(&mut ns, Some(1)), Verdict::Stale);
+        assert_eq!(run(&mut ns, Some(3)), Verdict::Ok("bob".into()));
+        // Lower than the last one: refused.
+        assert_eq!(run(&mut ns, Some(2)), Verdict::Stale);
+        assert_eq!(run(&mut ns, Some(4)), Verdict::Ok("bob".into()));
+        assert_eq!(ns.replays(), 2);
+        // Without qop the nonce is single-use.
+        let nonce2 = ns.issue("tern", t0 + Duration::from_secs(1));
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce2, None);
+        let v = |ns: &mut NonceSource| {
             verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
                 "tern",
-                &ns,
-                t0 + Duration::from_secs(100),
-                look
-            ),
-            Verdict::Stale
+                ns,
+                t0 + Duration::from_secs(1),
+                look,
+            )
+        };
+        assert_eq!(v(&mut ns), Verdict::Ok("bob".into()));
+        assert_eq!(v(&mut ns), Verdict::Stale);
+        assert_eq!(ns.tracked(), 2);
+        // Entries go with their nonce's expiry.
+        ns.sweep(t0 + Duration::from_secs(60));
+        assert_eq!(ns.tracked(), 0);
+    }
+
+    #[test]
+    fn nonce_count_table_is_bounded_without_reopening_replays() {
+        let t0 = Instant::now();
+        let mut ns = NonceSource::with_capacity(t0, Duration::from_secs(3600), 4);
+        let bob = Ha1::from_password("bob", "tern", "pw");
+        let look = |u: &str| (u == "bob").then_some(&bob);
+        let mut nonces = Vec::new();
+        for i in 0..10u64 {
+            let at = t0 + Duration::from_secs(i);
+            let nonce = ns.issue("tern", at);
+            let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                "REGISTER",
+                "tern",
+                &mut ns,
+                at,
+                look,
+            );
+            assert_eq!(v, Verdict::Ok("bob".into()), "nonce {i}");
+            assert!(ns.tracked() <= 4);
+            nonces.push((at, hdr));
+        }
+        assert_eq!(ns.tracked(), 4);
+        assert_eq!(ns.evictions(), 6);
+        // Every earlier (nonce, nc) is still refused, evicted or not.
+        for (at, hdr) in &nonces {
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                "REGISTER",
+                "tern",
+                &mut ns,
+                *at,
+                look,
+            );
+            assert_eq!(v, Verdict::Stale);
+        }
+        // A fresh nonce issued after the evictions works.
+        let at = t0 + Duration::from_secs(20);
+        let nonce = ns.issue("tern", at);
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            "REGISTER",
+            "tern",
+            &mut ns,
+            at,
+            look,
         );
+        assert_eq!(v, Verdict::Ok("bob".into()));
     }
 }

@@ -70,16 +70,94 @@ pub trait LocationService: Send {
     }
 }
 
-/// In-memory location service, keyed by user part.
-#[derive(Debug, Default)]
+/// Slots of the expiry wheel: one per second, so a binding up to ~68 min
+/// away fires in its first turn; longer ones wait whole turns in their slot.
+const WHEEL_SLOTS: usize = 4096;
+
+/// A pending expiry in the wheel: the binding of (`aor`, `contact`) of
+/// `user` lapses at second `sec` (counted from the store's epoch).
+#[derive(Debug, Clone)]
+struct WheelEntry {
+    sec: u64,
+    user: String,
+    aor: String,
+    contact: String,
+}
+
+/// In-memory location service, keyed by user part, with expiry through a
+/// hashed timing wheel of one-second slots ([`WHEEL_SLOTS`] of them): a
+/// binding expiring at second `s` waits in slot `s % WHEEL_SLOTS`, and
+/// [`LocationService::purge`] visits only the slots of the seconds that
+/// passed since the last purge (all of them at most once), so its cost is
+/// in the bindings due, not in the bindings held. Expiry seconds are
+/// rounded up, so a binding is never dropped before its time; lookups
+/// filter on the exact instant. The wheel counts seconds from an epoch
+/// ([`MemoryLocation::with_epoch`]); instants before it count as second 0.
+#[derive(Debug)]
 pub struct MemoryLocation {
     by_user: HashMap<String, Vec<Binding>>,
+    count: usize,
+    /// Zero of the wheel's seconds.
+    epoch: Instant,
+    wheel: Vec<Vec<WheelEntry>>,
+    /// Every slot of a second up to this one has been purged (`None`:
+    /// no purge yet).
+    purged_upto: Option<u64>,
+}
+
+impl Default for MemoryLocation {
+    fn default() -> Self {
+        MemoryLocation::new()
+    }
 }
 
 impl MemoryLocation {
-    /// An empty store.
+    /// An empty store whose wheel starts now (real clock).
     pub fn new() -> MemoryLocation {
-        MemoryLocation::default()
+        MemoryLocation::with_epoch(Instant::now())
+    }
+
+    /// An empty store whose wheel counts seconds from `epoch`: the
+    /// sans-IO core passes its start instant, tests their virtual clock.
+    pub fn with_epoch(epoch: Instant) -> MemoryLocation {
+        MemoryLocation {
+            by_user: HashMap::new(),
+            count: 0,
+            epoch,
+            wheel: vec![Vec::new(); WHEEL_SLOTS],
+            purged_upto: None,
+        }
+    }
+
+    /// The wheel second of `t`, rounded up (or down with `ceil == false`).
+    fn sec(&self, t: Instant, ceil: bool) -> u64 {
+        let d = t.saturating_duration_since(self.epoch);
+        d.as_secs() + u64::from(ceil && d.subsec_nanos() > 0)
+    }
+
+    fn unschedule(&mut self, sec: u64, aor: &str, contact: &str) {
+        let slot = &mut self.wheel[(sec % WHEEL_SLOTS as u64) as usize];
+        if let Some(i) = slot
+            .iter()
+            .position(|e| e.sec == sec && e.aor == aor && e.contact == contact)
+        {
+            slot.swap_remove(i);
+        }
+    }
+
+    fn schedule(&mut self, b: &Binding) {
+        let sec = self.sec(b.expires_at, true);
+        self.wheel[(sec % WHEEL_SLOTS as u64) as usize].push(WheelEntry {
+            sec,
+            user: b.user.clone(),
+            aor: b.aor.clone(),
+            contact: b.contact.clone(),
+        });
+    }
+
+    /// Pending expiries in the wheel (one per stored binding).
+    pub fn scheduled(&self) -> usize {
+        self.wheel.iter().map(Vec::len).sum()
     }
 }
 
@@ -111,41 +189,120 @@ impl LocationService for MemoryLocation {
     }
 
     fn upsert(&mut self, b: Binding) {
+        let new_sec = self.sec(b.expires_at, true);
         let v = self.by_user.entry(b.user.clone()).or_default();
-        match v
+        let old = match v
             .iter_mut()
             .find(|x| x.aor == b.aor && x.contact == b.contact)
         {
-            Some(x) => *x = b,
-            None => v.push(b),
+            Some(x) => Some(std::mem::replace(x, b.clone())),
+            None => {
+                v.push(b.clone());
+                None
+            }
+        };
+        match old {
+            Some(o) => {
+                let old_sec = self.sec(o.expires_at, true);
+                if old_sec != new_sec {
+                    self.unschedule(old_sec, &o.aor, &o.contact);
+                    self.schedule(&b);
+                }
+            }
+            None => {
+                self.count += 1;
+                self.schedule(&b);
+            }
         }
     }
 
     fn remove(&mut self, aor: &str, contact: &str) {
+        let mut gone = Vec::new();
         if let Some(v) = self.by_user.get_mut(user_of_aor(aor)) {
-            v.retain(|b| !(b.aor == aor && b.contact == contact));
+            v.retain(|b| {
+                let keep = !(b.aor == aor && b.contact == contact);
+                if !keep {
+                    gone.push(b.expires_at);
+                }
+                keep
+            });
+            if v.is_empty() {
+                self.by_user.remove(user_of_aor(aor));
+            }
+        }
+        for at in gone {
+            let sec = self.sec(at, true);
+            self.unschedule(sec, aor, contact);
+            self.count -= 1;
         }
     }
 
     fn remove_all(&mut self, aor: &str) {
+        let mut gone = Vec::new();
         if let Some(v) = self.by_user.get_mut(user_of_aor(aor)) {
-            v.retain(|b| b.aor != aor);
+            v.retain(|b| {
+                let keep = b.aor != aor;
+                if !keep {
+                    gone.push((b.expires_at, b.contact.clone()));
+                }
+                keep
+            });
+            if v.is_empty() {
+                self.by_user.remove(user_of_aor(aor));
+            }
+        }
+        for (at, contact) in gone {
+            let sec = self.sec(at, true);
+            self.unschedule(sec, aor, &contact);
+            self.count -= 1;
         }
     }
 
     fn purge(&mut self, now: Instant) -> usize {
+        let now_sec = self.sec(now, false);
+        let next = self.purged_upto.map_or(0, |p| p + 1);
+        if now_sec < next {
+            return 0;
+        }
+        // Each slot at most once, however long since the last purge.
+        let first = next.max(now_sec.saturating_sub(WHEEL_SLOTS as u64 - 1));
         let mut n = 0;
-        self.by_user.retain(|_, v| {
-            let before = v.len();
-            v.retain(|b| b.expires_at > now);
-            n += before - v.len();
-            !v.is_empty()
-        });
+        for s in first..=now_sec {
+            let idx = (s % WHEEL_SLOTS as u64) as usize;
+            let slot = std::mem::take(&mut self.wheel[idx]);
+            let (due, keep): (Vec<WheelEntry>, Vec<WheelEntry>) =
+                slot.into_iter().partition(|e| e.sec <= now_sec);
+            self.wheel[idx] = keep;
+            for e in due {
+                let Some(v) = self.by_user.get_mut(&e.user) else {
+                    continue;
+                };
+                let Some(i) = v
+                    .iter()
+                    .position(|b| b.aor == e.aor && b.contact == e.contact)
+                else {
+                    continue;
+                };
+                if v[i].expires_at > now {
+                    // Only for instants before the epoch (second 0): wait
+                    // for the slot's next visit.
+                    self.wheel[idx].push(e);
+                    continue;
+                }
+                v.swap_remove(i);
+                n += 1;
+                self.count -= 1;
+                if v.is_empty() {
+                    self.by_user.remove(&e.user);
+                }
+            }
+        }
+        self.purged_upto = Some(now_sec);
         n
     }
 
     fn len(&self) -> usize {
-        self.by_user.values().map(Vec::len).sum()
+        self.count
     }
 
     fn all(&self, now: Instant) -> Vec<Binding> {
@@ -228,7 +385,29 @@ pub fn aor_of(req: &Msg) -> Option<(String, String)> {
     Some((format!("{user}@{}", host.to_ascii_lowercase()), user))
 }
 
-/// Applies a (authenticated) REGISTER to `loc` (RFC 3261 §10.3 steps 5-8).
+/// Most contacts one AOR may hold; a REGISTER that would exceed it gets
+/// 503 (as Kamailio's `max_contacts`), which bounds memory per user.
+pub const MAX_CONTACTS_PER_AOR: usize = 32;
+
+/// Applies an (authenticated) REGISTER to `loc` (RFC 3261 §10.3 steps
+/// 5-8) at `now`, for a request received from `src`.
+///
+/// - Each Contact's lifetime is its `expires` parameter, else the Expires
+///   header, else `policy.default`, cut to `policy.max`; a non-zero one
+///   below `policy.min` fails the whole request with
+///   [`RegisterResult::TooBrief`] (423). Zero removes the binding.
+/// - `Contact: *` removes every binding of the AOR; it must be alone and
+///   come with `Expires: 0`, else 400.
+/// - A binding last written from the same Call-ID with a CSeq not lower
+///   than this request's makes the request out of order: 500, nothing
+///   changed (step 7). The same holds per binding for `Contact: *`.
+/// - No Contact: a query; the 200 lists the bindings.
+///
+/// Every check runs before any change, so a failure changes nothing.
+/// Returns the AOR's bindings after the update with their seconds left,
+/// for the 200's Contact headers; failures: 400 (no user in To, a Contact
+/// that does not parse, a bad `*`), 500 (out of order), 503 (more than
+/// [`MAX_CONTACTS_PER_AOR`]).
 pub fn register(
     loc: &mut dyn LocationService,
     req: &Msg,
@@ -240,6 +419,8 @@ pub fn register(
         return RegisterResult::Fail(400, "To is not a sip URI with a user part".into());
     };
     let header_expires = req.expires();
+    let existing = loc.bindings(&aor, now);
+    let out_of_order = |b: &Binding| b.call_id == req.call_id && req.cseq.num <= b.cseq;
     if req.contact_star() {
         // §10.3 step 6: "*" only alone and with Expires: 0.
         if header_expires != Some(0) || req.headers("Contact").count() != 1 {
@@ -248,13 +429,18 @@ pub fn register(
                 "Contact: * needs Expires: 0 and no other contact".into(),
             );
         }
+        if existing.iter().any(out_of_order) {
+            return RegisterResult::Fail(500, "REGISTER CSeq out of order".into());
+        }
         loc.remove_all(&aor);
         return RegisterResult::Ok(Vec::new());
     }
     let contacts = req.contacts();
-    // First pass: check everything, so a failure changes nothing.
-    let existing = loc.bindings(&aor, now);
-    let mut plan = Vec::with_capacity(contacts.len());
+    if contacts.len() != req.headers("Contact").count() {
+        // The parser answers these 400 already; kept for other callers.
+        return RegisterResult::Fail(400, "a Contact does not parse".into());
+    }
+    let mut plan: Vec<(String, u32)> = Vec::with_capacity(contacts.len());
     for c in &contacts {
         let e = c
             .param("expires")
@@ -264,12 +450,24 @@ pub fn register(
         if e != 0 && e < policy.min {
             return RegisterResult::TooBrief(policy.min);
         }
-        if let Some(b) = existing.iter().find(|b| b.contact == c.uri) {
-            if b.call_id == req.call_id && req.cseq.num <= b.cseq {
-                return RegisterResult::Fail(500, "REGISTER CSeq out of order".into());
-            }
+        if existing
+            .iter()
+            .any(|b| b.contact == c.uri && out_of_order(b))
+        {
+            return RegisterResult::Fail(500, "REGISTER CSeq out of order".into());
         }
-        plan.push((c.uri.clone(), e.min(policy.max)));
+        match plan.iter_mut().find(|(u, _)| *u == c.uri) {
+            Some(p) => p.1 = e.min(policy.max),
+            None => plan.push((c.uri.clone(), e.min(policy.max))),
+        }
+    }
+    let after = existing
+        .iter()
+        .filter(|b| !plan.iter().any(|(u, _)| *u == b.contact))
+        .count()
+        + plan.iter().filter(|(_, e)| *e != 0).count();
+    if after > MAX_CONTACTS_PER_AOR && after > existing.len() {
+        return RegisterResult::Fail(503, "too many contacts for this AOR".into());
     }
     for (contact, e) in plan {
         if e == 0 {
@@ -348,8 +546,8 @@ mod tests {
 
     #[test]
     fn register_refresh_expire_remove() {
-        let mut loc = MemoryLocation::new();
         let t0 = Instant::now();
+        let mut loc = MemoryLocation::with_epoch(t0);
         let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
         let r = register(
             &mut loc,
@@ -451,5 +649,304 @@ mod tests {
             RegisterResult::Ok(vec![])
         );
         assert!(loc.is_empty() || loc.lookup_user("bob", t0).is_empty());
+    }
+
+    fn reg_cid(extra: &str, call_id: &str, cseq: u32) -> Msg {
+        let s = format!(
+            "REGISTER sip:tern SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{call_id}{cseq}\r\nFrom: <sip:bob@tern>;tag=1\r\nTo: <sip:bob@tern>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        parse(s.as_bytes()).unwrap()
+    }
+
+    fn ok(r: RegisterResult) -> Vec<(String, u32)> {
+        match r {
+            RegisterResult::Ok(mut v) => {
+                v.sort();
+                v
+            }
+            other => panic!("expected 200, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn several_contacts_with_own_expires() {
+        let mut loc = MemoryLocation::new();
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        let t0 = Instant::now();
+        // Two contacts in one header (comma-joined) and a third on its own:
+        // per-contact expires beats the header, the header beats the default.
+        let v = ok(register(
+            &mut loc,
+            &reg_cid(
+                "Expires: 300\r\nContact: <sip:bob@10.0.0.2:5070>;expires=120, <sip:bob@10.0.0.3>\r\nContact: <sip:bob@10.0.0.4>;expires=999999\r\n",
+                "c1",
+                1,
+            ),
+            src,
+            t0,
+            POLICY,
+        ));
+        assert_eq!(
+            v,
+            [
+                ("sip:bob@10.0.0.2:5070".to_string(), 120),
+                ("sip:bob@10.0.0.3".to_string(), 300),
+                ("sip:bob@10.0.0.4".to_string(), 7200),
+            ]
+        );
+        // Another phone (another Call-ID) adds its contact; all four listed
+        // with their remaining time.
+        let t1 = t0 + Duration::from_secs(20);
+        let v = ok(register(
+            &mut loc,
+            &reg_cid("Contact: <sip:bob@10.0.0.5>\r\n", "c2", 1),
+            src,
+            t1,
+            POLICY,
+        ));
+        assert_eq!(v.len(), 4);
+        assert!(v.contains(&("sip:bob@10.0.0.2:5070".to_string(), 100)));
+        assert!(v.contains(&("sip:bob@10.0.0.5".to_string(), 3600)));
+        // A removal by expires=0 on one contact leaves the others.
+        let v = ok(register(
+            &mut loc,
+            &reg_cid("Contact: <sip:bob@10.0.0.3>;expires=0\r\n", "c2", 2),
+            src,
+            t1,
+            POLICY,
+        ));
+        assert_eq!(v.len(), 3);
+        assert_eq!(loc.len(), 3);
+        // One too-brief contact fails the whole request, changing nothing.
+        assert_eq!(
+            register(
+                &mut loc,
+                &reg_cid(
+                    "Contact: <sip:bob@10.0.0.6>\r\nContact: <sip:bob@10.0.0.7>;expires=30\r\n",
+                    "c2",
+                    3
+                ),
+                src,
+                t1,
+                POLICY
+            ),
+            RegisterResult::TooBrief(60)
+        );
+        assert_eq!(loc.len(), 3);
+    }
+
+    #[test]
+    fn cseq_ordering_is_per_call_id() {
+        let mut loc = MemoryLocation::new();
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        let t0 = Instant::now();
+        let c = "Contact: <sip:bob@10.0.0.2>\r\n";
+        ok(register(&mut loc, &reg_cid(c, "a", 5), src, t0, POLICY));
+        // Equal and lower CSeq in the same Call-ID: out of order.
+        for n in [5, 4] {
+            assert!(matches!(
+                register(&mut loc, &reg_cid(c, "a", n), src, t0, POLICY),
+                RegisterResult::Fail(500, _)
+            ));
+        }
+        // Another Call-ID may use any CSeq.
+        ok(register(&mut loc, &reg_cid(c, "b", 1), src, t0, POLICY));
+        // ... and now owns the binding: Call-ID "a" CSeq 6 is accepted too.
+        ok(register(&mut loc, &reg_cid(c, "a", 6), src, t0, POLICY));
+        // Contact: * is also refused when out of order.
+        assert!(matches!(
+            register(
+                &mut loc,
+                &reg_cid("Expires: 0\r\nContact: *\r\n", "a", 6),
+                src,
+                t0,
+                POLICY
+            ),
+            RegisterResult::Fail(500, _)
+        ));
+        assert_eq!(loc.len(), 1);
+        assert_eq!(
+            ok(register(
+                &mut loc,
+                &reg_cid("Expires: 0\r\nContact: *\r\n", "a", 7),
+                src,
+                t0,
+                POLICY
+            )),
+            []
+        );
+        assert_eq!(loc.len(), 0);
+        assert_eq!(loc.scheduled(), 0);
+    }
+
+    #[test]
+    fn star_rules() {
+        let mut loc = MemoryLocation::new();
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        let t0 = Instant::now();
+        ok(register(
+            &mut loc,
+            &reg_cid(
+                "Contact: <sip:bob@10.0.0.2>, <sip:bob@10.0.0.3>\r\n",
+                "s",
+                1,
+            ),
+            src,
+            t0,
+            POLICY,
+        ));
+        for bad in [
+            "Contact: *\r\n",
+            "Expires: 10\r\nContact: *\r\n",
+            "Expires: 0\r\nContact: *\r\nContact: <sip:bob@10.0.0.4>\r\n",
+            "Expires: 0\r\nContact: *, <sip:bob@10.0.0.4>\r\n",
+        ] {
+            assert!(
+                matches!(
+                    register(&mut loc, &reg_cid(bad, "s", 2), src, t0, POLICY),
+                    RegisterResult::Fail(400, _)
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(loc.len(), 2);
+        assert_eq!(
+            ok(register(
+                &mut loc,
+                &reg_cid("Expires: 0\r\nContact: *\r\n", "other", 1),
+                src,
+                t0,
+                POLICY
+            )),
+            []
+        );
+        assert!(loc.is_empty());
+    }
+
+    #[test]
+    fn contacts_per_aor_are_bounded() {
+        let mut loc = MemoryLocation::new();
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..MAX_CONTACTS_PER_AOR {
+            ok(register(
+                &mut loc,
+                &reg_cid(
+                    &format!("Contact: <sip:bob@10.0.1.{i}>\r\n"),
+                    "m",
+                    i as u32 + 1,
+                ),
+                src,
+                t0,
+                POLICY,
+            ));
+        }
+        let n = MAX_CONTACTS_PER_AOR as u32 + 1;
+        assert!(matches!(
+            register(
+                &mut loc,
+                &reg_cid("Contact: <sip:bob@10.0.2.1>\r\n", "m", n),
+                src,
+                t0,
+                POLICY
+            ),
+            RegisterResult::Fail(503, _)
+        ));
+        // Refreshing an existing one still works.
+        ok(register(
+            &mut loc,
+            &reg_cid("Contact: <sip:bob@10.0.1.0>\r\n", "m", n + 1),
+            src,
+            t0,
+            POLICY,
+        ));
+        assert_eq!(loc.len(), MAX_CONTACTS_PER_AOR);
+    }
+
+    fn binding(i: usize, expires_at: Instant) -> Binding {
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        Binding {
+            aor: format!("u{i}@tern"),
+            user: format!("u{i}"),
+            contact: format!("sip:u{i}@10.0.0.2:5070"),
+            source: src,
+            target: src,
+            expires_at,
+            call_id: format!("c{i}"),
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn wheel_expires_on_time_and_refresh_moves_the_timer() {
+        let t0 = Instant::now();
+        let mut loc = MemoryLocation::with_epoch(t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        loc.upsert(binding(1, at(10)));
+        loc.upsert(binding(2, at(10) + Duration::from_millis(500)));
+        // 5000 s: beyond one turn of the wheel.
+        loc.upsert(binding(3, at(5000)));
+        assert_eq!((loc.len(), loc.scheduled()), (3, 3));
+        assert_eq!(loc.purge(at(9)), 0);
+        assert_eq!(loc.purge(at(10)), 1);
+        // Rounded up: the 10.5 s binding is not dropped at 10 s.
+        assert_eq!(loc.lookup_user("u2", at(10)).len(), 1);
+        // Refreshed before its time: the old timer goes.
+        loc.upsert(binding(2, at(100)));
+        assert_eq!(loc.scheduled(), 2);
+        assert_eq!(loc.purge(at(99)), 0);
+        assert_eq!(loc.purge(at(100)), 1);
+        // One lap of the wheel later (slot of 5000 visited at 904 s): kept.
+        assert_eq!(loc.purge(at(904)), 0);
+        assert_eq!(loc.len(), 1);
+        assert_eq!(loc.purge(at(4999)), 0);
+        assert_eq!(loc.purge(at(5000)), 1);
+        assert!(loc.is_empty());
+        assert_eq!(loc.scheduled(), 0);
+        // Removal takes the timer too.
+        loc.upsert(binding(4, at(6000)));
+        loc.remove("u4@tern", "sip:u4@10.0.0.2:5070");
+        assert_eq!((loc.len(), loc.scheduled()), (0, 0));
+    }
+
+    /// 100,000 registrations held and expired on a virtual clock.
+    #[test]
+    fn holds_and_expires_100k_bindings() {
+        const N: usize = 100_000;
+        let t0 = Instant::now();
+        let mut loc = MemoryLocation::with_epoch(t0);
+        // Lifetimes spread over 1..=3600 s.
+        let life = |i: usize| 1 + (i as u64 * 7919) % 3600;
+        for i in 0..N {
+            loc.upsert(binding(i, t0 + Duration::from_secs(life(i))));
+        }
+        assert_eq!(loc.len(), N);
+        assert_eq!(loc.scheduled(), N);
+        assert_eq!(
+            loc.lookup_user("u4242", t0)[0].contact,
+            "sip:u4242@10.0.0.2:5070"
+        );
+        // Half of them refresh to 7200 s.
+        for i in (0..N).step_by(2) {
+            loc.upsert(binding(i, t0 + Duration::from_secs(7200)));
+        }
+        assert_eq!((loc.len(), loc.scheduled()), (N, N));
+        let mut due = vec![0usize; 3601];
+        for i in (1..N).step_by(2) {
+            due[life(i) as usize] += 1;
+        }
+        // Step the clock second by second through the first hour.
+        let mut purged = 0;
+        for (s, &expected) in due.iter().enumerate().skip(1) {
+            let n = loc.purge(t0 + Duration::from_secs(s as u64));
+            assert_eq!(n, expected, "second {s}");
+            purged += n;
+        }
+        assert_eq!(purged, N / 2);
+        assert_eq!(loc.len(), N / 2);
+        // A jump past everything purges the rest in one go.
+        assert_eq!(loc.purge(t0 + Duration::from_secs(100_000)), N / 2);
+        assert!(loc.is_empty());
+        assert_eq!(loc.scheduled(), 0);
     }
 }
