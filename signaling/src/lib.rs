@@ -90,3 +90,5 @@ impl From<ConfigError> for SipError {
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod transport_tests;

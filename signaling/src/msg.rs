@@ -942,8 +942,19 @@ fn to_rsip_header(name: &str, v: &str) -> rsip::Header {
 /// empty `rport` filled in (RFC 3581 §4).
 pub fn via_with_received(via: &Via, src: SocketAddr) -> String {
     let mut v = via.clone();
-    let host_ip: Option<IpAddr> = v.host.parse().ok();
-    if host_ip != Some(src.ip()) && v.param("received").is_none() {
+    let host_ip: Option<IpAddr> = v
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
+    // RFC 3581 §4: with an empty rport, received is added even when it
+    // equals sent-by.
+    let rport_asked = v
+        .params
+        .iter()
+        .any(|(n, val)| n.eq_ignore_ascii_case("rport") && val.as_deref().unwrap_or("").is_empty());
+    if (host_ip != Some(src.ip()) || rport_asked) && v.param("received").is_none() {
         v.params
             .push(("received".into(), Some(src.ip().to_string())));
     }
