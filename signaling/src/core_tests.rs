@@ -1626,3 +1626,381 @@ fn ringing_without_answer_times_out_with_408_and_cancel() {
     let out = h.send(BOB, &b_response(&inv, 487, "b1", None));
     assert_eq!(summary(&out), [format!("{BOB} ACK")]);
 }
+
+// ---- Digest auth, INVITE policy and registrar rules through the core
+// (issue 5, H4b).
+
+const AUTH_USERS: &str = "[[users]]\nname = \"bob\"\npassword = \"s3cret\"\n[[users]]\nname = \"alice\"\npassword = \"alicepw\"\n";
+
+/// A REGISTER for `user` from bob's address with Call-ID `call_id` and
+/// free-form `headers` (Contact, Expires, Authorization...).
+fn register_raw(user: &str, call_id: &str, cseq: u32, headers: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {BOB};branch=z9hG4bKr-{call_id}-{cseq}\r\n\
+         From: <sip:{user}@127.0.0.1:5060>;tag=r1\r\n\
+         To: <sip:{user}@127.0.0.1:5060>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Max-Forwards: 70\r\n\
+         {headers}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The `n`th challenge header `chal_hdr` of `chal` answered for `alg` with
+/// nonce-count `nc`, as header `hdr`, for `method` and digest-uri `uri`.
+#[allow(clippy::too_many_arguments)]
+fn answer_challenge(
+    hdr: &str,
+    chal: &Msg,
+    chal_hdr: &str,
+    alg: crate::digest::Algorithm,
+    user: &str,
+    pw: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
+    let c = chal
+        .headers(chal_hdr)
+        .find(|c| c.contains(&format!("algorithm={},", alg.name())))
+        .unwrap_or_else(|| panic!("no {} challenge", alg.name()));
+    let nonce = c
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let nc = format!("{nc:08x}");
+    let mut cr = Credentials {
+        username: user.into(),
+        realm: "tern".into(),
+        nonce: nonce.into(),
+        uri: uri.into(),
+        cnonce: Some("c0ffee".into()),
+        qop: Some("auth".into()),
+        nc: Some(nc.clone()),
+        ..Default::default()
+    };
+    let ha1 = crate::digest::ha1(alg, user, "tern", pw);
+    cr.response = crate::digest::expected_response_with(alg, &ha1, method, &cr);
+    format!(
+        "{hdr}: Digest username=\"{user}\", realm=\"tern\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{}\", algorithm={}, cnonce=\"c0ffee\", qop=auth, nc={nc}\r\n",
+        cr.response,
+        alg.name()
+    )
+}
+
+#[test]
+fn challenge_offers_md5_then_sha256_and_both_work() {
+    use crate::digest::Algorithm;
+    let mut h = H::new("sha256", 16, AUTH_USERS);
+    let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
+    let out = h.send(BOB, &register_raw("bob", "s1", 1, &contact));
+    let (_, chal) = only(&out, "401");
+    let chals: Vec<&str> = chal.headers("WWW-Authenticate").collect();
+    assert_eq!(chals.len(), 2, "{chals:?}");
+    assert!(chals[0].contains("algorithm=MD5,"), "{}", chals[0]);
+    assert!(chals[1].contains("algorithm=SHA-256,"), "{}", chals[1]);
+    assert!(chals.iter().all(|c| c.contains("qop=\"auth\"")));
+    let uri = "sip:127.0.0.1:5060";
+    let auth = answer_challenge(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        Algorithm::Sha256,
+        "bob",
+        "s3cret",
+        "REGISTER",
+        uri,
+        1,
+    );
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "s1", 2, &format!("{contact}{auth}")),
+    );
+    assert_eq!(codes(&out), [200], "{:?}", summary(&out));
+    // MD5 over the same nonce, next count.
+    let auth = answer_challenge(
+        "Authorization",
+        chal,
+        "WWW-Authenticate",
+        Algorithm::Md5,
+        "bob",
+        "s3cret",
+        "REGISTER",
+        uri,
+        2,
+    );
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "s1", 3, &format!("{contact}{auth}")),
+    );
+    assert_eq!(codes(&out), [200], "{:?}", summary(&out));
+    assert_eq!(h.core.stats().registrations, 2);
+}
+
+#[test]
+fn replayed_nonce_count_is_rechallenged_stale() {
+    use crate::digest::Algorithm;
+    let mut h = H::new("replay", 16, AUTH_USERS);
+    let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
+    let out = h.send(BOB, &register_raw("bob", "rp", 1, &contact));
+    let chal = only(&out, "401").1.clone();
+    let auth = |nc| {
+        answer_challenge(
+            "Authorization",
+            &chal,
+            "WWW-Authenticate",
+            Algorithm::Md5,
+            "bob",
+            "s3cret",
+            "REGISTER",
+            "sip:127.0.0.1:5060",
+            nc,
+        )
+    };
+    let ok = h.send(
+        BOB,
+        &register_raw("bob", "rp", 2, &format!("{contact}{}", auth(1))),
+    );
+    assert_eq!(codes(&ok), [200]);
+    // A captured request replayed (new CSeq, same credentials): refused.
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "rp", 3, &format!("{contact}{}", auth(1))),
+    );
+    let (_, again) = only(&out, "401");
+    assert!(again
+        .headers("WWW-Authenticate")
+        .all(|c| c.contains("stale=true")));
+    // The honest client's next count works.
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "rp", 4, &format!("{contact}{}", auth(2))),
+    );
+    assert_eq!(codes(&out), [200]);
+    assert_eq!(h.core.nonces.replays(), 1);
+    // A wrong password: 403, counted.
+    let bad = answer_challenge(
+        "Authorization",
+        &chal,
+        "WWW-Authenticate",
+        Algorithm::Md5,
+        "bob",
+        "nope",
+        "REGISTER",
+        "sip:127.0.0.1:5060",
+        5,
+    );
+    let failures = h.core.stats().auth_failures;
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "rp", 5, &format!("{contact}{bad}")),
+    );
+    assert_eq!(codes(&out), [403]);
+    assert_eq!(h.core.stats().auth_failures, failures + 1);
+}
+
+/// An INVITE from alice to `uri_host` (`bob@HOST` in the Request-URI).
+fn invite_to_host(host: &str, call_id: &str, extra: &str) -> String {
+    invite("bob", call_id, extra, &sdp("10.0.0.1", 40000, "")).replacen(
+        "INVITE sip:bob@127.0.0.1:5060 SIP/2.0",
+        &format!("INVITE sip:bob@{host} SIP/2.0"),
+        1,
+    )
+}
+
+#[test]
+fn invite_to_foreign_domain_needs_auth_even_when_local_calls_do_not() {
+    use crate::digest::Algorithm;
+    let mut h = H::new("relay", 16, AUTH_USERS);
+    h.core.cfg.auth_invites = Some(false);
+    h.register_bob_authenticated();
+    // A local call without credentials goes through.
+    let out = h.send(ALICE, &invite_to_host("127.0.0.1:5060", "loc-1", ""));
+    assert!(codes(&out).contains(&100), "{:?}", summary(&out));
+    only(&out, "INVITE");
+    // So does one naming the realm as host.
+    let out = h.send(ALICE, &invite_to_host("TERN", "loc-2", ""));
+    only(&out, "INVITE");
+    // A foreign domain: 407, then 403 with wrong credentials.
+    let out = h.send(ALICE, &invite_to_host("evil.example", "far-1", ""));
+    assert_eq!(codes(&out), [407], "{:?}", summary(&out));
+    let chal = only(&out, "407").1.clone();
+    assert_eq!(chal.headers("Proxy-Authenticate").count(), 2);
+    let uri = "sip:bob@evil.example";
+    let bad = answer_challenge(
+        "Proxy-Authorization",
+        &chal,
+        "Proxy-Authenticate",
+        Algorithm::Md5,
+        "alice",
+        "wrong",
+        "INVITE",
+        uri,
+        1,
+    );
+    let out = h.send(ALICE, &invite_to_host("evil.example", "far-2", &bad));
+    assert_eq!(codes(&out), [403]);
+    // With alice's right credentials it is hers to place.
+    let good = answer_challenge(
+        "Proxy-Authorization",
+        &chal,
+        "Proxy-Authenticate",
+        Algorithm::Sha256,
+        "alice",
+        "alicepw",
+        "INVITE",
+        uri,
+        1,
+    );
+    let out = h.send(ALICE, &invite_to_host("evil.example", "far-3", &good));
+    assert!(codes(&out).contains(&100), "{:?}", summary(&out));
+    assert!(!codes(&out).contains(&403) && !codes(&out).contains(&407));
+}
+
+#[test]
+fn invite_auth_follows_config_for_local_users() {
+    // Default with users: local calls need auth too.
+    let mut h = H::new("authinv", 16, AUTH_USERS);
+    h.register_bob_authenticated();
+    let out = h.send(ALICE, &invite_to_host("127.0.0.1:5060", "d-1", ""));
+    assert_eq!(codes(&out), [407]);
+    // auth_invites = true without... users is the same; false lets it in.
+    h.core.cfg.auth_invites = Some(false);
+    let out = h.send(ALICE, &invite_to_host("127.0.0.1:5060", "d-2", ""));
+    only(&out, "INVITE");
+}
+
+#[test]
+fn open_registrar_is_not_an_open_relay() {
+    // No users (loopback only): local calls need nothing, foreign ones are
+    // refused outright (there is nobody to authenticate).
+    let mut h = H::new("openrelay", 16, "");
+    h.register_bob();
+    let out = h.send(ALICE, &invite_to_host("evil.example", "o-1", ""));
+    assert_eq!(codes(&out), [403]);
+    assert!(out[0].1.header("Warning").unwrap().contains("not a relay"));
+    let out = h.send(ALICE, &invite_to_host("[::1]", "o-2", ""));
+    assert_eq!(codes(&out), [403]);
+    let out = h.send(ALICE, &invite_to_host("127.0.0.1", "o-3", ""));
+    only(&out, "INVITE");
+    assert_eq!(
+        h.table.count(SlotState::Active) + h.table.count(SlotState::Free),
+        h.table.capacity()
+    );
+}
+
+impl H {
+    /// Registers bob's contact at BOB with the 401 round trip (users must
+    /// include bob / s3cret).
+    fn register_bob_authenticated(&mut self) {
+        let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
+        let out = self.send(BOB, &register_raw("bob", "rb", 1, &contact));
+        let chal = only(&out, "401").1.clone();
+        let auth = answer_challenge(
+            "Authorization",
+            &chal,
+            "WWW-Authenticate",
+            crate::digest::Algorithm::Md5,
+            "bob",
+            "s3cret",
+            "REGISTER",
+            "sip:127.0.0.1:5060",
+            1,
+        );
+        let out = self.send(
+            BOB,
+            &register_raw("bob", "rb", 2, &format!("{contact}{auth}")),
+        );
+        assert_eq!(codes(&out), [200], "{:?}", summary(&out));
+    }
+}
+
+#[test]
+fn registrar_rules_through_the_core() {
+    let mut h = H::new("regrules", 16, "");
+    h.core.cfg.min_expires = 60;
+    // Two contacts of one AOR from two phones: both listed.
+    let out = h.send(
+        BOB,
+        &register_raw(
+            "bob",
+            "p1",
+            1,
+            "Contact: <sip:bob@10.0.0.1:5060>;expires=600\r\n",
+        ),
+    );
+    assert_eq!(codes(&out), [200]);
+    let out = h.send(
+        BOB,
+        &register_raw(
+            "bob",
+            "p2",
+            1,
+            "Expires: 1200\r\nContact: <sip:bob@10.0.0.2:5060>\r\n",
+        ),
+    );
+    let ok = &only(&out, "200").1;
+    let mut listed: Vec<&str> = ok.headers("Contact").collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "<sip:bob@10.0.0.1:5060>;expires=600",
+            "<sip:bob@10.0.0.2:5060>;expires=1200"
+        ]
+    );
+    // Remaining time counts down.
+    h.now += Duration::from_secs(100);
+    let out = h.send(BOB, &register_raw("bob", "p3", 1, ""));
+    let ok = &only(&out, "200").1;
+    assert!(ok
+        .headers("Contact")
+        .any(|c| c == "<sip:bob@10.0.0.1:5060>;expires=500"));
+    // Too brief: 423 with Min-Expires.
+    let out = h.send(
+        BOB,
+        &register_raw(
+            "bob",
+            "p1",
+            2,
+            "Contact: <sip:bob@10.0.0.1:5060>;expires=10\r\n",
+        ),
+    );
+    let (_, r) = only(&out, "423");
+    assert_eq!(r.header("Min-Expires"), Some("60"));
+    // Out of order in one Call-ID: 500, binding unchanged.
+    let out = h.send(
+        BOB,
+        &register_raw(
+            "bob",
+            "p1",
+            1,
+            "Contact: <sip:bob@10.0.0.1:5060>;expires=0\r\n",
+        ),
+    );
+    assert_eq!(codes(&out), [500]);
+    assert_eq!(h.core.location().lookup_user("bob", h.now).len(), 2);
+    // Contact: * without Expires: 0 is 400; with it clears everything.
+    let out = h.send(BOB, &register_raw("bob", "p1", 3, "Contact: *\r\n"));
+    assert_eq!(codes(&out), [400]);
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "p1", 4, "Expires: 0\r\nContact: *\r\n"),
+    );
+    assert_eq!(codes(&out), [200]);
+    assert!(out[0].1.header("Contact").is_none());
+    assert!(h.core.location().lookup_user("bob", h.now).is_empty());
+    // Expiry by the wheel as time passes.
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "p4", 1, "Contact: <sip:bob@10.0.0.4>;expires=60\r\n"),
+    );
+    assert_eq!(codes(&out), [200]);
+    assert_eq!(h.core.location().len(), 1);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(h.core.location().len(), 0);
+}
