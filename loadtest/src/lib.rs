@@ -23,9 +23,24 @@
 //! RTP, PT 0, `--payload` bytes (160 by default) of which the first 16 are
 //! `"TRN" trial(u8) call(u32) send_ns(u64)`, so a receiver can attribute a
 //! packet to its call even when the relay rewrites the SSRC, and ignore
-//! late packets of an earlier `--find-max` trial.
+//! late packets of an earlier `--find-max` trial. With 24 bytes or more,
+//! `nominal_ns(u64)` follows: when the packet was generated, i.e. when it
+//! would have left without injected impairments.
+//!
+//! # Impairments
+//!
+//! `--loss PCT`, `--reorder PCT` and `--jitter-ms N` impair the streams at
+//! the sender ([`impair`], seeded by `--seed`): dropped packets are never
+//! sent (reported as `injected_drops`, not as loss), a reordered packet
+//! leaves right after the next packet of its stream, and jitter delays each
+//! send by a uniform `[0, N]` ms. Sequence numbers and RTP timestamps stay
+//! nominal. The receiver reports packets out of order (`reordered`) and the
+//! delay of each packet beyond its nominal send time (`nominal_delay`).
+//! `--jitter-buffer` asks the relay to de-jitter the calls (ng flag
+//! `jitter-buffer`, with `jitter-buffer-target`/`jitter-buffer-max`).
 
 pub mod floor;
+pub mod impair;
 pub mod ng;
 pub mod seq;
 pub mod sys;
@@ -40,6 +55,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::impair::{ImpairConfig, Impairer};
 use crate::ng::{Ben, NgClient};
 use crate::seq::SeqStats;
 use crate::sys::{RxBatch, TxBatch};
@@ -114,6 +130,29 @@ pub struct RtpArgs {
     /// Label for the report (e.g. the relay's name).
     #[arg(long)]
     pub label: Option<String>,
+    /// Drop this percentage of packets at the sender (seeded, random).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Swap this percentage of packets with the next packet of their
+    /// stream (seeded, random).
+    #[arg(long, default_value_t = 0.0)]
+    pub reorder: f64,
+    /// Delay each send by a uniform [0, N] ms; RTP timestamps stay nominal.
+    #[arg(long, default_value_t = 0.0)]
+    pub jitter_ms: f64,
+    /// Seed of the impairments' RNG (trial k uses seed + k).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Ask the relay for a jitter buffer on each call (ng flag
+    /// `jitter-buffer`).
+    #[arg(long)]
+    pub jitter_buffer: bool,
+    /// The jitter buffer's target delay, ms (ng `jitter-buffer-target`).
+    #[arg(long)]
+    pub jitter_buffer_target: Option<u32>,
+    /// The jitter buffer's maximum delay, ms (ng `jitter-buffer-max`).
+    #[arg(long)]
+    pub jitter_buffer_max: Option<u32>,
 }
 
 /// Latency percentiles in microseconds.
@@ -160,6 +199,19 @@ pub struct Report {
     /// relay, was the limit of this run.
     #[serde(default)]
     pub generator_limited: bool,
+    /// Packets dropped on purpose (`--loss`): never sent, so counted in
+    /// neither `sent` nor `lost`.
+    #[serde(default)]
+    pub injected_drops: u64,
+    /// Packets sent after the next packet of their stream (`--reorder`).
+    #[serde(default)]
+    pub injected_reorders: u64,
+    /// Arrival time minus nominal send time (when the packet was generated,
+    /// before injected delay or reordering), us: relay latency plus
+    /// injected delay plus any buffering in the relay. Zero when the
+    /// payload is under 24 bytes.
+    #[serde(default)]
+    pub nominal_delay: Latency,
 }
 
 /// What `tern load rtp --json` prints.
@@ -288,6 +340,9 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
     if a.ssrc_rewrite {
         offer_flags.push("SSRC-rewrite");
     }
+    if a.jitter_buffer {
+        offer_flags.push("jitter-buffer");
+    }
     for i in 0..a.calls {
         if shutdown.load(Ordering::Relaxed) {
             return Err("interrupted".into());
@@ -295,14 +350,21 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
         let id = format!("tern-load-{pid}-{i}");
         let from = tx[i % k].local_addr()?;
         let to = rx[i % k].local_addr()?;
-        let offer = Ben::Dict(vec![
+        let mut offer = vec![
             ("command", Ben::s("offer")),
             ("call-id", Ben::s(&id)),
             ("from-tag", Ben::s("caller")),
             ("replace", Ben::list(["origin", "session-connection"])),
             ("flags", Ben::list(offer_flags.iter().copied())),
             ("sdp", Ben::s(ng::sdp(from, i as u64))),
-        ]);
+        ];
+        if let Some(t) = a.jitter_buffer_target {
+            offer.push(("jitter-buffer-target", Ben::Int(i64::from(t))));
+        }
+        if let Some(m) = a.jitter_buffer_max {
+            offer.push(("jitter-buffer-max", Ben::Int(i64::from(m))));
+        }
+        let offer = Ben::Dict(offer);
         ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
         ng.ids.push(id.clone());
         let answer = Ben::Dict(vec![
@@ -368,6 +430,48 @@ fn poll_rx(rx: &[UdpSocket], timeout_ns: u64) {
     }
 }
 
+/// Writes packet `seq`/`ts` of call `idx` into `buf` (`buf.len()` bytes,
+/// at least 28): RTP header, then the payload described in the crate
+/// documentation, stamped `now` (ns) as both send and nominal time.
+fn fill(buf: &mut [u8], c: &Call, id: u8, idx: u32, now: u64) {
+    buf[0] = 0x80;
+    buf[1] = 0;
+    buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
+    buf[12..15].copy_from_slice(MAGIC);
+    buf[15] = id;
+    buf[16..20].copy_from_slice(&idx.to_be_bytes());
+    buf[20..28].copy_from_slice(&now.to_be_bytes());
+    if buf.len() >= NOMINAL_END {
+        buf[28..NOMINAL_END].copy_from_slice(&now.to_be_bytes());
+    }
+}
+
+/// End of the nominal send time in the packet.
+const NOMINAL_END: usize = 36;
+
+/// Sends the packets of the delay line due now; returns (sent, errors).
+fn send_due(imp: &mut Impairer, g: &Gen, txb: &mut [TxBatch]) -> (u64, u64) {
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let now = sys::now_ns();
+    while let Some((call, bytes)) = imp.pop_due(now) {
+        let c = &g.calls[call];
+        let b = &mut txb[c.sock];
+        let buf = b.next_buf();
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        // The real send time, for the relay-latency histogram.
+        buf[20..28].copy_from_slice(&now.to_be_bytes());
+        b.commit(bytes.len(), &c.dest);
+        if b.is_full() {
+            let k = b.flush(&g.tx[c.sock]);
+            sent += k as u64;
+            errors += (sys::BATCH - k) as u64;
+        }
+    }
+    (sent, errors)
+}
+
 /// One trial at `pps` packets per second in total.
 fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> Report {
     let n = g.calls.len();
@@ -375,9 +479,19 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         c.stats = SeqStats::new();
         c.rewritten = false;
     }
+    let mut imp = Impairer::new(
+        ImpairConfig {
+            loss: a.loss / 100.0,
+            reorder: a.reorder / 100.0,
+            jitter_ns: (a.jitter_ms * 1e6) as u64,
+            seed: a.seed.wrapping_add(u64::from(id)),
+        },
+        n,
+    );
     let mut txb: Vec<TxBatch> = (0..g.tx.len()).map(|_| TxBatch::new()).collect();
     let mut rxb = RxBatch::new();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut nominal = hist.clone();
     let pkt_len = 12 + a.payload.max(16);
     let (mut sent, mut send_errors, mut foreign) = (0u64, 0u64, 0u64);
     let mut received = 0u64;
@@ -391,47 +505,54 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
     let mut cursor = 0usize;
     let ns_per_pkt = 1e9 / pps;
 
-    let mut drain =
-        |g: &mut Gen, hist: &mut Histogram<u64>, received: &mut u64, foreign: &mut u64| {
-            let mut got = 0;
-            for s in 0..g.rx.len() {
-                let fd = g.rx[s].as_raw_fd();
-                for _ in 0..16 {
-                    let k = rxb.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
-                    if k == 0 {
-                        break;
+    let mut drain = |g: &mut Gen,
+                     hist: &mut Histogram<u64>,
+                     nominal: &mut Histogram<u64>,
+                     received: &mut u64,
+                     foreign: &mut u64| {
+        let mut got = 0;
+        for s in 0..g.rx.len() {
+            let fd = g.rx[s].as_raw_fd();
+            for _ in 0..16 {
+                let k = rxb.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
+                if k == 0 {
+                    break;
+                }
+                let now = sys::now_ns();
+                got += k;
+                for i in 0..k {
+                    let p = rxb.get(i);
+                    if p.len() < 28 || &p[12..15] != MAGIC || p[15] != id {
+                        *foreign += 1;
+                        continue;
                     }
-                    let now = sys::now_ns();
-                    got += k;
-                    for i in 0..k {
-                        let p = rxb.get(i);
-                        if p.len() < 28 || &p[12..15] != MAGIC || p[15] != id {
-                            *foreign += 1;
-                            continue;
-                        }
-                        let call = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
-                        let Some(c) = g.calls.get_mut(call) else {
-                            *foreign += 1;
-                            continue;
-                        };
-                        let sent_ns = u64::from_be_bytes(p[20..28].try_into().unwrap());
-                        let seq = u16::from_be_bytes([p[2], p[3]]);
-                        let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
-                        let dups = c.stats.duplicates;
-                        c.stats.on_packet(seq);
-                        if c.stats.duplicates == dups {
-                            *received += 1;
-                        }
-                        c.rewritten |= ssrc != c.ssrc;
-                        hist.saturating_record(now.saturating_sub(sent_ns).max(1));
+                    let call = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
+                    let Some(c) = g.calls.get_mut(call) else {
+                        *foreign += 1;
+                        continue;
+                    };
+                    let sent_ns = u64::from_be_bytes(p[20..28].try_into().unwrap());
+                    let seq = u16::from_be_bytes([p[2], p[3]]);
+                    let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
+                    let dups = c.stats.duplicates;
+                    c.stats.on_packet(seq);
+                    if c.stats.duplicates == dups {
+                        *received += 1;
                     }
-                    if k < sys::BATCH {
-                        break;
+                    c.rewritten |= ssrc != c.ssrc;
+                    hist.saturating_record(now.saturating_sub(sent_ns).max(1));
+                    if let Some(b) = p.get(28..NOMINAL_END) {
+                        let nom = u64::from_be_bytes(b.try_into().unwrap());
+                        nominal.saturating_record(now.saturating_sub(nom).max(1));
                     }
                 }
+                if k < sys::BATCH {
+                    break;
+                }
             }
-            got
-        };
+        }
+        got
+    };
 
     loop {
         let now = sys::now_ns();
@@ -448,39 +569,43 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             if cursor == n {
                 cursor = 0;
             }
-            let b = &mut txb[c.sock];
-            let buf = b.next_buf();
-            buf[0] = 0x80;
-            buf[1] = 0;
-            buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
-            buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
-            buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
-            buf[12..15].copy_from_slice(MAGIC);
-            buf[15] = id;
-            buf[16..20].copy_from_slice(&idx.to_be_bytes());
-            buf[20..28].copy_from_slice(&sys::now_ns().to_be_bytes());
-            c.seq = c.seq.wrapping_add(1);
-            c.ts = c.ts.wrapping_add(160);
-            let dest = c.dest;
-            let s = c.sock;
-            b.commit(pkt_len, &dest);
-            if b.is_full() {
-                let k = b.flush(&g.tx[s]);
-                sent += k as u64;
-                send_errors += (sys::BATCH - k) as u64;
-            }
             scheduled += 1;
             budget -= 1;
+            let dropped = imp.drop_next();
+            if !dropped && imp.delays() {
+                let mut bytes = vec![0u8; pkt_len];
+                fill(&mut bytes, c, id, idx, sys::now_ns());
+                imp.enqueue(idx as usize, bytes, sys::now_ns());
+            } else if !dropped {
+                let b = &mut txb[c.sock];
+                fill(&mut b.next_buf()[..pkt_len], c, id, idx, sys::now_ns());
+                let dest = c.dest;
+                let s = c.sock;
+                b.commit(pkt_len, &dest);
+                if b.is_full() {
+                    let k = b.flush(&g.tx[s]);
+                    sent += k as u64;
+                    send_errors += (sys::BATCH - k) as u64;
+                }
+            }
+            c.seq = c.seq.wrapping_add(1);
+            c.ts = c.ts.wrapping_add(160);
         }
+        let (k, e) = send_due(&mut imp, g, &mut txb);
+        sent += k;
+        send_errors += e;
         for (s, b) in txb.iter_mut().enumerate() {
             let q = b.len;
             let k = b.flush(&g.tx[s]);
             sent += k as u64;
             send_errors += (q - k) as u64;
         }
-        let got = drain(g, &mut hist, &mut received, &mut foreign);
+        let got = drain(g, &mut hist, &mut nominal, &mut received, &mut foreign);
         if !did_send && got == 0 {
-            let next = t0 + ((scheduled + 1) as f64 * ns_per_pkt) as u64;
+            let mut next = t0 + ((scheduled + 1) as f64 * ns_per_pkt) as u64;
+            if let Some(d) = imp.next_due() {
+                next = next.min(d);
+            }
             let wait = next.saturating_sub(sys::now_ns()).min(1_000_000);
             if wait > 2_000 {
                 poll_rx(&g.rx, wait);
@@ -488,9 +613,29 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         }
     }
     let send_end = sys::now_ns();
-    let grace_end = send_end + (a.grace * 1e9) as u64;
+    // What the delay line still holds leaves on its schedule.
+    imp.release_held();
+    while !imp.is_empty() && !shutdown.load(Ordering::Relaxed) {
+        let (k, e) = send_due(&mut imp, g, &mut txb);
+        sent += k;
+        send_errors += e;
+        for (s, b) in txb.iter_mut().enumerate() {
+            let q = b.len;
+            let k = b.flush(&g.tx[s]);
+            sent += k as u64;
+            send_errors += (q - k) as u64;
+        }
+        if drain(g, &mut hist, &mut nominal, &mut received, &mut foreign) == 0 {
+            let next = imp.next_due().unwrap_or(0);
+            let wait = next.saturating_sub(sys::now_ns()).min(1_000_000);
+            if wait > 2_000 {
+                poll_rx(&g.rx, wait);
+            }
+        }
+    }
+    let grace_end = sys::now_ns() + (a.grace * 1e9) as u64;
     while received < sent && sys::now_ns() < grace_end {
-        if drain(g, &mut hist, &mut received, &mut foreign) == 0 {
+        if drain(g, &mut hist, &mut nominal, &mut received, &mut foreign) == 0 {
             poll_rx(&g.rx, 1_000_000);
         }
     }
@@ -503,7 +648,18 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
         _ => None,
     };
-    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1e3;
+    let pct = |h: &Histogram<u64>| {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
+        Latency {
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.max() as f64 / 1e3,
+        }
+    };
     Report {
         label: a.label.clone().unwrap_or_else(|| {
             if a.floor {
@@ -529,16 +685,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         foreign,
         send_pps: sent as f64 / send_s,
         forwarded_pps: received as f64 / send_s,
-        latency: if hist.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                p50_us: q(0.5),
-                p99_us: q(0.99),
-                p999_us: q(0.999),
-                max_us: hist.max() as f64 / 1e3,
-            }
-        },
+        latency: pct(&hist),
         streams_received: g.calls.iter().filter(|c| c.stats.received > 0).count(),
         streams_ssrc_rewritten: g.calls.iter().filter(|c| c.rewritten).count(),
         relay_cpu_ns_per_pkt: relay_ns
@@ -546,7 +693,10 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             .map(|ns| ns / received as f64),
         relay_cpu_util: relay_ns.map(|ns| ns / wall),
         gen_cpu_util: gen1.saturating_sub(gen0) as f64 / wall,
-        generator_limited: (sent as f64) < 0.97 * pps * send_s,
+        generator_limited: ((sent + imp.dropped) as f64) < 0.97 * pps * send_s,
+        injected_drops: imp.dropped,
+        injected_reorders: imp.reordered,
+        nominal_delay: pct(&nominal),
     }
 }
 
@@ -620,6 +770,14 @@ pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
     }
     if a.payload < 16 || a.payload > 1400 {
         return Err("--payload must be 16..=1400 bytes".into());
+    }
+    for (name, v) in [("--loss", a.loss), ("--reorder", a.reorder)] {
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("{name} must be a percentage, 0..=100").into());
+        }
+    }
+    if !(0.0..=10_000.0).contains(&a.jitter_ms) {
+        return Err("--jitter-ms must be 0..=10000".into());
     }
     if let Some(c) = a.cpu {
         sys::pin_to(c).map_err(|e| format!("--cpu {c}: {e}"))?;
@@ -724,6 +882,19 @@ fn print_table(out: &Output) {
             r.relay_cpu_util.map_or("-".into(), |v| format!("{:.0}", v * 100.0)),
             r.gen_cpu_util * 100.0,
         );
+    }
+    for r in &out.runs {
+        if r.injected_drops + r.injected_reorders > 0 || r.nominal_delay.max_us > 0.0 {
+            println!(
+                "{}: injected drops {}, reorders {}; delay beyond nominal send: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+                r.label,
+                r.injected_drops,
+                r.injected_reorders,
+                r.nominal_delay.p50_us,
+                r.nominal_delay.p99_us,
+                r.nominal_delay.max_us,
+            );
+        }
     }
     if let Some(m) = out.max_pps {
         println!(

@@ -12,6 +12,7 @@ use bt_bencode::Value;
 #[derive(Debug, Clone)]
 pub enum Ben {
     Str(String),
+    Int(i64),
     List(Vec<Ben>),
     /// Keys are sorted on encoding, as bencode requires.
     Dict(Vec<(&'static str, Ben)>),
@@ -32,6 +33,11 @@ impl Ben {
                 out.extend(s.len().to_string().as_bytes());
                 out.push(b':');
                 out.extend(s.as_bytes());
+            }
+            Ben::Int(n) => {
+                out.push(b'i');
+                out.extend(n.to_string().as_bytes());
+                out.push(b'e');
             }
             Ben::List(l) => {
                 out.push(b'l');
@@ -179,11 +185,13 @@ mod tests {
             ("sdp", Ben::s("x")),
             ("command", Ben::s("offer")),
             ("flags", Ben::list(["trust-address"])),
+            ("jitter-buffer-max", Ben::Int(-120)),
         ])
         .encode(&mut out);
         assert_eq!(
             out,
-            b"d7:command5:offer5:flagsl13:trust-addresse3:sdp1:xe".to_vec()
+            b"d7:command5:offer5:flagsl13:trust-addresse17:jitter-buffer-maxi-120e3:sdp1:xe"
+                .to_vec()
         );
         let v: Value = bt_bencode::from_slice(&out).unwrap();
         assert_eq!(v.get("command").unwrap().as_str(), Some("offer"));
