@@ -695,9 +695,17 @@ impl SipCore {
             ("Authorization", "WWW-Authenticate", 401)
         };
         let ha1 = &self.ha1;
+        // A retransmission repeats branch, Call-ID and CSeq.
+        let txn = format!(
+            "{}|{}|{}",
+            req.top_via().branch().unwrap_or(""),
+            req.call_id,
+            req.cseq.num
+        );
         let verdict = digest::verify(
             req.headers(cred_hdr),
             method,
+            &txn,
             &self.cfg.realm,
             &mut self.nonces,
             now,

@@ -1980,7 +1980,8 @@ fn registrar_rules_through_the_core() {
             "p1",
             1,
             "Contact: <sip:bob@10.0.0.1:5060>;expires=0\r\n",
-        ),
+        )
+        .replace("branch=z9hG4bKr-p1-1", "branch=z9hG4bKr-p1-1-new"),
     );
     assert_eq!(codes(&out), [500]);
     assert_eq!(h.core.location().lookup_user("bob", h.now).len(), 2);
@@ -2003,4 +2004,39 @@ fn registrar_rules_through_the_core() {
     assert_eq!(h.core.location().len(), 1);
     h.advance(Duration::from_secs(120));
     assert_eq!(h.core.location().len(), 0);
+}
+
+#[test]
+fn retransmitted_register_gets_the_same_answer() {
+    use crate::digest::Algorithm;
+    let mut h = H::new("regretrans", 16, AUTH_USERS);
+    let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
+    let out = h.send(BOB, &register_raw("bob", "rt", 1, &contact));
+    let chal = only(&out, "401").1.clone();
+    let auth = answer_challenge(
+        "Authorization",
+        &chal,
+        "WWW-Authenticate",
+        Algorithm::Md5,
+        "bob",
+        "s3cret",
+        "REGISTER",
+        "sip:127.0.0.1:5060",
+        1,
+    );
+    let req = register_raw("bob", "rt", 2, &format!("{contact}{auth}"));
+    let first = h.send(BOB, &req);
+    assert_eq!(codes(&first), [200]);
+    // Our 200 was lost: the UA retransmits the very same request.
+    h.now += Duration::from_millis(500);
+    let again = h.send(BOB, &req);
+    assert_eq!(codes(&again), [200], "{:?}", summary(&again));
+    assert_eq!(again[0].1.header("Contact"), first[0].1.header("Contact"));
+    assert_eq!(again[0].1.to.tag(), first[0].1.to.tag());
+    assert_eq!(h.core.nonces.replays(), 0);
+    // The same credentials in a new request (new branch and CSeq): replay.
+    let replay = register_raw("bob", "rt", 3, &format!("{contact}{auth}"));
+    let out = h.send(BOB, &replay);
+    assert_eq!(codes(&out), [401]);
+    assert_eq!(h.core.nonces.replays(), 1);
 }

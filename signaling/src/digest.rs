@@ -30,7 +30,11 @@
 //! Each nonce that has been used successfully remembers the highest
 //! nonce-count (`nc`, RFC 7616 §3.4) accepted with it; a request whose `nc`
 //! is not greater is refused as a replay (a fresh challenge with
-//! `stale=true`, so an honest client retries at once). A response without
+//! `stale=true`, so an honest client retries at once) — unless it is a
+//! retransmission of the very request that used the count (same
+//! transaction identity, see [`verify`]), which UDP clients send when our
+//! answer is late or lost and which must get the same answer (RFC 3261
+//! §17.2.2). A response without
 //! `qop` counts as `nc=1`, making its nonce single-use. The table is bounded
 //! ([`NonceSource::with_capacity`]): entries go when their nonce expires,
 //! and when the table is full the oldest nonces are evicted and every
@@ -270,8 +274,10 @@ pub struct NonceSource {
     epoch: Instant,
     ttl: Duration,
     /// MAC of a used nonce (its 16 bytes as u128) -> (issue second, highest
-    /// nc accepted).
-    used: HashMap<u128, (u32, u32)>,
+    /// nc accepted, keyed hash of the transaction that used it).
+    used: HashMap<u128, (u32, u32, u64)>,
+    /// Keys the transaction hashes, so they cannot be predicted.
+    txn_hasher: std::collections::hash_map::RandomState,
     /// The same entries ordered by issue second, for expiry and eviction.
     order: BTreeSet<(u32, u128)>,
     capacity: usize,
@@ -317,6 +323,7 @@ impl NonceSource {
             epoch,
             ttl,
             used: HashMap::new(),
+            txn_hasher: std::collections::hash_map::RandomState::new(),
             order: BTreeSet::new(),
             capacity: capacity.max(1),
             evicted_upto: None,
@@ -378,15 +385,21 @@ impl NonceSource {
         }
     }
 
-    /// Records that a correct response used `nc` with the nonce: `true` if
-    /// `nc` is greater than every count accepted before with it, `false`
-    /// (a replay, counted) otherwise.
-    fn accept_nc(&mut self, p: &NonceParts, nc: u32, now: Instant) -> bool {
+    /// Records that a correct response used `nc` with the nonce in the
+    /// transaction `txn`: `true` if `nc` is greater than every count
+    /// accepted before with it, or repeats the last one in the same
+    /// transaction (a retransmission); `false` (a replay, counted)
+    /// otherwise.
+    fn accept_nc(&mut self, p: &NonceParts, nc: u32, txn: &str, now: Instant) -> bool {
+        use std::hash::BuildHasher;
         self.sweep(now);
+        let key = self.txn_hasher.hash_one(txn);
         match self.used.get_mut(&p.mac) {
-            Some((_, last)) => {
+            Some((_, last, last_key)) => {
                 if nc > *last {
-                    *last = nc;
+                    (*last, *last_key) = (nc, key);
+                    true
+                } else if nc == *last && key == *last_key {
                     true
                 } else {
                     self.replays += 1;
@@ -408,7 +421,7 @@ impl NonceSource {
                     self.evictions += 1;
                     self.evicted_upto = Some(self.evicted_upto.map_or(first.0, |e| e.max(first.0)));
                 }
-                self.used.insert(p.mac, (p.secs, nc));
+                self.used.insert(p.mac, (p.secs, nc, key));
                 self.order.insert((p.secs, p.mac));
                 true
             }
@@ -490,10 +503,15 @@ pub enum Verdict {
 
 /// Verifies the credentials headers `values` of a request with `method`
 /// against the HA1 table (`lookup(username)`), and on success records the
-/// nonce-count in `nonces` (replay protection).
+/// nonce-count in `nonces` (replay protection). `txn` identifies the
+/// request's transaction (e.g. top Via branch, Call-ID and CSeq): a request
+/// repeating the last accepted nonce-count is let through only with the
+/// same `txn`, as a retransmission.
+#[allow(clippy::too_many_arguments)]
 pub fn verify<'a, 'h>(
     values: impl Iterator<Item = &'a str>,
     method: &str,
+    txn: &str,
     realm: &str,
     nonces: &mut NonceSource,
     now: Instant,
@@ -538,7 +556,7 @@ pub fn verify<'a, 'h>(
             NonceCheck::Invalid => Verdict::Challenge,
             NonceCheck::Stale => Verdict::Stale,
             NonceCheck::Valid => {
-                if nonces.accept_nc(&parts, nc, now) {
+                if nonces.accept_nc(&parts, nc, txn, now) {
                     Verdict::Ok(c.username)
                 } else {
                     Verdict::Stale
@@ -733,6 +751,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                "t1",
                 "tern",
                 &mut ns,
                 t0,
@@ -743,6 +762,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "INVITE",
+                "t1",
                 "tern",
                 &mut ns,
                 t0,
@@ -753,6 +773,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                "t1",
                 "tern",
                 &mut ns,
                 t0,
@@ -763,6 +784,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                "t1",
                 "tern",
                 &mut ns,
                 t0,
@@ -783,6 +805,7 @@ mod tests {
         let v = verify(
             [hdr.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -793,6 +816,7 @@ mod tests {
         let v = verify(
             [hdr.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -800,7 +824,15 @@ mod tests {
         );
         assert_eq!(v, Verdict::Ok("carol".into()));
         assert_eq!(
-            verify(std::iter::empty(), "REGISTER", "tern", &mut ns, t0, look),
+            verify(
+                std::iter::empty(),
+                "REGISTER",
+                "t1",
+                "tern",
+                &mut ns,
+                t0,
+                look
+            ),
             Verdict::Challenge
         );
         // Another realm's credentials are skipped; an unknown algorithm or
@@ -811,6 +843,7 @@ mod tests {
         let v = verify(
             [foreign.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -821,6 +854,7 @@ mod tests {
         let v = verify(
             [sess.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -832,6 +866,7 @@ mod tests {
         let v = verify(
             [hdr.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -844,6 +879,7 @@ mod tests {
         let v = verify(
             [hdr.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             late,
@@ -855,6 +891,7 @@ mod tests {
         let v = verify(
             [bad.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             t0,
@@ -870,33 +907,45 @@ mod tests {
         let bob = Ha1::from_password("bob", "tern", "pw");
         let look = |u: &str| (u == "bob").then_some(&bob);
         let nonce = ns.issue("tern", t0);
-        let run = |ns: &mut NonceSource, nc: Option<u32>| {
+        let run = |ns: &mut NonceSource, nc: Option<u32>, txn: &str| {
             let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, nc);
-            verify([hdr.as_str()].into_iter(), "REGISTER", "tern", ns, t0, look)
-        };
-        assert_eq!(run(&mut ns, Some(1)), Verdict::Ok("bob".into()));
-        // The same (nonce, nc) again: a replay.
-        assert_eq!(run(&mut ns, Some(1)), Verdict::Stale);
-        assert_eq!(run(&mut ns, Some(3)), Verdict::Ok("bob".into()));
-        // Lower than the last one: refused.
-        assert_eq!(run(&mut ns, Some(2)), Verdict::Stale);
-        assert_eq!(run(&mut ns, Some(4)), Verdict::Ok("bob".into()));
-        assert_eq!(ns.replays(), 2);
-        // Without qop the nonce is single-use.
-        let nonce2 = ns.issue("tern", t0 + Duration::from_secs(1));
-        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce2, None);
-        let v = |ns: &mut NonceSource| {
             verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                txn,
+                "tern",
+                ns,
+                t0,
+                look,
+            )
+        };
+        assert_eq!(run(&mut ns, Some(1), "t1"), Verdict::Ok("bob".into()));
+        // A retransmission of that request (same transaction) passes ...
+        assert_eq!(run(&mut ns, Some(1), "t1"), Verdict::Ok("bob".into()));
+        // ... the same (nonce, nc) in another request is a replay.
+        assert_eq!(run(&mut ns, Some(1), "t2"), Verdict::Stale);
+        assert_eq!(run(&mut ns, Some(3), "t3"), Verdict::Ok("bob".into()));
+        // Lower than the last one: refused, even as "t1" again.
+        assert_eq!(run(&mut ns, Some(2), "t4"), Verdict::Stale);
+        assert_eq!(run(&mut ns, Some(1), "t1"), Verdict::Stale);
+        assert_eq!(run(&mut ns, Some(4), "t5"), Verdict::Ok("bob".into()));
+        assert_eq!(ns.replays(), 3);
+        // Without qop the nonce is single-use.
+        let nonce2 = ns.issue("tern", t0 + Duration::from_secs(1));
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce2, None);
+        let v = |ns: &mut NonceSource, txn: &str| {
+            verify(
+                [hdr.as_str()].into_iter(),
+                "REGISTER",
+                txn,
                 "tern",
                 ns,
                 t0 + Duration::from_secs(1),
                 look,
             )
         };
-        assert_eq!(v(&mut ns), Verdict::Ok("bob".into()));
-        assert_eq!(v(&mut ns), Verdict::Stale);
+        assert_eq!(v(&mut ns, "u1"), Verdict::Ok("bob".into()));
+        assert_eq!(v(&mut ns, "u2"), Verdict::Stale);
         assert_eq!(ns.tracked(), 2);
         // Entries go with their nonce's expiry.
         ns.sweep(t0 + Duration::from_secs(60));
@@ -917,6 +966,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                "t1",
                 "tern",
                 &mut ns,
                 at,
@@ -933,6 +983,7 @@ mod tests {
             let v = verify(
                 [hdr.as_str()].into_iter(),
                 "REGISTER",
+                "replayed",
                 "tern",
                 &mut ns,
                 *at,
@@ -947,6 +998,7 @@ mod tests {
         let v = verify(
             [hdr.as_str()].into_iter(),
             "REGISTER",
+            "t1",
             "tern",
             &mut ns,
             at,

@@ -30,6 +30,9 @@ pub struct Binding {
     /// CSeq number of that REGISTER; a lower or equal one in the same
     /// Call-ID is refused.
     pub cseq: u32,
+    /// Top Via branch of that REGISTER: a request with the same Call-ID,
+    /// CSeq and branch is its retransmission, answered again unchanged.
+    pub branch: String,
 }
 
 impl Binding {
@@ -400,7 +403,10 @@ pub const MAX_CONTACTS_PER_AOR: usize = 32;
 ///   come with `Expires: 0`, else 400.
 /// - A binding last written from the same Call-ID with a CSeq not lower
 ///   than this request's makes the request out of order: 500, nothing
-///   changed (step 7). The same holds per binding for `Contact: *`.
+///   changed (step 7). The same holds per binding for `Contact: *`. The
+///   exception is a retransmission of the request that wrote the binding
+///   (same Call-ID, CSeq and Via branch): it gets the current listing and
+///   changes nothing, as a server transaction would answer it (§17.2.2).
 /// - No Contact: a query; the 200 lists the bindings.
 ///
 /// Every check runs before any change, so a failure changes nothing.
@@ -420,7 +426,24 @@ pub fn register(
     };
     let header_expires = req.expires();
     let existing = loc.bindings(&aor, now);
+    let branch = req.top_via().branch().unwrap_or("");
+    let retransmission =
+        |b: &Binding| b.call_id == req.call_id && b.cseq == req.cseq.num && b.branch == branch;
     let out_of_order = |b: &Binding| b.call_id == req.call_id && req.cseq.num <= b.cseq;
+    let listing = |loc: &dyn LocationService| {
+        RegisterResult::Ok(
+            loc.bindings(&aor, now)
+                .into_iter()
+                .map(|b| {
+                    let r = b.remaining(now);
+                    (b.contact, r)
+                })
+                .collect(),
+        )
+    };
+    if !branch.is_empty() && existing.iter().any(retransmission) {
+        return listing(loc);
+    }
     if req.contact_star() {
         // §10.3 step 6: "*" only alone and with Expires: 0.
         if header_expires != Some(0) || req.headers("Contact").count() != 1 {
@@ -482,18 +505,11 @@ pub fn register(
                 expires_at: now + Duration::from_secs(u64::from(e)),
                 call_id: req.call_id.clone(),
                 cseq: req.cseq.num,
+                branch: branch.to_string(),
             });
         }
     }
-    RegisterResult::Ok(
-        loc.bindings(&aor, now)
-            .into_iter()
-            .map(|b| {
-                let r = b.remaining(now);
-                (b.contact, r)
-            })
-            .collect(),
-    )
+    listing(loc)
 }
 
 #[cfg(test)]
@@ -592,7 +608,7 @@ mod tests {
         assert!(matches!(
             register(
                 &mut loc,
-                &reg("Contact: <sip:bob@10.0.0.2:5070>\r\n", 2),
+                &reg_new_branch("Contact: <sip:bob@10.0.0.2:5070>\r\n", "reg1", 2),
                 src,
                 t0,
                 POLICY
@@ -654,6 +670,15 @@ mod tests {
     fn reg_cid(extra: &str, call_id: &str, cseq: u32) -> Msg {
         let s = format!(
             "REGISTER sip:tern SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bK{call_id}{cseq}\r\nFrom: <sip:bob@tern>;tag=1\r\nTo: <sip:bob@tern>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        parse(s.as_bytes()).unwrap()
+    }
+
+    /// [`reg_cid`] with another Via branch: a new request, not a
+    /// retransmission.
+    fn reg_new_branch(extra: &str, call_id: &str, cseq: u32) -> Msg {
+        let s = format!(
+            "REGISTER sip:tern SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKnew{call_id}{cseq}\r\nFrom: <sip:bob@tern>;tag=1\r\nTo: <sip:bob@tern>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         parse(s.as_bytes()).unwrap()
     }
@@ -745,10 +770,17 @@ mod tests {
         // Equal and lower CSeq in the same Call-ID: out of order.
         for n in [5, 4] {
             assert!(matches!(
-                register(&mut loc, &reg_cid(c, "a", n), src, t0, POLICY),
+                register(&mut loc, &reg_new_branch(c, "a", n), src, t0, POLICY),
                 RegisterResult::Fail(500, _)
             ));
         }
+        // A retransmission of CSeq 5 (same branch) is answered again, and
+        // changes nothing even an hour later.
+        let later = t0 + Duration::from_secs(3000);
+        assert_eq!(
+            ok(register(&mut loc, &reg_cid(c, "a", 5), src, later, POLICY)),
+            [("sip:bob@10.0.0.2".to_string(), 600)]
+        );
         // Another Call-ID may use any CSeq.
         ok(register(&mut loc, &reg_cid(c, "b", 1), src, t0, POLICY));
         // ... and now owns the binding: Call-ID "a" CSeq 6 is accepted too.
@@ -757,7 +789,7 @@ mod tests {
         assert!(matches!(
             register(
                 &mut loc,
-                &reg_cid("Expires: 0\r\nContact: *\r\n", "a", 6),
+                &reg_new_branch("Expires: 0\r\nContact: *\r\n", "a", 6),
                 src,
                 t0,
                 POLICY
@@ -874,6 +906,7 @@ mod tests {
             expires_at,
             call_id: format!("c{i}"),
             cseq: 1,
+            branch: String::new(),
         }
     }
 
