@@ -165,3 +165,86 @@ impl SnapshotPublisher {
         *g = snap;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SipConfig;
+    use crate::relay::ShmRelay;
+    use tern_shared::table::{SlotTable, TableParams};
+
+    const TERN: &str = "127.0.0.1:5060";
+
+    fn core(now: Instant) -> (SipCore, Arc<SlotTable>) {
+        let inst = format!("t-h3-snap-{}", std::process::id());
+        let table = Arc::new(
+            SlotTable::create_or_attach(
+                &inst,
+                TableParams {
+                    port_lo: 26800,
+                    port_hi: 26807,
+                    workers: 1,
+                    media_ip: "127.0.0.1".parse().unwrap(),
+                },
+            )
+            .unwrap(),
+        );
+        let _ = table.unlink();
+        let cfg = SipConfig {
+            listen: TERN.parse().unwrap(),
+            ..SipConfig::default()
+        };
+        let relay = Box::new(ShmRelay::new(table.clone()));
+        (SipCore::new(&cfg, relay, TERN.parse().unwrap(), now), table)
+    }
+
+    fn register(user: &str, port: u16, expires: u32) -> String {
+        format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsnap{port}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=s1\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: snap-{user}\r\n\
+             CSeq: 1 REGISTER\r\n\
+             Contact: <sip:{user}@127.0.0.1:{port}>;expires={expires}\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn publisher_lists_live_registrations_at_most_every_period() {
+        let t0 = Instant::now();
+        let (mut core, _table) = core(t0);
+        let shared = SipSnapshot::shared();
+        let mut p = SnapshotPublisher::new(shared.clone());
+        p.tick(&core, t0);
+        assert!(shared.lock().unwrap().registrations.is_empty());
+        assert_ne!(shared.lock().unwrap().taken_at_ms, 0);
+
+        let src = "127.0.0.1:5070".parse().unwrap();
+        core.handle_datagram(register("bob", 5070, 60).as_bytes(), src, t0);
+        core.handle_datagram(register("alice", 5071, 3600).as_bytes(), src, t0);
+        // Within the period: nothing new is published.
+        p.tick(&core, t0 + Duration::from_millis(100));
+        assert!(shared.lock().unwrap().registrations.is_empty());
+
+        let t1 = t0 + SnapshotPublisher::PERIOD;
+        p.tick(&core, t1);
+        let s = shared.lock().unwrap().clone();
+        let aors: Vec<&str> = s.registrations.iter().map(|r| r.aor.as_str()).collect();
+        assert_eq!(aors, ["alice@127.0.0.1", "bob@127.0.0.1"], "{s:?}");
+        assert_eq!(s.registrations[1].contact, "sip:bob@127.0.0.1:5070");
+        assert_eq!(s.registrations[1].expires_s, 60);
+        assert_eq!((s.calls_active, s.calls_total), (0, 0));
+        assert!(s.calls.is_empty());
+
+        // Bob's binding lapses; Alice's remains.
+        let t2 = t0 + Duration::from_secs(61);
+        p.tick(&core, t2);
+        let s = shared.lock().unwrap().clone();
+        assert_eq!(s.registrations.len(), 1, "{s:?}");
+        assert_eq!(s.registrations[0].aor, "alice@127.0.0.1");
+        assert_eq!(s.registrations[0].expires_s, 3600 - 61);
+    }
+}
