@@ -253,6 +253,9 @@ struct Call {
     sock: usize,
     ssrc: u32,
     seq: u16,
+    /// RTP timestamp at the generator's clock origin ([`Gen::origin_ns`]):
+    /// a packet's timestamp follows its nominal send time at 8 kHz, so
+    /// that a relay's jitter buffer sees a sender whose clock keeps time.
     ts: u32,
     stats: SeqStats,
     rewritten: bool,
@@ -280,6 +283,8 @@ impl Drop for NgCalls {
 
 /// The generator: sockets, calls and the floor, if any.
 struct Gen {
+    /// CLOCK_MONOTONIC ns at which every call's timestamp is `Call::ts`.
+    origin_ns: u64,
     tx: Vec<UdpSocket>,
     rx: Vec<UdpSocket>,
     calls: Vec<Call>,
@@ -321,6 +326,7 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
             .map(|i| mk_call(i, f.addr))
             .collect::<Result<_, _>>()?;
         return Ok(Gen {
+            origin_ns: sys::now_ns(),
             tx,
             rx,
             calls,
@@ -389,6 +395,7 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
         calls.push(mk_call(i, dest)?);
     }
     Ok(Gen {
+        origin_ns: sys::now_ns(),
         tx,
         rx,
         calls,
@@ -430,21 +437,28 @@ fn poll_rx(rx: &[UdpSocket], timeout_ns: u64) {
     }
 }
 
-/// Writes packet `seq`/`ts` of call `idx` into `buf` (`buf.len()` bytes,
-/// at least 28): RTP header, then the payload described in the crate
-/// documentation, stamped `now` (ns) as both send and nominal time.
-fn fill(buf: &mut [u8], c: &Call, id: u8, idx: u32, now: u64) {
+/// The RTP timestamp (8 kHz) of call `c` at `ns` (CLOCK_MONOTONIC).
+fn ts_at(c: &Call, origin_ns: u64, ns: u64) -> u32 {
+    let ticks = u128::from(ns.saturating_sub(origin_ns)) * 8000 / 1_000_000_000;
+    c.ts.wrapping_add(ticks as u32)
+}
+
+/// Writes the next packet of call `idx` into `buf` (`buf.len()` bytes, at
+/// least 28): RTP header, then the payload described in the crate
+/// documentation, with send time `now` and nominal send time `nominal`
+/// (ns), the latter also giving the RTP timestamp.
+fn fill(buf: &mut [u8], c: &Call, origin_ns: u64, id: u8, idx: u32, now: u64, nominal: u64) {
     buf[0] = 0x80;
     buf[1] = 0;
     buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
-    buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
+    buf[4..8].copy_from_slice(&ts_at(c, origin_ns, nominal).to_be_bytes());
     buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
     buf[12..15].copy_from_slice(MAGIC);
     buf[15] = id;
     buf[16..20].copy_from_slice(&idx.to_be_bytes());
     buf[20..28].copy_from_slice(&now.to_be_bytes());
     if buf.len() >= NOMINAL_END {
-        buf[28..NOMINAL_END].copy_from_slice(&now.to_be_bytes());
+        buf[28..NOMINAL_END].copy_from_slice(&nominal.to_be_bytes());
     }
 }
 
@@ -562,8 +576,11 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         let due = ((now - t0) as f64 / ns_per_pkt) as u64;
         let mut budget = due.saturating_sub(scheduled).min(4 * sys::BATCH as u64);
         let did_send = budget > 0;
+        let origin = g.origin_ns;
         while budget > 0 {
             let idx = cursor as u32;
+            // When this packet is due on the nominal schedule.
+            let sched = t0 + (scheduled as f64 * ns_per_pkt) as u64;
             let c = &mut g.calls[cursor];
             cursor += 1;
             if cursor == n {
@@ -574,11 +591,12 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             let dropped = imp.drop_next();
             if !dropped && imp.delays() {
                 let mut bytes = vec![0u8; pkt_len];
-                fill(&mut bytes, c, id, idx, sys::now_ns());
+                fill(&mut bytes, c, origin, id, idx, sys::now_ns(), sched);
                 imp.enqueue(idx as usize, bytes, sys::now_ns());
             } else if !dropped {
                 let b = &mut txb[c.sock];
-                fill(&mut b.next_buf()[..pkt_len], c, id, idx, sys::now_ns());
+                let buf = &mut b.next_buf()[..pkt_len];
+                fill(buf, c, origin, id, idx, sys::now_ns(), sched);
                 let dest = c.dest;
                 let s = c.sock;
                 b.commit(pkt_len, &dest);
@@ -589,7 +607,6 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
                 }
             }
             c.seq = c.seq.wrapping_add(1);
-            c.ts = c.ts.wrapping_add(160);
         }
         let (k, e) = send_due(&mut imp, g, &mut txb);
         sent += k;
@@ -709,6 +726,7 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
     let mut txb = TxBatch::new();
     let mut rxb = RxBatch::new();
     let deadline = sys::now_ns() + 5_000_000_000;
+    let origin = g.origin_ns;
     while left > 0 && !shutdown.load(Ordering::Relaxed) {
         if sys::now_ns() > deadline {
             return Err(format!(
@@ -726,13 +744,12 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
                 buf[..12].fill(0);
                 buf[0] = 0x80;
                 buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
-                buf[4..8].copy_from_slice(&c.ts.to_be_bytes());
+                buf[4..8].copy_from_slice(&ts_at(c, origin, sys::now_ns()).to_be_bytes());
                 buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
                 buf[12..15].copy_from_slice(MAGIC);
                 buf[15] = 0;
                 buf[16..20].copy_from_slice(&(i as u32).to_be_bytes());
                 c.seq = c.seq.wrapping_add(1);
-                c.ts = c.ts.wrapping_add(160);
                 let d = c.dest;
                 txb.commit(28, &d);
                 if txb.is_full() {
