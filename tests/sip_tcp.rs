@@ -50,7 +50,8 @@ fn options(branch: &str, extra: &str) -> String {
 /// arrived, the peer closed, or 3 s passed. Returns the status codes and
 /// whether the peer closed.
 fn read_responses(s: &mut TcpStream, n: usize) -> (Vec<u16>, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut buf = Vec::new();
     let mut codes = Vec::new();
@@ -96,7 +97,8 @@ fn read_responses(s: &mut TcpStream, n: usize) -> (Vec<u16>, bool) {
 
 /// Whether the peer closes `s` within 3 s (reading and discarding).
 fn closes(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut chunk = [0u8; 4096];
     while Instant::now() < deadline {
@@ -115,7 +117,12 @@ fn closes(s: &mut TcpStream) -> bool {
 #[test]
 fn tcp_framing_on_the_sip_port() {
     let instance = format!("t-h4-tcp-raw-{}", std::process::id());
-    let mut tern = tern_up("127.0.0.1:15560", "27000-27099", "127.0.0.1:22341", &instance);
+    let mut tern = tern_up(
+        "127.0.0.1:15560",
+        "27000-27099",
+        "127.0.0.1:22341",
+        &instance,
+    );
     let to = "127.0.0.1:15560";
 
     // UDP still works on the same port.
@@ -158,7 +165,10 @@ fn tcp_framing_on_the_sip_port() {
     let big = options("big", &format!("X-Big: {}\r\n", "a".repeat(100 * 1024)));
     // The server may close before all is written; a write error is fine.
     let _ = s.write_all(big.as_bytes());
-    assert!(closes(&mut s), "over-long message did not close the connection");
+    assert!(
+        closes(&mut s),
+        "over-long message did not close the connection"
+    );
 
     // No Content-Length on a stream: 400, then the connection closes.
     let mut s = TcpStream::connect(to).unwrap();
@@ -166,7 +176,10 @@ fn tcp_framing_on_the_sip_port() {
     s.write_all(bare.as_bytes()).unwrap();
     let (codes, _) = read_responses(&mut s, 1);
     assert_eq!(codes, [400]);
-    assert!(closes(&mut s), "unframed message did not close the connection");
+    assert!(
+        closes(&mut s),
+        "unframed message did not close the connection"
+    );
 
     // Half-close by the client: the server closes its side too.
     let mut s = TcpStream::connect(to).unwrap();
@@ -193,7 +206,12 @@ fn tcp_framing_on_the_sip_port() {
 fn sipp_call_over_tcp_with_media() {
     let instance = format!("t-h4-tcp-call-{}", std::process::id());
     let dir = sipp_workdir("t-h4-tcp-call");
-    let mut tern = tern_up("127.0.0.1:15565", "27100-27199", "127.0.0.1:22342", &instance);
+    let mut tern = tern_up(
+        "127.0.0.1:15565",
+        "27100-27199",
+        "127.0.0.1:22342",
+        &instance,
+    );
     // Bob: a SIPp UAS listening on TCP, echoing RTP.
     let mut uas = sipp(
         &[
