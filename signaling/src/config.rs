@@ -9,6 +9,7 @@
 //! domains = ["example.com"]      # local domains besides the realm and our address
 //! auth_invites = true            # INVITEs to local users need auth (default: when users exist)
 //! nonce_ttl = 300                # seconds a digest nonce stays valid
+//! nonce_capacity = 262144        # nonces whose nonce-count is tracked (replay protection)
 //! default_expires = 3600         # registration lifetime when none is asked, seconds
 //! min_expires = 60               # shorter requests get 423
 //! max_expires = 86400            # longer requests are cut down
@@ -133,6 +134,7 @@ struct RawSip {
     domains: Option<Vec<String>>,
     auth_invites: Option<bool>,
     nonce_ttl: Option<u64>,
+    nonce_capacity: Option<usize>,
     default_expires: Option<u32>,
     min_expires: Option<u32>,
     max_expires: Option<u32>,
@@ -319,6 +321,7 @@ impl SipConfig {
             auth_invites: sip.auth_invites,
             users: check_users(raw.users)?,
             nonce_ttl: sip.nonce_ttl.map_or(d.nonce_ttl, Duration::from_secs),
+            nonce_capacity: sip.nonce_capacity.unwrap_or(d.nonce_capacity),
             default_expires: sip.default_expires.unwrap_or(d.default_expires),
             min_expires: sip.min_expires.unwrap_or(d.min_expires),
             max_expires: sip.max_expires.unwrap_or(d.max_expires),
@@ -479,12 +482,13 @@ mod tests {
         let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
         let sha = "ab".repeat(32);
         let text = format!(
-            "[sip]\nrealm = \"example.com\"\ndomains = [\"Example.org\"]\nauth_invites = false\nnonce_ttl = 30\nmin_expires = 10\nmax_expires = 600\ndefault_expires = 300\nsomebody_elses_key = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"b\"\nha1_sha256 = \"{sha}\"\n"
+            "[sip]\nrealm = \"example.com\"\ndomains = [\"Example.org\"]\nauth_invites = false\nnonce_ttl = 30\nnonce_capacity = 1000\nmin_expires = 10\nmax_expires = 600\ndefault_expires = 300\nsomebody_elses_key = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"b\"\nha1_sha256 = \"{sha}\"\n"
         );
         let c = SipConfig::from_toml(listen, &text).unwrap();
         assert_eq!(c.realm, "example.com");
         assert_eq!(c.auth_invites, Some(false));
         assert_eq!(c.nonce_ttl, Duration::from_secs(30));
+        assert_eq!(c.nonce_capacity, 1000);
         assert_eq!(
             (c.min_expires, c.max_expires, c.default_expires),
             (10, 600, 300)
