@@ -552,6 +552,31 @@ mod table_tests {
     }
 
     #[test]
+    fn odd_targets_never_panic() {
+        let mut o = Observer::new(table("odd"), None);
+        for url in [
+            "/calls/%",
+            "/calls/%z",
+            "/calls/%F0%9F",
+            "//",
+            "/calls/../health",
+            "/calls//x",
+            "*",
+            "/metrics?x=1#y",
+            "/health?",
+            "/calls/\u{1F600}",
+            "/calls/a%00b",
+            "?",
+            "#",
+        ] {
+            let r = o.handle("GET", url, 0);
+            assert!(matches!(r.status, 200 | 400 | 404 | 503), "{url}: {r:?}");
+        }
+        assert_eq!(o.handle("GET", "/metrics?x=1#y", 0).status, 200);
+        assert_eq!(o.handle("get", "/metrics", 0).status, 405);
+    }
+
+    #[test]
     fn calls_list_and_one_call() {
         let t = table("calls");
         let mut o = Observer::new(t.clone(), None);
