@@ -744,13 +744,7 @@ impl SipCore {
                 // Early media (183 with SDP): leg 1 is programmed now, so
                 // media flows through the slot before the 2xx.
                 let sdp = if resp.has_sdp() {
-                    match sdp::answer_in_offer_order(&call.offer, resp.body()) {
-                        Ok(b) => self.apply_sdp(call, Side::B, &b),
-                        Err(e) => {
-                            warn!(call_id = %call.a_call_id(), code, error = %e, "early SDP not relayed");
-                            None
-                        }
-                    }
+                    self.apply_answer(call, Side::B, resp.body())
                 } else {
                     None
                 };
@@ -765,24 +759,7 @@ impl SipCore {
                     call.b_route.reverse();
                     call.timer_c = None;
                     let sdp = if resp.has_sdp() {
-                        match sdp::answer_in_offer_order(&call.offer, resp.body()) {
-                            Ok(b) => self.apply_sdp(call, Side::B, &b),
-                            Err(SdpError::NoCommonCodec) => {
-                                // §13.2.2.4 leaves us only ACK then BYE;
-                                // the caller hears the 488 it would have
-                                // had from a compliant callee.
-                                warn!(call_id = %call.a_call_id(), "answer has no offered codec; call refused");
-                                self.send_b_ack(call);
-                                self.send_bye(call, Side::B, now);
-                                self.respond_a(call, 488, None, None, now);
-                                self.release_slot(call);
-                                call.state = CallState::Terminating;
-                                let at = now + self.cfg.t1 * 66;
-                                self.set_linger(call, at);
-                                return;
-                            }
-                            Err(_) => self.apply_sdp(call, Side::B, resp.body()),
-                        }
+                        self.apply_answer(call, Side::B, resp.body())
                     } else {
                         warn!(call_id = %call.a_call_id(), "2xx without SDP answer");
                         None
@@ -876,8 +853,10 @@ impl SipCore {
     /// An answer from `from` to the latest offer: intersected with it in
     /// the offerer's order and its direction mirrored (RFC 3264 §6.1),
     /// then applied like [`Self::apply_sdp`]. An answer with nothing in
-    /// common is passed on as it came, since the offerer is the one to
-    /// give up on it.
+    /// common is passed on as it came (with a warning): the offerer is the
+    /// one to give up on it (RFC 3264 §6.1), and refusing it here would
+    /// break calls between agents that cope with it, such as SIPp's
+    /// built-in PCMA `uac_pcap` and PCMU `uas`.
     fn apply_answer(&mut self, call: &mut Call, from: Side, body: &[u8]) -> Option<Vec<u8>> {
         match sdp::answer_in_offer_order(&call.offer, body) {
             Ok(b) => self.apply_sdp(call, from, &b),
