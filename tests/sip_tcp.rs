@@ -2,8 +2,8 @@
 //! checks on the shared UDP/TCP port, and a SIPp call over TCP (`-t t1`)
 //! with media anchored in the relay.
 //!
-//! Ports: SIP 15560-15569, relay 27000-27199, ng 22341-22342, SIPp media
-//! 16400-16439.
+//! Ports: SIP 15560-15569, relay 27000-27199, ng 22341-22342 and 22346,
+//! SIPp media 16400-16439.
 
 mod common;
 use common::*;
@@ -12,24 +12,27 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 fn tern_up(sip: &str, ports: &str, ng: &str, instance: &str) -> Proc {
-    let (p, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            sip,
-            "--ports",
-            ports,
-            "--workers",
-            "1",
-            "--instance",
-            instance,
-            "--ng",
-            ng,
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
-    );
+    tern_up_with(sip, ports, ng, instance, &[])
+}
+
+fn tern_up_with(sip: &str, ports: &str, ng: &str, instance: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "up",
+        "--sip",
+        sip,
+        "--ports",
+        ports,
+        "--workers",
+        "1",
+        "--instance",
+        instance,
+        "--ng",
+        ng,
+        "--http",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    let (p, _) = spawn_tern(&args, &["tern sip: listening"]);
     p
 }
 
@@ -308,4 +311,63 @@ fn sipp_call_over_tcp_with_media() {
     assert_eq!(st.map(|s| s.success()), Some(true), "tern exit: {st:?}");
     let _ = std::fs::remove_dir_all(&dir);
     unlink_table(&instance);
+}
+
+#[test]
+fn tcp_connections_are_bounded_and_idle_ones_closed() {
+    let instance = format!("t-h4-tcp-bounds-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("t-h4-tcp-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("tern.toml");
+    std::fs::write(
+        &cfg,
+        "[sip]\ntcp_max_connections = 2\ntcp_idle_secs = 1\ndrain_secs = 5\n",
+    )
+    .unwrap();
+    let mut tern = tern_up_with(
+        "127.0.0.1:15561",
+        "27050-27099",
+        "127.0.0.1:22346",
+        &instance,
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let to = "127.0.0.1:15561";
+    let mut a = TcpStream::connect(to).unwrap();
+    let mut b = TcpStream::connect(to).unwrap();
+    a.write_all(options("ca", "").as_bytes()).unwrap();
+    b.write_all(options("cb", "").as_bytes()).unwrap();
+    assert_eq!(read_responses(&mut a, 1).0, [200]);
+    assert_eq!(read_responses(&mut b, 1).0, [200]);
+    // A third connection is over the bound: closed at once.
+    let mut c = TcpStream::connect(to).unwrap();
+    let _ = c.write_all(options("cc", "").as_bytes());
+    let (codes, closed) = read_responses(&mut c, 1);
+    assert!(codes.is_empty() && closed, "third connection: {codes:?}");
+    // Keep `a` busy with keep-alives; `b` stays silent and is closed
+    // after about 1 s.
+    let t0 = Instant::now();
+    let mut pong = [0u8; 2];
+    a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(400));
+        a.write_all(b"\r\n\r\n").unwrap();
+        a.read_exact(&mut pong).unwrap();
+    }
+    assert!(closes(&mut b), "idle connection not closed");
+    let idle_closed = t0.elapsed();
+    assert!(
+        idle_closed < Duration::from_secs(5),
+        "idle close took {idle_closed:?}"
+    );
+    // `a` is still served; and a slot is free again for a new one.
+    a.write_all(options("ca2", "").as_bytes()).unwrap();
+    assert_eq!(read_responses(&mut a, 1).0, [200]);
+    let mut d = TcpStream::connect(to).unwrap();
+    d.write_all(options("cd", "").as_bytes()).unwrap();
+    assert_eq!(read_responses(&mut d, 1).0, [200]);
+    drop((a, b, c, d));
+    let st = tern.stop();
+    assert_eq!(st.map(|s| s.success()), Some(true), "tern exit: {st:?}");
+    unlink_table(&instance);
+    let _ = std::fs::remove_dir_all(&dir);
 }
