@@ -63,6 +63,10 @@ struct RelayArgs {
     /// Delete ng calls whose media stopped SECS seconds ago (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// Jitter buffer on for ng calls whose offer says neither
+    /// `jitter-buffer` nor `no-jitter-buffer` (60 ms target, 200 ms max).
+    #[arg(long)]
+    jitter_buffer: bool,
     /// HTTP API (/metrics, /health, /calls, /registrations): ADDR:PORT,
     /// PORT or `off` [default: 127.0.0.1:8080, skipped with a warning if
     /// taken].
@@ -274,7 +278,8 @@ fn start_ng(
         Some(control::NgListen(Some(addr))) => (addr, true),
         None => (control::DEFAULT_LISTEN, false),
     };
-    let cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
+    let mut cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
+    cfg.core.jitter.enabled = a.jitter_buffer;
     match control::start(cfg, table.clone(), shutdown.clone()) {
         Ok(ng) => {
             println!(

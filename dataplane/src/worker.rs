@@ -20,13 +20,31 @@
 //! Nothing on the packet path allocates, locks or makes a syscall: the
 //! send slab, completion batch and re-arm list are preallocated.
 //!
+//! # Quality and jitter buffers
+//!
+//! Each accepted RTP packet updates its leg's RFC 3550 statistics
+//! ([`RtpStats`]) and, for the leg's telephone-event payload type, its
+//! [`DtmfDetector`]; accepted RTCP feeds the report-block statistics (RTT,
+//! the peer's loss and jitter). Statistics are published to the slot's
+//! worker-owned counter lines every [`TICK_MS`] (with the E-model MOS),
+//! DTMF events as they complete.
+//!
+//! A leg whose configuration enables the jitter buffer gets its RTP through
+//! a [`JitterBuffer`]: the packet is copied into a store preallocated for
+//! that leg when the buffer is switched on (no allocation per packet), its
+//! provided buffer goes straight back to the ring, and the worker plays
+//! buffered packets out at their deadlines. The loop caps its wait at the
+//! earliest deadline among its buffers, so no timer thread is needed.
+//!
 //! # user_data
 //!
 //! Bits 62..64 hold the kind. A receive carries the slot's index within the
 //! worker (bits 0..32), the leg (bit 32), RTCP socket (bit 33) and the
 //! slot's bind generation (bits 34..50), so a completion of a socket that
 //! has since been closed is recognised and ignored. A send carries the
-//! buffer id, which also indexes the send slab (one send per buffer).
+//! buffer id, which also indexes the send slab (one send per buffer). A
+//! send from a jitter store carries the store id (bits 16..32) and the
+//! entry (bits 0..16).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -37,11 +55,18 @@ use std::time::{Duration, Instant};
 use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::Socket;
-use tern_shared::table::{DropReason, SlotState, SlotTable};
+use tern_shared::rtp::RtpPacket;
+use tern_shared::table::{DropReason, JitterSettings, LegConfig, SlotState, SlotTable};
 use tracing::{debug, info, warn};
 
 use crate::bufring::BufRing;
 use crate::leg::{Forwarder, LegRestore, PacketKind, Verdict};
+use crate::quality::dtmf::DtmfDetector;
+use crate::quality::jitter::{
+    JitterBuffer, JitterConfig, PacketInfo, Playout, PushOutcome, MAX_CAPACITY,
+};
+use crate::quality::mos::mos_g711;
+use crate::quality::stats::{RtpStats, DEFAULT_CLOCK_RATE};
 use crate::sockets::{bind_udp, read_sockaddr, write_sockaddr, RawAddr};
 use crate::RelayError;
 
@@ -77,7 +102,20 @@ const KIND_SHIFT: u32 = 62;
 const K_RECV: u64 = 0;
 const K_SEND: u64 = 1;
 const K_CANCEL: u64 = 2;
+const K_JSEND: u64 = 3;
 
+/// Period of loss intervals (RFC 3550 A.3 `fraction lost`), ms.
+pub const LOSS_INTERVAL_MS: u64 = 5000;
+/// Bytes per jitter-store entry: the largest UDP payload a provided buffer
+/// can carry.
+const JSTORE_ENTRY: usize = BUF_SIZE as usize;
+/// Store entries beyond the buffer's ring, for packets being sent.
+const JSTORE_SPARE: usize = 32;
+
+#[inline]
+fn jsend_ud(store: u16, entry: u16) -> u64 {
+    K_JSEND << KIND_SHIFT | u64::from(store) << 16 | u64::from(entry)
+}
 #[inline]
 fn recv_ud(idx: u32, sock: usize, gen: u16) -> u64 {
     K_RECV << KIND_SHIFT | u64::from(idx) | (sock as u64 & 3) << 32 | u64::from(gen) << 34
@@ -108,6 +146,35 @@ struct SendSlot {
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: RawAddr,
+}
+
+impl SendSlot {
+    fn zeroed() -> SendSlot {
+        SendSlot {
+            // SAFETY: all-zero is a valid msghdr and iovec.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            addr: RawAddr::zeroed(),
+        }
+    }
+
+    /// Points the header at `len` bytes from `data` for `dest`; `None` when
+    /// the address does not fit the socket's family.
+    fn fill(&mut self, data: *mut u8, len: usize, dest: SocketAddr, v6: bool) -> Option<()> {
+        let namelen = write_sockaddr(dest, v6, &mut self.addr)?;
+        self.iov = libc::iovec {
+            iov_base: data.cast(),
+            iov_len: len,
+        };
+        self.hdr.msg_name = std::ptr::addr_of_mut!(self.addr).cast();
+        self.hdr.msg_namelen = namelen;
+        self.hdr.msg_iov = std::ptr::addr_of_mut!(self.iov);
+        self.hdr.msg_iovlen = 1;
+        Some(())
+    }
 }
 
 /// One bound UDP socket of a slot.
@@ -141,6 +208,80 @@ enum Phase {
     Closing,
 }
 
+/// Packet copies held by one leg's jitter buffer, and the send storage of
+/// their playout. Allocated when the buffer is switched on; it outlives
+/// the buffer while sends from it are in flight.
+struct JStore {
+    data: Box<[u8]>,
+    lens: Box<[u16]>,
+    free: Vec<u16>,
+    sends: Box<[SendSlot]>,
+    inflight: u32,
+    /// The buffer it served is gone: drop it when `inflight` reaches 0.
+    retired: bool,
+}
+
+impl JStore {
+    fn new(entries: usize) -> JStore {
+        JStore {
+            data: vec![0u8; entries * JSTORE_ENTRY].into_boxed_slice(),
+            lens: vec![0u16; entries].into_boxed_slice(),
+            free: (0..entries as u16).rev().collect(),
+            sends: (0..entries).map(|_| SendSlot::zeroed()).collect(),
+            inflight: 0,
+            retired: false,
+        }
+    }
+
+    fn entry_mut(&mut self, e: u16) -> &mut [u8] {
+        let at = usize::from(e) * JSTORE_ENTRY;
+        &mut self.data[at..at + JSTORE_ENTRY]
+    }
+}
+
+/// A leg's jitter buffer (for what is sent to that leg's peer).
+struct LegJitter {
+    jb: JitterBuffer<u16>,
+    /// Index into the worker's stores.
+    store: u16,
+    settings: JitterSettings,
+    /// Clock rate and telephone-event type of the source leg it was made
+    /// for.
+    source: (u32, Option<u8>),
+}
+
+/// Receiver statistics and DTMF detection of a slot's two legs.
+struct SlotQuality {
+    stats: [RtpStats; 2],
+    dtmf: [DtmfDetector; 2],
+    /// Statistics changed since they were last published.
+    dirty: bool,
+}
+
+impl SlotQuality {
+    fn new() -> SlotQuality {
+        SlotQuality {
+            stats: [RtpStats::new(), RtpStats::new()],
+            dtmf: [DtmfDetector::new(), DtmfDetector::new()],
+            dirty: false,
+        }
+    }
+}
+
+/// The clock rate (Hz) of payload type `pt` sent by a leg configured as
+/// `cfg`: RFC 3551's for static types, else the leg's negotiated codec's.
+fn clock_rate_of(pt: u8, cfg: &LegConfig) -> u32 {
+    let leg = if cfg.clock_rate == 0 {
+        DEFAULT_CLOCK_RATE
+    } else {
+        cfg.clock_rate
+    };
+    if Some(pt) == cfg.dtmf_pt {
+        return leg;
+    }
+    crate::quality::jitter::static_clock_rate(pt).unwrap_or(leg)
+}
+
 /// The worker's private state of one slot.
 struct SlotRt {
     phase: Phase,
@@ -156,6 +297,12 @@ struct SlotRt {
     closing_since_ms: u64,
     /// The close is for a release: move the slot to Free when done.
     drain: bool,
+    q: Box<SlotQuality>,
+    /// The slot's Call-ID label, read when it was (re)configured, for logs
+    /// (the table's is cleared at release).
+    call_id: String,
+    /// Jitter buffers of what is sent to leg 0's and leg 1's peer.
+    jit: [Option<LegJitter>; 2],
 }
 
 impl SlotRt {
@@ -173,6 +320,9 @@ impl SlotRt {
             next_bind_ms: 0,
             closing_since_ms: 0,
             drain: false,
+            q: Box::new(SlotQuality::new()),
+            call_id: String::new(),
+            jit: [None, None],
         }
     }
 }
@@ -205,6 +355,14 @@ pub struct Worker {
     dropped: u64,
     send_errors: u64,
     bind_failures: u64,
+    /// Jitter stores by id; `None` is a free id (listed in `jstore_free`).
+    jstores: Vec<Option<JStore>>,
+    jstore_free: Vec<u16>,
+    /// Slot indices with a jitter buffer on either leg.
+    jit_slots: Vec<u32>,
+    /// The loop iteration's monotonic clock.
+    inow: Instant,
+    last_roll_ms: u64,
 }
 
 fn build_ring() -> std::io::Result<IoUring> {
@@ -263,15 +421,7 @@ impl Worker {
         bufs.register(&ring.submitter())
             .map_err(setup("buffer ring registration"))?;
         let sends = (0..buffers)
-            .map(|_| SendSlot {
-                // SAFETY: all-zero is a valid msghdr and iovec.
-                hdr: unsafe { std::mem::zeroed() },
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-                addr: RawAddr::zeroed(),
-            })
+            .map(|_| SendSlot::zeroed())
             .collect::<Vec<_>>()
             .into_boxed_slice();
         // SAFETY: all-zero is a valid msghdr.
@@ -301,6 +451,11 @@ impl Worker {
             dropped: 0,
             send_errors: 0,
             bind_failures: 0,
+            jstores: Vec::new(),
+            jstore_free: Vec::new(),
+            jit_slots: Vec::new(),
+            inow: Instant::now(),
+            last_roll_ms: 0,
         })
     }
 
@@ -322,6 +477,7 @@ impl Worker {
                 break Ok(());
             }
             let now = now_ms();
+            self.inow = Instant::now();
             let n = self.reap(now);
             let bell = self.table.doorbell(self.index);
             if bell != self.doorbell || self.rescan {
@@ -332,9 +488,10 @@ impl Worker {
             if now.wrapping_sub(self.last_tick_ms) >= TICK_MS {
                 self.tick(now);
             }
+            let deadline = self.play_jitter();
             self.flush_rearm();
             self.bufs.publish();
-            if let Err(e) = self.wait(busy) {
+            if let Err(e) = self.wait(busy, deadline) {
                 break Err(e);
             }
             busy = n >= BUSY_COMPLETIONS;
@@ -350,12 +507,18 @@ impl Worker {
     }
 
     /// One `io_uring_enter`: submits every queued SQE and waits for at least
-    /// one completion or [`WAIT_MS`].
-    fn wait(&mut self, busy: bool) -> Result<(), RelayError> {
-        let ts = types::Timespec::new().nsec(WAIT_MS * 1_000_000);
+    /// one completion, [`WAIT_MS`], or until `deadline` (the next jitter
+    /// buffer playout), whichever comes first.
+    fn wait(&mut self, busy: bool, deadline: Option<Instant>) -> Result<(), RelayError> {
+        let mut wait_ns = WAIT_MS * 1_000_000;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            wait_ns = wait_ns.min(left.as_nanos().min(u128::from(u32::MAX)) as u32);
+        }
+        let ts = types::Timespec::new().nsec(wait_ns);
         let mut args = types::SubmitArgs::new().timespec(&ts);
         let mut want = 1;
-        if busy && self.min_wait {
+        if busy && self.min_wait && wait_ns >= MIN_WAIT_US * 1000 {
             args = args.min_wait_usec(MIN_WAIT_US);
             want = BATCH_WANT;
         }
@@ -418,6 +581,13 @@ impl Worker {
                 }
             }
             K_RECV => self.complete_recv(ud, res, flags, now),
+            K_JSEND => {
+                if res < 0 {
+                    self.send_errors += 1;
+                    self.dropped += 1;
+                }
+                self.jstore_done((ud >> 16) as u16, ud as u16);
+            }
             _ => {} // cancel requests: their targets report themselves
         }
     }
@@ -504,6 +674,12 @@ impl Worker {
             PacketKind::Rtp
         };
         let pkt = &mut buf[off..off + plen];
+        // The header as the peer sent it, before any SSRC rewriting.
+        let hdr = if kind == PacketKind::Rtcp {
+            None
+        } else {
+            rtp_info(pkt)
+        };
         let out = fwd.on_packet(leg, src, pkt, kind);
         if let Some(a) = out.learned {
             c_in.set_learned(out.rtcp, Some(a));
@@ -513,6 +689,46 @@ impl Worker {
                 c_out.set_ssrc_state(rw.to_state());
             }
         }
+        let o = leg ^ 1;
+        let inow = self.inow;
+        match out.verdict {
+            Verdict::Forward { .. } | Verdict::Drop(DropReason::NoPeer) => {
+                let forwarded = matches!(out.verdict, Verdict::Forward { .. });
+                let q = &mut slot.q;
+                q.dirty = true;
+                if out.rtcp {
+                    let seen = q.stats[leg].on_rtcp(pkt, inow);
+                    if let (Some(m), true) = (seen.sr_ntp_middle, forwarded) {
+                        q.stats[o].on_sr_forwarded(m, inow);
+                    }
+                } else if let Some(h) = hdr {
+                    let lcfg = &fwd.config().legs[leg];
+                    let event = lcfg.dtmf_pt == Some(h.payload_type);
+                    let rate = clock_rate_of(h.payload_type, lcfg);
+                    q.stats[leg].on_rtp(h.seq, h.timestamp, h.ssrc, rate, !event, inow);
+                    if event {
+                        if let Ok(p) = RtpPacket::new_checked(&*pkt) {
+                            // Malformed events are counted by the detector.
+                            let _ = q.dtmf[leg].on_packet(h.timestamp, p.payload(), now);
+                        }
+                        while let Some(ev) = q.dtmf[leg].poll() {
+                            c_in.push_dtmf(&ev);
+                            info!(
+                                worker = self.index,
+                                slot = id,
+                                call_id = %slot.call_id,
+                                leg,
+                                digit = %ev.digit,
+                                duration = ev.duration,
+                                rtp_timestamp = ev.rtp_timestamp,
+                                "DTMF"
+                            );
+                        }
+                    }
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
         let (dest, rtcp) = match out.verdict {
             Verdict::Forward { dest, rtcp } => (dest, rtcp),
             Verdict::Drop(r) => {
@@ -521,7 +737,22 @@ impl Worker {
                 return false;
             }
         };
-        let o = leg ^ 1;
+        if !rtcp {
+            if let Some(lj) = slot.jit[o].as_mut() {
+                match buffer_packet(&mut self.jstores, lj, pkt, inow) {
+                    Buffered::Held => {
+                        c_in.count_rx(plen, now);
+                        return false;
+                    }
+                    Buffered::Refused => {
+                        c_in.count_rx(plen, now);
+                        self.dropped += 1;
+                        return false;
+                    }
+                    Buffered::Bypass => {}
+                }
+            }
+        }
         let out_sock = if rtcp && !fwd.config().legs[o].rtcp_mux {
             &slot.socks[sock_index(o, true)]
         } else {
@@ -529,24 +760,16 @@ impl Worker {
         };
         let (fd, v6) = (out_sock.fd, out_sock.v6);
         let s = &mut self.sends[usize::from(bid)];
-        let namelen = if fd >= 0 {
-            write_sockaddr(dest, v6, &mut s.addr)
+        let filled = if fd >= 0 {
+            s.fill(pkt.as_mut_ptr(), plen, dest, v6)
         } else {
             None
         };
-        let Some(namelen) = namelen else {
+        if filled.is_none() {
             c_in.count_drop(DropReason::NoPeer);
             self.dropped += 1;
             return false;
-        };
-        s.iov = libc::iovec {
-            iov_base: pkt.as_mut_ptr().cast(),
-            iov_len: plen,
-        };
-        s.hdr.msg_name = std::ptr::addr_of_mut!(s.addr).cast();
-        s.hdr.msg_namelen = namelen;
-        s.hdr.msg_iov = std::ptr::addr_of_mut!(s.iov);
-        s.hdr.msg_iovlen = 1;
+        }
         let sqe = opcode::SendMsg::new(types::Fd(fd), std::ptr::addr_of!(s.hdr))
             .build()
             .user_data(send_ud(bid));
@@ -563,6 +786,215 @@ impl Worker {
         c_out.count_tx(plen);
         self.forwarded += 1;
         true
+    }
+
+    /// Returns entry `entry` of jitter store `store` after its send
+    /// completed; frees a retired store with nothing left in flight.
+    fn jstore_done(&mut self, store: u16, entry: u16) {
+        let Some(Some(st)) = self.jstores.get_mut(usize::from(store)) else {
+            return;
+        };
+        st.inflight = st.inflight.saturating_sub(1);
+        if usize::from(entry) < st.lens.len() {
+            st.free.push(entry);
+        }
+        if st.retired && st.inflight == 0 {
+            self.jstores[usize::from(store)] = None;
+            self.jstore_free.push(store);
+        }
+    }
+
+    /// Plays out every jitter-buffered packet that is due; returns the
+    /// earliest deadline still pending.
+    fn play_jitter(&mut self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        let inow = self.inow;
+        for k in 0..self.jit_slots.len() {
+            let idx = self.jit_slots[k] as usize;
+            for leg in 0..2 {
+                while let Some(lj) = self.slots[idx].jit[leg].as_mut() {
+                    match lj.jb.poll(inow) {
+                        Some(Playout::Packet(e)) => {
+                            let store = lj.store;
+                            self.send_stored(idx, leg, store, e);
+                        }
+                        Some(Playout::Lost { .. }) => {}
+                        None => {
+                            if let Some(d) = lj.jb.next_deadline() {
+                                earliest = Some(earliest.map_or(d, |x| x.min(d)));
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        earliest
+    }
+
+    /// Sends entry `entry` of store `store` to leg `leg`'s peer of slot
+    /// `idx` (its RTP socket and destination now), or frees the entry.
+    fn send_stored(&mut self, idx: usize, leg: usize, store: u16, entry: u16) {
+        let id = self.first + idx as u32;
+        let slot = &self.slots[idx];
+        let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(leg));
+        let sock = &slot.socks[sock_index(leg, false)];
+        let (fd, v6) = (sock.fd, sock.v6);
+        let Some(Some(st)) = self.jstores.get_mut(usize::from(store)) else {
+            return;
+        };
+        let e = usize::from(entry);
+        let len = usize::from(st.lens[e]);
+        let data = st.data[e * JSTORE_ENTRY..].as_mut_ptr();
+        let ok = match dest {
+            Some(dest) if fd >= 0 => st.sends[e].fill(data, len, dest, v6).is_some(),
+            _ => false,
+        };
+        let pushed = ok && {
+            let sqe = opcode::SendMsg::new(types::Fd(fd), std::ptr::addr_of!(st.sends[e].hdr))
+                .build()
+                .user_data(jsend_ud(store, entry));
+            push_sqe(&mut self.ring, &sqe)
+        };
+        if pushed {
+            st.inflight += 1;
+            if let Ok(c) = self.table.counters(id, leg) {
+                c.count_tx(len);
+            }
+            self.forwarded += 1;
+        } else {
+            st.free.push(entry);
+            self.dropped += 1;
+        }
+    }
+
+    /// Brings slot `idx`'s jitter buffers in line with its configuration:
+    /// creates those switched on (with a store), and empties and retires
+    /// those switched off (`close`: all of them). What a buffer still
+    /// holds is sent at once unless the slot is closing.
+    fn sync_jitter(&mut self, idx: usize, close: bool) {
+        let id = self.first + idx as u32;
+        for leg in 0..2 {
+            let (want, source) = match self.slots[idx].fwd.as_ref() {
+                Some(f) if !close => {
+                    let c = f.config();
+                    let src = &c.legs[leg ^ 1];
+                    let j = c.legs[leg].jitter;
+                    (j.enabled.then_some(j), (src.clock_rate, src.dtmf_pt))
+                }
+                _ => (None, (0, None)),
+            };
+            let keep = match (&self.slots[idx].jit[leg], want) {
+                (Some(lj), Some(w)) => lj.settings == w && lj.source == source,
+                (None, None) => true,
+                _ => false,
+            };
+            if keep {
+                continue;
+            }
+            if let Some(mut lj) = self.slots[idx].jit[leg].take() {
+                while let Some(e) = lj.jb.drain_next() {
+                    if close {
+                        if let Some(Some(st)) = self.jstores.get_mut(usize::from(lj.store)) {
+                            st.free.push(e);
+                        }
+                    } else {
+                        self.send_stored(idx, leg, lj.store, e);
+                    }
+                }
+                self.retire_store(lj.store);
+            }
+            if let Some(w) = want {
+                match new_leg_jitter(w, source) {
+                    Ok((jb, entries)) => {
+                        let store = self.alloc_store(entries);
+                        self.slots[idx].jit[leg] = Some(LegJitter {
+                            jb,
+                            store,
+                            settings: w,
+                            source,
+                        });
+                        debug!(
+                            worker = self.index,
+                            slot = id,
+                            call_id = %self.slots[idx].call_id,
+                            leg,
+                            target_ms = w.target_ms,
+                            max_ms = w.max_ms,
+                            "jitter buffer on"
+                        );
+                    }
+                    Err(e) => warn!(
+                        worker = self.index,
+                        slot = id,
+                        call_id = %self.slots[idx].call_id,
+                        leg,
+                        "jitter buffer not started: {e}"
+                    ),
+                }
+            }
+        }
+        let any = self.slots[idx].jit.iter().any(Option::is_some);
+        let listed = self.jit_slots.iter().position(|&i| i as usize == idx);
+        match (any, listed) {
+            (true, None) => self.jit_slots.push(idx as u32),
+            (false, Some(p)) => {
+                self.jit_slots.swap_remove(p);
+            }
+            _ => {}
+        }
+    }
+
+    fn alloc_store(&mut self, entries: usize) -> u16 {
+        let st = JStore::new(entries);
+        match self.jstore_free.pop() {
+            Some(i) => {
+                self.jstores[usize::from(i)] = Some(st);
+                i
+            }
+            None => {
+                self.jstores.push(Some(st));
+                (self.jstores.len() - 1) as u16
+            }
+        }
+    }
+
+    fn retire_store(&mut self, store: u16) {
+        let Some(slot) = self.jstores.get_mut(usize::from(store)) else {
+            return;
+        };
+        match slot {
+            Some(st) if st.inflight > 0 => st.retired = true,
+            Some(_) => {
+                *slot = None;
+                self.jstore_free.push(store);
+            }
+            None => {}
+        }
+    }
+
+    /// Publishes slot `idx`'s statistics (with the E-model MOS) to its
+    /// counter lines; `roll` also closes the loss interval.
+    fn publish_quality(&mut self, idx: usize, roll: bool) {
+        let id = self.first + idx as u32;
+        let q = &mut self.slots[idx].q;
+        for leg in 0..2 {
+            if roll {
+                q.stats[leg].roll_interval();
+            }
+            let Ok(c) = self.table.counters(id, leg) else {
+                continue;
+            };
+            let mut v = q.stats[leg].quality();
+            if v.expected > 0 {
+                let loss = v.lost.max(0) as f64 / v.expected as f64;
+                let one_way = v.rtt_ms.map_or(0.0, |r| r / 2.0);
+                v.mos = Some(mos_g711(one_way, loss, v.jitter_ms));
+            }
+            c.set_quality(&v);
+            c.set_ssrc_in(q.stats[leg].ssrc());
+        }
+        q.dirty = false;
     }
 
     /// Re-arms queued receives while the buffer ring has buffers (an armed
@@ -663,7 +1095,15 @@ impl Worker {
         slot.phase = Phase::Bound;
         slot.gen = slot.gen.wrapping_add(1);
         slot.drain = false;
-        debug!(worker = self.index, slot = id, "slot active");
+        *slot.q = SlotQuality::new();
+        slot.call_id = self.table.call_id(id).unwrap_or_default();
+        debug!(
+            worker = self.index,
+            slot = id,
+            call_id = %slot.call_id,
+            "slot active"
+        );
+        self.sync_jitter(idx, false);
         self.bind_missing(idx, now);
     }
 
@@ -675,6 +1115,9 @@ impl Worker {
         };
         let slot = &mut self.slots[idx];
         slot.seq = seq;
+        if let Some(c) = self.table.call_id(id) {
+            slot.call_id = c;
+        }
         let Some(fwd) = slot.fwd.as_mut() else {
             return;
         };
@@ -693,6 +1136,7 @@ impl Worker {
                 c.set_ssrc_state(fwd.leg(leg).rewriter.map_or([0; 3], |r| r.to_state()));
             }
         }
+        self.sync_jitter(idx, false);
         // rtcp-mux may have been switched off: bind the RTCP ports.
         self.bind_missing(idx, now);
     }
@@ -732,6 +1176,7 @@ impl Worker {
                             warn!(
                                 worker = self.index,
                                 slot = id,
+                                call_id = %slot.call_id,
                                 "bind {}: {e}; retrying every {BIND_RETRY_MS} ms",
                                 SocketAddr::new(self.bind_ip, port)
                             );
@@ -747,6 +1192,21 @@ impl Worker {
     /// Starts closing a slot: cancels its armed receives. Sockets are closed
     /// (and a drained slot freed) once every receive reported its end.
     fn begin_close(&mut self, idx: usize, drain: bool, now: u64) {
+        // Last statistics and any key press whose end packets were lost.
+        let id = self.first + idx as u32;
+        for leg in 0..2 {
+            let q = &mut self.slots[idx].q;
+            q.dtmf[leg].flush(now);
+            while let Some(ev) = q.dtmf[leg].poll() {
+                if let Ok(c) = self.table.counters(id, leg) {
+                    c.push_dtmf(&ev);
+                }
+            }
+        }
+        if self.slots[idx].q.dirty {
+            self.publish_quality(idx, false);
+        }
+        self.sync_jitter(idx, true);
         let slot = &mut self.slots[idx];
         slot.phase = Phase::Closing;
         slot.drain = drain;
@@ -789,11 +1249,12 @@ impl Worker {
         slot.phase = Phase::Idle;
         slot.gen = slot.gen.wrapping_add(1);
         let drain = std::mem::take(&mut slot.drain);
+        let call_id = std::mem::take(&mut slot.call_id);
         let id = self.first + idx as u32;
         if drain {
             match self.table.finish_drain(id) {
-                Ok(()) => debug!(worker = self.index, slot = id, "slot drained"),
-                Err(e) => debug!(worker = self.index, slot = id, "finish_drain: {e}"),
+                Ok(()) => debug!(worker = self.index, slot = id, %call_id, "slot drained"),
+                Err(e) => debug!(worker = self.index, slot = id, %call_id, "finish_drain: {e}"),
             }
         }
         // The slot may have been reused meanwhile: look again.
@@ -805,7 +1266,14 @@ impl Worker {
         self.last_tick_ms = now;
         self.table
             .worker_tick(self.index, now, self.forwarded, self.dropped);
+        let roll = now.wrapping_sub(self.last_roll_ms) >= LOSS_INTERVAL_MS;
+        if roll {
+            self.last_roll_ms = now;
+        }
         for idx in 0..self.slots.len() {
+            if self.slots[idx].phase == Phase::Bound && (self.slots[idx].q.dirty || roll) {
+                self.publish_quality(idx, roll);
+            }
             let s = &mut self.slots[idx];
             match s.phase {
                 Phase::Bound if s.bind_pending && now >= s.next_bind_ms => {
@@ -815,6 +1283,7 @@ impl Worker {
                     warn!(
                         worker = self.index,
                         slot = self.first + idx as u32,
+                        call_id = %s.call_id,
                         "receives not cancelled in time; closing anyway"
                     );
                     for k in &mut s.socks {
@@ -862,6 +1331,94 @@ impl Worker {
     pub fn index(&self) -> u32 {
         self.index
     }
+}
+
+/// The RTP header fields the statistics and the jitter buffer need; `None`
+/// when `pkt` is not a valid RTP packet.
+#[inline]
+fn rtp_info(pkt: &[u8]) -> Option<PacketInfo> {
+    let p = RtpPacket::new_checked(pkt).ok()?;
+    Some(PacketInfo {
+        seq: p.sequence_number(),
+        timestamp: p.timestamp(),
+        ssrc: p.ssrc(),
+        marker: p.marker(),
+        payload_type: p.payload_type() & 0x7f,
+    })
+}
+
+/// What became of a packet offered to a jitter buffer.
+enum Buffered {
+    /// Copied into the store and held for playout.
+    Held,
+    /// Refused by the buffer (late, duplicate, on probation, overflow).
+    Refused,
+    /// Not buffered (no free store entry, or too long): send it now.
+    Bypass,
+}
+
+/// Copies `pkt` (as it will be sent) into `lj`'s store and pushes it into
+/// its buffer.
+#[inline]
+fn buffer_packet(
+    stores: &mut [Option<JStore>],
+    lj: &mut LegJitter,
+    pkt: &[u8],
+    now: Instant,
+) -> Buffered {
+    let Some(Some(st)) = stores.get_mut(usize::from(lj.store)) else {
+        return Buffered::Bypass;
+    };
+    let Some(info) = rtp_info(pkt) else {
+        return Buffered::Bypass;
+    };
+    if pkt.len() > JSTORE_ENTRY {
+        return Buffered::Bypass;
+    }
+    let Some(e) = st.free.pop() else {
+        return Buffered::Bypass;
+    };
+    st.entry_mut(e)[..pkt.len()].copy_from_slice(pkt);
+    st.lens[usize::from(e)] = pkt.len() as u16;
+    match lj.jb.push(info, e, now) {
+        PushOutcome::Accepted => Buffered::Held,
+        PushOutcome::Duplicate(e)
+        | PushOutcome::TooLate(e)
+        | PushOutcome::Probation(e)
+        | PushOutcome::Overflow(e) => {
+            st.free.push(e);
+            Buffered::Refused
+        }
+    }
+}
+
+/// A jitter buffer for `w` over packets from a leg whose codec clock rate
+/// and telephone-event type are `source`, and the store entries it needs.
+fn new_leg_jitter(
+    w: JitterSettings,
+    source: (u32, Option<u8>),
+) -> Result<(JitterBuffer<u16>, usize), crate::quality::jitter::JitterError> {
+    let max_ms = u32::from(w.max_ms.max(1));
+    let target_ms = u32::from(w.target_ms).min(max_ms);
+    // Room for max_ms of 10 ms packets, twice over.
+    let capacity = (max_ms as usize / 5 + 16).clamp(32, MAX_CAPACITY.min(1024));
+    let clock = if source.0 == 0 {
+        DEFAULT_CLOCK_RATE
+    } else {
+        source.0
+    };
+    let mut jb = JitterBuffer::new(JitterConfig {
+        clock_rate: clock,
+        target_ms,
+        min_ms: target_ms.min(20),
+        max_ms,
+        adaptive: false,
+        capacity,
+    })?;
+    if let Some(pt) = source.1 {
+        jb.set_clock_rate(pt, clock);
+    }
+    Ok((jb, capacity + JSTORE_SPARE))
 }
 
 /// Queues an SQE, handing a full submission queue to the kernel first.

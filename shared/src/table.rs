@@ -438,6 +438,8 @@ mod ctr {
     pub const DTMF_HEAD: usize = 28;
     /// Unix ms the ring's `at_ms` offsets count from.
     pub const DTMF_BASE_MS: usize = 29;
+    /// `ssrc | valid << 32`: the SSRC the quality words describe.
+    pub const Q_SSRC: usize = 30;
     pub const COUNT: usize = 32;
 }
 
@@ -775,6 +777,18 @@ impl LegCounters {
                 | valid << 16
                 | u64::from(q.clock_rate) << 32,
         );
+    }
+
+    /// Records the SSRC the published statistics describe (worker only).
+    pub fn set_ssrc_in(&self, ssrc: Option<u32>) {
+        self.set(ctr::Q_SSRC, ssrc.map_or(0, |s| u64::from(s) | 1 << 32));
+    }
+
+    /// The SSRC the published statistics describe (the source the leg's
+    /// peer sends with), if any packet was counted.
+    pub fn ssrc_in(&self) -> Option<u32> {
+        let w = self.get(ctr::Q_SSRC);
+        (w >> 32 & 1 == 1).then_some(w as u32)
     }
 
     /// The leg's receiver statistics as last published.
@@ -1522,6 +1536,9 @@ mod tests {
         };
         t.counters(id, 1).unwrap().set_quality(&q);
         assert_eq!(t.quality(id, 1), q);
+        assert_eq!(t.counters(id, 1).unwrap().ssrc_in(), None);
+        t.counters(id, 1).unwrap().set_ssrc_in(Some(0));
+        assert_eq!(t.counters(id, 1).unwrap().ssrc_in(), Some(0));
         assert_eq!(t.quality(id, 0), LegQuality::default());
         t.publish(id, &SlotConfig::default()).unwrap();
         t.release(id).unwrap();

@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 
 use super::acl::Acl;
 use super::bencode::{
-    bstr, decode_dict, encode, scan, str_list, uint, Dict, FieldError, Msg, Scan,
+    bstr, decode_dict, encode, int, scan, str_list, uint, Dict, FieldError, Msg, Scan,
 };
 use super::sdp::{MediaInfo, MediaOut, Rewrite, RtcpAttr, Sdp};
 
@@ -720,7 +720,8 @@ impl NgCore {
         call.delete_at_ms = None;
         if created {
             self.stats.calls_created += 1;
-            info!(call_id, "ng: call created");
+            let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
+            info!(call_id, slot = ?slots, "ng: call created");
         }
         let body = sdp.rewrite(&Rewrite {
             media_ip,
@@ -879,6 +880,19 @@ impl NgCore {
     /// A stream's `stats` count what the relay accepted from that leg's
     /// peer; `errors` counts its packets dropped (source, direction,
     /// malformed, no peer). RTCP bytes are not counted (0).
+    ///
+    /// Quality, as rtpengine names it where it has a name: the top-level
+    /// `SSRC` dictionary, keyed by each leg's ingress SSRC (decimal), holds
+    /// `cumulative loss` and `average MOS` / `lowest MOS` / `highest MOS`
+    /// (one sample each: `MOS` ×10, `round-trip time` µs, `jitter` ms,
+    /// `packet loss` %, `samples`); an RTP stream's `ingress SSRCs` lists
+    /// that SSRC with the stream's packets and bytes. tern's own keys: an
+    /// RTP stream's `quality` dictionary (RFC 3550: `expected`, `lost`
+    /// (signed), `fraction lost` (1/256), `jitter us`, `duplicates`,
+    /// `reordered`, `clock rate` (Hz); from RTCP when known:
+    /// `round-trip time us`, `peer fraction lost`, `peer jitter us`; and
+    /// `MOS x100`), and a tag's `DTMF` list (`digit`, `event`, `duration`
+    /// (RTP timestamp units), `RTP timestamp`, `at` (Unix ms)).
     fn call_stats(&self, call_id: &str) -> Dict {
         let Some(call) = self.calls.get(call_id) else {
             return Dict::new();
@@ -886,14 +900,33 @@ impl NgCore {
         let t = &self.table;
         let (mut rtp, mut rtcp) = ([0u64; 3], [0u64; 3]);
         let mut tags = Dict::new();
+        let mut ssrcs = Dict::new();
         let mut last_packet = 0u64;
         for leg in 0..2 {
             let tag = call.tags[leg].clone().unwrap_or_default();
             let mut medias = Vec::new();
+            let mut dtmf = Vec::new();
             for (i, ms) in call.media.iter().enumerate() {
                 let Some(slot) = ms.slot else { continue };
                 let cfg = &ms.cfg.legs[leg];
                 let st = t.stats(slot, leg).unwrap_or_default();
+                let q = t.quality(slot, leg);
+                let ssrc_in = t.counters(slot, leg).ok().and_then(|c| c.ssrc_in());
+                for e in t.dtmf_events(slot, leg) {
+                    dtmf.push(
+                        Dict::new()
+                            .with("digit", bstr(e.digit.to_string()))
+                            .with("event", uint(u64::from(e.event)))
+                            .with("duration", uint(u64::from(e.duration)))
+                            .with("RTP timestamp", uint(u64::from(e.rtp_timestamp)))
+                            .with("at", uint(e.at_ms))
+                            .with("media", uint(i as u64 + 1))
+                            .into_value(),
+                    );
+                }
+                if let (Some(ssrc), Some(_)) = (ssrc_in, q.mos) {
+                    ssrcs.set(&ssrc.to_string(), rtpengine_ssrc_entry(&q));
+                }
                 let ports = t.ports(slot, leg);
                 let errors =
                     st.drop_source + st.drop_direction + st.drop_malformed + st.drop_no_peer;
@@ -933,7 +966,23 @@ impl NgCore {
                             .with("packets", uint(st.tx_packets))
                             .with("bytes", uint(st.tx_bytes))
                             .into_value()
-                    });
+                    })
+                    .with(
+                        "ingress SSRCs",
+                        Value::List(
+                            ssrc_in
+                                .map(|s| {
+                                    Dict::new()
+                                        .with("SSRC", uint(u64::from(s)))
+                                        .with("packets", uint(st.rx_packets))
+                                        .with("bytes", uint(st.rx_bytes))
+                                        .into_value()
+                                })
+                                .into_iter()
+                                .collect(),
+                        ),
+                    )
+                    .with("quality", quality_dict(&q));
                 let rtcp_peer = cfg.peer_rtcp.or_else(|| {
                     cfg.peer.map(|p| {
                         if cfg.rtcp_mux {
@@ -991,7 +1040,8 @@ impl NgCore {
             let mut d = Dict::new()
                 .with("tag", bstr(tag.clone()))
                 .with("created", uint(call.created_ms / 1000))
-                .with("medias", Value::List(medias));
+                .with("medias", Value::List(medias))
+                .with("DTMF", Value::List(dtmf));
             if let Some(other) = &call.tags[leg ^ 1] {
                 d.set("in dialogue with", bstr(other.clone()));
             }
@@ -1009,7 +1059,7 @@ impl NgCore {
             .with("created_us", uint((call.created_ms % 1000) * 1000))
             .with("last signal", uint(call.last_signal_ms / 1000))
             .with("last packet", uint(last_packet / 1000))
-            .with("SSRC", Dict::new().into_value())
+            .with("SSRC", ssrcs.into_value())
             .with("tags", tags.into_value())
             .with(
                 "totals",
@@ -1031,15 +1081,16 @@ impl NgCore {
         }
         self.total_call_ms += now_ms.saturating_sub(call.created_ms);
         self.ended_calls += 1;
+        let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
         match why {
             End::Deleted => self.stats.calls_deleted += 1,
             End::TimedOut => {
                 self.stats.calls_timed_out += 1;
-                warn!(call_id, "ng: call timed out (no media)");
+                warn!(call_id, slot = ?slots, "ng: call timed out (no media)");
             }
             End::Shutdown => {}
         }
-        info!(call_id, "ng: call ended ({why:?})");
+        info!(call_id, slot = ?slots, "ng: call ended ({why:?})");
     }
 
     /// Ends calls whose `delete-delay` has passed and calls whose media has
@@ -1094,6 +1145,61 @@ enum End {
     Deleted,
     TimedOut,
     Shutdown,
+}
+
+/// Microseconds of `ms`, rounded, as a bencode integer.
+fn us(ms: f64) -> Value {
+    uint((ms * 1000.0).round().max(0.0) as u64)
+}
+
+/// tern's per-stream `quality` dictionary (see `call_stats`).
+fn quality_dict(q: &LegQuality) -> Value {
+    let mut d = Dict::new()
+        .with("expected", uint(q.expected))
+        .with("lost", int(q.lost))
+        .with("fraction lost", uint(u64::from(q.fraction_lost)))
+        .with("jitter us", us(q.jitter_ms))
+        .with("duplicates", uint(q.duplicates))
+        .with("reordered", uint(q.reordered))
+        .with("clock rate", uint(u64::from(q.clock_rate)));
+    if let Some(r) = q.rtt_ms {
+        d.set("round-trip time us", us(r));
+    }
+    if let Some(f) = q.peer_fraction_lost {
+        d.set("peer fraction lost", uint(u64::from(f)));
+    }
+    if let Some(j) = q.peer_jitter_ms {
+        d.set("peer jitter us", us(j));
+    }
+    if let Some(m) = q.mos {
+        d.set("MOS x100", uint((m * 100.0).round() as u64));
+    }
+    d.into_value()
+}
+
+/// One entry of rtpengine's `SSRC` dictionary from a leg's statistics:
+/// `cumulative loss`, and `average`/`lowest`/`highest MOS` as one sample
+/// (`MOS` ×10, `round-trip time` µs, `jitter` ms, `packet loss` %).
+fn rtpengine_ssrc_entry(q: &LegQuality) -> Value {
+    let loss_pct = (q.lost.max(0) as u64 * 100 + q.expected / 2)
+        .checked_div(q.expected)
+        .unwrap_or(0);
+    let sample = || {
+        Dict::new()
+            .with("MOS", uint((q.mos.unwrap_or(0.0) * 10.0).round() as u64))
+            .with("round-trip time", us(q.rtt_ms.unwrap_or(0.0)))
+            .with("jitter", uint(q.jitter_ms.round().max(0.0) as u64))
+            .with("packet loss", uint(loss_pct))
+    };
+    Dict::new()
+        .with("cumulative loss", int(q.lost))
+        .with(
+            "average MOS",
+            sample().with("samples", uint(1)).into_value(),
+        )
+        .with("lowest MOS", sample().into_value())
+        .with("highest MOS", sample().into_value())
+        .into_value()
 }
 
 fn release_slot(table: &SlotTable, slot: u32) {
