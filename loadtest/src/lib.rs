@@ -933,3 +933,33 @@ fn print_table(out: &Output) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_follow_the_nominal_schedule_at_8_khz() {
+        let c = Call {
+            dest: sys::sockaddr_v4("127.0.0.1:9".parse().unwrap()),
+            sock: 0,
+            ssrc: 1,
+            seq: 0,
+            ts: u32::MAX - 100,
+            stats: SeqStats::new(),
+            rewritten: false,
+        };
+        let origin = 1_000_000_000;
+        assert_eq!(ts_at(&c, origin, origin), u32::MAX - 100);
+        // 20 ms later: 160 ticks, across the 32-bit wrap.
+        assert_eq!(ts_at(&c, origin, origin + 20_000_000), 59);
+        // Before the origin (cannot happen) reads as the origin.
+        assert_eq!(ts_at(&c, origin, 0), u32::MAX - 100);
+        let mut buf = [0u8; 40];
+        fill(&mut buf, &c, origin, 3, 7, 5, origin + 1_000_000_000);
+        assert_eq!(&buf[4..8], &7899u32.to_be_bytes(), "1 s = 8000 ticks");
+        assert_eq!(&buf[20..28], &5u64.to_be_bytes(), "send time");
+        assert_eq!(&buf[28..36], &(origin + 1_000_000_000).to_be_bytes());
+        assert_eq!((buf[15], &buf[16..20]), (3, &7u32.to_be_bytes()[..]));
+    }
+}
