@@ -77,7 +77,10 @@ impl std::error::Error for FrameError {}
 /// The framer of one connection (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Framer {
+    /// Received bytes; those before `start` are consumed (kept until a
+    /// push compacts, so pipelined messages are not shifted one by one).
     buf: Vec<u8>,
+    start: usize,
     max: usize,
     /// Bytes of `buf` already searched for the end of the header section.
     scanned: usize,
@@ -88,6 +91,7 @@ impl Framer {
     pub fn new(max: usize) -> Framer {
         Framer {
             buf: Vec::new(),
+            start: 0,
             max: max.max(1024),
             scanned: 0,
         }
@@ -97,12 +101,16 @@ impl Framer {
     /// until it returns `Ok(None)` after each push; reads of at most `max`
     /// bytes keep the buffer within 2·`max`.
     pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
     }
 
-    /// Bytes held (an incomplete message).
+    /// Bytes held and not yet framed (an incomplete message).
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next whole frame, `Ok(None)` when more bytes are needed.
@@ -111,22 +119,23 @@ impl Framer {
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         // Empty lines between messages: pings, pongs, leading CRLFs.
         loop {
-            if self.buf.starts_with(b"\r\n\r\n") {
+            let b = &self.buf[self.start..];
+            if b.starts_with(b"\r\n\r\n") {
                 self.consume(4);
                 return Ok(Some(Frame::Ping));
             }
-            match self.buf.as_slice() {
+            match b {
                 [b'\r', b'\n', b'\r'] | [b'\r', b'\n'] | [b'\r'] => return Ok(None),
                 [b'\r', b'\n', ..] => self.consume(2),
                 [b'\n', ..] => self.consume(1),
                 _ => break,
             }
         }
-        if self.buf.is_empty() {
+        if self.buffered() == 0 {
             return Ok(None);
         }
         let Some(head_len) = self.head_end() else {
-            if self.buf.len() > self.max {
+            if self.buffered() > self.max {
                 return Err(FrameError::TooLong { limit: self.max });
             }
             return Ok(None);
@@ -134,7 +143,7 @@ impl Framer {
         if head_len > self.max {
             return Err(FrameError::TooLong { limit: self.max });
         }
-        let head = &self.buf[..head_len];
+        let head = &self.buf[self.start..self.start + head_len];
         let body_len = match content_length(head) {
             Ok(Some(n)) => n,
             Ok(None) => {
@@ -156,16 +165,20 @@ impl Framer {
             Some(t) if t <= self.max => t,
             _ => return Err(FrameError::TooLong { limit: self.max }),
         };
-        if self.buf.len() < total {
+        if self.buffered() < total {
             return Ok(None);
         }
-        let msg = self.buf[..total].to_vec();
+        let msg = self.buf[self.start..self.start + total].to_vec();
         self.consume(total);
         Ok(Some(Frame::Message(msg)))
     }
 
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n.min(self.buf.len()));
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         self.scanned = 0;
     }
 
@@ -175,7 +188,7 @@ impl Framer {
         // Resume a little before where the last search stopped, since the
         // end marker may straddle two reads.
         let from = self.scanned.saturating_sub(3);
-        let b = &self.buf;
+        let b = &self.buf[self.start..];
         let mut i = from;
         while i + 1 < b.len() {
             if b[i] == b'\n' {
