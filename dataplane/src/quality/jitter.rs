@@ -509,6 +509,9 @@ impl<T> JitterBuffer<T> {
             }
         };
         if pos >= self.next + self.cap() {
+            // The position is taken (and will be reported lost), so the
+            // stream's next packets follow on from it.
+            self.highest = self.highest.max(pos);
             self.counters.overflows += 1;
             return PushOutcome::Overflow(item);
         }
@@ -1111,6 +1114,34 @@ mod tests {
         jb.push(hdr(20, 3200), 20, at(t0, 400));
         assert_eq!(jb.counters().lost, 19);
         assert_eq!(items(&run(&mut jb, t0, 0, 600)), vec![0, 20]);
+    }
+
+    #[test]
+    fn new_stream_into_a_full_ring_overflows_then_recovers() {
+        let t0 = Instant::now();
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
+            capacity: 4,
+            ..JitterConfig::default()
+        })
+        .unwrap();
+        for s in 0..4u16 {
+            jb.push(hdr(s, 160 * u32::from(s)), u32::from(s), t0);
+        }
+        let mut h = hdr(1000, 0);
+        h.ssrc = 99;
+        assert_eq!(jb.push(h, 100, t0), PushOutcome::Overflow(100));
+        assert_eq!(jb.counters().overflows, 1);
+        // The old stream leaves at once; the new one resumes after the
+        // refused packet, which is reported lost.
+        let out = run(&mut jb, t0, 0, 0);
+        assert_eq!(items(&out), vec![0, 1, 2, 3]);
+        let mut h = hdr(1001, 160);
+        h.ssrc = 99;
+        assert_eq!(jb.push(h, 101, at(t0, 20)), PushOutcome::Accepted);
+        let out = run(&mut jb, t0, 20, 200);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(out[0].1, Playout::Lost { .. }));
+        assert_eq!(out[1].1, Playout::Packet(101));
     }
 
     #[test]
