@@ -542,7 +542,11 @@ impl<T> JitterBuffer<T> {
         let ts_ext = self.last_ts_ext + i64::from(hdr.timestamp.wrapping_sub(self.last_ts) as i32);
         self.last_ts = hdr.timestamp;
         self.last_ts_ext = ts_ext;
-        let ts_ns = (i128::from(ts_ext) * 1_000_000_000 / i128::from(self.clock_rate)) as i64;
+        // Whole seconds and the remainder apart, so that i64 never
+        // overflows (a remainder below 2^32 times 10^9 fits).
+        let clock = i64::from(self.clock_rate);
+        let ts_ns = ts_ext.div_euclid(clock) * 1_000_000_000
+            + ts_ext.rem_euclid(clock) * 1_000_000_000 / clock;
         let arrival_ns = now.saturating_duration_since(self.epoch).as_nanos() as i64;
         let transit = arrival_ns - ts_ns;
         if hdr.marker && may_resync {
