@@ -182,5 +182,58 @@ fn control(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rtp, rtcp, table, control);
+/// What the worker adds per accepted RTP packet for RFC 3550 statistics
+/// (header read + `RtpStats::on_rtp`), and per publish (every 100 ms per
+/// slot with traffic: `quality()` + E-model MOS + `set_quality`).
+fn quality(c: &mut Criterion) {
+    use std::time::{Duration, Instant};
+    use tern_dataplane::quality::mos::mos_g711;
+    use tern_dataplane::quality::stats::RtpStats;
+    let mut g = c.benchmark_group("quality");
+    g.throughput(Throughput::Elements(1));
+    let mut pkt = rtp_packet(1, 0x1234_5678);
+    let mut stats = RtpStats::new();
+    let t0 = Instant::now();
+    let mut k = 0u32;
+    g.bench_function("rtp_stats_on_rtp", |b| {
+        b.iter(|| {
+            k = k.wrapping_add(1);
+            pkt[2..4].copy_from_slice(&(k as u16).to_be_bytes());
+            pkt[4..8].copy_from_slice(&(k * 160).to_be_bytes());
+            let p = RtpPacket::new_checked(black_box(&pkt[..])).unwrap();
+            let now = t0 + Duration::from_micros(u64::from(k) * 20_000 + u64::from(k % 7) * 300);
+            black_box(stats.on_rtp(
+                p.sequence_number(),
+                p.timestamp(),
+                p.ssrc(),
+                8000,
+                true,
+                now,
+            ))
+        })
+    });
+    let t = SlotTable::create_or_attach(
+        &format!("bench-q-{}", std::process::id()),
+        TableParams {
+            port_lo: 50000,
+            port_hi: 50003,
+            workers: 1,
+            media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        },
+    )
+    .unwrap();
+    let counters = t.counters(0, 0).unwrap();
+    g.bench_function("publish_quality_with_mos", |b| {
+        b.iter(|| {
+            let mut q = stats.quality();
+            let loss = q.lost.max(0) as f64 / q.expected.max(1) as f64;
+            q.mos = Some(mos_g711(0.0, loss, q.jitter_ms));
+            counters.set_quality(black_box(&q));
+        })
+    });
+    g.finish();
+    let _ = t.unlink();
+}
+
+criterion_group!(benches, rtp, rtcp, table, control, quality);
 criterion_main!(benches);
