@@ -456,3 +456,92 @@ fn jitter_buffer_flag_reorders_with_bounded_delay() {
         / got.len() as u32;
     assert!(mean >= Duration::from_millis(15), "mean delay {mean:?}");
 }
+
+/// RTCP through the relay: B's SR is forwarded to A; A's RR echoes its
+/// NTP middle bits as LSR with a DLSR of 20 ms after holding it 60 ms, so
+/// the relay↔A round trip (RFC 3550 §6.4.1, measured from when the relay
+/// forwarded the SR) is about 40 ms; A's report block also gives the peer
+/// loss and jitter.
+#[test]
+fn rtcp_reports_give_rtt_and_peer_loss() {
+    let relay = Relay::start("rtcp", "24200-24299", 22313, &[]);
+    let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // RTCP goes to RTP port + 1: bind A and B on even/odd pairs.
+    let pair = || {
+        for _ in 0..200 {
+            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = rtp.local_addr().unwrap().port();
+            if p.is_multiple_of(2) {
+                if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                    return (rtp, rtcp);
+                }
+            }
+        }
+        panic!("no even/odd port pair free");
+    };
+    let ((a, a_rtcp), (b, b_rtcp)) = (pair(), pair());
+    let (to_a_side, to_b_side) = call(&ctl, relay.ng, "h1-rtcp", &a, &b, &[], &[]);
+    std::thread::sleep(Duration::from_millis(100));
+    // Some RTP both ways, so each side's source is learned.
+    for k in 0..5u16 {
+        a.send_to(
+            &rtp(0, false, k, u32::from(k) * 160, 0xa, &[0; 160]),
+            ("127.0.0.1", to_a_side),
+        )
+        .unwrap();
+        b.send_to(
+            &rtp(0, false, k, u32::from(k) * 160, 0xb, &[0; 160]),
+            ("127.0.0.1", to_b_side),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SR from B (NTP 0x0000b705:2000xxxx → middle 0xb7052000).
+    let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 0xb];
+    sr.extend_from_slice(&[0, 0, 0xb7, 0x05, 0x20, 0x00, 0x12, 0x34]);
+    sr.extend_from_slice(&[0; 12]);
+    b_rtcp.send_to(&sr, ("127.0.0.1", to_b_side + 1)).unwrap();
+    a_rtcp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = a_rtcp.recv_from(&mut buf).expect("SR forwarded to A");
+    assert_eq!(
+        &buf[..n],
+        &sr[..],
+        "SR passes unchanged (no SSRC rewriting)"
+    );
+    std::thread::sleep(Duration::from_millis(60));
+    // RR from A about B's stream: fraction lost 64/256, jitter 160 units.
+    let dlsr: u32 = 65536 * 20 / 1000;
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 0xa, 0, 0, 0, 0xb, 64, 0, 0, 3];
+    rr.extend_from_slice(&1234u32.to_be_bytes());
+    rr.extend_from_slice(&160u32.to_be_bytes());
+    rr.extend_from_slice(&0xb705_2000u32.to_be_bytes());
+    rr.extend_from_slice(&dlsr.to_be_bytes());
+    a_rtcp.send_to(&rr, ("127.0.0.1", to_a_side + 1)).unwrap();
+    b_rtcp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (n, _) = b_rtcp.recv_from(&mut buf).expect("RR forwarded to B");
+    assert_eq!(n, rr.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let reply = ng(
+        &ctl,
+        relay.ng,
+        "h1-rtcp-q",
+        Dict::new()
+            .with("command", bstr("query"))
+            .with("call-id", bstr("h1-rtcp")),
+    );
+    let q = quality(&reply, "a");
+    eprintln!("a: {}", show(q));
+    let rtt = num(q, "round-trip time us");
+    assert!(
+        (35_000..=80_000).contains(&rtt),
+        "RTT {rtt} us, want about 40 ms"
+    );
+    assert_eq!(num(q, "peer fraction lost"), 64);
+    assert_eq!(num(q, "peer jitter us"), 20_000);
+    assert!(!dict(&reply, "tags").is_empty());
+}
