@@ -459,7 +459,6 @@ fn early_media_flows_before_the_answer() {
 
 /// REGISTER and calls over TCP (RFC 3261 §18) on the same port as UDP.
 #[test]
-#[ignore = "needs SIP over TCP in tern (issue 5, transport work in progress)"]
 fn calls_over_tcp() {
     let dir = sipp_workdir("h5-tcp");
     let t = start_tern("tcp", 15608, "28700-28799", 22358, None);
@@ -521,6 +520,8 @@ fn calls_over_tcp() {
             "127.0.0.1",
             "-p",
             "15763",
+            "-d",
+            "300",
             "-m",
             "5",
             "-r",
@@ -535,7 +536,11 @@ fn calls_over_tcp() {
     let samples = sampler.finish();
     assert!(ok, "calls over TCP failed");
     uas.stop();
-    assert!(!samples.is_empty(), "no slot was used");
+    // Each call holds its slot for the 300 ms pause: all five were seen.
+    let mut tags: Vec<u64> = samples.iter().map(|x| x.tag).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), 5, "calls seen anchored on a slot");
     assert!(wait_all_free(&t.instance, Duration::from_secs(10)));
 }
 
