@@ -1059,7 +1059,12 @@ impl Worker {
             }
             (SlotState::Draining, Phase::Idle) => {
                 if let Err(e) = self.table.finish_drain(id) {
-                    debug!(worker = self.index, slot = id, "finish_drain: {e}");
+                    debug!(
+                        worker = self.index,
+                        slot = id,
+                        call_id = %self.slots[idx].call_id,
+                        "finish_drain: {e}"
+                    );
                 }
             }
             (SlotState::Draining, Phase::Bound) => self.begin_close(idx, true, now),

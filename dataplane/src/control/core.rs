@@ -641,7 +641,7 @@ impl NgCore {
             let ms = &mut call.media[i];
             if info.port == 0 {
                 if let Some(s) = ms.slot.take() {
-                    release_slot(&table, s);
+                    release_slot(&table, s, call_id);
                 }
                 outs.push(None);
                 continue;
@@ -701,7 +701,7 @@ impl NgCore {
                 }
             }
             for s in fresh {
-                release_slot(&table, s);
+                release_slot(&table, s, call_id);
             }
             if created {
                 self.calls.remove(call_id);
@@ -712,7 +712,7 @@ impl NgCore {
         if op == Op::Offer && call.media.len() > sdp.media().len() {
             for ms in call.media.drain(sdp.media().len()..) {
                 if let Some(s) = ms.slot {
-                    release_slot(&table, s);
+                    release_slot(&table, s, call_id);
                 }
             }
         }
@@ -1076,7 +1076,7 @@ impl NgCore {
         };
         for ms in &call.media {
             if let Some(s) = ms.slot {
-                release_slot(&self.table, s);
+                release_slot(&self.table, s, call_id);
             }
         }
         self.total_call_ms += now_ms.saturating_sub(call.created_ms);
@@ -1202,9 +1202,9 @@ fn rtpengine_ssrc_entry(q: &LegQuality) -> Value {
         .into_value()
 }
 
-fn release_slot(table: &SlotTable, slot: u32) {
+fn release_slot(table: &SlotTable, slot: u32, call_id: &str) {
     if let Err(e) = table.release(slot) {
-        debug!(slot, "ng: release: {e}");
+        debug!(call_id, slot, "ng: release: {e}");
     }
 }
 
