@@ -1300,3 +1300,144 @@ fn program_media(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_shared::table::TableParams;
+
+    fn table(name: &str, lo: u16) -> Arc<SlotTable> {
+        let inst = format!("t-h1-core-{name}-{}", std::process::id());
+        Arc::new(
+            SlotTable::create_or_attach(
+                &inst,
+                TableParams {
+                    port_lo: lo,
+                    port_hi: lo + 15,
+                    workers: 1,
+                    media_ip: "127.0.0.1".parse().unwrap(),
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    fn offer(call_id: &str, flags: &[&str], extra: &[(&str, i64)]) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                   m=audio 4000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n\
+                   a=rtpmap:101 telephone-event/48000\r\n";
+        let mut d = Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr(call_id))
+            .with("from-tag", bstr("ft"))
+            .with("flags", str_list(flags.iter().copied()))
+            .with("sdp", bstr(sdp));
+        for (k, v) in extra {
+            d.set(k, int(*v));
+        }
+        // Each its own cookie: a repeated one is a retransmission.
+        let mut m = format!("{call_id} ").into_bytes();
+        m.extend(encode(&d.into_value()));
+        m
+    }
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    /// The offer's slot is labelled with the Call-ID, its offerer leg knows
+    /// the telephone-event type and the codec clock, and the jitter buffer
+    /// follows the flags, the keys and the relay-wide default.
+    #[test]
+    fn offer_labels_slot_and_programs_dtmf_clock_and_jitter() {
+        let t = table("offer", 44000);
+        let mut core = NgCore::new(t.clone(), CoreConfig::default(), 1000);
+        let r = core
+            .handle(&offer("call-1", &[], &[]), src(), 1000)
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&r).contains("6:result2:ok"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        let slot = core.slots_of("call-1")[0];
+        assert_eq!(t.call_id(slot).as_deref(), Some("call-1"));
+        let (cfg, _) = t.read_config(slot).unwrap();
+        assert_eq!(
+            (cfg.legs[0].dtmf_pt, cfg.legs[0].clock_rate),
+            (Some(101), 48_000)
+        );
+        assert!(!cfg.legs[0].jitter.enabled && !cfg.legs[1].jitter.enabled);
+
+        // Flag and keys, on a new call; a key alone switches it on too.
+        let msg = offer(
+            "call-2",
+            &["jitter-buffer"],
+            &[("jitter-buffer-target", 40), ("jitter-buffer-max", 120)],
+        );
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-2")[0]).unwrap();
+        for leg in cfg.legs {
+            assert_eq!(
+                leg.jitter,
+                JitterSettings {
+                    enabled: true,
+                    target_ms: 40,
+                    max_ms: 120
+                }
+            );
+        }
+        let msg = offer("call-3", &[], &[("jitter-buffer-max", 30)]);
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-3")[0]).unwrap();
+        // max below the default target: the target is lowered to fit.
+        assert_eq!(
+            (
+                cfg.legs[1].jitter.enabled,
+                cfg.legs[1].jitter.target_ms,
+                cfg.legs[1].jitter.max_ms
+            ),
+            (true, DEFAULT_JITTER_TARGET_MS, DEFAULT_JITTER_TARGET_MS)
+        );
+        // Out of range: a warning, nothing switched on.
+        let r = core
+            .handle(
+                &offer("call-4", &[], &[("jitter-buffer-max", 0)]),
+                src(),
+                1000,
+            )
+            .unwrap();
+        assert!(String::from_utf8_lossy(&r).contains("out of range"));
+        let (cfg, _) = t.read_config(core.slots_of("call-4")[0]).unwrap();
+        assert!(!cfg.legs[0].jitter.enabled);
+        let _ = t.unlink();
+    }
+
+    #[test]
+    fn relay_default_jitter_and_no_jitter_buffer_flag() {
+        let t = table("default", 44100);
+        let mut cfg = CoreConfig::default();
+        cfg.jitter.enabled = true;
+        let mut core = NgCore::new(t.clone(), cfg, 1000);
+        core.handle(&offer("d-1", &[], &[]), src(), 1000).unwrap();
+        let (c, _) = t.read_config(core.slots_of("d-1")[0]).unwrap();
+        assert!(c.legs[0].jitter.enabled && c.legs[1].jitter.enabled);
+        core.handle(&offer("d-2", &["no-jitter-buffer"], &[]), src(), 1000)
+            .unwrap();
+        let (c, _) = t.read_config(core.slots_of("d-2")[0]).unwrap();
+        assert!(!c.legs[0].jitter.enabled);
+        // Deleting releases the slot and clears its label.
+        let slot = core.slots_of("d-1")[0];
+        let mut del = b"c9 ".to_vec();
+        del.extend(encode(
+            &Dict::new()
+                .with("command", bstr("delete"))
+                .with("call-id", bstr("d-1"))
+                .into_value(),
+        ));
+        let r = core.handle(&del, src(), 2000).unwrap();
+        assert!(String::from_utf8_lossy(&r).contains("7:quality"));
+        assert_eq!(t.call_id(slot), None);
+        let _ = t.unlink();
+    }
+}
