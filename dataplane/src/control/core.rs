@@ -1306,6 +1306,15 @@ mod tests {
     use super::*;
     use tern_shared::table::TableParams;
 
+    /// Unlinks the table's file when the test ends, passed or not.
+    struct Unlink(Arc<SlotTable>);
+
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+
     fn table(name: &str, lo: u16) -> Arc<SlotTable> {
         let inst = format!("t-h1-core-{name}-{}", std::process::id());
         Arc::new(
@@ -1351,6 +1360,7 @@ mod tests {
     #[test]
     fn offer_labels_slot_and_programs_dtmf_clock_and_jitter() {
         let t = table("offer", 44000);
+        let _unlink = Unlink(t.clone());
         let mut core = NgCore::new(t.clone(), CoreConfig::default(), 1000);
         let r = core
             .handle(&offer("call-1", &[], &[]), src(), 1000)
@@ -1410,12 +1420,12 @@ mod tests {
         assert!(String::from_utf8_lossy(&r).contains("out of range"));
         let (cfg, _) = t.read_config(core.slots_of("call-4")[0]).unwrap();
         assert!(!cfg.legs[0].jitter.enabled);
-        let _ = t.unlink();
     }
 
     #[test]
     fn relay_default_jitter_and_no_jitter_buffer_flag() {
         let t = table("default", 44100);
+        let _unlink = Unlink(t.clone());
         let mut cfg = CoreConfig::default();
         cfg.jitter.enabled = true;
         let mut core = NgCore::new(t.clone(), cfg, 1000);
@@ -1438,6 +1448,5 @@ mod tests {
         let r = core.handle(&del, src(), 2000).unwrap();
         assert!(String::from_utf8_lossy(&r).contains("7:quality"));
         assert_eq!(t.call_id(slot), None);
-        let _ = t.unlink();
     }
 }
