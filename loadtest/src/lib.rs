@@ -43,6 +43,7 @@ pub mod floor;
 pub mod impair;
 pub mod ng;
 pub mod seq;
+pub mod setup;
 pub mod sys;
 
 use std::io;
@@ -67,6 +68,8 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub enum LoadCmd {
     /// RTP through a relay set up over ng (or through the built-in floor).
     Rtp(RtpArgs),
+    /// Sequential ng offer + answer (+ delete): the relay's setup rate.
+    Setup(setup::SetupArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -242,6 +245,15 @@ pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_table(&out);
+            }
+            Ok(())
+        }
+        LoadCmd::Setup(a) => {
+            let r = setup::run(&a, &shutdown)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                setup::print(&r);
             }
             Ok(())
         }

@@ -63,6 +63,7 @@ pub struct NgClient {
     sock: UdpSocket,
     to: SocketAddr,
     n: u64,
+    retransmits: u64,
     buf: Vec<u8>,
 }
 
@@ -81,6 +82,7 @@ impl NgClient {
             sock,
             to,
             n: 0,
+            retransmits: 0,
             buf: vec![0; 65536],
         })
     }
@@ -91,7 +93,10 @@ impl NgClient {
         let cookie = format!("tl{}_{} ", std::process::id(), self.n);
         let mut out = cookie.as_bytes().to_vec();
         msg.encode(&mut out);
-        for _ in 0..6 {
+        for try_ in 0..6 {
+            if try_ > 0 {
+                self.retransmits += 1;
+            }
             self.sock.send_to(&out, self.to)?;
             loop {
                 match self.sock.recv_from(&mut self.buf) {
@@ -122,6 +127,11 @@ impl NgClient {
             }
         }
         Err(format!("ng {}: no reply", self.to).into())
+    }
+
+    /// Requests sent again (same cookie) because no reply came in 500 ms.
+    pub fn retransmits(&self) -> u64 {
+        self.retransmits
     }
 
     pub fn ping(&mut self) -> Result<(), Error> {
