@@ -1417,7 +1417,7 @@ fn new_leg_jitter(
         target_ms,
         min_ms: target_ms.min(20),
         max_ms,
-        adaptive: false,
+        adaptive: w.adaptive,
         capacity,
     })?;
     if let Some(pt) = source.1 {

@@ -215,6 +215,9 @@ pub struct JitterSettings {
     pub target_ms: u16,
     /// Maximum playout delay, ms.
     pub max_ms: u16,
+    /// Size the delay from the measured jitter (within 20 ms or the
+    /// target, whichever is lower, and `max_ms`), starting at `target_ms`.
+    pub adaptive: bool,
 }
 
 /// Configuration of one leg, as programmed by signaling.
@@ -590,9 +593,12 @@ fn decode_addr(w: [u64; 3]) -> Option<SocketAddr> {
 
 impl LegConfig {
     /// Packs into the 8 configuration words: `[0..3]` peer (meta word's
-    /// bits 32.. carry the flags), `[3..6]` peer_rtcp (meta word's bits 32..
-    /// carry `out_ssrc`), `[6]` payload types 0..=63, `[7]` payload types
-    /// 96..=127 in bits 32.. and the jitter settings in bits 0..32.
+    /// bits 25..32 carry the clock rate in kHz, bits 32.. the flags:
+    /// learning 0..8, direction 8..16, rewrite_ssrc 16, rtcp_mux 17, jitter
+    /// enabled 18, `0x80 | dtmf_pt` 19..27, jitter adaptive 27), `[3..6]`
+    /// peer_rtcp (meta word's bits 32.. carry `out_ssrc`), `[6]` payload
+    /// types 0..=63, `[7]` payload types 96..=127 in bits 32.. and the
+    /// jitter delays in bits 0..32.
     fn encode(&self) -> [u64; LEG_CFG_WORDS] {
         let p = encode_addr(self.peer);
         let r = encode_addr(self.peer_rtcp);
@@ -601,7 +607,8 @@ impl LegConfig {
             | u64::from(self.rewrite_ssrc) << 16
             | u64::from(self.rtcp_mux) << 17
             | u64::from(self.jitter.enabled) << 18
-            | self.dtmf_pt.map_or(0, |pt| u64::from(0x80 | pt & 0x7f)) << 19;
+            | self.dtmf_pt.map_or(0, |pt| u64::from(0x80 | pt & 0x7f)) << 19
+            | u64::from(self.jitter.adaptive) << 27;
         let jit = u64::from(self.jitter.target_ms) | u64::from(self.jitter.max_ms) << 16;
         [
             p[0],
@@ -631,6 +638,7 @@ impl LegConfig {
                 enabled: flags >> 18 & 1 == 1,
                 target_ms: jit as u16,
                 max_ms: (jit >> 16) as u16,
+                adaptive: flags >> 27 & 1 == 1,
             },
             dtmf_pt: (flags >> 19 & 0x80 != 0).then_some((flags >> 19 & 0x7f) as u8),
             clock_rate: match (w[2] >> 25 & 0x7f) as u32 {
@@ -1603,6 +1611,7 @@ mod tests {
                 enabled: true,
                 target_ms: 60,
                 max_ms: 200,
+                adaptive: true,
             },
             dtmf_pt: Some(101),
             clock_rate: 48_000,

@@ -98,6 +98,7 @@ impl Default for CoreConfig {
                 enabled: false,
                 target_ms: DEFAULT_JITTER_TARGET_MS,
                 max_ms: DEFAULT_JITTER_MAX_MS,
+                adaptive: false,
             },
         }
     }
@@ -162,6 +163,8 @@ struct Flags {
     fatal: bool,
     /// `jitter-buffer` (on) or `no-jitter-buffer` (off); `None`: neither.
     jitter: Option<bool>,
+    /// `jitter-buffer-adaptive`: size the delay from measured jitter.
+    jitter_adaptive: bool,
     /// `jitter-buffer-target` and `jitter-buffer-max`, ms.
     jitter_target_ms: Option<u16>,
     jitter_max_ms: Option<u16>,
@@ -332,6 +335,7 @@ impl Flags {
                 "fatal" => f.fatal = true,
                 "jitter-buffer" => f.jitter = Some(true),
                 "no-jitter-buffer" => f.jitter = Some(false),
+                "jitter-buffer-adaptive" => f.jitter_adaptive = true,
                 // Defaults of this relay, or meaningless for it.
                 "symmetric"
                 | "port-latching"
@@ -400,14 +404,19 @@ impl Flags {
     /// The jitter-buffer settings this message asks for, if it says
     /// anything: the flags, else the delay keys alone (which switch it on).
     fn jitter(&self, default: JitterSettings) -> Option<JitterSettings> {
-        let on = self.jitter.or((self.jitter_target_ms.is_some()
-            || self.jitter_max_ms.is_some())
-        .then_some(true))?;
-        let target_ms = self.jitter_target_ms.unwrap_or(default.target_ms);
+        let keys = self.jitter_target_ms.is_some() || self.jitter_max_ms.is_some();
+        let on = self
+            .jitter
+            .or((keys || self.jitter_adaptive).then_some(true))?;
+        let max_ms = self.jitter_max_ms.unwrap_or(default.max_ms);
         Some(JitterSettings {
             enabled: on,
-            target_ms,
-            max_ms: self.jitter_max_ms.unwrap_or(default.max_ms).max(target_ms),
+            target_ms: self
+                .jitter_target_ms
+                .unwrap_or(default.target_ms)
+                .min(max_ms),
+            max_ms,
+            adaptive: self.jitter_adaptive || default.adaptive,
         })
     }
 
@@ -1322,7 +1331,7 @@ mod tests {
                 &inst,
                 TableParams {
                     port_lo: lo,
-                    port_hi: lo + 15,
+                    port_hi: lo + 31,
                     workers: 1,
                     media_ip: "127.0.0.1".parse().unwrap(),
                 },
@@ -1393,7 +1402,8 @@ mod tests {
                 JitterSettings {
                     enabled: true,
                     target_ms: 40,
-                    max_ms: 120
+                    max_ms: 120,
+                    adaptive: false,
                 }
             );
         }
@@ -1401,13 +1411,20 @@ mod tests {
         core.handle(&msg, src(), 1000).unwrap();
         let (cfg, _) = t.read_config(core.slots_of("call-3")[0]).unwrap();
         // max below the default target: the target is lowered to fit.
+        let j = cfg.legs[1].jitter;
         assert_eq!(
-            (
-                cfg.legs[1].jitter.enabled,
-                cfg.legs[1].jitter.target_ms,
-                cfg.legs[1].jitter.max_ms
-            ),
-            (true, DEFAULT_JITTER_TARGET_MS, DEFAULT_JITTER_TARGET_MS)
+            (j.enabled, j.target_ms, j.max_ms, j.adaptive),
+            (true, 30, 30, false)
+        );
+        // The adaptive flag alone switches it on, adaptive.
+        let msg = offer("call-5", &["jitter-buffer-adaptive"], &[]);
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-5")[0]).unwrap();
+        let j = cfg.legs[0].jitter;
+        assert!(j.enabled && j.adaptive);
+        assert_eq!(
+            (j.target_ms, j.max_ms),
+            (DEFAULT_JITTER_TARGET_MS, DEFAULT_JITTER_MAX_MS)
         );
         // Out of range: a warning, nothing switched on.
         let r = core
