@@ -733,6 +733,56 @@ mod tests {
         assert!(f.leg(1).rewriter.is_none());
     }
 
+    /// RFC 4733 §2.1: telephone-event packets share the audio's SSRC,
+    /// sequence space and timestamp clock, so the rewriter maps them with
+    /// the same offsets: one outgoing SSRC, no sequence gap, event
+    /// timestamps on the audio's outgoing timeline.
+    #[test]
+    fn telephone_events_follow_the_audio_mapping() {
+        let mut c = cfg(Learning::LearnOnce);
+        c.legs[1].rewrite_ssrc = true;
+        c.legs[1].out_ssrc = 0xB0B0_B0B0;
+        c.legs[0].dtmf_pt = Some(101);
+        let mut f = Forwarder::new(c, Default::default());
+        let src = a("10.0.0.1:4000");
+        let mut out = Vec::new();
+        // Audio 10..=12, an event 13..=15 (one timestamp, the audio's next),
+        // audio again from 16.
+        for (seq, pt, ts) in [
+            (10u16, 0u8, 1600u32),
+            (11, 0, 1760),
+            (12, 0, 1920),
+            (13, 101, 2080),
+            (14, 101, 2080),
+            (15, 101, 2080),
+            (16, 0, 2560),
+        ] {
+            let mut p = rtp(seq, 7, pt);
+            p[4..8].copy_from_slice(&ts.to_be_bytes());
+            let o = f.on_packet(0, src, &mut p, PacketKind::Rtp);
+            assert!(matches!(o.verdict, Verdict::Forward { .. }));
+            let v = RtpPacket::new_checked(&p[..]).unwrap();
+            out.push((
+                v.ssrc(),
+                v.sequence_number(),
+                v.timestamp(),
+                v.payload_type(),
+            ));
+        }
+        assert!(out.iter().all(|o| o.0 == 0xB0B0_B0B0));
+        for w in out.windows(2) {
+            assert_eq!(w[1].1, w[0].1.wrapping_add(1), "no sequence gap");
+        }
+        let off = out[0].2.wrapping_sub(1600);
+        for (i, ts) in [1600u32, 1760, 1920, 2080, 2080, 2080, 2560]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(out[i].2, ts.wrapping_add(off), "packet {i}: same offset");
+        }
+        assert_eq!(out[3].3, 101, "payload type kept");
+    }
+
     #[test]
     fn new_sdp_peer_resets_learning() {
         let c = cfg(Learning::LearnOnce);
