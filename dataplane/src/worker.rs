@@ -1100,7 +1100,11 @@ impl Worker {
         slot.phase = Phase::Bound;
         slot.gen = slot.gen.wrapping_add(1);
         slot.drain = false;
+        // A fresh slot's counters are zero; a restarted worker's carry on.
         *slot.q = SlotQuality::new();
+        for (leg, st) in slot.q.stats.iter_mut().enumerate() {
+            *st = RtpStats::resume(&self.table.quality(id, leg));
+        }
         slot.call_id = self.table.call_id(id).unwrap_or_default();
         debug!(
             worker = self.index,
