@@ -30,7 +30,9 @@ use crate::msg::{self, response_salvaged, response_to, Msg, OutMsg, ParseError};
 use crate::registrar::{self, ExpiryPolicy, LocationService, MemoryLocation, RegisterResult};
 use crate::relay::MediaRelay;
 use crate::transaction::{Input, Output, Retransmit2xx, Timers, Transaction};
-use crate::transport::{set_via_transport, ConnId, Links, Source, Transmit, Transport};
+use crate::transport::{
+    set_via_transport, ConnId, Links, Source, Transmit, Transport, TransportStats,
+};
 
 /// Methods we answer (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE";
@@ -152,6 +154,8 @@ pub struct SipCore {
     /// While draining for shutdown: `Retry-After` seconds of the 503 that
     /// new INVITEs get.
     draining: Option<u32>,
+    /// The transport's counters, as last handed in.
+    transport_stats: TransportStats,
     timers: BTreeMap<(Instant, u64), TimerEv>,
     timer_seq: u64,
     retrans: HashMap<RtKey, Retrans>,
@@ -213,6 +217,7 @@ impl SipCore {
             out: VecDeque::new(),
             links: Links::new(),
             draining: None,
+            transport_stats: TransportStats::default(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             retrans: HashMap::new(),
@@ -288,6 +293,17 @@ impl SipCore {
                 .retrans
                 .keys()
                 .any(|k| matches!(k, RtKey::Bye(..) | RtKey::Cancel(_)))
+    }
+
+    /// Keeps a copy of the transport's counters (the server hands them in
+    /// every loop), so observers of the core see them.
+    pub fn set_transport_stats(&mut self, stats: TransportStats) {
+        self.transport_stats = stats;
+    }
+
+    /// The transport's counters as last handed in (zero without a server).
+    pub fn transport_stats(&self) -> TransportStats {
+        self.transport_stats
     }
 
     /// The transport closed TCP connection `conn` (peer gone, idle, or

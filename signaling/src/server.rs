@@ -30,6 +30,7 @@ use crate::config::SipConfig;
 use crate::core::SipCore;
 use crate::relay::MediaRelay;
 use crate::tcp::{Frame, FrameError, Framer, DEFAULT_MAX_MESSAGE, PONG};
+pub use crate::transport::TransportStats;
 use crate::transport::{ConnId, Source, Transport};
 use crate::SipError;
 
@@ -44,6 +45,8 @@ const TCP_READ_BUDGET: usize = 16;
 /// Unsent bytes a TCP connection may hold before it is closed as too
 /// slow a reader, bytes.
 const MAX_WRITE_BUFFER: usize = 1 << 20;
+/// How often a drain in progress is logged.
+const DRAIN_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Bound of UDP datagrams waiting for the socket to become writable.
 const MAX_UDP_PENDING: usize = 65_536;
 
@@ -117,34 +120,6 @@ impl TransportConfig {
         }
         Ok(c)
     }
-}
-
-/// Counters of the transport (monotonic, since serving began).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TransportStats {
-    /// TCP connections accepted.
-    pub tcp_accepted: u64,
-    /// TCP connections we opened (requests to TCP contacts).
-    pub tcp_connected: u64,
-    /// TCP connections refused or not opened: the connection bound was
-    /// reached.
-    pub tcp_refused: u64,
-    /// TCP connections closed, for any reason.
-    pub tcp_closed: u64,
-    /// Closed for idleness.
-    pub tcp_idle_closed: u64,
-    /// Closed because a message exceeded the bound.
-    pub tcp_oversize: u64,
-    /// Closed because a message had no or a bad Content-Length (400 sent).
-    pub tcp_unframed: u64,
-    /// Closed because the peer did not read what we sent.
-    pub tcp_write_overflow: u64,
-    /// Messages framed from TCP streams.
-    pub tcp_messages: u64,
-    /// CRLFCRLF keep-alives answered.
-    pub tcp_keepalives: u64,
-    /// Messages dropped for want of a connection (connect failed, bound).
-    pub tcp_send_failed: u64,
 }
 
 /// Binds UDP and TCP on `config.listen` and serves SIP until `shutdown`
@@ -360,6 +335,7 @@ impl Loop {
         let mut events = Events::with_capacity(256);
         let mut more_udp = false;
         let mut drain_until: Option<Instant> = None;
+        let mut next_drain_log = Instant::now() + DRAIN_LOG_EVERY;
         let mut next_sweep = Instant::now() + Duration::from_secs(1);
         while !shutdown.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -384,6 +360,14 @@ impl Loop {
                         "drain time over; stopping with calls up"
                     );
                     break;
+                }
+                if now >= next_drain_log {
+                    info!(
+                        calls = core.active_calls(),
+                        left_secs = until.saturating_duration_since(now).as_secs(),
+                        "draining"
+                    );
+                    next_drain_log = now + DRAIN_LOG_EVERY;
                 }
             }
             let mut wait = MAX_WAIT;
@@ -429,6 +413,7 @@ impl Loop {
                 self.sweep_idle(core, now);
                 next_sweep = now + Duration::from_secs(1);
             }
+            core.set_transport_stats(self.stats);
             if let Some(p) = snap.as_mut() {
                 p.tick(core, now);
             }

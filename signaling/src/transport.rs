@@ -93,6 +93,36 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
+/// Counters of the transport (monotonic, since serving began), kept by
+/// [`crate::server`] and copied into the core
+/// ([`crate::SipCore::transport_stats`]) for observers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// TCP connections we opened (requests to TCP contacts).
+    pub tcp_connected: u64,
+    /// TCP connections refused or not opened: the connection bound was
+    /// reached.
+    pub tcp_refused: u64,
+    /// TCP connections closed, for any reason.
+    pub tcp_closed: u64,
+    /// Closed for idleness.
+    pub tcp_idle_closed: u64,
+    /// Closed because a message exceeded the bound.
+    pub tcp_oversize: u64,
+    /// Closed because a message had no or a bad Content-Length (400 sent).
+    pub tcp_unframed: u64,
+    /// Closed because the peer did not read what we sent.
+    pub tcp_write_overflow: u64,
+    /// Messages framed from TCP streams.
+    pub tcp_messages: u64,
+    /// CRLFCRLF keep-alives answered.
+    pub tcp_keepalives: u64,
+    /// Messages dropped for want of a connection (connect failed, bound).
+    pub tcp_send_failed: u64,
+}
+
 /// Most TCP-reachable addresses remembered (registered TCP contacts and
 /// recently closed peers); beyond it new ones are not remembered (they
 /// are reached over UDP), so memory stays bounded whatever peers send.

@@ -240,6 +240,26 @@ fn responses_go_back_on_the_request_connection() {
     assert_eq!(code(&out[0]), Some(400));
     assert_eq!(out[0].transport, Transport::Tcp(ConnId(6)));
     assert_eq!(h.core.stats().unframed, 1);
+    // A bad Content-Length value: 400 too, from the salvaged headers.
+    h.core.handle_unframed(
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5080;branch=z9hG4bKo4\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x>\r\nCall-ID: u2\r\nCSeq: 1 OPTIONS\r\nContent-Length: abc\r\n\r\n",
+        Source::tcp(ConnId(6), addr("127.0.0.1:5081")),
+        "bad Content-Length",
+        h.now,
+    );
+    let out = h.out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(code(&out[0]), Some(400));
+    assert_eq!(out[0].transport, Transport::Tcp(ConnId(6)));
+    // A response without Content-Length is dropped, counted.
+    h.core.handle_unframed(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKx\r\n\r\n",
+        Source::tcp(ConnId(6), addr("127.0.0.1:5081")),
+        "no Content-Length on a stream",
+        h.now,
+    );
+    assert!(h.out().is_empty());
+    assert_eq!(h.core.stats().unframed, 3);
 }
 
 #[test]
