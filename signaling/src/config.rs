@@ -13,6 +13,7 @@
 //! default_expires = 3600         # registration lifetime when none is asked, seconds
 //! min_expires = 60               # shorter requests get 423
 //! max_expires = 86400            # longer requests are cut down
+//! timer_c = 180                  # seconds a ringing callee may take: then CANCEL + 408
 //!
 //! [[users]]
 //! name = "alice"
@@ -138,6 +139,7 @@ struct RawSip {
     default_expires: Option<u32>,
     min_expires: Option<u32>,
     max_expires: Option<u32>,
+    timer_c: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -325,6 +327,7 @@ impl SipConfig {
             default_expires: sip.default_expires.unwrap_or(d.default_expires),
             min_expires: sip.min_expires.unwrap_or(d.min_expires),
             max_expires: sip.max_expires.unwrap_or(d.max_expires),
+            timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
             ..d
         };
         let realm = cfg.realm.clone();
@@ -365,9 +368,9 @@ impl SipConfig {
                 self.realm
             )));
         }
-        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
+        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() || self.timer_c.is_zero() {
             return Err(ConfigError::Refused(
-                "timers: need 0 < t1 <= t2 and t4 > 0".to_string(),
+                "timers: need 0 < t1 <= t2, t4 > 0 and timer_c > 0".to_string(),
             ));
         }
         if self.nonce_ttl.is_zero() || self.nonce_capacity == 0 {
@@ -575,5 +578,19 @@ mod tests {
             );
             assert_eq!(c.users.len(), 100_000);
         }
+    }
+
+    #[test]
+    fn timer_c_from_the_sip_table() {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let c = SipConfig::from_toml(listen, "[sip]\ntimer_c = 45\n").unwrap();
+        assert_eq!(c.timer_c, Duration::from_secs(45));
+        assert!(c.validate().is_ok());
+        let c = SipConfig::from_toml(listen, "[sip]\ntimer_c = 0\n").unwrap();
+        assert!(c.validate().is_err());
+        assert_eq!(
+            SipConfig::from_toml(listen, "").unwrap().timer_c,
+            Duration::from_secs(180)
+        );
     }
 }
