@@ -40,6 +40,9 @@ impl Relay {
             "--ng",
             &ng_arg,
             "--no-pin",
+            // Leave 127.0.0.1:8080 to the tests of the HTTP API.
+            "--http",
+            "off",
         ];
         args.extend_from_slice(extra);
         let (p, _) = spawn_tern(&args, &["tern ng", "tern relay"]);
