@@ -1324,9 +1324,10 @@ impl SipCore {
                 return;
             }
         }
+        // An 18x with a To tag made both dialogs early ones (we relayed it
+        // to the caller with our tag), and its SDP gave the callee's media.
         let early = call.state == CallState::Proceeding
             && call.b_to_tag.is_some()
-            && call.a_last_response.is_some()
             && call.media[1].is_some();
         if !(early || matches!(call.state, CallState::Answered | CallState::Confirmed)) {
             self.reply(&req, 481, src, |r| r);
