@@ -31,7 +31,7 @@ use crate::core::SipCore;
 use crate::relay::MediaRelay;
 use crate::tcp::{Frame, FrameError, Framer, DEFAULT_MAX_MESSAGE, PONG};
 pub use crate::transport::TransportStats;
-use crate::transport::{ConnId, Source, Transport};
+use crate::transport::{top_via_port, ConnId, Source, Transport};
 use crate::SipError;
 
 const UDP: Token = Token(0);
@@ -605,19 +605,30 @@ impl Loop {
                     }
                 }
                 Transport::Tcp(id) => {
-                    let id = match self.conns.get(&id) {
-                        Some(c) if id != ConnId::ANY && c.peer == t.dest => Some(id),
-                        _ => self.by_peer.get(&t.dest).copied(),
+                    let mut dest = t.dest;
+                    let live = match self.conns.get(&id) {
+                        Some(c) if id != ConnId::ANY && c.peer == dest => Some(id),
+                        _ => self.by_peer.get(&dest).copied(),
                     };
-                    let id = match id {
+                    let id = match live {
                         Some(id) => Some(id),
-                        None => self.connect(t.dest),
+                        None => {
+                            // §18.2.2: a response whose connection is gone
+                            // goes to the received IP and the sent-by port.
+                            if t.bytes.starts_with(b"SIP/2.0 ") {
+                                dest.set_port(top_via_port(&t.bytes).unwrap_or(5060));
+                            }
+                            match self.by_peer.get(&dest) {
+                                Some(&id) => Some(id),
+                                None => self.connect(dest),
+                            }
+                        }
                     };
                     match id {
                         Some(id) => self.queue(core, id, &t.bytes),
                         None => {
                             self.stats.tcp_send_failed += 1;
-                            debug!(dest = %t.dest, "no TCP connection; message dropped");
+                            debug!(%dest, "no TCP connection; message dropped");
                         }
                     }
                 }

@@ -265,6 +265,21 @@ pub fn set_via_transport(bytes: Vec<u8>, token: &str) -> Vec<u8> {
     bytes
 }
 
+/// The sent-by port of the top Via of a message (`None`: no Via, no
+/// port, or malformed). Where a response goes when the connection its
+/// request came on is gone: the `received` IP and this port (RFC 3261
+/// §18.2.2), 5060 when absent.
+pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
+    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let value = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("via") || name == "v").then_some(value)
+    })?;
+    crate::msg::Via::parse(value.split(',').next()?.trim())?.port
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -329,6 +344,22 @@ mod tests {
             l.add_target(SocketAddr::new(ip.into(), 5060), t0 + CLOSED_PEER_TTL);
         }
         assert_eq!(l.targets.len(), MAX_TCP_TARGETS);
+    }
+
+    #[test]
+    fn top_via_port_reads_the_first_via() {
+        let r = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1;received=1.2.3.4\r\nVia: SIP/2.0/TCP h:9\r\n\r\n";
+        assert_eq!(top_via_port(r), Some(5070));
+        assert_eq!(
+            top_via_port(b"SIP/2.0 200 OK\r\nv: SIP/2.0/TCP [2001:db8::1]:5071\r\n\r\n"),
+            Some(5071)
+        );
+        assert_eq!(
+            top_via_port(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP h\r\n\r\n"),
+            None
+        );
+        assert_eq!(top_via_port(b"SIP/2.0 200 OK\r\nVia: junk\r\n\r\n"), None);
+        assert_eq!(top_via_port(b""), None);
     }
 
     #[test]
