@@ -18,8 +18,12 @@
 //! (`ShmRelay::new(table)` for the same-process table of `tern up`, or
 //! `ShmRelay::open(name)` for `tern sip --relay shm:NAME`), and call [`run`]
 //! on a thread with a shutdown flag. To announce readiness only once the
-//! socket is bound, use [`Server::bind`], [`Server::local_addr`], then
-//! [`Server::serve`].
+//! sockets are bound (UDP and TCP on one port), use [`Server::bind`],
+//! [`Server::local_addr`], then [`Server::serve`]; before serving,
+//! [`Server::with_transport`] sets the TCP bounds and drain time
+//! ([`server::TransportConfig::from_toml`] reads them from `[sip]`) and
+//! [`Server::with_drain`] a flag that drains (SIGTERM in `tern up`/`tern
+//! sip`: new INVITEs get 503, calls up finish, then `serve` returns).
 //!
 //! Test peers: `tests/sipp/uas_register.xml` (+ `uas_answer.xml` as the
 //! out-of-call scenario) registers a SIPp UAS and answers tern's INVITEs;
