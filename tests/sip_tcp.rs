@@ -191,6 +191,25 @@ fn tcp_framing_on_the_sip_port() {
     s.shutdown(Shutdown::Write).unwrap();
     assert!(closes(&mut s));
 
+    // Garbage (pseudo-random bytes with empty lines in between): whatever
+    // is answered, the server survives it.
+    let mut s = TcpStream::connect(to).unwrap();
+    let mut seed = 0x9e37_79b9u32;
+    let junk: Vec<u8> = (0..8192)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            if i % 700 < 4 {
+                b"\r\n\r\n"[i % 700]
+            } else {
+                (seed & 0xff) as u8
+            }
+        })
+        .collect();
+    let _ = s.write_all(&junk);
+    let _ = closes(&mut s);
+
     // The server is still up, over both transports.
     let mut s = TcpStream::connect(to).unwrap();
     s.write_all(options("last", "").as_bytes()).unwrap();

@@ -265,6 +265,7 @@ impl Server {
             readable: HashSet::new(),
             stats: TransportStats::default(),
             buf: Vec::new(),
+            next_warn: Instant::now(),
         };
         l.buf = vec![0u8; l.cfg.max_message.max(65_536)];
         let r = l.run(&mut core, &shutdown, drain.as_deref(), snap);
@@ -314,6 +315,21 @@ struct Loop {
     readable: HashSet<ConnId>,
     stats: TransportStats,
     buf: Vec<u8>,
+    /// When the next peer-caused warning may be logged.
+    next_warn: Instant,
+}
+
+/// A warning caused by a peer: logged at most once a second (the rest at
+/// debug level), so a flood of bad connections cannot flood the log; the
+/// counters count every one.
+macro_rules! peer_warn {
+    ($l:expr, $($t:tt)*) => {
+        if $l.may_warn() {
+            warn!($($t)*)
+        } else {
+            debug!($($t)*)
+        }
+    };
 }
 
 fn token_of(id: ConnId) -> Token {
@@ -325,6 +341,15 @@ fn conn_of(t: Token) -> ConnId {
 }
 
 impl Loop {
+    fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next_warn {
+            return false;
+        }
+        self.next_warn = now + Duration::from_secs(1);
+        true
+    }
+
     fn run(
         &mut self,
         core: &mut SipCore,
@@ -455,7 +480,7 @@ impl Loop {
                 Ok((stream, peer)) => {
                     if self.conns.len() >= self.cfg.max_connections {
                         self.stats.tcp_refused += 1;
-                        warn!(%peer, max = self.cfg.max_connections, "TCP connection refused: too many connections");
+                        peer_warn!(self, %peer, max = self.cfg.max_connections, "TCP connection refused: too many connections");
                         drop(stream);
                         continue;
                     }
@@ -559,7 +584,7 @@ impl Loop {
                         self.queue(core, id, PONG);
                     }
                     Err(FrameError::TooLong { limit }) => {
-                        warn!(%peer, limit, "TCP message over the bound; closing the connection");
+                        peer_warn!(self, %peer, limit, "TCP message over the bound; closing the connection");
                         self.close(core, id, Why::Oversize);
                         return;
                     }
@@ -573,7 +598,7 @@ impl Loop {
                             | FrameError::BadContentLength { head, .. } => head,
                             FrameError::TooLong { .. } => Vec::new(),
                         };
-                        warn!(%peer, %why, "TCP framing lost; answering 400 and closing");
+                        peer_warn!(self, %peer, %why, "TCP framing lost; answering 400 and closing");
                         core.handle_unframed(&head, Source::tcp(id, peer), &why, Instant::now());
                         if let Some(c) = self.conns.get_mut(&id) {
                             c.close_after_flush = true;
@@ -646,7 +671,7 @@ impl Loop {
                 false
             }
             Err(e) => {
-                warn!(%dest, error = %e, "send_to failed; datagram dropped");
+                peer_warn!(self, %dest, error = %e, "send_to failed; datagram dropped");
                 true
             }
         }
@@ -656,7 +681,7 @@ impl Loop {
         if self.pending.len() < MAX_UDP_PENDING {
             self.pending.push_back((dest, bytes));
         } else {
-            warn!(%dest, "UDP send queue full; datagram dropped");
+            peer_warn!(self, %dest, "UDP send queue full; datagram dropped");
         }
     }
 
@@ -664,7 +689,7 @@ impl Loop {
     fn connect(&mut self, dest: SocketAddr) -> Option<ConnId> {
         if self.conns.len() >= self.cfg.max_connections {
             self.stats.tcp_refused += 1;
-            warn!(%dest, "TCP connection not opened: too many connections");
+            peer_warn!(self, %dest, "TCP connection not opened: too many connections");
             return None;
         }
         match TcpStream::connect(dest) {
@@ -675,7 +700,7 @@ impl Loop {
                 Some(id)
             }
             Err(e) => {
-                warn!(%dest, error = %e, "TCP connect failed");
+                peer_warn!(self, %dest, error = %e, "TCP connect failed");
                 None
             }
         }
@@ -687,7 +712,8 @@ impl Loop {
             return;
         };
         if c.wbuf.len() - c.wpos + bytes.len() > MAX_WRITE_BUFFER {
-            warn!(peer = %c.peer, "TCP peer does not read; closing the connection");
+            let peer = c.peer;
+            peer_warn!(self, %peer, "TCP peer does not read; closing the connection");
             self.close(core, id, Why::WriteOverflow);
             return;
         }
@@ -745,7 +771,8 @@ impl Loop {
                 }
                 (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
                 (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
-                    warn!(peer = %c.peer, error = %e, "TCP connect failed");
+                    let peer = c.peer;
+                    peer_warn!(self, %peer, error = %e, "TCP connect failed");
                     self.close(core, id, Why::Error);
                     return;
                 }
