@@ -2023,3 +2023,68 @@ fn retransmitted_register_gets_the_same_answer() {
     assert_eq!(codes(&out), [401]);
     assert_eq!(h.core.nonces.replays(), 1);
 }
+
+/// REGISTER with MD5 digest through the core in process (no sockets, no
+/// snapshot): 100,000 users, each a 401 round trip, then 100,000 bindings
+/// held. Prints the core's time per registration (the client's hashing and
+/// formatting are not counted):
+/// `cargo test -p tern-signaling --release --lib register_rate -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, run by hand"]
+fn register_rate_100k_users() {
+    use crate::digest::Algorithm;
+    const N: usize = 100_000;
+    let mut users = String::with_capacity(N * 40);
+    for i in 0..N {
+        users.push_str(&format!(
+            "[[users]]\nname = \"u{i}\"\npassword = \"pw{i}\"\n"
+        ));
+    }
+    let t = Instant::now();
+    let mut h = H::new("regrate", 16, &users);
+    println!("core with {N} users built in {:?}", t.elapsed());
+    let mut in_core = Duration::ZERO;
+    for i in 0..N {
+        let user = format!("u{i}");
+        let contact = format!(
+            "Contact: <sip:{user}@10.0.{}.{}:5060>\r\n",
+            i / 250,
+            i % 250
+        );
+        let call_id = format!("rr{i}");
+        let req = register_raw(&user, &call_id, 1, &contact);
+        let t = Instant::now();
+        h.core.handle_datagram(req.as_bytes(), addr(BOB), h.now);
+        let (_, b) = h.core.poll_transmit().expect("401");
+        in_core += t.elapsed();
+        let chal = parse(&b).expect("401 parses");
+        let auth = answer_challenge(
+            "Authorization",
+            &chal,
+            "WWW-Authenticate",
+            Algorithm::Md5,
+            &user,
+            &format!("pw{i}"),
+            "REGISTER",
+            "sip:127.0.0.1:5060",
+            1,
+        );
+        let req = register_raw(&user, &call_id, 2, &format!("{contact}{auth}"));
+        let t = Instant::now();
+        h.core.handle_datagram(req.as_bytes(), addr(BOB), h.now);
+        let (_, b) = h.core.poll_transmit().expect("200");
+        in_core += t.elapsed();
+        assert!(
+            b.starts_with(b"SIP/2.0 200"),
+            "{}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    assert_eq!(h.core.location().len(), N);
+    println!(
+        "{N} registrations (REGISTER/401/REGISTER/200): {:?} in the core, {:.1} us each, {:.0} per second on one core",
+        in_core,
+        in_core.as_secs_f64() * 1e6 / N as f64,
+        N as f64 / in_core.as_secs_f64()
+    );
+}

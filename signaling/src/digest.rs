@@ -15,7 +15,8 @@
 //!
 //! ```text
 //! <issue second: 8 hex><salt: 16 hex><MAC: 32 hex>
-//! MAC = first 16 bytes of HMAC-SHA-256(secret, second ":" salt ":" realm)
+//! MAC = first 16 bytes of HMAC-SHA-256(secret, second (4 bytes, big
+//!       endian) || salt (8 bytes, big endian) || realm)
 //! ```
 //!
 //! The issue second counts from the creation of the [`NonceSource`], the
@@ -45,7 +46,6 @@
 //! typed header (rsip misspells `algorithm=SHA-256`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hmac::digest::KeyInit;
@@ -86,9 +86,26 @@ impl Algorithm {
 
     /// The hash of `s` in lowercase hex (32 digits for MD5, 64 for SHA-256).
     pub fn hex(self, s: &str) -> String {
+        self.hex_joined(&[s])
+    }
+
+    /// The hash of `parts` joined by `:` in lowercase hex, without building
+    /// the joined string (this is on the path of every authenticated
+    /// request).
+    pub fn hex_joined(self, parts: &[&str]) -> String {
+        fn run<D: Digest>(parts: &[&str]) -> String {
+            let mut d = D::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    d.update(b":");
+                }
+                d.update(p.as_bytes());
+            }
+            hex(&d.finalize())
+        }
         match self {
-            Algorithm::Md5 => hex(&Md5::digest(s.as_bytes())),
-            Algorithm::Sha256 => hex(&Sha256::digest(s.as_bytes())),
+            Algorithm::Md5 => run::<Md5>(parts),
+            Algorithm::Sha256 => run::<Sha256>(parts),
         }
     }
 
@@ -102,9 +119,11 @@ impl Algorithm {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
     out
 }
@@ -116,7 +135,7 @@ pub fn md5_hex(s: &str) -> String {
 
 /// HA1 = H(`username:realm:password`) in lowercase hex (RFC 7616 §3.4.2).
 pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
-    alg.hex(&format!("{username}:{realm}:{password}"))
+    alg.hex_joined(&[username, realm, password])
 }
 
 /// The stored secrets of one user: HA1 per algorithm, lowercase hex. A user
@@ -238,10 +257,10 @@ fn split_auth_params(s: &str) -> Vec<(String, String)> {
 /// `qop=auth`, `H(HA1:nonce:nc:cnonce:qop:HA2)`; without qop (RFC 2069),
 /// `H(HA1:nonce:HA2)`; HA2 = `H(method:uri)`.
 pub fn expected_response_with(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
-    let ha2 = alg.hex(&format!("{method}:{}", c.uri));
+    let ha2 = alg.hex_joined(&[method, &c.uri]);
     match (&c.qop, &c.cnonce, &c.nc) {
-        (Some(q), Some(cn), Some(nc)) => alg.hex(&format!("{ha1}:{}:{nc}:{cn}:{q}:{ha2}", c.nonce)),
-        _ => alg.hex(&format!("{ha1}:{}:{ha2}", c.nonce)),
+        (Some(q), Some(cn), Some(nc)) => alg.hex_joined(&[ha1, &c.nonce, nc, cn, q, &ha2]),
+        _ => alg.hex_joined(&[ha1, &c.nonce, &ha2]),
     }
 }
 
@@ -335,7 +354,9 @@ impl NonceSource {
     fn mac(&self, secs: u32, salt: u64, realm: &str) -> u128 {
         // A key of exactly the block size (64 bytes): no fallible path.
         let mut m = <Hmac<Sha256> as KeyInit>::new(&self.secret.into());
-        m.update(format!("{secs:08x}:{salt:016x}:{realm}").as_bytes());
+        m.update(&secs.to_be_bytes());
+        m.update(&salt.to_be_bytes());
+        m.update(realm.as_bytes());
         let tag = m.finalize().into_bytes();
         let mut b = [0u8; 16];
         b.copy_from_slice(&tag[..16]);
