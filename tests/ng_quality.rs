@@ -548,3 +548,75 @@ fn rtcp_reports_give_rtt_and_peer_loss() {
     assert_eq!(num(q, "peer jitter us"), 20_000);
     assert!(!dict(&reply, "tags").is_empty());
 }
+
+/// Calls with a jitter buffer deleted while it still holds packets (a
+/// 300 ms target, deleted 100 ms into the stream): every slot drains back
+/// to free, nothing held is sent after the delete, and the relay goes on
+/// relaying new buffered calls. Repeated, so retired stores are reused.
+#[test]
+fn deleting_a_call_with_held_packets_frees_everything() {
+    let relay = Relay::start("jbdel", "24300-24399", 22314, &[]);
+    let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let payload = [0xd5u8; 160];
+    for round in 0..5u16 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let id = format!("h1-jbdel-{round}");
+        let (to_relay, _) = call(
+            &ctl,
+            relay.ng,
+            &id,
+            &a,
+            &b,
+            &["jitter-buffer"],
+            &[("jitter-buffer-target", 300), ("jitter-buffer-max", 500)],
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        for seq in 0..10u16 {
+            let p = rtp(0, seq == 0, seq, u32::from(seq) * 160, 0x4444, &payload);
+            a.send_to(&p, ("127.0.0.1", to_relay)).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ng(
+            &ctl,
+            relay.ng,
+            &format!("{id}-d"),
+            Dict::new()
+                .with("command", bstr("delete"))
+                .with("call-id", bstr(id.as_str())),
+        );
+        // The held packets were due 300 ms after arrival: none may come.
+        b.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(
+            b.recv_from(&mut buf).is_err(),
+            "round {round}: a held packet was sent after the delete"
+        );
+    }
+    assert!(
+        wait_all_free(&relay.instance, Duration::from_secs(5)),
+        "slots did not drain"
+    );
+    // A last call still flows through its buffer.
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (to_relay, _) = call(
+        &ctl,
+        relay.ng,
+        "h1-jbdel-last",
+        &a,
+        &b,
+        &["jitter-buffer"],
+        &[],
+    );
+    let rx = collect(b, 100);
+    std::thread::sleep(Duration::from_millis(50));
+    for seq in 0..20u16 {
+        let p = rtp(0, seq == 0, seq, u32::from(seq) * 160, 0x5555, &payload);
+        a.send_to(&p, ("127.0.0.1", to_relay)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = rx.join().unwrap();
+    assert!(got.len() >= 18, "last call delivered {}", got.len());
+}
