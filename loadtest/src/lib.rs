@@ -41,6 +41,7 @@
 
 pub mod floor;
 pub mod impair;
+pub mod mem;
 pub mod ng;
 pub mod seq;
 pub mod setup;
@@ -228,6 +229,13 @@ pub struct Output {
     /// `generator` (it could not send faster) or `limit` (rate cap).
     #[serde(default)]
     pub max_limited_by: Option<String>,
+    /// With --relay-pid: the relay's memory before the calls were set up.
+    #[serde(default)]
+    pub relay_mem_idle: Option<mem::MemSnapshot>,
+    /// With --relay-pid: the relay's memory with every call set up and
+    /// primed (each delivered a packet), before the first trial.
+    #[serde(default)]
+    pub relay_mem_loaded: Option<mem::MemSnapshot>,
 }
 
 impl Output {
@@ -828,9 +836,14 @@ pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
     if base.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err("the rate must be positive".into());
     }
+    let mem_idle = a.relay_pid.and_then(mem::MemSnapshot::read);
     let mut g = setup(a, shutdown)?;
     prime(&mut g, shutdown)?;
-    let mut out = Output::default();
+    let mut out = Output {
+        relay_mem_idle: mem_idle,
+        relay_mem_loaded: a.relay_pid.and_then(mem::MemSnapshot::read),
+        ..Output::default()
+    };
     let mut id = 0u8;
     let acceptable = |r: &Report| {
         r.sent > 0 && r.loss_ratio < a.max_loss && r.latency.p99_us < a.max_p99_ms * 1e3
@@ -937,6 +950,24 @@ fn print_table(out: &Output) {
                 r.nominal_delay.max_us,
             );
         }
+    }
+    if let (Some(m0), Some(m1)) = (&out.relay_mem_idle, &out.relay_mem_loaded) {
+        let calls = out.runs.first().map_or(1, |r| r.calls.max(1)) as f64;
+        println!(
+            "relay memory: VmRSS {} -> {} kB ({:.0} B/call; anon {} -> {} kB, shmem {} -> {} kB), fds {} -> {}, socket slabs {} -> {} kB ({:.0} B/call)",
+            m0.vm_rss_kb,
+            m1.vm_rss_kb,
+            (m1.vm_rss_kb as f64 - m0.vm_rss_kb as f64) * 1024.0 / calls,
+            m0.rss_anon_kb,
+            m1.rss_anon_kb,
+            m0.rss_shmem_kb,
+            m1.rss_shmem_kb,
+            m0.fds,
+            m1.fds,
+            m0.slab_bytes() / 1024,
+            m1.slab_bytes() / 1024,
+            (m1.slab_bytes() as f64 - m0.slab_bytes() as f64) / calls,
+        );
     }
     if let Some(m) = out.max_pps {
         println!(

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Scale: one tern worker holding SLOTS concurrent calls (four sockets
+# each), a low rate of RTP through all of them, and the relay's memory per
+# slot.
+#
+# Starts `tern relay --workers 1` pinned to RELAY_CPU with a port range of
+# exactly 4 x SLOTS ports from PORT_LO, then `tern load rtp --calls SLOTS
+# --pps (PPS_PER_CALL x SLOTS) --relay-pid` pinned to GEN_CPU, which
+# reads the relay's /proc/PID/status and the socket slab caches before
+# the calls are set up and once every call is set up and delivered a
+# packet. Per slot it prints: resident memory (VmRSS, and its anonymous
+# and shared-memory parts), the slot table (/dev/shm/tern-<instance>,
+# bytes / capacity), and the kernel's socket objects (UDP +
+# sock_inode_cache slabs, root only; machine-wide, so noisy), plus loss
+# and duplicates at the low rate. RUNS runs, each against a fresh relay;
+# medians.
+#
+#   loadtest/slots.sh                           # 1,500 slots in 9000-14999
+#   SLOTS=4900 PORT_LO=40000 loadtest/slots.sh   # the most a 20,000 fd limit allows
+#
+# Env: SLOTS (1500), PORT_LO (9000), PPS_PER_CALL (5), DURATION (5),
+# RUNS (3), GEN_CPU (0), RELAY_CPU (1), NG_PORT (22364), OUT (results
+# directory, target/slots-<time>).
+#
+# The relay needs 4 x SLOTS + 256 descriptors and raises its soft limit up
+# to the hard limit (`ulimit -Hn`); above it, it exits with a clear error,
+# which this script shows. A range inside the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range) works while no other socket
+# holds one of its ports; a production node reserves it
+# (net.ipv4.ip_local_reserved_ports) or moves the ephemeral range.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SLOTS=${SLOTS:-1500}
+PORT_LO=${PORT_LO:-9000}
+PPS_PER_CALL=${PPS_PER_CALL:-5}
+DURATION=${DURATION:-5}
+RUNS=${RUNS:-3}
+GEN_CPU=${GEN_CPU:-0}
+RELAY_CPU=${RELAY_CPU:-1}
+NG_PORT=${NG_PORT:-22364}
+OUT=${OUT:-target/slots-$(date +%Y%m%d-%H%M%S)}
+TERN=target/release/tern
+hi=$((PORT_LO + 4 * SLOTS - 1))
+inst="slots-$$"
+
+cargo build --release --bin tern >&2
+mkdir -p "$OUT"
+echo "slots $SLOTS: ports $PORT_LO-$hi, fd hard limit $(ulimit -Hn)" >&2
+
+relay_pid=""
+stop_relay() {
+  if [ -n "$relay_pid" ]; then
+    kill "$relay_pid" 2>/dev/null || true
+    wait "$relay_pid" 2>/dev/null || true
+    relay_pid=""
+  fi
+  rm -f "/dev/shm/tern-$inst"
+}
+trap stop_relay EXIT
+
+for run in $(seq 1 "$RUNS"); do
+  RUST_LOG=warn taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
+    --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" --http off \
+    --instance "$inst" --timeout 0 >"$OUT/tern-$run.log" 2>&1 &
+  relay_pid=$!
+  sleep 1.5
+  if ! kill -0 "$relay_pid" 2>/dev/null; then
+    echo "tern relay did not start:" >&2
+    cat "$OUT/tern-$run.log" >&2
+    relay_pid=""
+    exit 1
+  fi
+  table=$(stat -c %s "/dev/shm/tern-$inst")
+  echo "run $run: $SLOTS calls at $((PPS_PER_CALL * SLOTS)) pps" >&2
+  if taskset -c "$GEN_CPU" "$TERN" load rtp --ng "127.0.0.1:$NG_PORT" \
+      --calls "$SLOTS" --pps $((PPS_PER_CALL * SLOTS)) --duration "$DURATION" \
+      --cpu "$GEN_CPU" --relay-pid "$relay_pid" --label tern --json \
+      >"$OUT/run-$run.json"; then
+    echo "$table" >"$OUT/run-$run.table"
+  else
+    echo "  failed; see $OUT/run-$run.json and $OUT/tern-$run.log" >&2
+  fi
+  stop_relay
+  sleep 1
+done
+
+python3 - "$OUT" "$SLOTS" <<'PY'
+import json, glob, os, statistics, sys
+out, slots = sys.argv[1], int(sys.argv[2])
+rows = []
+for f in sorted(glob.glob(os.path.join(out, "run-*.json"))):
+    t = f[:-5] + ".table"
+    if not os.path.exists(t):
+        continue
+    d = json.load(open(f))
+    r, m0, m1 = d["runs"][0], d["relay_mem_idle"], d["relay_mem_loaded"]
+    slab = lambda m: sum(n * s for _, n, s in m["slabs"])
+    rows.append({
+        "rss": (m1["vm_rss_kb"] - m0["vm_rss_kb"]) * 1024 / slots,
+        "anon": (m1["rss_anon_kb"] - m0["rss_anon_kb"]) * 1024 / slots,
+        "shmem": (m1["rss_shmem_kb"] - m0["rss_shmem_kb"]) * 1024 / slots,
+        "table": int(open(t).read()) / slots,
+        "slab": (slab(m1) - slab(m0)) / slots if m0["slabs"] and m1["slabs"] else float("nan"),
+        "fds": m1["fds"] - m0["fds"],
+        "rss_idle_kb": m0["vm_rss_kb"], "rss_loaded_kb": m1["vm_rss_kb"],
+        "sent": r["sent"], "lost": r["lost"], "dup": r["duplicates"],
+        "streams": r["streams_received"], "fwd": r["forwarded_pps"],
+        "p99": r["latency"]["p99_us"], "cpu": r["relay_cpu_util"] or float("nan"),
+    })
+if not rows:
+    sys.exit("no successful run")
+med = lambda k: statistics.median(x[k] for x in rows)
+print(f"{slots} slots, medians of {len(rows)} run(s); results in {out}")
+print(f"  VmRSS idle {med('rss_idle_kb'):.0f} kB -> loaded {med('rss_loaded_kb'):.0f} kB; fds +{med('fds'):.0f}")
+print(f"  per slot: VmRSS {med('rss'):.0f} B (anon {med('anon'):.0f} B, shmem {med('shmem'):.0f} B); "
+      f"slot table {med('table'):.0f} B; kernel socket slabs {med('slab'):.0f} B")
+print(f"  low rate: {med('fwd'):.0f} pps forwarded, lost {[x['lost'] for x in rows]} of sent {[x['sent'] for x in rows]}, "
+      f"duplicates {[x['dup'] for x in rows]}, streams received {[x['streams'] for x in rows]}, "
+      f"p99 {med('p99'):.0f} us, relay cpu {med('cpu')*100:.1f}%")
+PY
