@@ -106,9 +106,14 @@ const K_JSEND: u64 = 3;
 
 /// Period of loss intervals (RFC 3550 A.3 `fraction lost`), ms.
 pub const LOSS_INTERVAL_MS: u64 = 5000;
-/// Bytes per jitter-store entry: the largest UDP payload a provided buffer
-/// can carry.
-const JSTORE_ENTRY: usize = BUF_SIZE as usize;
+/// Bytes per jitter-store entry for audio: G.711 at 40 ms (332 bytes) and
+/// opus at its highest rates fit; a longer packet skips the buffer (it is
+/// sent at once and its position is played out as lost). Keeps a buffered
+/// leg's store near 45 KiB.
+const JSTORE_ENTRY_AUDIO: usize = 512;
+/// Bytes per jitter-store entry for video (90 kHz clock): the largest UDP
+/// payload a provided buffer can carry.
+const JSTORE_ENTRY_VIDEO: usize = BUF_SIZE as usize;
 /// Store entries beyond the buffer's ring, for packets being sent.
 const JSTORE_SPARE: usize = 32;
 
@@ -213,6 +218,8 @@ enum Phase {
 /// the buffer while sends from it are in flight.
 struct JStore {
     data: Box<[u8]>,
+    /// Bytes per entry.
+    entry: usize,
     lens: Box<[u16]>,
     free: Vec<u16>,
     sends: Box<[SendSlot]>,
@@ -222,9 +229,10 @@ struct JStore {
 }
 
 impl JStore {
-    fn new(entries: usize) -> JStore {
+    fn new(entries: usize, entry: usize) -> JStore {
         JStore {
-            data: vec![0u8; entries * JSTORE_ENTRY].into_boxed_slice(),
+            data: vec![0u8; entries * entry].into_boxed_slice(),
+            entry,
             lens: vec![0u16; entries].into_boxed_slice(),
             free: (0..entries as u16).rev().collect(),
             sends: (0..entries).map(|_| SendSlot::zeroed()).collect(),
@@ -234,8 +242,8 @@ impl JStore {
     }
 
     fn entry_mut(&mut self, e: u16) -> &mut [u8] {
-        let at = usize::from(e) * JSTORE_ENTRY;
-        &mut self.data[at..at + JSTORE_ENTRY]
+        let at = usize::from(e) * self.entry;
+        &mut self.data[at..at + self.entry]
     }
 }
 
@@ -845,7 +853,7 @@ impl Worker {
         };
         let e = usize::from(entry);
         let len = usize::from(st.lens[e]);
-        let data = st.data[e * JSTORE_ENTRY..].as_mut_ptr();
+        let data = st.data[e * st.entry..].as_mut_ptr();
         let ok = match dest {
             Some(dest) if fd >= 0 => st.sends[e].fill(data, len, dest, v6).is_some(),
             _ => false,
@@ -907,7 +915,12 @@ impl Worker {
             if let Some(w) = want {
                 match new_leg_jitter(w, source) {
                     Ok((jb, entries)) => {
-                        let store = self.alloc_store(entries);
+                        let size = if source.0 >= 90_000 {
+                            JSTORE_ENTRY_VIDEO
+                        } else {
+                            JSTORE_ENTRY_AUDIO
+                        };
+                        let store = self.alloc_store(entries, size);
                         self.slots[idx].jit[leg] = Some(LegJitter {
                             jb,
                             store,
@@ -945,8 +958,8 @@ impl Worker {
         }
     }
 
-    fn alloc_store(&mut self, entries: usize) -> u16 {
-        let st = JStore::new(entries);
+    fn alloc_store(&mut self, entries: usize, entry: usize) -> u16 {
+        let st = JStore::new(entries, entry);
         match self.jstore_free.pop() {
             Some(i) => {
                 self.jstores[usize::from(i)] = Some(st);
@@ -1381,7 +1394,7 @@ fn buffer_packet(
     let Some(info) = rtp_info(pkt) else {
         return Buffered::Bypass;
     };
-    if pkt.len() > JSTORE_ENTRY {
+    if pkt.len() > st.entry {
         return Buffered::Bypass;
     }
     let Some(e) = st.free.pop() else {
