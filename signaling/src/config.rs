@@ -338,15 +338,22 @@ impl SipConfig {
     }
 
     /// Whether `host` (a Request-URI host: name, IPv4 or `[IPv6]`) is one
-    /// of ours: the realm, one of [`SipConfig::domains`], the listen IP or
-    /// `local` (the address in our Via/Contact).
+    /// of ours: the realm, one of [`SipConfig::domains`] (names or IP
+    /// addresses), the listen IP or `local` (the address in our
+    /// Via/Contact).
     pub fn is_local_host(&self, host: &str, local: IpAddr) -> bool {
-        let h = host.trim_start_matches('[').trim_end_matches(']');
+        let unbracket = |s: &str| s.trim_start_matches('[').trim_end_matches(']').to_string();
+        let h = unbracket(host);
         if let Ok(ip) = h.parse::<IpAddr>() {
-            return ip == local || ip == self.listen.ip();
+            return ip == local
+                || ip == self.listen.ip()
+                || self
+                    .domains
+                    .iter()
+                    .any(|d| unbracket(d).parse::<IpAddr>() == Ok(ip));
         }
         h.eq_ignore_ascii_case(&self.realm)
-            || self.domains.iter().any(|d| d.eq_ignore_ascii_case(h))
+            || self.domains.iter().any(|d| d.eq_ignore_ascii_case(&h))
     }
 
     /// Checks that the configuration is safe and coherent.
@@ -512,6 +519,12 @@ mod tests {
         assert!(c.is_local_host("127.0.0.1", local));
         assert!(!c.is_local_host("127.0.0.2", local));
         assert!(!c.is_local_host("evil.example", local));
+        let mut c2 = c.clone();
+        c2.domains.push("192.0.2.9".into());
+        c2.domains.push("[2001:db8::9]".into());
+        assert!(c2.is_local_host("192.0.2.9", local));
+        assert!(c2.is_local_host("[2001:db8::9]", local));
+        assert!(!c2.is_local_host("192.0.2.10", local));
         let v6 = SipConfig::from_toml("[::1]:5060".parse().unwrap(), "").unwrap();
         assert!(v6.is_local_host("[::1]", local));
         assert!(SipConfig::from_toml(listen, "[sip]\nrealm = 3\n").is_err());

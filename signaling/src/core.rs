@@ -748,14 +748,37 @@ impl SipCore {
         }
     }
 
+    /// A REGISTER (RFC 3261 §10.3): the Request-URI must name one of our
+    /// domains (step 1; we do not forward REGISTERs: 404), the request is
+    /// authenticated (step 3), the user may register only their own AOR
+    /// (step 4: 403), the To must name one of our domains (step 5: 404),
+    /// then [`registrar::register`] applies steps 6-8.
     fn on_register(&mut self, req: &Msg, src: SocketAddr, now: Instant) {
         if !matches!(req.uri_scheme().as_deref(), Some("sip" | "sips")) {
             self.reply(req, 416, src, |r| r);
             return;
         }
+        let local_ip = self.local.ip();
+        let ours = |cfg: &SipConfig, uri: &str| {
+            msg::uri_host_port(uri).is_some_and(|(h, _)| cfg.is_local_host(&h, local_ip))
+        };
+        if !req.uri_text().is_some_and(|u| ours(&self.cfg, u)) {
+            debug!(call_id = %req.call_id, uri = req.uri_text().unwrap_or(""), "REGISTER for a foreign domain");
+            self.reply(req, 404, src, |r| {
+                r.header("Warning", "399 tern \"not a domain of this registrar\"")
+            });
+            return;
+        }
         let Some(user) = self.authenticate(req, src, false, now) else {
             return;
         };
+        if !ours(&self.cfg, &req.to.uri) {
+            debug!(call_id = %req.call_id, to = %req.to.uri, "REGISTER of a foreign AOR");
+            self.reply(req, 404, src, |r| {
+                r.header("Warning", "399 tern \"not a domain of this registrar\"")
+            });
+            return;
+        }
         if !user.is_empty() {
             // One may register only one's own AOR.
             if registrar::aor_of(req).map(|(_, u)| u) != Some(user.clone()) {

@@ -2088,3 +2088,29 @@ fn register_rate_100k_users() {
         N as f64 / in_core.as_secs_f64()
     );
 }
+
+#[test]
+fn register_for_a_foreign_domain_is_404() {
+    let mut h = H::new("regforeign", 16, "");
+    h.core.cfg.domains = vec!["example.org".into()];
+    let c = "Contact: <sip:bob@10.0.0.1>\r\n";
+    // Request-URI naming another domain (RFC 3261 §10.3 step 1).
+    let r = register_raw("bob", "f1", 1, c).replacen(
+        "REGISTER sip:127.0.0.1:5060",
+        "REGISTER sip:evil.example",
+        1,
+    );
+    let out = h.send(BOB, &r);
+    assert_eq!(codes(&out), [404]);
+    // To naming another domain (step 5).
+    let r = register_raw("bob", "f2", 1, c)
+        .replace("To: <sip:bob@127.0.0.1:5060>", "To: <sip:bob@evil.example>");
+    assert_eq!(codes(&h.send(BOB, &r)), [404]);
+    assert!(h.core.location().is_empty());
+    // A configured domain, and the realm, are ours.
+    let r = register_raw("bob", "f3", 1, c)
+        .replacen("REGISTER sip:127.0.0.1:5060", "REGISTER sip:EXAMPLE.org", 1)
+        .replace("To: <sip:bob@127.0.0.1:5060>", "To: <sip:bob@tern>");
+    assert_eq!(codes(&h.send(BOB, &r)), [200]);
+    assert_eq!(h.core.location().len(), 1);
+}
