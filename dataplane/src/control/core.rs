@@ -1190,7 +1190,9 @@ fn quality_dict(q: &LegQuality) -> Value {
 /// `cumulative loss`, and `average`/`lowest`/`highest MOS` as one sample
 /// (`MOS` ×10, `round-trip time` µs, `jitter` ms, `packet loss` %).
 fn rtpengine_ssrc_entry(q: &LegQuality) -> Value {
-    let loss_pct = (q.lost.max(0) as u64 * 100 + q.expected / 2)
+    let loss_pct = (q.lost.max(0) as u64)
+        .saturating_mul(100)
+        .saturating_add(q.expected / 2)
         .checked_div(q.expected)
         .unwrap_or(0);
     let sample = || {
