@@ -19,7 +19,9 @@
 #   with auth.so's pv_www_authenticate (bench/sip/kamailio.cfg).
 # - Each system under test (SUT) runs pinned to SUT_CPU (Kamailio, its
 #   children and rtpengine together; tern with one worker); every SIPp to
-#   SIPP_CPU. A fresh SUT per ramp. Per step it records the SUT's and the
+#   SIPP_CPU, with 4 MiB socket buffers (-buff_size). rtpengine runs with
+#   --delete-delay=0, so that a call's ports come back at its BYE as
+#   tern's do (the default keeps them 30 s, and PORTS holds 500 calls). A fresh SUT per ramp. Per step it records the SUT's and the
 #   generator's CPU use (utime+stime from /proc), so a step limited by the
 #   generator (SIPp near 100 % of its CPU) is told from one limited by the
 #   SUT.
@@ -80,12 +82,16 @@ for p in $(seq 0 $((PAIRS - 1))); do
 done
 
 sut_pids=()   # processes whose CPU is the SUT's
+uas_pids=()   # the SIPp callees (their CPU is the generator's)
+kam_pid=""    # Kamailio's main process (its workers are its children)
 bg_pids=()    # everything started in the background, stopped by PID
 cleanup() {
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   bg_pids=()
   sut_pids=()
+  uas_pids=()
+  kam_pid=""
   rm -f "/dev/shm/tern-t-h6-bench-$$"
 }
 trap cleanup EXIT
@@ -99,6 +105,14 @@ cpu_ticks() {
     t=$((t + ${v:-0}))
   done
   echo "$t"
+}
+
+# udp_drops PORT...: datagrams dropped (full receive buffer) on the UDP
+# sockets bound to these loopback ports (/proc/net/udp, last column).
+udp_drops() {
+  local want
+  want=$(printf '%04X|' "$@")
+  awk -v want="|${want}" 'NR > 1 { split($2, a, ":"); if (index(want, "|" a[2] "|")) d += $NF } END { print d + 0 }' /proc/net/udp
 }
 
 # wait_sip: until the SUT answers an OPTIONS (bounded: 10 s).
@@ -131,6 +145,8 @@ start_sut() {
       local args=(up --sip "127.0.0.1:$SIP_PORT" --ports "$PORTS" --workers 1
                   --no-pin --instance "t-h6-bench-$$" --ng "127.0.0.1:$NG_PORT")
       [ "$kind" = reg ] && args+=(--config "$OUT/users.toml")
+      # No HTTP API (where the binary has one): nothing beside SIP and media.
+      "$TERN" up --help 2>/dev/null | grep -q -- '--http' && args+=(--http off)
       RUST_LOG=warn taskset -c "$SUT_CPU" "$TERN" "${args[@]}" >"$log" 2>&1 &
       bg_pids+=($!)
       sut_pids=($!)
@@ -140,7 +156,8 @@ start_sut() {
       mkdir -p "$kdir"
       taskset -c "$SUT_CPU" rtpengine --config-file=none --table=-1 \
         --interface=127.0.0.1 --listen-ng="127.0.0.1:$NG_PORT" --foreground \
-        --port-min="$lo" --port-max="$hi" --log-level=3 --log-stderr \
+        --port-min="$lo" --port-max="$hi" --delete-delay=0 \
+        --log-level=3 --log-stderr \
         --no-log-timestamps >"$OUT/rtpengine-$kind-$run.log" 2>&1 &
       bg_pids+=($!)
       local rpid=$!
@@ -151,8 +168,8 @@ start_sut() {
       bg_pids+=($!)
       local kpid=$!
       sleep 1
-      # Kamailio's workers are children of its main process.
-      sut_pids=($kpid $(ps -o pid= --ppid "$kpid") $rpid)
+      kam_pid=$kpid
+      sut_pids=($kpid $rpid)
       ;;
   esac
   wait_sip || { echo "$name did not answer OPTIONS; see $log" >&2; exit 1; }
@@ -169,8 +186,9 @@ start_uas() {
   local i
   for i in $(seq 0 $((PAIRS - 1))); do
     (cd "$OUT" && exec taskset -c "$SIPP_CPU" sipp -sn uas -i 127.0.0.1 \
-      -p $((15700 + i)) -nostdin >/dev/null 2>&1) &
+      -p $((15700 + i)) -buff_size 4194304 -nostdin >/dev/null 2>&1) &
     bg_pids+=($!)
+    uas_pids+=($!)
     (cd "$OUT" && taskset -c "$SIPP_CPU" timeout 20 sipp "127.0.0.1:$SIP_PORT" \
       -sf "$ROOT/tests/sipp/register.xml" -s "b$i" -key contact "127.0.0.1:$((15700 + i))" \
       -au "b$i" -ap secret -i 127.0.0.1 -p $((15740 + i)) -m 1 -nostdin \
@@ -181,26 +199,37 @@ start_uas() {
 
 # step KIND RATE DIR: PAIRS SIPp processes sharing RATE for DURATION s;
 # prints "achieved/s failed rc p50_ms p99_ms sut_cpu% gen_cpu% calls
-# sut_cpu_ms_per_call" (CPU % of one CPU over the step's wall time).
+# sut_cpu_ms_per_call sut_drops gen_drops" (CPU % of one CPU over the
+# step's wall time; drops: datagrams lost to full receive buffers on the
+# SUT's SIP socket and on the SIPp sockets).
 step() {
   local kind=$1 rate=$2 dir=$3 i pids=() per=$(( ($2 + PAIRS - 1) / PAIRS ))
   local calls=$((per * DURATION))
   mkdir -p "$dir"
-  local sut0 gen0 t0 t1
+  local sut0 uas0 t0 t1
+  if [ -n "$kam_pid" ]; then
+    # Kamailio's workers are children of its main process.
+    sut_pids=($kam_pid $(ps -o pid= --ppid "$kam_pid") "${sut_pids[-1]}")
+  fi
   sut0=$(cpu_ticks "${sut_pids[@]}")
+  uas0=$(cpu_ticks "${uas_pids[@]}")
+  local drop0 gdrop0 gports=()
+  for i in $(seq 0 $((PAIRS - 1))); do gports+=($((15700 + i)) $((15760 + i))); done
+  drop0=$(udp_drops "$SIP_PORT")
+  gdrop0=$(udp_drops "${gports[@]}")
   t0=$(date +%s.%N)
   for i in $(seq 0 $((PAIRS - 1))); do
     if [ "$kind" = cps ]; then
       (cd "$dir" && exec taskset -c "$SIPP_CPU" timeout $((DURATION + 60)) sipp \
         "127.0.0.1:$SIP_PORT" -sn uac -s "b$i" -i 127.0.0.1 -p $((15760 + i)) \
-        -r "$per" -m "$calls" -l $((per * 10 + 100)) -nostdin -trace_err \
+        -r "$per" -m "$calls" -l $((per * 10 + 100)) -buff_size 4194304 -nostdin -trace_err \
         -trace_rtt -rtt_freq "$per" -trace_screen -recv_timeout 10000 \
         -timeout $((DURATION + 50))s -timeout_error >/dev/null 2>&1) &
     else
       (cd "$dir" && exec taskset -c "$SIPP_CPU" timeout $((DURATION + 60)) sipp \
         "127.0.0.1:$SIP_PORT" -sf "$ROOT/$HERE/register_auth.xml" \
         -inf "$OUT/users-$i.csv" -i 127.0.0.1 -p $((15760 + i)) \
-        -r "$per" -m "$calls" -l $((per * 10 + 100)) -nostdin -trace_err \
+        -r "$per" -m "$calls" -l $((per * 10 + 100)) -buff_size 4194304 -nostdin -trace_err \
         -trace_rtt -rtt_freq "$per" -trace_screen -recv_timeout 10000 \
         -timeout $((DURATION + 50))s -timeout_error >/dev/null 2>&1) &
     fi
@@ -225,9 +254,13 @@ step() {
   t1=$(date +%s.%N)
   local sut1
   sut1=$(cpu_ticks "${sut_pids[@]}")
-  python3 - "$dir" "$t0" "$t1" "$((sut1 - sut0))" "$gen_t" "$TICK" "$rc" <<'PY'
+  gen_t=$((gen_t + $(cpu_ticks "${uas_pids[@]}") - uas0))
+  local drops gdrops
+  drops=$(( $(udp_drops "$SIP_PORT") - drop0 ))
+  gdrops=$(( $(udp_drops "${gports[@]}") - gdrop0 ))
+  python3 - "$dir" "$t0" "$t1" "$((sut1 - sut0))" "$gen_t" "$TICK" "$rc" "$drops" "$gdrops" <<'PY'
 import glob, os, re, sys
-d, t0, t1, sut, gen, tick, rc = sys.argv[1:]
+d, t0, t1, sut, gen, tick, rc, drops, gdrops = sys.argv[1:]
 wall = float(t1) - float(t0)
 ok = failed = 0
 rate = 0.0
@@ -250,7 +283,7 @@ rtt.sort()
 q = lambda x: rtt[min(len(rtt) - 1, int(x * len(rtt)))] if rtt else -1
 print(f"{rate:.1f} {failed} {rc} {q(0.5):g} {q(0.99):g} "
       f"{100 * int(sut) / int(tick) / wall:.0f} {100 * int(gen) / int(tick) / wall:.0f} {ok} "
-      f"{1000 * int(sut) / int(tick) / max(ok, 1):.3f}")
+      f"{1000 * int(sut) / int(tick) / max(ok, 1):.3f} {drops} {gdrops}")
 PY
 }
 
@@ -268,13 +301,13 @@ ramp() {
     local pass
     pass=$(python3 -c "print(int($2 == 0 and $3 == 0 and $1 >= 0.95 * $r))")
     printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$sut" "$kind" "$r" "$res $pass" >>"$OUT/results.tsv"
-    echo "run $run $sut $kind target $r/s: achieved $1/s failed $2 rc $3 p50 $4 ms p99 $5 ms sut_cpu $6% ($9 ms/call) gen_cpu $7% pass $pass" >&2
+    echo "run $run $sut $kind target $r/s: achieved $1/s failed $2 rc $3 p50 $4 ms p99 $5 ms sut_cpu $6% ($9 ms/call) gen_cpu $7% drops sut ${10} gen ${11} pass $pass" >&2
     [ $pass = 1 ] || break
   done
   stop_sut
 }
 
-printf 'run\tsut\tkind\ttarget\tachieved failed rc p50_ms p99_ms sut_cpu%% gen_cpu%% calls sut_ms_per_call pass\n' >"$OUT/results.tsv"
+printf 'run\tsut\tkind\ttarget\tachieved failed rc p50_ms p99_ms sut_cpu%% gen_cpu%% calls sut_ms_per_call sut_drops gen_drops pass\n' >"$OUT/results.tsv"
 for run in $(seq 1 "$RUNS"); do
   for sut in $SUTS; do
     ramp "$sut" cps "$CPS_RATES"
