@@ -361,7 +361,9 @@ impl SipConfig {
     /// Errors: [`ConfigError::Refused`] when `listen` is not a loopback
     /// address and no user is configured (an open registrar and call relay
     /// on a reachable address), when the realm is empty or contains `"`,
-    /// or when the timers or expiry bounds make no sense.
+    /// when `auth_invites = true` comes without users, when a domain is
+    /// empty, when `nonce_ttl` or `nonce_capacity` is zero, or when the
+    /// timers or expiry bounds make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.users.is_empty() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Refused(format!(
@@ -383,6 +385,11 @@ impl SipConfig {
         if self.nonce_ttl.is_zero() || self.nonce_capacity == 0 {
             return Err(ConfigError::Refused(
                 "nonce_ttl and nonce_capacity must be > 0".to_string(),
+            ));
+        }
+        if self.auth_invites == Some(true) && self.users.is_empty() {
+            return Err(ConfigError::Refused(
+                "auth_invites = true needs [[users]]: nobody could place a call".to_string(),
             ));
         }
         if self.domains.iter().any(|d| d.is_empty()) {
@@ -533,6 +540,15 @@ mod tests {
             ..SipConfig::default()
         };
         assert!(bad.validate().is_err());
+        let bad = SipConfig {
+            auth_invites: Some(true),
+            ..SipConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("auth_invites"));
     }
 
     fn many_users_toml(n: usize) -> String {
