@@ -6,6 +6,17 @@
 //! their lines but get port 0 (disabled), since a slot relays one stream.
 //! ICE attributes (`a=candidate`, `a=ice-*`, `a=end-of-candidates`) are
 //! removed because they name the party's addresses, not the relay's.
+//!
+//! Offer/answer (RFC 3264): [`restrict_offer`] cuts an offer to the codecs
+//! in [`SUPPORTED_CODECS`] (PCMU, PCMA, G722, opus, telephone-event) and
+//! [`answer_in_offer_order`] makes an answer the intersection with its
+//! offer in the offerer's order, with its direction mirrored.
+//!
+//! Why not a typed SDP crate (ezk's `sdp-types`, `sdp-types`): they parse
+//! into a model and serialize it back, which drops or reorders what the
+//! model does not know, while a B2BUA must pass every line it does not
+//! own through untouched. Here every line is kept verbatim except the
+//! ones named above, in one pass, with no dependency.
 
 use std::net::{IpAddr, SocketAddr};
 
