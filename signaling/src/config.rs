@@ -597,13 +597,22 @@ mod tests {
     fn load_100k_users_timing() {
         let text = many_users_toml(100_000);
         let listen: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+        let rss_kib = || {
+            std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .map_or(0, |pages| pages * 4)
+        };
         for _ in 0..3 {
+            let before = rss_kib();
             let t = std::time::Instant::now();
             let c = SipConfig::from_toml(listen, &text).unwrap();
             println!(
-                "100000 users ({} bytes of TOML) loaded in {:?}",
+                "100000 users ({} bytes of TOML) loaded in {:?}; RSS {} -> {} KiB",
                 text.len(),
-                t.elapsed()
+                t.elapsed(),
+                before,
+                rss_kib()
             );
             assert_eq!(c.users.len(), 100_000);
         }
