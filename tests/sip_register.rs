@@ -1,10 +1,11 @@
 //! The registrar and digest authentication of `tern up` over real UDP on
 //! loopback (issue 5): SIPp answers the 401 challenge with MD5, a wrong
 //! password is refused, two contacts of one AOR are both listed in the
-//! 200, and `Contact: *` with `Expires: 0` clears them. A small Rust UA
+//! 200, a REGISTER over TCP is challenged the same way, and `Contact: *`
+//! with `Expires: 0` clears them. A small Rust UA
 //! checks the listings, answering the SHA-256 challenge (RFC 8760).
 //!
-//! Ports: SIP 15580-15581, SIPp 16500-16509, raw UA 16510, relay
+//! Ports: SIP 15580 (UDP and TCP), SIPp 16500-16509, raw UA 16510, relay
 //! 27500-27599, instance `t-h5-reg-PID`.
 
 mod common;
@@ -106,7 +107,8 @@ const UNREGISTER_ALL_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
-/// Runs SIPp once (`-m 1`) as `user` with `password` from `local_port`.
+/// Runs SIPp once (`-m 1`) as `user` with `password` from `local_port`
+/// over UDP.
 fn sipp_register(
     dir: &Path,
     scenario: &Path,
@@ -115,9 +117,24 @@ fn sipp_register(
     local_port: u16,
     contact: &str,
 ) -> bool {
+    sipp_register_over(dir, scenario, user, password, local_port, contact, "u1")
+}
+
+/// [`sipp_register`] over SIPp transport `transport` (`u1`, `t1`).
+fn sipp_register_over(
+    dir: &Path,
+    scenario: &Path,
+    user: &str,
+    password: &str,
+    local_port: u16,
+    contact: &str,
+    transport: &str,
+) -> bool {
     let port = local_port.to_string();
     sipp_run(
         &[
+            "-t",
+            transport,
             TERN_SIP,
             "-sf",
             scenario.to_str().unwrap(),
@@ -372,6 +389,21 @@ fn register_with_digest_contacts_and_star() {
     let r = ua.register("bob", "bobpw", "");
     assert_eq!(r.code, 200);
     assert!(listed(&r).is_empty());
+    // bob registers over TCP, with the same challenge.
+    assert!(
+        sipp_register_over(
+            &dir,
+            &register_xml,
+            "bob",
+            "bobpw",
+            16508,
+            "127.0.0.1:16509",
+            "t1"
+        ),
+        "REGISTER over TCP failed"
+    );
+    let r = ua.register("bob", "bobpw", "");
+    assert_eq!(listed(&r), ["sip:bob@127.0.0.1:16509".to_string()]);
     // The UA adds its own contact: three listed.
     let r = ua.register(
         "alice",
