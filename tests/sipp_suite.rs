@@ -4,7 +4,8 @@
 //!
 //! Ports (so that these tests run beside the others): SIP 15600-15699,
 //! SIPp agents 15700-15799, SIPp media 16550-16999, relay 28000-29999,
-//! ng 22351-22359. Scenarios live in `tests/sipp/`.
+//! ng 22351-22359 (later tests run without ng). Scenarios live in
+//! `tests/sipp/`.
 
 mod common;
 use common::*;
@@ -34,11 +35,19 @@ impl Drop for Tern {
 }
 
 /// Starts `tern up` on SIP port `sip`, relay ports `ports` (LO-HI), ng
-/// port `ng`, with an optional `--config` file; extra args appended.
-fn start_tern(name: &str, sip: u16, ports: &str, ng: u16, config: Option<&Path>) -> Tern {
+/// port `ng` (`None`: no ng socket), with an optional `--config` file.
+fn start_tern(
+    name: &str,
+    sip: u16,
+    ports: &str,
+    ng: impl Into<Option<u16>>,
+    config: Option<&Path>,
+) -> Tern {
     let instance = format!("t-h6-{name}-{}", std::process::id());
     let sip_addr = format!("127.0.0.1:{sip}");
-    let ng_addr = format!("127.0.0.1:{ng}");
+    let ng_addr = ng
+        .into()
+        .map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
     let mut args: Vec<String> = [
         "up",
         "--sip",
@@ -364,19 +373,10 @@ fn tx_growth(s: &[&Sample], leg: usize) -> u64 {
     }
 }
 
-#[test]
-fn hold_and_resume_by_reinvite_stops_and_restarts_media() {
-    let dir = sipp_workdir("h5-hold");
-    let t = start_tern("hold", 15605, "28400-28499", 22355, None);
-    let mut uas = callee(&t, &dir, "hold_uas.xml", 15731, 16600, 15732);
-    let sampler = Sampler::start(&t.instance);
-    let ok = caller(&t, &dir, "hold_uac.xml", 15733, 16610);
-    let samples = sampler.finish();
-    assert!(ok, "caller: hold/resume call failed");
-    assert_eq!(
-        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
-        Some(true)
-    );
+/// Checks that the caller's hold (sendonly) stopped the media toward the
+/// caller through the slot and that the resume started it again, from
+/// the slot's samples split by its programmed directions.
+fn assert_hold_then_resume(samples: &[Sample]) {
     let tag = samples.first().expect("no active slot").tag;
     let s: Vec<&Sample> = samples.iter().filter(|x| x.tag == tag).collect();
     // Phases by the slot's programmed directions: the caller's sendonly
@@ -420,7 +420,87 @@ fn hold_and_resume_by_reinvite_stops_and_restarts_media() {
         tx_growth(&after, 0) > 20,
         "media to the caller did not resume"
     );
+}
+
+#[test]
+fn hold_and_resume_by_reinvite_stops_and_restarts_media() {
+    let dir = sipp_workdir("h5-hold");
+    let t = start_tern("hold", 15605, "28400-28499", 22355, None);
+    let mut uas = callee(&t, &dir, "hold_uas.xml", 15731, 16600, 15732);
+    let sampler = Sampler::start(&t.instance);
+    let ok = caller(&t, &dir, "hold_uac.xml", 15733, 16610);
+    let samples = sampler.finish();
+    assert!(ok, "caller: hold/resume call failed");
+    assert_eq!(
+        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true)
+    );
+    assert_hold_then_resume(&samples);
     assert!(wait_all_free(&t.instance, Duration::from_secs(10)));
+}
+
+#[test]
+fn hold_and_resume_by_update_stops_and_restarts_media() {
+    let dir = sipp_workdir("h5-holdupd");
+    let t = start_tern("holdupd", 15610, "29000-29099", None, None);
+    let mut uas = callee(&t, &dir, "hold_uas.xml", 15781, 16720, 15782);
+    let sampler = Sampler::start(&t.instance);
+    let ok = caller(&t, &dir, "hold_update_uac.xml", 15783, 16730);
+    let samples = sampler.finish();
+    assert!(ok, "caller: hold/resume by UPDATE failed");
+    assert_eq!(
+        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true)
+    );
+    assert_hold_then_resume(&samples);
+    assert!(wait_all_free(&t.instance, Duration::from_secs(10)));
+}
+
+/// A callee that rings and never answers: at `[sip] timer_c` tern
+/// CANCELs it (the callee scenario requires the CANCEL) and gives the
+/// caller 408 (RFC 3261 §16.6 step 11 / §16.8).
+#[test]
+fn ringing_without_answer_gets_cancel_and_408() {
+    let dir = sipp_workdir("h5-noans");
+    let cfg = dir.join("timer_c.toml");
+    std::fs::write(&cfg, "[sip]\ntimer_c = 2\n").unwrap();
+    let t = start_tern("noans", 15611, "29100-29199", None, Some(&cfg));
+    let mut uas = callee(&t, &dir, "cancel_uas.xml", 15785, 16740, 15786);
+    let t0 = Instant::now();
+    let ok = caller(&t, &dir, "noanswer_uac.xml", 15787, 16750);
+    assert!(ok, "caller: 180 then 408 expected");
+    assert!(t0.elapsed() >= Duration::from_secs(2), "408 before timer C");
+    assert_eq!(
+        uas.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true),
+        "callee: CANCEL expected"
+    );
+    assert!(wait_all_free(&t.instance, Duration::from_secs(10)));
+}
+
+#[test]
+fn options_answered_and_max_forwards_zero_refused() {
+    let t = start_tern("mf", 15612, "29200-29299", None, None);
+    let req = |method: &str, mf: u32| {
+        format!(
+            "{method} sip:bob@127.0.0.1:15612 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:15790;branch=z9hG4bK-{method}-{mf}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=a{mf}\r\n\
+             To: <sip:bob@127.0.0.1>\r\n\
+             Call-ID: h5-{method}-{mf}@127.0.0.1\r\n\
+             CSeq: 1 {method}\r\n\
+             Max-Forwards: {mf}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    assert_eq!(
+        sip_exchange(req("OPTIONS", 70).as_bytes(), &t.sip),
+        Some(200)
+    );
+    assert_eq!(sip_exchange(req("INVITE", 0).as_bytes(), &t.sip), Some(483));
+    // Nothing was anchored for the refused INVITE.
+    let table = SlotTable::open(&t.instance).unwrap();
+    assert_eq!(table.count(SlotState::Free), table.capacity());
 }
 
 #[test]
