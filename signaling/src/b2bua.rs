@@ -1403,7 +1403,7 @@ impl SipCore {
     /// A response (from dialog `side`) to an UPDATE we relayed: the final
     /// one goes back to the UPDATE's sender with the answer rewritten; a
     /// failure restores the sender's previous media.
-    pub(crate) fn on_update_response(&mut self, id: u64, side: Side, resp: &Msg, now: Instant) {
+    pub(crate) fn on_update_response(&mut self, id: u64, side: Side, resp: &Msg) {
         let matches = self
             .calls
             .get(&id)
@@ -1421,7 +1421,6 @@ impl SipCore {
         if code < 200 {
             return;
         }
-        let _ = now;
         self.with_call(id, |core, call| {
             let Some(mut u) = call.update.take() else {
                 return;

@@ -829,7 +829,7 @@ impl SipCore {
             ("CANCEL", Side::B) => {
                 self.stop_retrans(RtKey::Cancel(id));
             }
-            ("UPDATE", side) => self.on_update_response(id, side, &resp, now),
+            ("UPDATE", side) => self.on_update_response(id, side, &resp),
             _ => {
                 self.stats.stray_responses += 1;
             }
