@@ -117,6 +117,10 @@ const JSTORE_ENTRY_AUDIO: usize = 512;
 /// Bytes per jitter-store entry for video (90 kHz clock): the largest UDP
 /// payload a provided buffer can carry.
 const JSTORE_ENTRY_VIDEO: usize = BUF_SIZE as usize;
+/// How early a jitter-buffered packet may leave: packets due within this
+/// are played together, so the loop wakes for playout at most about once
+/// per this interval however many buffers it drives.
+pub const PLAYOUT_SLACK: Duration = Duration::from_millis(1);
 /// Store entries beyond the buffer's ring, for packets being sent.
 const JSTORE_SPARE: usize = 32;
 
@@ -819,7 +823,7 @@ impl Worker {
     /// earliest deadline still pending.
     fn play_jitter(&mut self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
-        let inow = self.inow;
+        let inow = self.inow + PLAYOUT_SLACK;
         for k in 0..self.jit_slots.len() {
             let idx = self.jit_slots[k] as usize;
             for leg in 0..2 {
