@@ -1,11 +1,13 @@
 //! Registrar (RFC 3261 §10.3) over a location service, sans-IO.
 //!
 //! Bindings are kept per address-of-record (`user@host`, host lower case)
-//! with an expiry instant; lookups for routing match on the user part only.
+//! with an expiry instant; lookups for routing match on the user part only
+//! ([`LocationService::lookup_user`]).
 //! Authentication happens before [`register`] is called (see the core).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use crate::msg::{parse_delta, uri_host_port, uri_user, Msg};
@@ -77,28 +79,30 @@ pub trait LocationService: Send {
 /// away fires in its first turn; longer ones wait whole turns in their slot.
 const WHEEL_SLOTS: usize = 4096;
 
-/// A pending expiry in the wheel: the binding of (`aor`, `contact`) of
-/// `user` lapses at second `sec` (counted from the store's epoch).
+/// A pending expiry in the wheel: the binding of (`aor`, `contact`)
+/// lapses at second `sec` (counted from the store's epoch).
 #[derive(Debug, Clone)]
 struct WheelEntry {
     sec: u64,
-    user: String,
     aor: String,
     contact: String,
 }
 
-/// In-memory location service, keyed by user part, with expiry through a
-/// hashed timing wheel of one-second slots ([`WHEEL_SLOTS`] of them): a
-/// binding expiring at second `s` waits in slot `s % WHEEL_SLOTS`, and
-/// [`LocationService::purge`] visits only the slots of the seconds that
-/// passed since the last purge (all of them at most once), so its cost is
-/// in the bindings due, not in the bindings held. Expiry seconds are
-/// rounded up, so a binding is never dropped before its time; lookups
-/// filter on the exact instant. The wheel counts seconds from an epoch
-/// ([`MemoryLocation::with_epoch`]); instants before it count as second 0.
+/// In-memory location service: bindings in a B-tree by AOR (each AOR's in
+/// a vector sorted by contact), so listings come out in (AOR, contact)
+/// order without sorting and a user's AORs (`user@...`) are one range.
+/// Expiry goes through a hashed timing wheel of one-second slots
+/// ([`WHEEL_SLOTS`] of them): a binding expiring at second `s` waits in
+/// slot `s % WHEEL_SLOTS`, and [`LocationService::purge`] visits only the
+/// slots of the seconds that passed since the last purge (all of them at
+/// most once), so its cost is in the bindings due, not in the bindings
+/// held. Expiry seconds are rounded up, so a binding is never dropped
+/// before its time; lookups filter on the exact instant. The wheel counts
+/// seconds from an epoch ([`MemoryLocation::with_epoch`]); instants before
+/// it count as second 0.
 #[derive(Debug)]
 pub struct MemoryLocation {
-    by_user: HashMap<String, Vec<Binding>>,
+    by_aor: BTreeMap<String, Vec<Binding>>,
     count: usize,
     /// Zero of the wheel's seconds.
     epoch: Instant,
@@ -124,7 +128,7 @@ impl MemoryLocation {
     /// sans-IO core passes its start instant, tests their virtual clock.
     pub fn with_epoch(epoch: Instant) -> MemoryLocation {
         MemoryLocation {
-            by_user: HashMap::new(),
+            by_aor: BTreeMap::new(),
             count: 0,
             epoch,
             wheel: vec![Vec::new(); WHEEL_SLOTS],
@@ -152,7 +156,6 @@ impl MemoryLocation {
         let sec = self.sec(b.expires_at, true);
         self.wheel[(sec % WHEEL_SLOTS as u64) as usize].push(WheelEntry {
             sec,
-            user: b.user.clone(),
             aor: b.aor.clone(),
             contact: b.contact.clone(),
         });
@@ -164,43 +167,40 @@ impl MemoryLocation {
     }
 }
 
-fn user_of_aor(aor: &str) -> &str {
-    aor.rsplit_once('@').map(|(u, _)| u).unwrap_or(aor)
+/// Index of `contact` in an AOR's vector sorted by contact.
+fn find(v: &[Binding], contact: &str) -> Result<usize, usize> {
+    v.binary_search_by(|b| b.contact.as_str().cmp(contact))
 }
 
 impl LocationService for MemoryLocation {
     fn bindings(&self, aor: &str, now: Instant) -> Vec<Binding> {
-        self.by_user
-            .get(user_of_aor(aor))
-            .map(|v| {
-                v.iter()
-                    .filter(|b| b.aor == aor && b.expires_at > now)
-                    .cloned()
-                    .collect()
-            })
+        self.by_aor
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
             .unwrap_or_default()
     }
 
     fn lookup_user(&self, user: &str, now: Instant) -> Vec<Binding> {
+        let prefix = format!("{user}@");
         let mut v: Vec<Binding> = self
-            .by_user
-            .get(user)
-            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
-            .unwrap_or_default();
+            .by_aor
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(aor, _)| aor.starts_with(&prefix))
+            .flat_map(|(_, v)| v.iter())
+            .filter(|b| b.expires_at > now)
+            .cloned()
+            .collect();
         v.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
         v
     }
 
     fn upsert(&mut self, b: Binding) {
         let new_sec = self.sec(b.expires_at, true);
-        let v = self.by_user.entry(b.user.clone()).or_default();
-        let old = match v
-            .iter_mut()
-            .find(|x| x.aor == b.aor && x.contact == b.contact)
-        {
-            Some(x) => Some(std::mem::replace(x, b.clone())),
-            None => {
-                v.push(b.clone());
+        let v = self.by_aor.entry(b.aor.clone()).or_default();
+        let old = match find(v, &b.contact) {
+            Ok(i) => Some(std::mem::replace(&mut v[i], b.clone())),
+            Err(i) => {
+                v.insert(i, b.clone());
                 None
             }
         };
@@ -220,43 +220,25 @@ impl LocationService for MemoryLocation {
     }
 
     fn remove(&mut self, aor: &str, contact: &str) {
-        let mut gone = Vec::new();
-        if let Some(v) = self.by_user.get_mut(user_of_aor(aor)) {
-            v.retain(|b| {
-                let keep = !(b.aor == aor && b.contact == contact);
-                if !keep {
-                    gone.push(b.expires_at);
-                }
-                keep
-            });
-            if v.is_empty() {
-                self.by_user.remove(user_of_aor(aor));
-            }
+        let Some(v) = self.by_aor.get_mut(aor) else {
+            return;
+        };
+        let Ok(i) = find(v, contact) else {
+            return;
+        };
+        let gone = v.remove(i);
+        if v.is_empty() {
+            self.by_aor.remove(aor);
         }
-        for at in gone {
-            let sec = self.sec(at, true);
-            self.unschedule(sec, aor, contact);
-            self.count -= 1;
-        }
+        let sec = self.sec(gone.expires_at, true);
+        self.unschedule(sec, aor, contact);
+        self.count -= 1;
     }
 
     fn remove_all(&mut self, aor: &str) {
-        let mut gone = Vec::new();
-        if let Some(v) = self.by_user.get_mut(user_of_aor(aor)) {
-            v.retain(|b| {
-                let keep = b.aor != aor;
-                if !keep {
-                    gone.push((b.expires_at, b.contact.clone()));
-                }
-                keep
-            });
-            if v.is_empty() {
-                self.by_user.remove(user_of_aor(aor));
-            }
-        }
-        for (at, contact) in gone {
-            let sec = self.sec(at, true);
-            self.unschedule(sec, aor, &contact);
+        for b in self.by_aor.remove(aor).unwrap_or_default() {
+            let sec = self.sec(b.expires_at, true);
+            self.unschedule(sec, aor, &b.contact);
             self.count -= 1;
         }
     }
@@ -277,13 +259,10 @@ impl LocationService for MemoryLocation {
                 slot.into_iter().partition(|e| e.sec <= now_sec);
             self.wheel[idx] = keep;
             for e in due {
-                let Some(v) = self.by_user.get_mut(&e.user) else {
+                let Some(v) = self.by_aor.get_mut(&e.aor) else {
                     continue;
                 };
-                let Some(i) = v
-                    .iter()
-                    .position(|b| b.aor == e.aor && b.contact == e.contact)
-                else {
+                let Ok(i) = find(v, &e.contact) else {
                     continue;
                 };
                 if v[i].expires_at > now {
@@ -292,11 +271,11 @@ impl LocationService for MemoryLocation {
                     self.wheel[idx].push(e);
                     continue;
                 }
-                v.swap_remove(i);
+                v.remove(i);
                 n += 1;
                 self.count -= 1;
                 if v.is_empty() {
-                    self.by_user.remove(&e.user);
+                    self.by_aor.remove(&e.aor);
                 }
             }
         }
@@ -309,15 +288,13 @@ impl LocationService for MemoryLocation {
     }
 
     fn all(&self, now: Instant) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self
-            .by_user
+        // Already in (AOR, contact) order.
+        self.by_aor
             .values()
             .flatten()
             .filter(|b| b.expires_at > now)
             .cloned()
-            .collect();
-        v.sort_by(|x, y| (&x.aor, &x.contact).cmp(&(&y.aor, &y.contact)));
-        v
+            .collect()
     }
 }
 
@@ -981,5 +958,37 @@ mod tests {
         assert_eq!(loc.purge(t0 + Duration::from_secs(100_000)), N / 2);
         assert!(loc.is_empty());
         assert_eq!(loc.scheduled(), 0);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test -p tern-signaling --release --lib registrar::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn listing_100k_bindings() {
+        let t0 = Instant::now();
+        let mut loc = MemoryLocation::with_epoch(t0);
+        let src: SocketAddr = "10.0.0.2:5070".parse().unwrap();
+        for i in 0..100_000 {
+            loc.upsert(Binding {
+                aor: format!("u{i}@tern"),
+                user: format!("u{i}"),
+                contact: format!("sip:u{i}@10.0.0.2:5070"),
+                source: src,
+                target: src,
+                expires_at: t0 + Duration::from_secs(3600),
+                call_id: format!("c{i}@10.0.0.2"),
+                cseq: 1,
+                branch: format!("z9hG4bK-{i}"),
+            });
+        }
+        for _ in 0..3 {
+            let t = Instant::now();
+            let v = loc.all(t0);
+            println!("all() of {} bindings: {:?}", v.len(), t.elapsed());
+        }
     }
 }
