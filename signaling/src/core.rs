@@ -206,7 +206,8 @@ impl SipCore {
             .map(|u| (u.name.clone(), u.ha1(&config.realm)))
             .collect();
         let mut cfg = config.clone();
-        cfg.users.clear();
+        // Only the HA1 map is kept; release the users table too.
+        cfg.users = Vec::new();
         SipCore {
             nonces: NonceSource::with_capacity(now, cfg.nonce_ttl, cfg.nonce_capacity),
             cfg,
