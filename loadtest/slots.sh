@@ -19,14 +19,17 @@
 #   SLOTS=4900 PORT_LO=40000 loadtest/slots.sh   # the most a 20,000 fd limit allows
 #
 # Env: SLOTS (1500), PORT_LO (9000), PPS_PER_CALL (5), DURATION (5),
-# RUNS (3), GEN_CPU (0), RELAY_CPU (1), NG_PORT (22364), OUT (results
-# directory, target/slots-<time>).
+# RUNS (3), GEN_CPU (0), RELAY_CPU (1), NG_PORT (22364), MEDIA_IP
+# (127.0.0.2: the relay's media address), GEN_IP (127.0.0.1: the
+# generator's), OUT (results directory, target/slots-<time>).
 #
 # The relay needs 4 x SLOTS + 256 descriptors and raises its soft limit up
 # to the hard limit (`ulimit -Hn`); above it, it exits with a clear error,
 # which this script shows. A range inside the kernel's ephemeral range
 # (/proc/sys/net/ipv4/ip_local_port_range) works while no other socket
-# holds one of its ports; a production node reserves it
+# holds one of its ports on MEDIA_IP or the wildcard address (hence
+# MEDIA_IP 127.0.0.2; tern retries a port that is taken every second);
+# a production node reserves the range
 # (net.ipv4.ip_local_reserved_ports) or moves the ephemeral range.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,12 @@ RUNS=${RUNS:-3}
 GEN_CPU=${GEN_CPU:-0}
 RELAY_CPU=${RELAY_CPU:-1}
 NG_PORT=${NG_PORT:-22364}
+# The relay's media sockets live on another loopback address than
+# everything else on the machine (which binds 127.0.0.1 or the wildcard
+# address): ephemeral ports others hold on 127.0.0.1, the generator's
+# own included, then never collide with the relay's range.
+MEDIA_IP=${MEDIA_IP:-127.0.0.2}
+GEN_IP=${GEN_IP:-127.0.0.1}
 OUT=${OUT:-target/slots-$(date +%Y%m%d-%H%M%S)}
 TERN=target/release/tern
 hi=$((PORT_LO + 4 * SLOTS - 1))
@@ -62,7 +71,7 @@ trap stop_relay EXIT
 for run in $(seq 1 "$RUNS"); do
   RUST_LOG=warn taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
     --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" --http off \
-    --instance "$inst" --timeout 0 >"$OUT/tern-$run.log" 2>&1 &
+    --media-ip "$MEDIA_IP" --instance "$inst" --timeout 0 >"$OUT/tern-$run.log" 2>&1 &
   relay_pid=$!
   sleep 1.5
   if ! kill -0 "$relay_pid" 2>/dev/null; then
@@ -73,11 +82,16 @@ for run in $(seq 1 "$RUNS"); do
   fi
   table=$(stat -c %s "/dev/shm/tern-$inst")
   echo "run $run: $SLOTS calls at $((PPS_PER_CALL * SLOTS)) pps" >&2
+  # UDP receive errors of the whole network namespace: where loss happened.
+  udp_errs() { awk '/^Udp:/ { if (h) print $4, $6; h = 1 }' /proc/net/snmp; }
+  errs0=$(udp_errs)
   if taskset -c "$GEN_CPU" "$TERN" load rtp --ng "127.0.0.1:$NG_PORT" \
       --calls "$SLOTS" --pps $((PPS_PER_CALL * SLOTS)) --duration "$DURATION" \
       --cpu "$GEN_CPU" --relay-pid "$relay_pid" --label tern --json \
+      --local-ip "$GEN_IP" \
       >"$OUT/run-$run.json"; then
     echo "$table" >"$OUT/run-$run.table"
+    echo "$errs0 $(udp_errs)" >"$OUT/run-$run.udperrs"
   else
     echo "  failed; see $OUT/run-$run.json and $OUT/tern-$run.log" >&2
   fi
@@ -108,6 +122,10 @@ for f in sorted(glob.glob(os.path.join(out, "run-*.json"))):
         "streams": r["streams_received"], "fwd": r["forwarded_pps"],
         "p99": r["latency"]["p99_us"], "cpu": r["relay_cpu_util"] or float("nan"),
     })
+    e = f[:-5] + ".udperrs"
+    if os.path.exists(e):
+        a = [int(x) for x in open(e).read().split()]
+        rows[-1]["udp_errs"] = f"InErrors +{a[2] - a[0]}, RcvbufErrors +{a[3] - a[1]}"
 if not rows:
     sys.exit("no successful run")
 med = lambda k: statistics.median(x[k] for x in rows)
@@ -118,4 +136,5 @@ print(f"  per slot: VmRSS {med('rss'):.0f} B (anon {med('anon'):.0f} B, shmem {m
 print(f"  low rate: {med('fwd'):.0f} pps forwarded, lost {[x['lost'] for x in rows]} of sent {[x['sent'] for x in rows]}, "
       f"duplicates {[x['dup'] for x in rows]}, streams received {[x['streams'] for x in rows]}, "
       f"p99 {med('p99'):.0f} us, relay cpu {med('cpu')*100:.1f}%")
+print(f"  UDP receive errors (namespace-wide) per run: {[x.get('udp_errs', '?') for x in rows]}")
 PY

@@ -355,7 +355,7 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
         });
     }
     let mut ng = NgCalls {
-        ng: NgClient::new(a.ng)?,
+        ng: NgClient::with_local(a.ng, Some(IpAddr::V4(a.local_ip)))?,
         ids: Vec::with_capacity(a.calls),
     };
     ng.ng

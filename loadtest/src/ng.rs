@@ -71,10 +71,20 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 impl NgClient {
     pub fn new(to: SocketAddr) -> io::Result<NgClient> {
-        let bind: SocketAddr = if to.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap()
-        } else {
-            "[::]:0".parse().unwrap()
+        NgClient::with_local(to, None)
+    }
+
+    /// A client whose socket binds to `local` (an ephemeral port) when
+    /// both `local` and the relay are loopback addresses, else to the
+    /// wildcard address. A relay whose port range lies inside the
+    /// ephemeral range cannot bind its `127.0.0.1` ports while this
+    /// client holds the same port on the wildcard address; with
+    /// `local = 127.0.0.2` they never collide.
+    pub fn with_local(to: SocketAddr, local: Option<IpAddr>) -> io::Result<NgClient> {
+        let bind: SocketAddr = match local {
+            Some(ip) if ip.is_loopback() && to.ip().is_loopback() => SocketAddr::new(ip, 0),
+            _ if to.is_ipv4() => "0.0.0.0:0".parse().unwrap(),
+            _ => "[::]:0".parse().unwrap(),
         };
         let sock = UdpSocket::bind(bind)?;
         sock.set_read_timeout(Some(Duration::from_millis(500)))?;

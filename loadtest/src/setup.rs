@@ -125,7 +125,7 @@ pub fn run(a: &SetupArgs, shutdown: &AtomicBool) -> Result<SetupReport, Error> {
         UdpSocket::bind((a.local_ip, 0))?,
     ];
     let (caller, callee) = (socks[0].local_addr()?, socks[1].local_addr()?);
-    let mut ng = NgClient::new(a.ng)?;
+    let mut ng = NgClient::with_local(a.ng, Some(a.local_ip.into()))?;
     ng.ping()
         .map_err(|e| format!("{e} (is a relay serving ng on {}?)", a.ng))?;
     let pid = std::process::id();
