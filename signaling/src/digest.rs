@@ -5,9 +5,11 @@
 //!
 //! A challenge is two `WWW-Authenticate`/`Proxy-Authenticate` values over
 //! the same nonce: MD5 first, since SIPp 3.6 and many phones speak only MD5
-//! and take the first one they understand, then SHA-256 (RFC 8760 §2.4
-//! wants the preferred algorithm first, but an MD5-only client would
-//! otherwise be refused outright).
+//! and take the first one they understand, then SHA-256. RFC 8760 has a
+//! server list its most preferred algorithm first; we deviate on purpose,
+//! since clients that take only the first challenge would otherwise fail
+//! outright, while a SHA-256 client still finds its challenge (OpenSIPS's
+//! UAC, for one, walks every header).
 //!
 //! # Nonces
 //!
@@ -35,8 +37,8 @@
 //! retransmission of the very request that used the count (same
 //! transaction identity, see [`verify`]), which UDP clients send when our
 //! answer is late or lost and which must get the same answer (RFC 3261
-//! §17.2.2). A response without
-//! `qop` counts as `nc=1`, making its nonce single-use. The table is bounded
+//! §17.2.2). A response without `qop` counts as `nc=1`, making its nonce
+//! single-use. The table is bounded
 //! ([`NonceSource::with_capacity`]): entries go when their nonce expires,
 //! and when the table is full the oldest nonces are evicted and every
 //! nonce issued up to the newest evicted one is from then on answered
