@@ -2,8 +2,8 @@
 //! checks on the shared UDP/TCP port, and a SIPp call over TCP (`-t t1`)
 //! with media anchored in the relay.
 //!
-//! Ports: SIP 15560-15569, relay 27000-27199, ng 22341-22342 and 22346,
-//! SIPp media 16400-16439.
+//! Ports: SIP 15560-15569 (15569: a TCP contact nobody listens on),
+//! relay 27000-27199, ng 22341-22342 and 22346, SIPp media 16400-16439.
 
 mod common;
 use common::*;
@@ -209,6 +209,36 @@ fn tcp_framing_on_the_sip_port() {
         .collect();
     let _ = s.write_all(&junk);
     let _ = closes(&mut s);
+
+    // A TCP contact nobody listens on: the INVITE's connect is refused
+    // and the caller gets 408 at once, not after Timer B (32 s).
+    let reg = "REGISTER sip:127.0.0.1:15560 SIP/2.0\r\n\
+               Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdeadreg\r\n\
+               From: <sip:dead@127.0.0.1>;tag=d1\r\n\
+               To: <sip:dead@127.0.0.1>\r\n\
+               Call-ID: dead-reg\r\n\
+               CSeq: 1 REGISTER\r\n\
+               Contact: <sip:dead@127.0.0.1:15569;transport=tcp>\r\n\
+               Max-Forwards: 70\r\n\
+               Content-Length: 0\r\n\r\n";
+    assert_eq!(sip_exchange(reg.as_bytes(), to), Some(200));
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 16439 RTP/AVP 0\r\n";
+    let inv = format!(
+        "INVITE sip:dead@127.0.0.1:15560 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKdeadinv\r\n\
+         From: <sip:carol@127.0.0.1>;tag=c1\r\n\
+         To: <sip:dead@127.0.0.1>\r\n\
+         Call-ID: dead-inv\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:carol@127.0.0.1:9>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let t0 = Instant::now();
+    assert_eq!(sip_exchange(inv.as_bytes(), to), Some(408));
+    assert!(t0.elapsed() < Duration::from_secs(3));
 
     // The server is still up, over both transports.
     let mut s = TcpStream::connect(to).unwrap();

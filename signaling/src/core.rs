@@ -313,6 +313,25 @@ impl SipCore {
         self.links.closed(conn, now);
     }
 
+    /// The transport could not reach `dest` (an outgoing TCP connect was
+    /// refused or timed out): our requests in flight to it end now, as if
+    /// their Timer B/F had fired (RFC 3261 §17.1.1.2, §17.1.2.2; an
+    /// INVITE's caller gets 408).
+    pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        let keys: Vec<RtKey> = self
+            .retrans
+            .iter()
+            .filter(|(k, r)| r.dest == dest && !matches!(k, RtKey::AFinal(_) | RtKey::ReFinal(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if self.stop_retrans(k) {
+                debug!(%dest, key = ?k, "transport error: transaction ends");
+                self.on_retrans_timeout(k, now);
+            }
+        }
+    }
+
     /// A stream message that could not be framed (RFC 3261 §18.3: no or a
     /// bad Content-Length): `head` is its header section. A request is
     /// answered 400 on the same connection (the transport then closes it);

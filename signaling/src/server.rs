@@ -43,8 +43,12 @@ const READ_BUDGET: usize = 256;
 /// Reads per TCP connection per wakeup (of up to `max_message` bytes).
 const TCP_READ_BUDGET: usize = 16;
 /// Unsent bytes a TCP connection may hold before it is closed as too
-/// slow a reader, bytes.
-const MAX_WRITE_BUFFER: usize = 1 << 20;
+/// slow a reader, bytes (256 KiB: with the read bound, a connection holds
+/// at most about 400 KiB).
+const MAX_WRITE_BUFFER: usize = 256 << 10;
+/// An outgoing TCP connect not complete after this is given up (64·T1 at
+/// the default T1: the INVITE's Timer B would end it anyway).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(32);
 /// How often a drain in progress is logged.
 const DRAIN_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Bound of UDP datagrams waiting for the socket to become writable.
@@ -654,6 +658,7 @@ impl Loop {
                         None => {
                             self.stats.tcp_send_failed += 1;
                             debug!(%dest, "no TCP connection; message dropped");
+                            core.transport_failed(dest, Instant::now());
                         }
                     }
                 }
@@ -798,7 +803,10 @@ impl Loop {
         let idle: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_active) > self.cfg.idle_timeout)
+            .filter(|(_, c)| {
+                let quiet = now.saturating_duration_since(c.last_active);
+                quiet > self.cfg.idle_timeout || (c.connecting && quiet > CONNECT_TIMEOUT)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
@@ -825,6 +833,10 @@ impl Loop {
         }
         debug!(peer = %c.peer, conn = id.0, ?why, "TCP connection closed");
         core.connection_closed(id, Instant::now());
+        if c.connecting {
+            // Never connected: what was sent its way cannot arrive.
+            core.transport_failed(c.peer, Instant::now());
+        }
     }
 }
 

@@ -453,3 +453,20 @@ fn draining_refuses_new_invites_and_serves_calls_up() {
     let out = h.udp(ALICE, &invite("c-after"));
     assert!(!out.iter().any(|t| code(t) == Some(503)), "{out:?}");
 }
+
+#[test]
+fn a_transport_error_ends_the_invite_at_once() {
+    let mut h = H::new("tcp-fail");
+    let inv = call(&mut h, "sip:bob@127.0.0.1:5090;transport=tcp", "c-fail");
+    assert_eq!(inv.transport, Transport::Tcp(ConnId::ANY));
+    // Another destination's failure changes nothing.
+    h.core.transport_failed(addr("127.0.0.1:5091"), h.now);
+    assert!(h.out().is_empty());
+    // The connect to bob fails: the caller hears 408 now, not after
+    // Timer B; the slot is released.
+    h.core.transport_failed(addr("127.0.0.1:5090"), h.now);
+    let out = h.out();
+    assert!(out.iter().any(|t| code(t) == Some(408)), "{out:?}");
+    assert_eq!(h.core.active_calls(), 0);
+    assert!(h.core.drained());
+}
