@@ -225,27 +225,39 @@ fn metrics_equal_relay_counters_and_api_answers() {
     let after = live(&table);
     assert_eq!(after, settled, "counters moved during the scrape");
     let total = |f: fn(&LegStats) -> u64| legs.iter().map(f).sum::<u64>() as f64;
-    assert_eq!(
-        sum(&m, "tern_worker_rx_packets", &[]),
-        total(|l| l.rx_packets)
-    );
-    assert_eq!(
-        sum(&m, "tern_worker_tx_packets", &[]),
-        total(|l| l.tx_packets)
-    );
-    assert_eq!(sum(&m, "tern_worker_rx_bytes", &[]), total(|l| l.rx_bytes));
-    assert_eq!(sum(&m, "tern_worker_tx_bytes", &[]), total(|l| l.tx_bytes));
     let w = table.worker_of(slot).to_string();
-    assert_eq!(
-        sum(&m, "tern_worker_rx_packets", &[("worker", &w)]),
-        total(|l| l.rx_packets),
-        "the slot's packets are counted under its worker"
-    );
-    assert_eq!(
-        sum(&m, "tern_worker_drops", &[]),
-        total(|l| l.drop_source + l.drop_direction + l.drop_malformed + l.drop_no_peer)
-    );
-    assert!(sum(&m, "tern_worker_forwarded_packets_total", &[]) >= total(|l| l.tx_packets));
+    // The packet counters equal the slot table's, while the call is live
+    // and (below) after it ended and its slot was freed.
+    let check_counters = |m: &HashMap<String, Vec<prometheus_parse::Sample>>, when: &str| {
+        for (name, want) in [
+            ("tern_worker_rx_packets_total", total(|l| l.rx_packets)),
+            ("tern_worker_tx_packets_total", total(|l| l.tx_packets)),
+            ("tern_worker_rx_bytes_total", total(|l| l.rx_bytes)),
+            ("tern_worker_tx_bytes_total", total(|l| l.tx_bytes)),
+            (
+                "tern_worker_forwarded_packets_total",
+                total(|l| l.tx_packets),
+            ),
+        ] {
+            assert_eq!(sum(m, name, &[]), want, "{name} {when}");
+        }
+        assert_eq!(
+            sum(m, "tern_worker_rx_packets_total", &[("worker", &w)]),
+            total(|l| l.rx_packets),
+            "the slot's packets are counted under its worker {when}"
+        );
+        assert_eq!(
+            sum(m, "tern_worker_drops_total", &[]),
+            total(|l| l.drop_source + l.drop_direction + l.drop_malformed + l.drop_no_peer),
+            "{when}"
+        );
+        assert_eq!(
+            sum(m, "tern_worker_drops_total", &[]),
+            sum(m, "tern_worker_dropped_packets_total", &[]),
+            "drops by reason add up to the workers' totals {when}"
+        );
+    };
+    check_counters(&m, "during the call");
     assert_eq!(sum(&m, "tern_worker_up", &[]), 2.0);
     assert_eq!(sum(&m, "tern_slots", &[("state", "active")]), 1.0);
     assert_eq!(sum(&m, "tern_calls_active", &[]), 1.0);
@@ -338,6 +350,11 @@ fn metrics_equal_relay_counters_and_api_answers() {
     );
     assert_eq!(get_json("/calls"), Value::Array(vec![]));
     assert_eq!(get(&format!("/calls/{enc}")).0, 404);
+    // The workers publish their totals every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let m = scrape();
+    check_counters(&m, "after BYE");
+    assert_eq!(sum(&m, "tern_slots", &[("state", "active")]), 0.0);
 
     let _ = std::fs::remove_dir_all(&dir);
     drop(_tern);

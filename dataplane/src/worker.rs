@@ -879,6 +879,10 @@ impl Worker {
             self.forwarded += 1;
         } else {
             st.free.push(entry);
+            // Counted where it arrived, like every drop of the slot.
+            if let Ok(c) = self.table.counters(id, leg ^ 1) {
+                c.count_drop(DropReason::NoPeer);
+            }
             self.dropped += 1;
         }
     }
@@ -1293,6 +1297,8 @@ impl Worker {
     /// Heartbeat, bind retries and close timeouts.
     fn tick(&mut self, now: u64) {
         self.last_tick_ms = now;
+        self.table
+            .set_worker_send_errors(self.index, self.send_errors);
         self.table
             .worker_tick(self.index, now, self.forwarded, self.dropped);
         let roll = now.wrapping_sub(self.last_roll_ms) >= LOSS_INTERVAL_MS;

@@ -8,12 +8,14 @@
 //! - `tern_worker_up{worker}` 1/0 (heartbeat within 2 s),
 //!   `tern_worker_forwarded_packets_total{worker}`,
 //!   `tern_worker_dropped_packets_total{worker}`: the workers' own totals.
-//! - `tern_worker_{rx,tx}_{packets,bytes}{worker}`,
-//!   `tern_worker_rtcp_rx_packets{worker}`,
-//!   `tern_worker_drops{worker,reason}` (reason: source, direction,
-//!   malformed, no_peer): sums of the counters of the worker's live
-//!   (reserved or active) slots; gauges, since a released slot's counters go
-//!   with it.
+//! - `tern_worker_{rx,tx}_{packets,bytes}_total{worker}`,
+//!   `tern_worker_rtcp_rx_packets_total{worker}`,
+//!   `tern_worker_drops_total{worker,reason}` (reason: see
+//!   `DropReason::name`, plus `send_error`): counters, the worker's
+//!   retired totals (slots it freed) plus its slots not yet freed
+//!   (`SlotTable::worker_totals`), so they never go back when a call ends.
+//!   The drops of all reasons add up to
+//!   `tern_worker_dropped_packets_total`.
 //! - `tern_slots{state}`, `tern_slots_capacity`,
 //!   `tern_slots_reserved_total`.
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
@@ -28,7 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tern_shared::table::SlotState;
+use tern_shared::table::{DropReason, SlotState};
 
 use crate::api::{Observer, STALE_MS};
 
@@ -74,12 +76,12 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     let up: Family<Labels, Gauge> = Family::default();
     let fwd: Family<Labels, Counter> = Family::default();
     let dropped: Family<Labels, Counter> = Family::default();
-    let rx_p: Family<Labels, Gauge> = Family::default();
-    let tx_p: Family<Labels, Gauge> = Family::default();
-    let rx_b: Family<Labels, Gauge> = Family::default();
-    let tx_b: Family<Labels, Gauge> = Family::default();
-    let rtcp: Family<Labels, Gauge> = Family::default();
-    let drops: Family<Labels, Gauge> = Family::default();
+    let rx_p: Family<Labels, Counter> = Family::default();
+    let tx_p: Family<Labels, Counter> = Family::default();
+    let rx_b: Family<Labels, Counter> = Family::default();
+    let tx_b: Family<Labels, Counter> = Family::default();
+    let rtcp: Family<Labels, Counter> = Family::default();
+    let drops: Family<Labels, Counter> = Family::default();
     let loss = Histogram::new(LOSS_BUCKETS);
     let jitter = Histogram::new(JITTER_BUCKETS);
     let mos = Histogram::new(MOS_BUCKETS);
@@ -91,30 +93,30 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         up.get_or_create(&wl).set(i64::from(alive));
         fwd.get_or_create(&wl).inc_by(f);
         dropped.get_or_create(&wl).inc_by(d);
-        let (mut sums, mut dr) = ([0u64; 5], [0u64; 4]);
+        let tot = t.worker_totals(w);
+        let s = &tot.legs;
+        for (fam, v) in [&rx_p, &tx_p, &rx_b, &tx_b, &rtcp].into_iter().zip([
+            s.rx_packets,
+            s.tx_packets,
+            s.rx_bytes,
+            s.tx_bytes,
+            s.rtcp_rx_packets,
+        ]) {
+            fam.get_or_create(&wl).inc_by(v);
+        }
+        let by_reason = DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), s.drops(*r)))
+            .chain([("send_error", tot.send_errors)]);
+        for (reason, v) in by_reason {
+            let l: Labels = vec![("worker", w.to_string()), ("reason", reason.into())];
+            drops.get_or_create(&l).inc_by(v);
+        }
         for slot in t.slots_of_worker(w) {
             if !matches!(t.state(slot), SlotState::Active | SlotState::Reserved) {
                 continue;
             }
             for leg in 0..2 {
-                let s = src.stats(slot, leg);
-                for (acc, v) in sums.iter_mut().zip([
-                    s.rx_packets,
-                    s.tx_packets,
-                    s.rx_bytes,
-                    s.tx_bytes,
-                    s.rtcp_rx_packets,
-                ]) {
-                    *acc = acc.saturating_add(v);
-                }
-                for (acc, v) in dr.iter_mut().zip([
-                    s.drop_source,
-                    s.drop_direction,
-                    s.drop_malformed,
-                    s.drop_no_peer,
-                ]) {
-                    *acc = acc.saturating_add(v);
-                }
                 if let Some(q) = src.quality(slot, leg) {
                     if q.expected > 0 {
                         loss.observe(q.fraction_lost);
@@ -125,16 +127,6 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
                     }
                 }
             }
-        }
-        for (fam, v) in [&rx_p, &tx_p, &rx_b, &tx_b, &rtcp].into_iter().zip(sums) {
-            fam.get_or_create(&wl).set(clamp_i64(v));
-        }
-        for (reason, v) in ["source", "direction", "malformed", "no_peer"]
-            .into_iter()
-            .zip(dr)
-        {
-            let l: Labels = vec![("worker", w.to_string()), ("reason", reason.into())];
-            drops.get_or_create(&l).set(clamp_i64(v));
         }
     }
     reg.register(
@@ -154,32 +146,32 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     );
     reg.register(
         "tern_worker_rx_packets",
-        "RTP packets received on the worker's live slots",
+        "RTP packets received on the worker's slots, freed ones included",
         rx_p,
     );
     reg.register(
         "tern_worker_tx_packets",
-        "RTP packets sent on the worker's live slots",
+        "RTP/RTCP packets sent on the worker's slots, freed ones included",
         tx_p,
     );
     reg.register(
         "tern_worker_rx_bytes",
-        "RTP bytes received on the worker's live slots",
+        "RTP bytes received on the worker's slots, freed ones included",
         rx_b,
     );
     reg.register(
         "tern_worker_tx_bytes",
-        "RTP bytes sent on the worker's live slots",
+        "RTP/RTCP bytes sent on the worker's slots, freed ones included",
         tx_b,
     );
     reg.register(
         "tern_worker_rtcp_rx_packets",
-        "RTCP packets received on the worker's live slots",
+        "RTCP packets received on the worker's slots, freed ones included",
         rtcp,
     );
     reg.register(
         "tern_worker_drops",
-        "Packets dropped on the worker's live slots, by reason",
+        "Packets the worker dropped, by reason (they add up to tern_worker_dropped_packets_total)",
         drops,
     );
 

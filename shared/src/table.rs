@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! offset 0                      Header          (64 bytes)
-//! offset 64                     WorkerShared[MAX_WORKERS] (64 bytes each)
-//! offset 64 + 64*MAX_WORKERS    Slot[capacity]  (size_of::<Slot>() each)
+//! offset 64                     WorkerShared[MAX_WORKERS] (192 bytes each)
+//! offset 64 + 192*MAX_WORKERS   Slot[capacity]  (size_of::<Slot>() each)
 //! ```
 //!
 //! A slot ([`SLOT_BYTES`] = 1152 bytes) is one control line, two legs of
@@ -33,6 +33,10 @@
 //!   writing). A writer takes the lock by CAS from even to odd, so two
 //!   programmers can never interleave; readers retry while it is odd or moved.
 //! - Per-leg counters are written only by the worker that owns the slot.
+//!   When it frees a slot it adds the slot's final counters to its own
+//!   retired totals (two worker-owned lines of `WorkerShared`, under a
+//!   seqlock), so totals over retired plus live slots never go back
+//!   ([`SlotTable::worker_totals`]).
 //! - A released slot goes to `draining`; its owning worker closes the slot's
 //!   sockets and only then moves it to `free`, so a port is never handed out
 //!   while a socket from the previous call still holds it.
@@ -49,7 +53,7 @@ use memmap2::MmapRaw;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Upper bound on workers, fixing the size of the worker block.
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
@@ -292,6 +296,81 @@ pub struct LegStats {
     pub last_rx_ms: u64,
 }
 
+impl LegStats {
+    /// The counters that add up across legs and slots, in a fixed order:
+    /// rx packets, rx bytes, tx packets, tx bytes, RTCP rx packets, then
+    /// the drops in [`DropReason::ALL`] order.
+    fn counters(&self) -> [u64; LEG_STAT_COUNTERS] {
+        [
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+            self.rtcp_rx_packets,
+            self.drop_source,
+            self.drop_direction,
+            self.drop_malformed,
+            self.drop_no_peer,
+        ]
+    }
+
+    fn from_counters(c: &[u64; LEG_STAT_COUNTERS]) -> LegStats {
+        LegStats {
+            rx_packets: c[0],
+            rx_bytes: c[1],
+            tx_packets: c[2],
+            tx_bytes: c[3],
+            rtcp_rx_packets: c[4],
+            drop_source: c[5],
+            drop_direction: c[6],
+            drop_malformed: c[7],
+            drop_no_peer: c[8],
+            learned: None,
+            last_rx_ms: 0,
+        }
+    }
+
+    /// Packets dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Source => self.drop_source,
+            DropReason::Direction => self.drop_direction,
+            DropReason::Malformed => self.drop_malformed,
+            DropReason::NoPeer => self.drop_no_peer,
+        }
+    }
+
+    /// Packets dropped, all reasons.
+    pub fn drops_total(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .fold(0u64, |a, r| a.wrapping_add(self.drops(*r)))
+    }
+}
+
+/// Counters of [`LegStats`] that sum across legs (see `LegStats::counters`).
+const LEG_STAT_COUNTERS: usize = 9;
+
+/// A worker's cumulative counters: those of the slots it has freed plus
+/// those of its slots not yet freed, so every field only grows (a
+/// restarted worker on the same table continues them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerTotals {
+    /// Sums over both legs of the slots (`learned` and `last_rx_ms` unset).
+    pub legs: LegStats,
+    /// Sends the kernel failed (packets, not attributed to a slot).
+    pub send_errors: u64,
+}
+
+impl WorkerTotals {
+    /// Packets dropped, all reasons (slot drops and send errors): equals
+    /// the worker's `dropped` total of [`SlotTable::worker_status`] once
+    /// it has ticked.
+    pub fn drops_total(&self) -> u64 {
+        self.legs.drops_total().wrapping_add(self.send_errors)
+    }
+}
+
 /// RFC 3550 receiver statistics of what one leg's peer sends, plus what
 /// that peer reports about what it receives (RTCP SR/RR report blocks).
 /// Written by the owning worker; a snapshot is a set of relaxed loads.
@@ -384,6 +463,25 @@ struct WorkerShared {
     forwarded: AtomicU64,
     /// Packets the worker dropped, in total.
     dropped: AtomicU64,
+    /// Written only by the worker (the slots it freed, its send errors).
+    retired: Retired,
+}
+
+/// Indices into [`Retired::words`].
+mod ret {
+    /// `retire_seq`: odd while a slot's counters move into the totals.
+    pub const SEQ: usize = 0;
+    /// Then the [`super::LegStats`] counters, in `LegStats::COUNTERS` order.
+    pub const FIRST: usize = 1;
+    /// Sends that failed (not attributable to a slot).
+    pub const SEND_ERRORS: usize = 15;
+    pub const COUNT: usize = 16;
+}
+
+/// The final counters of the slots a worker freed, summed; two cache lines.
+#[repr(C, align(64))]
+struct Retired {
+    words: [AtomicU64; ret::COUNT],
 }
 
 const LEG_CFG_WORDS: usize = 8;
@@ -943,6 +1041,26 @@ pub enum DropReason {
     NoPeer,
 }
 
+impl DropReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Source,
+        DropReason::Direction,
+        DropReason::Malformed,
+        DropReason::NoPeer,
+    ];
+
+    /// The `reason` label value in `/metrics` and the key in `/calls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Source => "source",
+            DropReason::Direction => "direction",
+            DropReason::Malformed => "malformed",
+            DropReason::NoPeer => "no_peer",
+        }
+    }
+}
+
 impl SlotTable {
     /// Creates the table for `instance`, or reattaches to an existing one of
     /// the same layout version and parameters without touching its slots.
@@ -1351,13 +1469,35 @@ impl SlotTable {
         Ok(())
     }
 
-    /// Worker side: Draining → Free once the slot's sockets are closed and
-    /// its counters reset.
+    /// Worker side: Draining → Free once the slot's sockets are closed.
+    /// The slot's final counters are added to its worker's retired totals
+    /// and then reset, under the worker's retire seqlock, so
+    /// [`SlotTable::worker_totals`] never sees them twice or not at all.
+    ///
+    /// Errors: [`TableError::NoSuchSlot`]; [`TableError::WrongState`] if
+    /// the slot is not Draining (nothing is changed then).
     pub fn finish_drain(&self, id: u32) -> Result<(), TableError> {
         let s = self.slot(id)?;
-        s.counters[0].reset();
-        s.counters[1].reset();
-        self.cas_state(id, SlotState::Draining, SlotState::Free)
+        if self.state(id) != SlotState::Draining {
+            return Err(TableError::WrongState {
+                slot: id,
+                state: self.state(id),
+            });
+        }
+        let r = &self.worker(self.worker_of(id)).retired.words;
+        let seq = r[ret::SEQ].load(Ordering::Relaxed);
+        r[ret::SEQ].store(seq.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        for c in &s.counters {
+            for (k, v) in c.snapshot().counters().into_iter().enumerate() {
+                let w = &r[ret::FIRST + k];
+                w.store(w.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+            }
+            c.reset();
+        }
+        let res = self.cas_state(id, SlotState::Draining, SlotState::Free);
+        r[ret::SEQ].store((seq | 1).wrapping_add(1), Ordering::Release);
+        res
     }
 
     /// Counters of `leg` of slot `id`; write them only from the owning worker.
@@ -1441,6 +1581,51 @@ impl SlotTable {
         ws.dropped.store(dropped, Ordering::Relaxed);
     }
 
+    /// Worker side: the number of sends that failed so far (a total).
+    pub fn set_worker_send_errors(&self, w: u32, n: u64) {
+        self.worker(w).retired.words[ret::SEND_ERRORS].store(n, Ordering::Relaxed);
+    }
+
+    /// Worker `w`'s cumulative counters: the retired totals of the slots it
+    /// freed plus the counters of its slots not yet freed (reserved, active
+    /// or draining), read consistently with the worker's retire seqlock
+    /// (bounded retries; after them the last read is returned).
+    pub fn worker_totals(&self, w: u32) -> WorkerTotals {
+        let r = &self.worker(w).retired.words;
+        let mut out = WorkerTotals::default();
+        for _ in 0..1000 {
+            let s1 = r[ret::SEQ].load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut acc = [0u64; LEG_STAT_COUNTERS];
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = r[ret::FIRST + k].load(Ordering::Relaxed);
+            }
+            for id in self.slots_of_worker(w) {
+                if self.state(id) == SlotState::Free {
+                    continue;
+                }
+                let Ok(s) = self.slot(id) else { continue };
+                for c in &s.counters {
+                    for (a, v) in acc.iter_mut().zip(c.snapshot().counters()) {
+                        *a = a.wrapping_add(v);
+                    }
+                }
+            }
+            out = WorkerTotals {
+                legs: LegStats::from_counters(&acc),
+                send_errors: r[ret::SEND_ERRORS].load(Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if r[ret::SEQ].load(Ordering::Relaxed) == s1 {
+                break;
+            }
+        }
+        out
+    }
+
     /// Worker `w`'s last heartbeat (Unix ms, 0 if none) and totals
     /// (forwarded, dropped packets).
     pub fn worker_status(&self, w: u32) -> (u64, u64, u64) {
@@ -1493,7 +1678,7 @@ mod tests {
     #[test]
     fn layout_is_cache_line_sized() {
         assert_eq!(std::mem::size_of::<Header>() % 64, 0);
-        assert_eq!(std::mem::size_of::<WorkerShared>(), 64);
+        assert_eq!(std::mem::size_of::<WorkerShared>(), 192);
         assert_eq!(std::mem::size_of::<SlotControl>(), 64);
         assert_eq!(std::mem::size_of::<LegCounters>(), 448);
         assert_eq!(SLOT_BYTES, 1152, "docs/ARCHITECTURE.md quotes this");
@@ -1586,6 +1771,51 @@ mod tests {
         assert!(t.dtmf_events(id, 1).is_empty());
         c.reset();
         assert!(t.dtmf_events(id, 0).is_empty());
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn worker_totals_keep_a_freed_slots_counters() {
+        let name = inst("totals");
+        let t = SlotTable::create_or_attach(&name, params(43300, 43315, 2)).unwrap();
+        let id = t.reserve().unwrap();
+        let w = t.worker_of(id);
+        t.publish(id, &SlotConfig::default()).unwrap();
+        let c = t.counters(id, 0).unwrap();
+        c.count_rx(100, 1);
+        c.count_rx(50, 2);
+        c.count_drop(DropReason::Source);
+        t.counters(id, 1).unwrap().count_tx(150);
+        t.set_worker_send_errors(w, 3);
+        let live = t.worker_totals(w);
+        assert_eq!(live.legs.rx_packets, 2);
+        assert_eq!(live.legs.rx_bytes, 150);
+        assert_eq!(live.legs.tx_bytes, 150);
+        assert_eq!(live.legs.drop_source, 1);
+        assert_eq!(live.drops_total(), 4);
+        // Draining: still counted once; freed: the counters are gone from
+        // the slot but not from the totals.
+        t.release(id).unwrap();
+        assert_eq!(t.worker_totals(w), live);
+        t.finish_drain(id).unwrap();
+        assert_eq!(t.stats(id, 0).unwrap().rx_packets, 0);
+        assert_eq!(t.worker_totals(w), live);
+        assert!(
+            t.finish_drain(id).is_err(),
+            "a free slot is not retired twice"
+        );
+        assert_eq!(t.worker_totals(w), live);
+        // The next call on the slot adds to them.
+        let id2 = t.reserve().unwrap();
+        t.counters(id2, 1).unwrap().count_rx(10, 3);
+        let w2 = t.worker_of(id2);
+        let other = t.worker_totals(w2);
+        if w2 == w {
+            assert_eq!(other.legs.rx_packets, 3);
+        } else {
+            assert_eq!(other.legs.rx_packets, 1);
+            assert_eq!(t.worker_totals(w), live);
+        }
         t.unlink().unwrap();
     }
 
