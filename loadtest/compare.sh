@@ -36,9 +36,13 @@ PORT_LO=${PORT_LO:-9000}
 NG_PORT=${NG_PORT:-23391}
 START_PPS=${START_PPS:-20000}
 OUT=${OUT:-target/compare-$(date +%Y%m%d-%H%M%S)}
-TERN=target/release/tern
+# TERN=/path/to/tern measures that binary (e.g. a copy kept while others
+# change the tree) instead of building target/release/tern.
+if [ -z "${TERN:-}" ]; then
+  TERN=target/release/tern
+  cargo build --release --bin tern >&2
+fi
 
-cargo build --release --bin tern >&2
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 command -v rtpengine >/dev/null || RELAYS=${RELAYS//rtpengine/}
@@ -74,7 +78,7 @@ start_relay() {
     tern)
       taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
         --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" \
-        --instance "compare-$$" --timeout 0 >"$OUT/tern.log" 2>&1 &
+        --instance "compare-$$" --timeout 0 --http off >"$OUT/tern.log" 2>        --instance "compare-$$" --timeout 0 >"$OUT/tern.log" 2>&1 &1 &
       ;;
     rtpengine)
       taskset -c "$RELAY_CPU" rtpengine --config-file=none --table=-1 \

@@ -30,9 +30,13 @@ RELAYS=${RELAYS:-"tern rtpengine"}
 PORT_LO=${PORT_LO:-9000}
 NG_PORT=${NG_PORT:-22363}
 OUT=${OUT:-target/compare-setup-$(date +%Y%m%d-%H%M%S)}
-TERN=target/release/tern
+# TERN=/path/to/tern measures that binary (e.g. a copy kept while others
+# change the tree) instead of building target/release/tern.
+if [ -z "${TERN:-}" ]; then
+  TERN=target/release/tern
+  cargo build --release --bin tern >&2
+fi
 
-cargo build --release --bin tern >&2
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 command -v rtpengine >/dev/null || RELAYS=${RELAYS//rtpengine/}

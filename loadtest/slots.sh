@@ -49,11 +49,15 @@ NG_PORT=${NG_PORT:-22364}
 MEDIA_IP=${MEDIA_IP:-127.0.0.2}
 GEN_IP=${GEN_IP:-127.0.0.1}
 OUT=${OUT:-target/slots-$(date +%Y%m%d-%H%M%S)}
-TERN=target/release/tern
+# TERN=/path/to/tern measures that binary (e.g. a copy kept while others
+# change the tree) instead of building target/release/tern.
+if [ -z "${TERN:-}" ]; then
+  TERN=target/release/tern
+  cargo build --release --bin tern >&2
+fi
 hi=$((PORT_LO + 4 * SLOTS - 1))
 inst="slots-$$"
 
-cargo build --release --bin tern >&2
 mkdir -p "$OUT"
 echo "slots $SLOTS: ports $PORT_LO-$hi, fd hard limit $(ulimit -Hn)" >&2
 

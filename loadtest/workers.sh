@@ -13,7 +13,9 @@
 #   WORKERS="1 2 4 8" GEN_CPU=15 loadtest/workers.sh    # on a bigger machine
 #
 # Env: WORKERS ("1 2"), CALLS (1000), DURATION (1, per trial), RUNS (3),
-# START_PPS (20000), GEN_CPU (0), RELAY_CPU (1), PORT_LO (9000),
+# START_PPS (20000), MAX_P99_MS (20: --max-p99-ms, the p99 latency a
+# trial may have; large values leave loss alone as the criterion),
+# GEN_CPU (0), RELAY_CPU (1), PORT_LO (9000),
 # NG_PORT (22367), OUT (results directory, target/workers-<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,16 +25,21 @@ CALLS=${CALLS:-1000}
 DURATION=${DURATION:-1}
 RUNS=${RUNS:-3}
 START_PPS=${START_PPS:-20000}
+MAX_P99_MS=${MAX_P99_MS:-20}
 GEN_CPU=${GEN_CPU:-0}
 RELAY_CPU=${RELAY_CPU:-1}
 PORT_LO=${PORT_LO:-9000}
 NG_PORT=${NG_PORT:-22367}
 OUT=${OUT:-target/workers-$(date +%Y%m%d-%H%M%S)}
-TERN=target/release/tern
+# TERN=/path/to/tern measures that binary (e.g. a copy kept while others
+# change the tree) instead of building target/release/tern.
+if [ -z "${TERN:-}" ]; then
+  TERN=target/release/tern
+  cargo build --release --bin tern >&2
+fi
 hi=$((PORT_LO + 4 * CALLS + 63))
 inst="workers-$$"
 
-cargo build --release --bin tern >&2
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "nproc $(nproc); generator on CPU $GEN_CPU; ports $PORT_LO-$hi" >&2
@@ -63,7 +70,7 @@ for run in $(seq 1 "$RUNS"); do
     kill -0 "$relay_pid" || { echo "tern relay did not start; see $OUT/tern-$w-$run.log" >&2; exit 1; }
     echo "run $run: $w worker(s), $CALLS calls, --find-max from $START_PPS pps" >&2
     if ! taskset -c "$GEN_CPU" "$TERN" load rtp --ng "127.0.0.1:$NG_PORT" \
-        --calls "$CALLS" --duration "$DURATION" --find-max --pps "$START_PPS" \
+        --calls "$CALLS" --duration "$DURATION" --find-max --pps "$START_PPS" --max-p99-ms "$MAX_P99_MS" \
         --cpu "$GEN_CPU" --relay-pid "$relay_pid" --label "tern-w$w" --json \
         >"$OUT/w$w-$run.json"; then
       echo "  failed; see $OUT/w$w-$run.json" >&2
@@ -74,15 +81,15 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "$MAX_P99_MS" <<'PY'
 import json, glob, os, statistics, sys
-out = sys.argv[1]
+out, max_p99_us = sys.argv[1], float(sys.argv[2]) * 1000
 res = {}
 for f in sorted(glob.glob(os.path.join(out, "w*.json"))):
     w = int(os.path.basename(f)[1:].split("-")[0])
     d = json.load(open(f))
     ok = [r for r in d["runs"] if r["loss_ratio"] < 0.001 and r["sent"] > 0
-          and r["latency"]["p99_us"] < 20000]
+          and r["latency"]["p99_us"] < max_p99_us]
     best = max(ok, key=lambda r: r["forwarded_pps"]) if ok else {}
     res.setdefault(w, []).append({
         "max": d["max_pps"] or 0.0, "limit": d.get("max_limited_by") or "?",
