@@ -78,7 +78,7 @@ start_relay() {
     tern)
       taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
         --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" \
-        --instance "compare-$$" --timeout 0 --http off >"$OUT/tern.log" 2>        --instance "compare-$$" --timeout 0 >"$OUT/tern.log" 2>&1 &1 &
+        --instance "compare-$$" --timeout 0 --http off >"$OUT/tern.log" 2>&1 &
       ;;
     rtpengine)
       taskset -c "$RELAY_CPU" rtpengine --config-file=none --table=-1 \
