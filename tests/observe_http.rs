@@ -248,7 +248,7 @@ fn metrics_equal_relay_counters_and_api_answers() {
         );
         assert_eq!(
             sum(m, "tern_worker_drops_total", &[]),
-            total(|l| l.drop_source + l.drop_direction + l.drop_malformed + l.drop_no_peer),
+            total(|l| l.drops_total()),
             "{when}"
         );
         assert_eq!(

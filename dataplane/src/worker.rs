@@ -759,8 +759,9 @@ impl Worker {
                         c_in.count_rx(plen, now);
                         return false;
                     }
-                    Buffered::Refused => {
+                    Buffered::Refused(reason) => {
                         c_in.count_rx(plen, now);
+                        c_in.count_drop(reason);
                         self.dropped += 1;
                         return false;
                     }
@@ -1386,8 +1387,10 @@ fn rtp_info(pkt: &[u8]) -> Option<PacketInfo> {
 enum Buffered {
     /// Copied into the store and held for playout.
     Held,
-    /// Refused by the buffer (late, duplicate, on probation, overflow).
-    Refused,
+    /// Refused by the buffer: [`DropReason::JitterLate`] (late or
+    /// duplicate) or [`DropReason::JitterOverflow`] (no room, or on
+    /// probation).
+    Refused(DropReason),
     /// Not buffered (no free store entry, or too long): send it now.
     Bypass,
 }
@@ -1417,12 +1420,13 @@ fn buffer_packet(
     st.lens[usize::from(e)] = pkt.len() as u16;
     match lj.jb.push(info, e, now) {
         PushOutcome::Accepted => Buffered::Held,
-        PushOutcome::Duplicate(e)
-        | PushOutcome::TooLate(e)
-        | PushOutcome::Probation(e)
-        | PushOutcome::Overflow(e) => {
+        PushOutcome::Duplicate(e) | PushOutcome::TooLate(e) => {
             st.free.push(e);
-            Buffered::Refused
+            Buffered::Refused(DropReason::JitterLate)
+        }
+        PushOutcome::Probation(e) | PushOutcome::Overflow(e) => {
+            st.free.push(e);
+            Buffered::Refused(DropReason::JitterOverflow)
         }
     }
 }

@@ -558,3 +558,50 @@ fn dual_stack_bind_relays_ipv4_peers() {
     stop(r, &flag);
     t.unlink().unwrap();
 }
+
+/// Packets a jitter buffer refuses are counted by reason on the leg they
+/// arrived on, and the reasons add up to the worker's dropped total.
+#[test]
+fn jitter_buffer_refusals_are_counted_by_reason() {
+    let t = table("jdrops", 24900, 1);
+    let (r, flag) = relay(&t, 1, false);
+    let p = Peers::new();
+    let id = t.reserve().unwrap();
+    let mut c = p.config();
+    c.legs[1].jitter = tern_shared::table::JitterSettings {
+        enabled: true,
+        target_ms: 20,
+        max_ms: 60,
+        adaptive: false,
+    };
+    t.publish(id, &c).unwrap();
+    wait_bound(&t, id, true);
+    let l0 = t.ports(id, 0);
+    let send = |seq: u16, ts: u32| {
+        p.a.send_to(&rtp(0x2222, seq, ts, 0), relay_addr(l0.rtp))
+            .unwrap()
+    };
+    for k in 0..3u16 {
+        send(100 + k, 160 * u32::from(k));
+        assert!(recv(&p.b).is_some(), "packet {k} played out");
+    }
+    // 101 was played: a second copy is too late.
+    send(101, 160);
+    // A jump past RFC 3550's MAX_DROPOUT is held on probation.
+    send(9000, 480);
+    assert!(
+        wait_until(2000, || {
+            let s = stats(&t, id, 0);
+            s.drop_jitter_late == 1 && s.drop_jitter_overflow == 1
+        }),
+        "{:?}",
+        stats(&t, id, 0)
+    );
+    assert!(quiet(&p.b, 100), "refused packets are not sent");
+    assert!(wait_until(2000, || {
+        let (_, _, dropped) = t.worker_status(0);
+        dropped == 2 && t.worker_totals(0).drops_total() == dropped
+    }));
+    stop(r, &flag);
+    t.unlink().unwrap();
+}

@@ -160,6 +160,8 @@ struct DropsJson {
     direction: u64,
     malformed: u64,
     no_peer: u64,
+    jitter_late: u64,
+    jitter_overflow: u64,
 }
 
 #[derive(Serialize)]
@@ -446,6 +448,8 @@ impl Observer {
                             direction: s.drop_direction,
                             malformed: s.drop_malformed,
                             no_peer: s.drop_no_peer,
+                            jitter_late: s.drop_jitter_late,
+                            jitter_overflow: s.drop_jitter_overflow,
                         },
                         quality: src.quality(slot, leg).map(QualityJson::from),
                     }

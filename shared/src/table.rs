@@ -13,10 +13,11 @@
 //! offset 64 + 192*MAX_WORKERS   Slot[capacity]  (size_of::<Slot>() each)
 //! ```
 //!
-//! A slot ([`SLOT_BYTES`] = 1152 bytes) is one control line, two legs of
+//! A slot ([`SLOT_BYTES`] = 1280 bytes) is one control line, two legs of
 //! eight configuration words, one line of label (the Call-ID), and per leg
-//! seven worker-owned lines: four of counters (traffic, learned addresses,
-//! SSRC state, RFC 3550 quality) and three of the DTMF event ring.
+//! eight worker-owned lines: five of counters (traffic, drops, learned
+//! addresses, SSRC state, RFC 3550 quality and its seqlock) and three of the
+//! DTMF event ring.
 //!
 //! # Ports
 //!
@@ -53,7 +54,7 @@ use memmap2::MmapRaw;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Upper bound on workers, fixing the size of the worker block.
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
@@ -290,6 +291,12 @@ pub struct LegStats {
     pub drop_malformed: u64,
     /// Dropped: the other leg has no peer address yet.
     pub drop_no_peer: u64,
+    /// Dropped by the jitter buffer of the other leg: too late (its
+    /// position was already played or reported lost) or a duplicate.
+    pub drop_jitter_late: u64,
+    /// Dropped by the jitter buffer of the other leg: no room (a new stream
+    /// into a full ring) or a sequence jump on probation (RFC 3550 A.1).
+    pub drop_jitter_overflow: u64,
     /// The source address media was learned from, if any.
     pub learned: Option<SocketAddr>,
     /// Unix time (ms) of the last accepted packet; 0 if none.
@@ -311,6 +318,8 @@ impl LegStats {
             self.drop_direction,
             self.drop_malformed,
             self.drop_no_peer,
+            self.drop_jitter_late,
+            self.drop_jitter_overflow,
         ]
     }
 
@@ -325,6 +334,8 @@ impl LegStats {
             drop_direction: c[6],
             drop_malformed: c[7],
             drop_no_peer: c[8],
+            drop_jitter_late: c[9],
+            drop_jitter_overflow: c[10],
             learned: None,
             last_rx_ms: 0,
         }
@@ -337,6 +348,8 @@ impl LegStats {
             DropReason::Direction => self.drop_direction,
             DropReason::Malformed => self.drop_malformed,
             DropReason::NoPeer => self.drop_no_peer,
+            DropReason::JitterLate => self.drop_jitter_late,
+            DropReason::JitterOverflow => self.drop_jitter_overflow,
         }
     }
 
@@ -349,7 +362,7 @@ impl LegStats {
 }
 
 /// Counters of [`LegStats`] that sum across legs (see `LegStats::counters`).
-const LEG_STAT_COUNTERS: usize = 9;
+const LEG_STAT_COUNTERS: usize = 11;
 
 /// A worker's cumulative counters: those of the slots it has freed plus
 /// those of its slots not yet freed, so every field only grows (a
@@ -541,7 +554,9 @@ mod ctr {
     pub const DTMF_BASE_MS: usize = 29;
     /// `ssrc | valid << 32`: the SSRC the quality words describe.
     pub const Q_SSRC: usize = 30;
-    pub const COUNT: usize = 32;
+    pub const DROP_JITTER_LATE: usize = 31;
+    pub const DROP_JITTER_OVERFLOW: usize = 32;
+    pub const COUNT: usize = 40;
 }
 
 /// DTMF events kept per leg (the newest ones).
@@ -550,8 +565,8 @@ pub const DTMF_RING: usize = 16;
 const DTMF_WORDS: usize = DTMF_RING + DTMF_RING / 2;
 
 /// One leg's counters, quality statistics, DTMF ring and worker-private
-/// persisted state, written only by the owning worker. Seven cache lines:
-/// four of counters, three of the DTMF ring.
+/// persisted state, written only by the owning worker. Eight cache lines:
+/// five of counters, three of the DTMF ring.
 #[repr(C, align(64))]
 pub struct LegCounters {
     words: [AtomicU64; ctr::COUNT],
@@ -812,6 +827,8 @@ impl LegCounters {
             DropReason::Direction => ctr::DROP_DIRECTION,
             DropReason::Malformed => ctr::DROP_MALFORMED,
             DropReason::NoPeer => ctr::DROP_NO_PEER,
+            DropReason::JitterLate => ctr::DROP_JITTER_LATE,
+            DropReason::JitterOverflow => ctr::DROP_JITTER_OVERFLOW,
         };
         self.add(i, 1);
     }
@@ -1001,6 +1018,8 @@ impl LegCounters {
             drop_direction: self.get(ctr::DROP_DIRECTION),
             drop_malformed: self.get(ctr::DROP_MALFORMED),
             drop_no_peer: self.get(ctr::DROP_NO_PEER),
+            drop_jitter_late: self.get(ctr::DROP_JITTER_LATE),
+            drop_jitter_overflow: self.get(ctr::DROP_JITTER_OVERFLOW),
             learned: self.learned(false),
             last_rx_ms: self.get(ctr::LAST_RX_MS),
         }
@@ -1039,15 +1058,24 @@ pub enum DropReason {
     Malformed,
     /// The other leg has no peer address to send to yet.
     NoPeer,
+    /// Refused by the jitter buffer of the leg it was for: its position
+    /// was already played or reported lost, or it is a duplicate.
+    JitterLate,
+    /// Refused by the jitter buffer of the leg it was for: a new stream
+    /// into a full ring, or a sequence jump held on probation (RFC 3550
+    /// A.1).
+    JitterOverflow,
 }
 
 impl DropReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Source,
         DropReason::Direction,
         DropReason::Malformed,
         DropReason::NoPeer,
+        DropReason::JitterLate,
+        DropReason::JitterOverflow,
     ];
 
     /// The `reason` label value in `/metrics` and the key in `/calls`.
@@ -1057,6 +1085,8 @@ impl DropReason {
             DropReason::Direction => "direction",
             DropReason::Malformed => "malformed",
             DropReason::NoPeer => "no_peer",
+            DropReason::JitterLate => "jitter_late",
+            DropReason::JitterOverflow => "jitter_overflow",
         }
     }
 }
@@ -1680,8 +1710,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Header>() % 64, 0);
         assert_eq!(std::mem::size_of::<WorkerShared>(), 192);
         assert_eq!(std::mem::size_of::<SlotControl>(), 64);
-        assert_eq!(std::mem::size_of::<LegCounters>(), 448);
-        assert_eq!(SLOT_BYTES, 1152, "docs/ARCHITECTURE.md quotes this");
+        assert_eq!(std::mem::size_of::<LegCounters>(), 512);
+        assert_eq!(SLOT_BYTES, 1280, "docs/ARCHITECTURE.md quotes this");
     }
 
     #[test]
@@ -1785,6 +1815,10 @@ mod tests {
         c.count_rx(100, 1);
         c.count_rx(50, 2);
         c.count_drop(DropReason::Source);
+        c.count_drop(DropReason::JitterOverflow);
+        t.counters(id, 1)
+            .unwrap()
+            .count_drop(DropReason::JitterLate);
         t.counters(id, 1).unwrap().count_tx(150);
         t.set_worker_send_errors(w, 3);
         let live = t.worker_totals(w);
@@ -1792,7 +1826,9 @@ mod tests {
         assert_eq!(live.legs.rx_bytes, 150);
         assert_eq!(live.legs.tx_bytes, 150);
         assert_eq!(live.legs.drop_source, 1);
-        assert_eq!(live.drops_total(), 4);
+        assert_eq!(live.legs.drops(DropReason::JitterLate), 1);
+        assert_eq!(live.legs.drop_jitter_overflow, 1);
+        assert_eq!(live.drops_total(), 6);
         // Draining: still counted once; freed: the counters are gone from
         // the slot but not from the totals.
         t.release(id).unwrap();

@@ -937,8 +937,7 @@ impl NgCore {
                     ssrcs.set(&ssrc.to_string(), rtpengine_ssrc_entry(&q));
                 }
                 let ports = t.ports(slot, leg);
-                let errors =
-                    st.drop_source + st.drop_direction + st.drop_malformed + st.drop_no_peer;
+                let errors = st.drops_total();
                 last_packet = last_packet.max(st.last_rx_ms);
                 rtp[0] += st.rx_packets;
                 rtp[1] += st.rx_bytes;
