@@ -395,8 +395,9 @@ pub struct LegQuality {
     /// Cumulative packets lost: expected − received (RFC 3550 A.3); may be
     /// negative when duplicates arrive.
     pub lost: i64,
-    /// Fraction lost over the last reporting interval, in 1/256 units
-    /// (RFC 3550 A.3, as in an RR's `fraction lost`).
+    /// Fraction lost over the last closed reporting interval (the worker
+    /// closes one every 5 s), in 1/256 units (RFC 3550 A.3, as in an RR's
+    /// `fraction lost`); 0 until the first interval closes.
     pub fraction_lost: u8,
     /// Interarrival jitter (RFC 3550 A.8), converted from RTP timestamp
     /// units to ms with `clock_rate`.

@@ -358,7 +358,8 @@ impl RtpStats {
     }
 
     /// Closes the current loss interval (A.3): `fraction_lost` reports it
-    /// until the next interval has packets. Call it every few seconds.
+    /// until the next interval closes (an interval in which nothing was
+    /// expected leaves it as it was). Call it every few seconds.
     pub fn roll_interval(&mut self) {
         if let Some(f) = self.interval_fraction() {
             self.last_fraction = f;
@@ -452,7 +453,9 @@ impl RtpStats {
         LegQuality {
             expected: self.carry_expected + expected,
             lost: self.carry_lost + (expected as i64 - self.received as i64),
-            fraction_lost: self.interval_fraction().unwrap_or(self.last_fraction),
+            // Only a closed interval's (A.3): the running one's is a
+            // ratio of small numbers early on (1 lost of 2 reads as 50%).
+            fraction_lost: self.last_fraction,
             jitter_ms: self.jitter * 1000.0 / rate,
             duplicates: self.duplicates,
             reordered: self.reordered,
@@ -511,6 +514,7 @@ mod tests {
         let mut s = RtpStats::new();
         let t0 = Instant::now();
         feed(&mut s, t0, (1000u16..2000).filter(|q| q % 10 != 9));
+        s.roll_interval();
         let q = s.quality();
         // Counted from 1001 (1000 is probation) to 1998: 998 expected,
         // 99 missing (1009, 1019, ..., 1989; 1999 is past the highest).
@@ -652,13 +656,36 @@ mod tests {
         feed(&mut s, t0, (1000u16..1100).filter(|q| q % 4 != 3));
         // 1001..=1098 expected (98), 25 missing (1003..1099 step 4 less 1099).
         assert_eq!(s.quality().lost, 24);
-        assert_eq!(s.quality().fraction_lost, (24u64 * 256 / 98) as u8);
+        assert_eq!(s.quality().fraction_lost, 0, "no interval closed yet");
         s.roll_interval();
-        assert_eq!(s.quality().fraction_lost, 62, "kept until new packets");
+        assert_eq!(s.quality().fraction_lost, (24u64 * 256 / 98) as u8);
+        assert_eq!(s.quality().fraction_lost, 62);
         feed(&mut s, t0, 1100u16..1200);
+        assert_eq!(s.quality().fraction_lost, 62, "kept until the next closes");
+        s.roll_interval();
         // 1099 lost of 101 expected (1099..=1199): 256 / 101 = 2.
         assert_eq!(s.quality().fraction_lost, 2);
         assert_eq!(s.quality().lost, 25, "1099 is lost now");
+        s.roll_interval();
+        assert_eq!(s.quality().fraction_lost, 2, "an empty interval keeps it");
+    }
+
+    #[test]
+    fn fraction_lost_is_not_published_mid_interval() {
+        let mut s = RtpStats::new();
+        let t0 = Instant::now();
+        feed(&mut s, t0, 1000u16..1050);
+        s.roll_interval();
+        assert_eq!(s.quality().fraction_lost, 0);
+        // One lost and one received just after the interval closed: the
+        // running interval reads 1 of 2 (50%), which must not show.
+        feed(&mut s, t0, [1051u16]);
+        assert_eq!(s.quality().lost, 1);
+        assert_eq!(s.quality().fraction_lost, 0);
+        feed(&mut s, t0, 1052u16..1100);
+        s.roll_interval();
+        // 1 lost of 50 expected (1050..=1099).
+        assert_eq!(s.quality().fraction_lost, (256 / 50) as u8);
     }
 
     fn rr(lsr: u32, dlsr: u32, fraction: u8, jitter: u32) -> Vec<u8> {
