@@ -557,6 +557,9 @@ mod ctr {
     pub const Q_SSRC: usize = 30;
     pub const DROP_JITTER_LATE: usize = 31;
     pub const DROP_JITTER_OVERFLOW: usize = 32;
+    /// Seqlock of the quality words `Q_EXPECTED..=Q_MISC` (odd while the
+    /// worker writes them).
+    pub const Q_SEQ: usize = 33;
     pub const COUNT: usize = 40;
 }
 
@@ -877,8 +880,13 @@ impl LegCounters {
         }
     }
 
-    /// Publishes the leg's receiver statistics (worker only).
+    /// Publishes the leg's receiver statistics (worker only), under the
+    /// quality seqlock so that [`LegCounters::quality`] never mixes two
+    /// publications.
     pub fn set_quality(&self, q: &LegQuality) {
+        let seq = self.get(ctr::Q_SEQ);
+        self.set(ctr::Q_SEQ, seq.wrapping_add(1) | 1);
+        fence(Ordering::Release);
         self.set(ctr::Q_EXPECTED, q.expected);
         self.set(ctr::Q_LOST, q.lost as u64);
         self.set(ctr::Q_DUPLICATES, q.duplicates);
@@ -901,6 +909,7 @@ impl LegCounters {
                 | valid << 16
                 | u64::from(q.clock_rate) << 32,
         );
+        self.words[ctr::Q_SEQ].store((seq | 1).wrapping_add(1), Ordering::Release);
     }
 
     /// Records the SSRC the published statistics describe (worker only).
@@ -915,8 +924,30 @@ impl LegCounters {
         (w >> 32 & 1 == 1).then_some(w as u32)
     }
 
-    /// The leg's receiver statistics as last published.
+    /// The leg's receiver statistics as last published: one publication
+    /// whole (seqlock read; bounded retries while the worker writes, after
+    /// which the last read is returned).
     pub fn quality(&self) -> LegQuality {
+        let mut q = self.quality_words();
+        for k in 0..100_000u32 {
+            let s1 = self.words[ctr::Q_SEQ].load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                if k % 1000 == 999 {
+                    std::thread::yield_now();
+                }
+                std::hint::spin_loop();
+                continue;
+            }
+            q = self.quality_words();
+            fence(Ordering::Acquire);
+            if self.get(ctr::Q_SEQ) == s1 {
+                break;
+            }
+        }
+        q
+    }
+
+    fn quality_words(&self) -> LegQuality {
         let misc = self.get(ctr::Q_MISC);
         let valid = misc >> 16;
         let f = |i: usize| f64::from_bits(self.get(i));
@@ -1769,6 +1800,58 @@ mod tests {
         t.finish_drain(id).unwrap();
         assert_eq!(t.quality(id, 1), LegQuality::default());
         assert_eq!(t.quality(9999, 0), LegQuality::default());
+        t.unlink().unwrap();
+    }
+
+    /// A worker keeps publishing statistics whose every field derives from
+    /// one counter; a reader must never see a mix of two publications.
+    #[test]
+    fn quality_reader_never_sees_torn_statistics() {
+        let name = inst("qtorn");
+        let t = Arc::new(SlotTable::create_or_attach(&name, params(43400, 43403, 1)).unwrap());
+        let id = t.reserve().unwrap();
+        let make = |n: u64| LegQuality {
+            expected: n,
+            lost: n as i64,
+            fraction_lost: n as u8,
+            jitter_ms: n as f64,
+            duplicates: n,
+            reordered: n,
+            rtt_ms: Some(n as f64),
+            peer_fraction_lost: Some(n as u8),
+            peer_jitter_ms: Some(n as f64),
+            mos: Some(n as f64),
+            clock_rate: n as u32,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = t.counters(id, 0).unwrap();
+                let mut n = 1u64;
+                while !stop.load(Ordering::Relaxed) && n < 5_000_000 {
+                    c.set_quality(&make(n));
+                    n += 1;
+                    // A worker publishes every 100 ms, not back to back:
+                    // leave readers a window.
+                    for _ in 0..50 {
+                        std::hint::spin_loop();
+                    }
+                }
+                n
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let mut reads = 0u64;
+        while std::time::Instant::now() < deadline && reads < 5_000_000 {
+            let q = t.quality(id, 0);
+            if q.expected != 0 {
+                assert_eq!(q, make(q.expected), "torn read");
+            }
+            reads += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 1 && reads > 1);
         t.unlink().unwrap();
     }
 
