@@ -1380,6 +1380,7 @@ fn rtp_info(pkt: &[u8]) -> Option<PacketInfo> {
         ssrc: p.ssrc(),
         marker: p.marker(),
         payload_type: p.payload_type() & 0x7f,
+        is_event: false,
     })
 }
 
@@ -1407,9 +1408,10 @@ fn buffer_packet(
     let Some(Some(st)) = stores.get_mut(usize::from(lj.store)) else {
         return Buffered::Bypass;
     };
-    let Some(info) = rtp_info(pkt) else {
+    let Some(mut info) = rtp_info(pkt) else {
         return Buffered::Bypass;
     };
+    info.is_event = lj.source.1 == Some(info.payload_type);
     if pkt.len() > st.entry {
         return Buffered::Bypass;
     }

@@ -39,6 +39,10 @@
 //!   continues after it. A jump beyond `MAX_DROPOUT`, or further back than
 //!   `MAX_MISORDER`, is held on probation (RFC 3550 A.1): the packet is
 //!   refused, and the next packet in sequence after it confirms a restart.
+//! - **Telephone events** ([`PacketInfo::is_event`]) keep their sequence
+//!   position but take no part in timing: they would otherwise inflate the
+//!   jitter and, due long before their arrival, pull every buffered packet
+//!   ahead of them out at once.
 //! - **Adaptive mode.** The target delay follows the measured interarrival
 //!   jitter `J` (RFC 3550 A.8, computed here in nanoseconds):
 //!   `target = clamp(3 × J, min_ms, max_ms)`. For a delay spread uniformly
@@ -79,6 +83,13 @@ pub struct PacketInfo {
     pub marker: bool,
     /// Payload type (7 bits), which selects the clock rate.
     pub payload_type: u8,
+    /// An RFC 4733 telephone-event packet (the caller knows the
+    /// negotiated type). Every packet of an event repeats the event's
+    /// start timestamp (§2.3.5) and the first carries the marker bit
+    /// (§2.5.1.1), so events say nothing about timing: they leave the
+    /// playout base, the jitter and the adaptive target alone, and are
+    /// due at arrival + target, never before the packet ahead of them.
+    pub is_event: bool,
 }
 
 /// How a buffer plays out.
@@ -488,8 +499,10 @@ impl<T> JitterBuffer<T> {
                         return PushOutcome::Duplicate(item);
                     }
                     // A late packet is what the adaptive target must learn
-                    // from.
-                    self.observe(hdr, now, false);
+                    // from (an event's timestamp says nothing).
+                    if !hdr.is_event {
+                        self.observe(hdr, now, false);
+                    }
                     self.counters.late += 1;
                     return PushOutcome::TooLate(item);
                 }
@@ -522,8 +535,12 @@ impl<T> JitterBuffer<T> {
                 return PushOutcome::Duplicate(item);
             }
         }
-        let ts_ns = self.observe(hdr, now, !new_stream && pos > self.highest);
-        let deadline = self.due(ts_ns, now);
+        let deadline = if hdr.is_event {
+            self.event_due(pos, now)
+        } else {
+            let ts_ns = self.observe(hdr, now, !new_stream && pos > self.highest);
+            self.due(ts_ns, now)
+        };
         let deadline = self.keep_order(pos, deadline);
         self.ring[i] = Entry::Full {
             pos,
@@ -573,6 +590,29 @@ impl<T> JitterBuffer<T> {
         }
         self.last_transit = Some(transit);
         ts_ns
+    }
+
+    /// The playout time of a telephone event at position `pos` that arrived
+    /// at `now`: arrival + target, but not before the held packet ahead of
+    /// it (so nothing buffered is pulled forward), and never past
+    /// arrival + `max_ms`.
+    fn event_due(&self, pos: u64, now: Instant) -> Instant {
+        let cap = now.checked_add(ms(self.cfg.max_ms)).unwrap_or(now);
+        let mut due = now.checked_add(self.target).unwrap_or(cap);
+        for p in (self.next..pos).rev() {
+            if let Entry::Full {
+                pos: q,
+                deadline: d,
+                ..
+            } = &self.ring[self.idx(p)]
+            {
+                if *q == p {
+                    due = due.max(*d);
+                    break;
+                }
+            }
+        }
+        due.min(cap)
     }
 
     /// The playout time of a packet with timestamp `ts_ns` (from
@@ -699,6 +739,7 @@ mod tests {
             ssrc: SSRC,
             marker: false,
             payload_type: 0,
+            is_event: false,
         }
     }
 
@@ -1079,6 +1120,59 @@ mod tests {
             while jb.poll(at(t0, 20 * u64::from(s) + 1000)).is_some() {}
         }
         assert_eq!(jb.target_delay(), Duration::from_millis(150));
+    }
+
+    /// A key press in the middle of audio: six event packets repeating the
+    /// event's start timestamp (the first with the marker bit). Before
+    /// events were told apart, the later ones were due long before they
+    /// arrived and flushed the audio ahead of them, and inflated the jitter.
+    #[test]
+    fn telephone_events_take_no_part_in_timing() {
+        for adaptive in [false, true] {
+            let t0 = Instant::now();
+            let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
+                target_ms: 60,
+                min_ms: 60,
+                max_ms: 200,
+                adaptive,
+                ..JitterConfig::default()
+            })
+            .unwrap();
+            let mut out = Vec::new();
+            let mut t = 0;
+            for s in 0..30u32 {
+                let when = 20 * u64::from(s);
+                out.extend(run(&mut jb, t0, t, when));
+                t = when + 1;
+                let event = (10..16).contains(&s);
+                let h = PacketInfo {
+                    is_event: event,
+                    marker: s == 10,
+                    payload_type: if event { 101 } else { 0 },
+                    ..hdr(1000 + s as u16, if event { 1600 } else { 160 * s })
+                };
+                assert_eq!(jb.push(h, s, at(t0, when)), PushOutcome::Accepted);
+                out.extend(run(&mut jb, t0, when, when));
+            }
+            out.extend(run(&mut jb, t0, t, t + 500));
+            assert_eq!(items(&out), (0..30).collect::<Vec<_>>());
+            for (at_ms, p) in &out {
+                if let Playout::Packet(s) = p {
+                    assert_eq!(
+                        *at_ms,
+                        20 * u64::from(*s) + 60,
+                        "packet {s}, adaptive {adaptive}"
+                    );
+                }
+            }
+            assert_eq!(jb.jitter(), Duration::ZERO, "adaptive {adaptive}");
+            assert_eq!(jb.target_delay(), Duration::from_millis(60));
+            assert_eq!(
+                jb.counters().resyncs,
+                0,
+                "an event's marker is no talkspurt"
+            );
+        }
     }
 
     #[test]
