@@ -724,7 +724,7 @@ impl Worker {
                     if event {
                         if let Ok(p) = RtpPacket::new_checked(&*pkt) {
                             // Malformed events are counted by the detector.
-                            let _ = q.dtmf[leg].on_packet(h.timestamp, p.payload(), now);
+                            let _ = q.dtmf[leg].on_packet(h.ssrc, h.timestamp, p.payload(), now);
                         }
                         while let Some(ev) = q.dtmf[leg].poll() {
                             c_in.push_dtmf(&ev);

@@ -22,8 +22,11 @@
 //!
 //! Every packet of one event carries the same RTP timestamp, and the end
 //! packet is sent three times (§2.5.1.4), so events are keyed by RTP
-//! timestamp: an event is reported once, at its first end packet, and
-//! repeats of that end (or late packets of it) are ignored. When all of an
+//! timestamp: an event is reported once, at its first end packet, and a
+//! packet whose timestamp is not newer (modulo 2^32) than the last
+//! reported event's is ignored, be it a repeat of that end or a late
+//! repeat of an older one. A new SSRC starts afresh (its timestamps are
+//! unrelated), reporting the old source's unended event first. When all of an
 //! event's end packets are lost, it is reported when the next event (a
 //! new timestamp) starts, or on [`DtmfDetector::flush`], with the longest
 //! duration seen. Events other than 0–15 (flash, tones) are ignored.
@@ -85,8 +88,11 @@ struct Current {
 pub struct DtmfDetector {
     /// The event in progress (not ended yet).
     current: Option<Current>,
-    /// RTP timestamp of the last event reported, for its repeated ends.
+    /// RTP timestamp of the last event reported: packets not newer are
+    /// repeats or late.
     last_reported: Option<u32>,
+    /// The SSRC the timestamps belong to.
+    ssrc: Option<u32>,
     /// Reported events not yet taken with `poll`: at most two per packet
     /// (a lost end, and a one-packet event).
     pending: [Option<DtmfEvent>; 2],
@@ -104,15 +110,16 @@ impl DtmfDetector {
         self.counters
     }
 
-    /// Feeds one telephone-event packet: its RTP timestamp and payload
-    /// (after the RTP header, extension and CSRCs), seen at `at_ms` (Unix
-    /// time, ms, copied into the events it completes). Completed key
+    /// Feeds one telephone-event packet: its SSRC, RTP timestamp and
+    /// payload (after the RTP header, extension and CSRCs), seen at `at_ms`
+    /// (Unix time, ms, copied into the events it completes). Completed key
     /// presses are then taken with [`Self::poll`].
     ///
     /// Errors: [`DtmfError::Truncated`] (counted; the detector's state is
     /// unchanged).
     pub fn on_packet(
         &mut self,
+        ssrc: u32,
         rtp_timestamp: u32,
         payload: &[u8],
         at_ms: u64,
@@ -128,10 +135,22 @@ impl DtmfDetector {
             self.counters.ignored += 1;
             return Ok(());
         }
-        if self.last_reported == Some(rtp_timestamp) {
-            return Ok(()); // a repeated end, or a late packet of it
+        if self.ssrc != Some(ssrc) {
+            if self.ssrc.is_some() {
+                self.flush(at_ms);
+                self.last_reported = None;
+            }
+            self.ssrc = Some(ssrc);
+        }
+        let newer = |than: u32| (rtp_timestamp.wrapping_sub(than) as i32) > 0;
+        if self.last_reported.is_some_and(|last| !newer(last)) {
+            return Ok(()); // a repeated end, or a late packet of it or older
         }
         match self.current {
+            Some(c) if c.ts != rtp_timestamp && !newer(c.ts) => {
+                // Older than the event in progress: a late straggler.
+                return Ok(());
+            }
             Some(c) if c.ts == rtp_timestamp => {
                 let c = Current {
                     duration: c.duration.max(duration),
@@ -208,6 +227,8 @@ impl DtmfDetector {
 mod tests {
     use super::*;
 
+    const SSRC: u32 = 0x5eed_0001;
+
     fn pkt(event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
         let d = duration.to_be_bytes();
         [event, u8::from(end) << 7 | volume, d[0], d[1]]
@@ -238,7 +259,7 @@ mod tests {
         let mut d = DtmfDetector::new();
         let mut got = Vec::new();
         for (i, (ts, p)) in SIPP_1.iter().enumerate() {
-            d.on_packet(*ts, p, 1000 + i as u64).unwrap();
+            d.on_packet(SSRC, *ts, p, 1000 + i as u64).unwrap();
             got.extend(all(&mut d));
         }
         d.flush(5000);
@@ -283,7 +304,7 @@ mod tests {
             }
             packets += 1;
             let ts = u32::from_be_bytes(rtp[4..8].try_into().unwrap());
-            d.on_packet(ts, &rtp[12..], 0).unwrap();
+            d.on_packet(SSRC, ts, &rtp[12..], 0).unwrap();
         }
         d.flush(0);
         let got = all(&mut d);
@@ -296,16 +317,16 @@ mod tests {
     fn lost_end_reported_when_the_next_event_starts() {
         let mut d = DtmfDetector::new();
         // '5' at ts 1000: start and one update, all three ends lost.
-        d.on_packet(1000, &pkt(5, false, 10, 0), 1).unwrap();
-        d.on_packet(1000, &pkt(5, false, 10, 320), 2).unwrap();
+        d.on_packet(SSRC, 1000, &pkt(5, false, 10, 0), 1).unwrap();
+        d.on_packet(SSRC, 1000, &pkt(5, false, 10, 320), 2).unwrap();
         assert_eq!(d.poll(), None);
         // '#' at ts 5000: its start reports '5'.
-        d.on_packet(5000, &pkt(11, false, 10, 0), 3).unwrap();
+        d.on_packet(SSRC, 5000, &pkt(11, false, 10, 0), 3).unwrap();
         let e = d.poll().unwrap();
         assert_eq!((e.digit, e.duration, e.rtp_timestamp), ('5', 320, 1000));
         assert_eq!(d.poll(), None);
         for _ in 0..3 {
-            d.on_packet(5000, &pkt(11, true, 10, 800), 4).unwrap();
+            d.on_packet(SSRC, 5000, &pkt(11, true, 10, 800), 4).unwrap();
         }
         let e = d.poll().unwrap();
         assert_eq!((e.digit, e.duration, e.rtp_timestamp), ('#', 800, 5000));
@@ -317,8 +338,8 @@ mod tests {
     #[test]
     fn one_packet_event_after_a_lost_end_gives_both() {
         let mut d = DtmfDetector::new();
-        d.on_packet(100, &pkt(12, false, 0, 160), 1).unwrap();
-        d.on_packet(900, &pkt(15, true, 0, 400), 2).unwrap();
+        d.on_packet(SSRC, 100, &pkt(12, false, 0, 160), 1).unwrap();
+        d.on_packet(SSRC, 900, &pkt(15, true, 0, 400), 2).unwrap();
         let got: Vec<char> = all(&mut d).iter().map(|e| e.digit).collect();
         assert_eq!(got, vec!['A', 'D']);
     }
@@ -326,7 +347,7 @@ mod tests {
     #[test]
     fn flush_reports_an_unended_event() {
         let mut d = DtmfDetector::new();
-        d.on_packet(7, &pkt(10, false, 0, 480), 1).unwrap();
+        d.on_packet(SSRC, 7, &pkt(10, false, 0, 480), 1).unwrap();
         d.flush(9);
         let e = d.poll().unwrap();
         assert_eq!((e.digit, e.at_ms), ('*', 9));
@@ -338,24 +359,89 @@ mod tests {
     fn malformed_and_non_dtmf_payloads() {
         let mut d = DtmfDetector::new();
         assert_eq!(
-            d.on_packet(1, &[1, 0x80, 0], 0),
+            d.on_packet(SSRC, 1, &[1, 0x80, 0], 0),
             Err(DtmfError::Truncated { len: 3 })
         );
-        assert_eq!(d.on_packet(1, &[], 0), Err(DtmfError::Truncated { len: 0 }));
+        assert_eq!(
+            d.on_packet(SSRC, 1, &[], 0),
+            Err(DtmfError::Truncated { len: 0 })
+        );
         // Flash (16) is not a key.
-        d.on_packet(2, &pkt(16, true, 0, 800), 0).unwrap();
+        d.on_packet(SSRC, 2, &pkt(16, true, 0, 800), 0).unwrap();
         assert_eq!(d.poll(), None);
         let c = d.counters();
         assert_eq!((c.errors, c.ignored, c.events), (2, 1, 0));
     }
 
+    /// Feeds `(ssrc, ts, payload)` packets, polling after each as the
+    /// worker does; returns the digits reported.
+    fn digits(d: &mut DtmfDetector, pkts: &[(u32, u32, [u8; 4])]) -> String {
+        let mut got = String::new();
+        for (k, (ssrc, ts, p)) in pkts.iter().enumerate() {
+            d.on_packet(*ssrc, *ts, p, k as u64).unwrap();
+            got.extend(all(d).iter().map(|e| e.digit));
+        }
+        got
+    }
+
+    /// Digits 4 then 7; a late repeat of 4's end arrives after 7 was
+    /// reported. Keeping only the last timestamp reported 4 again.
+    #[test]
+    fn late_repeat_of_an_older_end_is_ignored() {
+        let mut d = DtmfDetector::new();
+        let got = digits(
+            &mut d,
+            &[
+                (SSRC, 1000, pkt(4, true, 0, 800)),
+                (SSRC, 3000, pkt(7, false, 0, 160)),
+                (SSRC, 3000, pkt(7, true, 0, 800)),
+                (SSRC, 1000, pkt(4, true, 0, 800)),
+                (SSRC, 1000, pkt(4, false, 0, 320)),
+            ],
+        );
+        d.flush(6);
+        assert_eq!(got + &digits(&mut d, &[]), "47");
+        assert_eq!(d.poll(), None);
+        assert_eq!(d.counters().events, 2);
+        // Across the 2^32 wrap, newer is modulo 2^32.
+        let mut d = DtmfDetector::new();
+        let got = digits(
+            &mut d,
+            &[
+                (SSRC, u32::MAX - 100, pkt(1, true, 0, 800)),
+                (SSRC, 60, pkt(2, true, 0, 800)),
+                (SSRC, u32::MAX - 100, pkt(1, true, 0, 800)),
+            ],
+        );
+        assert_eq!(got, "12");
+    }
+
+    /// A new SSRC may start its timestamps anywhere, even below the old
+    /// source's last event: it is not taken for a late repeat.
+    #[test]
+    fn ssrc_change_resets_the_dedupe() {
+        let mut d = DtmfDetector::new();
+        let got = digits(
+            &mut d,
+            &[
+                (SSRC, 90_000, pkt(9, true, 0, 800)),
+                (SSRC, 95_000, pkt(8, false, 0, 160)),
+                // New source: 8 (never ended) is reported, then the new key.
+                (SSRC + 1, 500, pkt(5, true, 0, 800)),
+                (SSRC + 1, 500, pkt(5, true, 0, 800)),
+            ],
+        );
+        assert_eq!(got, "985");
+        assert_eq!(d.counters().ends_lost, 1);
+    }
+
     #[test]
     fn late_packet_of_a_reported_event_is_ignored() {
         let mut d = DtmfDetector::new();
-        d.on_packet(50, &pkt(3, true, 0, 800), 0).unwrap();
+        d.on_packet(SSRC, 50, &pkt(3, true, 0, 800), 0).unwrap();
         assert_eq!(d.poll().map(|e| e.digit), Some('3'));
-        d.on_packet(50, &pkt(3, false, 0, 640), 0).unwrap();
-        d.on_packet(50, &pkt(3, true, 0, 800), 0).unwrap();
+        d.on_packet(SSRC, 50, &pkt(3, false, 0, 640), 0).unwrap();
+        d.on_packet(SSRC, 50, &pkt(3, true, 0, 800), 0).unwrap();
         d.flush(0);
         assert_eq!(d.poll(), None);
         assert_eq!(d.counters().events, 1);
