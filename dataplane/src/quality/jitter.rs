@@ -67,6 +67,11 @@ pub const MAX_MISORDER: u64 = 100;
 const BASE_WINDOW: Duration = Duration::from_secs(2);
 /// Adaptive mode: the target delay is this many times the RFC 3550 jitter.
 pub const ADAPTIVE_FACTOR: u32 = 3;
+/// A timestamp step larger than this (in seconds of the stream's clock)
+/// between consecutive packets restarts the timing reference instead of
+/// extending it: no sender jumps that far, and unbounded steps would
+/// overflow the extended timestamp.
+pub const MAX_TS_STEP_SECS: u32 = 60;
 /// The largest ring the buffer accepts, in packets.
 pub const MAX_CAPACITY: usize = 4096;
 
@@ -444,17 +449,23 @@ impl<T> JitterBuffer<T> {
         self.stream_first = pos;
         self.bad_seq = None;
         if timing {
-            self.epoch = now;
-            self.last_ts = hdr.timestamp;
-            self.last_ts_ext = 0;
-            self.last_transit = None;
+            self.restart_timing(hdr.timestamp, now);
             self.jitter_ns = 0.0;
             self.target = ms(self.cfg.target_ms);
-            self.window_start = now;
-            self.base_cur = i64::MAX;
-            self.base_prev = i64::MAX;
         }
         pos
+    }
+
+    /// Takes timestamp `ts` arriving at `now` as the new timing reference:
+    /// the playout base is learned afresh from here.
+    fn restart_timing(&mut self, ts: u32, now: Instant) {
+        self.epoch = now;
+        self.last_ts = ts;
+        self.last_ts_ext = 0;
+        self.last_transit = None;
+        self.window_start = now;
+        self.base_cur = i64::MAX;
+        self.base_prev = i64::MAX;
     }
 
     /// Buffers one packet that arrived at `now`: `hdr` from its RTP header,
@@ -556,16 +567,28 @@ impl<T> JitterBuffer<T> {
     /// target) with a packet of the current stream, kept or too late, and
     /// returns its timestamp in ns since `epoch`.
     fn observe(&mut self, hdr: PacketInfo, now: Instant, may_resync: bool) -> i64 {
-        let ts_ext = self.last_ts_ext + i64::from(hdr.timestamp.wrapping_sub(self.last_ts) as i32);
+        let step = i64::from(hdr.timestamp.wrapping_sub(self.last_ts) as i32);
+        let clock = i64::from(self.clock_rate.max(1));
+        if step.unsigned_abs() > u64::from(MAX_TS_STEP_SECS) * clock as u64 {
+            // Not a timestamp this stream's clock could have reached: a
+            // sender restart or garbage. Start the reference again rather
+            // than let the extended timestamp run away.
+            self.restart_timing(hdr.timestamp, now);
+        }
+        let ts_ext = self
+            .last_ts_ext
+            .saturating_add(i64::from(hdr.timestamp.wrapping_sub(self.last_ts) as i32));
         self.last_ts = hdr.timestamp;
         self.last_ts_ext = ts_ext;
-        // Whole seconds and the remainder apart, so that i64 never
-        // overflows (a remainder below 2^32 times 10^9 fits).
-        let clock = i64::from(self.clock_rate);
-        let ts_ns = ts_ext.div_euclid(clock) * 1_000_000_000
-            + ts_ext.rem_euclid(clock) * 1_000_000_000 / clock;
-        let arrival_ns = now.saturating_duration_since(self.epoch).as_nanos() as i64;
-        let transit = arrival_ns - ts_ns;
+        // Whole seconds and the remainder apart (a remainder below 2^32
+        // times 10^9 fits), saturating for a stream older than centuries.
+        let ts_ns = ts_ext
+            .div_euclid(clock)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts_ext.rem_euclid(clock) * 1_000_000_000 / clock);
+        let arrival_ns =
+            i64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(i64::MAX);
+        let transit = arrival_ns.saturating_sub(ts_ns);
         if hdr.marker && may_resync {
             self.counters.resyncs += 1;
             self.base_cur = transit;
@@ -581,7 +604,7 @@ impl<T> JitterBuffer<T> {
         }
         if let Some(prev) = self.last_transit {
             // RFC 3550 A.8: J += (|D| - J) / 16.
-            let d = (transit - prev).unsigned_abs() as f64;
+            let d = transit.saturating_sub(prev).unsigned_abs() as f64;
             self.jitter_ns += (d - self.jitter_ns) / 16.0;
             if self.cfg.adaptive {
                 let t = Duration::from_nanos((self.jitter_ns * f64::from(ADAPTIVE_FACTOR)) as u64);
@@ -1173,6 +1196,39 @@ mod tests {
                 "an event's marker is no talkspurt"
             );
         }
+    }
+
+    /// Timestamps stepping by about 2^31 per packet (garbage, or a hostile
+    /// sender) with contiguous sequence numbers: the extended timestamp
+    /// grew by 2^31 a packet and overflowed i64 (a panic in debug builds)
+    /// after some 34,000 packets. Each step past 60 s of clock restarts
+    /// the timing reference, so every packet is played at arrival + target.
+    #[test]
+    fn huge_timestamp_steps_never_overflow() {
+        let t0 = Instant::now();
+        let mut jb = fixed(40, 200);
+        let mut ts = 0u32;
+        for k in 0..40_000u32 {
+            let now = at(t0, 20 * u64::from(k));
+            ts = ts.wrapping_add(if k % 3 == 0 { 0x8000_0000 } else { 0x7fff_ffff });
+            let h = PacketInfo {
+                marker: k % 7 == 0,
+                ..hdr(k as u16, ts)
+            };
+            assert_eq!(jb.push(h, k, now), PushOutcome::Accepted, "packet {k}");
+            let due = jb.next_deadline().expect("held");
+            assert_eq!(due, at(t0, 20 * u64::from(k) + 40), "packet {k}");
+            assert_eq!(jb.poll(due), Some(Playout::Packet(k)));
+        }
+        assert_eq!(jb.counters().played, 40_000);
+        // A sane step after them is measured again.
+        let mut jb = fixed(40, 200);
+        jb.push(hdr(1, 0), 0, t0);
+        jb.push(hdr(2, 0x7fff_0000), 1, at(t0, 20));
+        jb.push(hdr(3, 0x7fff_0000 + 160), 2, at(t0, 40));
+        assert_eq!(jb.poll(at(t0, 80)), Some(Playout::Packet(0)));
+        assert_eq!(jb.poll(at(t0, 100)), Some(Playout::Packet(1)));
+        assert_eq!(jb.next_deadline(), Some(at(t0, 80)));
     }
 
     #[test]
