@@ -92,7 +92,7 @@ struct WheelEntry {
 /// a vector sorted by contact), so listings come out in (AOR, contact)
 /// order without sorting and a user's AORs (`user@...`) are one range.
 /// Expiry goes through a hashed timing wheel of one-second slots
-/// ([`WHEEL_SLOTS`] of them): a binding expiring at second `s` waits in
+/// (4096 of them): a binding expiring at second `s` waits in
 /// slot `s % WHEEL_SLOTS`, and [`LocationService::purge`] visits only the
 /// slots of the seconds that passed since the last purge (all of them at
 /// most once), so its cost is in the bindings due, not in the bindings
