@@ -123,6 +123,10 @@ const JSTORE_ENTRY_VIDEO: usize = BUF_SIZE as usize;
 pub const PLAYOUT_SLACK: Duration = Duration::from_millis(1);
 /// Store entries beyond the buffer's ring, for packets being sent.
 const JSTORE_SPARE: usize = 32;
+/// Jitter stores a worker can name: a store id is 16 bits of a send's
+/// user_data. A leg asking for a buffer past this is forwarded straight
+/// through (and counted) rather than let an id wrap onto a live store.
+pub const MAX_JSTORES: usize = 1 << 16;
 
 #[inline]
 fn jsend_ud(store: u16, entry: u16) -> u64 {
@@ -373,6 +377,8 @@ pub struct Worker {
     /// Jitter stores by id; `None` is a free id (listed in `jstore_free`).
     jstores: Vec<Option<JStore>>,
     jstore_free: Vec<u16>,
+    /// Legs refused a jitter buffer for want of a store id.
+    jitter_refused: u64,
     /// Slot indices with a jitter buffer on either leg.
     jit_slots: Vec<u32>,
     /// The loop iteration's monotonic clock.
@@ -468,6 +474,7 @@ impl Worker {
             bind_failures: 0,
             jstores: Vec::new(),
             jstore_free: Vec::new(),
+            jitter_refused: 0,
             jit_slots: Vec::new(),
             inow: Instant::now(),
             last_roll_ms: 0,
@@ -932,7 +939,22 @@ impl Worker {
                         } else {
                             JSTORE_ENTRY_AUDIO
                         };
-                        let store = self.alloc_store(entries, size);
+                        let st = JStore::new(entries, size);
+                        let Some(store) =
+                            alloc_store(&mut self.jstores, &mut self.jstore_free, st, MAX_JSTORES)
+                        else {
+                            self.jitter_refused += 1;
+                            self.table
+                                .set_worker_jitter_refused(self.index, self.jitter_refused);
+                            warn!(
+                                worker = self.index,
+                                slot = id,
+                                call_id = %self.slots[idx].call_id,
+                                leg,
+                                "jitter buffer not started: all {MAX_JSTORES} store ids in use; forwarding straight through"
+                            );
+                            continue;
+                        };
                         self.slots[idx].jit[leg] = Some(LegJitter {
                             jb,
                             store,
@@ -967,20 +989,6 @@ impl Worker {
                 self.jit_slots.swap_remove(p);
             }
             _ => {}
-        }
-    }
-
-    fn alloc_store(&mut self, entries: usize, entry: usize) -> u16 {
-        let st = JStore::new(entries, entry);
-        match self.jstore_free.pop() {
-            Some(i) => {
-                self.jstores[usize::from(i)] = Some(st);
-                i
-            }
-            None => {
-                self.jstores.push(Some(st));
-                (self.jstores.len() - 1) as u16
-            }
         }
     }
 
@@ -1384,6 +1392,27 @@ fn rtp_info(pkt: &[u8]) -> Option<PacketInfo> {
     })
 }
 
+/// Puts `st` under a free store id (a retired one first); `None` when all
+/// `limit` ids (at most [`MAX_JSTORES`]) are taken, so an id never wraps
+/// onto a live store.
+fn alloc_store(
+    stores: &mut Vec<Option<JStore>>,
+    free: &mut Vec<u16>,
+    st: JStore,
+    limit: usize,
+) -> Option<u16> {
+    if let Some(i) = free.pop() {
+        stores[usize::from(i)] = Some(st);
+        return Some(i);
+    }
+    let id = u16::try_from(stores.len()).ok()?;
+    if stores.len() >= limit.min(MAX_JSTORES) {
+        return None;
+    }
+    stores.push(Some(st));
+    Some(id)
+}
+
 /// What became of a packet offered to a jitter buffer.
 enum Buffered {
     /// Copied into the store and held for playout.
@@ -1553,6 +1582,33 @@ mod tests {
         assert_eq!(s as u16, 4095);
         assert_eq!(sock_index(1, true), 3);
         assert_eq!(sock_index(0, false), 0);
+    }
+
+    #[test]
+    fn store_ids_run_out_instead_of_wrapping() {
+        let (mut stores, mut free) = (Vec::new(), Vec::new());
+        let st = || JStore::new(2, 16);
+        let ids: Vec<_> = (0..3)
+            .map(|_| alloc_store(&mut stores, &mut free, st(), 3))
+            .collect();
+        assert_eq!(ids, [Some(0), Some(1), Some(2)]);
+        assert_eq!(alloc_store(&mut stores, &mut free, st(), 3), None);
+        // A retired id is handed out again.
+        stores[1] = None;
+        free.push(1);
+        assert_eq!(alloc_store(&mut stores, &mut free, st(), 3), Some(1));
+        assert_eq!(alloc_store(&mut stores, &mut free, st(), 3), None);
+        // The real limit: ids are 16 bits, so 65536 of them and no more.
+        let mut stores: Vec<Option<JStore>> = (0..MAX_JSTORES).map(|_| None).collect();
+        assert_eq!(
+            alloc_store(&mut stores, &mut Vec::new(), st(), usize::MAX),
+            None
+        );
+        stores.pop();
+        assert_eq!(
+            alloc_store(&mut stores, &mut Vec::new(), st(), usize::MAX),
+            Some(u16::MAX)
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   (`SlotTable::worker_totals`), so they never go back when a call ends.
 //!   The drops of all reasons add up to
 //!   `tern_worker_dropped_packets_total`.
+//!   `tern_worker_jitter_buffers_refused_total{worker}`: legs forwarded
+//!   without the jitter buffer they asked for (store ids exhausted).
 //! - `tern_slots{state}`, `tern_slots_capacity`,
 //!   `tern_slots_reserved_total`.
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
@@ -82,6 +84,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     let tx_b: Family<Labels, Counter> = Family::default();
     let rtcp: Family<Labels, Counter> = Family::default();
     let drops: Family<Labels, Counter> = Family::default();
+    let jrefused: Family<Labels, Counter> = Family::default();
     let loss = Histogram::new(LOSS_BUCKETS);
     let jitter = Histogram::new(JITTER_BUCKETS);
     let mos = Histogram::new(MOS_BUCKETS);
@@ -94,6 +97,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         fwd.get_or_create(&wl).inc_by(f);
         dropped.get_or_create(&wl).inc_by(d);
         let tot = t.worker_totals(w);
+        jrefused.get_or_create(&wl).inc_by(tot.jitter_refused);
         let s = &tot.legs;
         for (fam, v) in [&rx_p, &tx_p, &rx_b, &tx_b, &rtcp].into_iter().zip([
             s.rx_packets,
@@ -173,6 +177,12 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         "tern_worker_drops",
         "Packets the worker dropped, by reason (they add up to tern_worker_dropped_packets_total)",
         drops,
+    );
+
+    reg.register(
+        "tern_worker_jitter_buffers_refused",
+        "Legs whose jitter buffer could not start (store ids exhausted); forwarded unbuffered",
+        jrefused,
     );
 
     let slots: Family<Labels, Gauge> = Family::default();

@@ -373,6 +373,9 @@ pub struct WorkerTotals {
     pub legs: LegStats,
     /// Sends the kernel failed (packets, not attributed to a slot).
     pub send_errors: u64,
+    /// Legs whose jitter buffer the worker could not start (all its store
+    /// ids in use): their packets are forwarded straight through.
+    pub jitter_refused: u64,
 }
 
 impl WorkerTotals {
@@ -487,6 +490,8 @@ mod ret {
     pub const SEQ: usize = 0;
     /// Then the [`super::LegStats`] counters, in `LegStats::COUNTERS` order.
     pub const FIRST: usize = 1;
+    /// Legs refused a jitter buffer (forwarded straight through).
+    pub const JITTER_REFUSED: usize = 14;
     /// Sends that failed (not attributable to a slot).
     pub const SEND_ERRORS: usize = 15;
     pub const COUNT: usize = 16;
@@ -1643,6 +1648,11 @@ impl SlotTable {
         ws.dropped.store(dropped, Ordering::Relaxed);
     }
 
+    /// Worker side: legs refused a jitter buffer so far (a total).
+    pub fn set_worker_jitter_refused(&self, w: u32, n: u64) {
+        self.worker(w).retired.words[ret::JITTER_REFUSED].store(n, Ordering::Relaxed);
+    }
+
     /// Worker side: the number of sends that failed so far (a total).
     pub fn set_worker_send_errors(&self, w: u32, n: u64) {
         self.worker(w).retired.words[ret::SEND_ERRORS].store(n, Ordering::Relaxed);
@@ -1679,6 +1689,7 @@ impl SlotTable {
             out = WorkerTotals {
                 legs: LegStats::from_counters(&acc),
                 send_errors: r[ret::SEND_ERRORS].load(Ordering::Relaxed),
+                jitter_refused: r[ret::JITTER_REFUSED].load(Ordering::Relaxed),
             };
             fence(Ordering::Acquire);
             if r[ret::SEQ].load(Ordering::Relaxed) == s1 {
