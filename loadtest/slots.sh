@@ -19,7 +19,8 @@
 #   SLOTS=4900 PORT_LO=40000 loadtest/slots.sh   # the most a 20,000 fd limit allows
 #
 # Env: SLOTS (1500), PORT_LO (9000), PPS_PER_CALL (5), DURATION (5),
-# RUNS (3), GEN_CPU (0), RELAY_CPU (1), NG_PORT (22364), MEDIA_IP
+# RUNS (3), GEN_CPU (0), RELAY_CPU (1), NG_PORT (22364), HTTP_PORT
+# (22368), MEDIA_IP
 # (127.0.0.2: the relay's media address), GEN_IP (127.0.0.1: the
 # generator's), OUT (results directory, target/slots-<time>).
 #
@@ -42,6 +43,9 @@ RUNS=${RUNS:-3}
 GEN_CPU=${GEN_CPU:-0}
 RELAY_CPU=${RELAY_CPU:-1}
 NG_PORT=${NG_PORT:-22364}
+# tern's HTTP API: its forwarded/dropped counters after each run tell
+# the relay's losses from the generator's.
+HTTP_PORT=${HTTP_PORT:-22368}
 # The relay's media sockets live on another loopback address than
 # everything else on the machine (which binds 127.0.0.1 or the wildcard
 # address): ephemeral ports others hold on 127.0.0.1, the generator's
@@ -74,7 +78,7 @@ trap stop_relay EXIT
 
 for run in $(seq 1 "$RUNS"); do
   RUST_LOG=warn taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
-    --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" --http off \
+    --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" --http "127.0.0.1:$HTTP_PORT" \
     --media-ip "$MEDIA_IP" --instance "$inst" --timeout 0 >"$OUT/tern-$run.log" 2>&1 &
   relay_pid=$!
   sleep 1.5
@@ -96,6 +100,10 @@ for run in $(seq 1 "$RUNS"); do
       >"$OUT/run-$run.json"; then
     echo "$table" >"$OUT/run-$run.table"
     echo "$errs0 $(udp_errs)" >"$OUT/run-$run.udperrs"
+    curl -s "http://127.0.0.1:$HTTP_PORT/metrics" |
+      awk '/^tern_worker_(forwarded|dropped)_packets_total/ { split($1, k, "{"); v[k[1]] += $2 }
+           END { print v["tern_worker_forwarded_packets_total"] + 0, v["tern_worker_dropped_packets_total"] + 0 }' \
+      >"$OUT/run-$run.relay" || true
   else
     echo "  failed; see $OUT/run-$run.json and $OUT/tern-$run.log" >&2
   fi
@@ -130,6 +138,10 @@ for f in sorted(glob.glob(os.path.join(out, "run-*.json"))):
     if os.path.exists(e):
         a = [int(x) for x in open(e).read().split()]
         rows[-1]["udp_errs"] = f"InErrors +{a[2] - a[0]}, RcvbufErrors +{a[3] - a[1]}"
+    c = f[:-5] + ".relay"
+    if os.path.exists(c) and open(c).read().split():
+        fwd, drop = (int(x) for x in open(c).read().split())
+        rows[-1]["relay"] = f"relay forwarded {fwd} (trial sent {r['sent']} + priming), dropped {drop}"
 if not rows:
     sys.exit("no successful run")
 med = lambda k: statistics.median(x[k] for x in rows)
@@ -141,4 +153,5 @@ print(f"  low rate: {med('fwd'):.0f} pps forwarded, lost {[x['lost'] for x in ro
       f"duplicates {[x['dup'] for x in rows]}, streams received {[x['streams'] for x in rows]}, "
       f"p99 {med('p99'):.0f} us, relay cpu {med('cpu')*100:.1f}%")
 print(f"  UDP receive errors (namespace-wide) per run: {[x.get('udp_errs', '?') for x in rows]}")
+print(f"  relay counters per run: {[x.get('relay', '?') for x in rows]}")
 PY
