@@ -306,7 +306,8 @@ fn metrics_equal_relay_counters_and_api_answers() {
         })
         .collect();
     let one = get_json(&format!("/calls/{enc}"));
-    assert_eq!(one["slot"], slot);
+    assert_eq!(one["slots"][0]["slot"], slot);
+    assert_eq!(one["slots"].as_array().map(Vec::len), Some(1), "{one}");
     assert!(one["dtmf"].is_array(), "{one}");
 
     // Bad requests: 4xx, counted, and the server still answers.

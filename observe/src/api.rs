@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tern_shared::table::{SlotState, SlotTable};
+use tern_shared::table::{label_matches, SlotState, SlotTable};
 use tern_signaling::snapshot::{SharedSnapshot, SipSnapshot};
 
 use crate::source::{Dtmf, Quality, Source};
@@ -200,6 +200,8 @@ impl From<Quality> for QualityJson {
 
 #[derive(Serialize)]
 struct DtmfJson {
+    /// The slot (media stream) it was seen on.
+    slot: u32,
     leg: usize,
     digit: String,
     event: u8,
@@ -211,9 +213,10 @@ struct DtmfJson {
     at_ms: u64,
 }
 
-impl From<Dtmf> for DtmfJson {
-    fn from(d: Dtmf) -> DtmfJson {
+impl DtmfJson {
+    fn new(slot: u32, d: Dtmf) -> DtmfJson {
         DtmfJson {
+            slot,
             leg: d.leg,
             digit: d.digit.to_string(),
             event: d.event,
@@ -239,9 +242,16 @@ struct CallJson {
     sip_state: Option<&'static str>,
     worker: u32,
     legs: Vec<LegJson>,
-    /// Only in `/calls/{call-id}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dtmf: Option<Vec<DtmfJson>>,
+}
+
+/// `/calls/{call-id}`: every slot of the call (one per media stream an ng
+/// offer asked for, or the B2BUA's one) and their DTMF events, oldest
+/// first.
+#[derive(Serialize)]
+struct OneCallJson {
+    call_id: String,
+    slots: Vec<CallJson>,
+    dtmf: Vec<DtmfJson>,
 }
 
 #[derive(Serialize)]
@@ -344,10 +354,26 @@ impl Observer {
                     let Ok(id) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
                         return Reply::error(400, "Call-ID is not valid UTF-8");
                     };
-                    match self.calls(Some(&id)).pop() {
-                        Some(c) => Reply::json(200, &c),
-                        None => Reply::error(404, &format!("no call with Call-ID {id:?}")),
+                    let slots = self.calls(Some(&id));
+                    if slots.is_empty() {
+                        return Reply::error(404, &format!("no call with Call-ID {id:?}"));
                     }
+                    let src = self.source();
+                    let mut dtmf: Vec<DtmfJson> = slots
+                        .iter()
+                        .flat_map(|c| {
+                            src.dtmf(c.slot)
+                                .into_iter()
+                                .map(|d| DtmfJson::new(c.slot, d))
+                        })
+                        .collect();
+                    dtmf.sort_by_key(|d| (d.at_ms, d.slot, d.leg));
+                    let one = OneCallJson {
+                        call_id: slots[0].call_id.clone().unwrap_or_else(|| id.to_string()),
+                        slots,
+                        dtmf,
+                    };
+                    Reply::json(200, &one)
                 }
                 None => Reply::error(404, "no such resource"),
             },
@@ -382,15 +408,30 @@ impl Observer {
         Reply::json(if ok { 200 } else { 503 }, &h)
     }
 
+    /// The signaling loop lists registrations only when asked (the listing
+    /// costs it ~1 µs per binding), so ask, then wait for the next snapshot:
+    /// at most two snapshot periods, then answer with the latest listing.
     fn registrations(&self) -> Reply {
+        if let Some(shared) = &self.sip {
+            let asked = SipSnapshot::request_registrations(shared);
+            for _ in 0..100 {
+                let done = shared
+                    .lock()
+                    .map_or(true, |g| g.registrations_taken_ms >= asked);
+                if done {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         let regs: Vec<RegistrationJson> = self
             .sip_snapshot()
             .map(|s| {
                 s.registrations
-                    .into_iter()
+                    .iter()
                     .map(|r| RegistrationJson {
-                        aor: r.aor,
-                        contact: r.contact,
+                        aor: r.aor.clone(),
+                        contact: r.contact.clone(),
                         source: r.source.to_string(),
                         expires_s: r.expires_s,
                     })
@@ -400,9 +441,12 @@ impl Observer {
         Reply::json(200, &regs)
     }
 
-    /// Live slots as calls; with `only`, the one whose Call-ID (the slot's
-    /// label, or either dialog's Call-ID in the SIP snapshot) matches,
-    /// with its DTMF events.
+    /// Live slots as calls; with `only`, those whose Call-ID matches: the
+    /// slot's label (which holds the first [`LABEL_BYTES`] bytes of a longer
+    /// Call-ID, told apart by the slot's tag) or either dialog's Call-ID in
+    /// the SIP snapshot.
+    ///
+    /// [`LABEL_BYTES`]: tern_shared::table::LABEL_BYTES
     fn calls(&self, only: Option<&str>) -> Vec<CallJson> {
         let src = self.source();
         let sip = self.sip_snapshot();
@@ -416,8 +460,13 @@ impl Observer {
                 .map(|c| c.call_id.clone())
                 .filter(|s| !s.is_empty())
                 .or_else(|| src.call_id(slot));
+            let cfg = self.table.read_config(slot).ok().map(|(c, _)| c);
             if let Some(want) = only {
-                let hit = call_id.as_deref() == Some(want)
+                let label_hit = src
+                    .call_id(slot)
+                    .is_some_and(|l| label_matches(&l, cfg.as_ref().map_or(0, |c| c.tag), want));
+                let hit = label_hit
+                    || call_id.as_deref() == Some(want)
                     || sip_call.is_some_and(|c| c.call_id == want || c.callee_call_id == want);
                 if !hit {
                     continue;
@@ -429,7 +478,6 @@ impl Observer {
                 // Freed between the scan and now.
                 _ => continue,
             };
-            let cfg = self.table.read_config(slot).ok().map(|(c, _)| c);
             let legs = (0..2)
                 .map(|leg| {
                     let s = src.stats(slot, leg);
@@ -462,11 +510,7 @@ impl Observer {
                 sip_state: sip_call.map(|c| c.state),
                 worker: self.table.worker_of(slot),
                 legs,
-                dtmf: only.map(|_| src.dtmf(slot).into_iter().map(DtmfJson::from).collect()),
             });
-            if only.is_some() {
-                break;
-            }
         }
         out
     }
@@ -602,7 +646,8 @@ mod table_tests {
         let r = o.handle("GET", "/calls/abc%2F1%40host", 0);
         assert_eq!(r.status, 200, "{}", r.body);
         let c = body_json(&r);
-        assert_eq!(c["slot"], id);
+        assert_eq!(c["call_id"], "abc/1@host");
+        assert_eq!(c["slots"][0]["slot"], id);
         assert_eq!(c["dtmf"], serde_json::json!([]));
         // Slot gauges and the reservation counter.
         let m = o.handle("GET", "/metrics", 0).body;
@@ -612,9 +657,71 @@ mod table_tests {
         t.release(id).unwrap();
         assert_eq!(o.handle("GET", "/calls/abc%2F1%40host", 0).status, 404);
         // No signaling plane here: no registrations.
+        // (The long Call-ID cases are in `long_call_ids_and_every_slot`.)
         assert_eq!(
             body_json(&o.handle("GET", "/registrations", 0)),
             serde_json::json!([])
+        );
+    }
+
+    /// An ng-only relay labels slots with the first 64 bytes of the
+    /// Call-ID: a longer Call-ID is still found (by prefix and the slot's
+    /// tag), another with the same first 64 bytes is not, and a call with
+    /// two slots (two media streams) shows both.
+    #[test]
+    fn long_call_ids_and_every_slot() {
+        use tern_shared::table::{call_tag, DtmfEvent, LABEL_BYTES};
+        let t = table("long");
+        let mut o = Observer::new(t.clone(), None);
+        let long = format!("{}@host", "k".repeat(90));
+        let twin = format!("{}@other", "k".repeat(90));
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let id = t.reserve().unwrap();
+            let cfg = SlotConfig {
+                tag: call_tag(&long),
+                ..Default::default()
+            };
+            t.publish(id, &cfg).unwrap();
+            t.set_call_id(id, &long);
+            ids.push(id);
+        }
+        assert_eq!(t.call_id(ids[0]).map(|l| l.len()), Some(LABEL_BYTES));
+        let ev = |digit: char, at_ms: u64| DtmfEvent {
+            digit,
+            event: digit.to_digit(10).unwrap() as u8,
+            duration: 800,
+            rtp_timestamp: 1,
+            at_ms,
+        };
+        t.counters(ids[1], 0).unwrap().push_dtmf(&ev('5', 2000));
+        t.counters(ids[0], 1).unwrap().push_dtmf(&ev('3', 1000));
+        let r = o.handle("GET", &format!("/calls/{long}"), 0);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let c = body_json(&r);
+        let mut slots: Vec<u64> = c["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["slot"].as_u64().unwrap())
+            .collect();
+        slots.sort_unstable();
+        let mut want: Vec<u64> = ids.iter().map(|&i| u64::from(i)).collect();
+        want.sort_unstable();
+        assert_eq!(slots, want, "both slots of the call");
+        let digits: Vec<&str> = c["dtmf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["digit"].as_str().unwrap())
+            .collect();
+        assert_eq!(digits, ["3", "5"], "events of both slots, oldest first");
+        assert_eq!(c["dtmf"][1]["slot"], ids[1]);
+        assert_eq!(o.handle("GET", &format!("/calls/{twin}"), 0).status, 404);
+        assert_eq!(
+            o.handle("GET", &format!("/calls/{}", &long[..LABEL_BYTES - 1]), 0)
+                .status,
+            404
         );
     }
 }

@@ -1,9 +1,9 @@
 //! `tern ctl`: a command-line client of the HTTP API.
 //!
 //! - `tern ctl calls`: one line per live call.
-//! - `tern ctl call CALL-ID`: statistics per leg.
+//! - `tern ctl call CALL-ID`: statistics per slot of the call and leg.
 //! - `tern ctl dtmf CALL-ID`: one line per RFC 4733 event: digit, duration
-//!   (ms), the time the event ended (RFC 3339, UTC), and the leg.
+//!   (ms), the time the event ended (RFC 3339, UTC), the leg and slot.
 //!
 //! The client speaks HTTP/1.0 with `Connection: close` over a plain
 //! `TcpStream`: one GET to a local API needs no HTTP client crate.
@@ -202,12 +202,27 @@ pub fn format_calls(v: &Value) -> String {
     o
 }
 
-/// `call`: the call's identity, then per leg packets, bytes, drops and
-/// quality.
+/// `call`: the call's Call-ID, then for each of its slots the slot's
+/// identity and per leg packets, bytes, drops and quality (the shape of
+/// `/calls/{call-id}`: `{call_id, slots: [...], dtmf: [...]}`).
 pub fn format_call(c: &Value) -> String {
+    let mut o = format!("call {}\n", s(c, "call_id"));
+    for slot in c
+        .get("slots")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        o += &format_slot(slot);
+    }
+    let n = c.get("dtmf").and_then(Value::as_array).map_or(0, Vec::len);
+    o += &format!("dtmf events {n}\n");
+    o
+}
+
+fn format_slot(c: &Value) -> String {
     let mut o = format!(
-        "call {}  slot {}  worker {}  state {}",
-        s(c, "call_id"),
+        "slot {}  worker {}  state {}",
         u(c, "slot"),
         u(c, "worker"),
         s(c, "state")
@@ -224,7 +239,7 @@ pub fn format_call(c: &Value) -> String {
     {
         let d = l.get("drops").cloned().unwrap_or(Value::Null);
         o += &format!(
-            "leg {}  port {}  peer {}\n  packets rx {} tx {}  bytes rx {} tx {}  rtcp rx {}\n  drops source {} direction {} malformed {} no-peer {}\n",
+            "leg {}  port {}  peer {}\n  packets rx {} tx {}  bytes rx {} tx {}  rtcp rx {}\n  drops source {} direction {} malformed {} no-peer {} jitter-late {} jitter-overflow {}\n",
             u(l, "leg"),
             u(l, "local_rtp_port"),
             s(l, "peer"),
@@ -237,6 +252,8 @@ pub fn format_call(c: &Value) -> String {
             u(&d, "direction"),
             u(&d, "malformed"),
             u(&d, "no_peer"),
+            u(&d, "jitter_late"),
+            u(&d, "jitter_overflow"),
         );
         match l.get("quality").filter(|q| !q.is_null()) {
             Some(q) => {
@@ -259,8 +276,6 @@ pub fn format_call(c: &Value) -> String {
             None => o += "  no RTP received yet\n",
         }
     }
-    let n = c.get("dtmf").and_then(Value::as_array).map_or(0, Vec::len);
-    o += &format!("dtmf events {n}\n");
     o
 }
 
@@ -275,11 +290,12 @@ pub fn format_dtmf(c: &Value) -> String {
     {
         let at = UNIX_EPOCH + Duration::from_millis(u(e, "at_ms"));
         o += &format!(
-            "{}  {:.0} ms  {}  leg {}\n",
+            "{}  {:.0} ms  {}  leg {}  slot {}\n",
             s(e, "digit"),
             e.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0),
             humantime::format_rfc3339_millis(at),
             u(e, "leg"),
+            u(e, "slot"),
         );
     }
     o
@@ -292,12 +308,12 @@ mod tests {
     #[test]
     fn dtmf_lines() {
         let v: Value = serde_json::from_str(
-            r#"{"dtmf":[{"leg":0,"digit":"1","event":1,"duration":800,"duration_ms":100.0,"rtp_timestamp":5,"at_ms":1000}]}"#,
+            r#"{"dtmf":[{"slot":7,"leg":0,"digit":"1","event":1,"duration":800,"duration_ms":100.0,"rtp_timestamp":5,"at_ms":1000}]}"#,
         )
         .unwrap();
         assert_eq!(
             format_dtmf(&v),
-            "1  100 ms  1970-01-01T00:00:01.000Z  leg 0\n"
+            "1  100 ms  1970-01-01T00:00:01.000Z  leg 0  slot 7\n"
         );
         assert_eq!(format_calls(&Value::Array(vec![])), "no calls\n");
     }

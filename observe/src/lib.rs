@@ -7,8 +7,10 @@
 //! - `/metrics`: OpenMetrics text, see [`metrics`](crate::metrics) for
 //!   the families.
 //! - `/calls`: JSON list of live slots with per-leg packets, bytes, drops
-//!   and quality (loss, jitter ms, MOS); `/calls/{call-id}` one of them
-//!   (percent-encoded Call-ID) with its RFC 4733 DTMF events, 404 if
+//!   and quality (loss, jitter ms, MOS); `/calls/{call-id}` one call
+//!   (percent-encoded Call-ID; a Call-ID longer than the slot label's 64
+//!   bytes is matched by prefix and the slot's tag) as `{call_id, slots,
+//!   dtmf}`: every slot of it and their RFC 4733 DTMF events, 404 if
 //!   unknown.
 //! - `/registrations`: JSON list of `{aor, contact, source, expires_s}`,
 //!   empty without the signaling plane (`tern relay`).

@@ -216,7 +216,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         "tern_registrations",
         "Live registration bindings (0 without the signaling plane)",
         sip.as_ref()
-            .map_or(0, |s| clamp_i64(s.registrations.len() as u64)),
+            .map_or(0, |s| clamp_i64(s.registration_count)),
     );
     let active = match &sip {
         Some(s) => s.calls_active,

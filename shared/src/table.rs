@@ -439,6 +439,28 @@ pub struct DtmfEvent {
     pub at_ms: u64,
 }
 
+/// The slot tag of a call: FNV-1a (64-bit) of its Call-ID bytes. Stable
+/// across builds and processes, so a reader of the table can tell a
+/// Call-ID longer than [`LABEL_BYTES`] (whose label is cut) from another
+/// with the same first bytes.
+pub fn call_tag(call_id: &str) -> u64 {
+    call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Whether a slot labelled `label` with tag `tag` belongs to the call
+/// `call_id`: the label is the whole Call-ID, or the Call-ID was cut to
+/// fit [`LABEL_BYTES`] (at a character boundary, so at most 3 bytes
+/// short), starts with the label and has the slot's [`call_tag`].
+pub fn label_matches(label: &str, tag: u64, call_id: &str) -> bool {
+    label == call_id
+        || (label.len() + 4 > LABEL_BYTES
+            && call_id.len() > label.len()
+            && call_id.starts_with(label)
+            && call_tag(call_id) == tag)
+}
+
 /// The key of RFC 4733 §3.2 DTMF event `event`: 0-9, `*` (10), `#` (11),
 /// `A`-`D` (12-15); `None` for other events.
 pub fn dtmf_digit(event: u8) -> Option<char> {

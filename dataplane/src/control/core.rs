@@ -30,9 +30,7 @@
 //! is deleted by [`NgCore::poll_timeouts`] and counted in
 //! [`NgStats::calls_timed_out`].
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -304,12 +302,6 @@ fn endpoint(a: Option<SocketAddr>) -> Value {
             .set("port", uint(u64::from(a.port())));
     }
     d.into_value()
-}
-
-fn call_tag(call_id: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    call_id.hash(&mut h);
-    h.finish()
 }
 
 impl Flags {
@@ -663,7 +655,7 @@ impl NgCore {
                         table.set_call_id(s, call_id);
                         ms.slot = Some(s);
                         ms.cfg = SlotConfig {
-                            tag: call_tag(call_id),
+                            tag: tern_shared::table::call_tag(call_id),
                             ..Default::default()
                         };
                         for leg in &mut ms.cfg.legs {
