@@ -417,7 +417,7 @@ impl Observer {
             for _ in 0..100 {
                 let done = shared
                     .lock()
-                    .map_or(true, |g| g.registrations_taken_ms >= asked);
+                    .map_or(true, |g| g.registrations_answered >= asked);
                 if done {
                     break;
                 }

@@ -6,6 +6,11 @@
 //! every [`SnapshotPublisher::PERIOD`] (500 ms) builds a [`SipSnapshot`] and
 //! swaps it into the shared `Arc<Mutex<_>>`. The lock is held only for the
 //! swap, so a slow reader never delays SIP processing by more than a move.
+//!
+//! The registration listing is the one part that grows with the user base
+//! (about 100 ms of the signaling thread for 100,000 bindings), so it is
+//! built only when an observer asks for it ([`SipSnapshot::request_registrations`])
+//! and is shared behind an `Arc`, so cloning a snapshot stays cheap.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -50,8 +55,18 @@ pub struct CallInfo {
 pub struct SipSnapshot {
     /// Unix time of the snapshot, ms; 0 if none was taken yet.
     pub taken_at_ms: u64,
-    /// Live registration bindings, sorted by AOR then contact.
-    pub registrations: Vec<RegistrationInfo>,
+    /// Live registration bindings, sorted by AOR then contact, as of
+    /// `registrations_taken_ms` (listed only on request; see module docs).
+    pub registrations: Arc<Vec<RegistrationInfo>>,
+    /// Unix ms when `registrations` was listed; 0 if never.
+    pub registrations_taken_ms: u64,
+    /// Observer requests for a listing so far, counted by
+    /// [`SipSnapshot::request_registrations`].
+    pub registrations_requested: u64,
+    /// The value of `registrations_requested` the listing answers.
+    pub registrations_answered: u64,
+    /// Number of live bindings (always current; cheap to count).
+    pub registration_count: u64,
     /// Calls holding state (lingering finished calls included).
     pub calls: Vec<CallInfo>,
     /// Calls holding a relay slot.
@@ -68,10 +83,18 @@ impl SipSnapshot {
         Arc::new(Mutex::new(SipSnapshot::default()))
     }
 
-    /// Builds a snapshot of `core` at `now`.
-    pub fn capture(core: &SipCore, now: Instant) -> SipSnapshot {
-        let registrations = core
-            .location()
+    /// Asks the publisher to list registrations at its next period and
+    /// returns the request's number: a snapshot whose
+    /// `registrations_answered` is at least that number answers it.
+    pub fn request_registrations(shared: &SharedSnapshot) -> u64 {
+        let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+        g.registrations_requested += 1;
+        g.registrations_requested
+    }
+
+    /// The live bindings of `core` at `now`, sorted by AOR then contact.
+    pub fn list_registrations(core: &SipCore, now: Instant) -> Vec<RegistrationInfo> {
+        core.location()
             .all(now)
             .into_iter()
             .map(|b| RegistrationInfo {
@@ -80,7 +103,19 @@ impl SipSnapshot {
                 contact: b.contact,
                 source: b.source,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Builds a snapshot of `core` at `now`, listing registrations too.
+    pub fn capture(core: &SipCore, now: Instant) -> SipSnapshot {
+        let mut s = SipSnapshot::capture_counts(core);
+        s.registrations = Arc::new(SipSnapshot::list_registrations(core, now));
+        s.registrations_taken_ms = s.taken_at_ms;
+        s
+    }
+
+    /// Builds a snapshot of `core` without the registration listing.
+    pub fn capture_counts(core: &SipCore) -> SipSnapshot {
         let mut calls: Vec<(u64, CallInfo)> = core
             .calls
             .values()
@@ -108,7 +143,11 @@ impl SipSnapshot {
         let stats = core.stats();
         SipSnapshot {
             taken_at_ms: unix_ms(),
-            registrations,
+            registrations: Arc::default(),
+            registrations_taken_ms: 0,
+            registrations_requested: 0,
+            registrations_answered: 0,
+            registration_count: core.location().len() as u64,
             calls_active: core.active_calls() as u64,
             calls_total: stats.calls,
             calls: calls.into_iter().map(|(_, c)| c).collect(),
@@ -158,10 +197,25 @@ impl SnapshotPublisher {
             return;
         }
         self.next = Some(now + Self::PERIOD);
-        let snap = SipSnapshot::capture(core, now);
+        let mut snap = SipSnapshot::capture_counts(core);
         // A poisoned lock only means a reader panicked mid-read; the data is
         // replaced wholesale, so recovering it is safe.
+        let wanted = {
+            let g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            snap.registrations = g.registrations.clone();
+            snap.registrations_taken_ms = g.registrations_taken_ms;
+            snap.registrations_answered = g.registrations_answered;
+            (g.registrations_requested > g.registrations_answered)
+                .then_some(g.registrations_requested)
+        };
+        if let Some(request) = wanted {
+            // Listed outside the lock, so readers never wait on it.
+            snap.registrations = Arc::new(SipSnapshot::list_registrations(core, now));
+            snap.registrations_taken_ms = snap.taken_at_ms;
+            snap.registrations_answered = request;
+        }
         let mut g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        snap.registrations_requested = g.registrations_requested;
         *g = snap;
     }
 }
@@ -213,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn publisher_lists_live_registrations_at_most_every_period() {
+    fn publisher_lists_registrations_on_request_at_most_every_period() {
         let t0 = Instant::now();
         let (mut core, _table) = core(t0);
         let shared = SipSnapshot::shared();
@@ -228,23 +282,39 @@ mod tests {
         // Within the period: nothing new is published.
         p.tick(&core, t0 + Duration::from_millis(100));
         assert!(shared.lock().unwrap().registrations.is_empty());
+        assert_eq!(shared.lock().unwrap().registration_count, 0);
 
+        // Counts are always published; the listing is not, until asked.
         let t1 = t0 + SnapshotPublisher::PERIOD;
         p.tick(&core, t1);
         let s = shared.lock().unwrap().clone();
+        assert_eq!(s.registration_count, 2);
+        assert!(s.registrations.is_empty(), "{s:?}");
+
+        let asked = SipSnapshot::request_registrations(&shared);
+        let t2 = t1 + SnapshotPublisher::PERIOD;
+        p.tick(&core, t2);
+        let s = shared.lock().unwrap().clone();
+        assert!(s.registrations_answered >= asked);
         let aors: Vec<&str> = s.registrations.iter().map(|r| r.aor.as_str()).collect();
         assert_eq!(aors, ["alice@127.0.0.1", "bob@127.0.0.1"], "{s:?}");
         assert_eq!(s.registrations[1].contact, "sip:bob@127.0.0.1:5070");
-        assert_eq!(s.registrations[1].expires_s, 60);
+        assert_eq!(s.registrations[1].expires_s, 59);
         assert_eq!((s.calls_active, s.calls_total), (0, 0));
         assert!(s.calls.is_empty());
 
-        // Bob's binding lapses; Alice's remains.
-        let t2 = t0 + Duration::from_secs(61);
-        p.tick(&core, t2);
+        // Bob's binding lapses; Alice's remains. The old listing is kept
+        // (not rebuilt) until asked again.
+        let t3 = t0 + Duration::from_secs(61);
+        p.tick(&core, t3);
+        let s = shared.lock().unwrap().clone();
+        assert_eq!(s.registrations.len(), 2);
+        SipSnapshot::request_registrations(&shared);
+        p.tick(&core, t3 + SnapshotPublisher::PERIOD);
         let s = shared.lock().unwrap().clone();
         assert_eq!(s.registrations.len(), 1, "{s:?}");
         assert_eq!(s.registrations[0].aor, "alice@127.0.0.1");
+        // 61.5 s in, rounded up.
         assert_eq!(s.registrations[0].expires_s, 3600 - 61);
     }
 }
