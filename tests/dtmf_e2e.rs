@@ -103,7 +103,7 @@ fn sipp_dtmf_1_is_seen_once_via_http_and_ctl() {
     let call_id = loop {
         assert!(Instant::now() < deadline, "no call appeared in /calls");
         let (_, calls) = get_json("/calls");
-        if let Some(id) = calls[0]["call_id"].as_str() {
+        if let Some(id) = calls["calls"][0]["call_id"].as_str() {
             break id.to_string();
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -16,6 +16,10 @@ pub const MAX_URL: usize = 2048;
 /// A worker whose heartbeat is older than this (ms) counts as stalled:
 /// workers tick every 100 ms.
 pub const STALE_MS: u64 = 2000;
+/// Calls listed by `/calls` without `?limit=`.
+pub const DEFAULT_CALLS_LIMIT: usize = 1000;
+/// The largest `?limit=` honoured (a bigger one is cut to this).
+pub const MAX_CALLS_LIMIT: usize = 100_000;
 /// Window over which calls per second are measured, ms.
 pub const CPS_WINDOW_MS: u64 = 10_000;
 
@@ -37,7 +41,9 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 impl Reply {
     fn json<T: Serialize>(status: u16, v: &T) -> Reply {
-        match serde_json::to_string_pretty(v) {
+        // Compact: `/calls` of thousands of slots is several times smaller
+        // than pretty-printed.
+        match serde_json::to_string(v) {
             Ok(body) => Reply {
                 status,
                 content_type: JSON,
@@ -244,6 +250,15 @@ struct CallJson {
     legs: Vec<LegJson>,
 }
 
+/// `/calls`: at most `limit` live calls (slots), in slot order; `total`
+/// counts them all, `truncated` says some were left out.
+#[derive(Serialize)]
+struct CallsJson {
+    calls: Vec<CallJson>,
+    total: usize,
+    truncated: bool,
+}
+
 /// `/calls/{call-id}`: every slot of the call (one per media stream an ng
 /// offer asked for, or the B2BUA's one) and their DTMF events, oldest
 /// first.
@@ -340,8 +355,20 @@ impl Observer {
                 }
             }
             "/calls" | "/calls/" => {
-                let calls = self.calls(None);
-                Reply::json(200, &calls)
+                let limit = match calls_limit(url) {
+                    Ok(l) => l,
+                    Err(e) => return Reply::error(400, &e),
+                };
+                let (calls, total) = self.calls(None, limit);
+                let truncated = calls.len() < total;
+                Reply::json(
+                    200,
+                    &CallsJson {
+                        calls,
+                        total,
+                        truncated,
+                    },
+                )
             }
             "/registrations" => self.registrations(),
             "/" => Reply {
@@ -354,7 +381,7 @@ impl Observer {
                     let Ok(id) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
                         return Reply::error(400, "Call-ID is not valid UTF-8");
                     };
-                    let slots = self.calls(Some(&id));
+                    let (slots, _) = self.calls(Some(&id), MAX_CALLS_LIMIT);
                     if slots.is_empty() {
                         return Reply::error(404, &format!("no call with Call-ID {id:?}"));
                     }
@@ -447,10 +474,12 @@ impl Observer {
     /// the SIP snapshot.
     ///
     /// [`LABEL_BYTES`]: tern_shared::table::LABEL_BYTES
-    fn calls(&self, only: Option<&str>) -> Vec<CallJson> {
+    /// At most `limit` of them are built; the second value counts them all.
+    fn calls(&self, only: Option<&str>, limit: usize) -> (Vec<CallJson>, usize) {
         let src = self.source();
         let sip = self.sip_snapshot();
         let mut out = Vec::new();
+        let mut total = 0;
         for slot in src.live_slots() {
             let sip_call = sip
                 .as_ref()
@@ -478,6 +507,10 @@ impl Observer {
                 // Freed between the scan and now.
                 _ => continue,
             };
+            total += 1;
+            if out.len() >= limit {
+                continue;
+            }
             let legs = (0..2)
                 .map(|leg| {
                     let s = src.stats(slot, leg);
@@ -512,8 +545,30 @@ impl Observer {
                 legs,
             });
         }
-        out
+        (out, total)
     }
+}
+
+/// The `limit` query parameter of a `/calls` target: [`DEFAULT_CALLS_LIMIT`]
+/// when absent, at most [`MAX_CALLS_LIMIT`].
+///
+/// Errors: a `limit` that is not a decimal number (as text for a 400).
+fn calls_limit(url: &str) -> Result<usize, String> {
+    let query = url
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+    let mut limit = DEFAULT_CALLS_LIMIT;
+    for kv in query.split('&') {
+        if let Some(v) = kv.strip_prefix("limit=") {
+            limit = v.parse::<usize>().map_err(|_| {
+                format!(
+                    "limit must be a number of calls, got {:?}",
+                    v.get(..40).unwrap_or(v)
+                )
+            })?;
+        }
+    }
+    Ok(limit.min(MAX_CALLS_LIMIT))
 }
 
 #[cfg(test)]
@@ -630,12 +685,12 @@ mod table_tests {
         let mut o = Observer::new(t.clone(), None);
         assert_eq!(
             body_json(&o.handle("GET", "/calls", 0)),
-            serde_json::json!([])
+            serde_json::json!({"calls": [], "total": 0, "truncated": false})
         );
         let id = t.reserve().unwrap();
         t.publish(id, &SlotConfig::default()).unwrap();
         t.set_call_id(id, "abc/1@host");
-        let v = body_json(&o.handle("GET", "/calls", 0));
+        let v = body_json(&o.handle("GET", "/calls", 0))["calls"].clone();
         assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
         assert_eq!(v[0]["slot"], id);
         assert_eq!(v[0]["call_id"], "abc/1@host");
@@ -723,5 +778,38 @@ mod table_tests {
                 .status,
             404
         );
+    }
+
+    /// `/calls` is compact JSON, capped by `?limit=` (default 1000) with
+    /// `total` and `truncated` saying what was left out.
+    #[test]
+    fn calls_are_compact_and_capped() {
+        let t = table("cap");
+        let mut o = Observer::new(t.clone(), None);
+        for k in 0..5 {
+            let id = t.reserve().unwrap();
+            t.publish(id, &SlotConfig::default()).unwrap();
+            t.set_call_id(id, &format!("c{k}"));
+        }
+        let r = o.handle("GET", "/calls", 0);
+        assert!(!r.body.contains("\n "), "compact: {}", r.body);
+        let v = body_json(&r);
+        assert_eq!(v["calls"].as_array().map(Vec::len), Some(5));
+        assert_eq!(
+            (v["total"].as_u64(), v["truncated"].as_bool()),
+            (Some(5), Some(false))
+        );
+        let v = body_json(&o.handle("GET", "/calls?limit=2", 0));
+        assert_eq!(v["calls"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            (v["total"].as_u64(), v["truncated"].as_bool()),
+            (Some(5), Some(true))
+        );
+        let v = body_json(&o.handle("GET", "/calls?x=1&limit=0#f", 0));
+        assert_eq!(v["calls"], serde_json::json!([]));
+        assert_eq!(v["truncated"], true);
+        assert_eq!(o.handle("GET", "/calls?limit=many", 0).status, 400);
+        assert_eq!(calls_limit("/calls"), Ok(DEFAULT_CALLS_LIMIT));
+        assert_eq!(calls_limit("/calls?limit=99999999999"), Ok(MAX_CALLS_LIMIT));
     }
 }

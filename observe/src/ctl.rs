@@ -173,10 +173,15 @@ fn opt_f(v: &Value, k: &str, prec: usize) -> String {
         .map_or("-".into(), |x| format!("{x:.prec$}"))
 }
 
-/// `calls`: a header and one line per call.
+/// `calls`: a header and one line per call (`/calls`' shape:
+/// `{calls: [...], total, truncated}`), and how many were left out.
 pub fn format_calls(v: &Value) -> String {
-    let calls = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if calls.is_empty() {
+    let calls = v
+        .get("calls")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if calls.is_empty() && u(v, "total") == 0 {
         return "no calls\n".into();
     }
     let mut o = format!(
@@ -198,6 +203,9 @@ pub fn format_calls(v: &Value) -> String {
             leg(0),
             leg(1)
         );
+    }
+    if v.get("truncated").and_then(Value::as_bool) == Some(true) {
+        o += &format!("({} of {} calls shown)\n", calls.len(), u(v, "total"));
     }
     o
 }
@@ -315,7 +323,18 @@ mod tests {
             format_dtmf(&v),
             "1  100 ms  1970-01-01T00:00:01.000Z  leg 0  slot 7\n"
         );
-        assert_eq!(format_calls(&Value::Array(vec![])), "no calls\n");
+        let none: Value =
+            serde_json::from_str(r#"{"calls":[],"total":0,"truncated":false}"#).unwrap();
+        assert_eq!(format_calls(&none), "no calls\n");
+        let cut: Value = serde_json::from_str(
+            r#"{"calls":[{"slot":3,"call_id":"x","state":"active","legs":[]}],"total":9,"truncated":true}"#,
+        )
+        .unwrap();
+        assert!(
+            format_calls(&cut).ends_with("(1 of 9 calls shown)\n"),
+            "{}",
+            format_calls(&cut)
+        );
     }
 
     #[test]

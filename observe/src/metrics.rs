@@ -215,8 +215,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         &mut reg,
         "tern_registrations",
         "Live registration bindings (0 without the signaling plane)",
-        sip.as_ref()
-            .map_or(0, |s| clamp_i64(s.registration_count)),
+        sip.as_ref().map_or(0, |s| clamp_i64(s.registration_count)),
     );
     let active = match &sip {
         Some(s) => s.calls_active,
