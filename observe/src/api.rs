@@ -75,6 +75,10 @@ pub(crate) struct RateWindow {
 }
 
 impl RateWindow {
+    /// Records the monotonic `total` (calls started) at Unix time `now_ms`
+    /// (ms): at most one sample a second is kept (closer ones, and a clock
+    /// stepped back, are ignored), and samples older than
+    /// [`CPS_WINDOW_MS`] are dropped.
     pub fn sample(&mut self, now_ms: u64, total: u64) {
         if let Some(&(t, _)) = self.samples.back() {
             // One sample a second is plenty; a clock step back is ignored.
@@ -215,7 +219,8 @@ struct DtmfJson {
     duration: u32,
     duration_ms: f64,
     rtp_timestamp: u32,
-    /// Unix ms when the end of the event was seen.
+    /// Unix ms the event was taken as ended (its first end packet; with
+    /// all end packets lost, the next event's start or the stream's end).
     at_ms: u64,
 }
 
@@ -289,6 +294,7 @@ impl Observer {
         }
     }
 
+    /// The slot-table reader in the API's units (see [`Source`]).
     pub(crate) fn source(&self) -> Source<'_> {
         Source { table: &self.table }
     }

@@ -4,7 +4,7 @@
 //! Endpoints (GET or HEAD; anything else is a counted 4xx):
 //! - `/health`: 200 with `{"status":"ok",...}`, or 503 with
 //!   `"status":"stalled"` when a worker's heartbeat is older than 2 s.
-//! - `/metrics`: OpenMetrics text, see [`metrics`](crate::metrics) for
+//! - `/metrics`: OpenMetrics text, see the `metrics` module for
 //!   the families.
 //! - `/calls`: JSON list of live slots with per-leg packets, bytes, drops
 //!   and quality (loss, jitter ms, MOS); `/calls/{call-id}` one call

@@ -13,7 +13,7 @@ pub struct Quality {
     pub expected: u64,
     /// Cumulative packets lost (RFC 3550 A.3; negative with duplicates).
     pub lost: i64,
-    /// Fraction lost in the last interval, 0.0..=1.0 (the RFC's 8-bit
+    /// Fraction lost in the last closed interval, 0.0..=1.0 (the RFC's 8-bit
     /// fixed point divided by 256).
     pub fraction_lost: f64,
     /// Interarrival jitter (RFC 3550 A.8), ms.
@@ -49,7 +49,9 @@ pub struct Dtmf {
     pub duration_ms: f64,
     /// RTP timestamp of the event.
     pub rtp_timestamp: u32,
-    /// Unix time the end of the event was seen, ms.
+    /// Unix time the event was taken as ended, ms: its first end packet, or
+    /// with every end packet lost the next event's start or the end of the
+    /// stream (see `tern_shared::table::DtmfEvent::at_ms`).
     pub at_ms: u64,
 }
 
@@ -69,6 +71,8 @@ impl Source<'_> {
         })
     }
 
+    /// Counters of `leg` (0: caller side, 1: callee side) of `slot`: packets,
+    /// bytes and drops by reason; all zero for a slot past capacity.
     pub fn stats(&self, slot: u32, leg: usize) -> LegStats {
         self.table.stats(slot, leg).unwrap_or_default()
     }

@@ -435,7 +435,10 @@ pub struct DtmfEvent {
     pub duration: u32,
     /// RTP timestamp of the event (its start, RFC 4733 §2.3.5).
     pub rtp_timestamp: u32,
-    /// Unix time (ms) when the end was seen.
+    /// Unix time (ms) the event was taken as ended: when its first end
+    /// packet arrived, or, when all its end packets were lost, when the
+    /// next event started or the stream ended (the slot closed), so a lost
+    /// end makes `at_ms` late by up to that much.
     pub at_ms: u64,
 }
 

@@ -65,11 +65,16 @@ pub fn loss_impairment(codec: Codec, loss_fraction: f64) -> f64 {
     codec.ie + (95.0 - codec.ie) * ppl / (ppl + codec.bpl)
 }
 
-/// The R factor (0..=93.2 here) of `codec` at a one-way network delay
-/// `one_way_delay_ms` (ms; e.g. RTT / 2 from RTCP), a loss of
-/// `loss_fraction` (0..=1) and an interarrival jitter `jitter_ms` (ms,
-/// RFC 3550 A.8), which adds a jitter-buffer delay of 2 × jitter + 10 ms.
-/// NaN or negative inputs read as 0; the loss is capped at 1.
+/// The R factor of `codec` at a one-way network delay `one_way_delay_ms`
+/// (ms; e.g. RTT / 2 from RTCP), a loss of `loss_fraction` (0..=1) and an
+/// interarrival jitter `jitter_ms` (ms, RFC 3550 A.8), which adds a
+/// jitter-buffer delay of 2 × jitter + 10 ms. NaN or negative inputs read
+/// as 0; the loss is capped at 1.
+///
+/// Range: at most 93.2 (G.107's default R with no impairment), and not
+/// bounded below: heavy loss or delay take it under 0 (100 % loss alone
+/// gives 93.2 − 95 = −1.8, and `Idd` grows with the log of the delay).
+/// [`mos_from_r`] reads every R ≤ 0 as MOS 1.
 pub fn r_factor_with(
     codec: Codec,
     one_way_delay_ms: f64,

@@ -47,7 +47,11 @@ const SEQ_MOD: u32 = 1 << 16;
 /// What [`RtpStats::on_rtp`] made of a packet's sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqVerdict {
-    /// In sequence, or after a gap (lost packets before it).
+    /// In sequence, or after a gap (lost packets before it). Also the
+    /// packet that confirms a restart (the second in sequence after a jump
+    /// of [`MAX_DROPOUT`] or more, A.1): counting starts again from it as a
+    /// new run of the source, the earlier run's expected and lost carried
+    /// over, and its jitter sample skipped.
     InOrder,
     /// Older than the highest received, not seen before.
     Reordered,
