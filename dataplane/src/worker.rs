@@ -267,6 +267,10 @@ struct LegJitter {
     /// Clock rate and telephone-event type of the source leg it was made
     /// for.
     source: (u32, Option<u8>),
+    /// The buffer's next deadline as last seen (after a poll or a push):
+    /// the loop polls only buffers that are due. Pushes only ever bring
+    /// the first held packet's deadline forward, to the pushed one's.
+    due: Option<Instant>,
 }
 
 /// Receiver statistics and DTMF detection of a slot's two legs.
@@ -828,7 +832,8 @@ impl Worker {
     }
 
     /// Plays out every jitter-buffered packet that is due; returns the
-    /// earliest deadline still pending.
+    /// earliest deadline still pending. A buffer not due is not touched
+    /// (its deadline is cached in [`LegJitter::due`]).
     fn play_jitter(&mut self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
         let inow = self.inow + PLAYOUT_SLACK;
@@ -836,18 +841,19 @@ impl Worker {
             let idx = self.jit_slots[k] as usize;
             for leg in 0..2 {
                 while let Some(lj) = self.slots[idx].jit[leg].as_mut() {
-                    match lj.jb.poll(inow) {
-                        Some(Playout::Packet(e)) => {
+                    if lj.due.is_none_or(|d| d > inow) {
+                        if let Some(d) = lj.due {
+                            earliest = Some(earliest.map_or(d, |x| x.min(d)));
+                        }
+                        break;
+                    }
+                    match lj.jb.poll_or_next(inow) {
+                        Ok(Playout::Packet(e)) => {
                             let store = lj.store;
                             self.send_stored(idx, leg, store, e);
                         }
-                        Some(Playout::Lost { .. }) => {}
-                        None => {
-                            if let Some(d) = lj.jb.next_deadline() {
-                                earliest = Some(earliest.map_or(d, |x| x.min(d)));
-                            }
-                            break;
-                        }
+                        Ok(Playout::Lost { .. }) => {}
+                        Err(next) => lj.due = next,
                     }
                 }
             }
@@ -960,6 +966,7 @@ impl Worker {
                             store,
                             settings: w,
                             source,
+                            due: None,
                         });
                         debug!(
                             worker = self.index,
@@ -1450,7 +1457,10 @@ fn buffer_packet(
     st.entry_mut(e)[..pkt.len()].copy_from_slice(pkt);
     st.lens[usize::from(e)] = pkt.len() as u16;
     match lj.jb.push(info, e, now) {
-        PushOutcome::Accepted => Buffered::Held,
+        PushOutcome::Accepted => {
+            lj.due = lj.jb.next_deadline();
+            Buffered::Held
+        }
         PushOutcome::Duplicate(e) | PushOutcome::TooLate(e) => {
             st.free.push(e);
             Buffered::Refused(DropReason::JitterLate)

@@ -706,9 +706,18 @@ impl<T> JitterBuffer<T> {
     /// The next packet or loss due at `now`, in sequence order; `None` when
     /// nothing is due yet (see [`Self::next_deadline`]).
     pub fn poll(&mut self, now: Instant) -> Option<Playout<T>> {
-        let (p, deadline) = self.first_held()?;
+        self.poll_or_next(now).ok()
+    }
+
+    /// [`Self::poll`] and, when nothing is due, [`Self::next_deadline`] in
+    /// one scan of the ring: `Ok` with the next packet or loss due at
+    /// `now`, else `Err` with when one will be (`None`: nothing held).
+    pub fn poll_or_next(&mut self, now: Instant) -> Result<Playout<T>, Option<Instant>> {
+        let Some((p, deadline)) = self.first_held() else {
+            return Err(None);
+        };
         if deadline > now {
-            return None;
+            return Err(Some(deadline));
         }
         let pos = self.next;
         let i = self.idx(pos);
@@ -716,15 +725,15 @@ impl<T> JitterBuffer<T> {
         if p == pos {
             let Entry::Full { item, .. } = std::mem::replace(&mut self.ring[i], Entry::Played(pos))
             else {
-                return None; // unreachable: first_held saw it
+                return Err(None); // unreachable: first_held saw it
             };
             self.buffered -= 1;
             self.counters.played += 1;
-            Some(Playout::Packet(item))
+            Ok(Playout::Packet(item))
         } else {
             self.ring[i] = Entry::Empty;
             self.counters.lost += 1;
-            Some(Playout::Lost { ext_seq: pos })
+            Ok(Playout::Lost { ext_seq: pos })
         }
     }
 
@@ -927,6 +936,26 @@ mod tests {
             jb.push(hdr(3, 480), 3, at(t0, 302)),
             PushOutcome::Duplicate(3)
         );
+    }
+
+    #[test]
+    fn poll_or_next_is_poll_and_next_deadline_in_one() {
+        let t0 = Instant::now();
+        let mut jb = fixed(40, 200);
+        assert_eq!(jb.poll_or_next(t0), Err(None));
+        jb.push(hdr(10, 0), 0, t0);
+        jb.push(hdr(12, 320), 2, at(t0, 40));
+        assert_eq!(jb.poll_or_next(at(t0, 39)), Err(Some(at(t0, 40))));
+        assert_eq!(jb.poll_or_next(at(t0, 40)), Ok(Playout::Packet(0)));
+        assert_eq!(jb.poll_or_next(at(t0, 40)), Err(Some(at(t0, 80))));
+        assert_eq!(
+            jb.poll_or_next(at(t0, 80)),
+            Ok(Playout::Lost {
+                ext_seq: 0x1_0000 + 11
+            })
+        );
+        assert_eq!(jb.poll_or_next(at(t0, 80)), Ok(Playout::Packet(2)));
+        assert_eq!(jb.poll_or_next(at(t0, 80)), Err(None));
     }
 
     #[test]
