@@ -3,7 +3,8 @@
 //! MOS falling with loss, RFC 4733 DTMF events and their SSRC/offsets, and
 //! the jitter buffer switched on per call.
 //!
-//! Ports: relay media 24000-24999, ng 22311-22319, instances `t-h1-*`.
+//! Ports: relay media 24000-24999, ng 22311-22319, HTTP 18085, instances
+//! `t-h1-*`.
 
 mod common;
 use common::*;
@@ -40,10 +41,11 @@ impl Relay {
             "--ng",
             &ng_arg,
             "--no-pin",
-            // Leave 127.0.0.1:8080 to the tests of the HTTP API.
-            "--http",
-            "off",
         ];
+        if !extra.contains(&"--http") {
+            // Leave 127.0.0.1:8080 to the tests of the HTTP API.
+            args.extend_from_slice(&["--http", "off"]);
+        }
         args.extend_from_slice(extra);
         let (p, _) = spawn_tern(&args, &["tern ng", "tern relay"]);
         Relay {
@@ -619,4 +621,61 @@ fn deleting_a_call_with_held_packets_frees_everything() {
     }
     let got = rx.join().unwrap();
     assert!(got.len() >= 18, "last call delivered {}", got.len());
+}
+
+/// An ng-only relay labels a slot with the first 64 bytes of its Call-ID:
+/// a longer Call-ID is still found by `/calls/{call-id}` and `tern ctl`
+/// (by prefix and the slot's tag), and another with the same first 64
+/// bytes is not.
+#[test]
+fn long_call_id_is_found_over_http_and_ctl() {
+    const HTTP: &str = "127.0.0.1:18085";
+    let relay = Relay::start("long", "24400-24499", 22315, &["--http", HTTP]);
+    let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let call_id = format!("{}@long.example.com", "k".repeat(100));
+    let twin = format!("{}@other.example.com", "k".repeat(100));
+    call(&ctl, relay.ng, &call_id, &a, &b, &[], &[]);
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|c| match c {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (c as char).to_string()
+                }
+                _ => format!("%{c:02X}"),
+            })
+            .collect()
+    };
+    let get = |p: &str| {
+        // The HTTP thread may start just after the ng socket.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match tern_observe::ctl::get(HTTP, p) {
+                Ok(r) => break r,
+                Err(e) if Instant::now() > deadline => panic!("GET {p}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    };
+    let (status, body) = get(&format!("/calls/{}", enc(&call_id)));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["slots"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(get(&format!("/calls/{}", enc(&twin))).0, 404);
+    let out = std::process::Command::new(tern_bin())
+        .args(["ctl", "--http", HTTP, "call", &call_id])
+        .output()
+        .expect("tern ctl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("leg 0") && stdout.contains("leg 1"),
+        "{stdout}"
+    );
+    drop(relay);
 }

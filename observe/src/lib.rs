@@ -6,8 +6,9 @@
 //!   `"status":"stalled"` when a worker's heartbeat is older than 2 s.
 //! - `/metrics`: OpenMetrics text, see the `metrics` module for
 //!   the families.
-//! - `/calls`: JSON list of live slots with per-leg packets, bytes, drops
-//!   and quality (loss, jitter ms, MOS); `/calls/{call-id}` one call
+//! - `/calls`: `{calls, total, truncated}`: live slots (at most
+//!   `?limit=`, default 1000) with per-leg packets, bytes, drops and
+//!   quality (loss, jitter ms, MOS); `/calls/{call-id}` one call
 //!   (percent-encoded Call-ID; a Call-ID longer than the slot label's 64
 //!   bytes is matched by prefix and the slot's tag) as `{call_id, slots,
 //!   dtmf}`: every slot of it and their RFC 4733 DTMF events, 404 if
