@@ -1341,4 +1341,47 @@ mod tests {
         assert_eq!(got, vec![1, 2, 4]);
         assert!(jb.is_empty());
     }
+
+    /// Timing, not asserted: the worker's per-iteration cost of looking at
+    /// 1000 buffered legs of which none is due, the old way (`poll` then
+    /// `next_deadline`: two ring scans per leg) and the new (a cached
+    /// deadline compared). `cargo test --release -p tern-dataplane --lib
+    /// -- --ignored playout_check_cost --nocapture`.
+    #[test]
+    #[ignore]
+    fn playout_check_cost() {
+        let t0 = Instant::now();
+        let mut bufs: Vec<JitterBuffer<u32>> = (0..1000).map(|_| fixed(60, 200)).collect();
+        for jb in &mut bufs {
+            for s in 0..3u16 {
+                // Position 1 lost: the first held is one slot in.
+                if s != 1 {
+                    jb.push(hdr(s, 160 * u32::from(s)), 0, at(t0, 20 * u64::from(s)));
+                }
+            }
+        }
+        let due: Vec<Option<Instant>> = bufs.iter().map(|b| b.next_deadline()).collect();
+        let now = at(t0, 41);
+        let rounds = 2000u32;
+        let t = Instant::now();
+        let mut n = 0usize;
+        for _ in 0..rounds {
+            for jb in &mut bufs {
+                if jb.poll(now).is_none() && jb.next_deadline().is_some() {
+                    n += 1;
+                }
+            }
+        }
+        let old = t.elapsed() / rounds;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for (jb, d) in bufs.iter_mut().zip(&due) {
+                if d.is_some_and(|d| d <= now) && jb.poll_or_next(now).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        let new = t.elapsed() / rounds;
+        eprintln!("1000 legs, none due: poll + next_deadline {old:?}, cached deadline {new:?} per loop ({n})");
+    }
 }
