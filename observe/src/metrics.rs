@@ -15,7 +15,10 @@
 //!   retired totals (slots it freed) plus its slots not yet freed
 //!   (`SlotTable::worker_totals`), so they never go back when a call ends.
 //!   The drops of all reasons add up to
-//!   `tern_worker_dropped_packets_total`.
+//!   `tern_worker_dropped_packets_total` (and tx packets to
+//!   `tern_worker_forwarded_packets_total`) while the dataplane runs; those
+//!   two are the worker process's own and restart from 0 with it, while
+//!   these continue from the shared table.
 //!   `tern_worker_jitter_buffers_refused_total{worker}`: legs forwarded
 //!   without the jitter buffer they asked for (store ids exhausted).
 //! - `tern_slots{state}`, `tern_slots_capacity`,
