@@ -60,6 +60,9 @@ fn start_tern(
         &instance,
         "--ng",
         &ng_addr,
+        // No HTTP API: its default port is shared by every test.
+        "--http",
+        "off",
     ]
     .iter()
     .map(|s| s.to_string())
