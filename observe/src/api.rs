@@ -441,22 +441,9 @@ impl Observer {
         Reply::json(if ok { 200 } else { 503 }, &h)
     }
 
-    /// The signaling loop lists registrations only when asked (the listing
-    /// costs it ~1 µs per binding), so ask, then wait for the next snapshot:
-    /// at most two snapshot periods, then answer with the latest listing.
+    /// The latest listing; [`crate::wait_for_registrations`] asked for a
+    /// fresh one before the observer was locked.
     fn registrations(&self) -> Reply {
-        if let Some(shared) = &self.sip {
-            let asked = SipSnapshot::request_registrations(shared);
-            for _ in 0..100 {
-                let done = shared
-                    .lock()
-                    .map_or(true, |g| g.registrations_answered >= asked);
-                if done {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
         let regs: Vec<RegistrationJson> = self
             .sip_snapshot()
             .map(|s| {

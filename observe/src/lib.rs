@@ -168,19 +168,20 @@ fn start_on(
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| ObserveError::Bind(addr, e.to_string()))?;
     let server = Arc::new(server);
-    let obs = Arc::new(Mutex::new(Observer::new(table, sip)));
+    let obs = Arc::new(Mutex::new(Observer::new(table, sip.clone())));
     let next_tick = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::with_capacity(HTTP_THREADS);
     for _ in 0..HTTP_THREADS {
-        let (server, obs, next_tick, shutdown) = (
+        let (server, obs, next_tick, shutdown, sip) = (
             server.clone(),
             obs.clone(),
             next_tick.clone(),
             shutdown.clone(),
+            sip.clone(),
         );
         let h = std::thread::Builder::new()
             .name("tern-http".into())
-            .spawn(move || serve(&server, &obs, &next_tick, &shutdown));
+            .spawn(move || serve(&server, &obs, sip.as_ref(), &next_tick, &shutdown));
         match h {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -196,11 +197,29 @@ fn start_on(
     Ok(HttpServer { addr, handles })
 }
 
+/// The signaling loop lists registrations only when asked (the listing
+/// costs it about 1 µs per binding), so ask, then wait for its next
+/// snapshot: at most 1 s (two snapshot periods), without holding the
+/// observer, then the latest listing is served.
+pub(crate) fn wait_for_registrations(sip: &SharedSnapshot) {
+    let asked = tern_signaling::SipSnapshot::request_registrations(sip);
+    for _ in 0..100 {
+        let done = sip
+            .lock()
+            .map_or(true, |g| g.registrations_answered >= asked);
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One server thread: takes requests, answers them (the [`Observer`] is
 /// locked only to build the reply, not while it is written).
 fn serve(
     server: &tiny_http::Server,
     obs: &Mutex<Observer>,
+    sip: Option<&SharedSnapshot>,
     next_tick: &AtomicU64,
     shutdown: &AtomicBool,
 ) {
@@ -223,6 +242,11 @@ fn serve(
                 continue;
             }
         };
+        if req.url().split('?').next() == Some("/registrations") {
+            if let Some(sip) = sip {
+                wait_for_registrations(sip);
+            }
+        }
         let reply = obs.lock().unwrap_or_else(|e| e.into_inner()).handle(
             req.method().as_str(),
             req.url(),
