@@ -64,9 +64,14 @@ struct RelayArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
     /// Jitter buffer on for ng calls whose offer says neither
-    /// `jitter-buffer` nor `no-jitter-buffer` (60 ms target, 200 ms max).
+    /// `jitter-buffer` nor `no-jitter-buffer` (60 ms target, 200 ms max),
+    /// and under `tern up` for SIP calls too (see `[media]` in the config).
     #[arg(long)]
     jitter_buffer: bool,
+    /// Jitter-buffer delays for ng calls from the config file's `[media]`
+    /// (`tern up`); `None`: the ng defaults.
+    #[arg(skip)]
+    media_jitter: Option<tern_shared::table::JitterSettings>,
     /// HTTP API (/metrics, /health, /calls, /registrations): ADDR:PORT,
     /// PORT or `off` [default: 127.0.0.1:8080, skipped with a warning if
     /// taken].
@@ -279,7 +284,10 @@ fn start_ng(
         None => (control::DEFAULT_LISTEN, false),
     };
     let mut cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
-    cfg.core.jitter.enabled = a.jitter_buffer;
+    if let Some(j) = a.media_jitter {
+        cfg.core.jitter = j;
+    }
+    cfg.core.jitter.enabled |= a.jitter_buffer;
     match control::start(cfg, table.clone(), shutdown.clone()) {
         Ok(ng) => {
             println!(
@@ -369,10 +377,15 @@ fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
     Ok(cfg)
 }
 
-fn up(a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
+    // One jitter-buffer default for both kinds of calls: `[media]` in the
+    // config file, switched on by it or by --jitter-buffer.
+    let mut sip_cfg = sip_config(&a.sip)?;
+    sip_cfg.jitter.enabled |= a.relay.jitter_buffer;
+    a.relay.media_jitter = Some(sip_cfg.jitter);
     // Bind SIP before anything announces readiness, so no request is lost.
     let snapshot = tern_signaling::SipSnapshot::shared();
-    let server = tern_signaling::Server::bind(sip_config(&a.sip)?)?
+    let server = tern_signaling::Server::bind(sip_cfg)?
         .with_snapshot(snapshot.clone())
         .with_transport(sip_transport(&a.sip)?)
         .with_drain(drain_flag());

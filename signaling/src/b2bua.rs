@@ -257,7 +257,7 @@ impl SipCore {
             out_ssrc: call.ssrc[i],
             rtcp_mux: mux,
             payload_types: 0,
-            jitter: Default::default(),
+            jitter: self.cfg.jitter,
             // The party's own SDP names the numbers it uses (RFC 3264
             // §5.1 asks both sides to keep one mapping).
             dtmf_pt: info.and_then(|a| a.dtmf_pt),

@@ -15,6 +15,12 @@
 //! max_expires = 86400            # longer requests are cut down
 //! timer_c = 180                  # seconds a ringing callee may take: then CANCEL + 408
 //!
+//! [media]                        # optional: the B2BUA's calls (and `tern up`'s ng calls)
+//! jitter_buffer = false          # play each leg out through a jitter buffer
+//! jitter_target_ms = 60          # target playout delay, ms
+//! jitter_max_ms = 200            # no packet waits longer, ms
+//! jitter_adaptive = false        # size the delay from measured jitter
+//!
 //! [[users]]
 //! name = "alice"
 //! password = "secret"            # both HA1 values are computed at load
@@ -39,6 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tern_shared::table::JitterSettings;
 
 use crate::digest;
 
@@ -142,11 +149,22 @@ struct RawSip {
     timer_c: Option<u64>,
 }
 
+/// The `[media]` keys: jitter-buffer defaults for calls.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawMedia {
+    jitter_buffer: Option<bool>,
+    jitter_target_ms: Option<u16>,
+    jitter_max_ms: Option<u16>,
+    jitter_adaptive: Option<bool>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawFile {
     users: Vec<RawUser>,
     sip: RawSip,
+    media: RawMedia,
 }
 
 #[derive(Deserialize, Default)]
@@ -278,7 +296,19 @@ pub struct SipConfig {
     pub timer_c: Duration,
     /// Value of our `User-Agent`/`Server` headers.
     pub user_agent: String,
+    /// Jitter-buffer settings of both legs of every B2BUA call (`[media]`;
+    /// off by default: a relay does not de-jitter unless asked).
+    pub jitter: JitterSettings,
 }
+
+/// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
+/// 200 ms maximum, fixed delay.
+pub const DEFAULT_JITTER: JitterSettings = JitterSettings {
+    enabled: false,
+    target_ms: 60,
+    max_ms: 200,
+    adaptive: false,
+};
 
 impl Default for SipConfig {
     fn default() -> Self {
@@ -299,6 +329,7 @@ impl Default for SipConfig {
             t4: Duration::from_secs(5),
             timer_c: Duration::from_secs(180),
             user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).into(),
+            jitter: DEFAULT_JITTER,
         }
     }
 }
@@ -328,6 +359,12 @@ impl SipConfig {
             min_expires: sip.min_expires.unwrap_or(d.min_expires),
             max_expires: sip.max_expires.unwrap_or(d.max_expires),
             timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
+            jitter: JitterSettings {
+                enabled: raw.media.jitter_buffer.unwrap_or(d.jitter.enabled),
+                target_ms: raw.media.jitter_target_ms.unwrap_or(d.jitter.target_ms),
+                max_ms: raw.media.jitter_max_ms.unwrap_or(d.jitter.max_ms),
+                adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
+            },
             ..d
         };
         let realm = cfg.realm.clone();
@@ -363,7 +400,8 @@ impl SipConfig {
     /// on a reachable address), when the realm is empty or contains `"`,
     /// when `auth_invites = true` comes without users, when a domain is
     /// empty, when `nonce_ttl` or `nonce_capacity` is zero, or when the
-    /// timers or expiry bounds make no sense.
+    /// timers or expiry bounds make no sense, or when the `[media]` jitter
+    /// delays do not satisfy 0 < target <= max.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.users.is_empty() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Refused(format!(
@@ -376,6 +414,11 @@ impl SipConfig {
                 "realm {:?} must be non-empty, without '\"' or ':'",
                 self.realm
             )));
+        }
+        if self.jitter.target_ms == 0 || self.jitter.max_ms < self.jitter.target_ms {
+            return Err(ConfigError::Refused(
+                "[media]: need 0 < jitter_target_ms <= jitter_max_ms".to_string(),
+            ));
         }
         if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() || self.timer_c.is_zero() {
             return Err(ConfigError::Refused(
@@ -616,6 +659,32 @@ mod tests {
             );
             assert_eq!(c.users.len(), 100_000);
         }
+    }
+
+    #[test]
+    fn media_table_sets_the_calls_jitter_buffer() {
+        let listen = "127.0.0.1:5060".parse().unwrap();
+        let c = SipConfig::from_toml(listen, "").unwrap();
+        assert_eq!(c.jitter, DEFAULT_JITTER);
+        assert!(!c.jitter.enabled);
+        let c = SipConfig::from_toml(
+            listen,
+            "[media]\njitter_buffer = true\njitter_target_ms = 40\njitter_max_ms = 120\njitter_adaptive = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.jitter,
+            JitterSettings {
+                enabled: true,
+                target_ms: 40,
+                max_ms: 120,
+                adaptive: true
+            }
+        );
+        c.validate().unwrap();
+        let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
+        assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());
     }
 
     #[test]
