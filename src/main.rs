@@ -81,7 +81,7 @@ struct RelayArgs {
 
 #[derive(Args, Clone)]
 struct SipOpts {
-    /// SIP listen address (UDP).
+    /// SIP listen address (UDP and TCP, same port).
     #[arg(long, default_value = "127.0.0.1:5060")]
     sip: SocketAddr,
     /// TOML configuration file (`[[users]]` with `name` and `password` or `ha1`).
