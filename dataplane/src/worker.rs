@@ -15,7 +15,8 @@
 //! 4. re-arm receives, publish recycled buffers, and make one
 //!    `io_uring_enter` that submits everything and waits for completions
 //!    with a timeout of [`WAIT_MS`] (so shutdown and doorbells are noticed),
-//!    batching up to [`MIN_WAIT_US`] µs more when busy.
+//!    batching completions for up to [`MAX_BATCH_WAIT_US`] µs when the
+//!    measured completion rate makes a batch worth it (see [`BatchWait`]).
 //!
 //! Nothing on the packet path allocates, locks or makes a syscall: the
 //! send slab, completion batch and re-arm list are preallocated.
@@ -30,7 +31,8 @@
 //! DTMF events as they complete. A packet's arrival time is its loop
 //! iteration's clock (one vDSO read per iteration, not per packet), so the
 //! packets of one batch share it: the A.8 jitter carries an error of at
-//! most one iteration (tens of µs idle, up to [`MIN_WAIT_US`] when busy).
+//! most one iteration (tens of µs idle, up to [`MAX_BATCH_WAIT_US`] when
+//! busy).
 //!
 //! A leg whose configuration enables the jitter buffer gets its RTP through
 //! a [`JitterBuffer`]: the packet is copied into a store preallocated for
@@ -59,7 +61,7 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::Socket;
 use tern_shared::rtp::RtpPacket;
-use tern_shared::table::{DropReason, JitterSettings, LegConfig, SlotState, SlotTable};
+use tern_shared::table::{DropReason, JitterSettings, LegConfig, SlotState, SlotTable, WorkerRing};
 use tracing::{debug, info, warn};
 
 use crate::bufring::BufRing;
@@ -77,9 +79,9 @@ use crate::RelayError;
 /// 28-byte source address, and up to 2004 bytes of UDP payload.
 pub const BUF_SIZE: u32 = 2048;
 /// Provided buffers per worker (a power of two), well above a burst.
-pub const BUF_ENTRIES: u16 = 4096;
+pub const BUF_ENTRIES: u16 = 8192;
 /// Submission queue entries.
-pub const SQ_ENTRIES: u32 = 2048;
+pub const SQ_ENTRIES: u32 = 4096;
 /// Completion queue entries (receives and sends of a full buffer ring).
 pub const CQ_ENTRIES: u32 = 16384;
 /// Longest wait for completions, ms: bounds how late a doorbell or the
@@ -91,13 +93,20 @@ pub const TICK_MS: u64 = 100;
 pub const BIND_RETRY_MS: u64 = 1000;
 /// Longest wait for a closing slot's receives to be cancelled, ms.
 pub const CLOSE_TIMEOUT_MS: u64 = 2000;
-/// Extra wait (µs) for a batch of completions when the worker is busy
-/// (Linux 6.12+ `min_wait`); zero added latency when idle.
-pub const MIN_WAIT_US: u32 = 100;
-/// Completions per iteration from which the worker counts as busy.
-const BUSY_COMPLETIONS: usize = 16;
-/// Completions a busy worker waits for (up to [`MIN_WAIT_US`]).
-const BATCH_WANT: usize = 32;
+/// Longest extra wait (µs) for a batch of completions (Linux 6.12+
+/// `min_wait`): the most latency the batching adds to a packet.
+pub const MAX_BATCH_WAIT_US: u32 = 200;
+/// The batch a busy worker asks for: the completions expected in this
+/// many µs at the measured rate (so a batch typically fills in about this
+/// time, and [`MAX_BATCH_WAIT_US`] is only the bound).
+const BATCH_TARGET_US: u64 = 100;
+/// Below this many expected completions per batch the worker does not
+/// batch: at low load each packet is handled as soon as it arrives.
+const MIN_BATCH: u64 = 8;
+/// Largest batch asked for (completions).
+const MAX_BATCH: u64 = 512;
+/// The completion rate is measured over windows of at least this (µs).
+const RATE_WINDOW_US: u64 = 1000;
 /// The buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
 
@@ -140,6 +149,67 @@ fn recv_ud(idx: u32, sock: usize, gen: u16) -> u64 {
 #[inline]
 fn send_ud(bid: u16) -> u64 {
     K_SEND << KIND_SHIFT | u64::from(bid)
+}
+
+/// The adaptive batch: how many completions the next `io_uring_enter`
+/// waits for, from the completion rate (completions per µs, receives and
+/// sends alike) measured over windows of [`RATE_WINDOW_US`] or more.
+///
+/// At 100k pps a wake-up costs more than the syscalls it serves, so a busy
+/// worker asks the kernel for the completions expected in
+/// [`BATCH_TARGET_US`], bounded by `min_wait` [`MAX_BATCH_WAIT_US`]: after
+/// it the kernel returns with whatever arrived. A rate that promises fewer
+/// than [`MIN_BATCH`] per batch gets no batching at all (want 1), so a
+/// lightly loaded relay adds no latency.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchWait {
+    window_start: Instant,
+    window_count: u64,
+    /// Completions expected per [`BATCH_TARGET_US`] at the last window's
+    /// rate.
+    per_target: u64,
+}
+
+impl BatchWait {
+    /// No history: no batching until a window shows the rate.
+    pub fn new(now: Instant) -> BatchWait {
+        BatchWait {
+            window_start: now,
+            window_count: 0,
+            per_target: 0,
+        }
+    }
+
+    /// Accounts `n` completions reaped at `now`; returns the batch to wait
+    /// for: 1 (no batching) or [`MIN_BATCH`]..=[`MAX_BATCH`].
+    pub fn on_iteration(&mut self, n: usize, now: Instant) -> u32 {
+        self.window_count += n as u64;
+        let us = now.saturating_duration_since(self.window_start).as_micros() as u64;
+        if us >= RATE_WINDOW_US {
+            self.per_target = self.window_count * BATCH_TARGET_US / us;
+            self.window_start = now;
+            self.window_count = 0;
+        }
+        if self.per_target < MIN_BATCH {
+            1
+        } else {
+            self.per_target.min(MAX_BATCH) as u32
+        }
+    }
+}
+
+/// Whether to wait for a batch of `want` (with `min_wait`): only with the
+/// kernel's support, a real batch, and a timeout longer than the batch
+/// wait (a jitter playout due sooner wins).
+#[inline]
+fn want_batch(want: u32, min_wait: bool, wait_ns: u32) -> bool {
+    want > 1 && min_wait && wait_ns >= MAX_BATCH_WAIT_US * 1000
+}
+
+/// Fixed-file index of socket `sock` of the worker's slot `idx`.
+#[inline]
+fn fixed_index(idx: usize, sock: usize) -> u32 {
+    (idx * 4 + (sock & 3)) as u32
 }
 
 /// Socket index within a slot: `leg * 2 + rtcp`.
@@ -203,6 +273,10 @@ struct Sock {
     armed: bool,
     /// Queued on the re-arm list.
     queued: bool,
+    /// Installed in the worker's fixed-file table at `slot * 4 + sock`:
+    /// SQEs name it by that index (`IOSQE_FIXED_FILE`), sparing the
+    /// kernel an `fget` per operation.
+    fixed: bool,
 }
 
 impl Sock {
@@ -371,6 +445,8 @@ pub struct Worker {
     cqes: Vec<cqueue::Entry>,
     bind_ip: IpAddr,
     min_wait: bool,
+    /// A sparse fixed-file table of `slots * 4` entries is registered.
+    fixed_files: bool,
     doorbell: u64,
     rescan: bool,
     last_tick_ms: u64,
@@ -378,6 +454,8 @@ pub struct Worker {
     dropped: u64,
     send_errors: u64,
     bind_failures: u64,
+    /// ENOBUFS completions, re-arms and SQ overruns (published each tick).
+    ring_ctr: WorkerRing,
     /// Jitter stores by id; `None` is a free id (listed in `jstore_free`).
     jstores: Vec<Option<JStore>>,
     jstore_free: Vec<u16>,
@@ -455,6 +533,22 @@ impl Worker {
         let range = table.slots_of_worker(index);
         let n = range.len();
         let min_wait = ring.params().is_feature_min_timeout();
+        // Every socket the worker can own gets a fixed-file index: a
+        // failure (old kernel, RLIMIT_NOFILE below the table) only costs
+        // the per-SQE fget, so it is not fatal.
+        let fixed_files = match u32::try_from(n * 4)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+            .and_then(|nr| ring.submitter().register_files_sparse(nr.max(1)))
+        {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(
+                    worker = index,
+                    "no registered files ({e}); using plain descriptors"
+                );
+                false
+            }
+        };
         Ok(Worker {
             ring,
             bufs,
@@ -468,6 +562,7 @@ impl Worker {
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             bind_ip,
             min_wait,
+            fixed_files,
             doorbell: table.doorbell(index),
             table,
             rescan: true,
@@ -476,6 +571,7 @@ impl Worker {
             dropped: 0,
             send_errors: 0,
             bind_failures: 0,
+            ring_ctr: WorkerRing::default(),
             jstores: Vec::new(),
             jstore_free: Vec::new(),
             jitter_refused: 0,
@@ -497,7 +593,7 @@ impl Worker {
             slots = self.slots.len(),
             "dataplane worker started"
         );
-        let mut busy = false;
+        let mut batch = BatchWait::new(self.inow);
         let result = loop {
             if stop() {
                 break Ok(());
@@ -517,10 +613,10 @@ impl Worker {
             let deadline = self.play_jitter();
             self.flush_rearm();
             self.bufs.publish();
-            if let Err(e) = self.wait(busy, deadline) {
+            let want = batch.on_iteration(n, self.inow);
+            if let Err(e) = self.wait(want, deadline) {
                 break Err(e);
             }
-            busy = n >= BUSY_COMPLETIONS;
         };
         self.shutdown();
         info!(
@@ -535,7 +631,7 @@ impl Worker {
     /// One `io_uring_enter`: submits every queued SQE and waits for at least
     /// one completion, [`WAIT_MS`], or until `deadline` (the next jitter
     /// buffer playout), whichever comes first.
-    fn wait(&mut self, busy: bool, deadline: Option<Instant>) -> Result<(), RelayError> {
+    fn wait(&mut self, want_in: u32, deadline: Option<Instant>) -> Result<(), RelayError> {
         let mut wait_ns = WAIT_MS * 1_000_000;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
@@ -544,9 +640,9 @@ impl Worker {
         let ts = types::Timespec::new().nsec(wait_ns);
         let mut args = types::SubmitArgs::new().timespec(&ts);
         let mut want = 1;
-        if busy && self.min_wait && wait_ns >= MIN_WAIT_US * 1000 {
-            args = args.min_wait_usec(MIN_WAIT_US);
-            want = BATCH_WANT;
+        if want_batch(want_in, self.min_wait, wait_ns) {
+            args = args.min_wait_usec(MAX_BATCH_WAIT_US);
+            want = want_in as usize;
         }
         match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => Ok(()),
@@ -562,7 +658,7 @@ impl Worker {
 
     #[inline]
     fn push(&mut self, e: &squeue::Entry) -> bool {
-        push_sqe(&mut self.ring, e)
+        push_sqe(&mut self.ring, e, &mut self.ring_ctr.sq_full)
     }
 
     /// Reaps every completion; returns how many.
@@ -637,6 +733,7 @@ impl Worker {
                 Phase::Bound => {
                     if !slot.socks[sock].queued && slot.socks[sock].fd >= 0 {
                         slot.socks[sock].queued = true;
+                        self.ring_ctr.rearms += 1;
                         self.rearm.push((idx, sock as u8, gen));
                     }
                 }
@@ -644,7 +741,9 @@ impl Worker {
                 Phase::Idle => {}
             }
         }
-        if res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED {
+        if res == -libc::ENOBUFS {
+            self.ring_ctr.enobufs += 1;
+        } else if res < 0 && res != -libc::ECANCELED {
             debug!(
                 worker = self.index,
                 "receive failed: {}",
@@ -780,12 +879,9 @@ impl Worker {
                 }
             }
         }
-        let out_sock = if rtcp && !fwd.config().legs[o].rtcp_mux {
-            &slot.socks[sock_index(o, true)]
-        } else {
-            &slot.socks[sock_index(o, false)]
-        };
-        let (fd, v6) = (out_sock.fd, out_sock.v6);
+        let out_k = sock_index(o, rtcp && !fwd.config().legs[o].rtcp_mux);
+        let out_sock = &slot.socks[out_k];
+        let (fd, v6, fixed) = (out_sock.fd, out_sock.v6, out_sock.fixed);
         let s = &mut self.sends[usize::from(bid)];
         let filled = if fd >= 0 {
             s.fill(pkt.as_mut_ptr(), plen, dest, v6)
@@ -797,10 +893,14 @@ impl Worker {
             self.dropped += 1;
             return false;
         }
-        let sqe = opcode::SendMsg::new(types::Fd(fd), std::ptr::addr_of!(s.hdr))
-            .build()
-            .user_data(send_ud(bid));
-        if !push_sqe(&mut self.ring, &sqe) {
+        let hdr = std::ptr::addr_of!(s.hdr);
+        let sqe = if fixed {
+            opcode::SendMsg::new(types::Fixed(fixed_index(idx, out_k)), hdr).build()
+        } else {
+            opcode::SendMsg::new(types::Fd(fd), hdr).build()
+        }
+        .user_data(send_ud(bid));
+        if !push_sqe(&mut self.ring, &sqe, &mut self.ring_ctr.sq_full) {
             c_in.count_drop(DropReason::NoPeer);
             self.dropped += 1;
             return false;
@@ -868,7 +968,7 @@ impl Worker {
         let slot = &self.slots[idx];
         let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(leg));
         let sock = &slot.socks[sock_index(leg, false)];
-        let (fd, v6) = (sock.fd, sock.v6);
+        let (fd, v6, fixed) = (sock.fd, sock.v6, sock.fixed);
         let Some(Some(st)) = self.jstores.get_mut(usize::from(store)) else {
             return;
         };
@@ -880,10 +980,15 @@ impl Worker {
             _ => false,
         };
         let pushed = ok && {
-            let sqe = opcode::SendMsg::new(types::Fd(fd), std::ptr::addr_of!(st.sends[e].hdr))
-                .build()
-                .user_data(jsend_ud(store, entry));
-            push_sqe(&mut self.ring, &sqe)
+            let hdr = std::ptr::addr_of!(st.sends[e].hdr);
+            let sqe = if fixed {
+                let k = fixed_index(idx, sock_index(leg, false));
+                opcode::SendMsg::new(types::Fixed(k), hdr).build()
+            } else {
+                opcode::SendMsg::new(types::Fd(fd), hdr).build()
+            }
+            .user_data(jsend_ud(store, entry));
+            push_sqe(&mut self.ring, &sqe, &mut self.ring_ctr.sq_full)
         };
         if pushed {
             st.inflight += 1;
@@ -1065,9 +1170,13 @@ impl Worker {
         if slot.gen != gen || slot.phase != Phase::Bound || s.fd < 0 || s.armed {
             return;
         }
-        let sqe = opcode::RecvMsgMulti::new(types::Fd(s.fd), &*self.recv_hdr, self.bufs.bgid())
-            .build()
-            .user_data(recv_ud(idx as u32, sock, gen));
+        let (hdr, bgid) = (&*self.recv_hdr, self.bufs.bgid());
+        let sqe = if s.fixed {
+            opcode::RecvMsgMulti::new(types::Fixed(fixed_index(idx, sock)), hdr, bgid).build()
+        } else {
+            opcode::RecvMsgMulti::new(types::Fd(s.fd), hdr, bgid).build()
+        }
+        .user_data(recv_ud(idx as u32, sock, gen));
         s.armed = true;
         if !self.push(&sqe) {
             // Try again at the next iteration.
@@ -1210,6 +1319,15 @@ impl Worker {
                     Ok(sock) => {
                         s.fd = sock.as_raw_fd();
                         s.v6 = self.bind_ip.is_ipv6();
+                        s.fixed = self.fixed_files
+                            && self
+                                .ring
+                                .submitter()
+                                .register_files_update(
+                                    fixed_index(idx, sock_index(leg, rtcp)),
+                                    &[s.fd],
+                                )
+                                .is_ok();
                         s.sock = Some(sock);
                         s.armed = false;
                         if !s.queued {
@@ -1290,6 +1408,17 @@ impl Worker {
                 debug!(worker = self.index, "submit before close: {e}");
             }
         }
+        // A fixed-file entry holds its own reference to the socket: clear
+        // it, or closing the descriptor would leave the port bound.
+        if self.slots[idx].socks.iter().any(|s| s.fixed) {
+            if let Err(e) = self
+                .ring
+                .submitter()
+                .register_files_update(fixed_index(idx, 0), &[-1; 4])
+            {
+                warn!(worker = self.index, "clearing registered files: {e}");
+            }
+        }
         let slot = &mut self.slots[idx];
         for s in &mut slot.socks {
             s.close();
@@ -1315,6 +1444,7 @@ impl Worker {
         self.last_tick_ms = now;
         self.table
             .set_worker_send_errors(self.index, self.send_errors);
+        self.table.set_worker_ring(self.index, self.ring_ctr);
         self.table
             .worker_tick(self.index, now, self.forwarded, self.dropped);
         let roll = now.wrapping_sub(self.last_roll_ms) >= LOSS_INTERVAL_MS;
@@ -1369,6 +1499,12 @@ impl Worker {
             let _ = self.ring.submitter().submit_with_args(1, &args);
             let now = now_ms();
             self.reap(now);
+        }
+        if self.fixed_files {
+            // Drops the table's references, so the ports are free as soon
+            // as the descriptors below are closed.
+            let _ = self.ring.submitter().unregister_files();
+            self.fixed_files = false;
         }
         for s in &mut self.slots {
             for k in &mut s.socks {
@@ -1501,10 +1637,11 @@ fn new_leg_jitter(
     Ok((jb, capacity + JSTORE_SPARE))
 }
 
-/// Queues an SQE, handing a full submission queue to the kernel first.
-/// Returns false if it could not be queued.
+/// Queues an SQE, handing a full submission queue to the kernel first
+/// (each time counted in `sq_full`). Returns false if it could not be
+/// queued.
 #[inline]
-fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> bool {
+fn push_sqe(ring: &mut IoUring, e: &squeue::Entry, sq_full: &mut u64) -> bool {
     for _ in 0..4 {
         // SAFETY: every pointer in the worker's SQEs (msghdrs, iovecs,
         // buffers) lives in the worker until the ring is dropped, and a
@@ -1512,6 +1649,7 @@ fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> bool {
         if unsafe { ring.submission().push(e) }.is_ok() {
             return true;
         }
+        *sq_full += 1;
         if let Err(err) = ring.submit() {
             debug!("submit with a full SQ: {err}");
         }
@@ -1619,6 +1757,36 @@ mod tests {
             alloc_store(&mut stores, &mut Vec::new(), st(), usize::MAX),
             Some(u16::MAX)
         );
+    }
+
+    #[test]
+    fn batch_wait_adapts_to_the_completion_rate() {
+        let t0 = Instant::now();
+        let mut b = BatchWait::new(t0);
+        // Idle and low load: one completion is enough to wake.
+        assert_eq!(b.on_iteration(0, t0), 1);
+        // 5k pps = 10 completions per ms: 1 per 100 µs, no batching.
+        let mut t = t0;
+        for _ in 0..10 {
+            t += Duration::from_micros(100);
+            assert_eq!(b.on_iteration(1, t), 1);
+        }
+        // 100k pps = 200 completions per ms: 20 per 100 µs.
+        for _ in 0..10 {
+            t += Duration::from_micros(100);
+            b.on_iteration(20, t);
+        }
+        assert_eq!(b.on_iteration(0, t), 20);
+        // A flood is capped.
+        t += Duration::from_millis(1);
+        assert_eq!(b.on_iteration(100_000, t), MAX_BATCH as u32);
+        // Load stops: the next window (a 20 ms timeout) ends batching.
+        t += Duration::from_millis(20);
+        assert_eq!(b.on_iteration(0, t), 1);
+        assert!(want_batch(20, true, 20_000_000));
+        assert!(!want_batch(1, true, 20_000_000));
+        assert!(!want_batch(20, false, 20_000_000));
+        assert!(!want_batch(20, true, 150_000), "a playout due sooner wins");
     }
 
     #[test]

@@ -483,6 +483,12 @@ fn buffer_exhaustion_rearms_and_loses_nothing() {
         assert_eq!(seq_of(&got), k);
     }
     assert_eq!(stats(&t, id, 0).rx_packets, u64::from(N));
+    // The worker counts the empty ring and the re-arms (published at its
+    // next tick).
+    assert!(wait_until(2000, || {
+        let r = t.worker_ring(0);
+        r.enobufs > 0 && r.rearms >= r.enobufs
+    }));
     t.release(id).unwrap();
     assert!(wait_until(2000, || t.state(id) == SlotState::Free));
     flag.store(true, Ordering::Relaxed);

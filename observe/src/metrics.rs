@@ -21,6 +21,11 @@
 //!   these continue from the shared table.
 //!   `tern_worker_jitter_buffers_refused_total{worker}`: legs forwarded
 //!   without the jitter buffer they asked for (store ids exhausted).
+//!   `tern_worker_ring_enobufs_total{worker}`,
+//!   `tern_worker_ring_rearms_total{worker}`,
+//!   `tern_worker_ring_sq_full_total{worker}`: the worker's io_uring
+//!   counters (`SlotTable::worker_ring`): receives that found the
+//!   provided-buffer ring empty, multishot re-arms, full submission queue.
 //! - `tern_slots{state}`, `tern_slots_capacity`,
 //!   `tern_slots_reserved_total`.
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
@@ -88,6 +93,9 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     let rtcp: Family<Labels, Counter> = Family::default();
     let drops: Family<Labels, Counter> = Family::default();
     let jrefused: Family<Labels, Counter> = Family::default();
+    let r_enobufs: Family<Labels, Counter> = Family::default();
+    let r_rearms: Family<Labels, Counter> = Family::default();
+    let r_sqfull: Family<Labels, Counter> = Family::default();
     let loss = Histogram::new(LOSS_BUCKETS);
     let jitter = Histogram::new(JITTER_BUCKETS);
     let mos = Histogram::new(MOS_BUCKETS);
@@ -101,6 +109,10 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         dropped.get_or_create(&wl).inc_by(d);
         let tot = t.worker_totals(w);
         jrefused.get_or_create(&wl).inc_by(tot.jitter_refused);
+        let ring = t.worker_ring(w);
+        r_enobufs.get_or_create(&wl).inc_by(ring.enobufs);
+        r_rearms.get_or_create(&wl).inc_by(ring.rearms);
+        r_sqfull.get_or_create(&wl).inc_by(ring.sq_full);
         let s = &tot.legs;
         for (fam, v) in [&rx_p, &tx_p, &rx_b, &tx_b, &rtcp].into_iter().zip([
             s.rx_packets,
@@ -186,6 +198,21 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         "tern_worker_jitter_buffers_refused",
         "Legs whose jitter buffer could not start (store ids exhausted); forwarded unbuffered",
         jrefused,
+    );
+    reg.register(
+        "tern_worker_ring_enobufs",
+        "Receive completions that found the provided-buffer ring empty (-ENOBUFS)",
+        r_enobufs,
+    );
+    reg.register(
+        "tern_worker_ring_rearms",
+        "Multishot receives armed again after their final completion",
+        r_rearms,
+    );
+    reg.register(
+        "tern_worker_ring_sq_full",
+        "SQEs that found the worker's submission queue full",
+        r_sqfull,
     );
 
     let slots: Family<Labels, Gauge> = Family::default();

@@ -387,6 +387,20 @@ impl WorkerTotals {
     }
 }
 
+/// A worker's io_uring counters (totals since the worker started, in
+/// completions or SQEs), published every tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerRing {
+    /// Receive completions that ended with `-ENOBUFS`: the provided-buffer
+    /// ring was empty, so the multishot receive stopped and was re-armed.
+    pub enobufs: u64,
+    /// Multishot receives armed again after their final completion
+    /// (`-ENOBUFS`, or the kernel ending one without `F_MORE`).
+    pub rearms: u64,
+    /// SQEs that found the submission queue full.
+    pub sq_full: u64,
+}
+
 /// RFC 3550 receiver statistics of what one leg's peer sends, plus what
 /// that peer reports about what it receives (RTCP SR/RR report blocks).
 /// Written by the owning worker; a snapshot is a set of relaxed loads.
@@ -505,6 +519,15 @@ struct WorkerShared {
     forwarded: AtomicU64,
     /// Packets the worker dropped, in total.
     dropped: AtomicU64,
+    /// Receive completions that ended with `-ENOBUFS` (provided-buffer
+    /// ring empty), in total; in what was the line's padding, so the
+    /// layout is unchanged.
+    enobufs: AtomicU64,
+    /// Multishot receives re-armed after their final completion, in total.
+    rearms: AtomicU64,
+    /// SQEs that found the submission queue full (handed to the kernel
+    /// early, or dropped after retries), in total.
+    sq_full: AtomicU64,
     /// Written only by the worker (the slots it freed, its send errors).
     retired: Retired,
 }
@@ -1676,6 +1699,26 @@ impl SlotTable {
     /// Worker side: legs refused a jitter buffer so far (a total).
     pub fn set_worker_jitter_refused(&self, w: u32, n: u64) {
         self.worker(w).retired.words[ret::JITTER_REFUSED].store(n, Ordering::Relaxed);
+    }
+
+    /// Worker side: publishes its ring counters (totals): receive
+    /// completions with `-ENOBUFS`, multishot re-arms and submission-queue
+    /// overruns.
+    pub fn set_worker_ring(&self, w: u32, ring: WorkerRing) {
+        let ws = self.worker(w);
+        ws.enobufs.store(ring.enobufs, Ordering::Relaxed);
+        ws.rearms.store(ring.rearms, Ordering::Relaxed);
+        ws.sq_full.store(ring.sq_full, Ordering::Relaxed);
+    }
+
+    /// Worker `w`'s ring counters as of its last tick.
+    pub fn worker_ring(&self, w: u32) -> WorkerRing {
+        let ws = self.worker(w);
+        WorkerRing {
+            enobufs: ws.enobufs.load(Ordering::Relaxed),
+            rearms: ws.rearms.load(Ordering::Relaxed),
+            sq_full: ws.sq_full.load(Ordering::Relaxed),
+        }
     }
 
     /// Worker side: the number of sends that failed so far (a total).
