@@ -555,6 +555,21 @@ impl SipCore {
         let trying = self.response(&req, 100, None, src).to_bytes();
         self.send(src, trying);
 
+        // tern routes only to its own registered users: it has no route
+        // to other domains, so even an authenticated caller's INVITE for
+        // one must not reach a local user who happens to share the name.
+        let local_ip = self.local.ip();
+        let local = req
+            .uri_text()
+            .and_then(crate::msg::uri_host_port)
+            .is_some_and(|(h, _)| self.cfg.is_local_host(&h, local_ip));
+        if !local {
+            info!(call_id = %req.call_id, uri = req.uri_text().unwrap_or(""), "INVITE for a foreign domain: no route");
+            self.reply(&req, 404, src, |r| {
+                r.header("Warning", "399 tern \"no route to that domain\"")
+            });
+            return;
+        }
         let user = req.uri_user().unwrap_or_default();
         let Some(binding) = self.loc.lookup_user(&user, now).into_iter().next() else {
             info!(call_id = %req.call_id, %user, "INVITE for an unknown or unregistered user");
