@@ -15,8 +15,7 @@
 //! 4. re-arm receives, publish recycled buffers, and make one
 //!    `io_uring_enter` that submits everything and waits for completions
 //!    with a timeout of [`WAIT_MS`] (so shutdown and doorbells are noticed),
-//!    batching completions for up to [`MAX_BATCH_WAIT_US`] µs when the
-//!    measured completion rate makes a batch worth it (see [`BatchWait`]).
+//!    batching up to [`MIN_WAIT_US`] µs more when busy.
 //!
 //! Nothing on the packet path allocates, locks or makes a syscall: the
 //! send slab, completion batch and re-arm list are preallocated.
@@ -31,8 +30,7 @@
 //! DTMF events as they complete. A packet's arrival time is its loop
 //! iteration's clock (one vDSO read per iteration, not per packet), so the
 //! packets of one batch share it: the A.8 jitter carries an error of at
-//! most one iteration (tens of µs idle, up to [`MAX_BATCH_WAIT_US`] when
-//! busy).
+//! most one iteration (tens of µs idle, up to [`MIN_WAIT_US`] when busy).
 //!
 //! A leg whose configuration enables the jitter buffer gets its RTP through
 //! a [`JitterBuffer`]: the packet is copied into a store preallocated for
@@ -93,20 +91,16 @@ pub const TICK_MS: u64 = 100;
 pub const BIND_RETRY_MS: u64 = 1000;
 /// Longest wait for a closing slot's receives to be cancelled, ms.
 pub const CLOSE_TIMEOUT_MS: u64 = 2000;
-/// Longest extra wait (µs) for a batch of completions (Linux 6.12+
-/// `min_wait`): the most latency the batching adds to a packet.
-pub const MAX_BATCH_WAIT_US: u32 = 200;
-/// The batch a busy worker asks for: the completions expected in this
-/// many µs at the measured rate (so a batch typically fills in about this
-/// time, and [`MAX_BATCH_WAIT_US`] is only the bound).
-const BATCH_TARGET_US: u64 = 100;
-/// Below this many expected completions per batch the worker does not
-/// batch: at low load each packet is handled as soon as it arrives.
-const MIN_BATCH: u64 = 8;
-/// Largest batch asked for (completions).
-const MAX_BATCH: u64 = 512;
-/// The completion rate is measured over windows of at least this (µs).
-const RATE_WINDOW_US: u64 = 1000;
+/// Extra wait (µs) for a batch of completions when the worker is busy
+/// (Linux 6.12+ `min_wait`); zero added latency when idle. A rate-adaptive
+/// batch (the completions expected in 100 µs at the measured rate, 200 µs
+/// cap) was measured against this and did not pay: CPU per packet level
+/// within noise, p50 at 50k pps 1.2–1.7× (docs/BENCHMARKS.md).
+pub const MIN_WAIT_US: u32 = 100;
+/// Completions per iteration from which the worker counts as busy.
+const BUSY_COMPLETIONS: usize = 16;
+/// Completions a busy worker waits for (up to [`MIN_WAIT_US`]).
+const BATCH_WANT: usize = 32;
 /// The buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
 
@@ -149,61 +143,6 @@ fn recv_ud(idx: u32, sock: usize, gen: u16) -> u64 {
 #[inline]
 fn send_ud(bid: u16) -> u64 {
     K_SEND << KIND_SHIFT | u64::from(bid)
-}
-
-/// The adaptive batch: how many completions the next `io_uring_enter`
-/// waits for, from the completion rate (completions per µs, receives and
-/// sends alike) measured over windows of [`RATE_WINDOW_US`] or more.
-///
-/// At 100k pps a wake-up costs more than the syscalls it serves, so a busy
-/// worker asks the kernel for the completions expected in
-/// [`BATCH_TARGET_US`], bounded by `min_wait` [`MAX_BATCH_WAIT_US`]: after
-/// it the kernel returns with whatever arrived. A rate that promises fewer
-/// than [`MIN_BATCH`] per batch gets no batching at all (want 1), so a
-/// lightly loaded relay adds no latency.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchWait {
-    window_start: Instant,
-    window_count: u64,
-    /// Completions expected per [`BATCH_TARGET_US`] at the last window's
-    /// rate.
-    per_target: u64,
-}
-
-impl BatchWait {
-    /// No history: no batching until a window shows the rate.
-    pub fn new(now: Instant) -> BatchWait {
-        BatchWait {
-            window_start: now,
-            window_count: 0,
-            per_target: 0,
-        }
-    }
-
-    /// Accounts `n` completions reaped at `now`; returns the batch to wait
-    /// for: 1 (no batching) or [`MIN_BATCH`]..=[`MAX_BATCH`].
-    pub fn on_iteration(&mut self, n: usize, now: Instant) -> u32 {
-        self.window_count += n as u64;
-        let us = now.saturating_duration_since(self.window_start).as_micros() as u64;
-        if us >= RATE_WINDOW_US {
-            self.per_target = self.window_count * BATCH_TARGET_US / us;
-            self.window_start = now;
-            self.window_count = 0;
-        }
-        if self.per_target < MIN_BATCH {
-            1
-        } else {
-            self.per_target.min(MAX_BATCH) as u32
-        }
-    }
-}
-
-/// Whether to wait for a batch of `want` (with `min_wait`): only with the
-/// kernel's support, a real batch, and a timeout longer than the batch
-/// wait (a jitter playout due sooner wins).
-#[inline]
-fn want_batch(want: u32, min_wait: bool, wait_ns: u32) -> bool {
-    want > 1 && min_wait && wait_ns >= MAX_BATCH_WAIT_US * 1000
 }
 
 /// Fixed-file index of socket `sock` of the worker's slot `idx`.
@@ -593,7 +532,7 @@ impl Worker {
             slots = self.slots.len(),
             "dataplane worker started"
         );
-        let mut batch = BatchWait::new(self.inow);
+        let mut busy = false;
         let result = loop {
             if stop() {
                 break Ok(());
@@ -613,10 +552,10 @@ impl Worker {
             let deadline = self.play_jitter();
             self.flush_rearm();
             self.bufs.publish();
-            let want = batch.on_iteration(n, self.inow);
-            if let Err(e) = self.wait(want, deadline) {
+            if let Err(e) = self.wait(busy, deadline) {
                 break Err(e);
             }
+            busy = n >= BUSY_COMPLETIONS;
         };
         self.shutdown();
         info!(
@@ -631,7 +570,7 @@ impl Worker {
     /// One `io_uring_enter`: submits every queued SQE and waits for at least
     /// one completion, [`WAIT_MS`], or until `deadline` (the next jitter
     /// buffer playout), whichever comes first.
-    fn wait(&mut self, want_in: u32, deadline: Option<Instant>) -> Result<(), RelayError> {
+    fn wait(&mut self, busy: bool, deadline: Option<Instant>) -> Result<(), RelayError> {
         let mut wait_ns = WAIT_MS * 1_000_000;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
@@ -640,9 +579,9 @@ impl Worker {
         let ts = types::Timespec::new().nsec(wait_ns);
         let mut args = types::SubmitArgs::new().timespec(&ts);
         let mut want = 1;
-        if want_batch(want_in, self.min_wait, wait_ns) {
-            args = args.min_wait_usec(MAX_BATCH_WAIT_US);
-            want = want_in as usize;
+        if busy && self.min_wait && wait_ns >= MIN_WAIT_US * 1000 {
+            args = args.min_wait_usec(MIN_WAIT_US);
+            want = BATCH_WANT;
         }
         match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => Ok(()),
@@ -1757,36 +1696,6 @@ mod tests {
             alloc_store(&mut stores, &mut Vec::new(), st(), usize::MAX),
             Some(u16::MAX)
         );
-    }
-
-    #[test]
-    fn batch_wait_adapts_to_the_completion_rate() {
-        let t0 = Instant::now();
-        let mut b = BatchWait::new(t0);
-        // Idle and low load: one completion is enough to wake.
-        assert_eq!(b.on_iteration(0, t0), 1);
-        // 5k pps = 10 completions per ms: 1 per 100 µs, no batching.
-        let mut t = t0;
-        for _ in 0..10 {
-            t += Duration::from_micros(100);
-            assert_eq!(b.on_iteration(1, t), 1);
-        }
-        // 100k pps = 200 completions per ms: 20 per 100 µs.
-        for _ in 0..10 {
-            t += Duration::from_micros(100);
-            b.on_iteration(20, t);
-        }
-        assert_eq!(b.on_iteration(0, t), 20);
-        // A flood is capped.
-        t += Duration::from_millis(1);
-        assert_eq!(b.on_iteration(100_000, t), MAX_BATCH as u32);
-        // Load stops: the next window (a 20 ms timeout) ends batching.
-        t += Duration::from_millis(20);
-        assert_eq!(b.on_iteration(0, t), 1);
-        assert!(want_batch(20, true, 20_000_000));
-        assert!(!want_batch(1, true, 20_000_000));
-        assert!(!want_batch(20, false, 20_000_000));
-        assert!(!want_batch(20, true, 150_000), "a playout due sooner wins");
     }
 
     #[test]
