@@ -130,7 +130,20 @@ pub fn decode_dict(buf: &[u8]) -> Result<BTreeMap<ByteString, Value>, &'static s
 /// Encodes `v`; bencode of a [`Value`] cannot fail, but a failure would
 /// give an empty dictionary rather than a panic.
 pub fn encode(v: &Value) -> Vec<u8> {
-    bt_bencode::to_vec(v).unwrap_or_else(|_| b"de".to_vec())
+    let mut out = Vec::new();
+    encode_into(v, &mut out);
+    out
+}
+
+/// Appends the encoding of `v` to `out` (one buffer per reply instead of
+/// a temporary one); on a failure, what was appended is replaced by an
+/// empty dictionary `de`.
+pub fn encode_into(v: &Value, out: &mut Vec<u8>) {
+    let start = out.len();
+    if bt_bencode::to_writer(&mut *out, v).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"de");
+    }
 }
 
 /// A byte-string value.

@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use super::acl::Acl;
 use super::bencode::{
-    bstr, decode_dict, encode, int, scan, str_list, uint, Dict, FieldError, Msg, Scan,
+    bstr, decode_dict, encode_into, int, scan, str_list, uint, Dict, FieldError, Msg, Scan,
 };
 use super::sdp::{MediaInfo, MediaOut, Rewrite, RtcpAttr, Sdp};
 
@@ -512,10 +512,10 @@ impl NgCore {
                     .into_value()
             }
         };
-        let mut reply = Vec::with_capacity(cookie.len() + 256);
+        let mut reply = Vec::with_capacity(cookie.len() + 1024);
         reply.extend_from_slice(cookie);
         reply.push(b' ');
-        reply.extend_from_slice(&encode(&value));
+        encode_into(&value, &mut reply);
         self.cache.insert(key, reply.clone(), now_ms, &self.cfg);
         self.stats.replies += 1;
         Some(reply)
@@ -1306,6 +1306,7 @@ fn program_media(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::bencode::encode;
     use tern_shared::table::TableParams;
 
     /// Unlinks the table's file when the test ends, passed or not.
