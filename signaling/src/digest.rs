@@ -594,6 +594,17 @@ pub fn verify<'a, 'h>(
 mod tests {
     use super::*;
 
+    /// [`verify`] of one REGISTER credentials header, transaction "t1",
+    /// realm "tern".
+    fn verify_one<'h>(
+        hdr: &str,
+        ns: &mut NonceSource,
+        now: Instant,
+        look: impl Fn(&str) -> Option<&'h Ha1>,
+    ) -> Verdict {
+        verify([hdr].into_iter(), "REGISTER", "t1", "tern", ns, now, look)
+    }
+
     #[test]
     fn rfc2617_example() {
         // RFC 2617 §3.5 (computed with HTTP method GET).
@@ -771,15 +782,7 @@ mod tests {
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let nonce = ns.issue("tern", t0);
             let hdr = answer(alg, "bob", "pw", "REGISTER", &nonce, Some(1));
-            let v = verify(
-                [hdr.as_str()].into_iter(),
-                "REGISTER",
-                "t1",
-                "tern",
-                &mut ns,
-                t0,
-                look,
-            );
+            let v = verify_one(hdr.as_str(), &mut ns, t0, look);
             assert_eq!(v, Verdict::Ok("bob".into()), "{alg:?}");
             // Same header for another method: the response is wrong.
             let v = verify(
@@ -793,26 +796,10 @@ mod tests {
             );
             assert_eq!(v, Verdict::Forbidden);
             let hdr = answer(alg, "bob", "wrong", "REGISTER", &nonce, Some(2));
-            let v = verify(
-                [hdr.as_str()].into_iter(),
-                "REGISTER",
-                "t1",
-                "tern",
-                &mut ns,
-                t0,
-                look,
-            );
+            let v = verify_one(hdr.as_str(), &mut ns, t0, look);
             assert_eq!(v, Verdict::Forbidden);
             let hdr = answer(alg, "nobody", "pw", "REGISTER", &nonce, Some(2));
-            let v = verify(
-                [hdr.as_str()].into_iter(),
-                "REGISTER",
-                "t1",
-                "tern",
-                &mut ns,
-                t0,
-                look,
-            );
+            let v = verify_one(hdr.as_str(), &mut ns, t0, look);
             assert_eq!(v, Verdict::Forbidden);
         }
         // No SHA-256 HA1 stored: refused; MD5 works.
@@ -825,26 +812,10 @@ mod tests {
             &nonce,
             Some(1),
         );
-        let v = verify(
-            [hdr.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(hdr.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Forbidden);
         let hdr = answer(Algorithm::Md5, "carol", "pw", "REGISTER", &nonce, Some(1));
-        let v = verify(
-            [hdr.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(hdr.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Ok("carol".into()));
         assert_eq!(
             verify(
@@ -863,63 +834,23 @@ mod tests {
         let nonce = ns.issue("tern", t0);
         let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
         let foreign = hdr.replace("realm=\"tern\"", "realm=\"elsewhere\"");
-        let v = verify(
-            [foreign.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(foreign.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Challenge);
         let sess = hdr.replace("algorithm=MD5", "algorithm=MD5-sess");
-        let v = verify(
-            [sess.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(sess.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Challenge);
         let other = NonceSource::new(t0, Duration::from_secs(30)).issue("tern", t0);
         let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &other, Some(1));
-        let v = verify(
-            [hdr.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(hdr.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Challenge);
         // Expired nonce with a right response: stale.
         let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
         let late = t0 + Duration::from_secs(100);
-        let v = verify(
-            [hdr.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            late,
-            look,
-        );
+        let v = verify_one(hdr.as_str(), &mut ns, late, look);
         assert_eq!(v, Verdict::Stale);
         // Malformed nc.
         let bad = hdr.replace("nc=00000001", "nc=zz");
-        let v = verify(
-            [bad.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            t0,
-            look,
-        );
+        let v = verify_one(bad.as_str(), &mut ns, t0, look);
         assert_eq!(v, Verdict::Challenge);
     }
 
@@ -986,15 +917,7 @@ mod tests {
             let at = t0 + Duration::from_secs(i);
             let nonce = ns.issue("tern", at);
             let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
-            let v = verify(
-                [hdr.as_str()].into_iter(),
-                "REGISTER",
-                "t1",
-                "tern",
-                &mut ns,
-                at,
-                look,
-            );
+            let v = verify_one(hdr.as_str(), &mut ns, at, look);
             assert_eq!(v, Verdict::Ok("bob".into()), "nonce {i}");
             assert!(ns.tracked() <= 4);
             nonces.push((at, hdr));
@@ -1018,15 +941,7 @@ mod tests {
         let at = t0 + Duration::from_secs(20);
         let nonce = ns.issue("tern", at);
         let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
-        let v = verify(
-            [hdr.as_str()].into_iter(),
-            "REGISTER",
-            "t1",
-            "tern",
-            &mut ns,
-            at,
-            look,
-        );
+        let v = verify_one(hdr.as_str(), &mut ns, at, look);
         assert_eq!(v, Verdict::Ok("bob".into()));
     }
 }
