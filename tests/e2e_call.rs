@@ -29,49 +29,11 @@ fn sipp_call_through_tern_up_relays_media_with_rewritten_ssrc() {
         &["tern sip: listening"],
     );
     let cap = Capture::start("udp dst port 16000", &dir.join("bob.pcap"));
-    let mut uas = sipp(
-        &[
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "15070",
-            "-mp",
-            "16000",
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-        ],
-        &dir,
-    );
+    let mut uas = uas_echo(15070, 16000, 1, &dir);
     register("bob", "127.0.0.1:15070", "127.0.0.1:15060", 15071, &dir);
 
     let watch = SlotWatch::start(&instance);
-    let ok = sipp_run(
-        &[
-            "127.0.0.1:15060",
-            "-sn",
-            "uac_pcap",
-            "-s",
-            "bob",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "15080",
-            "-mp",
-            "17000",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ],
-        &dir,
-        Duration::from_secs(70),
-    );
+    let ok = uac_pcap_call("127.0.0.1:15060", "bob", 15080, 17000, &dir);
     let seen = watch.finish();
     assert!(ok, "the call failed");
     assert_eq!(

@@ -36,49 +36,11 @@ fn media_table_buffers_both_legs_of_a_sip_call() {
         ],
         &["tern sip: listening"],
     );
-    let mut uas = sipp(
-        &[
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "15491",
-            "-mp",
-            "16200",
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-        ],
-        &dir,
-    );
+    let mut uas = uas_echo(15491, 16200, 1, &dir);
     register("bob", "127.0.0.1:15491", "127.0.0.1:15490", 15492, &dir);
 
     let watch = SlotWatch::start(&instance);
-    let ok = sipp_run(
-        &[
-            "127.0.0.1:15490",
-            "-sn",
-            "uac_pcap",
-            "-s",
-            "bob",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "15493",
-            "-mp",
-            "17200",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-            "-timeout_error",
-        ],
-        &dir,
-        Duration::from_secs(70),
-    );
+    let ok = uac_pcap_call("127.0.0.1:15490", "bob", 15493, 17200, &dir);
     let seen = watch.finish();
     assert!(ok, "the call failed");
     assert_eq!(

@@ -179,6 +179,60 @@ pub fn sipp_run(args: &[&str], cwd: &Path, limit: Duration) -> bool {
     }
 }
 
+/// Starts SIPp's built-in `uas` with `-rtp_echo` on 127.0.0.1:`port`
+/// (media on `media_port`) for `calls` calls, with a 60 s timeout.
+pub fn uas_echo(port: u16, media_port: u16, calls: u32, cwd: &Path) -> Proc {
+    let (port, media_port, calls) = (port.to_string(), media_port.to_string(), calls.to_string());
+    sipp(
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media_port,
+            "-rtp_echo",
+            "-m",
+            &calls,
+            "-timeout",
+            "60s",
+        ],
+        cwd,
+    )
+}
+
+/// Calls `user` through the SIP server at `server` with SIPp's built-in
+/// `uac_pcap` (G.711 from `g711a.pcap`), from 127.0.0.1:`port` with media
+/// on `media_port`: one call, bounded at 70 s. Returns whether it
+/// succeeded.
+pub fn uac_pcap_call(server: &str, user: &str, port: u16, media_port: u16, cwd: &Path) -> bool {
+    let (port, media_port) = (port.to_string(), media_port.to_string());
+    sipp_run(
+        &[
+            server,
+            "-sn",
+            "uac_pcap",
+            "-s",
+            user,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media_port,
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ],
+        cwd,
+        Duration::from_secs(70),
+    )
+}
+
 /// Prints SIPp's error logs from `cwd`, for diagnosis.
 pub fn dump_sipp_errors(cwd: &Path) {
     if let Ok(rd) = std::fs::read_dir(cwd) {
