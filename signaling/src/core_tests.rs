@@ -1843,7 +1843,11 @@ fn invite_to_foreign_domain_needs_auth_even_when_local_calls_do_not() {
     );
     let out = h.send(ALICE, &invite_to_host("evil.example", "far-3", &good));
     assert_eq!(codes(&out), [100, 404], "{:?}", summary(&out));
-    assert!(!summary(&out).iter().any(|s| s.contains("INVITE")), "{:?}", summary(&out));
+    assert!(
+        !summary(&out).iter().any(|s| s.contains("INVITE")),
+        "{:?}",
+        summary(&out)
+    );
 }
 
 #[test]

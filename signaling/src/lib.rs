@@ -53,8 +53,8 @@ pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, Use
 pub use crate::core::{CoreStats, SipCore};
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
 pub use crate::server::{run, Server, TransportStats};
-pub use crate::transport::{ConnId, Source, Transmit, Transport};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
+pub use crate::transport::{ConnId, Source, Transmit, Transport};
 
 /// Errors that stop the signaling plane.
 #[derive(Debug)]
