@@ -168,6 +168,23 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+impl Latency {
+    /// Percentiles of a histogram of nanoseconds, in microseconds; all 0
+    /// for an empty histogram.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
+        Latency {
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.max() as f64 / 1e3,
+        }
+    }
+}
+
 /// One measured run at one target rate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -685,18 +702,6 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
         _ => None,
     };
-    let pct = |h: &Histogram<u64>| {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
-        Latency {
-            p50_us: q(0.5),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: h.max() as f64 / 1e3,
-        }
-    };
     Report {
         label: a.label.clone().unwrap_or_else(|| {
             if a.floor {
@@ -722,7 +727,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         foreign,
         send_pps: sent as f64 / send_s,
         forwarded_pps: received as f64 / send_s,
-        latency: pct(&hist),
+        latency: Latency::of(&hist),
         streams_received: g.calls.iter().filter(|c| c.stats.received > 0).count(),
         streams_ssrc_rewritten: g.calls.iter().filter(|c| c.rewritten).count(),
         relay_cpu_ns_per_pkt: relay_ns
@@ -733,7 +738,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         generator_limited: ((sent + imp.dropped) as f64) < 0.97 * pps * send_s,
         injected_drops: imp.dropped,
         injected_reorders: imp.reordered,
-        nominal_delay: pct(&nominal),
+        nominal_delay: Latency::of(&nominal),
     }
 }
 

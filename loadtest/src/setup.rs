@@ -197,10 +197,10 @@ pub fn run(a: &SetupArgs, shutdown: &AtomicBool) -> Result<SetupReport, Error> {
         warmup: a.warmup,
         delete: format!("{:?}", a.delete).to_lowercase(),
         setups_per_s: rate(a.calls as u64, setup_ns),
-        setup_latency: pct(&setup_h),
-        offer_latency: pct(&offer_h),
-        answer_latency: pct(&answer_h),
-        delete_latency: pct(&delete_h),
+        setup_latency: Latency::of(&setup_h),
+        offer_latency: Latency::of(&offer_h),
+        answer_latency: Latency::of(&answer_h),
+        delete_latency: Latency::of(&delete_h),
         deletes_per_s: rate(deletes, delete_ns),
         retransmits: ng.retransmits() - retrans0,
         wall_s: wall as f64 / 1e9,
@@ -214,20 +214,6 @@ fn check(shutdown: &AtomicBool) -> Result<(), Error> {
         return Err("interrupted".into());
     }
     Ok(())
-}
-
-/// Percentiles of a histogram of nanoseconds, in microseconds.
-fn pct(h: &Histogram<u64>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
-    }
-    let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
-    Latency {
-        p50_us: q(0.5),
-        p99_us: q(0.99),
-        p999_us: q(0.999),
-        max_us: h.max() as f64 / 1e3,
-    }
 }
 
 /// The ng offer of call `id` from `caller` (session id `session`).
@@ -349,11 +335,11 @@ mod tests {
         for ns in 1..=1000u64 {
             h.record(ns * 1000).unwrap();
         }
-        let l = pct(&h);
+        let l = Latency::of(&h);
         assert!((l.p50_us - 500.0).abs() <= 1.0, "{l:?}");
         assert!((l.p99_us - 990.0).abs() <= 1.0, "{l:?}");
         assert!((l.max_us - 1000.0).abs() <= 1.0, "{l:?}");
-        assert_eq!(pct(&mk_empty()).max_us, 0.0);
+        assert_eq!(Latency::of(&mk_empty()).max_us, 0.0);
     }
 
     fn mk_empty() -> Histogram<u64> {

@@ -221,13 +221,6 @@ fn nonzero_ssrc() -> u32 {
     }
 }
 
-/// FNV-1a of the Call-ID: the slot tag for listings.
-fn call_tag(call_id: &str) -> u64 {
-    call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 impl SipCore {
     fn local_str(&self) -> String {
         self.local.to_string()
@@ -638,7 +631,7 @@ impl SipCore {
             id,
             state: CallState::Calling,
             slot: Some(slot),
-            slot_tag: call_tag(&req.call_id),
+            slot_tag: tern_shared::table::call_tag(&req.call_id),
             ssrc: [nonzero_ssrc(), nonzero_ssrc()],
             media: [Some(offer), None],
             reinvite: None,
