@@ -423,20 +423,70 @@ impl SipCore {
         call.cancel_pending = false;
     }
 
-    fn send_bye(&mut self, call: &mut Call, side: Side, now: Instant) {
-        let (dest, bytes) = match side {
+    /// A new request of ours in dialog `side` (RFC 3261 §12.2.1.1): takes
+    /// that dialog's next local CSeq and returns it with where to send the
+    /// request and the request itself (branch `branch`).
+    fn new_in_dialog(
+        &self,
+        call: &mut Call,
+        side: Side,
+        method: rsip::Method,
+        branch: &str,
+    ) -> (u32, SocketAddr, OutMsg) {
+        match side {
             Side::A => {
                 call.a_local_cseq += 1;
-                let b = self.a_in_dialog(call, rsip::Method::Bye, call.a_local_cseq, &new_branch());
-                (call.a_src, b.to_bytes())
+                let cseq = call.a_local_cseq;
+                (
+                    cseq,
+                    call.a_src,
+                    self.a_in_dialog(call, method, cseq, branch),
+                )
             }
             Side::B => {
                 call.b_next_cseq += 1;
-                let b = self.b_in_dialog(call, rsip::Method::Bye, call.b_next_cseq, &new_branch());
-                (call.b_dest, b.to_bytes())
+                let cseq = call.b_next_cseq;
+                (
+                    cseq,
+                    call.b_dest,
+                    self.b_in_dialog(call, method, cseq, branch),
+                )
             }
-        };
-        self.send_retrans(RtKey::Bye(call.id, side), dest, bytes, true, now);
+        }
+    }
+
+    fn send_bye(&mut self, call: &mut Call, side: Side, now: Instant) {
+        let (_, dest, bye) = self.new_in_dialog(call, side, rsip::Method::Bye, &new_branch());
+        self.send_retrans(RtKey::Bye(call.id, side), dest, bye.to_bytes(), true, now);
+    }
+
+    /// The offer in `req` (from dialog `side`) applied to the call, as the
+    /// body to relay; `None` when `req` has no SDP. `Err` when the offer is
+    /// unusable: `req` has been answered 488 with a Warning (305
+    /// Incompatible media format when no codec is common, RFC 3261
+    /// §20.43).
+    fn relay_offer(
+        &mut self,
+        call: &mut Call,
+        side: Side,
+        req: &Msg,
+        src: SocketAddr,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        if !req.has_sdp() {
+            return Ok(None);
+        }
+        self.apply_offer(call, side, req.body())
+            .map(Some)
+            .map_err(|e| {
+                let code = if e == SdpError::NoCommonCodec {
+                    305
+                } else {
+                    399
+                };
+                self.reply(req, 488, src, |r| {
+                    r.header("Warning", format!("{code} tern \"{e}\""))
+                });
+            })
     }
 
     fn send_b_ack(&mut self, call: &mut Call) {
@@ -1099,36 +1149,14 @@ impl SipCore {
         self.send(src, trying.clone());
         let other = side.other();
         let prev = call.media[side.leg()].clone();
-        let body = if req.has_sdp() {
-            match self.apply_offer(call, side, req.body()) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    self.reply(&req, 488, src, |r| {
-                        r.header("Warning", format!("399 tern \"{e}\""))
-                    });
-                    return;
-                }
-            }
-        } else {
-            None
+        let Ok(body) = self.relay_offer(call, side, &req, src) else {
+            return;
         };
         let branch = new_branch();
-        let (cseq, dest) = match other {
-            Side::A => {
-                call.a_local_cseq += 1;
-                (call.a_local_cseq, call.a_src)
-            }
-            Side::B => {
-                call.b_next_cseq += 1;
-                (call.b_next_cseq, call.b_dest)
-            }
-        };
-        let mut out = match other {
-            Side::A => self.a_in_dialog(call, rsip::Method::Invite, cseq, &branch),
-            Side::B => self.b_in_dialog(call, rsip::Method::Invite, cseq, &branch),
-        }
-        .header("Contact", self.our_contact())
-        .header("Allow", ALLOW);
+        let (cseq, dest, out) = self.new_in_dialog(call, other, rsip::Method::Invite, &branch);
+        let mut out = out
+            .header("Contact", self.our_contact())
+            .header("Allow", ALLOW);
         if let Some(b) = body {
             out = out.body("application/sdp", b);
         }
@@ -1356,41 +1384,13 @@ impl SipCore {
             return;
         }
         let prev = call.media[side.leg()].clone();
-        let body = if req.has_sdp() {
-            match self.apply_offer(call, side, req.body()) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    let code = if e == SdpError::NoCommonCodec {
-                        305
-                    } else {
-                        399
-                    };
-                    self.reply(&req, 488, src, |r| {
-                        r.header("Warning", format!("{code} tern \"{e}\""))
-                    });
-                    return;
-                }
-            }
-        } else {
-            None
+        let Ok(body) = self.relay_offer(call, side, &req, src) else {
+            return;
         };
-        let other = side.other();
         let branch = new_branch();
-        let (cseq, dest) = match other {
-            Side::A => {
-                call.a_local_cseq += 1;
-                (call.a_local_cseq, call.a_src)
-            }
-            Side::B => {
-                call.b_next_cseq += 1;
-                (call.b_next_cseq, call.b_dest)
-            }
-        };
-        let mut out = match other {
-            Side::A => self.a_in_dialog(call, rsip::Method::Update, cseq, &branch),
-            Side::B => self.b_in_dialog(call, rsip::Method::Update, cseq, &branch),
-        }
-        .header("Contact", self.our_contact());
+        let (cseq, dest, out) =
+            self.new_in_dialog(call, side.other(), rsip::Method::Update, &branch);
+        let mut out = out.header("Contact", self.our_contact());
         if let Some(b) = body {
             out = out.body("application/sdp", b);
         }
