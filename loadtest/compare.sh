@@ -17,7 +17,9 @@
 # START_PPS (20000: where --find-max starts),
 # GEN_CPU (0), RELAY_CPU (1), RELAYS ("tern rtpengine floor"),
 # PORT_LO (9000), OUT (results directory, target/compare-<time>),
-# FIRST_RUN (1: number of the first run, to add runs to an OUT directory).
+# FIRST_RUN (1: number of the first run, to add runs to an OUT directory),
+# PPS (unset: the fixed-rate trial runs at calls x 50 pps; set, e.g.
+# 100000, at that rate instead), FIND_MAX (1; 0 skips the --find-max run).
 #
 # A relay needs a socket per port (four per call): a call count that does
 # not fit the open-files hard limit (ulimit -Hn) is lowered to one that
@@ -35,6 +37,8 @@ RELAYS=${RELAYS:-"tern rtpengine floor"}
 PORT_LO=${PORT_LO:-9000}
 NG_PORT=${NG_PORT:-23391}
 START_PPS=${START_PPS:-20000}
+PPS=${PPS:-}
+FIND_MAX=${FIND_MAX:-1}
 OUT=${OUT:-target/compare-$(date +%Y%m%d-%H%M%S)}
 # TERN=/path/to/tern measures that binary (e.g. a copy kept while others
 # change the tree) instead of building target/release/tern.
@@ -102,6 +106,7 @@ measure() {
   local args=(load rtp --calls "$calls" --duration "$DURATION" --json
               --cpu "$GEN_CPU" --label "$relay")
   [ "$kind" = max ] && args+=(--find-max --pps "$START_PPS")
+  if [ "$kind" = nominal ] && [ -n "$PPS" ]; then args+=(--pps "$PPS"); fi
   if [ "$relay" = floor ]; then
     args+=(--floor --floor-cpu "$RELAY_CPU")
   else
@@ -122,7 +127,7 @@ for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
   for calls in $CALLS; do
     for relay in $RELAYS; do
       measure "$relay" "$calls" "$run" nominal
-      measure "$relay" "$calls" "$run" max
+      if [ "$FIND_MAX" = 1 ]; then measure "$relay" "$calls" "$run" max; fi
     done
   done
 done
