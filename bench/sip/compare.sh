@@ -35,7 +35,9 @@
 # CPS_RATES, REG_RATES (calls or registrations per second, ascending),
 # PAIRS (2 SIPp processes per step), USERS (1000), SIP_PORT (15650),
 # NG_PORT (22358), PORTS (28000-29999: relay ports), SIPP_CPU (0),
-# SUT_CPU (1), TERN (target/release/tern, built if missing),
+# SUT_CPU (1), TERN (target/release/tern, built if missing), HTTP_PORT
+# (18088: tern's HTTP API in the REGISTER ramp, read after each step for
+# the registrations held, the `held` column; "-" for Kamailio),
 # OUT (target/sip-compare-<time>).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,6 +59,8 @@ TERN=${TERN:-target/release/tern}
 OUT=${OUT:-target/sip-compare-$(date +%Y%m%d-%H%M%S)}
 HERE=bench/sip
 TICK=$(getconf CLK_TCK)
+HTTP_PORT=${HTTP_PORT:-18088}
+held_url=""   # tern's /metrics in the REGISTER ramp
 
 [ -x "$TERN" ] || cargo build --release --bin tern >&2
 mkdir -p "$OUT"
@@ -145,14 +149,24 @@ start_sut() {
     tern)
       local args=(up --sip "127.0.0.1:$SIP_PORT" --ports "$PORTS" --workers 1
                   --no-pin --instance "t-h6-bench-$$" --ng "127.0.0.1:$NG_PORT")
+      held_url=""
+      if "$TERN" up --help 2>/dev/null | grep -q -- '--http'; then
+        if [ "$kind" = reg ]; then
+          # The registrations held are read from /metrics after each step.
+          args+=(--http "127.0.0.1:$HTTP_PORT")
+          held_url="http://127.0.0.1:$HTTP_PORT/metrics"
+        else
+          # No HTTP API: nothing beside SIP and media.
+          args+=(--http off)
+        fi
+      fi
       [ "$kind" = reg ] && args+=(--config "$OUT/users.toml")
-      # No HTTP API (where the binary has one): nothing beside SIP and media.
-      "$TERN" up --help 2>/dev/null | grep -q -- '--http' && args+=(--http off)
       RUST_LOG=warn taskset -c "$SUT_CPU" "$TERN" "${args[@]}" >"$log" 2>&1 &
       bg_pids+=($!)
       sut_pids=($!)
       ;;
     kamailio)
+      held_url=""
       local lo=${PORTS%-*} hi=${PORTS#*-} kdir="$OUT/kamailio-$kind-$run"
       mkdir -p "$kdir"
       taskset -c "$SUT_CPU" rtpengine --config-file=none --table=-1 \
@@ -200,9 +214,10 @@ start_uas() {
 
 # step KIND RATE DIR: PAIRS SIPp processes sharing RATE for DURATION s;
 # prints "achieved/s failed rc p50_ms p99_ms sut_cpu% gen_cpu% calls
-# sut_cpu_ms_per_call sut_drops gen_drops" (CPU % of one CPU over the
+# sut_cpu_ms_per_call sut_drops gen_drops held" (CPU % of one CPU over the
 # step's wall time; drops: datagrams lost to full receive buffers on the
-# SUT's SIP socket and on the SIPp sockets).
+# SUT's SIP socket and on the SIPp sockets; held: registration bindings
+# in tern's registrar after the step, "-" where not known).
 step() {
   local kind=$1 rate=$2 dir=$3 i pids=() per=$(( ($2 + PAIRS - 1) / PAIRS ))
   local calls=$((per * DURATION))
@@ -259,9 +274,14 @@ step() {
   local drops gdrops
   drops=$(( $(udp_drops "$SIP_PORT") - drop0 ))
   gdrops=$(( $(udp_drops "${gports[@]}") - gdrop0 ))
-  python3 - "$dir" "$t0" "$t1" "$((sut1 - sut0))" "$gen_t" "$TICK" "$rc" "$drops" "$gdrops" <<'PY'
+  local held=-
+  if [ "$kind" = reg ] && [ -n "$held_url" ]; then
+    held=$(curl -s --max-time 5 "$held_url" | awk '$1 == "tern_registrations" { print $2 }')
+    held=${held:--}
+  fi
+  python3 - "$dir" "$t0" "$t1" "$((sut1 - sut0))" "$gen_t" "$TICK" "$rc" "$drops" "$gdrops" "$held" <<'PY'
 import glob, os, re, sys
-d, t0, t1, sut, gen, tick, rc, drops, gdrops = sys.argv[1:]
+d, t0, t1, sut, gen, tick, rc, drops, gdrops, held = sys.argv[1:]
 wall = float(t1) - float(t0)
 ok = failed = 0
 rate = 0.0
@@ -284,7 +304,7 @@ rtt.sort()
 q = lambda x: rtt[min(len(rtt) - 1, int(x * len(rtt)))] if rtt else -1
 print(f"{rate:.1f} {failed} {rc} {q(0.5):g} {q(0.99):g} "
       f"{100 * int(sut) / int(tick) / wall:.0f} {100 * int(gen) / int(tick) / wall:.0f} {ok} "
-      f"{1000 * int(sut) / int(tick) / max(ok, 1):.3f} {drops} {gdrops}")
+      f"{1000 * int(sut) / int(tick) / max(ok, 1):.3f} {drops} {gdrops} {held}")
 PY
 }
 
@@ -304,7 +324,7 @@ ramp() {
       set -- $res
       pass=$(python3 -c "print(int($2 == 0 and $3 == 0 and $1 >= 0.95 * $r))")
       printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$sut" "$kind" "$r" "$res $pass" >>"$OUT/results.tsv"
-      echo "run $run $sut $kind target $r/s try $try: achieved $1/s failed $2 rc $3 p50 $4 ms p99 $5 ms sut_cpu $6% ($9 ms/call) gen_cpu $7% drops sut ${10} gen ${11} pass $pass" >&2
+      echo "run $run $sut $kind target $r/s try $try: achieved $1/s failed $2 rc $3 p50 $4 ms p99 $5 ms sut_cpu $6% ($9 ms/call) gen_cpu $7% drops sut ${10} gen ${11} held ${12} pass $pass" >&2
       [ "$pass" = 1 ] && break
     done
     [ "$pass" = 1 ] || break
@@ -312,7 +332,7 @@ ramp() {
   stop_sut
 }
 
-printf 'run\tsut\tkind\ttarget\tachieved failed rc p50_ms p99_ms sut_cpu%% gen_cpu%% calls sut_ms_per_call sut_drops gen_drops pass\n' >"$OUT/results.tsv"
+printf 'run\tsut\tkind\ttarget\tachieved failed rc p50_ms p99_ms sut_cpu%% gen_cpu%% calls sut_ms_per_call sut_drops gen_drops held pass\n' >"$OUT/results.tsv"
 for run in $(seq 1 "$RUNS"); do
   for sut in $SUTS; do
     ramp "$sut" cps "$CPS_RATES"
