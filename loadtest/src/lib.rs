@@ -1,4 +1,5 @@
-//! Load generators: `tern load rtp`.
+//! Load generators: `tern load rtp`, `tern load setup` and `tern load sip`
+//! ([`sip`]: SIP calls per second through a B2BUA, as caller and callee).
 //!
 //! `tern load rtp` sets up `--calls` calls on any relay that speaks
 //! rtpengine's ng protocol (`--ng ADDR`, offer + answer with
@@ -45,6 +46,7 @@ pub mod mem;
 pub mod ng;
 pub mod seq;
 pub mod setup;
+pub mod sip;
 pub mod sys;
 
 use std::io;
@@ -71,6 +73,9 @@ pub enum LoadCmd {
     Rtp(RtpArgs),
     /// Sequential ng offer + answer (+ delete): the relay's setup rate.
     Setup(setup::SetupArgs),
+    /// SIP calls at a fixed rate through a B2BUA, as both caller and
+    /// callee: setup latency, failures, the SUT's CPU per call.
+    Sip(sip::SipArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -279,6 +284,15 @@ pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 setup::print(&r);
+            }
+            Ok(())
+        }
+        LoadCmd::Sip(a) => {
+            let r = sip::run(&a, &shutdown)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                sip::print(&r);
             }
             Ok(())
         }

@@ -42,7 +42,8 @@ pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE";
 pub struct CoreStats {
     /// Datagrams handed in.
     pub datagrams: u64,
-    /// Malformed requests (answered 400/501/505 when a Via was salvaged).
+    /// Malformed requests (answered 400/501/505 when a Via was salvaged),
+    /// and requests whose digest `uri` is not their Request-URI (400).
     pub malformed_requests: u64,
     /// Malformed requests that could not be answered (no Via): dropped.
     pub dropped_requests: u64,
@@ -690,7 +691,9 @@ impl SipCore {
     /// authenticated user (empty when the request needs no
     /// authentication), or `None` after queueing 401/407 (challenge, MD5
     /// then SHA-256; `stale=true` for an expired nonce or a replayed
-    /// nonce-count) or 403 (wrong credentials).
+    /// nonce-count), 403 (wrong credentials) or 400 (a digest `uri` that
+    /// is not the Request-URI, RFC 2617 §3.2.2.5; counted in
+    /// [`CoreStats::malformed_requests`]).
     ///
     /// Policy: with no users configured, nothing is authenticated except
     /// that an INVITE for a foreign domain gets 403 (tern is not an open
@@ -738,10 +741,14 @@ impl SipCore {
             req.call_id,
             req.cseq.num
         );
+        let request = digest::RequestLine {
+            method,
+            uri: req.uri_text().unwrap_or_default(),
+            txn: &txn,
+        };
         let verdict = digest::verify(
             req.headers(cred_hdr),
-            method,
-            &txn,
+            request,
             &self.cfg.realm,
             &mut self.nonces,
             now,
@@ -763,6 +770,18 @@ impl SipCore {
                 self.stats.auth_failures += 1;
                 warn!(call_id = %req.call_id, %src, method, "digest authentication failed");
                 self.reply(req, 403, src, |r| r);
+                None
+            }
+            Verdict::UriMismatch => {
+                // Bad input, not a wrong password (RFC 2617 §3.2.2.5).
+                self.stats.malformed_requests += 1;
+                debug!(call_id = %req.call_id, %src, method, "digest uri is not the Request-URI");
+                self.reply(req, 400, src, |r| {
+                    r.header(
+                        "Warning",
+                        "399 tern \"digest uri does not match the Request-URI\"",
+                    )
+                });
                 None
             }
         }

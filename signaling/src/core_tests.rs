@@ -398,17 +398,68 @@ fn register_with_digest_challenge() {
     let out = h.send(ALICE, &invite("bob", "c-auth", "", &body));
     let (_, chal) = only(&out, "407");
     assert!(chal.header("Proxy-Authenticate").is_some());
-    let auth = authorization(
+    // Hashed over the INVITE's Request-URI (RFC 2617 §3.2.2.5).
+    let auth = answer_challenge(
         "Proxy-Authorization",
         chal,
         "Proxy-Authenticate",
+        crate::digest::Algorithm::Md5,
         "bob",
         "s3cret",
         "INVITE",
+        "sip:bob@127.0.0.1:5060",
+        1,
     );
     let out = h.send(ALICE, &invite("bob", "c-auth2", &auth, &body));
     assert!(codes(&out).contains(&100), "{:?}", summary(&out));
     only(&out, "INVITE");
+}
+
+#[test]
+fn digest_uri_of_another_resource_is_400() {
+    use crate::digest::Algorithm;
+    let mut h = H::new("digest-uri", 16, AUTH_USERS);
+    let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
+    let out = h.send(BOB, &register_raw("bob", "u1", 1, &contact));
+    let (_, chal) = only(&out, "401");
+    let chal = chal.clone();
+    let answer = |uri: &str, nc: u32| {
+        answer_challenge(
+            "Authorization",
+            &chal,
+            "WWW-Authenticate",
+            Algorithm::Md5,
+            "bob",
+            "s3cret",
+            "REGISTER",
+            uri,
+            nc,
+        )
+    };
+    // A right response, computed for another uri: 400, counted as bad
+    // input, not as an authentication failure; nothing registered.
+    let before = h.core.stats();
+    let auth = answer("sip:elsewhere.example", 1);
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "u1", 2, &format!("{contact}{auth}")),
+    );
+    let (_, r) = only(&out, "400");
+    assert!(r
+        .header("Warning")
+        .is_some_and(|w| w.contains("digest uri")));
+    let after = h.core.stats();
+    assert_eq!(after.malformed_requests, before.malformed_requests + 1);
+    assert_eq!(after.auth_failures, before.auth_failures);
+    assert!(h.core.location().lookup_user("bob", h.now).is_empty());
+    // The Request-URI written with another case and the same nonce
+    // (count 2): accepted.
+    let auth = answer("SIP:127.0.0.1:5060", 2);
+    let out = h.send(
+        BOB,
+        &register_raw("bob", "u1", 3, &format!("{contact}{auth}")),
+    );
+    assert_eq!(codes(&out), [200], "{:?}", summary(&out));
 }
 
 #[test]

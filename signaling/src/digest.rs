@@ -522,19 +522,38 @@ pub enum Verdict {
     /// Credentials for our realm that are wrong (unknown user, bad
     /// response, no HA1 stored for the algorithm): 403.
     Forbidden,
+    /// Credentials for our realm whose `uri` does not designate the
+    /// Request-URI (RFC 2617 §3.2.2.5, RFC 7616 §3.4.6): 400 Bad Request.
+    /// Checked before the response, so it says nothing about the password.
+    /// The bare `sip:host[:port]` form of the Request-URI is accepted
+    /// too ([`crate::msg::host_form_of`]), as SIPp writes it.
+    UriMismatch,
 }
 
-/// Verifies the credentials headers `values` of a request with `method`
-/// against the HA1 table (`lookup(username)`), and on success records the
-/// nonce-count in `nonces` (replay protection). `txn` identifies the
-/// request's transaction (e.g. top Via branch, Call-ID and CSeq): a request
-/// repeating the last accepted nonce-count is let through only with the
-/// same `txn`, as a retransmission.
-#[allow(clippy::too_many_arguments)]
+/// The request a credentials header is checked against: its method, its
+/// Request-URI (as received), and its transaction identity (e.g. top Via
+/// branch, Call-ID and CSeq), which tells a retransmission from a replay.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLine<'r> {
+    /// The method, e.g. `REGISTER` (it enters HA2).
+    pub method: &'r str,
+    /// The Request-URI text; the digest `uri` must designate the same
+    /// resource ([`crate::msg::same_resource`]).
+    pub uri: &'r str,
+    /// The transaction identity.
+    pub txn: &'r str,
+}
+
+/// Verifies the credentials headers `values` of request `req` against the
+/// HA1 table (`lookup(username)`), and on success records the
+/// nonce-count in `nonces` (replay protection). Credentials for our realm
+/// whose `uri` does not designate `req.uri` are refused with
+/// [`Verdict::UriMismatch`]. A request repeating the last accepted
+/// nonce-count is let through only with the same `req.txn`, as a
+/// retransmission.
 pub fn verify<'a, 'h>(
     values: impl Iterator<Item = &'a str>,
-    method: &str,
-    txn: &str,
+    req: RequestLine<'_>,
     realm: &str,
     nonces: &mut NonceSource,
     now: Instant,
@@ -546,6 +565,13 @@ pub fn verify<'a, 'h>(
         };
         if c.realm != realm {
             continue;
+        }
+        // The bare host form is let through for SIPp (see
+        // `host_form_of`): it still names this server, and the nonce,
+        // method and nonce-count bind the response to this request.
+        if !crate::msg::same_resource(&c.uri, req.uri) && !crate::msg::host_form_of(&c.uri, req.uri)
+        {
+            return Verdict::UriMismatch;
         }
         let alg = match &c.algorithm {
             None => Algorithm::Md5,
@@ -571,7 +597,7 @@ pub fn verify<'a, 'h>(
         let Some(ha1) = lookup(&c.username).and_then(|h| h.get(alg)) else {
             return Verdict::Forbidden;
         };
-        let expected = expected_response_with(alg, ha1, method, &c);
+        let expected = expected_response_with(alg, ha1, req.method, &c);
         if !ct_eq_hex(&expected, &c.response) {
             return Verdict::Forbidden;
         }
@@ -579,7 +605,7 @@ pub fn verify<'a, 'h>(
             NonceCheck::Invalid => Verdict::Challenge,
             NonceCheck::Stale => Verdict::Stale,
             NonceCheck::Valid => {
-                if nonces.accept_nc(&parts, nc, txn, now) {
+                if nonces.accept_nc(&parts, nc, req.txn, now) {
                     Verdict::Ok(c.username)
                 } else {
                     Verdict::Stale
@@ -594,6 +620,15 @@ pub fn verify<'a, 'h>(
 mod tests {
     use super::*;
 
+    /// The request line of the tests: Request-URI `sip:tern`.
+    fn rl<'a>(method: &'a str, txn: &'a str) -> RequestLine<'a> {
+        RequestLine {
+            method,
+            uri: "sip:tern",
+            txn,
+        }
+    }
+
     /// [`verify`] of one REGISTER credentials header, transaction "t1",
     /// realm "tern".
     fn verify_one<'h>(
@@ -602,7 +637,14 @@ mod tests {
         now: Instant,
         look: impl Fn(&str) -> Option<&'h Ha1>,
     ) -> Verdict {
-        verify([hdr].into_iter(), "REGISTER", "t1", "tern", ns, now, look)
+        verify(
+            [hdr].into_iter(),
+            rl("REGISTER", "t1"),
+            "tern",
+            ns,
+            now,
+            look,
+        )
     }
 
     #[test]
@@ -787,8 +829,7 @@ mod tests {
             // Same header for another method: the response is wrong.
             let v = verify(
                 [hdr.as_str()].into_iter(),
-                "INVITE",
-                "t1",
+                rl("INVITE", "t1"),
                 "tern",
                 &mut ns,
                 t0,
@@ -820,8 +861,7 @@ mod tests {
         assert_eq!(
             verify(
                 std::iter::empty(),
-                "REGISTER",
-                "t1",
+                rl("REGISTER", "t1"),
                 "tern",
                 &mut ns,
                 t0,
@@ -855,6 +895,86 @@ mod tests {
     }
 
     #[test]
+    fn digest_uri_must_designate_the_request_uri() {
+        let t0 = Instant::now();
+        let mut ns = NonceSource::new(t0, Duration::from_secs(30));
+        let bob = Ha1::from_password("bob", "tern", "pw");
+        let look = |u: &str| (u == "bob").then_some(&bob);
+        let at = |uri| RequestLine {
+            method: "REGISTER",
+            uri,
+            txn: "t1",
+        };
+        // `answer` hashes uri="sip:tern": a request for another resource is
+        // refused with 400 before the response is looked at, even though
+        // the response is right for the uri it names.
+        let nonce = ns.issue("tern", t0);
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(1));
+        for other in [
+            "sip:other",
+            "sip:tern:5060",
+            "sips:tern",
+            "sip:bob@tern:5060",
+            "tel:1",
+        ] {
+            let v = verify(
+                [hdr.as_str()].into_iter(),
+                at(other),
+                "tern",
+                &mut ns,
+                t0,
+                look,
+            );
+            assert_eq!(v, Verdict::UriMismatch, "{other}");
+        }
+        // A wrong password with a mismatched uri is still a 400.
+        let bad = answer(Algorithm::Md5, "bob", "nope", "REGISTER", &nonce, Some(1));
+        let v = verify(
+            [bad.as_str()].into_iter(),
+            at("sip:x"),
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::UriMismatch);
+        assert_eq!(ns.tracked(), 0, "nothing accepted");
+        // The Request-URI with a user, hashed in SIPp's bare host form:
+        // accepted (nc 1 is still unspent).
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            at("sip:bob@tern"),
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Ok("bob".into()));
+        // The same resource written differently passes (RFC 3261 §19.1.4).
+        let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, Some(2));
+        let v = verify(
+            [hdr.as_str()].into_iter(),
+            at("SIP:TERN"),
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Ok("bob".into()));
+        // Another realm's credentials are not ours to check.
+        let foreign = hdr.replace("realm=\"tern\"", "realm=\"elsewhere\"");
+        let v = verify(
+            [foreign.as_str()].into_iter(),
+            at("sip:x"),
+            "tern",
+            &mut ns,
+            t0,
+            look,
+        );
+        assert_eq!(v, Verdict::Challenge);
+    }
+
+    #[test]
     fn nonce_count_replays_are_refused() {
         let t0 = Instant::now();
         let mut ns = NonceSource::new(t0, Duration::from_secs(30));
@@ -865,8 +985,7 @@ mod tests {
             let hdr = answer(Algorithm::Md5, "bob", "pw", "REGISTER", &nonce, nc);
             verify(
                 [hdr.as_str()].into_iter(),
-                "REGISTER",
-                txn,
+                rl("REGISTER", txn),
                 "tern",
                 ns,
                 t0,
@@ -890,8 +1009,7 @@ mod tests {
         let v = |ns: &mut NonceSource, txn: &str| {
             verify(
                 [hdr.as_str()].into_iter(),
-                "REGISTER",
-                txn,
+                rl("REGISTER", txn),
                 "tern",
                 ns,
                 t0 + Duration::from_secs(1),
@@ -928,8 +1046,7 @@ mod tests {
         for (at, hdr) in &nonces {
             let v = verify(
                 [hdr.as_str()].into_iter(),
-                "REGISTER",
-                "replayed",
+                rl("REGISTER", "replayed"),
                 "tern",
                 &mut ns,
                 *at,

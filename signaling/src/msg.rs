@@ -656,6 +656,146 @@ pub fn unbracketed_ipv6(uri: &str) -> bool {
     !host.starts_with('[') && host.matches(':').count() > 1
 }
 
+/// A SIP or SIPS URI split for comparison (RFC 3261 §19.1.4): scheme and
+/// host lowercased, escapes decoded, parameter names lowercased.
+#[derive(Debug, PartialEq, Eq)]
+struct UriKey {
+    scheme: String,
+    /// `user[:password]`, escapes decoded, case kept.
+    userinfo: Option<String>,
+    host: String,
+    port: Option<u16>,
+    /// `(name, value)`; values lowercased and decoded.
+    params: Vec<(String, Option<String>)>,
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as written.
+fn pct_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn uri_key(uri: &str) -> Option<UriKey> {
+    let uri = uri.trim();
+    let uri = match uri.strip_prefix('<') {
+        Some(inner) => inner.strip_suffix('>')?,
+        None => uri,
+    };
+    let (scheme, rest) = uri.split_once(':')?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "sip" && scheme != "sips" {
+        return None;
+    }
+    // Headers (`?h=v`) are not compared.
+    let rest = rest.split('?').next().unwrap_or_default();
+    // The user part may hold ';' (RFC 4475 semiuri.dat): find '@' first.
+    let (userinfo, hostpart) = match rest.rfind('@') {
+        Some(at) => (Some(pct_decode(&rest[..at])), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut parts = hostpart.split(';');
+    let (host, port) = split_host_port(parts.next().unwrap_or_default())?;
+    // IP literals compare as addresses (`::1` = `0:0::1`), names
+    // case-insensitively.
+    let host = match host.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    };
+    let mut params = Vec::new();
+    for p in parts.filter(|p| !p.trim().is_empty()) {
+        let (n, v) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(pct_decode(v.trim()).to_ascii_lowercase())),
+            None => (p, None),
+        };
+        params.push((pct_decode(n.trim()).to_ascii_lowercase(), v));
+    }
+    Some(UriKey {
+        scheme,
+        userinfo,
+        host,
+        port,
+        params,
+    })
+}
+
+/// Whether URIs `a` and `b` designate the same resource, as the digest
+/// `uri` check needs it (RFC 2617 §3.2.2.5, RFC 7616 §3.4.6).
+///
+/// SIP and SIPS URIs compare as RFC 3261 §19.1.4 says: scheme and host
+/// case-insensitively (IP literals as addresses), user and password
+/// case-sensitively, escapes decoded, and a port compared as written (an
+/// absent port does not equal an explicit 5060). The parameters `user`,
+/// `ttl`, `method`, `maddr` and `transport` must match when either URI has
+/// them; any other parameter only when both have it. Headers (`?...`)
+/// are not compared (a deviation: no client hashes them apart from the
+/// Request-URI). Other schemes (`tel:`, ...) and unparsable text must be
+/// equal byte for byte, bar surrounding white space.
+pub fn same_resource(a: &str, b: &str) -> bool {
+    let (ka, kb) = match (uri_key(a), uri_key(b)) {
+        (Some(ka), Some(kb)) => (ka, kb),
+        (None, None) => return a.trim() == b.trim(),
+        _ => return false,
+    };
+    if ka.scheme != kb.scheme
+        || ka.userinfo != kb.userinfo
+        || ka.host != kb.host
+        || ka.port != kb.port
+    {
+        return false;
+    }
+    const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
+    let get = |k: &UriKey, n: &str| {
+        k.params
+            .iter()
+            .find(|(pn, _)| pn == n)
+            .map(|(_, v)| v.clone())
+    };
+    let names = ka.params.iter().chain(kb.params.iter()).map(|(n, _)| n);
+    for n in names {
+        match (get(&ka, n), get(&kb, n)) {
+            (Some(x), Some(y)) if x != y => return false,
+            (Some(_), None) | (None, Some(_)) if MUST_MATCH.contains(&n.as_str()) => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Whether `short` is the bare `sip:host[:port]` form of `full`: no user
+/// part and no parameters, with `full`'s scheme, host and port (compared
+/// as in [`same_resource`]). SIPp's `[authentication]` keyword hashes
+/// this form (`sip:[remote_ip]:[remote_port]`) rather than the
+/// Request-URI of an INVITE to `sip:user@host:port`.
+pub fn host_form_of(short: &str, full: &str) -> bool {
+    match (uri_key(short), uri_key(full)) {
+        (Some(s), Some(f)) => {
+            s.userinfo.is_none()
+                && s.params.is_empty()
+                && s.scheme == f.scheme
+                && s.host == f.host
+                && s.port == f.port
+        }
+        _ => false,
+    }
+}
+
 fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
@@ -1030,6 +1170,67 @@ pub fn response_salvaged(n: &Normalized, code: u16) -> Option<OutMsg> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn same_resource_compares_as_sip_uris() {
+        use super::same_resource as same;
+        // RFC 3261 §19.1.4: equivalent forms.
+        assert!(same("sip:example.com", "sip:EXAMPLE.com"));
+        assert!(same(
+            "SIP:alice@AtLanTa.CoM;Transport=UDP",
+            "sip:alice@atlanta.com;transport=udp"
+        ));
+        assert!(same(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=Tcp"
+        ));
+        assert!(same(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(same("sip:[::1]:5060", "sip:[0:0::1]:5060"));
+        assert!(same("<sip:bob@h>", "sip:bob@h"));
+        assert!(same("sip:bob@h?subject=x", "sip:bob@h"));
+        assert!(same(" tel:+1234 ", "tel:+1234"));
+        assert!(same(
+            "sip:+1;phone-context=x@h;user=phone",
+            "sip:+1;phone-context=x@h;user=phone"
+        ));
+        // Not equivalent.
+        assert!(!same("sip:ALICE@atlanta.com", "sip:alice@atlanta.com"));
+        assert!(!same("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+        assert!(!same("sip:bob@biloxi.com", "sips:bob@biloxi.com"));
+        assert!(!same("sip:bob@biloxi.com", "sip:bob@biloxi.org"));
+        assert!(!same("sip:bob@h", "sip:h"));
+        assert!(!same("sip:bob@h:5070", "sip:bob@h:5080"));
+        assert!(!same("sip:bob@h;transport=udp", "sip:bob@h"));
+        assert!(!same("sip:bob@h;a=1", "sip:bob@h;a=2"));
+        assert!(!same("sip:bob@h", "tel:+1234"));
+        assert!(!same("tel:+1234", "TEL:+1234"));
+        // Unparsable text compares byte for byte.
+        assert!(same("sip:", "sip:"));
+        assert!(!same("sip:", "sip:h"));
+        assert!(same("", ""));
+        // Malformed escapes are kept, not a panic.
+        assert!(same("sip:a%@h", "sip:a%@h"));
+        assert!(same("sip:a%4@h", "sip:a%4@h"));
+        assert!(!same("sip:a%41@h", "sip:a%4@h"));
+    }
+
+    #[test]
+    fn host_form_is_the_request_uri_without_user_and_params() {
+        use super::host_form_of as hf;
+        assert!(hf("sip:127.0.0.1:5060", "sip:bob@127.0.0.1:5060"));
+        assert!(hf("sip:EXAMPLE.com", "sip:bob@example.com;transport=tcp"));
+        assert!(hf("sip:h", "sip:h"));
+        assert!(!hf("sip:h", "sip:bob@h:5060"));
+        assert!(!hf("sip:h:5070", "sip:bob@h:5060"));
+        assert!(!hf("sips:h", "sip:bob@h"));
+        assert!(!hf("sip:other", "sip:bob@h"));
+        assert!(!hf("sip:alice@h", "sip:bob@h"));
+        assert!(!hf("sip:h;transport=tcp", "sip:bob@h"));
+        assert!(!hf("tel:1", "tel:1"));
+    }
+
     #[test]
     fn unbracketed_ipv6_in_sip_uris() {
         use super::unbracketed_ipv6 as u;
