@@ -31,7 +31,7 @@ use crate::registrar::{self, ExpiryPolicy, LocationService, MemoryLocation, Regi
 use crate::relay::MediaRelay;
 use crate::transaction::{Input, Output, Retransmit2xx, Timers, Transaction};
 use crate::transport::{
-    set_via_transport, ConnId, Links, Source, Transmit, Transport, TransportStats,
+    response_dest, set_via_transport, ConnId, Links, Source, Transmit, Transport, TransportStats,
 };
 
 /// Methods we answer (the `Allow` header).
@@ -876,12 +876,15 @@ impl SipCore {
     }
 }
 
-/// A [`Transmit`]; a request to go over TCP gets `TCP` in its top Via
-/// (ours), RFC 3261 §18.1.1.
+/// A [`Transmit`] to `dest` (for a response, where its request came
+/// from); a request to go over TCP gets `TCP` in its top Via (ours), RFC
+/// 3261 §18.1.1, and a response over UDP goes where its top Via says
+/// ([`response_dest`], §18.2.2, RFC 3581 §4).
 fn outgoing(transport: Transport, dest: SocketAddr, bytes: Vec<u8>) -> Transmit {
-    let bytes = match transport {
-        Transport::Udp => bytes,
-        Transport::Tcp(_) => set_via_transport(bytes, transport.via_token()),
+    let (dest, bytes) = match transport {
+        Transport::Udp if response_code(&bytes).is_some() => (response_dest(&bytes, dest), bytes),
+        Transport::Udp => (dest, bytes),
+        Transport::Tcp(_) => (dest, set_via_transport(bytes, transport.via_token())),
     };
     Transmit {
         transport,

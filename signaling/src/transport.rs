@@ -265,11 +265,8 @@ pub fn set_via_transport(bytes: Vec<u8>, token: &str) -> Vec<u8> {
     bytes
 }
 
-/// The sent-by port of the top Via of a message (`None`: no Via, no
-/// port, or malformed). Where a response goes when the connection its
-/// request came on is gone: the `received` IP and this port (RFC 3261
-/// §18.2.2), 5060 when absent.
-pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
+/// The top Via of a message (`None`: no Via, or malformed).
+fn top_via(bytes: &[u8]) -> Option<crate::msg::Via> {
     let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
     let head = String::from_utf8_lossy(&bytes[..head_end]);
     let value = head.split("\r\n").skip(1).find_map(|line| {
@@ -277,7 +274,52 @@ pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
         let name = name.trim();
         (name.eq_ignore_ascii_case("via") || name == "v").then_some(value)
     })?;
-    crate::msg::Via::parse(value.split(',').next()?.trim())?.port
+    crate::msg::Via::parse(value.split(',').next()?.trim())
+}
+
+/// The sent-by port of the top Via of a message (`None`: no Via, no
+/// port, or malformed). Where a response goes when the connection its
+/// request came on is gone: the `received` IP and this port (RFC 3261
+/// §18.2.2), 5060 when absent.
+pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
+    top_via(bytes)?.port
+}
+
+/// Where a response sent over UDP goes (RFC 3261 §18.2.2 with RFC 3581
+/// §4), read from its top Via (as [`crate::msg::response_to`] wrote it)
+/// and `src`, the address its request came from:
+///
+/// 1. `maddr` with an IP address: that address, at the sent-by port or
+///    5060 (a host name cannot be resolved here and is ignored; no
+///    multicast TTL is set);
+/// 2. `rport` (the client asked for it, RFC 3581): `src`, IP and port;
+/// 3. `received`, or a sent-by host that is `src`'s IP: `src`'s IP at the
+///    sent-by port, 5060 when absent;
+/// 4. anything else (no Via, a malformed one, a salvaged response to a
+///    malformed request whose sent-by we have not vouched for): `src`.
+///
+/// The IP is `src`'s in every case but `maddr`: `received` is always the
+/// source IP, so a Via cannot aim responses at a third party that way.
+pub fn response_dest(bytes: &[u8], src: SocketAddr) -> SocketAddr {
+    let Some(via) = top_via(bytes) else {
+        return src;
+    };
+    let port = via.port.unwrap_or(5060);
+    let maddr = via
+        .param("maddr")
+        .and_then(|m| m.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok());
+    if let Some(ip) = maddr {
+        return SocketAddr::new(ip, port);
+    }
+    if via.param("rport").is_some() {
+        return src;
+    }
+    let host_is_src = via.host.parse::<std::net::IpAddr>().ok() == Some(src.ip());
+    if via.param("received").is_some() || host_is_src {
+        SocketAddr::new(src.ip(), port)
+    } else {
+        src
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -360,6 +402,59 @@ mod tests {
         );
         assert_eq!(top_via_port(b"SIP/2.0 200 OK\r\nVia: junk\r\n\r\n"), None);
         assert_eq!(top_via_port(b""), None);
+    }
+
+    #[test]
+    fn udp_responses_follow_the_top_via() {
+        let src = a("192.0.2.1:40000");
+        let resp =
+            |via: &str| format!("SIP/2.0 200 OK\r\nVia: {via}\r\nVia: SIP/2.0/UDP h:9\r\n\r\n");
+        let d = |via: &str| response_dest(resp(via).as_bytes(), src);
+        // rport: the source, whatever sent-by and received say.
+        assert_eq!(
+            d("SIP/2.0/UDP 10.0.0.1:5070;rport=40000;received=192.0.2.1"),
+            src
+        );
+        assert_eq!(d("SIP/2.0/UDP 10.0.0.1:5070;rport;received=192.0.2.1"), src);
+        // No rport: the source IP at the sent-by port, or 5060.
+        assert_eq!(
+            d("SIP/2.0/UDP 10.0.0.1:5070;received=192.0.2.1"),
+            a("192.0.2.1:5070")
+        );
+        assert_eq!(
+            d("SIP/2.0/UDP phone.example;received=192.0.2.1"),
+            a("192.0.2.1:5060")
+        );
+        assert_eq!(
+            d("SIP/2.0/UDP 192.0.2.1:5080;branch=z9hG4bK1"),
+            a("192.0.2.1:5080")
+        );
+        // A received naming another IP does not move the IP.
+        assert_eq!(
+            d("SIP/2.0/UDP 10.0.0.1:5070;received=198.51.100.9"),
+            a("192.0.2.1:5070")
+        );
+        // maddr wins (IP literals only), at the sent-by port or 5060.
+        assert_eq!(
+            d("SIP/2.0/UDP 10.0.0.1:5070;maddr=239.1.1.1;rport=1;received=192.0.2.1"),
+            a("239.1.1.1:5070")
+        );
+        assert_eq!(
+            d("SIP/2.0/UDP h;maddr=[2001:db8::7];received=192.0.2.1"),
+            a("[2001:db8::7]:5060")
+        );
+        assert_eq!(
+            d("SIP/2.0/UDP 10.0.0.1:5070;maddr=mcast.example;received=192.0.2.1"),
+            a("192.0.2.1:5070")
+        );
+        // Salvaged (no received, foreign host) or unreadable: the source.
+        assert_eq!(d("SIP/2.0/UDP 198.51.100.9:5070"), src);
+        assert_eq!(d("junk"), src);
+        assert_eq!(response_dest(b"SIP/2.0 200 OK\r\n\r\n", src), src);
+        assert_eq!(response_dest(b"", src), src);
+        let v6 = a("[2001:db8::1]:40000");
+        let r = resp("SIP/2.0/UDP [2001:db8::1]:5072;branch=z9hG4bK1");
+        assert_eq!(response_dest(r.as_bytes(), v6), a("[2001:db8::1]:5072"));
     }
 
     #[test]
