@@ -1,0 +1,254 @@
+//! `tern load sip` against `tern up`: 20 calls/s for 2 s, as caller and
+//! callee, with open registration and with digest users; every call
+//! completes, the latencies are consistent, and every relay slot is free
+//! afterwards. A SUT that is not there is a prompt error, not a hang.
+
+mod common;
+use common::*;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tern_loadtest::sip::SipReport;
+
+/// Runs `tern ARGS` to completion, bounded by `limit` (killed past it).
+fn tern_run(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let mut child = Command::new(tern_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tern");
+    // Bounded: `limit` in 50 ms steps.
+    while t0.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("reap tern");
+        panic!(
+            "tern {args:?} ran past {limit:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (child.wait_with_output().expect("tern output"), t0.elapsed())
+}
+
+/// Starts `tern up` on `sip` with relay `ports` (and `config`), runs
+/// `tern load sip` with `extra` arguments at 20 calls/s for 2 s, and
+/// checks the report; returns it.
+fn load_through_tern_up(
+    name: &str,
+    sip: &str,
+    ports: &str,
+    gen_port: &str,
+    config: Option<&str>,
+    extra: &[&str],
+) -> SipReport {
+    let instance = format!("load-sip-{name}-{}", std::process::id());
+    let mut args = vec![
+        "up",
+        "--sip",
+        sip,
+        "--ports",
+        ports,
+        "--workers",
+        "1",
+        "--instance",
+        &instance,
+        "--ng",
+        "off",
+        "--no-pin",
+        "--http",
+        "off",
+    ];
+    if let Some(c) = config {
+        args.extend(["--config", c]);
+    }
+    let (mut tern, _) = spawn_tern(&args, &["tern sip: listening"]);
+    let pid = tern.pid().to_string();
+    let mut load = vec![
+        "load",
+        "sip",
+        "--sip",
+        sip,
+        "--port",
+        gen_port,
+        "--cps",
+        "20",
+        "--duration",
+        "2",
+        "--relay-pid",
+        &pid,
+        "--timeout-ms",
+        "5000",
+        "--json",
+    ];
+    load.extend(extra);
+    let (out, _) = tern_run(&load, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tern {load:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = SipReport::from_json(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    eprintln!("load sip ({name}): {r:?}");
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert!(r.failures.is_empty(), "{r:?}");
+    assert!(r.completed >= 35 && r.completed == r.attempted, "{r:?}");
+    assert_eq!(r.answered, r.completed, "{r:?}");
+    assert_eq!((r.unexpected, r.send_errors), (0, 0), "{r:?}");
+    for l in [&r.setup_latency, &r.bye_latency] {
+        assert!(
+            0.0 < l.p50_us && l.p50_us <= l.p99_us && l.p99_us <= l.max_us,
+            "{r:?}"
+        );
+    }
+    assert!(r.achieved_cps > 15.0 && r.achieved_cps < 25.0, "{r:?}");
+    assert!(r.relay_cpu_ns_per_call.is_some_and(|ns| ns > 0.0), "{r:?}");
+    assert!(
+        wait_all_free(&instance, Duration::from_secs(10)),
+        "relay slots left behind"
+    );
+    tern.stop();
+    unlink_table(&instance);
+    r
+}
+
+#[test]
+fn calls_through_tern_up_with_open_registration() {
+    let r = load_through_tern_up("open", "127.0.0.1:15901", "32300-32399", "15960", None, &[]);
+    assert_eq!(r.auth_challenges, 0, "{r:?}");
+}
+
+#[test]
+fn calls_through_tern_up_with_digest_users() {
+    let dir = std::env::temp_dir().join(format!("tern-load-sip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("users.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"bob\"\npassword = \"secret\"\n",
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    // REGISTER answers the 401, the first INVITE the 407, and the nonce
+    // serves every later call (nonce-count up).
+    let r = load_through_tern_up(
+        "auth",
+        "127.0.0.1:15902",
+        "32400-32499",
+        "15962",
+        Some(config),
+        &["--user", "bob", "--password", "secret"],
+    );
+    assert!(
+        (1..=3).contains(&r.auth_challenges),
+        "nonce not reused: {r:?}"
+    );
+    // A fresh challenge per call, answered with SHA-256.
+    let r = load_through_tern_up(
+        "auth-each",
+        "127.0.0.1:15903",
+        "32500-32599",
+        "15964",
+        Some(config),
+        &[
+            "--user",
+            "bob",
+            "--password",
+            "secret",
+            "--auth-each-call",
+            "--sha256",
+        ],
+    );
+    assert_eq!(r.auth_challenges, r.attempted, "{r:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn wrong_password_and_missing_sut_are_prompt_errors() {
+    // Nothing listens on 15909: refused at once (ICMP on loopback).
+    let (out, took) = tern_run(
+        &[
+            "load",
+            "sip",
+            "--sip",
+            "127.0.0.1:15909",
+            "--port",
+            "15966",
+            "--cps",
+            "10",
+            "--duration",
+            "1",
+        ],
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("127.0.0.1:15909"), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+
+    let dir = std::env::temp_dir().join(format!("tern-load-sip-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let config = dir.join("users.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"bob\"\npassword = \"secret\"\n",
+    )
+    .expect("write config");
+    let instance = format!("load-sip-pw-{}", std::process::id());
+    let (mut tern, _) = spawn_tern(
+        &[
+            "up",
+            "--sip",
+            "127.0.0.1:15904",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--ports",
+            "32600-32699",
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            "off",
+            "--no-pin",
+            "--http",
+            "off",
+        ],
+        &["tern sip: listening"],
+    );
+    for extra in [&["--password", "wrong"][..], &[]] {
+        let mut args = vec![
+            "load",
+            "sip",
+            "--sip",
+            "127.0.0.1:15904",
+            "--port",
+            "15968",
+            "--user",
+            "bob",
+            "--cps",
+            "10",
+            "--duration",
+            "1",
+        ];
+        args.extend(extra);
+        let (out, took) = tern_run(&args, Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains("REGISTER"), "{args:?}: {err}");
+        assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+    }
+    tern.stop();
+    unlink_table(&instance);
+    let _ = std::fs::remove_dir_all(&dir);
+}
