@@ -272,8 +272,9 @@ impl SipCore {
 
     /// Next message to send, with its transport: UDP, the TCP connection a
     /// request came in on (its responses, RFC 3261 §18.2.2), or
-    /// `Tcp(ConnId::ANY)` for a request to a TCP contact (any connection
-    /// to the destination, or a new one, §18.1.1).
+    /// `Tcp(ConnId::ANY)` for a request to a TCP contact or one larger
+    /// than [`crate::transport::MAX_UDP_REQUEST`] bytes (any connection to
+    /// the destination, or a new one, §18.1.1).
     pub fn poll_output(&mut self) -> Option<Transmit> {
         self.out.pop_front()
     }
@@ -317,8 +318,17 @@ impl SipCore {
     /// The transport could not reach `dest` (an outgoing TCP connect was
     /// refused or timed out): our requests in flight to it end now, as if
     /// their Timer B/F had fired (RFC 3261 §17.1.1.2, §17.1.2.2; an
-    /// INVITE's caller gets 408).
+    /// INVITE's caller gets 408) — unless `dest` was tried over TCP only
+    /// because a request was too large for UDP (§18.1.1): then they are
+    /// resent over UDP at their next timer.
     pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        if self.links.tcp_failed(dest, now) {
+            // TCP only for a large request's sake (§18.1.1): retry over
+            // UDP. The transactions keep running; their next timer A/E
+            // resends over UDP, as will later large requests for a while.
+            debug!(%dest, "TCP for a large request failed: UDP instead");
+            return;
+        }
         let keys: Vec<RtKey> = self
             .retrans
             .iter()
@@ -524,7 +534,7 @@ impl SipCore {
         while let Some(o) = r.engine.poll_output() {
             match o {
                 Output::Transmit(b) => {
-                    let transport = self.links.route(r.dest);
+                    let transport = self.links.route_message(r.dest, &b);
                     // §13.3.1.4: a 2xx is retransmitted whatever the
                     // transport; the transaction layer's resends only
                     // over UDP.
@@ -586,7 +596,7 @@ impl SipCore {
 
     /// Sends a message once, on the transport [`Links`] picks for `dest`.
     pub(crate) fn send(&mut self, dest: SocketAddr, bytes: Vec<u8>) {
-        let transport = self.links.route(dest);
+        let transport = self.links.route_message(dest, &bytes);
         self.out.push_back(outgoing(transport, dest, bytes));
     }
 

@@ -12,9 +12,12 @@
 //! 3. an address registered with a `;transport=tcp` Contact (or whose
 //!    connection closed recently): TCP, over any connection the transport
 //!    holds to it or a new one ([`ConnId::ANY`]);
-//! 4. anything else: UDP, as before TCP existed.
+//! 4. anything else: UDP, as before TCP existed — except a request larger
+//!    than [`MAX_UDP_REQUEST`], which goes over TCP (a new connection,
+//!    §18.1.1) unless a TCP attempt for such a request to that address
+//!    failed lately ([`Links::tcp_failed`]): then UDP after all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -133,6 +136,15 @@ pub const MAX_TCP_TARGETS: usize = 200_000;
 /// of a transaction.
 pub const CLOSED_PEER_TTL: Duration = Duration::from_secs(32);
 
+/// A request larger than this, in bytes, that would go over UDP goes over
+/// TCP instead (RFC 3261 §18.1.1: the path MTU is unknown).
+pub const MAX_UDP_REQUEST: usize = 1300;
+
+/// How long an address whose TCP connect failed for a large request is
+/// sent large requests over UDP (RFC 3261 §18.1.1 fallback) before TCP is
+/// tried again.
+pub const TCP_FALLBACK_TTL: Duration = Duration::from_secs(300);
+
 /// The destination → transport table (see the module docs). Sans-IO:
 /// fed by the core with what it receives and by the transport with
 /// connection closes.
@@ -146,6 +158,14 @@ pub struct Links {
     conns: HashMap<ConnId, SocketAddr>,
     /// Addresses to reach over TCP, until the instant given.
     targets: HashMap<SocketAddr, Instant>,
+    /// Addresses sent a large request over TCP since the last purge, and
+    /// in the purge period before: a failed connect to them falls back to
+    /// UDP rather than ending the transaction.
+    sized: HashSet<SocketAddr>,
+    sized_old: HashSet<SocketAddr>,
+    /// Addresses whose TCP connect for a large request failed: large
+    /// requests go to them over UDP until the instant given.
+    udp_only: HashMap<SocketAddr, Instant>,
 }
 
 impl Links {
@@ -197,11 +217,54 @@ impl Links {
         *e = (*e).max(until);
     }
 
-    /// Forgets TCP targets whose time ran out; returns how many.
+    /// Forgets TCP targets (and UDP fallbacks) whose time ran out;
+    /// returns how many TCP targets went. Large-request destinations are
+    /// remembered for one to two purge periods (the core purges every
+    /// 30 s, about the 32 s a connect may take).
     pub fn purge(&mut self, now: Instant) -> usize {
         let before = self.targets.len();
         self.targets.retain(|_, until| *until > now);
+        self.udp_only.retain(|_, until| *until > now);
+        self.sized_old = std::mem::take(&mut self.sized);
         before - self.targets.len()
+    }
+
+    /// The transport for `bytes` (a whole message) to `dest`:
+    /// [`Links::route`], but a request larger than [`MAX_UDP_REQUEST`]
+    /// that would go over UDP goes over TCP (`Tcp(ConnId::ANY)`, RFC 3261
+    /// §18.1.1), unless TCP failed `dest` lately. Responses follow their
+    /// request whatever their size (§18.2.1).
+    pub fn route_message(&mut self, dest: SocketAddr, bytes: &[u8]) -> Transport {
+        let t = self.route(dest);
+        let request = !bytes.starts_with(b"SIP/2.0 ");
+        if t != Transport::Udp
+            || !request
+            || bytes.len() <= MAX_UDP_REQUEST
+            || self.udp_only.contains_key(&dest)
+        {
+            return t;
+        }
+        // Bounded like the targets; beyond it, large requests stay on UDP.
+        if self.sized.len() >= MAX_TCP_TARGETS && !self.sized.contains(&dest) {
+            return t;
+        }
+        self.sized.insert(dest);
+        Transport::Tcp(ConnId::ANY)
+    }
+
+    /// The transport could not reach `dest` over TCP. Returns `true` when
+    /// `dest` was sent TCP only for a request's size: it then gets large
+    /// requests over UDP until `now` + [`TCP_FALLBACK_TTL`], and the
+    /// caller should retry over UDP rather than give up (§18.1.1).
+    pub fn tcp_failed(&mut self, dest: SocketAddr, now: Instant) -> bool {
+        let sized = self.sized.remove(&dest) | self.sized_old.remove(&dest);
+        if !sized || self.targets.contains_key(&dest) || self.peers.contains_key(&dest) {
+            return false;
+        }
+        if self.udp_only.len() < MAX_TCP_TARGETS || self.udp_only.contains_key(&dest) {
+            self.udp_only.insert(dest, now + TCP_FALLBACK_TTL);
+        }
+        true
     }
 
     /// The transport for a message to `dest` (see the module docs).
@@ -375,6 +438,44 @@ mod tests {
         // Closing the old connection does not forget the new one.
         l.closed(ConnId(1), t0);
         assert_eq!(l.route(x), Transport::Tcp(ConnId(2)));
+    }
+
+    #[test]
+    fn large_requests_go_over_tcp_until_tcp_fails() {
+        let t0 = Instant::now();
+        let mut l = Links::new();
+        let x = a("10.0.0.1:5060");
+        let big = {
+            let mut m = b"INVITE sip:x SIP/2.0\r\n".to_vec();
+            m.resize(MAX_UDP_REQUEST + 1, b'a');
+            m
+        };
+        let small = &big[..MAX_UDP_REQUEST];
+        let mut big_resp = b"SIP/2.0 200 OK\r\n".to_vec();
+        big_resp.resize(4000, b'a');
+        assert_eq!(l.route_message(x, small), Transport::Udp);
+        assert_eq!(l.route_message(x, &big_resp), Transport::Udp);
+        assert_eq!(l.route_message(x, &big), Transport::Tcp(ConnId::ANY));
+        // Another address's failure, or a TCP contact's, is no fallback.
+        assert!(!l.tcp_failed(a("10.0.0.2:5060"), t0));
+        // The connect fails: UDP for large requests, for a while.
+        assert!(l.tcp_failed(x, t0));
+        assert!(!l.tcp_failed(x, t0), "once");
+        assert_eq!(l.route_message(x, &big), Transport::Udp);
+        l.purge(t0 + TCP_FALLBACK_TTL + Duration::from_secs(1));
+        assert_eq!(l.route_message(x, &big), Transport::Tcp(ConnId::ANY));
+        // Remembered across one purge, not two.
+        l.purge(t0);
+        assert!(l.tcp_failed(x, t0));
+        let y = a("10.0.0.3:5060");
+        assert_eq!(l.route_message(y, &big), Transport::Tcp(ConnId::ANY));
+        l.purge(t0);
+        l.purge(t0);
+        assert!(!l.tcp_failed(y, t0));
+        // An address with a live connection uses it, whatever the size.
+        l.begin(Source::tcp(ConnId(4), y));
+        l.end();
+        assert_eq!(l.route_message(y, &big), Transport::Tcp(ConnId(4)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Transport behaviour of the sans-IO core on a virtual clock: responses
 //! on the request's TCP connection, Via `received`/`rport` (RFC 3261
 //! §18.2.1, RFC 3581 §4), TCP contacts, no transaction-layer resends over
-//! TCP, draining for shutdown. A real slot table in /dev/shm, no sockets.
+//! TCP, large requests over TCP (§18.1.1), draining for shutdown. A real slot table in /dev/shm, no sockets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tern_shared::table::{SlotTable, TableParams};
 use crate::config::SipConfig;
 use crate::core::SipCore;
 use crate::relay::ShmRelay;
-use crate::transport::{ConnId, Source, Transmit, Transport};
+use crate::transport::{ConnId, Source, Transmit, Transport, MAX_UDP_REQUEST};
 
 const TERN: &str = "127.0.0.1:5060";
 const ALICE: &str = "127.0.0.1:5080";
@@ -469,4 +469,67 @@ fn a_transport_error_ends_the_invite_at_once() {
     assert!(out.iter().any(|t| code(t) == Some(408)), "{out:?}");
     assert_eq!(h.core.active_calls(), 0);
     assert!(h.core.drained());
+}
+
+/// Alice's INVITE with an SDP offer padded by `pad` attribute lines.
+fn big_invite(call_id: &str, pad: usize) -> String {
+    let mut body = sdp("127.0.0.1", 17000);
+    for i in 0..pad {
+        body.push_str(&format!("a=x-pad{i}:{}\r\n", "p".repeat(60)));
+    }
+    format!(
+        "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv-{call_id}\r\n\
+         From: Alice <sip:alice@{ALICE}>;tag=a1\r\n\
+         To: <sip:bob@127.0.0.1:5060>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{ALICE}>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_large_request_goes_over_tcp_and_falls_back_to_udp() {
+    let mut h = H::new("large");
+    let out = h.udp(BOB, &register("bob", "sip:bob@127.0.0.1:5070"));
+    assert_eq!(out.iter().filter_map(code).collect::<Vec<_>>(), [200]);
+    let is_invite = |t: &&Transmit| method(t).as_deref() == Some("INVITE");
+    // A small INVITE to the UDP contact stays on UDP.
+    let out = h.udp(ALICE, &big_invite("c-small", 0));
+    let inv: Vec<_> = out.iter().filter(is_invite).collect();
+    assert_eq!(inv[0].transport, Transport::Udp);
+    assert!(inv[0].bytes.len() <= MAX_UDP_REQUEST);
+    // Over 1300 bytes: TCP, with TCP in our Via (RFC 3261 §18.1.1).
+    let out = h.udp(ALICE, &big_invite("c-big", 20));
+    let inv: Vec<_> = out.iter().filter(is_invite).collect();
+    assert_eq!(inv.len(), 1, "{out:?}");
+    assert!(inv[0].bytes.len() > MAX_UDP_REQUEST);
+    assert_eq!(inv[0].transport, Transport::Tcp(ConnId::ANY));
+    assert_eq!(inv[0].dest, addr(BOB));
+    let via = header(&text(inv[0]), "Via").unwrap().to_string();
+    assert!(via.starts_with("SIP/2.0/TCP "), "{via}");
+    // Bob does not take TCP: the call goes on (no 408) ...
+    h.core.transport_failed(addr(BOB), h.now);
+    let out = h.out();
+    assert!(!out.iter().any(|t| code(t) == Some(408)), "{out:?}");
+    assert_eq!(h.core.active_calls(), 2);
+    // ... and timer A resends the INVITE over UDP, with a UDP Via.
+    let out = h.advance(Duration::from_millis(600));
+    let inv: Vec<_> = out
+        .iter()
+        .filter(is_invite)
+        .filter(|t| t.bytes.len() > MAX_UDP_REQUEST)
+        .collect();
+    assert_eq!(inv.len(), 1, "{out:?}");
+    assert_eq!(inv[0].transport, Transport::Udp);
+    let via = header(&text(inv[0]), "Via").unwrap().to_string();
+    assert!(via.starts_with("SIP/2.0/UDP "), "{via}");
+    // Later large requests to bob go over UDP at once.
+    let out = h.udp(ALICE, &big_invite("c-big2", 20));
+    let inv: Vec<_> = out.iter().filter(is_invite).collect();
+    assert_eq!(inv[0].transport, Transport::Udp);
 }
