@@ -39,7 +39,7 @@ fn tern_up_with(sip: &str, ports: &str, ng: &str, instance: &str, extra: &[&str]
 fn options(branch: &str, extra: &str) -> String {
     format!(
         "OPTIONS sip:127.0.0.1:15560 SIP/2.0\r\n\
-         Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK{branch}\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:9;rport;branch=z9hG4bK{branch}\r\n\
          From: <sip:probe@127.0.0.1>;tag={branch}\r\n\
          To: <sip:127.0.0.1:15560>\r\n\
          Call-ID: tcp-{branch}\r\n\
@@ -213,7 +213,7 @@ fn tcp_framing_on_the_sip_port() {
     // A TCP contact nobody listens on: the INVITE's connect is refused
     // and the caller gets 408 at once, not after Timer B (32 s).
     let reg = "REGISTER sip:127.0.0.1:15560 SIP/2.0\r\n\
-               Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdeadreg\r\n\
+               Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKdeadreg\r\n\
                From: <sip:dead@127.0.0.1>;tag=d1\r\n\
                To: <sip:dead@127.0.0.1>\r\n\
                Call-ID: dead-reg\r\n\

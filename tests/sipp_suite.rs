@@ -487,7 +487,7 @@ fn options_answered_and_max_forwards_zero_refused() {
     let req = |method: &str, mf: u32| {
         format!(
             "{method} sip:bob@127.0.0.1:15612 SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:15790;branch=z9hG4bK-{method}-{mf}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:15790;rport;branch=z9hG4bK-{method}-{mf}\r\n\
              From: <sip:alice@127.0.0.1>;tag=a{mf}\r\n\
              To: <sip:bob@127.0.0.1>\r\n\
              Call-ID: h5-{method}-{mf}@127.0.0.1\r\n\

@@ -352,28 +352,22 @@ pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
 /// §4), read from its top Via (as [`crate::msg::response_to`] wrote it)
 /// and `src`, the address its request came from:
 ///
-/// 1. `maddr` with an IP address: that address, at the sent-by port or
-///    5060 (a host name cannot be resolved here and is ignored; no
-///    multicast TTL is set);
-/// 2. `rport` (the client asked for it, RFC 3581): `src`, IP and port;
-/// 3. `received`, or a sent-by host that is `src`'s IP: `src`'s IP at the
+/// 1. `rport` (the client asked for it, RFC 3581): `src`, IP and port;
+/// 2. `received`, or a sent-by host that is `src`'s IP: `src`'s IP at the
 ///    sent-by port, 5060 when absent;
-/// 4. anything else (no Via, a malformed one, a salvaged response to a
+/// 3. anything else (no Via, a malformed one, a salvaged response to a
 ///    malformed request whose sent-by we have not vouched for): `src`.
 ///
-/// The IP is `src`'s in every case but `maddr`: `received` is always the
-/// source IP, so a Via cannot aim responses at a third party that way.
+/// The IP is always `src`'s: `received` is the source IP, and `maddr` is
+/// not honoured (§18.2.2 sends to it), since it would let any datagram
+/// aim tern's responses at a third party, a reflection attack on a server
+/// exposed to the internet; the multicast case it serves does not arise
+/// for a registrar and B2BUA.
 pub fn response_dest(bytes: &[u8], src: SocketAddr) -> SocketAddr {
     let Some(via) = top_via(bytes) else {
         return src;
     };
     let port = via.port.unwrap_or(5060);
-    let maddr = via
-        .param("maddr")
-        .and_then(|m| m.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok());
-    if let Some(ip) = maddr {
-        return SocketAddr::new(ip, port);
-    }
     if via.param("rport").is_some() {
         return src;
     }
@@ -535,18 +529,14 @@ mod tests {
             d("SIP/2.0/UDP 10.0.0.1:5070;received=198.51.100.9"),
             a("192.0.2.1:5070")
         );
-        // maddr wins (IP literals only), at the sent-by port or 5060.
+        // maddr is not honoured (reflection): as without it.
         assert_eq!(
             d("SIP/2.0/UDP 10.0.0.1:5070;maddr=239.1.1.1;rport=1;received=192.0.2.1"),
-            a("239.1.1.1:5070")
+            src
         );
         assert_eq!(
             d("SIP/2.0/UDP h;maddr=[2001:db8::7];received=192.0.2.1"),
-            a("[2001:db8::7]:5060")
-        );
-        assert_eq!(
-            d("SIP/2.0/UDP 10.0.0.1:5070;maddr=mcast.example;received=192.0.2.1"),
-            a("192.0.2.1:5070")
+            a("192.0.2.1:5060")
         );
         // Salvaged (no received, foreign host) or unreadable: the source.
         assert_eq!(d("SIP/2.0/UDP 198.51.100.9:5070"), src);
