@@ -8,6 +8,9 @@
 //! system it measures, and it only needs a few headers of well-formed
 //! traffic from the SUT.
 
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
 /// Header fields a message may carry before the scanner gives up on it.
 pub const MAX_HEADERS: usize = 64;
 
@@ -193,9 +196,95 @@ pub fn tag_of(v: &str) -> Option<&str> {
     })
 }
 
+/// A response to request `m` (§8.2.6): its Vias (and Record-Routes for a
+/// 2xx) copied, From, Call-ID and CSeq copied, To with `to_tag` added when
+/// it has none, `extra` header lines, and `body`. `None` when `m` lacks a
+/// header a response must copy.
+pub fn response(
+    m: &Msg,
+    code: u16,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: Option<&str>,
+) -> Option<Vec<u8>> {
+    let reason = match code {
+        200 => "OK",
+        481 => "Call/Transaction Does Not Exist",
+        501 => "Not Implemented",
+        _ => "Unknown",
+    };
+    let (from, to, call_id, cseq) = (
+        m.header("from")?,
+        m.header("to")?,
+        m.call_id()?,
+        m.header("cseq")?,
+    );
+    m.header("via")?;
+    let mut r = format!("SIP/2.0 {code} {reason}\r\n");
+    m.copy_lines("via", &mut r);
+    if (200..300).contains(&code) {
+        m.copy_lines("record-route", &mut r);
+    }
+    let _ = write!(r, "From: {from}\r\nTo: {to}");
+    if let (Some(t), None) = (to_tag, tag_of(to)) {
+        let _ = write!(r, ";tag={t}");
+    }
+    let body = body.unwrap_or("");
+    let _ = write!(
+        r,
+        "\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Some(r.into_bytes())
+}
+
+/// An SDP with one audio stream at `ip:port`: PCMU and telephone-event.
+pub fn sdp(ip: Ipv4Addr, port: u16, session: u64) -> String {
+    format!(
+        "v=0\r\no=tern-load {session} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn responses_copy_the_transaction_headers() {
+        let req = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP t;branch=z9hG4bK1\r\n\
+            Via: SIP/2.0/UDP u;branch=z9hG4bK2\r\nRecord-Route: <sip:rr;lr>\r\n\
+            From: <sip:a@h>;tag=f\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 4 INVITE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let m = Msg::parse(req).unwrap();
+        let r = response(&m, 200, Some("t1"), "X: y\r\n", Some("body")).unwrap();
+        let r = String::from_utf8(r).unwrap();
+        let p = Msg::parse(r.as_bytes()).unwrap();
+        assert_eq!(p.code(), Some(200));
+        assert_eq!(p.headers_named("via").count(), 2);
+        assert_eq!(p.header("record-route"), Some("<sip:rr;lr>"));
+        assert_eq!(p.header("to").and_then(tag_of), Some("t1"));
+        assert_eq!(p.cseq(), Some((4, "INVITE")));
+        assert_eq!(p.body, b"body");
+        // A 481 carries no Record-Route; a request without Via gets nothing.
+        let r = response(&m, 481, None, "", None).unwrap();
+        assert!(!String::from_utf8(r).unwrap().contains("Record-Route"));
+        let m = Msg::parse(
+            b"BYE sip:x SIP/2.0\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 BYE\r\n\r\n",
+        )
+        .unwrap();
+        assert!(response(&m, 200, None, "", None).is_none());
+    }
+
+    #[test]
+    fn sdp_offers_pcmu_and_events() {
+        let s = sdp(Ipv4Addr::LOCALHOST, 4000, 7);
+        assert!(s.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(s.contains("m=audio 4000 RTP/AVP 0 101\r\n"));
+        assert!(s.contains("telephone-event/8000"));
+    }
 
     #[test]
     fn scans_a_response_with_compact_headers_and_body() {
