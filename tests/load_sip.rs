@@ -111,6 +111,13 @@ fn load_through_tern_up(
             "{r:?}"
         );
     }
+    // Per call, the SUT's share is the setup less the callee's turnaround.
+    let (sut, setup) = (&r.sut_setup_latency, &r.setup_latency);
+    assert!(
+        0.0 < sut.p50_us && sut.p50_us <= setup.p50_us + 1.0 && sut.max_us <= setup.max_us + 1.0,
+        "{r:?}"
+    );
+    assert!(r.callee_turnaround.p50_us > 0.0, "{r:?}");
     assert!(r.achieved_cps > 15.0 && r.achieved_cps < 25.0, "{r:?}");
     assert!(r.relay_cpu_ns_per_call.is_some_and(|ns| ns > 0.0), "{r:?}");
     assert!(

@@ -34,6 +34,9 @@ enum UacState {
     Byeing,
 }
 
+/// The From user of call `IDX` is `CALLERIDX`.
+const CALLER: &str = "tern-load-c";
+
 struct Uac {
     idx: u64,
     state: UacState,
@@ -49,6 +52,8 @@ struct Uac {
     target: String,
     auth_rounds: u8,
     invite_ns: u64,
+    /// The callee's time on this call's INVITE: arrival to 2xx sent, ns.
+    callee_ns: u64,
     bye_ns: u64,
     /// Retransmission (or BYE) time, and the interval that got there.
     next_at: u64,
@@ -118,6 +123,10 @@ pub(super) struct Gen<'a> {
     c: Counters,
     setup_h: Histogram<u64>,
     bye_h: Histogram<u64>,
+    /// Setup latency less the callee's turnaround, per call.
+    sut_setup_h: Histogram<u64>,
+    /// The callee's INVITE arrival to 2xx sent.
+    callee_h: Histogram<u64>,
     /// Datagram arrival (kernel stamp) to the generator reading it.
     rx_wait_h: Histogram<u64>,
     /// Both sockets stamp arrivals (`SO_TIMESTAMPNS`).
@@ -164,6 +173,8 @@ impl<'a> Gen<'a> {
             c: Counters::default(),
             setup_h: histogram(),
             bye_h: histogram(),
+            sut_setup_h: histogram(),
+            callee_h: histogram(),
             rx_wait_h: histogram(),
             stamped,
             lag_h: histogram(),
@@ -378,7 +389,9 @@ impl<'a> Gen<'a> {
     }
 
     fn from(&self, idx: u64) -> String {
-        format!("<sip:tern-load-caller@{}>;tag=c{idx}", self.domain)
+        // The B2BUA copies the From URI into the callee's leg: the index
+        // in it lets the callee tell which call it answers.
+        format!("<sip:{CALLER}{idx}@{}>;tag=c{idx}", self.domain)
     }
 
     /// INVITE `cseq` of call `idx` on `branch`, with `auth` (a whole header
@@ -470,6 +483,7 @@ impl<'a> Gen<'a> {
                 target: self.ruri(),
                 auth_rounds: 0,
                 invite_ns: now,
+                callee_ns: 0,
                 bye_ns: 0,
                 next_at: now + T1,
                 interval: T1,
@@ -580,6 +594,8 @@ impl<'a> Gen<'a> {
             achieved_cps: c.completed as f64 / window,
             setup_latency: Latency::of(&self.setup_h),
             bye_latency: Latency::of(&self.bye_h),
+            sut_setup_latency: Latency::of(&self.sut_setup_h),
+            callee_turnaround: Latency::of(&self.callee_h),
             rx_wait: Latency::of(&self.rx_wait_h),
             kernel_timestamps: self.stamped,
             generator_limited: gen_util > 0.9 || (lag.p99_us > 5_000.0 && c.capped == 0),
@@ -726,8 +742,10 @@ impl<'a> Gen<'a> {
             if let Some(t) = m.header("contact").and_then(msg::uri_of) {
                 c.target = t.to_string();
             }
-            self.setup_h
-                .saturating_record(now.saturating_sub(c.invite_ns).max(1));
+            let setup = now.saturating_sub(c.invite_ns).max(1);
+            self.setup_h.saturating_record(setup);
+            self.sut_setup_h
+                .saturating_record(setup.saturating_sub(c.callee_ns).max(1));
             self.c.answered += 1;
             let (cseq, hold) = (c.cseq, self.a.hold_ms * 1_000_000);
             let ack = {
@@ -842,6 +860,18 @@ impl<'a> Gen<'a> {
                     return;
                 };
                 self.send(true, &ok, src);
+                let turnaround = sys::now_ns().saturating_sub(now).max(1);
+                self.callee_h.saturating_record(turnaround);
+                let idx = m
+                    .header("from")
+                    .and_then(msg::uri_of)
+                    .and_then(|u| u.strip_prefix("sip:")?.strip_prefix(CALLER))
+                    .and_then(|u| u.split('@').next()?.parse::<u64>().ok());
+                if let Some(c) = idx.and_then(|i| self.calls.get_mut(&i)) {
+                    // Retransmissions are not counted: the first 2xx is
+                    // the one that set the call up.
+                    c.callee_ns = turnaround;
+                }
                 let gen = 1;
                 self.uas.insert(
                     call_id.to_string(),

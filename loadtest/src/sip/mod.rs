@@ -27,6 +27,10 @@
 //!   stamp (`SO_TIMESTAMPNS`, [`rx`]), so time the 2xx spent waiting for
 //!   the generator to read it is not counted; that wait is reported apart
 //!   (*rx wait*);
+//! - *setup in SUT*: per call, the setup latency less the callee's
+//!   turnaround (the B-leg INVITE's arrival to the callee's 2xx sent; the
+//!   callee finds the call by the index in the From URI, which a B2BUA
+//!   copies): what the SUT and the kernel took;
 //! - *BYE latency*: BYE sent to its 2xx received, likewise;
 //! - *start lag*: how late each call started against its schedule (a large
 //!   lag means the generator, not the SUT, limited the rate);
@@ -170,6 +174,14 @@ pub struct SipReport {
     pub setup_latency: Latency,
     /// BYE sent to 2xx received, µs.
     pub bye_latency: Latency,
+    /// Per call, setup latency less the callee's turnaround: the time the
+    /// SUT (and the kernel) held the call's INVITE and 2xx, µs.
+    #[serde(default)]
+    pub sut_setup_latency: Latency,
+    /// The callee's INVITE arrival (kernel stamp) to its 2xx sent, µs:
+    /// the generator's own share of the setup latency.
+    #[serde(default)]
+    pub callee_turnaround: Latency,
     /// How long received datagrams waited in the generator's sockets
     /// before it read them, µs (with `kernel_timestamps`): the part of a
     /// latency the generator's own scheduling would have added.
@@ -279,6 +291,8 @@ pub fn print(r: &SipReport) {
     );
     for (name, l) in [
         ("setup (INVITE-200)", &r.setup_latency),
+        ("setup in SUT", &r.sut_setup_latency),
+        ("callee turnaround", &r.callee_turnaround),
         ("BYE-200", &r.bye_latency),
         ("start lag", &r.start_lag),
         ("rx wait", &r.rx_wait),
