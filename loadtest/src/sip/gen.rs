@@ -1037,3 +1037,149 @@ fn wait(fds: &[i32], ns: u64) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SipArgs {
+        SipArgs {
+            sip: "127.0.0.1:9".into(),
+            cps: 1.0,
+            duration: 1.0,
+            hold_ms: 60_000,
+            max_concurrent: 10,
+            timeout_ms: 1000,
+            user: "bob".into(),
+            password: None,
+            sha256: false,
+            auth_each_call: false,
+            domain: None,
+            local_ip: Ipv4Addr::LOCALHOST,
+            port: 0,
+            relay_pid: None,
+            cpu: None,
+            json: false,
+            label: None,
+        }
+    }
+
+    /// Feeds `text` to the caller (or callee) side as if from the SUT.
+    fn feed(g: &mut Gen, callee: bool, text: &str) {
+        let sut = g.sut;
+        match Msg::parse(text.as_bytes()) {
+            None => g.c.unexpected += 1,
+            Some(m) if callee => g.on_callee(&m, sut, sys::now_ns()),
+            Some(m) => g.on_caller(&m, sut, sys::now_ns()),
+        }
+    }
+
+    fn resp(code: u16, g: &Gen, idx: &str, cseq: &str, to_tag: &str, extra: &str) -> String {
+        format!(
+            "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=c\r\n\
+             To: <sip:bob@b>{to_tag}\r\nCall-ID: {idx}-{}\r\nCSeq: {cseq}\r\n{extra}\r\n",
+            g.suffix
+        )
+    }
+
+    #[test]
+    fn odd_input_from_the_sut_is_counted_never_trusted() {
+        let a = args();
+        let mut g = Gen::new(&a, "127.0.0.1:9".parse().unwrap()).unwrap();
+        let now = sys::now_ns();
+        g.start_call(0, now);
+        g.start_call(1, now);
+        g.start_call(2, now);
+        // Unreadable, headerless, foreign, or for no call of ours.
+        feed(&mut g, false, "SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n");
+        feed(
+            &mut g,
+            false,
+            "SIP/2.0 200 OK\r\nCall-ID: 0-other\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        let big = resp(200, &g, "99999999999999999999", "1 INVITE", ";tag=t", "");
+        feed(&mut g, false, &big);
+        let r = resp(200, &g, "7", "1 INVITE", ";tag=t", "");
+        feed(&mut g, false, &r);
+        assert_eq!((g.c.unexpected, g.c.stray), (1, 3));
+        // A 2xx without a To tag makes no dialog; with one it does, once.
+        let r = resp(200, &g, "0", "1 INVITE", "", "");
+        feed(&mut g, false, &r);
+        assert_eq!((g.c.answered, g.c.unexpected), (0, 2));
+        let ok = resp(
+            200,
+            &g,
+            "0",
+            "1 INVITE",
+            ";tag=t",
+            "Contact: <sip:b2b@127.0.0.1:9>\r\n",
+        );
+        feed(&mut g, false, &ok);
+        feed(&mut g, false, &ok); // retransmitted: the ACK again
+        assert_eq!(g.c.answered, 1);
+        assert_eq!(g.calls[&0].state, UacState::Up);
+        assert_eq!(g.calls[&0].target, "sip:b2b@127.0.0.1:9");
+        // A BYE response before our BYE is stray.
+        let r = resp(200, &g, "0", "2 BYE", ";tag=t", "");
+        feed(&mut g, false, &r);
+        assert_eq!(g.c.stray, 4);
+        // Failures: a 486, and a 407 without a password.
+        let r = resp(486, &g, "1", "1 INVITE", ";tag=t", "");
+        feed(&mut g, false, &r);
+        let r = resp(
+            407,
+            &g,
+            "2",
+            "1 INVITE",
+            ";tag=t",
+            "Proxy-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\n",
+        );
+        feed(&mut g, false, &r);
+        assert_eq!(g.c.failures.get("invite_486"), Some(&1));
+        assert_eq!(g.c.failures.get("invite_407"), Some(&1));
+        // The SUT hangs up call 0.
+        let bye = format!(
+            "BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKb\r\nFrom: <sip:bob@b>;tag=t\r\n\
+             To: <sip:a@b>;tag=c0\r\nCall-ID: 0-{}\r\nCSeq: 5 BYE\r\n\r\n",
+            g.suffix
+        );
+        feed(&mut g, false, &bye);
+        assert_eq!(g.c.failures.get("sut_bye"), Some(&1));
+        assert!(g.calls.is_empty());
+
+        // The callee: INVITEs it cannot answer, an ACK and a response for
+        // nothing, a method it does not do.
+        let before = g.c.unexpected;
+        feed(
+            &mut g,
+            true,
+            "INVITE sip:bob@x SIP/2.0\r\nCall-ID: b1\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        feed(
+            &mut g,
+            true,
+            "ACK sip:bob@x SIP/2.0\r\nCall-ID: b9\r\nCSeq: 1 ACK\r\n\r\n",
+        );
+        feed(
+            &mut g,
+            true,
+            "SIP/2.0 200 OK\r\nCall-ID: reg\r\nCSeq: 1 REGISTER\r\n\r\n",
+        );
+        feed(
+            &mut g,
+            true,
+            "INFO sip:bob@x SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKi\r\nFrom: <sip:a@b>;tag=1\r\n\
+             To: <sip:bob@b>;tag=2\r\nCall-ID: b2\r\nCSeq: 1 INFO\r\n\r\n",
+        );
+        assert_eq!(g.c.unexpected, before + 2);
+        assert!(g.uas.is_empty());
+        // A good INVITE from an unknown caller is answered all the same.
+        feed(
+            &mut g,
+            true,
+            "INVITE sip:bob@x SIP/2.0\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKv\r\n\
+             From: <sip:nobody@b>;tag=1\r\nTo: <sip:bob@b>\r\nCall-ID: b3\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        assert_eq!(g.uas.len(), 1);
+    }
+}
