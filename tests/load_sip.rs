@@ -9,7 +9,7 @@ use common::*;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tern_loadtest::sip::SipReport;
+use tern_loadtest::sip::{SipReport, SipSearch};
 
 /// Runs `tern ARGS` to completion, bounded by `limit` (killed past it).
 fn tern_run(args: &[&str], limit: Duration) -> (Output, Duration) {
@@ -131,7 +131,7 @@ fn load_through_tern_up(
 
 #[test]
 fn calls_through_tern_up_with_open_registration() {
-    let r = load_through_tern_up("open", "127.0.0.1:15901", "32300-32399", "15960", None, &[]);
+    let r = load_through_tern_up("open", "127.0.0.1:15901", "32300-32379", "15960", None, &[]);
     assert_eq!(r.auth_challenges, 0, "{r:?}");
 }
 
@@ -151,7 +151,7 @@ fn calls_through_tern_up_with_digest_users() {
     let r = load_through_tern_up(
         "auth",
         "127.0.0.1:15902",
-        "32400-32499",
+        "32380-32459",
         "15962",
         Some(config),
         &["--user", "bob", "--password", "secret"],
@@ -164,7 +164,7 @@ fn calls_through_tern_up_with_digest_users() {
     let r = load_through_tern_up(
         "auth-each",
         "127.0.0.1:15903",
-        "32500-32599",
+        "32460-32539",
         "15964",
         Some(config),
         &[
@@ -220,7 +220,7 @@ fn wrong_password_and_missing_sut_are_prompt_errors() {
             "--config",
             config.to_str().expect("utf-8 path"),
             "--ports",
-            "32600-32699",
+            "32540-32619",
             "--workers",
             "1",
             "--instance",
@@ -258,4 +258,75 @@ fn wrong_password_and_missing_sut_are_prompt_errors() {
     tern.stop();
     unlink_table(&instance);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn find_max_steps_up_by_a_quarter_until_its_limit() {
+    let instance = format!("load-sip-max-{}", std::process::id());
+    let (mut tern, _) = spawn_tern(
+        &[
+            "up",
+            "--sip",
+            "127.0.0.1:15905",
+            "--ports",
+            "32620-32699",
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            "off",
+            "--no-pin",
+            "--http",
+            "off",
+        ],
+        &["tern sip: listening"],
+    );
+    // 20 then 25 calls/s; 31.25 is over --max-cps.
+    let args = [
+        "load",
+        "sip",
+        "--sip",
+        "127.0.0.1:15905",
+        "--port",
+        "15970",
+        "--cps",
+        "20",
+        "--duration",
+        "1",
+        "--find-max",
+        "--max-cps",
+        "30",
+        "--json",
+    ];
+    let (out, _) = tern_run(&args, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: SipSearch = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let targets: Vec<f64> = s.runs.iter().map(|r| r.target_cps).collect();
+    assert_eq!(targets, [20.0, 25.0], "{s:?}");
+    assert!(
+        s.runs
+            .iter()
+            .all(|r| r.failed == 0 && r.completed == r.attempted),
+        "{s:?}"
+    );
+    // The second step ran its own 25 calls (indices go on from the first).
+    assert_eq!(s.runs[1].attempted, 25, "{s:?}");
+    assert_eq!(
+        (s.max_cps, s.limited_by.as_str()),
+        (Some(25.0), "limit"),
+        "{s:?}"
+    );
+    assert!(
+        wait_all_free(&instance, Duration::from_secs(10)),
+        "slots left behind"
+    );
+    tern.stop();
+    unlink_table(&instance);
 }

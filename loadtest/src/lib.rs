@@ -287,6 +287,15 @@ pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
             }
             Ok(())
         }
+        LoadCmd::Sip(a) if a.find_max => {
+            let s = sip::find_max(&a, &shutdown)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                sip::print_search(&s);
+            }
+            Ok(())
+        }
         LoadCmd::Sip(a) => {
             let r = sip::run(&a, &shutdown)?;
             if a.json {

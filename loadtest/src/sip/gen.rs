@@ -495,13 +495,25 @@ impl<'a> Gen<'a> {
         self.arm_uac(idx);
     }
 
-    /// The calls: start on schedule, serve both sockets and the timers,
-    /// until every call ended (or the time bound: the start window plus
-    /// two timeouts and the hold).
-    pub(super) fn calls_loop(&mut self, shutdown: &AtomicBool) -> SipReport {
+    /// One run at `cps` calls/s, call indices from `base` up: start on
+    /// schedule, serve both sockets and the timers, until every call ended
+    /// (or the time bound: the start window plus two timeouts and the
+    /// hold). Counters and histograms start from zero.
+    pub(super) fn calls_loop(&mut self, shutdown: &AtomicBool, cps: f64, base: u64) -> SipReport {
         let a = self.a;
-        let total = (a.cps * a.duration).round().max(1.0) as u64;
-        let step = 1e9 / a.cps;
+        self.c = Counters::default();
+        for h in [
+            &mut self.setup_h,
+            &mut self.bye_h,
+            &mut self.sut_setup_h,
+            &mut self.callee_h,
+            &mut self.rx_wait_h,
+            &mut self.lag_h,
+        ] {
+            h.reset();
+        }
+        let total = (cps * a.duration).round().max(1.0) as u64;
+        let step = 1e9 / cps;
         let pid = std::process::id();
         let me = sys::gettid();
         let sut_cpu = || a.relay_pid.and_then(|p| sys::process_cpu_ns(p).ok());
@@ -535,7 +547,7 @@ impl<'a> Gen<'a> {
                     break;
                 }
                 self.lag_h.saturating_record((now - due).max(1));
-                self.start_call(started, now);
+                self.start_call(base + started, now);
                 last_start = now;
                 started += 1;
             }
@@ -573,7 +585,7 @@ impl<'a> Gen<'a> {
         }
         let c = &self.c;
         let failed = c.failures.values().sum::<u64>();
-        let window = (last_start - t0) as f64 / 1e9 + 1.0 / a.cps;
+        let window = (last_start - t0) as f64 / 1e9 + 1.0 / cps;
         let wall = end.saturating_sub(t0).max(1);
         let lag = Latency::of(&self.lag_h);
         let gen_util = gen1.saturating_sub(gen0) as f64 / wall as f64;
@@ -582,7 +594,7 @@ impl<'a> Gen<'a> {
                 .label
                 .clone()
                 .unwrap_or_else(|| format!("sip {}", self.sut)),
-            target_cps: a.cps,
+            target_cps: cps,
             duration_s: a.duration,
             hold_ms: a.hold_ms,
             attempted: c.attempted,
@@ -598,7 +610,9 @@ impl<'a> Gen<'a> {
             callee_turnaround: Latency::of(&self.callee_h),
             rx_wait: Latency::of(&self.rx_wait_h),
             kernel_timestamps: self.stamped,
-            generator_limited: gen_util > 0.9 || (lag.p99_us > 5_000.0 && c.capped == 0),
+            generator_limited: gen_util > 0.9
+                || (c.capped == 0
+                    && (lag.p99_us > 20_000.0 || (c.attempted as f64) < 0.97 * total as f64)),
             start_lag: lag,
             capped_starts: c.capped,
             max_in_flight: c.max_in_flight,
@@ -1061,6 +1075,9 @@ mod tests {
             cpu: None,
             json: false,
             label: None,
+            find_max: false,
+            max_p99_ms: 50.0,
+            max_cps: 20_000.0,
         }
     }
 

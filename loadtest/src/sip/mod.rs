@@ -61,7 +61,7 @@ pub mod rx;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -143,6 +143,17 @@ pub struct SipArgs {
     /// Label for the report (e.g. the SUT's name).
     #[arg(long)]
     pub label: Option<String>,
+    /// Search the highest rate: from --cps up by 25 % per step of
+    /// --duration s, until a step has a failed call, achieves under 95 %
+    /// of its target, or its p99 setup in the SUT exceeds --max-p99-ms.
+    #[arg(long)]
+    pub find_max: bool,
+    /// p99 setup latency in the SUT (ms) that --find-max accepts.
+    #[arg(long, default_value_t = 50.0)]
+    pub max_p99_ms: f64,
+    /// The highest rate --find-max tries.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub max_cps: f64,
 }
 
 /// What `tern load sip --json` prints: one run at one target rate.
@@ -219,9 +230,10 @@ pub struct SipReport {
     /// Generator thread CPU time / wall time (near 1.0: it may be the
     /// limit).
     pub gen_cpu_util: f64,
-    /// The generator could not keep the schedule (p99 start lag over
-    /// 5 ms without the concurrency cap, or its CPU over 90 %): the rate
-    /// and latencies say more about it than about the SUT.
+    /// The generator could not keep the schedule (without the concurrency
+    /// cap: a p99 start lag over 20 ms, or under 97 % of the calls
+    /// started; or its CPU over 90 %): the rate and latencies say more
+    /// about it than about the SUT.
     pub generator_limited: bool,
     /// Seconds from the first call to the end of the last.
     pub wall_s: f64,
@@ -233,8 +245,8 @@ impl SipReport {
     }
 }
 
-/// Runs `tern load sip`; stops starting calls when `shutdown` is set and
-/// gives those in flight 2 s to end.
+/// Runs `tern load sip` once at `--cps`; stops starting calls when
+/// `shutdown` is set and gives those in flight 2 s to end.
 ///
 /// # Errors
 /// Bad arguments, sockets that cannot be bound, a bad `--cpu`, a SUT that
@@ -242,6 +254,86 @@ impl SipReport {
 /// REGISTER answered with a failure (or a challenge without
 /// `--password`). Failed *calls* are not errors: they are in the report.
 pub fn run(a: &SipArgs, shutdown: &AtomicBool) -> Result<SipReport, Error> {
+    let mut g = prepare(a)?;
+    let r = g.calls_loop(shutdown, a.cps, 0);
+    finish(&mut g);
+    Ok(r)
+}
+
+/// What `tern load sip --find-max --json` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SipSearch {
+    /// Every step, in order; the last one failed unless the search ran
+    /// out of steps.
+    pub runs: Vec<SipReport>,
+    /// The highest target rate whose step passed.
+    pub max_cps: Option<f64>,
+    /// What ended the search: `sut` (failed calls, a rate under 95 % of
+    /// the target, or a p99 setup in the SUT over `--max-p99-ms`),
+    /// `generator` (it could not keep the schedule), `limit`
+    /// (`--max-cps` or 40 steps) or `interrupted`.
+    pub limited_by: String,
+}
+
+/// `--find-max`: runs at `--cps`, then 25 % faster per step (each
+/// `--duration` s, the same registration), until a step fails.
+///
+/// # Errors
+/// As [`run`].
+pub fn find_max(a: &SipArgs, shutdown: &AtomicBool) -> Result<SipSearch, Error> {
+    let mut g = prepare(a)?;
+    let mut out = SipSearch {
+        limited_by: "limit".into(),
+        ..SipSearch::default()
+    };
+    let mut cps = a.cps;
+    let mut base = 0;
+    // Bounded: 40 steps of 25 % span a factor of 7,500.
+    for _ in 0..40 {
+        if cps > a.max_cps {
+            break;
+        }
+        let r = g.calls_loop(shutdown, cps, base);
+        base += r.attempted;
+        if shutdown.load(Ordering::Relaxed) {
+            out.limited_by = "interrupted".into();
+            out.runs.push(r);
+            break;
+        }
+        let sut_ok = r.failed == 0
+            && r.achieved_cps >= 0.95 * cps
+            && r.sut_setup_latency.p99_us <= a.max_p99_ms * 1e3;
+        if !a.json {
+            eprintln!(
+                "tern load sip: {cps:>8.0} calls/s: achieved {:.0}, failed {}, p99 setup {:.0} us (in SUT {:.0} us) -> {}",
+                r.achieved_cps,
+                r.failed,
+                r.setup_latency.p99_us,
+                r.sut_setup_latency.p99_us,
+                if !sut_ok { "SUT limit" } else if r.generator_limited { "generator limit" } else { "ok" }
+            );
+        }
+        let gen_limited = r.generator_limited;
+        out.runs.push(r);
+        if !sut_ok {
+            out.limited_by = "sut".into();
+            break;
+        }
+        if gen_limited {
+            out.limited_by = "generator".into();
+            break;
+        }
+        out.max_cps = Some(cps);
+        cps *= 1.25;
+        // Let the SUT settle (its BYE'd calls linger a moment).
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    finish(&mut g);
+    Ok(out)
+}
+
+/// Checks the arguments, pins, binds, probes the SUT and registers.
+fn prepare(a: &SipArgs) -> Result<Gen<'_>, Error> {
     if !(a.cps > 0.0 && a.cps.is_finite() && a.duration > 0.0 && a.duration.is_finite()) {
         return Err("--cps and --duration must be positive".into());
     }
@@ -262,17 +354,33 @@ pub fn run(a: &SipArgs, shutdown: &AtomicBool) -> Result<SipReport, Error> {
     }
     let mut g = Gen::new(a, sut)?;
     g.probe()?;
-    // Long enough for the whole run, at least the usual hour.
-    let run_s = a.duration + (2 * a.timeout_ms + a.hold_ms) as f64 / 1e3 + 60.0;
+    // Long enough for the whole run (40 steps with --find-max), at least
+    // the usual hour.
+    let steps = if a.find_max { 40.0 } else { 1.0 };
+    let run_s = steps * (a.duration + (2 * a.timeout_ms + a.hold_ms) as f64 / 1e3) + 60.0;
     let expires = run_s.clamp(3600.0, f64::from(u32::MAX)) as u32;
     g.register(expires, REGISTER_LIMIT)
         .map_err(|e| format!("registering {}: {e}", a.user))?;
-    let r = g.calls_loop(shutdown);
-    // Best effort: leave no binding behind.
+    Ok(g)
+}
+
+/// Removes the registration (best effort: leave no binding behind).
+fn finish(g: &mut Gen) {
     if let Err(e) = g.register(0, Duration::from_secs(1)) {
-        eprintln!("tern load sip: unregistering {}: {e}", a.user);
+        eprintln!("tern load sip: unregistering: {e}");
     }
-    Ok(r)
+}
+
+/// Prints a `--find-max` search: each step, then the result.
+pub fn print_search(s: &SipSearch) {
+    for r in &s.runs {
+        print(r);
+        println!();
+    }
+    match s.max_cps {
+        Some(m) => println!("max rate: {m:.0} calls/s (limited by {})", s.limited_by),
+        None => println!("no step passed (limited by {})", s.limited_by),
+    }
 }
 
 /// Prints a report as a table.
