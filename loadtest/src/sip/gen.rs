@@ -460,7 +460,7 @@ impl<'a> Gen<'a> {
         ))
     }
 
-    fn start_call(&mut self, idx: u64, now: u64) {
+    fn start_call(&mut self, idx: u64) {
         let auth = if self.a.auth_each_call {
             None
         } else {
@@ -468,6 +468,9 @@ impl<'a> Gen<'a> {
         };
         let branch = format!("z9hG4bK{idx}x1");
         let req = self.invite(idx, 1, &branch, auth.as_deref());
+        // The clock is read right at the send: calls started in one turn
+        // leave one after the other.
+        let now = sys::now_ns();
         self.send(false, &req, self.sut);
         self.c.attempted += 1;
         self.calls.insert(
@@ -547,7 +550,7 @@ impl<'a> Gen<'a> {
                     break;
                 }
                 self.lag_h.saturating_record((now - due).max(1));
-                self.start_call(base + started, now);
+                self.start_call(base + started);
                 last_start = now;
                 started += 1;
             }
@@ -988,11 +991,12 @@ impl<'a> Gen<'a> {
                 let (target, to) = (c.target.clone(), c.to.clone());
                 let bye =
                     self.in_dialog(idx, "BYE", cseq, (&target, &to), &format!("z9hG4bK{idx}xb"));
+                let sent = sys::now_ns();
                 self.send(false, &bye, self.sut);
                 if let Some(c) = self.calls.get_mut(&idx) {
                     c.state = UacState::Byeing;
                     c.req = bye;
-                    c.bye_ns = now;
+                    c.bye_ns = sent;
                     c.interval = T1;
                     c.next_at = now + T1;
                     c.deadline = now + self.a.timeout_ms * 1_000_000;
@@ -1103,10 +1107,9 @@ mod tests {
     fn odd_input_from_the_sut_is_counted_never_trusted() {
         let a = args();
         let mut g = Gen::new(&a, "127.0.0.1:9".parse().unwrap()).unwrap();
-        let now = sys::now_ns();
-        g.start_call(0, now);
-        g.start_call(1, now);
-        g.start_call(2, now);
+        g.start_call(0);
+        g.start_call(1);
+        g.start_call(2);
         // Unreadable, headerless, foreign, or for no call of ours.
         feed(&mut g, false, "SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n");
         feed(
