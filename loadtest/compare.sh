@@ -175,4 +175,12 @@ for c in calls_all:
             line += f"  max pps tern/{peer} {med('tern',c,'max_pps')/max(med(peer,c,'max_pps'),1):.2f}"
             line += f"  cpu/pkt@max tern/{peer} {med('tern',c,'cpu_ns_max')/med(peer,c,'cpu_ns_max'):.2f}"
     print(line)
+print("ratios at the fixed rate (cpu/pkt and p99: lower is better for tern)")
+for c in calls_all:
+    line = f"{c:>6} calls:"
+    for peer in ["rtpengine", "floor"]:
+        if (peer, c) in res and ("tern", c) in res:
+            line += f"  cpu/pkt tern/{peer} {med('tern',c,'cpu_ns')/med(peer,c,'cpu_ns'):.2f}"
+            line += f"  p99 tern/{peer} {med('tern',c,'p99')/med(peer,c,'p99'):.2f}"
+    print(line)
 PY
