@@ -18,6 +18,11 @@
 #   digest, 200) over USERS distinct users, the same ramp over REG_RATES.
 #   tern gets `--config` with USERS `[[users]]`; Kamailio authenticates
 #   with auth.so's pv_www_authenticate (bench/sip/kamailio.cfg).
+# - GEN=tern drives the CPS ramp with `tern load sip` instead of SIPp: one
+#   process, caller and callee on one thread (the callee registers b0),
+#   the same load for both SUTs, with setup time INVITE -> 200 measured in
+#   µs from the kernel's arrival stamps (p50/p99 printed in ms with
+#   decimals). The REGISTER ramp always uses SIPp.
 # - Each system under test (SUT) runs pinned to SUT_CPU (Kamailio, its
 #   children and rtpengine together; tern with one worker); every SIPp to
 #   SIPP_CPU, with 4 MiB socket buffers (-buff_size). rtpengine runs with
@@ -38,7 +43,10 @@
 # SUT_CPU (1), TERN (target/release/tern, built if missing), HTTP_PORT
 # (18088: tern's HTTP API in the REGISTER ramp, read after each step for
 # the registrations held, the `held` column; "-" for Kamailio),
-# OUT (target/sip-compare-<time>).
+# OUT (target/sip-compare-<time>), GEN (sipp, or tern: see above),
+# PREFILL (0; 1: before the REGISTER ramp, every one of the USERS is
+# registered once at PREFILL_RATE/s (4000), unmeasured, so the ramp runs
+# with USERS registrations held, e.g. USERS=100000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -57,12 +65,16 @@ SIPP_CPU=${SIPP_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 TERN=${TERN:-target/release/tern}
 OUT=${OUT:-target/sip-compare-$(date +%Y%m%d-%H%M%S)}
+GEN=${GEN:-sipp}
+PREFILL=${PREFILL:-0}
+PREFILL_RATE=${PREFILL_RATE:-4000}
 HERE=bench/sip
 TICK=$(getconf CLK_TCK)
 HTTP_PORT=${HTTP_PORT:-18088}
 held_url=""   # tern's /metrics in the REGISTER ramp
 
 [ -x "$TERN" ] || cargo build --release --bin tern >&2
+TERN=$(cd "$(dirname "$TERN")" && pwd)/$(basename "$TERN")   # steps run in their own directories
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -234,8 +246,17 @@ step() {
   drop0=$(udp_drops "$SIP_PORT")
   gdrop0=$(udp_drops "${gports[@]}")
   t0=$(date +%s.%N)
+  if [ "$kind" = cps ] && [ "$GEN" = tern ]; then
+    (cd "$dir" && exec taskset -c "$SIPP_CPU" timeout $((DURATION + 60)) "$TERN" load sip \
+      --sip "127.0.0.1:$SIP_PORT" --user b0 --password secret --port 15760 \
+      --cps "$rate" --duration "$DURATION" --timeout-ms 10000 --json \
+      >"$dir/load.json" 2>"$dir/load.err") &
+    pids+=($!)
+  fi
   for i in $(seq 0 $((PAIRS - 1))); do
-    if [ "$kind" = cps ]; then
+    if [ "$kind" = cps ] && [ "$GEN" = tern ]; then
+      break
+    elif [ "$kind" = cps ]; then
       (cd "$dir" && exec taskset -c "$SIPP_CPU" timeout $((DURATION + 60)) sipp \
         "127.0.0.1:$SIP_PORT" -sn uac -s "b$i" -i 127.0.0.1 -p $((15760 + i)) \
         -r "$per" -m "$calls" -l $((per * 10 + 100)) -buff_size 4194304 -nostdin -trace_err \
@@ -302,10 +323,39 @@ for f in glob.glob(os.path.join(d, "*_rtt.csv")):
             rtt.append(float(p[1]))
 rtt.sort()
 q = lambda x: rtt[min(len(rtt) - 1, int(x * len(rtt)))] if rtt else -1
+lj = os.path.join(d, "load.json")
+if os.path.exists(lj):
+    # tern load sip: its own counts and µs percentiles.
+    import json
+    try:
+        j = json.load(open(lj))
+        ok, failed, rate = j["completed"], j["failed"], j["achieved_cps"]
+        p50, p99 = j["setup_latency"]["p50_us"] / 1000, j["setup_latency"]["p99_us"] / 1000
+        q = lambda x: round(p50 if x == 0.5 else p99, 2)
+    except (ValueError, KeyError):
+        ok, failed, rate = 0, 1, 0.0
 print(f"{rate:.1f} {failed} {rc} {q(0.5):g} {q(0.99):g} "
       f"{100 * int(sut) / int(tick) / wall:.0f} {100 * int(gen) / int(tick) / wall:.0f} {ok} "
       f"{1000 * int(sut) / int(tick) / max(ok, 1):.3f} {drops} {gdrops} {held}")
 PY
+}
+
+# prefill: every user registers once (PAIRS SIPp processes sharing
+# PREFILL_RATE), unmeasured; bounded by its own timeout.
+prefill() {
+  local i pids=() per=$(( (PREFILL_RATE + PAIRS - 1) / PAIRS )) n rc=0
+  mkdir -p "$OUT/prefill-$run"
+  for i in $(seq 0 $((PAIRS - 1))); do
+    n=$(( $(wc -l <"$OUT/users-$i.csv") - 1 ))
+    (cd "$OUT/prefill-$run" && exec taskset -c "$SIPP_CPU" timeout $((n / per + 120)) sipp \
+      "127.0.0.1:$SIP_PORT" -sf "$ROOT/$HERE/register_auth.xml" \
+      -inf "$OUT/users-$i.csv" -i 127.0.0.1 -p $((15760 + i)) \
+      -r "$per" -m "$n" -l $((per * 10 + 100)) -buff_size 4194304 -nostdin \
+      -recv_timeout 10000 -timeout $((n / per + 100))s -timeout_error >/dev/null 2>&1) &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=$?; done
+  echo "run $run: prefill of $USERS registrations: rc $rc" >&2
 }
 
 # ramp SUT KIND RATES: one fresh SUT, rates ascending until the first
@@ -313,7 +363,8 @@ PY
 ramp() {
   local sut=$1 kind=$2 rates=$3 r
   start_sut "$sut" "$kind"
-  [ "$kind" = cps ] && start_uas
+  if [ "$kind" = cps ] && [ "$GEN" != tern ]; then start_uas; fi
+  if [ "$kind" = reg ] && [ "$PREFILL" = 1 ]; then prefill; fi
   for r in $rates; do
     local res pass try
     # A failed step is tried once more: other work on this shared machine
