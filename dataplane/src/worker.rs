@@ -9,8 +9,9 @@
 //!    goes back to the ring when the send completes); send completions
 //!    recycle their buffers; receive completions without `F_MORE` (or with
 //!    `-ENOBUFS`) queue a re-arm;
-//! 2. if the worker's doorbell moved, scan its slots and bind, reconfigure
-//!    or drain them;
+//! 2. if the worker's doorbell moved, take the slots marked changed in the
+//!    table's changed bitmap (not a pass over every slot) and bind,
+//!    reconfigure or drain them;
 //! 3. every [`TICK_MS`]: heartbeat and totals, bind retries, close timeouts;
 //! 4. re-arm receives, publish recycled buffers, and make one
 //!    `io_uring_enter` that submits everything and waits for completions
@@ -387,7 +388,10 @@ pub struct Worker {
     /// A sparse fixed-file table of `slots * 4` entries is registered.
     fixed_files: bool,
     doorbell: u64,
+    /// Take the changed bitmap even though the doorbell did not move.
     rescan: bool,
+    /// Sync every slot once (at start).
+    full_scan: bool,
     last_tick_ms: u64,
     forwarded: u64,
     dropped: u64,
@@ -505,6 +509,7 @@ impl Worker {
             doorbell: table.doorbell(index),
             table,
             rescan: true,
+            full_scan: true,
             last_tick_ms: 0,
             forwarded: 0,
             dropped: 0,
@@ -544,7 +549,10 @@ impl Worker {
             if bell != self.doorbell || self.rescan {
                 self.doorbell = bell;
                 self.rescan = false;
-                self.scan(now);
+                self.scan_changed(now);
+                if std::mem::take(&mut self.full_scan) {
+                    self.scan(now);
+                }
             }
             if now.wrapping_sub(self.last_tick_ms) >= TICK_MS {
                 self.tick(now);
@@ -1128,9 +1136,31 @@ impl Worker {
     }
 
     /// Compares every slot of the worker with the table.
+    /// Every slot: at start, when slots may be active from before a restart.
     fn scan(&mut self, now: u64) {
         for idx in 0..self.slots.len() {
             self.sync_slot(idx, now);
+        }
+    }
+
+    /// The slots marked changed since the last call: one atomic per 64
+    /// slots, then only the changed ones, so a doorbell's cost does not
+    /// grow with the worker's slot count.
+    fn scan_changed(&mut self, now: u64) {
+        let first = self.first as usize;
+        let end = first + self.slots.len();
+        if end == first {
+            return;
+        }
+        for k in first / 64..=(end - 1) / 64 {
+            let lo = (k * 64).max(first) - k * 64;
+            let hi = (k * 64 + 64).min(end) - k * 64;
+            let mut bits = self.table.take_changed(k, bit_range(lo, hi));
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.sync_slot(k * 64 + b - first, now);
+            }
         }
     }
 
@@ -1374,7 +1404,8 @@ impl Worker {
                 Err(e) => debug!(worker = self.index, slot = id, %call_id, "finish_drain: {e}"),
             }
         }
-        // The slot may have been reused meanwhile: look again.
+        // The slot may have been reused meanwhile: look at it again.
+        self.table.mark_changed(id);
         self.rescan = true;
     }
 
@@ -1457,6 +1488,12 @@ impl Worker {
     pub fn index(&self) -> u32 {
         self.index
     }
+}
+
+/// Bits `lo..hi` of a word set (`lo < hi <= 64`).
+fn bit_range(lo: usize, hi: usize) -> u64 {
+    let below_hi = if hi >= 64 { u64::MAX } else { (1u64 << hi) - 1 };
+    below_hi & !((1u64 << lo) - 1)
 }
 
 /// The RTP header fields the statistics and the jitter buffer need; `None`

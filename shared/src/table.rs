@@ -11,7 +11,13 @@
 //! offset 0                      Header          (64 bytes)
 //! offset 64                     WorkerShared[MAX_WORKERS] (192 bytes each)
 //! offset 64 + 192*MAX_WORKERS   Slot[capacity]  (size_of::<Slot>() each)
+//! then                          changed bitmap  (ceil(capacity / 64) u64 words)
 //! ```
+//!
+//! The changed bitmap has bit `id % 64` of word `id / 64` set by whoever
+//! changes slot `id` (before the owning worker's doorbell moves), and
+//! cleared by the worker as it takes the change, so a doorbell costs the
+//! worker the slots that changed, not a pass over all of its slots.
 //!
 //! A slot ([`SLOT_BYTES`] = 1280 bytes) is one control line, two legs of
 //! eight configuration words, one line of label (the Call-ID), and per leg
@@ -54,7 +60,7 @@ use memmap2::MmapRaw;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Upper bound on workers, fixing the size of the worker block.
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
@@ -651,7 +657,33 @@ const WORKERS_OFFSET: usize = HEADER_BYTES;
 const SLOTS_OFFSET: usize = WORKERS_OFFSET + MAX_WORKERS * std::mem::size_of::<WorkerShared>();
 
 fn file_len(capacity: u32) -> usize {
+    changed_offset(capacity) + changed_words(capacity) * 8
+}
+
+/// Where the changed bitmap starts: right after the slots (64-aligned,
+/// since a slot is a whole number of lines).
+fn changed_offset(capacity: u32) -> usize {
     SLOTS_OFFSET + capacity as usize * SLOT_BYTES
+}
+
+/// Words of the changed bitmap: one bit per slot.
+fn changed_words(capacity: u32) -> usize {
+    (capacity as usize).div_ceil(64)
+}
+
+/// Whether the dataplane that created the table file at `path` still
+/// runs: its PID is the header's `dataplane_pid` (bytes 44..48, where
+/// every layout version so far keeps it), alive when `/proc/PID` exists.
+/// An unreadable header counts as alive, so nothing is removed on doubt.
+fn dataplane_alive(path: &std::path::Path) -> bool {
+    let Ok(bytes) = std::fs::read(path).map(|b| b.get(44..48).map(<[u8]>::to_vec)) else {
+        return true;
+    };
+    let Some(pid) = bytes.and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+        return true;
+    };
+    let pid = u32::from_ne_bytes(pid);
+    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Parameters a dataplane creates its table with.
@@ -1229,6 +1261,11 @@ impl SlotTable {
             Err(TableError::NotATable(_)) => {
                 let _ = std::fs::remove_file(&path);
             }
+            // Left by an older (or newer) tern that is gone: nothing can
+            // resume from another layout, so start afresh.
+            Err(TableError::VersionMismatch { .. }) if !dataplane_alive(&path) => {
+                let _ = std::fs::remove_file(&path);
+            }
             Err(e) => return Err(e),
         }
         SlotTable::create_new(path, params, capacity)
@@ -1490,7 +1527,7 @@ impl SlotTable {
         if st == SlotState::Reserved {
             self.cas_state(id, SlotState::Reserved, SlotState::Active)?;
         }
-        self.ring(self.worker_of(id));
+        self.ring(id);
         Ok(())
     }
 
@@ -1580,7 +1617,7 @@ impl SlotTable {
                 })
             }
         }
-        self.ring(self.worker_of(id));
+        self.ring(id);
         Ok(())
     }
 
@@ -1679,8 +1716,45 @@ impl SlotTable {
         None
     }
 
-    fn ring(&self, w: u32) {
-        self.worker(w).doorbell.fetch_add(1, Ordering::Release);
+    /// Word `k` of the changed bitmap (`k < changed_words(capacity)`).
+    fn changed(&self, k: usize) -> Option<&AtomicU64> {
+        if k >= changed_words(self.capacity) {
+            return None;
+        }
+        // SAFETY: the mapping holds file_len(capacity) bytes (checked at
+        // open), the bitmap's words are 8-aligned, and k is in range.
+        Some(unsafe {
+            &*(self.map.as_ptr().add(changed_offset(self.capacity)) as *const AtomicU64).add(k)
+        })
+    }
+
+    /// Marks slot `id` changed, then moves its worker's doorbell: a worker
+    /// that sees the new doorbell value also sees the bit.
+    fn ring(&self, id: u32) {
+        if let Some(w) = self.changed(id as usize / 64) {
+            w.fetch_or(1 << (id % 64), Ordering::Release);
+        }
+        self.worker(self.worker_of(id))
+            .doorbell
+            .fetch_add(1, Ordering::Release);
+    }
+
+    /// Worker side: marks slot `id` changed without moving the doorbell,
+    /// for a worker that must look at one of its own slots again (one it
+    /// just freed, which a programmer may already have taken).
+    pub fn mark_changed(&self, id: u32) {
+        if let Some(w) = self.changed(id as usize / 64) {
+            w.fetch_or(1 << (id % 64), Ordering::Release);
+        }
+    }
+
+    /// Worker side: takes (returns and clears) the changed bits of slots
+    /// `64 * k ..= 64 * k + 63` that are set in `mask` (bit `i` is slot
+    /// `64 * k + i`), leaving the other bits for the worker that owns
+    /// them. 0 for a word past the bitmap.
+    pub fn take_changed(&self, k: usize, mask: u64) -> u64 {
+        self.changed(k)
+            .map_or(0, |w| w.fetch_and(!mask, Ordering::AcqRel) & mask)
     }
 
     /// Worker `w`'s doorbell: it changes after any change to its slots.
@@ -2061,6 +2135,36 @@ mod tests {
     }
 
     #[test]
+    fn changes_are_marked_per_slot_and_taken_per_worker() {
+        // 150 slots over 2 workers: 0..75 and 75..150, sharing word 1.
+        let name = inst("changed");
+        let t = SlotTable::create_or_attach(&name, params(40000, 40599, 2)).unwrap();
+        assert_eq!(t.capacity(), 150);
+        assert_eq!(t.slots_of_worker(1), 75..150);
+        let cfg = SlotConfig::default();
+        let mut ids = Vec::new();
+        while ids.len() < 150 {
+            ids.push(t.reserve().unwrap());
+        }
+        for id in [3, 70, 80, 149] {
+            t.publish(id, &cfg).unwrap();
+        }
+        t.release(74).unwrap();
+        // Worker 1 takes its bits of the shared word, not worker 0's.
+        let w1_mask = !((1u64 << (75 - 64)) - 1);
+        assert_eq!(t.take_changed(1, w1_mask), 1 << (80 - 64));
+        assert_eq!(t.take_changed(2, u64::MAX), 1 << (149 - 128));
+        assert_eq!(t.take_changed(0, u64::MAX), 1 << 3);
+        assert_eq!(t.take_changed(1, !w1_mask), 1 << (70 - 64) | 1 << (74 - 64));
+        // Taken once; a word past the bitmap is empty.
+        assert_eq!(t.take_changed(1, u64::MAX), 0);
+        assert_eq!(t.take_changed(3, u64::MAX), 0);
+        t.mark_changed(5);
+        assert_eq!(t.take_changed(0, u64::MAX), 1 << 5);
+        t.unlink().unwrap();
+    }
+
+    #[test]
     fn reserve_publish_release_cycle() {
         let name = inst("cycle");
         let t = SlotTable::create_or_attach(&name, params(40000, 40015, 2)).unwrap();
@@ -2127,6 +2231,17 @@ mod tests {
             SlotTable::open(&name),
             Err(TableError::VersionMismatch { .. })
         ));
+        // Another layout whose dataplane runs (this process): refused.
+        t.set_dataplane_pid(std::process::id());
+        assert!(matches!(
+            SlotTable::create_or_attach(&name, params(41000, 41099, 1)),
+            Err(TableError::VersionMismatch { .. })
+        ));
+        // Whose dataplane is gone (no PID recorded): replaced.
+        t.set_dataplane_pid(0);
+        drop(t);
+        let t = SlotTable::create_or_attach(&name, params(41000, 41099, 1)).unwrap();
+        assert_eq!(t.state(id), SlotState::Free);
         t.unlink().unwrap();
     }
 
