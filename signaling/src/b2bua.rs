@@ -176,7 +176,7 @@ impl Call {
         self.slot
     }
 
-    fn a_call_id(&self) -> &str {
+    pub(crate) fn a_call_id(&self) -> &str {
         &self.a_invite.call_id
     }
 }
@@ -297,6 +297,7 @@ impl SipCore {
 
     fn set_linger(&mut self, call: &mut Call, at: Instant) {
         call.linger = Some(at);
+        self.live.remove(&call.id);
         self.schedule(at, TimerEv::Linger(call.id));
     }
 
@@ -562,6 +563,7 @@ impl SipCore {
     }
 
     fn forget(&mut self, id: u64) {
+        self.live.remove(&id);
         if let Some(mut call) = self.calls.remove(&id) {
             self.release_slot(&mut call);
             self.dialogs.remove(call.a_call_id());
@@ -760,7 +762,8 @@ impl SipCore {
         self.dialogs
             .insert(call.a_call_id().to_string(), (id, Side::A));
         self.dialogs.insert(call.b_call_id.clone(), (id, Side::B));
-        self.calls.insert(id, call);
+        self.live.insert(id);
+        self.calls.insert(id, Box::new(call));
     }
 
     pub(crate) fn on_b_invite_response(&mut self, id: u64, resp: &Msg, now: Instant) {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::b2bua::{CallState, Side};
+use crate::b2bua::CallState;
 use crate::core::{CoreStats, SipCore};
 
 /// The snapshot shared between the server loop (writer) and observers.
@@ -114,32 +114,22 @@ impl SipSnapshot {
         s
     }
 
-    /// Builds a snapshot of `core` without the registration listing.
+    /// Builds a snapshot of `core` without the registration listing: the
+    /// calls in progress or up, by id (not those lingering after their end
+    /// to absorb retransmissions, which hold no slot: at high call rates
+    /// they outnumber the live ones by far).
     pub fn capture_counts(core: &SipCore) -> SipSnapshot {
-        let mut calls: Vec<(u64, CallInfo)> = core
-            .calls
-            .values()
-            .map(|c| {
-                (
-                    c.id,
-                    CallInfo {
-                        call_id: String::new(),
-                        callee_call_id: c.b_call_id.clone(),
-                        slot: c.slot,
-                        state: state_name(c.state),
-                    },
-                )
+        let calls: Vec<CallInfo> = core
+            .live
+            .iter()
+            .filter_map(|id| core.calls.get(id))
+            .map(|c| CallInfo {
+                call_id: c.a_call_id().to_string(),
+                callee_call_id: c.b_call_id.clone(),
+                slot: c.slot,
+                state: state_name(c.state),
             })
             .collect();
-        calls.sort_by_key(|(id, _)| *id);
-        // The A dialog's Call-ID is the key of the dialog index.
-        for (cid, (id, side)) in &core.dialogs {
-            if *side == Side::A {
-                if let Ok(i) = calls.binary_search_by_key(id, |(k, _)| *k) {
-                    calls[i].1.call_id.clone_from(cid);
-                }
-            }
-        }
         let stats = core.stats();
         SipSnapshot {
             taken_at_ms: unix_ms(),
@@ -150,7 +140,7 @@ impl SipSnapshot {
             registration_count: core.location().len() as u64,
             calls_active: core.active_calls() as u64,
             calls_total: stats.calls,
-            calls: calls.into_iter().map(|(_, c)| c).collect(),
+            calls,
             stats,
         }
     }
