@@ -51,26 +51,11 @@ fn load_through_tern_up(
     extra: &[&str],
 ) -> SipReport {
     let instance = format!("load-sip-{name}-{}", std::process::id());
-    let mut args = vec![
-        "up",
-        "--sip",
-        sip,
-        "--ports",
-        ports,
-        "--workers",
-        "1",
-        "--instance",
-        &instance,
-        "--ng",
-        "off",
-        "--no-pin",
-        "--http",
-        "off",
-    ];
+    let mut node_args = vec!["--no-pin"];
     if let Some(c) = config {
-        args.extend(["--config", c]);
+        node_args.extend(["--config", c]);
     }
-    let (mut tern, _) = spawn_tern(&args, &["tern sip: listening"]);
+    let mut tern = spawn_sip_node(sip, ports, &instance, &node_args);
     let pid = tern.pid().to_string();
     let mut load = vec![
         "load",
@@ -212,26 +197,11 @@ fn wrong_password_and_missing_sut_are_prompt_errors() {
     )
     .expect("write config");
     let instance = format!("load-sip-pw-{}", std::process::id());
-    let (mut tern, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            "127.0.0.1:15904",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--ports",
-            "32540-32619",
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            "off",
-            "--no-pin",
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
+    let mut tern = spawn_sip_node(
+        "127.0.0.1:15904",
+        "32540-32619",
+        &instance,
+        &["--config", config.to_str().expect("utf-8 path"), "--no-pin"],
     );
     for extra in [&["--password", "wrong"][..], &[]] {
         let mut args = vec![
@@ -263,25 +233,7 @@ fn wrong_password_and_missing_sut_are_prompt_errors() {
 #[test]
 fn find_max_steps_up_by_a_quarter_until_its_limit() {
     let instance = format!("load-sip-max-{}", std::process::id());
-    let (mut tern, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            "127.0.0.1:15905",
-            "--ports",
-            "32620-32699",
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            "off",
-            "--no-pin",
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
-    );
+    let mut tern = spawn_sip_node("127.0.0.1:15905", "32620-32699", &instance, &["--no-pin"]);
     // 20 then 25 calls/s; 31.25 is over --max-cps.
     let args = [
         "load",

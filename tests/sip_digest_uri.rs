@@ -87,25 +87,11 @@ fn digest_uri_for_another_resource_gets_400() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("users.toml");
     std::fs::write(&config, USERS).unwrap();
-    let (mut tern, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            TERN_SIP,
-            "--config",
-            config.to_str().unwrap(),
-            "--ports",
-            "32000-32099",
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            "off",
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
+    let mut tern = spawn_sip_node(
+        TERN_SIP,
+        "32000-32099",
+        &instance,
+        &["--config", config.to_str().unwrap()],
     );
     let sock = UdpSocket::bind(UA).expect("bind UA");
     sock.set_read_timeout(Some(Duration::from_millis(500)))

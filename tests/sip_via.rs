@@ -70,24 +70,7 @@ fn which_gets_200(from: &UdpSocket, via: &str, n: u32, socks: &[&UdpSocket]) -> 
 #[test]
 fn udp_responses_follow_the_via() {
     let instance = format!("t-via-{}", std::process::id());
-    let (mut tern, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            TERN_SIP,
-            "--ports",
-            "32100-32199",
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            "off",
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
-    );
+    let mut tern = spawn_sip_node(TERN_SIP, "32100-32199", &instance, &[]);
     let first = bind("127.0.0.1:15811");
     let second = bind("127.0.0.1:15812");
     let third = bind("127.0.0.2:15813");
@@ -201,24 +184,7 @@ fn caller_gets_486(caller: &UdpSocket, user: &str) -> bool {
 fn large_requests_go_over_tcp_or_fall_back_to_udp() {
     const TERN: &str = "127.0.0.1:15820";
     let instance = format!("t-via-big-{}", std::process::id());
-    let (mut tern, _) = spawn_tern(
-        &[
-            "up",
-            "--sip",
-            TERN,
-            "--ports",
-            "32200-32299",
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            "off",
-            "--http",
-            "off",
-        ],
-        &["tern sip: listening"],
-    );
+    let mut tern = spawn_sip_node(TERN, "32200-32299", &instance, &[]);
     // bob takes UDP and TCP on 15821; carol only UDP on 15822.
     let bob_udp = bind("127.0.0.1:15821");
     let bob_tcp = TcpListener::bind("127.0.0.1:15821").expect("bind bob TCP");

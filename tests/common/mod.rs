@@ -75,6 +75,29 @@ pub fn tern_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tern"))
 }
 
+/// Starts a SIP node with one worker and nothing else listening: `tern
+/// up --sip SIP --ports PORTS --workers 1 --instance INSTANCE --ng off
+/// --http off EXTRA...`, and waits until signaling listens.
+pub fn spawn_sip_node(sip: &str, ports: &str, instance: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "up",
+        "--sip",
+        sip,
+        "--ports",
+        ports,
+        "--workers",
+        "1",
+        "--instance",
+        instance,
+        "--ng",
+        "off",
+        "--http",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    spawn_tern(&args, &["tern sip: listening"]).0
+}
+
 /// Starts `tern ARGS` and waits (bounded) until it printed a line containing
 /// every string of `ready` on stdout. Stdout lines are kept in `lines`.
 pub fn spawn_tern(args: &[&str], ready: &[&str]) -> (Proc, Arc<Mutex<Vec<String>>>) {
