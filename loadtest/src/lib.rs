@@ -474,27 +474,8 @@ fn relay_cpu(a: &RtpArgs, g: &Gen) -> Option<u64> {
 }
 
 fn poll_rx(rx: &[UdpSocket], timeout_ns: u64) {
-    let mut fds: Vec<libc::pollfd> = rx
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: fds and ts live across the call.
-    unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        );
-    }
+    let fds: Vec<i32> = rx.iter().map(|s| s.as_raw_fd()).collect();
+    sys::wait_readable(&fds, timeout_ns);
 }
 
 /// The RTP timestamp (8 kHz) of call `c` at `ns` (CLOCK_MONOTONIC).

@@ -289,3 +289,30 @@ impl RxBatch {
         &self.bufs[i]
     }
 }
+
+/// Waits until one of `fds` is readable or `timeout_ns` pass (`ppoll`:
+/// ns resolution). Readiness is not returned: callers read until
+/// `WouldBlock` anyway; an error (e.g. `EINTR`) is an early return.
+pub fn wait_readable(fds: &[i32], timeout_ns: u64) {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `p` and `ts` are valid for the call; no signal mask.
+    unsafe {
+        libc::ppoll(
+            p.as_mut_ptr(),
+            p.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        );
+    }
+}

@@ -160,20 +160,7 @@ fn sdp(ip: &str, port: u16) -> String {
 }
 
 fn invite(call_id: &str) -> String {
-    let body = sdp("127.0.0.1", 17000);
-    format!(
-        "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv-{call_id}\r\n\
-         From: Alice <sip:alice@{ALICE}>;tag=a1\r\n\
-         To: <sip:bob@127.0.0.1:5060>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@{ALICE}>\r\n\
-         Max-Forwards: 70\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    big_invite(call_id, 0)
 }
 
 /// A response from the callee to a request tern sent it.

@@ -1029,31 +1029,11 @@ impl<'a> Gen<'a> {
     }
 }
 
-/// Waits until one of `fds` is readable or `ns` pass (`ppoll`, ns
-/// resolution: a schedule of 1,000 calls/s needs better than `poll`'s ms).
+/// Waits until one of `fds` is readable or `ns` pass (at most
+/// `MAX_WAIT_NS`; ns resolution: a schedule of 1,000 calls/s needs better
+/// than `poll`'s ms).
 fn wait(fds: &[i32], ns: u64) {
-    let mut p: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ns = ns.min(MAX_WAIT_NS);
-    let ts = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: `p` and `ts` are valid for the call; no signal mask.
-    unsafe {
-        libc::ppoll(
-            p.as_mut_ptr(),
-            p.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        );
-    }
+    crate::sys::wait_readable(fds, ns.min(MAX_WAIT_NS));
 }
 
 #[cfg(test)]
