@@ -265,20 +265,29 @@ fn find_max_steps_up_by_a_quarter_until_its_limit() {
     );
     let s: SipSearch = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let targets: Vec<f64> = s.runs.iter().map(|r| r.target_cps).collect();
-    assert_eq!(targets, [20.0, 25.0], "{s:?}");
     assert!(
         s.runs
             .iter()
             .all(|r| r.failed == 0 && r.completed == r.attempted),
         "{s:?}"
     );
-    // The second step ran its own 25 calls (indices go on from the first).
-    assert_eq!(s.runs[1].attempted, 25, "{s:?}");
-    assert_eq!(
-        (s.max_cps, s.limited_by.as_str()),
-        (Some(25.0), "limit"),
-        "{s:?}"
-    );
+    match s.limited_by.as_str() {
+        "limit" => {
+            assert_eq!(targets, [20.0, 25.0], "{s:?}");
+            // The second step ran its own 25 calls (indices go on).
+            assert_eq!(s.runs[1].attempted, 25, "{s:?}");
+            assert_eq!(s.max_cps, Some(25.0), "{s:?}");
+        }
+        // A stall of the test machine can put the generator behind its
+        // schedule: the search stops at that step and says so.
+        "generator" => {
+            assert!(s.runs.last().is_some_and(|r| r.generator_limited), "{s:?}");
+            assert_eq!(targets[..], [20.0, 25.0][..targets.len()], "{s:?}");
+            let before = targets.len().checked_sub(2).map(|i| targets[i]);
+            assert_eq!(s.max_cps, before, "{s:?}");
+        }
+        other => panic!("search ended by {other}: {s:?}"),
+    }
     assert!(
         wait_all_free(&instance, Duration::from_secs(10)),
         "slots left behind"
