@@ -432,9 +432,9 @@ fn jitter_buffer_flag_reorders_with_bounded_delay() {
     let plain_seqs: Vec<u16> = plain.iter().map(|(_, p)| header(p).1).collect();
     // A stall of the loaded test machine longer than the buffer's 120 ms
     // maximum makes a packet late, and a late packet is dropped by
-    // design: a few (here up to 5 of 150) may go that way.
+    // design: a few (here up to 10 of 150) may go that way.
     assert!(
-        seqs.len() >= n as usize - 5,
+        seqs.len() >= n as usize - 10,
         "buffered call delivered {}",
         seqs.len()
     );
@@ -555,9 +555,11 @@ fn rtcp_reports_give_rtt_and_peer_loss() {
 }
 
 /// Calls with a jitter buffer deleted while it still holds packets (a
-/// 300 ms target, deleted 100 ms into the stream): every slot drains back
+/// 1 s target, deleted 100 ms into the stream): every slot drains back
 /// to free, nothing held is sent after the delete, and the relay goes on
 /// relaying new buffered calls. Repeated, so retired stores are reused.
+/// The target leaves the worker most of a second to see the delete, so
+/// a stall of a loaded test machine does not let a held packet out first.
 #[test]
 fn deleting_a_call_with_held_packets_frees_everything() {
     let relay = Relay::start("jbdel", "24300-24399", 22314, &[]);
@@ -574,7 +576,7 @@ fn deleting_a_call_with_held_packets_frees_everything() {
             &a,
             &b,
             &["jitter-buffer"],
-            &[("jitter-buffer-target", 300), ("jitter-buffer-max", 500)],
+            &[("jitter-buffer-target", 1000), ("jitter-buffer-max", 1500)],
         );
         std::thread::sleep(Duration::from_millis(50));
         for seq in 0..10u16 {
@@ -590,8 +592,8 @@ fn deleting_a_call_with_held_packets_frees_everything() {
                 .with("command", bstr("delete"))
                 .with("call-id", bstr(id.as_str())),
         );
-        // The held packets were due 300 ms after arrival: none may come.
-        b.set_read_timeout(Some(Duration::from_millis(500)))
+        // The held packets were due 1 s after arrival: none may come.
+        b.set_read_timeout(Some(Duration::from_millis(1200)))
             .unwrap();
         let mut buf = [0u8; 2048];
         assert!(
