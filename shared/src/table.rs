@@ -672,17 +672,19 @@ fn changed_words(capacity: u32) -> usize {
 }
 
 /// Whether the dataplane that created the table file at `path` still
-/// runs: its PID is the header's `dataplane_pid` (bytes 44..48, where
-/// every layout version so far keeps it), alive when `/proc/PID` exists.
-/// An unreadable header counts as alive, so nothing is removed on doubt.
+/// runs: its PID is the header's `dataplane_pid`, alive when `/proc/PID`
+/// exists. Reads only the header's bytes up to that field, which every
+/// layout version so far keeps in place. An unreadable header counts as
+/// alive, so nothing is removed on doubt.
 fn dataplane_alive(path: &std::path::Path) -> bool {
-    let Ok(bytes) = std::fs::read(path).map(|b| b.get(44..48).map(<[u8]>::to_vec)) else {
+    use std::io::Read;
+    const AT: usize = std::mem::offset_of!(Header, dataplane_pid);
+    let mut head = [0u8; AT + 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    if read.is_err() {
         return true;
-    };
-    let Some(pid) = bytes.and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
-        return true;
-    };
-    let pid = u32::from_ne_bytes(pid);
+    }
+    let pid = u32::from_ne_bytes([head[AT], head[AT + 1], head[AT + 2], head[AT + 3]]);
     pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
