@@ -38,8 +38,10 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RelayArgs {
-    /// Media port range LO-HI; each call takes four ports.
-    #[arg(long, default_value = "30000-39999", value_parser = parse_ports)]
+    /// Media port range LO-HI; each call takes four ports. Keep it out of
+    /// the kernel's ephemeral range (net.ipv4.ip_local_port_range, usually
+    /// 32768-60999), or reserve it there: tern warns at start otherwise.
+    #[arg(long, default_value = "20000-29999", value_parser = parse_ports)]
     ports: (u16, u16),
     /// Worker threads, one per CPU by default.
     #[arg(long)]
@@ -129,7 +131,7 @@ impl Default for UpArgs {
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
-        .ok_or("expected LO-HI, e.g. 30000-39999")?;
+        .ok_or("expected LO-HI, e.g. 20000-29999")?;
     let lo: u16 = lo.trim().parse().map_err(|e| format!("port {lo:?}: {e}"))?;
     let hi: u16 = hi.trim().parse().map_err(|e| format!("port {hi:?}: {e}"))?;
     if lo > hi || lo < 1024 {
@@ -228,44 +230,13 @@ fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
         workers: workers as u32,
         media_ip: a.media_ip,
     };
-    raise_nofile(u64::from(params.capacity()) * 4 + 256)?;
+    tern_dataplane::host::raise_nofile(u64::from(params.capacity()) * 4 + 256)?;
+    if let Some(o) = tern_dataplane::host::ephemeral_overlap(a.ports) {
+        eprintln!("tern: warning: {o}");
+    }
     let table = SlotTable::create_or_attach(&a.instance, params)?;
     table.set_dataplane_pid(std::process::id());
     Ok((Arc::new(table), workers))
-}
-
-/// Raises RLIMIT_NOFILE's soft limit to at least `need` descriptors (up to
-/// the hard limit), since every relay port is a socket.
-fn raise_nofile(need: u64) -> Result<(), Error> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write/read a plain struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()).into());
-        }
-        if lim.rlim_cur >= need {
-            return Ok(());
-        }
-        let want = need.min(lim.rlim_max);
-        lim.rlim_cur = want;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            return Err(format!(
-                "setrlimit(RLIMIT_NOFILE, {want}): {}",
-                std::io::Error::last_os_error()
-            )
-            .into());
-        }
-        if want < need {
-            return Err(format!(
-                "the port range needs {need} file descriptors but the hard limit is {want}; raise it (ulimit -Hn) or narrow --ports"
-            )
-            .into());
-        }
-    }
-    Ok(())
 }
 
 type NgServer = Option<tern_dataplane::control::NgServer>;

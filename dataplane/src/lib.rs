@@ -15,13 +15,15 @@
 //! - [`ssrc`]: SSRC/sequence/timestamp rewriting and RTCP SSRC mapping.
 //! - [`bufring`], [`sockets`]: the provided-buffer ring, UDP sockets and
 //!   socket addresses.
+//! - [`host`]: what the host must give the relay (descriptors, a port
+//!   range outside the kernel's ephemeral one).
 //!
 //! ```no_run
 //! # use std::sync::{Arc, atomic::AtomicBool};
 //! # use tern_shared::table::{SlotTable, TableParams};
 //! let params = TableParams {
-//!     port_lo: 30000,
-//!     port_hi: 30999,
+//!     port_lo: 20000,
+//!     port_hi: 20999,
 //!     workers: 2,
 //!     media_ip: "127.0.0.1".parse().unwrap(),
 //! };
@@ -50,6 +52,7 @@ use tern_shared::table::SlotTable;
 
 pub mod bufring;
 pub mod control;
+pub mod host;
 pub mod leg;
 pub mod quality;
 pub mod sockets;
@@ -134,6 +137,7 @@ impl std::error::Error for RelayError {
 #[derive(Debug)]
 pub struct Relay {
     handles: Vec<JoinHandle<Result<(), RelayError>>>,
+    table: Arc<SlotTable>,
 }
 
 /// How long [`start`] waits for each worker to set up.
@@ -163,6 +167,9 @@ pub fn start(
             table.workers()
         )));
     }
+    // A new binding epoch: stamps of an earlier dataplane are void, and
+    // each worker stamps its free slots as it binds their ports.
+    table.begin_epoch();
     let abort = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.workers);
@@ -199,7 +206,7 @@ pub fn start(
             }
         }
     }
-    let relay = Relay { handles };
+    let relay = Relay { handles, table };
     match err {
         None => Ok(relay),
         Some(e) => {
@@ -228,6 +235,9 @@ impl Relay {
                 first = r;
             }
         }
+        // The sockets are closed: no free slot may be handed out on the
+        // workers' stamps any more.
+        self.table.begin_epoch();
         first
     }
 }

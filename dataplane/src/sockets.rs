@@ -6,22 +6,77 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Binds a nonblocking UDP socket with `SO_REUSEADDR` on `ip:port`. An IPv6
-/// address also accepts IPv4 (dual stack; `IPV6_V6ONLY` off).
+/// Binds a nonblocking UDP socket on `ip:port`. An IPv6 address also
+/// accepts IPv4 (dual stack; `IPV6_V6ONLY` off). No `SO_REUSEADDR`: for
+/// UDP it would let a second socket that also sets it share the port (and
+/// its packets), so a relay port is exclusively the relay's.
+///
+/// With `drop_all`, the [`drop_all`] filter is attached before the bind,
+/// so the socket never queues a datagram until [`pass_all`] is called:
+/// the state of a free slot's sockets.
 ///
 /// Errors: the socket, option and bind syscalls' errors (e.g.
-/// `AddrInUse`).
-pub fn bind_udp(ip: IpAddr, port: u16) -> io::Result<Socket> {
+/// `AddrInUse` when another socket on the host holds the port).
+pub fn bind_udp(ip: IpAddr, port: u16, drop_all: bool) -> io::Result<Socket> {
     let addr = SocketAddr::new(ip, port);
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
     if ip.is_ipv6() {
         // Best effort: some systems forbid dual-stack sockets.
         let _ = s.set_only_v6(false);
     }
     s.set_nonblocking(true)?;
+    if drop_all {
+        self::drop_all(&s)?;
+    }
     s.bind(&addr.into())?;
     Ok(s)
+}
+
+/// Attaches a one-instruction classic BPF filter (`ret #0`: keep zero
+/// bytes) to `s`, so the kernel drops every datagram for it before it is
+/// queued: a bound port whose slot is free costs no buffer memory, and
+/// nothing addressed to it waits for the next call.
+///
+/// Errors: `setsockopt(SO_ATTACH_FILTER)`'s.
+pub fn drop_all(s: &Socket) -> io::Result<()> {
+    const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    s.attach_filter(&[libc::sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }])
+}
+
+/// Removes the filter of [`drop_all`]: `s` queues datagrams again.
+///
+/// Errors: `setsockopt(SO_DETACH_FILTER)`'s.
+pub fn pass_all(s: &Socket) -> io::Result<()> {
+    s.detach_filter()
+}
+
+/// Discards up to `max` datagrams queued on nonblocking `s` (zero-length
+/// reads: UDP drops the rest of a datagram that does not fit) and returns
+/// how many there were. Stops at the first `EAGAIN` or other error.
+pub fn discard_queued(s: &Socket, max: usize) -> usize {
+    let mut n = 0;
+    while n < max {
+        // SAFETY: a zero-length read into no buffer; the fd is valid for
+        // the life of `s`.
+        let r = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        if r < 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// Storage for either socket address family, as the kernel reads it.
@@ -153,12 +208,49 @@ mod tests {
 
     #[test]
     fn binds_and_reports_ports_in_use() {
-        let s = bind_udp("127.0.0.1".parse().unwrap(), 0).unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let s = bind_udp(lo, 0, false).unwrap();
         let port = s.local_addr().unwrap().as_socket().unwrap().port();
-        // A socket without SO_REUSEADDR holding the port makes ours fail.
+        assert_ne!(port, 0);
+        // A plain socket holding the port makes ours fail.
         let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let busy = std.local_addr().unwrap().port();
-        assert!(bind_udp("127.0.0.1".parse().unwrap(), busy).is_err());
-        assert_ne!(port, 0);
+        assert!(bind_udp(lo, busy, false).is_err());
+        // So does one that sets SO_REUSEADDR: ours does not, so the two
+        // cannot share the port.
+        let reuse = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        reuse.set_reuse_address(true).unwrap();
+        reuse.bind(&SocketAddr::new(lo, 0).into()).unwrap();
+        let taken = reuse.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(bind_udp(lo, taken, true).is_err());
+        // And ours keeps another relay off its port.
+        assert!(bind_udp(lo, port, false).is_err());
+    }
+
+    #[test]
+    fn drop_all_filter_queues_nothing_until_passed() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let s = bind_udp(lo, 0, true).unwrap();
+        let at = s.local_addr().unwrap().as_socket().unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..5 {
+            tx.send_to(b"early", at).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(discard_queued(&s, 100), 0, "the filter dropped them");
+        pass_all(&s).unwrap();
+        for _ in 0..3 {
+            tx.send_to(b"late", at).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(discard_queued(&s, 2), 2, "bounded by max");
+        assert_eq!(discard_queued(&s, 100), 1);
+        // Filtered again: queued ones stay until discarded, new ones drop.
+        tx.send_to(b"queued", at).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop_all(&s).unwrap();
+        tx.send_to(b"dropped", at).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(discard_queued(&s, 100), 1);
     }
 }

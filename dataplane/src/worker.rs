@@ -71,7 +71,9 @@ use crate::quality::jitter::{
 };
 use crate::quality::mos::mos_g711;
 use crate::quality::stats::{RtpStats, DEFAULT_CLOCK_RATE};
-use crate::sockets::{bind_udp, read_sockaddr, write_sockaddr, RawAddr};
+use crate::sockets::{
+    bind_udp, discard_queued, drop_all, pass_all, read_sockaddr, write_sockaddr, RawAddr,
+};
 use crate::RelayError;
 
 /// Bytes per provided buffer: io_uring's 16-byte recvmsg header, the
@@ -88,8 +90,14 @@ pub const CQ_ENTRIES: u32 = 16384;
 pub const WAIT_MS: u32 = 20;
 /// Period of heartbeats, bind retries and close timeouts, ms.
 pub const TICK_MS: u64 = 100;
-/// Delay before retrying a failed bind, ms.
+/// Delay before retrying a failed bind of an active slot, ms.
 pub const BIND_RETRY_MS: u64 = 1000;
+/// Delay before retrying a failed bind of a free slot, ms: nothing waits
+/// for it (the slot is not handed out meanwhile), so it is retried seldom.
+pub const FREE_BIND_RETRY_MS: u64 = 5000;
+/// Most datagrams discarded from one socket when its slot is freed (what
+/// arrived between the receive's cancellation and the filter).
+const DISCARD_MAX: usize = 4096;
 /// Longest wait for a closing slot's receives to be cancelled, ms.
 pub const CLOSE_TIMEOUT_MS: u64 = 2000;
 /// Extra wait (µs) for a batch of completions when the worker is busy
@@ -211,6 +219,9 @@ struct Sock {
     v6: bool,
     /// A multishot receive is outstanding (its final CQE not yet seen).
     armed: bool,
+    /// The drop-all filter is attached: nothing is queued (free slot, or
+    /// the RTCP port of an rtcp-mux leg).
+    filtered: bool,
     /// Queued on the re-arm list.
     queued: bool,
     /// Installed in the worker's fixed-file table at `slot * 4 + sock`:
@@ -230,7 +241,8 @@ impl Sock {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// No sockets.
+    /// No receives. Free slots keep their four sockets bound and filtered
+    /// (stamped bound in the table once all four are).
     Idle,
     /// Sockets bound (maybe some pending a bind retry), forwarding.
     Bound,
@@ -397,6 +409,11 @@ pub struct Worker {
     dropped: u64,
     send_errors: u64,
     bind_failures: u64,
+    /// The table's binding epoch when the worker started: the stamp of
+    /// the free slots whose ports it holds.
+    epoch: u64,
+    /// Free slots with a port another socket holds, at the last tick.
+    unbound: u64,
     /// ENOBUFS completions, re-arms and SQ overruns (published each tick).
     ring_ctr: WorkerRing,
     /// Jitter stores by id; `None` is a free id (listed in `jstore_free`).
@@ -476,6 +493,7 @@ impl Worker {
         let range = table.slots_of_worker(index);
         let n = range.len();
         let min_wait = ring.params().is_feature_min_timeout();
+        let epoch = table.epoch();
         // Every socket the worker can own gets a fixed-file index: a
         // failure (old kernel, RLIMIT_NOFILE below the table) only costs
         // the per-SQE fget, so it is not fatal.
@@ -515,6 +533,8 @@ impl Worker {
             dropped: 0,
             send_errors: 0,
             bind_failures: 0,
+            epoch,
+            unbound: 0,
             ring_ctr: WorkerRing::default(),
             jstores: Vec::new(),
             jstore_free: Vec::new(),
@@ -1135,6 +1155,16 @@ impl Worker {
         }
     }
 
+    /// Takes every slot of the worker as the table has it: binds the free
+    /// slots' ports (stamping them bound) and reattaches active ones. Done
+    /// once, before the worker reports ready; [`Worker::run`] does it
+    /// itself when this was not called.
+    pub fn attach(&mut self) {
+        if std::mem::take(&mut self.full_scan) {
+            self.scan(now_ms());
+        }
+    }
+
     /// Compares every slot of the worker with the table.
     /// Every slot: at start, when slots may be active from before a restart.
     fn scan(&mut self, now: u64) {
@@ -1169,6 +1199,9 @@ impl Worker {
         let state = self.table.state(id);
         let phase = self.slots[idx].phase;
         match (state, phase) {
+            (SlotState::Free, Phase::Idle) if !self.slots[idx].bind_pending => {
+                self.prebind(idx, now)
+            }
             (SlotState::Active, Phase::Idle) => self.open_slot(idx, now),
             (SlotState::Active, Phase::Bound)
                 if self.table.config_seq(id) != self.slots[idx].seq =>
@@ -1232,6 +1265,7 @@ impl Worker {
         );
         self.sync_jitter(idx, false);
         self.bind_missing(idx, now);
+        self.table.set_applied(id, seq);
     }
 
     /// A new configuration for a bound slot.
@@ -1264,63 +1298,108 @@ impl Worker {
             }
         }
         self.sync_jitter(idx, false);
-        // rtcp-mux may have been switched off: bind the RTCP ports.
+        // rtcp-mux may have been switched off: read the RTCP ports.
         self.bind_missing(idx, now);
+        self.table.set_applied(id, seq);
     }
 
-    /// Binds every socket the slot's configuration needs and does not have.
+    /// Binds the sockets free slot `idx` lacks, each with the drop-all
+    /// filter, and stamps the slot bound in the table once all four are,
+    /// so it may be handed out. A port another socket holds is retried
+    /// every [`FREE_BIND_RETRY_MS`]; until then the slot is passed over.
+    fn prebind(&mut self, idx: usize, now: u64) {
+        let id = self.first + idx as u32;
+        let mut failed = 0;
+        for k in 0..4 {
+            if self.slots[idx].socks[k].fd >= 0 {
+                continue;
+            }
+            if let Err(e) = self.bind_sock(idx, k, true) {
+                failed += 1;
+                debug!(worker = self.index, slot = id, "bind (free slot): {e}");
+            }
+        }
+        let slot = &mut self.slots[idx];
+        slot.bind_pending = failed > 0;
+        slot.next_bind_ms = now + FREE_BIND_RETRY_MS;
+        if failed == 0 {
+            self.table.set_bound(id, self.epoch);
+        }
+    }
+
+    /// Binds socket `k` of slot `idx` (port from the table), filtered or
+    /// not, and installs it in the fixed-file table.
+    fn bind_sock(&mut self, idx: usize, k: usize, filtered: bool) -> std::io::Result<()> {
+        let id = self.first + idx as u32;
+        let ports = self.table.ports(id, k / 2);
+        let port = if k % 2 == 1 { ports.rtcp } else { ports.rtp };
+        let sock = bind_udp(self.bind_ip, port, filtered).inspect_err(|_| {
+            self.bind_failures += 1;
+        })?;
+        let fd = sock.as_raw_fd();
+        let fixed = self.fixed_files
+            && self
+                .ring
+                .submitter()
+                .register_files_update(fixed_index(idx, k), &[fd])
+                .is_ok();
+        self.slots[idx].socks[k] = Sock {
+            sock: Some(sock),
+            fd,
+            v6: self.bind_ip.is_ipv6(),
+            armed: false,
+            queued: false,
+            filtered,
+            fixed,
+        };
+        Ok(())
+    }
+
+    /// Makes every socket the slot's configuration reads ready: bound (a
+    /// free slot's are already), unfiltered, and queued for arming. The
+    /// RTCP socket of an rtcp-mux leg stays bound and filtered.
     fn bind_missing(&mut self, idx: usize, now: u64) {
         let id = self.first + idx as u32;
-        let slot = &mut self.slots[idx];
-        let Some(fwd) = slot.fwd.as_ref() else {
+        let Some(fwd) = self.slots[idx].fwd.as_ref() else {
             return;
         };
+        let mux = [fwd.config().legs[0].rtcp_mux, fwd.config().legs[1].rtcp_mux];
         let mut failed = false;
-        for leg in 0..2 {
-            let ports = self.table.ports(id, leg);
-            let mux = fwd.config().legs[leg].rtcp_mux;
-            for (rtcp, port) in [(false, ports.rtp), (true, ports.rtcp)] {
-                let s = &mut slot.socks[sock_index(leg, rtcp)];
-                if (rtcp && mux) || s.fd >= 0 {
+        for k in 0..4 {
+            let read = !(k % 2 == 1 && mux[k / 2]);
+            if self.slots[idx].socks[k].fd < 0 {
+                if let Err(e) = self.bind_sock(idx, k, !read) {
+                    failed = true;
+                    if !self.slots[idx].bind_pending {
+                        let ports = self.table.ports(id, k / 2);
+                        let port = if k % 2 == 1 { ports.rtcp } else { ports.rtp };
+                        warn!(
+                            worker = self.index,
+                            slot = id,
+                            call_id = %self.slots[idx].call_id,
+                            "bind {}: {e}; retrying every {BIND_RETRY_MS} ms",
+                            SocketAddr::new(self.bind_ip, port)
+                        );
+                    }
                     continue;
                 }
-                match bind_udp(self.bind_ip, port) {
-                    Ok(sock) => {
-                        s.fd = sock.as_raw_fd();
-                        s.v6 = self.bind_ip.is_ipv6();
-                        s.fixed = self.fixed_files
-                            && self
-                                .ring
-                                .submitter()
-                                .register_files_update(
-                                    fixed_index(idx, sock_index(leg, rtcp)),
-                                    &[s.fd],
-                                )
-                                .is_ok();
-                        s.sock = Some(sock);
-                        s.armed = false;
-                        if !s.queued {
-                            s.queued = true;
-                            self.rearm
-                                .push((idx as u32, sock_index(leg, rtcp) as u8, slot.gen));
-                        }
-                    }
-                    Err(e) => {
-                        failed = true;
-                        self.bind_failures += 1;
-                        if !slot.bind_pending {
-                            warn!(
-                                worker = self.index,
-                                slot = id,
-                                call_id = %slot.call_id,
-                                "bind {}: {e}; retrying every {BIND_RETRY_MS} ms",
-                                SocketAddr::new(self.bind_ip, port)
-                            );
-                        }
+            }
+            let slot = &mut self.slots[idx];
+            let s = &mut slot.socks[k];
+            if read && s.filtered {
+                if let Some(sock) = s.sock.as_ref() {
+                    match pass_all(sock) {
+                        Ok(()) => s.filtered = false,
+                        Err(e) => warn!(worker = self.index, slot = id, "detach filter: {e}"),
                     }
                 }
             }
+            if read && !s.filtered && !s.armed && !s.queued {
+                s.queued = true;
+                self.rearm.push((idx as u32, k as u8, slot.gen));
+            }
         }
+        let slot = &mut self.slots[idx];
         slot.bind_pending = failed;
         slot.next_bind_ms = now + BIND_RETRY_MS;
     }
@@ -1363,41 +1442,50 @@ impl Worker {
         self.maybe_finish_close(idx);
     }
 
-    /// Closes a closing slot's sockets once none has a receive outstanding;
-    /// frees the slot in the table if it was released.
+    /// Finishes closing a slot once none of its sockets has a receive
+    /// outstanding: the sockets stay bound (the slot is free for the next
+    /// call at once), get the drop-all filter, and lose whatever the
+    /// previous call left queued. Frees the slot in the table if it was
+    /// released, stamped bound when all four sockets are.
     fn maybe_finish_close(&mut self, idx: usize) {
         let slot = &self.slots[idx];
         if slot.phase != Phase::Closing || slot.socks.iter().any(|s| s.armed) {
             return;
         }
-        // SQEs still queued may name these fds: hand them over first, so a
-        // reused fd number can never receive another socket's send.
-        if !self.ring.submission().is_empty() {
-            if let Err(e) = self.ring.submit() {
-                debug!(worker = self.index, "submit before close: {e}");
+        let id = self.first + idx as u32;
+        let mut left = 0;
+        for k in &mut self.slots[idx].socks {
+            let Some(sock) = k.sock.as_ref() else {
+                continue;
+            };
+            if !k.filtered {
+                match drop_all(sock) {
+                    Ok(()) => k.filtered = true,
+                    Err(e) => warn!(worker = self.index, slot = id, "attach filter: {e}"),
+                }
             }
+            left += discard_queued(sock, DISCARD_MAX);
         }
-        // A fixed-file entry holds its own reference to the socket: clear
-        // it, or closing the descriptor would leave the port bound.
-        if self.slots[idx].socks.iter().any(|s| s.fixed) {
-            if let Err(e) = self
-                .ring
-                .submitter()
-                .register_files_update(fixed_index(idx, 0), &[-1; 4])
-            {
-                warn!(worker = self.index, "clearing registered files: {e}");
-            }
+        if left > 0 {
+            debug!(
+                worker = self.index,
+                slot = id,
+                left,
+                "datagrams of the ended call discarded"
+            );
         }
         let slot = &mut self.slots[idx];
-        for s in &mut slot.socks {
-            s.close();
-        }
+        let all_bound = slot.socks.iter().all(|k| k.fd >= 0 && k.filtered);
         slot.fwd = None;
         slot.phase = Phase::Idle;
+        slot.bind_pending = false;
         slot.gen = slot.gen.wrapping_add(1);
         let drain = std::mem::take(&mut slot.drain);
         let call_id = std::mem::take(&mut slot.call_id);
-        let id = self.first + idx as u32;
+        // Stamp before the slot is free, so a programmer never finds it free
+        // and unstamped (a miss) while its ports are in fact ready.
+        self.table
+            .set_bound(id, if all_bound { self.epoch } else { 0 });
         if drain {
             match self.table.finish_drain(id) {
                 Ok(()) => debug!(worker = self.index, slot = id, %call_id, "slot drained"),
@@ -1421,6 +1509,7 @@ impl Worker {
         if roll {
             self.last_roll_ms = now;
         }
+        let mut unbound = 0;
         for idx in 0..self.slots.len() {
             if self.slots[idx].phase == Phase::Bound && (self.slots[idx].q.dirty || roll) {
                 self.publish_quality(idx, roll);
@@ -1429,6 +1518,14 @@ impl Worker {
             match s.phase {
                 Phase::Bound if s.bind_pending && now >= s.next_bind_ms => {
                     self.bind_missing(idx, now)
+                }
+                Phase::Idle if s.bind_pending => {
+                    if now >= s.next_bind_ms
+                        && self.table.state(self.first + idx as u32) == SlotState::Free
+                    {
+                        self.prebind(idx, now);
+                    }
+                    unbound += u64::from(self.slots[idx].bind_pending);
                 }
                 Phase::Closing if now.wrapping_sub(s.closing_since_ms) > CLOSE_TIMEOUT_MS => {
                     warn!(
@@ -1445,6 +1542,19 @@ impl Worker {
                 _ => {}
             }
         }
+        if unbound != self.unbound {
+            if unbound > self.unbound {
+                warn!(
+                    worker = self.index,
+                    unbound,
+                    "free slots with a port another socket holds are not handed out \
+                     (retried every {FREE_BIND_RETRY_MS} ms); keep --ports out of \
+                     net.ipv4.ip_local_port_range or list it in ip_local_reserved_ports"
+                );
+            }
+            self.unbound = unbound;
+            self.table.set_worker_unbound(self.index, unbound);
+        }
     }
 
     /// Cancels every receive and waits (bounded) for them to end, without
@@ -1453,6 +1563,9 @@ impl Worker {
         let now = now_ms();
         for idx in 0..self.slots.len() {
             if self.slots[idx].phase == Phase::Bound {
+                // Odd: never a published seqlock value, so the slot reads
+                // as not applied until a worker takes it again.
+                self.table.set_applied(self.first + idx as u32, u32::MAX);
                 self.begin_close(idx, false, now);
             }
         }
@@ -1676,7 +1789,10 @@ pub(crate) fn thread_main(
         }
     }
     let worker = match Worker::new(index, table, bind_ip) {
-        Ok(w) => {
+        Ok(mut w) => {
+            // Bind every free slot's ports (and reattach active slots)
+            // before reporting ready, so no slot is handed out unbound.
+            w.attach();
             let _ = ready.send(Ok(()));
             w
         }

@@ -536,6 +536,53 @@ fn media_timeout_counts_from_setup_and_last_packet() {
     assert_eq!(f.table.count(SlotState::Active), 0);
 }
 
+/// A core that starts on a table with active slots (its predecessor was
+/// killed) adopts only ng's as orphans: released by the media timeout,
+/// counted from adoption or their last packet, and counted in the table;
+/// the SIP plane's slot is left alone.
+#[test]
+fn orphans_of_a_killed_core_are_reclaimed_and_sip_slots_kept() {
+    use tern_shared::table::{Owner, SlotConfig};
+    let cfg = CoreConfig {
+        timeout_ms: 60_000,
+        ..Default::default()
+    };
+    let mut f = fx("orphans", 47900, 47999, cfg.clone());
+    let mut ids = Vec::new();
+    for owner in [Owner::Ng, Owner::Ng, Owner::Sip] {
+        let id = f.table.reserve_for(owner).unwrap();
+        f.table.publish(id, &SlotConfig::default()).unwrap();
+        ids.push(id);
+    }
+    // The second had media 30 s after the restart.
+    let t1 = T0 + 1_000;
+    f.core = NgCore::new(f.table.clone(), cfg, t1);
+    assert_eq!(f.core.stats().orphans_adopted, 2);
+    f.table
+        .counters(ids[1], 0)
+        .unwrap()
+        .count_rx(100, t1 + 30_000);
+    assert_eq!(f.core.poll_timeouts(t1 + 59_000), 0);
+    assert_eq!(f.core.orphans(), 2);
+    f.core.poll_timeouts(t1 + 61_000);
+    assert_eq!(f.table.state(ids[0]), SlotState::Draining);
+    assert_eq!(f.table.state(ids[1]), SlotState::Active);
+    f.core.poll_timeouts(t1 + 91_000);
+    assert_eq!(f.table.state(ids[1]), SlotState::Draining);
+    assert_eq!(f.table.state(ids[2]), SlotState::Active, "the B2BUA's slot");
+    assert_eq!(f.core.stats().orphans_reclaimed, 2);
+    assert_eq!(f.table.reclaimed(), 2);
+    assert_eq!(f.core.orphans(), 0);
+    // A slot reused since adoption is no orphan any more.
+    let id = f.table.reserve_for(Owner::Ng).unwrap();
+    f.table.publish(id, &SlotConfig::default()).unwrap();
+    let mut g = NgCore::new(f.table.clone(), CoreConfig::default(), t1);
+    f.table.release(id).unwrap();
+    f.table.finish_drain(id).unwrap();
+    assert_eq!(g.poll_timeouts(t1 + 1_000_000), 0);
+    assert_eq!(g.stats().orphans_reclaimed, 0);
+}
+
 #[test]
 fn delete_delay_keeps_the_call_until_it_passes() {
     let mut f = fx("delay", 47900, 47999, CoreConfig::default());

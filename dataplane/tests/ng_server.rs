@@ -227,9 +227,21 @@ fn udp_offer_answer_relays_media_and_query_counts_it() {
     assert_eq!(text(get(&r, &["result"])), "ok");
     let t = &node.table;
     assert!(wait_until(2000, || t.count(SlotState::Free) == t.capacity()));
-    // Its ports can be bound again.
-    assert!(UdpSocket::bind(("127.0.0.1", to_caller)).is_ok());
-    assert!(UdpSocket::bind(("127.0.0.1", to_callee)).is_ok());
+    // Its ports stay the relay's, bound and ready for the next call...
+    let (slot, _) = t.slot_of_port(to_caller).unwrap();
+    assert!(wait_until(2000, || t.is_bound(slot)));
+    assert!(UdpSocket::bind(("127.0.0.1", to_caller)).is_err());
+    assert!(UdpSocket::bind(("127.0.0.1", to_callee)).is_err());
+    // ...and carry nothing of the ended call.
+    b.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for seq in 200..205 {
+        a.send_to(&rtp(seq), ("127.0.0.1", to_caller)).unwrap();
+    }
+    assert!(
+        b.recv_from(&mut buf).is_err(),
+        "a freed slot forwards nothing"
+    );
 }
 
 #[test]

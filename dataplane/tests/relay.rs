@@ -80,14 +80,16 @@ fn port_bound(p: u16) -> bool {
     UdpSocket::bind(relay_addr(p)).is_err()
 }
 
+/// Waits until slot `id`'s worker applied its configuration; its ports
+/// are bound (they were while it was free, or `rtcp` ones are checked).
 fn wait_bound(t: &SlotTable, id: u32, rtcp: bool) {
+    assert!(
+        wait_until(3000, || t.is_applied(id)),
+        "slot {id} never applied"
+    );
     for leg in 0..2 {
         let ports = t.ports(id, leg);
-        assert!(
-            wait_until(3000, || port_bound(ports.rtp)
-                && (!rtcp || port_bound(ports.rtcp))),
-            "slot {id} leg {leg} never bound"
-        );
+        assert!(port_bound(ports.rtp) && (!rtcp || port_bound(ports.rtcp)));
     }
 }
 
@@ -272,14 +274,45 @@ fn forwards_rewrites_counts_and_drains() {
         hb > 0 && fwd >= 9 && dropped >= 4
     }));
 
-    // Release: the worker closes the sockets and frees the slot.
+    // Release: the worker stops reading the sockets, keeps them bound
+    // for the next call, and frees the slot.
     t.release(id).unwrap();
     assert!(wait_until(2000, || t.state(id) == SlotState::Free));
-    assert!(!port_bound(l0.rtp) && !port_bound(l1.rtcp));
+    assert!(t.is_bound(id), "free and ready to hand out");
+    assert!(port_bound(l0.rtp) && port_bound(l1.rtcp));
     assert_eq!(stats(&t, id, 0), LegStats::default());
+    // A freed slot relays nothing, and its sockets queue nothing for the
+    // next call.
+    let pkt = rtp(0x1111, 7000, 0, 0);
+    p.a.send_to(&pkt, relay_addr(l0.rtp)).unwrap();
+    assert!(quiet(&p.b, 100));
+    let id2 = reserve_exact(&t, id);
+    t.publish(id2, &p.config()).unwrap();
+    wait_bound(&t, id2, true);
+    assert!(quiet(&p.b, 100), "nothing of the old call was queued");
+    assert_eq!(stats(&t, id2, 0).rx_packets, 0);
+    t.release(id2).unwrap();
+    assert!(wait_until(2000, || t.state(id2) == SlotState::Free));
 
     stop(r, &flag);
     t.unlink().unwrap();
+}
+
+/// Reserves slot `want` (reservations start at random), releasing the
+/// others it meets.
+fn reserve_exact(t: &SlotTable, want: u32) -> u32 {
+    let mut others = Vec::new();
+    let id = loop {
+        let id = t.reserve().unwrap();
+        if id == want {
+            break id;
+        }
+        others.push(id);
+    };
+    for o in others {
+        t.release(o).unwrap();
+    }
+    id
 }
 
 fn recv_nowait(s: &UdpSocket) -> bool {
@@ -391,7 +424,10 @@ fn rtcp_mux_and_symmetric_rtp() {
     t.publish(id, &c).unwrap();
     wait_bound(&t, id, false);
     let (l0, l1) = (t.ports(id, 0), t.ports(id, 1));
-    assert!(!port_bound(l0.rtcp), "no RTCP port with rtcp-mux");
+    assert!(
+        port_bound(l0.rtcp),
+        "the RTCP port stays the relay's, unread"
+    );
     // A -> B: no peer yet.
     a.send_to(&rtp(1, 1, 0, 0), relay_addr(l0.rtp)).unwrap();
     assert!(wait_until(2000, || stats(&t, id, 0).drop_no_peer == 1));
@@ -410,25 +446,53 @@ fn rtcp_mux_and_symmetric_rtp() {
     let (got, from) = recv(&b).expect("B got A's RTCP");
     assert_eq!((from, got), (relay_addr(l1.rtp), sr(1)));
     assert_eq!(stats(&t, id, 0).rtcp_rx_packets, 1);
+    // The unused RTCP port of a muxed leg reads nothing.
+    a.send_to(&sr(1), relay_addr(l0.rtcp)).unwrap();
+    assert!(quiet(&b, 100));
+    assert_eq!(stats(&t, id, 0).rtcp_rx_packets, 1);
     t.release(id).unwrap();
     assert!(wait_until(2000, || t.state(id) == SlotState::Free));
     stop(r, &flag);
     t.unlink().unwrap();
 }
 
+/// A port another socket holds keeps its slot from being handed out (it
+/// is counted as unbound, and each reservation that meets it as a miss)
+/// until the port is free again; then the slot is bound and serves.
 #[test]
-fn bind_failure_is_retried() {
+fn taken_port_holds_its_slot_back_until_free() {
     let t = table("busy", 46400, 1);
+    // Someone else holds leg 1's RTP port of slot 7 before the relay starts.
+    let held = 7;
+    let squatter = UdpSocket::bind(relay_addr(t.ports(held, 1).rtp)).unwrap();
     let (r, flag) = relay(&t, 1, false);
-    let p = Peers::new();
-    let id = t.reserve().unwrap();
-    let l1 = t.ports(id, 1);
-    // Someone else holds leg 1's RTP port (without SO_REUSEADDR).
-    let squatter = UdpSocket::bind(relay_addr(l1.rtp)).unwrap();
-    t.publish(id, &p.config()).unwrap();
-    assert!(wait_until(2000, || port_bound(t.ports(id, 0).rtp)));
+    assert!(!t.is_bound(held));
+    assert!(wait_until(2000, || t.worker_unbound(0) >= 1));
+    // Every other slot can be had, never the held one; then Full.
+    let mut got = Vec::new();
+    while let Ok(id) = t.reserve() {
+        assert_ne!(id, held, "an unbound slot was handed out");
+        got.push(id);
+        assert!(got.len() < t.capacity() as usize);
+    }
+    // Other tests' sockets may hold a port of this range too: each such
+    // slot is held back the same way.
+    let unbound = t.worker_unbound(0) as u32;
+    assert!(unbound >= 1);
+    assert_eq!(got.len() as u32, t.capacity() - unbound);
+    assert!(t.port_misses() >= 1);
+    for id in got {
+        t.release(id).unwrap();
+    }
+    // Freed: bound on a later retry, then it serves a call.
     drop(squatter);
-    // Bound on a later retry (every second), then media flows.
+    assert!(
+        wait_until(8000, || t.is_bound(held)),
+        "retried within FREE_BIND_RETRY_MS"
+    );
+    let p = Peers::new();
+    let id = reserve_exact(&t, held);
+    t.publish(id, &p.config()).unwrap();
     wait_bound(&t, id, true);
     a_to_b(&t, id, &p, 0x1111, 1, 2, 1);
     t.release(id).unwrap();

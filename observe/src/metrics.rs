@@ -27,7 +27,11 @@
 //!   counters (`SlotTable::worker_ring`): receives that found the
 //!   provided-buffer ring empty, multishot re-arms, full submission queue.
 //! - `tern_slots{state}`, `tern_slots_capacity`,
-//!   `tern_slots_reserved_total`.
+//!   `tern_slots_reserved_total`; `tern_slots_unbound` (free slots held
+//!   back because another socket holds one of their ports),
+//!   `tern_slots_port_misses_total` (reservations that passed over such a
+//!   slot), `tern_slots_reclaimed_total` (orphans of a killed control
+//!   plane released by the media timeout).
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
 //!   `tern_calls_per_second` (over the last 10 s), `tern_sip_*_total`.
 //! - Histograms over the live legs that received RTP:
@@ -238,6 +242,25 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         "tern_slots_reserved",
         "Slot reservations since the table was created",
         obs.slots_reserved(),
+    );
+    let unbound: u64 = (0..t.workers()).map(|w| t.worker_unbound(w)).sum();
+    gauge(
+        &mut reg,
+        "tern_slots_unbound",
+        "Free slots not handed out because another socket on the host holds one of their ports",
+        clamp_i64(unbound),
+    );
+    counter(
+        &mut reg,
+        "tern_slots_port_misses",
+        "Free slots a reservation passed over because their ports were not bound",
+        t.port_misses(),
+    );
+    counter(
+        &mut reg,
+        "tern_slots_reclaimed",
+        "Slots no control plane claimed after a restart, released by the media timeout or a delete",
+        t.reclaimed(),
     );
 
     let sip = obs.sip_snapshot();

@@ -8,9 +8,9 @@
 //! # File layout (all little-endian host order, 64-byte aligned blocks)
 //!
 //! ```text
-//! offset 0                      Header          (64 bytes)
-//! offset 64                     WorkerShared[MAX_WORKERS] (192 bytes each)
-//! offset 64 + 192*MAX_WORKERS   Slot[capacity]  (size_of::<Slot>() each)
+//! offset 0                      Header          (128 bytes)
+//! offset 128                    WorkerShared[MAX_WORKERS] (192 bytes each)
+//! offset 128 + 192*MAX_WORKERS  Slot[capacity]  (size_of::<Slot>() each)
 //! then                          changed bitmap  (ceil(capacity / 64) u64 words)
 //! ```
 //!
@@ -29,7 +29,15 @@
 //!
 //! Slot `i` owns four consecutive ports starting at `port_lo + 4*i`:
 //! leg A RTP (even), leg A RTCP, leg B RTP, leg B RTCP. With rtcp-mux, RTCP
-//! rides on the RTP port and the odd port stays reserved but unbound.
+//! rides on the RTP port and the odd port stays bound but unread.
+//!
+//! A slot's ports are bound before it is handed out: the owning worker
+//! binds the four sockets of each free slot (a drop-all socket filter keeps
+//! them from queueing anything) and stamps the slot with the header's
+//! binding epoch. [`SlotTable::reserve_for`] takes only stamped slots, so
+//! an answer never names a port another socket on the host holds; a port
+//! that is taken makes the search move on, counted in
+//! [`SlotTable::port_misses`].
 //! Workers own contiguous blocks of slots, hence disjoint parts of the port
 //! range, and both legs of a call live on the same worker.
 //!
@@ -44,9 +52,9 @@
 //!   retired totals (two worker-owned lines of `WorkerShared`, under a
 //!   seqlock), so totals over retired plus live slots never go back
 //!   ([`SlotTable::worker_totals`]).
-//! - A released slot goes to `draining`; its owning worker closes the slot's
-//!   sockets and only then moves it to `free`, so a port is never handed out
-//!   while a socket from the previous call still holds it.
+//! - A released slot goes to `draining`; its owning worker cancels the
+//!   slot's receives, filters and empties its sockets, and only then moves
+//!   it to `free`, so no packet of the previous call reaches the next one.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -60,7 +68,7 @@ use memmap2::MmapRaw;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Upper bound on workers, fixing the size of the worker block.
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
@@ -120,7 +128,9 @@ impl std::error::Error for TableError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum SlotState {
-    /// Nobody holds it; its ports are unbound.
+    /// Nobody holds it. Its worker keeps its ports bound, with a filter
+    /// that drops whatever arrives, and stamps it bound
+    /// ([`SlotTable::is_bound`]) once all four are.
     Free = 0,
     /// A programmer took it and is writing its first configuration.
     Reserved = 1,
@@ -137,6 +147,31 @@ impl SlotState {
             2 => SlotState::Active,
             3 => SlotState::Draining,
             _ => SlotState::Free,
+        }
+    }
+}
+
+/// Which control plane reserved a slot; stored in the slot, so that a
+/// restarted control plane can tell its own orphaned slots from those of
+/// another plane programming the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum Owner {
+    /// Not said (tools and tests).
+    #[default]
+    Unspecified = 0,
+    /// The ng control socket (`tern relay`, `tern up`).
+    Ng = 1,
+    /// The SIP B2BUA (`tern up`, `tern sip`).
+    Sip = 2,
+}
+
+impl Owner {
+    fn from_u32(v: u32) -> Owner {
+        match v {
+            1 => Owner::Ng,
+            2 => Owner::Sip,
+            _ => Owner::Unspecified,
         }
     }
 }
@@ -512,6 +547,16 @@ struct Header {
     media_family: AtomicU32,
     dataplane_pid: AtomicU32,
     created_ms: AtomicU64,
+    /// Binding epoch: bumped by the dataplane when its workers start and
+    /// again when they stop, so only the stamps of a running dataplane
+    /// are valid. 0: no dataplane ever started on this table.
+    epoch: AtomicU64,
+    /// Free slots [`SlotTable::reserve_for`] passed over because their
+    /// ports were not bound, in total.
+    port_misses: AtomicU64,
+    /// Slots nobody claimed after a restart, released by the media
+    /// timeout ([`SlotTable::count_reclaimed`]), in total.
+    reclaimed: AtomicU64,
 }
 
 /// Per-worker words, each worker on its own cache line.
@@ -534,6 +579,9 @@ struct WorkerShared {
     /// SQEs that found the submission queue full (handed to the kernel
     /// early, or dropped after retries), in total.
     sq_full: AtomicU64,
+    /// Free slots of this worker whose ports could not all be bound
+    /// (another socket on the host holds one), now.
+    unbound: AtomicU64,
     /// Written only by the worker (the slots it freed, its send errors).
     retired: Retired,
 }
@@ -570,6 +618,16 @@ struct SlotControl {
     label_seq: AtomicU32,
     /// Bytes of the label in use (0..=LABEL_BYTES).
     label_len: AtomicU32,
+    /// The header's epoch at which the owning worker last had every port
+    /// of the slot bound (and receives off) while it was free; a free
+    /// slot is handed out only when this equals the current epoch.
+    bound_epoch: AtomicU64,
+    /// Who reserved the slot ([`Owner`]), so a restarted control plane
+    /// reclaims only its own slots.
+    owner: AtomicU32,
+    /// The configuration seqlock value the owning worker last applied
+    /// (its sockets are reading from then on).
+    applied_seq: AtomicU32,
 }
 
 /// Longest Call-ID label kept per slot, bytes (longer ones are truncated
@@ -1489,26 +1547,142 @@ impl SlotTable {
             })
     }
 
-    /// Takes a free slot, starting the search at a random index so that the
-    /// ports handed out cannot be predicted. Free → Reserved by CAS.
+    /// [`SlotTable::reserve_for`] with [`Owner::Unspecified`].
     ///
     /// Errors: [`TableError::Full`].
     pub fn reserve(&self) -> Result<u32, TableError> {
+        self.reserve_for(Owner::Unspecified)
+    }
+
+    /// Takes a free slot whose ports are bound, for `owner`, starting the
+    /// search at a random index so that the ports handed out cannot be
+    /// predicted. Free → Reserved by CAS.
+    ///
+    /// Once a dataplane has started on the table (epoch ≠ 0), a free slot
+    /// is taken only if its worker stamped it bound in the current epoch:
+    /// its four sockets are open, so the ports put into SDP are the
+    /// relay's. A free slot that is not (another socket on the host holds
+    /// one of its ports, or no dataplane runs now) is passed over and
+    /// counted in [`SlotTable::port_misses`]. The search visits each slot
+    /// at most once, so it is bounded by the capacity and fails only when
+    /// no bound free slot exists. On a table no dataplane ever started
+    /// (epoch 0: tools, tests) any free slot is taken.
+    ///
+    /// Errors: [`TableError::Full`].
+    pub fn reserve_for(&self, owner: Owner) -> Result<u32, TableError> {
+        let epoch = self.epoch();
         let start = rand::random::<u32>() % self.capacity;
+        let mut misses = 0u64;
+        let mut found = Err(TableError::Full);
         for k in 0..self.capacity {
             let id = (start + k) % self.capacity;
+            let Ok(s) = self.slot(id) else { continue };
+            if s.ctl.state.load(Ordering::Acquire) != SlotState::Free as u32 {
+                continue;
+            }
+            if epoch != 0 && s.ctl.bound_epoch.load(Ordering::Acquire) != epoch {
+                misses += 1;
+                continue;
+            }
             if self
                 .cas_state(id, SlotState::Free, SlotState::Reserved)
                 .is_ok()
             {
-                if let Ok(s) = self.slot(id) {
-                    s.ctl.generation.fetch_add(1, Ordering::AcqRel);
-                    write_label(s, "");
-                }
-                return Ok(id);
+                s.ctl.generation.fetch_add(1, Ordering::AcqRel);
+                s.ctl.owner.store(owner as u32, Ordering::Release);
+                write_label(s, "");
+                found = Ok(id);
+                break;
             }
         }
-        Err(TableError::Full)
+        if misses > 0 {
+            self.header()
+                .port_misses
+                .fetch_add(misses, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Worker side: the configuration published at seqlock value `seq` is
+    /// in force on slot `id` (receives armed).
+    pub fn set_applied(&self, id: u32, seq: u32) {
+        if let Ok(s) = self.slot(id) {
+            s.ctl.applied_seq.store(seq, Ordering::Release);
+        }
+    }
+
+    /// Whether slot `id` is active and its worker applied its latest
+    /// configuration: packets sent to its ports from now on are relayed.
+    pub fn is_applied(&self, id: u32) -> bool {
+        self.state(id) == SlotState::Active
+            && self.slot(id).is_ok_and(|s| {
+                s.ctl.applied_seq.load(Ordering::Acquire) == s.ctl.seq.load(Ordering::Acquire)
+            })
+    }
+
+    /// Who reserved slot `id` ([`Owner::Unspecified`] if out of range).
+    pub fn owner(&self, id: u32) -> Owner {
+        self.slot(id)
+            .map(|s| Owner::from_u32(s.ctl.owner.load(Ordering::Acquire)))
+            .unwrap_or_default()
+    }
+
+    /// The binding epoch: 0 until a dataplane starts on the table.
+    pub fn epoch(&self) -> u64 {
+        self.header().epoch.load(Ordering::Acquire)
+    }
+
+    /// Dataplane side: starts a new binding epoch and returns it. Called
+    /// when the workers start (their stamps follow) and when they stop, so
+    /// a slot is never handed out on the word of a dataplane that is gone.
+    pub fn begin_epoch(&self) -> u64 {
+        self.header().epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Worker side: every port of free slot `id` is bound in `epoch`
+    /// (`0` clears the stamp: a port was lost).
+    pub fn set_bound(&self, id: u32, epoch: u64) {
+        if let Ok(s) = self.slot(id) {
+            s.ctl.bound_epoch.store(epoch, Ordering::Release);
+        }
+    }
+
+    /// Whether slot `id`'s ports are bound by the running dataplane.
+    pub fn is_bound(&self, id: u32) -> bool {
+        let e = self.epoch();
+        e != 0
+            && self
+                .slot(id)
+                .is_ok_and(|s| s.ctl.bound_epoch.load(Ordering::Acquire) == e)
+    }
+
+    /// Free slots passed over by [`SlotTable::reserve_for`] because their
+    /// ports were not bound, in total.
+    pub fn port_misses(&self) -> u64 {
+        self.header().port_misses.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` slots that no control plane claimed after a restart and
+    /// that were released by the media timeout.
+    pub fn count_reclaimed(&self, n: u64) {
+        self.header().reclaimed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Slots reclaimed after a restart ([`SlotTable::count_reclaimed`]),
+    /// in total.
+    pub fn reclaimed(&self) -> u64 {
+        self.header().reclaimed.load(Ordering::Relaxed)
+    }
+
+    /// Worker side: how many of worker `w`'s free slots have a port that
+    /// could not be bound, now.
+    pub fn set_worker_unbound(&self, w: u32, n: u64) {
+        self.worker(w).unbound.store(n, Ordering::Relaxed);
+    }
+
+    /// Free slots of worker `w` with a port that could not be bound.
+    pub fn worker_unbound(&self, w: u32) -> u64 {
+        self.worker(w).unbound.load(Ordering::Relaxed)
     }
 
     /// Publishes `cfg` for slot `id` under the seqlock, moves a Reserved slot
@@ -2308,6 +2482,50 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let written = writer.join().unwrap();
         assert!(written > 1 && reads > 1);
+        t.unlink().unwrap();
+    }
+
+    #[test]
+    fn reserve_takes_only_bound_slots_once_a_dataplane_started() {
+        let name = inst("bound");
+        let t = SlotTable::create_or_attach(&name, params(46000, 46015, 1)).unwrap();
+        assert_eq!(t.capacity(), 4);
+        // No dataplane yet: any free slot, no miss.
+        let a = t.reserve_for(Owner::Ng).unwrap();
+        assert_eq!(t.owner(a), Owner::Ng);
+        t.release(a).unwrap();
+        t.finish_drain(a).unwrap();
+        assert_eq!(t.port_misses(), 0);
+
+        let e = t.begin_epoch();
+        assert_eq!(t.epoch(), e);
+        // Nothing stamped: every free slot is a miss, and the answer is Full.
+        assert!(matches!(t.reserve(), Err(TableError::Full)));
+        assert_eq!(t.port_misses(), 4);
+        // Only slot 2 is bound: it is the one handed out, every time.
+        t.set_bound(2, e);
+        assert!(t.is_bound(2) && !t.is_bound(1));
+        let id = t.reserve_for(Owner::Sip).unwrap();
+        assert_eq!((id, t.owner(id)), (2, Owner::Sip));
+        // The search met 0..=3 unbound slots before slot 2.
+        let m = t.port_misses();
+        assert!((4..=7).contains(&m), "{m}");
+        assert!(matches!(t.reserve(), Err(TableError::Full)));
+        assert_eq!(t.port_misses(), m + 3);
+        t.release(id).unwrap();
+        t.finish_drain(id).unwrap();
+        assert_eq!(t.reserve().unwrap(), 2);
+        t.release(2).unwrap();
+        t.finish_drain(2).unwrap();
+        // A new epoch (the dataplane stopped or restarted) voids the stamps.
+        t.begin_epoch();
+        assert!(!t.is_bound(2));
+        assert!(matches!(t.reserve(), Err(TableError::Full)));
+        // Reclaim counter.
+        t.count_reclaimed(3);
+        assert_eq!(t.reclaimed(), 3);
+        t.set_worker_unbound(0, 2);
+        assert_eq!(t.worker_unbound(0), 2);
         t.unlink().unwrap();
     }
 }

@@ -105,7 +105,7 @@ impl ShmRelay {
 
 impl MediaRelay for ShmRelay {
     fn allocate(&mut self) -> Result<u32, RelayError> {
-        Ok(self.table.reserve()?)
+        Ok(self.table.reserve_for(tern_shared::table::Owner::Sip)?)
     }
 
     fn media_ip(&self) -> IpAddr {

@@ -29,6 +29,18 @@
 //! offer/answer if that is later, so a fresh call is timed from its setup)
 //! is deleted by [`NgCore::poll_timeouts`] and counted in
 //! [`NgStats::calls_timed_out`].
+//!
+//! # Orphaned slots
+//!
+//! Calls live in this process's memory, but slots live in the table, so a
+//! control plane that was killed leaves its slots active. A new core adopts
+//! every reserved or active slot that ng reserved ([`Owner::Ng`]) as an
+//! orphan: no call claims it, so it is released once its media has been
+//! silent for the timeout (counted from adoption at the earliest), or at
+//! once by a `delete` naming its Call-ID (the slot's label). Each is
+//! counted in [`NgStats::orphans_reclaimed`] and in the table
+//! ([`SlotTable::reclaimed`], `/metrics`). Slots of the SIP plane are left
+//! alone.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +48,7 @@ use std::sync::Arc;
 
 use bt_bencode::Value;
 use tern_shared::table::{
-    JitterSettings, Learning, LegQuality, SlotConfig, SlotState, SlotTable, TableError,
+    JitterSettings, Learning, LegQuality, Owner, SlotConfig, SlotState, SlotTable, TableError,
 };
 use tracing::{debug, info, warn};
 
@@ -133,6 +145,11 @@ pub struct NgStats {
     pub calls_rejected: u64,
     /// Calls held now.
     pub calls_current: u64,
+    /// Slots found active at start with no call to claim them (a killed
+    /// control plane's), adopted as orphans.
+    pub orphans_adopted: u64,
+    /// Orphaned slots released (media timeout or `delete`).
+    pub orphans_reclaimed: u64,
 }
 
 /// rtcp-mux flags of an offer (rtpengine's `rtcp-mux` list).
@@ -261,6 +278,9 @@ pub struct NgCore {
     total_call_ms: u64,
     ended_calls: u64,
     rate: RateSample,
+    /// Slots ng reserved before this core started: slot id →
+    /// (generation at adoption, adoption time ms).
+    orphans: HashMap<u32, (u64, u64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -424,14 +444,34 @@ impl Flags {
 }
 
 impl NgCore {
-    /// A core programming `table`, started at `now_ms`.
+    /// A core programming `table`, started at `now_ms`. Adopts the slots a
+    /// previous ng control plane left reserved or active as orphans (see
+    /// the module documentation).
     pub fn new(table: Arc<SlotTable>, cfg: CoreConfig, now_ms: u64) -> NgCore {
+        let orphans: HashMap<u32, (u64, u64)> = (0..table.capacity())
+            .filter(|&id| {
+                matches!(table.state(id), SlotState::Active | SlotState::Reserved)
+                    && table.owner(id) == Owner::Ng
+            })
+            .map(|id| (id, (table.generation(id), now_ms)))
+            .collect();
+        if !orphans.is_empty() {
+            warn!(
+                slots = orphans.len(),
+                "ng: slots of calls from before this start; released when their media \
+                 stops for the timeout"
+            );
+        }
         NgCore {
+            stats: NgStats {
+                orphans_adopted: orphans.len() as u64,
+                ..NgStats::default()
+            },
+            orphans,
             table,
             cfg,
             calls: HashMap::new(),
             cache: ReplyCache::default(),
-            stats: NgStats::default(),
             started_ms: now_ms,
             total_call_ms: 0,
             ended_calls: 0,
@@ -649,7 +689,7 @@ impl NgCore {
             }
             let slot = match ms.slot {
                 Some(s) => s,
-                None => match table.reserve() {
+                None => match table.reserve_for(Owner::Ng) {
                     Ok(s) => {
                         fresh.push(s);
                         table.set_call_id(s, call_id);
@@ -745,6 +785,9 @@ impl NgCore {
             .map_or(self.cfg.delete_delay_s, |d| d as u64);
         self.stats.deletes += 1;
         let Some(call) = self.calls.get_mut(call_id) else {
+            if self.reclaim_orphans_of(call_id) > 0 {
+                return Ok(Dict::new());
+            }
             let reason = "Call-ID not found or tags didn't match";
             if flags.fatal {
                 return Err(reason.into());
@@ -1126,7 +1169,76 @@ impl NgCore {
         for (id, why) in ended {
             self.end_call(&id, now_ms, why);
         }
+        self.poll_orphans(now_ms);
         n
+    }
+
+    /// Forgets orphans someone else freed; releases those silent for the
+    /// timeout.
+    fn poll_orphans(&mut self, now_ms: u64) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let table = &self.table;
+        self.orphans.retain(|&id, &mut (gen, _)| {
+            matches!(table.state(id), SlotState::Active | SlotState::Reserved)
+                && table.generation(id) == gen
+        });
+        if self.cfg.timeout_ms == 0 {
+            return;
+        }
+        let silent: Vec<u32> = self
+            .orphans
+            .iter()
+            .filter(|(&id, &(_, since))| {
+                let last = (0..2)
+                    .filter_map(|leg| table.stats(id, leg).ok())
+                    .map(|st| st.last_rx_ms)
+                    .fold(since, u64::max);
+                now_ms.saturating_sub(last) >= self.cfg.timeout_ms
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in silent {
+            self.reclaim_orphan(id, "media timeout");
+        }
+    }
+
+    /// Releases orphan `id` and counts it.
+    fn reclaim_orphan(&mut self, id: u32, why: &str) {
+        if self.orphans.remove(&id).is_none() {
+            return;
+        }
+        let label = self.table.call_id(id).unwrap_or_default();
+        release_slot(&self.table, id, &label);
+        self.table.count_reclaimed(1);
+        self.stats.orphans_reclaimed += 1;
+        info!(call_id = %label, slot = id, "ng: orphaned slot released ({why})");
+    }
+
+    /// Releases the orphans labelled with `call_id`; returns how many.
+    fn reclaim_orphans_of(&mut self, call_id: &str) -> usize {
+        let table = &self.table;
+        let ids: Vec<u32> = self
+            .orphans
+            .keys()
+            .copied()
+            .filter(|&id| {
+                let tag = table.read_config(id).map_or(0, |(c, _)| c.tag);
+                table
+                    .call_id(id)
+                    .is_some_and(|l| tern_shared::table::label_matches(&l, tag, call_id))
+            })
+            .collect();
+        for &id in &ids {
+            self.reclaim_orphan(id, "delete");
+        }
+        ids.len()
+    }
+
+    /// Slots adopted as orphans and not yet released.
+    pub fn orphans(&self) -> usize {
+        self.orphans.len()
     }
 
     /// Ends every call and releases its slots (on shutdown: the calls live
