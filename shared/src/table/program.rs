@@ -47,8 +47,17 @@ impl SlotTable {
     ///
     /// Errors: [`TableError::Full`].
     pub fn reserve_for(&self, owner: Owner) -> Result<u32, TableError> {
+        self.reserve_from(owner, rand::random())
+    }
+
+    /// [`SlotTable::reserve_for`] with the search starting at slot `seed %
+    /// capacity`: a sans-IO core passes a value from the RNG it was handed,
+    /// so its tests are deterministic.
+    ///
+    /// Errors: [`TableError::Full`].
+    pub fn reserve_from(&self, owner: Owner, seed: u32) -> Result<u32, TableError> {
         let epoch = self.epoch();
-        let start = rand::random::<u32>() % self.capacity;
+        let start = seed % self.capacity;
         let mut misses = 0u64;
         let mut found = Err(TableError::Full);
         for k in 0..self.capacity {
