@@ -35,25 +35,33 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub mod b2bua;
+pub mod build;
 pub mod config;
 pub mod core;
 pub mod digest;
+pub mod method;
 pub mod msg;
 pub mod normalize;
+mod outbox;
 pub mod registrar;
 pub mod relay;
+mod retransmit;
 pub mod sdp;
 pub mod server;
 pub mod snapshot;
+mod stats;
 pub mod tcp;
 pub mod transaction;
 pub mod transport;
+mod tu;
 
 pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
-pub use crate::core::{CoreStats, SipCore};
+pub use crate::core::SipCore;
+pub use crate::method::Method;
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
 pub use crate::server::{run, Server, TransportStats};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
+pub use crate::stats::CoreStats;
 pub use crate::transport::{ConnId, Source, Transmit, Transport};
 
 /// Errors that stop the signaling plane.
