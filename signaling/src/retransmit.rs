@@ -301,3 +301,73 @@ impl Retransmitter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const BYE: &[u8] = b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n";
+
+    #[test]
+    fn resends_until_stopped_and_reports_timeouts() {
+        let t0 = Instant::now();
+        let dest: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let (mut rt, mut out) = (Retransmitter::new(), Outbox::new());
+        let key = RtKey::ByeToCallee(7);
+        rt.start(
+            key,
+            dest,
+            BYE.to_vec(),
+            true,
+            Timers::default(),
+            t0,
+            &mut out,
+        );
+        assert!(rt.running(key) && rt.ending_calls());
+        assert_eq!(rt.requests_to(dest), vec![key]);
+        assert!(out.pop().is_some_and(|t| t.dest == dest && t.bytes == BYE));
+        // Timer E fires at T1: one resend.
+        let due = rt.next_deadline().unwrap();
+        assert_eq!(due, t0 + Duration::from_millis(500));
+        assert!(rt.pop_due(due - Duration::from_millis(1)).is_none());
+        let (tk, ev) = rt.pop_due(due).unwrap();
+        assert_eq!(ev, TimerEv::Retrans(key));
+        rt.fire(key, tk, due, &mut out);
+        assert!(out.pop().is_some());
+        assert!(rt.take_expired().is_none());
+        // Run it out: timer F (64·T1) reports the key once.
+        let mut now = due;
+        while let Some((tk, TimerEv::Retrans(k))) = rt.pop_due(t0 + Duration::from_secs(40)) {
+            now = tk.0;
+            rt.fire(k, tk, now, &mut out);
+        }
+        assert!(now >= t0 + Duration::from_secs(32));
+        assert_eq!(rt.take_expired(), Some(key));
+        assert_eq!(rt.take_expired(), None);
+        assert!(!rt.running(key));
+        // Stopping one ends it silently, timer included.
+        rt.start(
+            key,
+            dest,
+            BYE.to_vec(),
+            true,
+            Timers::default(),
+            t0,
+            &mut out,
+        );
+        assert!(rt.stop(key) && !rt.stop(key));
+        assert!(rt.next_deadline().is_none());
+        assert!(!rt.ending_calls());
+    }
+
+    #[test]
+    fn key_kinds() {
+        assert!(RtKey::CallerFinal(1).is_final_response());
+        assert!(RtKey::ReFinal(1).is_final_response());
+        assert!(!RtKey::CalleeInvite(1).is_final_response());
+        let all = RtKey::all_of(3);
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len());
+    }
+}

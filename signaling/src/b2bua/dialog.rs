@@ -121,3 +121,92 @@ impl Dialog {
         remote_ok && req.to.tag() == Some(self.local_tag.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::parse;
+
+    fn dialog(role: Role, remote_tag: Option<&str>) -> Dialog {
+        Dialog {
+            role,
+            peer: "192.0.2.1:5060".parse().unwrap(),
+            call_id: "c1".into(),
+            local_tag: "ours".into(),
+            remote_tag: remote_tag.map(str::to_string),
+            local: "<sip:a@x>;tag=ours".into(),
+            remote: match role {
+                Role::Uas => "<sip:b@y>;tag=theirs".into(),
+                Role::Uac => "<sip:b@y>".into(),
+            },
+            target: "sip:b@192.0.2.1:5060".into(),
+            route: vec!["<sip:p1;lr>".into(), "<sip:p2;lr>".into()],
+            local_cseq: 1,
+            media: None,
+        }
+    }
+
+    fn bye(from_tag: &str, to_tag: &str) -> Msg {
+        let text = format!(
+            "BYE sip:tern@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKb\r\nFrom: <sip:b@y>;tag={from_tag}\r\nTo: <sip:a@x>;tag={to_tag}\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn requests_carry_the_dialog_state_for_both_roles() {
+        for (role, to) in [
+            (Role::Uas, "To: <sip:b@y>;tag=theirs\r\n"),
+            (Role::Uac, "To: <sip:b@y>;tag=theirs\r\n"),
+        ] {
+            let mut d = dialog(role, Some("theirs"));
+            let cseq = d.next_cseq();
+            assert_eq!(cseq, 2);
+            let wire = d
+                .request(
+                    rsip::Method::Bye,
+                    cseq,
+                    "SIP/2.0/UDP h;branch=z9hG4bKx".into(),
+                    "ua",
+                )
+                .to_bytes();
+            let wire = String::from_utf8(wire).unwrap();
+            assert!(
+                wire.starts_with("BYE sip:b@192.0.2.1:5060 SIP/2.0\r\n"),
+                "{wire}"
+            );
+            assert!(
+                wire.contains("Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\n"),
+                "{wire}"
+            );
+            assert!(wire.contains("From: <sip:a@x>;tag=ours\r\n"), "{wire}");
+            assert!(wire.contains(to), "{role:?}: {wire}");
+            assert!(wire.contains("CSeq: 2 BYE\r\n"), "{wire}");
+        }
+        // A UAC dialog before the callee's tag: To without a tag.
+        let d = dialog(Role::Uac, None);
+        let wire = d
+            .request(
+                rsip::Method::Bye,
+                1,
+                "SIP/2.0/UDP h;branch=z9hG4bKx".into(),
+                "ua",
+            )
+            .to_bytes();
+        assert!(String::from_utf8(wire)
+            .unwrap()
+            .contains("To: <sip:b@y>\r\n"));
+    }
+
+    #[test]
+    fn requests_match_on_both_tags() {
+        for role in [Role::Uas, Role::Uac] {
+            let d = dialog(role, Some("theirs"));
+            assert!(d.matches(&bye("theirs", "ours")), "{role:?}");
+            assert!(!d.matches(&bye("other", "ours")), "{role:?}");
+            assert!(!d.matches(&bye("theirs", "other")), "{role:?}");
+        }
+        assert_eq!(Side::Caller.other(), Side::Callee);
+        assert_eq!((Side::Caller.leg(), Side::Callee.leg()), (0, 1));
+    }
+}
