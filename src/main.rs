@@ -204,22 +204,6 @@ fn install_signals(shutdown: &Arc<AtomicBool>, drains: bool) -> std::io::Result<
     Ok(())
 }
 
-/// The SIP transport settings: `[sip]` TCP keys and `drain_secs` of the
-/// config file, `--drain` over them; draining on [`drain_flag`].
-fn sip_transport(o: &SipOpts) -> Result<tern_signaling::server::TransportConfig, Error> {
-    let text = match &o.config {
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?
-        }
-        None => String::new(),
-    };
-    let mut t = tern_signaling::server::TransportConfig::from_toml(&text)?;
-    if let Some(secs) = o.drain {
-        t.drain = std::time::Duration::from_secs(secs);
-    }
-    Ok(t)
-}
-
 fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
     let workers = a
         .workers
@@ -331,34 +315,43 @@ fn start_relay(
     Ok((table, relay, ng))
 }
 
-fn sip_config(o: &SipOpts) -> Result<tern_signaling::SipConfig, Error> {
+/// The configuration file, read and parsed once (`[sip]`, `[media]`,
+/// `[[users]]`; an unknown key is an error naming it and its line), with
+/// `--drain` over `[sip] drain_secs`; the signaling part validated.
+fn sip_config(o: &SipOpts) -> Result<tern_signaling::Config, Error> {
     let text = match &o.config {
         Some(p) => {
             std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?
         }
         None => String::new(),
     };
-    let cfg = tern_signaling::SipConfig::from_toml(o.sip, &text).map_err(|e| {
+    let mut cfg = tern_signaling::Config::from_toml(o.sip, &text).map_err(|e| {
         format!(
             "config {}: {e}",
             o.config.as_deref().unwrap_or("<none>".as_ref()).display()
         )
     })?;
-    cfg.validate()?;
+    cfg.sip.validate()?;
+    if let Some(secs) = o.drain {
+        cfg.transport.drain = std::time::Duration::from_secs(secs);
+    }
     Ok(cfg)
 }
 
 fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     // One jitter-buffer default for both kinds of calls: `[media]` in the
     // config file, switched on by it or by --jitter-buffer.
-    let mut sip_cfg = sip_config(&a.sip)?;
+    let tern_signaling::Config {
+        sip: mut sip_cfg,
+        transport,
+    } = sip_config(&a.sip)?;
     sip_cfg.jitter.enabled |= a.relay.jitter_buffer;
     a.relay.media_jitter = Some(sip_cfg.jitter);
     // Bind SIP before anything announces readiness, so no request is lost.
     let snapshot = tern_signaling::SipSnapshot::shared();
     let server = tern_signaling::Server::bind(sip_cfg)?
         .with_snapshot(snapshot.clone())
-        .with_transport(sip_transport(&a.sip)?)
+        .with_transport(transport)
         .with_drain(drain_flag());
     let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
     let http = start_http(a.relay.http, &table, Some(snapshot), &shutdown)?;
@@ -394,7 +387,10 @@ fn relay(a: RelayArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
 }
 
 fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
-    let cfg = sip_config(&a.sip)?;
+    let tern_signaling::Config {
+        sip: cfg,
+        transport,
+    } = sip_config(&a.sip)?;
     let name = a
         .relay
         .strip_prefix("shm:")
@@ -409,7 +405,7 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     let snapshot = tern_signaling::SipSnapshot::shared();
     let server = tern_signaling::Server::bind(cfg)?
         .with_snapshot(snapshot.clone())
-        .with_transport(sip_transport(&a.sip)?)
+        .with_transport(transport)
         .with_drain(drain_flag());
     let http = start_http(a.http, &table, Some(snapshot), &shutdown)?;
     println!(

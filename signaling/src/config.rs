@@ -14,6 +14,10 @@
 //! min_expires = 60               # shorter requests get 423
 //! max_expires = 86400            # longer requests are cut down
 //! timer_c = 180                  # seconds a ringing callee may take: then CANCEL + 408
+//! drain_secs = 30                # longest SIGTERM drain, seconds
+//! tcp_max_connections = 10000    # TCP connections open at once
+//! tcp_idle_secs = 600            # an idle TCP connection is closed after this
+//! tcp_max_message = 65536        # longest message on a stream, bytes
 //!
 //! [media]                        # optional: the B2BUA's calls (and `tern up`'s ng calls)
 //! jitter_buffer = false          # play each leg out through a jitter buffer
@@ -31,14 +35,20 @@
 //! ha1_sha256 = "..."                         # optional, 64 hex digits, SHA-256(name:realm:password)
 //! ```
 //!
-//! [`load_users_toml`] reads only the top-level `users` array and
-//! [`SipConfig::from_toml`] that and the `[sip]` table. Every other key or
-//! table in the file (`[relay]`, ...) is **ignored**: the same file feeds
-//! the binary's own configuration reader, and other parts of tern may add
-//! keys to `[sip]`. Inside a `[[users]]` entry unknown keys are rejected,
-//! since a typo there (say `passwd`) would otherwise silently leave a user
-//! without credentials. A user without a SHA-256 HA1 (only `ha1` given) can
-//! answer only the MD5 challenge.
+//! [`Config::from_toml`] parses the whole file once into the signaling
+//! settings ([`SipConfig`]) and the transport's ([`TransportConfig`]).
+//! **Unknown keys are errors**, at the top level, in `[sip]`, `[media]`
+//! and every `[[users]]` entry: a typo (say `tcp_max_conections` or
+//! `passwd`) would otherwise be silently ignored. The error,
+//! [`ConfigError::UnknownKey`], names the key, its table and its line:
+//!
+//! ```text
+//! line 3: unknown key `tcp_max_conections` in [sip] (expected one of `realm`, ...)
+//! ```
+//!
+//! [`load_users_toml`] reads only the top-level `users` array of a
+//! document (other tables are not its business). A user without a SHA-256
+//! HA1 (only `ha1` given) can answer only the MD5 challenge.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,6 +58,7 @@ use serde::Deserialize;
 use tern_shared::table::JitterSettings;
 
 use crate::digest;
+use crate::tcp::DEFAULT_MAX_MESSAGE;
 
 /// Errors in the signaling configuration.
 #[derive(Debug)]
@@ -60,14 +71,39 @@ pub enum ConfigError {
     /// The configuration would be unsafe or cannot work (for example an
     /// open registrar on a non-loopback address).
     Refused(String),
+    /// The file has a key tern does not know (a typo, or a key of another
+    /// version).
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Where it is: `[sip]`, `[media]`, `[[users]]` or `the top level`.
+        table: String,
+        /// Its line in the file, counted from 1.
+        line: usize,
+        /// The keys that table accepts, as the parser lists them
+        /// (`` `a`, `b` ``).
+        expected: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Toml(s) => write!(f, "users configuration: {s}"),
+            ConfigError::Toml(s) => write!(f, "{s}"),
             ConfigError::BadUser(s) => write!(f, "bad [[users]] entry: {s}"),
             ConfigError::Refused(s) => write!(f, "{s}"),
+            ConfigError::UnknownKey {
+                key,
+                table,
+                line,
+                expected,
+            } => {
+                write!(f, "line {line}: unknown key `{key}` in {table}")?;
+                if !expected.is_empty() {
+                    write!(f, " (expected one of {expected})")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -134,9 +170,9 @@ struct RawUser {
     ha1_sha256: Option<String>,
 }
 
-/// The `[sip]` keys we read; others (of other components) are ignored.
+/// The `[sip]` keys: signaling, then transport.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct RawSip {
     realm: Option<String>,
     domains: Option<Vec<String>>,
@@ -147,6 +183,10 @@ struct RawSip {
     min_expires: Option<u32>,
     max_expires: Option<u32>,
     timer_c: Option<u64>,
+    drain_secs: Option<u64>,
+    tcp_max_connections: Option<usize>,
+    tcp_idle_secs: Option<u64>,
+    tcp_max_message: Option<usize>,
 }
 
 /// The `[media]` keys: jitter-buffer defaults for calls.
@@ -159,8 +199,9 @@ struct RawMedia {
     jitter_adaptive: Option<bool>,
 }
 
+/// The whole file.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct RawFile {
     users: Vec<RawUser>,
     sip: RawSip,
@@ -244,8 +285,159 @@ fn check_users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
 /// with an HA1, none of `password`/`ha1`/`ha1_sha256`, or an `ha1` that is
 /// not 32 hex digits (`ha1_sha256`: 64).
 pub fn load_users_toml(text: &str) -> Result<Vec<User>, ConfigError> {
-    let raw: RawUsersFile = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+    let raw: RawUsersFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
     check_users(raw.users)
+}
+
+/// A TOML error as a [`ConfigError`]: an unknown key becomes
+/// [`ConfigError::UnknownKey`] (with the line from the error's span),
+/// anything else [`ConfigError::Toml`] with the parser's text (which names
+/// the line too).
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let msg = e.message();
+    let unknown = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'));
+    match (unknown, e.span()) {
+        (Some((key, rest)), Some(span)) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let expected = rest
+                .trim_start_matches(',')
+                .trim()
+                .trim_start_matches("expected one of")
+                .trim_start_matches("expected")
+                .trim()
+                .to_string();
+            ConfigError::UnknownKey {
+                key: key.to_string(),
+                table: table_at(before),
+                line,
+                expected,
+            }
+        }
+        _ => ConfigError::Toml(e.to_string().trim_end().to_string()),
+    }
+}
+
+/// The table whose body `before` (the text up to a key) ends in: the last
+/// `[name]` or `[[name]]` header line, or the top level.
+fn table_at(before: &str) -> String {
+    before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| match l.find(']') {
+            Some(i) if l.starts_with("[[") => format!("{}]]", &l[..i]),
+            Some(i) => l[..=i].to_string(),
+            None => l.to_string(),
+        })
+        .unwrap_or_else(|| "the top level".to_string())
+}
+
+/// Settings of the transport beyond [`SipConfig`]: TCP bounds and the
+/// drain time (the `[sip]` keys `tcp_max_connections`, `tcp_idle_secs`,
+/// `tcp_max_message`, `drain_secs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Most TCP connections open at once (accepted and outgoing); beyond
+    /// it new ones are closed at once and counted.
+    pub max_connections: usize,
+    /// A TCP connection without traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Longest SIP message on a stream, bytes (header and body); longer
+    /// closes the connection (RFC 3261 §18.3 framing is then lost).
+    pub max_message: usize,
+    /// Longest drain after the drain flag is set: then serving stops even
+    /// with calls up.
+    pub drain: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(600),
+            max_message: DEFAULT_MAX_MESSAGE,
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The configuration file, parsed once: what the signaling core needs and
+/// what its transport needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[sip]` (signaling keys), `[media]` and `[[users]]`.
+    pub sip: SipConfig,
+    /// `[sip]` transport keys.
+    pub transport: TransportConfig,
+}
+
+impl Config {
+    /// Defaults, listening on `listen`, with the settings of the TOML
+    /// `text` (empty: defaults and no users). Passwords are replaced by
+    /// their HA1 values for the realm here. Call [`SipConfig::validate`]
+    /// (on [`Config::sip`]) before serving.
+    ///
+    /// Errors: [`ConfigError::UnknownKey`] for a key tern does not know
+    /// (its name, table and line); [`ConfigError::Toml`] for text that is
+    /// not TOML or a key of the wrong type; those of [`load_users_toml`]
+    /// for the users; [`ConfigError::Refused`] for zero
+    /// `tcp_max_connections` or `tcp_idle_secs`, or a `tcp_max_message`
+    /// under 1 KiB.
+    pub fn from_toml(listen: SocketAddr, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let d = SipConfig::default();
+        let sip = raw.sip;
+        let td = TransportConfig::default();
+        let transport = TransportConfig {
+            max_connections: sip.tcp_max_connections.unwrap_or(td.max_connections),
+            idle_timeout: sip
+                .tcp_idle_secs
+                .map_or(td.idle_timeout, Duration::from_secs),
+            max_message: sip.tcp_max_message.unwrap_or(td.max_message),
+            drain: sip.drain_secs.map_or(td.drain, Duration::from_secs),
+        };
+        if transport.max_connections == 0
+            || transport.max_message < 1024
+            || transport.idle_timeout.is_zero()
+        {
+            return Err(ConfigError::Refused(
+                "[sip] tcp_max_connections and tcp_idle_secs must be > 0, tcp_max_message >= 1024"
+                    .into(),
+            ));
+        }
+        let mut cfg = SipConfig {
+            listen,
+            realm: sip.realm.unwrap_or(d.realm),
+            domains: sip.domains.unwrap_or_default(),
+            auth_invites: sip.auth_invites,
+            users: check_users(raw.users)?,
+            nonce_ttl: sip.nonce_ttl.map_or(d.nonce_ttl, Duration::from_secs),
+            nonce_capacity: sip.nonce_capacity.unwrap_or(d.nonce_capacity),
+            default_expires: sip.default_expires.unwrap_or(d.default_expires),
+            min_expires: sip.min_expires.unwrap_or(d.min_expires),
+            max_expires: sip.max_expires.unwrap_or(d.max_expires),
+            timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
+            jitter: JitterSettings {
+                enabled: raw.media.jitter_buffer.unwrap_or(d.jitter.enabled),
+                target_ms: raw.media.jitter_target_ms.unwrap_or(d.jitter.target_ms),
+                max_ms: raw.media.jitter_max_ms.unwrap_or(d.jitter.max_ms),
+                adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
+            },
+            ..d
+        };
+        let realm = cfg.realm.clone();
+        for u in &mut cfg.users {
+            u.hash_password(&realm);
+        }
+        Ok(Config {
+            sip: cfg,
+            transport,
+        })
+    }
 }
 
 /// Configuration of the SIP signaling plane.
@@ -335,43 +527,12 @@ impl Default for SipConfig {
 }
 
 impl SipConfig {
-    /// Defaults, listening on `listen`, with the `[sip]` settings and the
-    /// `[[users]]` of the TOML `text` (other keys and tables are ignored; an
-    /// empty text means defaults and no users). Passwords are replaced by
-    /// their HA1 values for the realm here. Call [`SipConfig::validate`]
-    /// before serving.
+    /// [`Config::from_toml`]'s signaling part: the same parse, as strict
+    /// (unknown keys are errors), with the transport settings dropped.
     ///
-    /// Errors: those of [`load_users_toml`], and [`ConfigError::Toml`] for a
-    /// `[sip]` key of the wrong type.
+    /// Errors: those of [`Config::from_toml`].
     pub fn from_toml(listen: SocketAddr, text: &str) -> Result<SipConfig, ConfigError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
-        let d = SipConfig::default();
-        let sip = raw.sip;
-        let mut cfg = SipConfig {
-            listen,
-            realm: sip.realm.unwrap_or(d.realm),
-            domains: sip.domains.unwrap_or_default(),
-            auth_invites: sip.auth_invites,
-            users: check_users(raw.users)?,
-            nonce_ttl: sip.nonce_ttl.map_or(d.nonce_ttl, Duration::from_secs),
-            nonce_capacity: sip.nonce_capacity.unwrap_or(d.nonce_capacity),
-            default_expires: sip.default_expires.unwrap_or(d.default_expires),
-            min_expires: sip.min_expires.unwrap_or(d.min_expires),
-            max_expires: sip.max_expires.unwrap_or(d.max_expires),
-            timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
-            jitter: JitterSettings {
-                enabled: raw.media.jitter_buffer.unwrap_or(d.jitter.enabled),
-                target_ms: raw.media.jitter_target_ms.unwrap_or(d.jitter.target_ms),
-                max_ms: raw.media.jitter_max_ms.unwrap_or(d.jitter.max_ms),
-                adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
-            },
-            ..d
-        };
-        let realm = cfg.realm.clone();
-        for u in &mut cfg.users {
-            u.hash_password(&realm);
-        }
-        Ok(cfg)
+        Config::from_toml(listen, text).map(|c| c.sip)
     }
 
     /// Whether `host` (a Request-URI host: name, IPv4 or `[IPv6]`) is one
@@ -508,11 +669,8 @@ mod tests {
     #[test]
     fn from_toml_takes_listen_and_users() {
         let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
-        let c = SipConfig::from_toml(
-            listen,
-            "[sip]\nx = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n",
-        )
-        .unwrap();
+        let c = SipConfig::from_toml(listen, "[sip]\n[[users]]\nname = \"a\"\npassword = \"p\"\n")
+            .unwrap();
         assert_eq!(c.listen, listen);
         assert_eq!(c.users.len(), 1);
         assert_eq!(c.realm, "tern");
@@ -542,7 +700,7 @@ mod tests {
         let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
         let sha = "ab".repeat(32);
         let text = format!(
-            "[sip]\nrealm = \"example.com\"\ndomains = [\"Example.org\"]\nauth_invites = false\nnonce_ttl = 30\nnonce_capacity = 1000\nmin_expires = 10\nmax_expires = 600\ndefault_expires = 300\nsomebody_elses_key = 1\n[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"b\"\nha1_sha256 = \"{sha}\"\n"
+            "[sip]\nrealm = \"example.com\"\ndomains = [\"Example.org\"]\nauth_invites = false\nnonce_ttl = 30\nnonce_capacity = 1000\nmin_expires = 10\nmax_expires = 600\ndefault_expires = 300\n[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"b\"\nha1_sha256 = \"{sha}\"\n"
         );
         let c = SipConfig::from_toml(listen, &text).unwrap();
         assert_eq!(c.realm, "example.com");
@@ -596,7 +754,6 @@ mod tests {
 
     fn many_users_toml(n: usize) -> String {
         let mut text = String::with_capacity(n * 60);
-        text.push_str("[relay]\nports = \"30000-40000\"\n");
         for i in 0..n {
             if i % 2 == 0 {
                 text.push_str(&format!(
@@ -685,6 +842,95 @@ mod tests {
         let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
         assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());
+    }
+
+    #[test]
+    fn transport_config_reads_the_sip_table() {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let c = Config::from_toml(
+            listen,
+            "[sip]\nrealm = \"x\"\ndrain_secs = 5\ntcp_max_connections = 7\ntcp_idle_secs = 9\ntcp_max_message = 4096\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig {
+                max_connections: 7,
+                idle_timeout: Duration::from_secs(9),
+                max_message: 4096,
+                drain: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(c.sip.realm, "x");
+        assert_eq!(
+            Config::from_toml(listen, "").unwrap().transport,
+            TransportConfig::default()
+        );
+        for bad in [
+            "[sip]\ndrain_secs = \"x\"\n",
+            "[sip]\ntcp_max_connections = 0\n",
+            "[sip]\ntcp_max_message = 10\n",
+            "[sip]\ntcp_idle_secs = 0\n",
+        ] {
+            assert!(Config::from_toml(listen, bad).is_err(), "{bad}");
+        }
+    }
+
+    fn unknown(text: &str) -> (String, String, usize, String) {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        match Config::from_toml(listen, text) {
+            Err(ConfigError::UnknownKey {
+                key,
+                table,
+                line,
+                expected,
+            }) => (key, table, line, expected),
+            other => panic!("{text:?}: expected UnknownKey, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_table_and_line() {
+        let (key, table, line, expected) = unknown(
+            "# tern\n[sip]\nrealm = \"x\"\ntcp_max_conections = 3\n\n[media]\njitter_buffer = true\n",
+        );
+        assert_eq!(
+            (key.as_str(), table.as_str(), line),
+            ("tcp_max_conections", "[sip]", 4)
+        );
+        assert!(expected.contains("`tcp_max_connections`"), "{expected}");
+        let (key, table, line, _) = unknown("[sip]\nrealm = \"x\"\n[media]\njiter_buffer = true\n");
+        assert_eq!(
+            (key.as_str(), table.as_str(), line),
+            ("jiter_buffer", "[media]", 4)
+        );
+        let (key, table, line, _) = unknown(
+            "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"b\"\npasswd = \"y\"\n",
+        );
+        assert_eq!(
+            (key.as_str(), table.as_str(), line),
+            ("passwd", "[[users]]", 6)
+        );
+        let (key, table, line, _) = unknown("log = \"debug\"\n[sip]\nrealm = \"x\"\n");
+        assert_eq!(
+            (key.as_str(), table.as_str(), line),
+            ("log", "the top level", 1)
+        );
+        let (key, _, line, _) = unknown("[sip]\n\n[relay]\nports = 1\n");
+        assert_eq!((key.as_str(), line), ("relay", 3));
+        // The message a user sees names both.
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let e = SipConfig::from_toml(listen, "[sip]\nx = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("line 2: unknown key `x` in [sip] (expected one of `realm`"),
+            "{e}"
+        );
+        // A wrong type is a TOML error that names the line too.
+        let e = Config::from_toml(listen, "[sip]\n\nrealm = 3\n").unwrap_err();
+        assert!(matches!(e, ConfigError::Toml(_)), "{e:?}");
+        assert!(e.to_string().contains("line 3"), "{e}");
     }
 
     #[test]

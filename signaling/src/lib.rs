@@ -1,19 +1,23 @@
 //! tern's SIP signaling plane: a registrar with digest authentication and a
 //! B2BUA that anchors media in relay slots.
 //!
-//! - [`config`]: [`SipConfig`] and the `[[users]]` TOML table.
+//! - [`config`]: [`Config`] (the TOML file, parsed once: [`SipConfig`] and
+//!   [`TransportConfig`]; unknown keys are errors) and `[[users]]`.
 //! - [`relay`]: the [`MediaRelay`] trait and [`ShmRelay`] over the
 //!   shared-memory slot table.
 //! - [`server`]: the `mio` transport, UDP and TCP on one port, and [`run`];
 //!   [`tcp`]: the sans-IO stream framer; [`transport`]: [`Source`],
 //!   [`Transmit`] and the destination → transport table.
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
-//!   (parsing, checks, building), [`digest`] (RFC 2617), [`registrar`]
-//!   (RFC 3261 §10), [`sdp`] (offer/answer rewrite), [`b2bua`] (calls) and
-//!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out), and
-//!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026).
+//!   (parsing, checks), [`build`] (building), [`method`] ([`Method`]),
+//!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
+//!   (offer/answer rewrite), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
+//!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
+//!   drives the B2BUA through a narrow transaction-user interface), and
+//!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026) under the
+//!   core's retransmission engine.
 //!
-//! Wiring: build a [`SipConfig`] (`SipConfig::from_toml(listen, text)` or
+//! Wiring: build a [`SipConfig`] (`Config::from_toml(listen, text)?.sip` or
 //! by hand with users from [`load_users_toml`]), a relay
 //! (`ShmRelay::new(table)` for the same-process table of `tern up`, or
 //! `ShmRelay::open(name)` for `tern sip --relay shm:NAME`), and call [`run`]
@@ -21,7 +25,7 @@
 //! sockets are bound (UDP and TCP on one port), use [`Server::bind`],
 //! [`Server::local_addr`], then [`Server::serve`]; before serving,
 //! [`Server::with_transport`] sets the TCP bounds and drain time
-//! ([`server::TransportConfig::from_toml`] reads them from `[sip]`) and
+//! ([`Config::from_toml`] reads them from `[sip]`) and
 //! [`Server::with_drain`] a flag that drains (SIGTERM in `tern up`/`tern
 //! sip`: new INVITEs get 503, calls up finish, then `serve` returns).
 //!
@@ -35,25 +39,35 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub mod b2bua;
+pub mod build;
 pub mod config;
 pub mod core;
 pub mod digest;
+pub mod method;
 pub mod msg;
 pub mod normalize;
+mod outbox;
 pub mod registrar;
 pub mod relay;
+mod retransmit;
 pub mod sdp;
 pub mod server;
 pub mod snapshot;
+mod stats;
 pub mod tcp;
 pub mod transaction;
 pub mod transport;
+mod tu;
 
-pub use crate::config::{load_users_toml, ConfigError, Credential, SipConfig, User};
-pub use crate::core::{CoreStats, SipCore};
+pub use crate::config::{
+    load_users_toml, Config, ConfigError, Credential, SipConfig, TransportConfig, User,
+};
+pub use crate::core::SipCore;
+pub use crate::method::Method;
 pub use crate::relay::{MediaRelay, RelayError, ShmRelay};
 pub use crate::server::{run, Server, TransportStats};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
+pub use crate::stats::CoreStats;
 pub use crate::transport::{ConnId, Source, Transmit, Transport};
 
 /// Errors that stop the signaling plane.

@@ -27,9 +27,10 @@ use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 
 use crate::config::SipConfig;
+pub use crate::config::TransportConfig;
 use crate::core::SipCore;
 use crate::relay::MediaRelay;
-use crate::tcp::{Frame, FrameError, Framer, DEFAULT_MAX_MESSAGE, PONG};
+use crate::tcp::{Frame, FrameError, Framer, PONG};
 pub use crate::transport::TransportStats;
 use crate::transport::{top_via_port, ConnId, Source, Transport};
 use crate::SipError;
@@ -53,78 +54,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(32);
 const DRAIN_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Bound of UDP datagrams waiting for the socket to become writable.
 const MAX_UDP_PENDING: usize = 65_536;
-
-/// Settings of the transport beyond [`SipConfig`]: TCP bounds and the
-/// drain time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportConfig {
-    /// Most TCP connections open at once (accepted and outgoing); beyond
-    /// it new ones are closed at once and counted.
-    pub max_connections: usize,
-    /// A TCP connection without traffic for this long is closed.
-    pub idle_timeout: Duration,
-    /// Longest SIP message on a stream, bytes (header and body); longer
-    /// closes the connection (RFC 3261 §18.3 framing is then lost).
-    pub max_message: usize,
-    /// Longest drain after the drain flag is set: then serving stops even
-    /// with calls up.
-    pub drain: Duration,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig {
-            max_connections: 10_000,
-            idle_timeout: Duration::from_secs(600),
-            max_message: DEFAULT_MAX_MESSAGE,
-            drain: Duration::from_secs(30),
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Defaults, overridden by the optional keys of the TOML `[sip]`
-    /// table: `drain_secs`, `tcp_max_connections`, `tcp_idle_secs`,
-    /// `tcp_max_message` (bytes). Other keys and tables are ignored.
-    ///
-    /// Errors: [`crate::ConfigError::Toml`] if the text is not TOML or a
-    /// key has the wrong type; [`crate::ConfigError::Refused`] for zero
-    /// connections or a message bound under 1 KiB.
-    pub fn from_toml(text: &str) -> Result<TransportConfig, crate::ConfigError> {
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default)]
-        struct RawSip {
-            drain_secs: Option<u64>,
-            tcp_max_connections: Option<usize>,
-            tcp_idle_secs: Option<u64>,
-            tcp_max_message: Option<usize>,
-        }
-        #[derive(serde::Deserialize, Default)]
-        #[serde(default)]
-        struct RawFile {
-            sip: RawSip,
-        }
-        let raw: RawFile =
-            toml::from_str(text).map_err(|e| crate::ConfigError::Toml(e.to_string()))?;
-        let d = TransportConfig::default();
-        let c = TransportConfig {
-            max_connections: raw.sip.tcp_max_connections.unwrap_or(d.max_connections),
-            idle_timeout: raw
-                .sip
-                .tcp_idle_secs
-                .map_or(d.idle_timeout, Duration::from_secs),
-            max_message: raw.sip.tcp_max_message.unwrap_or(d.max_message),
-            drain: raw.sip.drain_secs.map_or(d.drain, Duration::from_secs),
-        };
-        if c.max_connections == 0 || c.max_message < 1024 || c.idle_timeout.is_zero() {
-            return Err(crate::ConfigError::Refused(
-                "[sip] tcp_max_connections and tcp_idle_secs must be > 0, tcp_max_message >= 1024"
-                    .into(),
-            ));
-        }
-        Ok(c)
-    }
-}
 
 /// Binds UDP and TCP on `config.listen` and serves SIP until `shutdown`
 /// becomes true (checked at least every 100 ms): [`Server::bind`] then
@@ -853,30 +782,6 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transport_config_reads_the_sip_table() {
-        let c = TransportConfig::from_toml(
-            "[sip]\nrealm = \"x\"\ndrain_secs = 5\ntcp_max_connections = 7\ntcp_idle_secs = 9\ntcp_max_message = 4096\n[relay]\nports = 1\n",
-        )
-        .unwrap();
-        assert_eq!(
-            c,
-            TransportConfig {
-                max_connections: 7,
-                idle_timeout: Duration::from_secs(9),
-                max_message: 4096,
-                drain: Duration::from_secs(5),
-            }
-        );
-        assert_eq!(
-            TransportConfig::from_toml("").unwrap(),
-            TransportConfig::default()
-        );
-        assert!(TransportConfig::from_toml("[sip]\ndrain_secs = \"x\"\n").is_err());
-        assert!(TransportConfig::from_toml("[sip]\ntcp_max_connections = 0\n").is_err());
-        assert!(TransportConfig::from_toml("[sip]\ntcp_max_message = 10\n").is_err());
-    }
 
     #[test]
     fn tokens_round_trip() {

@@ -120,12 +120,11 @@ impl SipSnapshot {
     /// they outnumber the live ones by far).
     pub fn capture_counts(core: &SipCore) -> SipSnapshot {
         let calls: Vec<CallInfo> = core
-            .live
-            .iter()
-            .filter_map(|id| core.calls.get(id))
+            .b2bua()
+            .live_calls()
             .map(|c| CallInfo {
-                call_id: c.a_call_id().to_string(),
-                callee_call_id: c.b_call_id.clone(),
+                call_id: c.call_id().to_string(),
+                callee_call_id: c.callee_call_id().to_string(),
                 slot: c.slot,
                 state: state_name(c.state),
             })

@@ -97,7 +97,7 @@ pub struct Transmit {
 }
 
 /// Counters of the transport (monotonic, since serving began), kept by
-/// [`crate::server`] and copied into the core
+/// `crate::server` and copied into the core
 /// ([`crate::SipCore::transport_stats`]) for observers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -349,7 +349,7 @@ pub fn top_via_port(bytes: &[u8]) -> Option<u16> {
 }
 
 /// Where a response sent over UDP goes (RFC 3261 §18.2.2 with RFC 3581
-/// §4), read from its top Via (as [`crate::msg::response_to`] wrote it)
+/// §4), read from its top Via (as `crate::msg::response_to` wrote it)
 /// and `src`, the address its request came from:
 ///
 /// 1. `rport` (the client asked for it, RFC 3581): `src`, IP and port;

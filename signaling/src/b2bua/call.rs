@@ -1,0 +1,215 @@
+//! [`Call`]: two `Dialog`s bridged through a relay slot, with the state
+//! of the INVITE that set them up and of any offer being relayed.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tern_shared::table::Direction;
+
+use super::dialog::{Dialog, Side};
+use crate::msg::Msg;
+use crate::sdp::AudioInfo;
+
+/// Where the core routed a new call: the callee's contact.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The contact URI: the Request-URI of our INVITE.
+    pub(crate) uri: String,
+    /// Where the INVITE is sent.
+    pub(crate) dest: SocketAddr,
+}
+
+/// A re-INVITE relayed from one dialog into the other (RFC 3261 §14,
+/// RFC 3264 §8: hold, resume, address change, session refresh).
+#[derive(Debug)]
+pub(crate) struct ReInvite {
+    /// Who sent it (we are the UAS of this one).
+    pub(crate) from: Side,
+    pub(crate) req: Msg,
+    pub(crate) src: SocketAddr,
+    /// Our INVITE in the other dialog: CSeq, branch, Request-URI.
+    pub(crate) cseq: u32,
+    pub(crate) branch: String,
+    pub(crate) ruri: String,
+    /// The sender's media before its offer, restored if the offer fails.
+    pub(crate) prev: Option<AudioInfo>,
+    pub(crate) final_code: Option<u16>,
+    pub(crate) last_response: Option<Vec<u8>>,
+    /// ACK sent in the other dialog for its 2xx / its failure response.
+    pub(crate) ack: Option<Vec<u8>>,
+}
+
+/// An UPDATE relayed from one dialog into the other (RFC 3311: a new
+/// offer inside an early or confirmed dialog, without a re-INVITE's
+/// three-way handshake).
+#[derive(Debug)]
+pub(crate) struct Update {
+    /// Who sent it (we are its UAS).
+    pub(crate) from: Side,
+    pub(crate) req: Msg,
+    pub(crate) src: SocketAddr,
+    /// Our UPDATE in the other dialog: CSeq and branch.
+    pub(crate) cseq: u32,
+    pub(crate) branch: String,
+    /// The sender's media before its offer, restored if the offer fails.
+    pub(crate) prev: Option<AudioInfo>,
+    pub(crate) final_code: Option<u16>,
+    /// Our final response, repeated for a retransmitted UPDATE.
+    pub(crate) last_response: Option<Vec<u8>>,
+}
+
+/// The caller's INVITE, of which we are the server transaction.
+#[derive(Debug)]
+pub(crate) struct InviteServer {
+    /// The request as received (its Via, From, To, CSeq answer it).
+    pub(crate) req: Msg,
+    /// Our last response to it, repeated for a retransmitted INVITE.
+    pub(crate) last_response: Option<Vec<u8>>,
+    /// Our final status code, once sent.
+    pub(crate) final_code: Option<u16>,
+}
+
+/// Our INVITE to the callee, of which we are the client transaction.
+///
+/// Forking (parallel INVITEs to every contact of a user) will hold one of
+/// these, with its early [`Dialog`], per branch; PRACK (RFC 3262) state
+/// for reliable provisionals belongs here too.
+#[derive(Debug)]
+pub(crate) struct InviteClient {
+    /// Its CSeq number.
+    pub(crate) cseq: u32,
+    /// Its Via branch (a CANCEL and a failure's ACK reuse it, §9.1, §17.1.1.3).
+    pub(crate) branch: String,
+    /// Its Request-URI: the callee's registered contact.
+    pub(crate) ruri: String,
+    /// A provisional response came (a CANCEL may be sent, §9.1).
+    pub(crate) provisional: bool,
+    /// Our ACK for its 2xx, repeated for a retransmitted 2xx.
+    pub(crate) ack: Option<Vec<u8>>,
+    /// Our ACK for its failure response, repeated likewise.
+    pub(crate) fail_ack: Option<Vec<u8>>,
+    /// A CANCEL waits for the first provisional response.
+    pub(crate) cancel_pending: bool,
+}
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// INVITE sent to the callee, no response yet.
+    Calling,
+    /// The callee sent a provisional response.
+    Proceeding,
+    /// 2xx relayed to the caller; waiting for the caller's ACK.
+    Answered,
+    /// ACK relayed: the call is up.
+    Confirmed,
+    /// The caller cancelled; waiting for the callee's final response.
+    Cancelling,
+    /// BYE sent to one or both sides; waiting for the responses.
+    Terminating,
+    /// Over; state kept a while to absorb retransmissions.
+    Done,
+}
+
+/// One relayed call: the caller's dialog and the callee's, bridged through
+/// a relay slot.
+#[derive(Debug)]
+pub struct Call {
+    pub(crate) id: u64,
+    pub(crate) state: CallState,
+    /// The relay slot, while held.
+    pub(crate) slot: Option<u32>,
+    pub(crate) slot_tag: u64,
+    /// Our SSRC on slot leg 0 (toward the caller) and leg 1.
+    pub(crate) ssrc: [u32; 2],
+    /// The caller's dialog (index 0, [`Side::Caller`]) and the callee's
+    /// (index 1); see [`Call::dialog`].
+    pub(crate) dialogs: [Dialog; 2],
+    /// The caller's INVITE.
+    pub(crate) uas: InviteServer,
+    /// Our INVITE to the callee.
+    pub(crate) uac: InviteClient,
+    /// A re-INVITE being relayed, or the last one (to absorb retransmissions).
+    pub(crate) reinvite: Option<ReInvite>,
+    /// An UPDATE being relayed, or the last one.
+    pub(crate) update: Option<Update>,
+    /// The latest SDP offer relayed (as the sender wrote it, cut to the
+    /// codecs we relay): answers are ordered and restricted by it.
+    pub(crate) offer: Vec<u8>,
+    pub(crate) timer_c: Option<Instant>,
+    pub(crate) linger: Option<Instant>,
+}
+
+impl Call {
+    /// The call's current state.
+    pub fn state(&self) -> CallState {
+        self.state
+    }
+
+    /// The relay slot it holds, if any.
+    pub fn slot(&self) -> Option<u32> {
+        self.slot
+    }
+
+    /// The caller's Call-ID (what logs and listings name the call by).
+    pub fn call_id(&self) -> &str {
+        &self.dialogs[0].call_id
+    }
+
+    /// The Call-ID of our dialog with the callee.
+    pub fn callee_call_id(&self) -> &str {
+        &self.dialogs[1].call_id
+    }
+
+    /// The dialog of `side`.
+    pub(crate) fn dialog(&self, side: Side) -> &Dialog {
+        &self.dialogs[side.leg()]
+    }
+
+    /// The dialog of `side`, to change.
+    pub(crate) fn dialog_mut(&mut self, side: Side) -> &mut Dialog {
+        &mut self.dialogs[side.leg()]
+    }
+
+    /// The caller's dialog.
+    pub(crate) fn caller(&self) -> &Dialog {
+        &self.dialogs[0]
+    }
+
+    /// The callee's dialog.
+    pub(crate) fn callee(&self) -> &Dialog {
+        &self.dialogs[1]
+    }
+
+    /// The callee's dialog, to change.
+    pub(crate) fn callee_mut(&mut self) -> &mut Dialog {
+        &mut self.dialogs[1]
+    }
+}
+
+/// Direction of a leg from the relay's side: what it may send to the peer
+/// and what it accepts from the peer.
+fn leg_direction(sends_to_peer: bool, accepts_from_peer: bool) -> Direction {
+    match (sends_to_peer, accepts_from_peer) {
+        (true, true) => Direction::SendRecv,
+        (true, false) => Direction::SendOnly,
+        (false, true) => Direction::RecvOnly,
+        (false, false) => Direction::Inactive,
+    }
+}
+
+/// Leg directions (leg 0 toward the caller, leg 1 toward the callee) from
+/// the direction attribute of the caller's SDP (its own view) and of the
+/// callee's (`None` before its answer: sendrecv), whoever offered. Media
+/// flows from one party to the other only if one sends and the other
+/// receives (RFC 3264 §6.1).
+pub fn leg_directions(caller: Direction, callee: Option<Direction>) -> [Direction; 2] {
+    let callee = callee.unwrap_or_default();
+    let a_sends = matches!(caller, Direction::SendRecv | Direction::SendOnly);
+    let a_recvs = matches!(caller, Direction::SendRecv | Direction::RecvOnly);
+    let b_sends = matches!(callee, Direction::SendRecv | Direction::SendOnly);
+    let b_recvs = matches!(callee, Direction::SendRecv | Direction::RecvOnly);
+    let a_to_b = a_sends && b_recvs;
+    let b_to_a = b_sends && a_recvs;
+    [leg_direction(b_to_a, a_to_b), leg_direction(a_to_b, b_to_a)]
+}

@@ -1,0 +1,34 @@
+//! [`CoreStats`]: the signaling core's counters, shared by the core and
+//! the B2BUA it drives (through `crate::tu::Tu`).
+
+/// Counters of the core (monotonic, since creation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Datagrams handed in.
+    pub datagrams: u64,
+    /// Malformed requests (answered 400/501/505 when a Via was salvaged),
+    /// and requests whose digest `uri` is not their Request-URI (400).
+    pub malformed_requests: u64,
+    /// Malformed requests that could not be answered (no Via): dropped.
+    pub dropped_requests: u64,
+    /// Malformed responses and unparsable datagrams: dropped.
+    pub malformed_responses: u64,
+    /// Responses that matched no call or transaction: dropped.
+    pub stray_responses: u64,
+    /// Successful REGISTER requests.
+    pub registrations: u64,
+    /// Authentication challenges sent (401/407).
+    pub challenges: u64,
+    /// Authentication failures answered 403.
+    pub auth_failures: u64,
+    /// Calls accepted (slot reserved, INVITE sent to the callee).
+    pub calls: u64,
+    /// Calls answered (200 relayed to the caller).
+    pub calls_answered: u64,
+    /// INVITEs refused for want of a relay slot (503).
+    pub no_slot: u64,
+    /// New INVITEs refused with 503 while draining for shutdown.
+    pub drain_refused: u64,
+    /// Messages that could not be framed on a stream (400, connection closed).
+    pub unframed: u64,
+}
