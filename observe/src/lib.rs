@@ -37,6 +37,7 @@ use tracing::{debug, warn};
 
 pub mod api;
 pub mod ctl;
+pub mod liveness;
 mod metrics;
 mod source;
 
