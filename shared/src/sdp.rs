@@ -40,6 +40,9 @@ pub enum LineEnd {
     CrLf,
     /// A bare `\n`, which §5 says parsers should accept.
     Lf,
+    /// The body's last line, ending in a `\r` with no `\n` after it (a
+    /// body cut short); the `\r` is not part of the text.
+    Cr,
     /// The body's last line, with no line end.
     None,
 }
@@ -50,6 +53,7 @@ impl LineEnd {
         match self {
             LineEnd::CrLf => "\r\n",
             LineEnd::Lf => "\n",
+            LineEnd::Cr => "\r",
             LineEnd::None => "",
         }
     }
@@ -183,7 +187,10 @@ impl<'a> Sdp<'a> {
                     Some(t) => (t, LineEnd::CrLf, &rest[i + 1..]),
                     None => (&rest[..i], LineEnd::Lf, &rest[i + 1..]),
                 },
-                None => (rest, LineEnd::None, ""),
+                None => match rest.strip_suffix('\r') {
+                    Some(t) => (t, LineEnd::Cr, ""),
+                    None => (rest, LineEnd::None, ""),
+                },
             };
             let line = Line { text: raw, end };
             if line.is(b'm') {
@@ -493,16 +500,20 @@ impl<'s, 'a> Writer<'s, 'a> {
         };
         let cap = lines.iter().map(|l| l.text.len() + 2).sum::<usize>() + 64;
         let mut out = String::with_capacity(cap);
-        // A kept last line without a line end gets one only if something
-        // follows it.
-        let mut pending_end = false;
+        // A kept last line without a whole line end gets one only if
+        // something follows it.
+        let mut pending: Option<&str> = None;
         let mut push = |out: &mut String, text: &str, end: &str| {
-            if pending_end {
-                out.push_str(default_end);
+            if let Some(p) = pending {
+                out.push_str(p);
             }
             out.push_str(text);
             out.push_str(end);
-            pending_end = end.is_empty();
+            pending = match end {
+                "" => Some(default_end),
+                "\r" => Some("\n"),
+                _ => None,
+            };
         };
         let end_of = |l: &Line<'_>| match self.newline {
             Newline::CrLf => "\r\n",
@@ -548,15 +559,19 @@ mod tests {
     #[test]
     fn round_trips_byte_for_byte() {
         let mixed = "v=0\r\no=- 1 1 IN IP4 1.1.1.1\ns=-\r\n\r\n  \nt=0 0\nm=audio 4 RTP/AVP 0\r\na=x\r\r\nno-newline-at-end";
-        for body in [CISCO, CIRPACK, WEBRTC, mixed, "", "\n", "v=0"] {
+        for body in [
+            CISCO, CIRPACK, WEBRTC, mixed, "", "\n", "v=0", "v=0\r", "\r",
+        ] {
             let sdp = Sdp::read(body);
             assert_eq!(sdp.writer(Newline::Keep).finish(), body);
-            let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
-            let crlf = if body.is_empty() || body.ends_with('\n') {
-                crlf
-            } else {
-                crlf + "\r\n"
-            };
+            let mut pieces: Vec<&str> = body.split('\n').collect();
+            if pieces.last() == Some(&"") {
+                pieces.pop();
+            }
+            let crlf: String = pieces
+                .iter()
+                .map(|p| p.strip_suffix('\r').unwrap_or(p).to_string() + "\r\n")
+                .collect();
             assert_eq!(sdp.writer(Newline::CrLf).finish(), crlf, "{body:?}");
         }
         let lf = CIRPACK.replace("\r\n", "\n");
@@ -736,6 +751,12 @@ mod tests {
         w.remove(0);
         assert!(w.is_removed(0));
         assert_eq!(w.finish(), "m=audio 9 RTP/AVP 0\n");
+        let cut = Sdp::read("v=0\r\na=x\r");
+        assert_eq!(cut.lines()[1].text(), "a=x");
+        assert_eq!(cut.lines()[1].end(), LineEnd::Cr);
+        let mut w = cut.writer(Newline::Keep);
+        w.insert_after(1, "a=y");
+        assert_eq!(w.finish(), "v=0\r\na=x\r\na=y\r\n");
         let empty = Sdp::read("");
         let mut w = empty.writer(Newline::CrLf);
         w.add_attribute(&empty.session(), "x", None);
