@@ -29,8 +29,9 @@ use std::net::IpAddr;
 mod fields;
 
 pub use fields::{
-    addr_type, connection_value, direction_name, is_ice_attribute, parse_direction, rtcp_value,
-    Attribute, Candidate, Connection, FieldError, MediaLine, Origin, Rtcp, RtpMap, ICE_ATTRIBUTES,
+    addr_type, connection_value, direction_name, field, is_ice_attribute, parse_direction,
+    rtcp_value, Attribute, Candidate, Connection, FieldError, MediaLine, Origin, Rtcp, RtpMap,
+    ICE_ATTRIBUTES,
 };
 
 /// How a line ended in the input.
@@ -485,6 +486,33 @@ impl<'s, 'a> Writer<'s, 'a> {
         self.replace(i, line);
     }
 
+    /// Makes the formats of `m=` line `i` `formats`, keeping its first
+    /// three words (media, port, proto) as written, rejoined with single
+    /// spaces. Whether it did: not when line `i` is not an `m=` line with
+    /// at least three words.
+    pub fn set_media_formats<S: AsRef<str>>(&mut self, i: usize, formats: &[S]) -> bool {
+        let Some(v) = self
+            .sdp
+            .lines
+            .get(i)
+            .filter(|l| l.is(b'm'))
+            .and_then(Line::value)
+        else {
+            return false;
+        };
+        let head: Vec<&str> = v.split_ascii_whitespace().take(3).collect();
+        if head.len() < 3 {
+            return false;
+        }
+        let mut line = format!("m={}", head.join(" "));
+        for f in formats {
+            line.push(' ');
+            line.push_str(f.as_ref());
+        }
+        self.replace(i, line);
+        true
+    }
+
     /// Makes line `i` `a=rtcp:<port>` or `a=rtcp:<port> IN IP4 <ip>`
     /// (RFC 3605 §2.1).
     pub fn set_rtcp(&mut self, i: usize, port: u16, ip: Option<IpAddr>) {
@@ -741,12 +769,16 @@ mod tests {
         w.set_media(1, 1, Some("P")); // no words: kept as it is
         w.set_media(2, 7, None); // one word: kept
         w.set_origin(3, 1, None); // unreadable: kept
+        assert!(!w.set_media_formats(2, &["0"]));
+        assert!(!w.set_media_formats(0, &["0"]));
         w.replace(99, "ignored");
         w.remove(99);
         w.insert_after(99, "a=end");
         assert_eq!(w.finish(), "v=0\nm=\nm=audio\no=short\nx\na=end\n");
         let sdp = Sdp::read("v=0\nm=audio 5/2 RTP/AVP 0\n");
         let mut w = sdp.writer(Newline::Keep);
+        assert!(w.set_media_formats(1, &["8", "0"]));
+        assert_eq!(w.clone().finish(), "v=0\nm=audio 5/2 RTP/AVP 8 0\n");
         w.set_media(1, 9, None);
         w.remove(0);
         assert!(w.is_removed(0));
@@ -860,6 +892,14 @@ mod tests {
         );
         assert_eq!(Attribute::parse("sendonly:x").direction(), None);
         assert_eq!(FieldError::Invalid("port").to_string(), "bad port");
+        assert_eq!(Attribute::parse("fmtp:101 0-16").payload_type(), Some(101));
+        assert_eq!(Attribute::parse("rtcp-fb:* nack").payload_type(), None);
+        assert_eq!(Attribute::parse("ptime:20").payload_type(), None);
+        assert_eq!(field(" a  b ", 1), Some("b"));
+        assert_eq!(
+            MediaLine::formats_of("audio x RTP/AVP 0 8").collect::<Vec<_>>(),
+            ["0", "8"]
+        );
     }
 
     #[test]

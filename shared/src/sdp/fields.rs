@@ -67,6 +67,22 @@ impl<'a> Attribute<'a> {
     pub fn is_ice(&self) -> bool {
         is_ice_attribute(self.name)
     }
+
+    /// The payload type an `a=rtpmap`, `a=fmtp` (RFC 8866 §6.6, §6.15) or
+    /// `a=rtcp-fb` (RFC 4585 §4.2) attribute is about: its first word, when
+    /// a number 0..=255; `None` for other attributes and for `*`.
+    pub fn payload_type(&self) -> Option<u8> {
+        if !matches!(self.name, "rtpmap" | "fmtp" | "rtcp-fb") {
+            return None;
+        }
+        field(self.value?, 0)?.parse().ok()
+    }
+}
+
+/// Word `n` (0-based) of a line value, words being split at ASCII white
+/// space (RFC 8866 §5 fields are separated by single spaces).
+pub fn field(v: &str, n: usize) -> Option<&str> {
+    v.split_ascii_whitespace().nth(n)
 }
 
 impl fmt::Display for Attribute<'_> {
@@ -301,7 +317,13 @@ impl<'a> MediaLine<'a> {
     /// The first word of an `m=` value (its media type), without reading
     /// the rest.
     pub fn media_of(v: &str) -> Option<&str> {
-        v.split_ascii_whitespace().next()
+        field(v, 0)
+    }
+
+    /// The `<fmt>` words of an `m=` value (from the fourth word on),
+    /// whether or not its port reads.
+    pub fn formats_of(v: &str) -> impl Iterator<Item = &str> {
+        v.split_ascii_whitespace().skip(3)
     }
 
     /// The `<fmt>` words, as written (payload type numbers for RTP).
