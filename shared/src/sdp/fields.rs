@@ -399,31 +399,25 @@ pub struct RtpMap<'a> {
 }
 
 impl<'a> RtpMap<'a> {
-    /// Reads the value after `a=rtpmap:`.
+    /// Reads the value after `a=rtpmap:`: the payload type, then the
+    /// encoding word (`PCMU/8000`, `opus/48000/2`).
     ///
     /// Errors: [`FieldError::Missing`] for a missing payload type or
     /// encoding; [`FieldError::Invalid`] for a payload type outside
     /// 0..=127.
     pub fn parse(v: &'a str) -> Result<RtpMap<'a>, FieldError> {
-        let ws = |c: char| c.is_ascii_whitespace();
-        let v = v.trim_matches(ws);
-        let (pt, rest) = v.split_once(ws).unwrap_or((v, ""));
-        if pt.is_empty() {
-            return Err(FieldError::Missing("payload type"));
-        }
+        let mut w = v.split_ascii_whitespace();
+        let pt = w.next().ok_or(FieldError::Missing("payload type"))?;
         let pt = pt
             .parse::<u8>()
             .ok()
             .filter(|p| *p < 128)
             .ok_or(FieldError::Invalid("payload type"))?;
-        // `<encoding name>/<clock rate>[/<parameters>]`, read up to the
-        // end of the value: `PCMU/8 000` has no readable rate.
-        let rest = rest.trim_matches(ws);
-        if rest.is_empty() {
-            return Err(FieldError::Missing("encoding name"));
-        }
-        let mut e = rest.splitn(3, '/');
-        let encoding = e.next().unwrap_or(rest);
+        // `<encoding name>/<clock rate>[/<parameters>]` is one word; words
+        // after it are ignored.
+        let enc = w.next().ok_or(FieldError::Missing("encoding name"))?;
+        let mut e = enc.splitn(3, '/');
+        let encoding = e.next().unwrap_or(enc);
         let clock_rate = e.next().and_then(|r| r.parse().ok());
         Ok(RtpMap {
             pt,
