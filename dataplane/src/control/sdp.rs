@@ -256,7 +256,7 @@ impl<'a> Sdp<'a> {
                 clock_rate: 0,
             };
             let mut rates: Vec<(u8, u32)> = Vec::new();
-            for l in &sec.lines()[1..] {
+            for l in sec.lines().iter().skip(1) {
                 if let (Some(b'c'), Some(v)) = (l.kind(), l.value()) {
                     info.conn = Some(parse_conn(v).ok_or_else(|| bad(l))?);
                     continue;
