@@ -9,13 +9,15 @@ use serde::Serialize;
 use tern_shared::table::{label_matches, SlotState, SlotTable};
 use tern_signaling::snapshot::{SharedSnapshot, SipSnapshot};
 
+use crate::liveness::{heartbeat_age, is_alive};
+use crate::metrics::{self, Scrape};
 use crate::source::{Dtmf, Quality, Source};
 
 /// Longest request target served, bytes; longer ones get 414.
 pub const MAX_URL: usize = 2048;
-/// A worker whose heartbeat is older than this (ms) counts as stalled:
-/// workers tick every 100 ms.
-pub const STALE_MS: u64 = 2000;
+/// A worker whose heartbeat is older than this (ms) counts as stalled; kept
+/// here for callers of `api::STALE_MS`, defined in [`crate::liveness`].
+pub use crate::liveness::STALE_MS;
 /// Calls listed by `/calls` without `?limit=`.
 pub const DEFAULT_CALLS_LIMIT: usize = 1000;
 /// The largest `?limit=` honoured (a bigger one is cut to this).
@@ -322,6 +324,21 @@ impl Observer {
             .sum()
     }
 
+    /// What `/metrics` encodes, read now.
+    fn scrape(&self) -> Scrape<'_> {
+        let sip = self.sip_snapshot();
+        let slots_reserved = self.slots_reserved();
+        let calls_started = sip.as_ref().map_or(slots_reserved, |s| s.calls_total);
+        Scrape {
+            table: &self.table,
+            slots_reserved,
+            calls_started,
+            sip,
+            cps: self.cps.rate(),
+            responses: &self.responses,
+        }
+    }
+
     /// Samples the calls-per-second window; call about once a second.
     pub fn tick(&mut self, now_ms: u64) {
         let sip = self.sip_snapshot();
@@ -351,7 +368,7 @@ impl Observer {
             "/health" => self.health(now_ms),
             "/metrics" => {
                 self.tick(now_ms);
-                match crate::metrics::encode(self, now_ms) {
+                match metrics::encode(&self.scrape(), now_ms) {
                     Ok(body) => Reply {
                         status: 200,
                         content_type: OPENMETRICS,
@@ -418,11 +435,10 @@ impl Observer {
         let workers: Vec<WorkerHealth> = (0..t.workers())
             .map(|w| {
                 let (hb, forwarded, dropped) = t.worker_status(w);
-                let age = (hb != 0).then(|| now_ms.saturating_sub(hb));
                 WorkerHealth {
                     worker: w,
-                    alive: age.is_some_and(|a| a <= STALE_MS),
-                    heartbeat_age_ms: age,
+                    alive: is_alive(hb, now_ms),
+                    heartbeat_age_ms: heartbeat_age(hb, now_ms),
                     forwarded,
                     dropped,
                 }
@@ -441,7 +457,7 @@ impl Observer {
         Reply::json(if ok { 200 } else { 503 }, &h)
     }
 
-    /// The latest listing; [`crate::wait_for_registrations`] asked for a
+    /// The latest listing; `tern_observe::wait_for_registrations` asked for a
     /// fresh one before the observer was locked.
     fn registrations(&self) -> Reply {
         let regs: Vec<RegistrationJson> = self

@@ -28,14 +28,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use tern_shared::clock::unix_ms;
 use tern_shared::table::SlotTable;
 use tern_signaling::snapshot::SharedSnapshot;
 use tracing::{debug, warn};
 
 pub mod api;
 pub mod ctl;
+pub mod liveness;
 mod metrics;
 mod source;
 
@@ -112,12 +114,6 @@ impl HttpServer {
             let _ = h.join();
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Binds `addr` and serves the API on [`HTTP_THREADS`] threads named

@@ -46,7 +46,30 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tern_shared::table::{DropReason, SlotState};
 
-use crate::api::{Observer, STALE_MS};
+use std::collections::BTreeMap;
+
+use tern_shared::table::SlotTable;
+use tern_signaling::snapshot::SipSnapshot;
+
+use crate::liveness::is_alive;
+use crate::source::Source;
+
+/// What one scrape reads, gathered by the API so that this module needs
+/// nothing of it.
+pub(crate) struct Scrape<'a> {
+    /// The slot table.
+    pub table: &'a SlotTable,
+    /// Slot reservations since the table was created.
+    pub slots_reserved: u64,
+    /// The monotonic count behind calls per second.
+    pub calls_started: u64,
+    /// The signaling snapshot, when SIP runs in this process.
+    pub sip: Option<SipSnapshot>,
+    /// Calls per second over the last 10 s.
+    pub cps: f64,
+    /// HTTP responses served so far, by status code.
+    pub responses: &'a BTreeMap<u16, u64>,
+}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -82,9 +105,9 @@ fn clamp_i64(v: u64) -> i64 {
 /// Encodes every family for a scrape at Unix time `now_ms`.
 ///
 /// Errors: only a formatting error from the encoder.
-pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Error> {
-    let t = &obs.table;
-    let src = obs.source();
+pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::Error> {
+    let t = obs.table;
+    let src = Source { table: t };
     let mut reg = Registry::default();
 
     let up: Family<Labels, Gauge> = Family::default();
@@ -107,7 +130,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     for w in 0..t.workers() {
         let wl: Labels = vec![("worker", w.to_string())];
         let (hb, f, d) = t.worker_status(w);
-        let alive = hb != 0 && now_ms.saturating_sub(hb) <= STALE_MS;
+        let alive = is_alive(hb, now_ms);
         up.get_or_create(&wl).set(i64::from(alive));
         fwd.get_or_create(&wl).inc_by(f);
         dropped.get_or_create(&wl).inc_by(d);
@@ -241,7 +264,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         &mut reg,
         "tern_slots_reserved",
         "Slot reservations since the table was created",
-        obs.slots_reserved(),
+        obs.slots_reserved,
     );
     let unbound: u64 = (0..t.workers()).map(|w| t.worker_unbound(w)).sum();
     gauge(
@@ -263,14 +286,14 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         t.reclaimed(),
     );
 
-    let sip = obs.sip_snapshot();
+    let sip = &obs.sip;
     gauge(
         &mut reg,
         "tern_registrations",
         "Live registration bindings (0 without the signaling plane)",
         sip.as_ref().map_or(0, |s| clamp_i64(s.registration_count)),
     );
-    let active = match &sip {
+    let active = match sip {
         Some(s) => s.calls_active,
         None => u64::from(t.count(SlotState::Active)),
     };
@@ -284,15 +307,15 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
         &mut reg,
         "tern_calls",
         "Calls started (SIP INVITEs here, else slot reservations)",
-        obs.calls_started(sip.as_ref()),
+        obs.calls_started,
     );
     gauge_f(
         &mut reg,
         "tern_calls_per_second",
         "Calls started per second over the last 10 s",
-        obs.cps.rate(),
+        obs.cps,
     );
-    if let Some(s) = &sip {
+    if let Some(s) = sip {
         let st = &s.stats;
         for (name, help, v) in [
             ("tern_sip_datagrams", "SIP datagrams received", st.datagrams),
@@ -343,7 +366,7 @@ pub(crate) fn encode(obs: &Observer, now_ms: u64) -> Result<String, std::fmt::Er
     );
 
     let http: Family<Labels, Counter> = Family::default();
-    for (code, n) in &obs.responses {
+    for (code, n) in obs.responses {
         http.get_or_create(&vec![("code", code.to_string())])
             .inc_by(*n);
     }

@@ -4,9 +4,16 @@
 //! - [`table`]: the slot table in shared memory, `/dev/shm/tern-<instance>`,
 //!   through which the signaling plane (or the ng control socket) programs
 //!   relay slots that the dataplane workers forward.
+//! - [`sdp`]: the line-preserving SDP reader and writer (RFC 8866) whose
+//!   rewrite policies live in each plane; [`codec`]: the RFC 3551 static
+//!   payload types.
+//! - [`clock`]: wall-clock Unix time in ms.
 //!
 //! Neither plane depends on the other; both depend on this crate.
 
+pub mod clock;
+pub mod codec;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
 pub mod table;

@@ -15,11 +15,18 @@
 //! Why not a typed SDP crate (ezk's `sdp-types`, `sdp-types`): they parse
 //! into a model and serialize it back, which drops or reorders what the
 //! model does not know, while a B2BUA must pass every line it does not
-//! own through untouched. Here every line is kept verbatim except the
-//! ones named above, in one pass, with no dependency.
+//! own through untouched. The line-preserving reader and writer are
+//! [`tern_shared::sdp`], shared with the ng control plane; this module is
+//! only the B2BUA's policy (what to read, what to rewrite). Empty lines
+//! are dropped and every line ends in CRLF on output.
 
 use std::net::{IpAddr, SocketAddr};
 
+use tern_shared::codec;
+use tern_shared::sdp::{
+    self as engine, addr_type, direction_name, field, is_ice_attribute, parse_direction,
+    Connection, Line, MediaLine, Newline, Origin, Rtcp, RtpMap,
+};
 use tern_shared::table::{Direction, LegPorts};
 
 /// What a party's SDP says about its audio stream.
@@ -82,40 +89,45 @@ impl std::fmt::Display for SdpError {
     }
 }
 
-fn lines(body: &[u8]) -> Result<Vec<&str>, SdpError> {
+/// The body's lines, read by the shared engine, and the indices of those
+/// that are not empty (an empty line is skipped on reading and dropped on
+/// writing).
+fn lines(body: &[u8]) -> Result<(engine::Sdp<'_>, Vec<usize>), SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotSdp)?;
-    let ls: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.is_empty())
+    let doc = engine::Sdp::read(text);
+    let live: Vec<usize> = (0..doc.lines().len())
+        .filter(|&i| !doc.lines()[i].text().is_empty())
         .collect();
-    if !ls.first().is_some_and(|l| l.starts_with("v=")) {
+    let first = live.first().map(|&i| doc.lines()[i]);
+    if !first.is_some_and(|l| l.is(b'v')) {
         return Err(SdpError::NotSdp);
     }
-    Ok(ls)
+    Ok((doc, live))
+}
+
+/// A writer of `doc` that drops the empty lines (those not in `live`) and
+/// ends every line in CRLF.
+fn writer<'s, 'a>(doc: &'s engine::Sdp<'a>, live: &[usize]) -> engine::Writer<'s, 'a> {
+    let mut w = doc.writer(Newline::CrLf);
+    for i in 0..doc.lines().len() {
+        if live.binary_search(&i).is_err() {
+            w.remove(i);
+        }
+    }
+    w
 }
 
 fn parse_c(value: &str) -> Result<IpAddr, SdpError> {
     // c=IN IP4 192.0.2.1[/ttl[/n]]
-    let mut w = value.split_whitespace();
-    let (net, _ty, addr) = (w.next(), w.next(), w.next());
-    if net != Some("IN") {
-        return Err(SdpError::BadConnection(value.to_string()));
-    }
-    let addr = addr.ok_or_else(|| SdpError::BadConnection(value.to_string()))?;
-    let addr = addr.split('/').next().unwrap_or(addr);
-    addr.parse()
+    Connection::parse(value)
+        .map(|c| c.ip)
         .map_err(|_| SdpError::BadConnection(value.to_string()))
 }
 
-fn parse_direction(attr: &str) -> Option<Direction> {
-    match attr {
-        "sendrecv" => Some(Direction::SendRecv),
-        "sendonly" => Some(Direction::SendOnly),
-        "recvonly" => Some(Direction::RecvOnly),
-        "inactive" => Some(Direction::Inactive),
-        _ => None,
-    }
+/// An attribute's name and value, white space trimmed.
+fn trimmed_attr<'a>(l: &Line<'a>) -> Option<(&'a str, Option<&'a str>)> {
+    l.attribute()
+        .map(|a| (a.name.trim(), a.value.map(str::trim)))
 }
 
 /// Reads the first audio stream of an SDP body.
@@ -123,7 +135,7 @@ fn parse_direction(attr: &str) -> Option<Direction> {
 /// Errors: [`SdpError`] when the body is not SDP, has no audio, or the
 /// audio's connection address or m= line is malformed.
 pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
-    let ls = lines(body)?;
+    let (doc, live) = lines(body)?;
     let mut session_c: Option<IpAddr> = None;
     let mut session_dir: Option<Direction> = None;
     let mut in_audio = false;
@@ -134,38 +146,32 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
     let mut rtcp: Option<(u16, Option<IpAddr>)> = None;
     let mut mux = false;
     let mut pts = Vec::new();
-    for l in ls {
-        let Some((k, v)) = l.split_once('=') else {
+    for l in live.iter().map(|&i| &doc.lines()[i]) {
+        let (Some(k), Some(v)) = (l.kind(), l.value()) else {
             continue;
         };
-        match k.trim() {
-            "m" => {
+        match k {
+            b'm' => {
                 if seen_audio {
                     // Stop at the next media section after the audio one.
                     break;
                 }
-                let mut w = v.split_whitespace();
-                if w.next() == Some("audio") {
-                    let p = w.next().ok_or_else(|| SdpError::BadMedia(l.to_string()))?;
-                    let p = p.split('/').next().unwrap_or(p);
-                    port = p.parse().map_err(|_| SdpError::BadMedia(l.to_string()))?;
-                    let _proto = w.next().ok_or_else(|| SdpError::BadMedia(l.to_string()))?;
-                    pts = w
-                        .filter_map(|f| f.parse::<u8>().ok())
-                        .filter(|p| *p < 128)
-                        .collect();
+                if MediaLine::media_of(v) == Some("audio") {
+                    let m = MediaLine::parse(v)
+                        .map_err(|_| SdpError::BadMedia(l.text().to_string()))?;
+                    port = m.port;
+                    pts = m.payload_types().collect();
                     in_audio = true;
                     seen_audio = true;
                 } else {
                     in_audio = false;
                 }
             }
-            "c" if seen_audio && in_audio => media_c = Some(parse_c(v)?),
-            "c" if !seen_audio => session_c = Some(parse_c(v)?),
-            "a" => {
-                let (name, val) = match v.split_once(':') {
-                    Some((n, val)) => (n.trim(), Some(val.trim())),
-                    None => (v.trim(), None),
+            b'c' if seen_audio && in_audio => media_c = Some(parse_c(v)?),
+            b'c' if !seen_audio => session_c = Some(parse_c(v)?),
+            b'a' => {
+                let Some((name, val)) = trimmed_attr(l) else {
+                    continue;
                 };
                 if let Some(d) = parse_direction(name) {
                     if in_audio {
@@ -176,16 +182,20 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
                 } else if in_audio && name == "rtcp-mux" {
                     mux = true;
                 } else if in_audio && name == "rtcp" {
-                    // a=rtcp:port [IN IP4 addr]
-                    if let Some(val) = val {
-                        let mut w = val.split_whitespace();
-                        if let Some(Ok(p)) = w.next().map(str::parse::<u16>) {
-                            let addr = match (w.next(), w.next(), w.next()) {
-                                (Some("IN"), Some(_), Some(a)) => a.parse().ok(),
-                                _ => None,
-                            };
-                            rtcp = Some((p, addr));
-                        }
+                    // a=rtcp:port [IN IP4 addr] (RFC 3605)
+                    if let Some(r) = val.and_then(|v| Rtcp::parse(v).ok()) {
+                        // The address is unicast: one with a `/ttl` is not
+                        // read (RFC 3605 §2.1).
+                        let plain = r
+                            .address
+                            .and_then(|a| field(a, 2))
+                            .is_some_and(|a| !a.contains('/'));
+                        let addr = r
+                            .connection()
+                            .and_then(Result::ok)
+                            .filter(|_| plain)
+                            .map(|c| c.ip);
+                        rtcp = Some((r.port, addr));
                     }
                 }
             }
@@ -215,11 +225,10 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
     })
 }
 
-fn ip_kind(ip: IpAddr) -> &'static str {
-    match ip {
-        IpAddr::V4(_) => "IP4",
-        IpAddr::V6(_) => "IP6",
-    }
+/// The ICE attributes the B2BUA removes: RFC 8839's and any other
+/// `ice-*` one, since they name the party's addresses, not the relay's.
+fn is_ice(name: &str) -> bool {
+    is_ice_attribute(name) || name.starts_with("ice-")
 }
 
 /// Rewrites an SDP body to point at a relay leg: every `c=` gets
@@ -235,70 +244,60 @@ pub fn rewrite(
     ports: LegPorts,
     version_bump: u64,
 ) -> Result<Vec<u8>, SdpError> {
-    let ls = lines(body)?;
-    let kind = ip_kind(relay_ip);
-    let mut out = String::with_capacity(body.len() + 64);
+    let (doc, live) = lines(body)?;
+    let mut w = writer(&doc, &live);
     let mut seen_audio = false;
     let mut in_audio = false;
-    for l in ls {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        let line = match k {
-            "o" => {
+    for &i in &live {
+        let l = &doc.lines()[i];
+        let (Some(k), Some(v)) = (l.kind(), l.value()) else {
+            continue;
+        };
+        match k {
+            b'o' => {
                 // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <addr>
-                let w: Vec<&str> = v.split_whitespace().collect();
-                if w.len() == 6 {
-                    let ver = w[2]
-                        .parse::<u64>()
-                        .map(|n| n.wrapping_add(version_bump).to_string())
-                        .unwrap_or_else(|_| w[2].to_string());
-                    format!("o={} {} {ver} IN {kind} {relay_ip}", w[0], w[1])
-                } else {
-                    l.to_string()
-                }
+                let Some(o) = Origin::parse(v).ok().filter(|o| o.rest.is_empty()) else {
+                    continue;
+                };
+                let version = o.bumped_version(version_bump);
+                let address = relay_ip.to_string();
+                let new = Origin {
+                    username: o.username,
+                    session_id: o.session_id,
+                    version: &version,
+                    net_type: "IN",
+                    addr_type: addr_type(relay_ip),
+                    address: &address,
+                    rest: "",
+                };
+                w.replace(i, format!("o={new}"));
             }
-            "c" => format!("c=IN {kind} {relay_ip}"),
-            "m" => {
-                let mut w: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-                if w.first().map(String::as_str) == Some("audio") && !seen_audio {
+            b'c' => w.set_connection(i, relay_ip),
+            b'm' => {
+                if MediaLine::media_of(v) == Some("audio") && !seen_audio {
                     seen_audio = true;
                     in_audio = true;
-                    if w.len() > 1 {
-                        w[1] = ports.rtp.to_string();
-                    }
+                    w.set_media(i, ports.rtp, None);
                 } else {
                     in_audio = false;
-                    if w.len() > 1 {
-                        w[1] = "0".into();
-                    }
+                    w.set_media(i, 0, None);
                 }
-                format!("m={}", w.join(" "))
             }
-            "a" => {
-                let name = v.split(':').next().unwrap_or(v).trim();
-                if name == "candidate"
-                    || name.starts_with("ice-")
-                    || name == "end-of-candidates"
-                    || name == "remote-candidates"
-                {
+            b'a' => {
+                let Some((name, _)) = l.attribute().map(|a| (a.name.trim(), a.value)) else {
                     continue;
-                }
-                if in_audio && name == "rtcp" {
-                    let has_addr = v.split_whitespace().count() >= 4;
-                    if has_addr {
-                        format!("a=rtcp:{} IN {kind} {relay_ip}", ports.rtcp)
-                    } else {
-                        format!("a=rtcp:{}", ports.rtcp)
-                    }
-                } else {
-                    l.to_string()
+                };
+                if is_ice(name) {
+                    w.remove(i);
+                } else if in_audio && name == "rtcp" {
+                    let has_addr = field(v, 3).is_some();
+                    w.set_rtcp(i, ports.rtcp, has_addr.then_some(relay_ip));
                 }
             }
-            _ => l.to_string(),
-        };
-        out.push_str(&line);
-        out.push_str("\r\n");
+            _ => {}
+        }
     }
-    Ok(out.into_bytes())
+    Ok(w.finish().into_bytes())
 }
 
 /// Audio codecs tern anchors: encoding name (compared case-insensitively,
@@ -349,16 +348,18 @@ impl Format {
     }
 }
 
+/// Static payload types the B2BUA names without an `a=rtpmap`: PCMU,
+/// GSM, PCMA, G722 and G729. Names and rates come from the RFC 3551 table
+/// ([`codec::STATIC_PAYLOADS`]); other static types stay unnamed (rate 0),
+/// as the slot's clock rate would otherwise change for them.
+const NAMED_STATIC: [u8; 5] = [0, 3, 8, 9, 18];
+
 /// RFC 3551 §6 static audio payload types tern knows by number.
 fn static_format(pt: u8) -> Option<(&'static str, u32)> {
-    match pt {
-        0 => Some(("PCMU", 8000)),
-        3 => Some(("GSM", 8000)),
-        8 => Some(("PCMA", 8000)),
-        9 => Some(("G722", 8000)),
-        18 => Some(("G729", 8000)),
-        _ => None,
+    if !NAMED_STATIC.contains(&pt) {
+        return None;
     }
+    codec::static_payload(pt).map(|p| (p.name, p.clock_rate))
 }
 
 /// The formats of the first audio `m=` line, in its order, named by
@@ -366,25 +367,23 @@ fn static_format(pt: u8) -> Option<(&'static str, u32)> {
 ///
 /// Errors: [`SdpError::NotSdp`], [`SdpError::NoAudio`].
 pub fn audio_formats(body: &[u8]) -> Result<Vec<Format>, SdpError> {
-    let ls = lines(body)?;
+    let (doc, live) = lines(body)?;
     let mut in_audio = false;
     let mut seen = false;
     let mut fmts: Vec<Format> = Vec::new();
-    for l in ls {
-        let Some((k, v)) = l.split_once('=') else {
+    for l in live.iter().map(|&i| &doc.lines()[i]) {
+        let (Some(k), Some(v)) = (l.kind(), l.value()) else {
             continue;
         };
         match k {
-            "m" => {
+            b'm' => {
                 if seen {
                     break;
                 }
-                let mut w = v.split_whitespace();
-                in_audio = w.next() == Some("audio");
+                in_audio = MediaLine::media_of(v) == Some("audio");
                 if in_audio {
                     seen = true;
-                    fmts = w
-                        .skip(2)
+                    fmts = MediaLine::formats_of(v)
                         .filter_map(|f| f.parse::<u8>().ok())
                         .filter(|p| *p < 128)
                         .map(|pt| {
@@ -398,24 +397,18 @@ pub fn audio_formats(body: &[u8]) -> Result<Vec<Format>, SdpError> {
                         .collect();
                 }
             }
-            "a" if in_audio => {
+            b'a' if in_audio => {
                 // a=rtpmap:<pt> <name>/<rate>[/<channels>]
-                let Some(rest) = v.strip_prefix("rtpmap:") else {
+                let Some(map) = l
+                    .attribute()
+                    .filter(|a| a.name == "rtpmap")
+                    .and_then(|a| RtpMap::parse(a.value?).ok())
+                else {
                     continue;
                 };
-                let mut w = rest.split_whitespace();
-                let (Some(pt), Some(enc)) = (w.next(), w.next()) else {
-                    continue;
-                };
-                let Ok(pt) = pt.parse::<u8>() else {
-                    continue;
-                };
-                let mut e = enc.split('/');
-                let name = e.next().unwrap_or_default();
-                let rate = e.next().and_then(|r| r.parse().ok()).unwrap_or(0);
-                if let Some(f) = fmts.iter_mut().find(|f| f.pt == pt) {
-                    f.name = name.to_string();
-                    f.rate = rate;
+                if let Some(f) = fmts.iter_mut().find(|f| f.pt == map.pt) {
+                    f.name = map.encoding.to_string();
+                    f.rate = map.clock_rate.unwrap_or(0);
                 }
             }
             _ => {}
@@ -438,64 +431,40 @@ fn set_audio_formats(
     keep: &[u8],
     direction: Option<Direction>,
 ) -> Result<Vec<u8>, SdpError> {
-    let ls = lines(body)?;
-    let mut out = String::with_capacity(body.len());
+    let (doc, live) = lines(body)?;
+    let mut w = writer(&doc, &live);
+    let dir_line = direction.map(|d| format!("a={}", direction_name(d)));
+    let pts: Vec<String> = keep.iter().map(u8::to_string).collect();
     let mut in_audio = false;
     let mut seen = false;
-    for l in ls {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        if k == "a" && (in_audio || !seen) && direction.is_some() && parse_direction(v).is_some() {
-            continue;
-        }
-        if k == "m" {
-            if in_audio {
-                if let Some(d) = direction {
-                    out.push_str(&format!("a={}\r\n", direction_name(d)));
-                }
+    let mut prev: Option<usize> = None;
+    for &i in &live {
+        let l = &doc.lines()[i];
+        let attr = l.attribute();
+        if (in_audio || !seen) && dir_line.is_some() && attr.and_then(|a| a.direction()).is_some() {
+            w.remove(i);
+        } else if let (Some(b'm'), Some(v)) = (l.kind(), l.value()) {
+            if let (true, Some(d), Some(p)) = (in_audio, &dir_line, prev) {
+                w.insert_after(p, d.clone());
             }
             in_audio = false;
-            let w: Vec<&str> = v.split_whitespace().collect();
-            if !seen && w.first() == Some(&"audio") && w.len() >= 3 {
+            if !seen && MediaLine::media_of(v) == Some("audio") && w.set_media_formats(i, &pts) {
                 seen = true;
                 in_audio = true;
-                let pts: Vec<String> = keep.iter().map(u8::to_string).collect();
-                out.push_str(&format!(
-                    "m={} {} {} {}\r\n",
-                    w[0],
-                    w[1],
-                    w[2],
-                    pts.join(" ")
-                ));
-                continue;
             }
-        } else if k == "a" && in_audio {
-            let pt_attr = ["rtpmap:", "fmtp:", "rtcp-fb:"]
-                .iter()
-                .find_map(|p| v.strip_prefix(p))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|pt| pt.parse::<u8>().ok());
-            if pt_attr.is_some_and(|pt| !keep.contains(&pt)) {
-                continue;
-            }
+        } else if in_audio
+            && attr
+                .and_then(|a| a.payload_type())
+                .is_some_and(|pt| !keep.contains(&pt))
+        {
+            w.remove(i);
         }
-        out.push_str(l);
-        out.push_str("\r\n");
+        prev = Some(i);
     }
-    if in_audio {
-        if let Some(d) = direction {
-            out.push_str(&format!("a={}\r\n", direction_name(d)));
-        }
+    if let (true, Some(d)) = (in_audio, dir_line) {
+        w.insert_after(usize::MAX, d);
     }
-    Ok(out.into_bytes())
-}
-
-fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::SendRecv => "sendrecv",
-        Direction::SendOnly => "sendonly",
-        Direction::RecvOnly => "recvonly",
-        Direction::Inactive => "inactive",
-    }
+    Ok(w.finish().into_bytes())
 }
 
 /// (sends, receives) of a direction, from its party's point of view.
@@ -584,10 +553,11 @@ pub fn answer_in_offer_order(offer: &[u8], answer: &[u8]) -> Result<Vec<u8>, Sdp
 }
 
 fn answer_port_zero(body: &[u8]) -> bool {
-    lines(body).is_ok_and(|ls| {
-        ls.iter()
-            .find_map(|l| l.strip_prefix("m=audio "))
-            .and_then(|r| r.split_whitespace().next())
+    lines(body).is_ok_and(|(doc, live)| {
+        live.iter()
+            .filter_map(|&i| doc.lines()[i].value().filter(|_| doc.lines()[i].is(b'm')))
+            .find(|v| MediaLine::media_of(v) == Some("audio") && field(v, 1).is_some())
+            .and_then(|v| field(v, 1))
             .is_some_and(|p| p == "0")
     })
 }

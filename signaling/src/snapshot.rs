@@ -14,7 +14,9 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use tern_shared::clock::unix_ms;
 
 use crate::b2bua::CallState;
 use crate::core::{CoreStats, SipCore};
@@ -155,12 +157,6 @@ fn state_name(s: CallState) -> &'static str {
         CallState::Terminating => "terminating",
         CallState::Done => "done",
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Rate-limited writer of a [`SharedSnapshot`], driven by the server loop.

@@ -197,13 +197,8 @@ pub struct NgServer {
     handles: Vec<JoinHandle<()>>,
 }
 
-/// Unix time, ms.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Unix time, ms (0 before 1970): [`tern_shared::clock::unix_ms`].
+pub use tern_shared::clock::unix_ms;
 
 fn lock(core: &Mutex<NgCore>) -> MutexGuard<'_, NgCore> {
     core.lock().unwrap_or_else(|p| p.into_inner())

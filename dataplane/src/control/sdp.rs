@@ -1,7 +1,7 @@
-//! A small SDP reader and rewriter (RFC 4566 / 8866) for the ng commands.
-//!
-//! It keeps every line it does not rewrite byte for byte, so codecs, fmtp,
-//! crypto and everything else pass through. What it rewrites:
+//! The ng commands' SDP policy (RFC 4566 / 8866) over the shared engine
+//! ([`tern_shared::sdp`]), which keeps every line this module does not
+//! rewrite byte for byte, so codecs, fmtp, crypto and everything else pass
+//! through. What it rewrites:
 //!
 //! - `o=`: the session version is bumped (+1); with `replace-origin` the
 //!   address becomes the relay's;
@@ -15,11 +15,13 @@
 //! - ICE attributes (`a=candidate`, `a=ice-ufrag`, …): removed, since the
 //!   relay does not do ICE and candidates would route media around it.
 //!
-//! Lines end in CRLF on output whatever they ended in on input.
+//! Blank lines are dropped, and lines end in CRLF on output whatever they
+//! ended in on input.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use tern_shared::codec;
+use tern_shared::sdp::{self as engine, Connection, Line, Newline, Origin, Rtcp, RtpMap};
 use tern_shared::table::Direction;
 
 /// Why an SDP body was refused; the text goes into `error-reason`.
@@ -88,34 +90,22 @@ pub struct MediaInfo {
     pub clock_rate: u32,
 }
 
-/// RTP clock rate of static payload type `pt` (RFC 3551 §6, tables 4 and
-/// 5); G722 (9) is 8000 by the RFC's own quirk, video types are 90000. 0
-/// when not a static type with a rate a slot can store.
+/// RTP clock rate of static payload type `pt` (RFC 3551 §6, from
+/// [`codec::static_clock_rate`]) when a slot can store it (a multiple of
+/// 1000 Hz, or 44100: `LegConfig::clock_rate` is kept in kHz), else 0. So
+/// DVI4 at 11025 and 22050 Hz (16, 17) read as unknown; G722 (9) is 8000
+/// by the RFC's own quirk, video types are 90000.
 fn static_clock_rate(pt: u8) -> u32 {
-    match pt {
-        0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => 8000,
-        6 => 16_000,
-        10 | 11 => 44_100,
-        14 | 25 | 26 | 28 | 31..=34 => 90_000,
-        _ => 0,
-    }
+    codec::static_clock_rate(pt)
+        .filter(|r| r % 1000 == 0 || *r == 44_100)
+        .unwrap_or(0)
 }
 
-/// Parses `a=rtpmap:` values (`PT NAME/RATE[/CHANNELS]`).
-fn parse_rtpmap(v: &str) -> Option<(u8, &str, u32)> {
-    let (pt, rest) = v.trim().split_once(' ')?;
-    let pt: u8 = pt.parse().ok().filter(|p| *p < 128)?;
-    let mut it = rest.trim().split('/');
-    let name = it.next()?;
-    let rate: u32 = it.next()?.parse().ok()?;
-    Some((pt, name, rate))
-}
-
-/// A parsed SDP body: session-level lines and media sections, kept as text.
+/// A parsed SDP body: the engine's line view and what each media section
+/// says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sdp {
-    session: Vec<String>,
-    media: Vec<Vec<String>>,
+pub struct Sdp<'a> {
+    doc: engine::Sdp<'a>,
     infos: Vec<MediaInfo>,
 }
 
@@ -163,155 +153,100 @@ pub struct Rewrite {
     pub rtcp_attr: RtcpAttr,
 }
 
-const ICE_ATTRS: &[&str] = &[
-    "candidate",
-    "ice-ufrag",
-    "ice-pwd",
-    "ice-options",
-    "ice-lite",
-    "ice-mismatch",
-    "ice-pacing",
-    "remote-candidates",
-    "end-of-candidates",
-];
-
-/// The attribute name of an `a=` line (`a=rtcp:5 IN …` → `rtcp`).
-fn attr_name(line: &str) -> Option<&str> {
-    let v = line.strip_prefix("a=")?;
-    Some(v.split_once(':').map_or(v, |(n, _)| n))
+/// An ICE attribute line (`a=candidate`, `a=ice-ufrag`, …, RFC 8839).
+fn is_ice(l: &Line<'_>) -> bool {
+    l.attribute().is_some_and(|a| a.is_ice())
 }
 
-fn is_ice(line: &str) -> bool {
-    attr_name(line).is_some_and(|n| ICE_ATTRS.contains(&n))
-}
-
-fn direction_of(line: &str) -> Option<Direction> {
-    match line {
-        "a=sendrecv" => Some(Direction::SendRecv),
-        "a=sendonly" => Some(Direction::SendOnly),
-        "a=recvonly" => Some(Direction::RecvOnly),
-        "a=inactive" => Some(Direction::Inactive),
-        _ => None,
-    }
-}
-
-/// Parses `IN IP4 ADDR[/ttl…]`.
+/// A `c=` value whose address type names its address's family.
 fn parse_conn(v: &str) -> Option<IpAddr> {
-    let mut it = v.split_ascii_whitespace();
-    let (nt, at, addr) = (it.next()?, it.next()?, it.next()?);
-    if nt != "IN" {
-        return None;
-    }
-    let addr = addr.split('/').next()?;
-    let ip: IpAddr = addr.parse().ok()?;
-    match (at, ip) {
-        ("IP4", IpAddr::V4(_)) | ("IP6", IpAddr::V6(_)) => Some(ip),
-        _ => None,
-    }
+    Connection::parse(v)
+        .ok()
+        .filter(Connection::addr_type_matches)
+        .map(|c| c.ip)
 }
 
-/// Parses the value of `a=rtcp:` (`PORT [IN IP4 ADDR]`).
+/// The value of `a=rtcp:` (`PORT [IN IP4 ADDR]`), the address checked as
+/// a `c=` value.
 fn parse_rtcp(v: &str) -> Option<(u16, Option<IpAddr>)> {
-    let mut it = v.split_ascii_whitespace();
-    let port: u16 = it.next()?.parse().ok()?;
-    let rest: Vec<&str> = it.collect();
-    if rest.is_empty() {
-        return Some((port, None));
-    }
-    Some((port, Some(parse_conn(&rest.join(" "))?)))
-}
-
-fn conn_line(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("c=IN IP4 {a}"),
-        IpAddr::V6(a) => format!("c=IN IP6 {a}"),
+    let r = Rtcp::parse(v).ok()?;
+    match r.address {
+        None => Some((r.port, None)),
+        Some(a) => Some((r.port, Some(parse_conn(a)?))),
     }
 }
 
-fn addr_type(ip: IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "IP4"
-    } else {
-        "IP6"
-    }
-}
-
-impl Sdp {
-    /// Parses `text` (CRLF or LF line ends).
+impl<'a> Sdp<'a> {
+    /// Parses `text` (CRLF or LF line ends; blank lines are skipped).
     ///
     /// Errors: [`SdpError::Syntax`] (not SDP, too long, too many media),
     /// [`SdpError::NoMedia`], [`SdpError::BadLine`] (unreadable `m=`, `c=`,
     /// `o=` or `a=rtcp:`), [`SdpError::NoConnection`].
-    pub fn parse(text: &str) -> Result<Sdp, SdpError> {
+    pub fn parse(text: &'a str) -> Result<Sdp<'a>, SdpError> {
         if text.len() > MAX_SDP {
             return Err(SdpError::Syntax(format!("longer than {MAX_SDP} bytes")));
         }
-        let mut session = Vec::new();
-        let mut media: Vec<Vec<String>> = Vec::new();
-        for (n, raw) in text.split('\n').enumerate() {
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
-            if line.trim().is_empty() {
+        let doc = engine::Sdp::read(text);
+        let mut seen = false;
+        let mut sections = 0;
+        for (n, l) in doc.lines().iter().enumerate() {
+            if l.is_blank() {
                 continue;
             }
-            let b = line.as_bytes();
-            if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
+            if l.kind().is_none() {
                 return Err(SdpError::Syntax(format!(
                     "line {} is not <type>=<value>",
                     n + 1
                 )));
             }
-            if session.is_empty() && !line.starts_with("v=") {
+            if !seen && !l.is(b'v') {
                 return Err(SdpError::Syntax("does not start with v=".into()));
             }
-            if line.starts_with("m=") {
-                if media.len() >= MAX_MEDIA {
+            seen = true;
+            if l.is(b'm') {
+                if sections >= MAX_MEDIA {
                     return Err(SdpError::Syntax(format!(
                         "more than {MAX_MEDIA} media sections"
                     )));
                 }
-                media.push(vec![line.to_string()]);
-            } else if let Some(m) = media.last_mut() {
-                m.push(line.to_string());
-            } else {
-                session.push(line.to_string());
+                sections += 1;
             }
         }
-        if session.is_empty() {
+        if !seen {
             return Err(SdpError::Syntax("empty".into()));
         }
-        if media.is_empty() {
+        if sections == 0 {
             return Err(SdpError::NoMedia);
         }
+        let bad = |l: &Line<'_>| SdpError::BadLine(l.text().to_string());
         let mut sess_conn = None;
         let mut sess_dir = None;
-        for l in &session {
-            if let Some(v) = l.strip_prefix("c=") {
-                sess_conn = Some(parse_conn(v).ok_or_else(|| SdpError::BadLine(l.clone()))?);
-            } else if let Some(v) = l.strip_prefix("o=") {
-                if v.split_ascii_whitespace().count() < 6 {
-                    return Err(SdpError::BadLine(l.clone()));
+        for l in doc.session().lines() {
+            match (l.kind(), l.value()) {
+                (Some(b'c'), Some(v)) => sess_conn = Some(parse_conn(v).ok_or_else(|| bad(l))?),
+                (Some(b'o'), Some(v)) => {
+                    Origin::parse(v).map_err(|_| bad(l))?;
                 }
-            } else if let Some(d) = direction_of(l) {
-                sess_dir = Some(d);
+                _ => {
+                    if let Some(d) = l.attribute().and_then(|a| a.direction()) {
+                        sess_dir = Some(d);
+                    }
+                }
             }
         }
-        let mut infos = Vec::with_capacity(media.len());
-        for (i, sec) in media.iter().enumerate() {
-            let m = &sec[0];
-            let mut f = m[2..].split_ascii_whitespace();
-            let (kind, port, proto) = match (f.next(), f.next(), f.next()) {
-                (Some(k), Some(p), Some(t)) => (k, p, t),
-                _ => return Err(SdpError::BadLine(m.clone())),
+        let mut infos = Vec::with_capacity(sections);
+        for (i, sec) in doc.media_sections().enumerate() {
+            let Some(m) = sec.lines().first() else {
+                continue;
             };
-            let port: u16 = port
-                .split('/')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| SdpError::BadLine(m.clone()))?;
+            let ml = sec
+                .media_line()
+                .and_then(Result::ok)
+                .ok_or_else(|| bad(m))?;
             let mut info = MediaInfo {
-                kind: kind.to_string(),
-                port,
-                proto: proto.to_string(),
+                kind: ml.media.to_string(),
+                port: ml.port,
+                proto: ml.proto.to_string(),
                 conn: None,
                 rtcp: None,
                 rtcp_mux: false,
@@ -320,39 +255,50 @@ impl Sdp {
                 dtmf_pt: None,
                 clock_rate: 0,
             };
-            let formats: Vec<u8> = f.filter_map(|p| p.parse().ok()).collect();
             let mut rates: Vec<(u8, u32)> = Vec::new();
-            for l in &sec[1..] {
-                if let Some(v) = l.strip_prefix("c=") {
-                    info.conn = Some(parse_conn(v).ok_or_else(|| SdpError::BadLine(l.clone()))?);
-                } else if let Some(v) = l.strip_prefix("a=rtcp:") {
-                    info.rtcp = Some(parse_rtcp(v).ok_or_else(|| SdpError::BadLine(l.clone()))?);
-                } else if l == "a=rtcp-mux" {
-                    info.rtcp_mux = true;
-                } else if let Some(d) = direction_of(l) {
-                    info.direction = d;
-                } else if is_ice(l) {
-                    info.ice = true;
-                } else if let Some((pt, name, rate)) =
-                    l.strip_prefix("a=rtpmap:").and_then(parse_rtpmap)
-                {
-                    if name.eq_ignore_ascii_case("telephone-event") {
-                        info.dtmf_pt = info.dtmf_pt.or(Some(pt));
-                    } else if rates.len() < 128 {
-                        rates.push((pt, rate));
+            for l in sec.lines().iter().skip(1) {
+                if let (Some(b'c'), Some(v)) = (l.kind(), l.value()) {
+                    info.conn = Some(parse_conn(v).ok_or_else(|| bad(l))?);
+                    continue;
+                }
+                let Some(a) = l.attribute() else {
+                    continue;
+                };
+                match (a.name, a.value) {
+                    ("rtcp", Some(v)) => info.rtcp = Some(parse_rtcp(v).ok_or_else(|| bad(l))?),
+                    ("rtcp-mux", None) => info.rtcp_mux = true,
+                    ("rtpmap", Some(v)) => {
+                        let Some((pt, name, rate)) = RtpMap::parse(v)
+                            .ok()
+                            .and_then(|r| Some((r.pt, r.encoding, r.clock_rate?)))
+                        else {
+                            continue;
+                        };
+                        if name.eq_ignore_ascii_case("telephone-event") {
+                            info.dtmf_pt = info.dtmf_pt.or(Some(pt));
+                        } else if rates.len() < 128 {
+                            rates.push((pt, rate));
+                        }
+                    }
+                    _ => {
+                        if let Some(d) = a.direction() {
+                            info.direction = d;
+                        } else if a.is_ice() {
+                            info.ice = true;
+                        }
                     }
                 }
             }
-            info.clock_rate =
-                formats
-                    .iter()
-                    .find(|&&pt| Some(pt) != info.dtmf_pt)
-                    .map_or(0, |&pt| {
-                        rates
-                            .iter()
-                            .find(|(p, _)| *p == pt)
-                            .map_or_else(|| static_clock_rate(pt), |(_, r)| *r)
-                    });
+            info.clock_rate = ml
+                .formats()
+                .filter_map(|p| p.parse::<u8>().ok())
+                .find(|&pt| Some(pt) != info.dtmf_pt)
+                .map_or(0, |pt| {
+                    rates
+                        .iter()
+                        .find(|(p, _)| *p == pt)
+                        .map_or_else(|| static_clock_rate(pt), |(_, r)| *r)
+                });
             if info.conn.is_none() {
                 info.conn = sess_conn;
             }
@@ -361,16 +307,12 @@ impl Sdp {
             }
             infos.push(info);
         }
-        if session.iter().any(|l| is_ice(l)) {
+        if doc.session().lines().iter().any(is_ice) {
             for i in &mut infos {
                 i.ice = true;
             }
         }
-        Ok(Sdp {
-            session,
-            media,
-            infos,
-        })
+        Ok(Sdp { doc, infos })
     }
 
     /// The media sections, in order.
@@ -381,99 +323,75 @@ impl Sdp {
     /// The rewritten body (CRLF line ends). Sections past `rw.media` are
     /// left as they are.
     pub fn rewrite(&self, rw: &Rewrite) -> String {
-        let mut out = String::with_capacity(self.session.len() * 40 + self.media.len() * 400);
-        let relayed = |i: usize| rw.media.get(i).copied().flatten();
-        // The session c= must move when a relayed section relies on it.
-        let sess_conn_used = self
-            .media
-            .iter()
-            .enumerate()
-            .any(|(i, sec)| relayed(i).is_some() && !sec.iter().any(|l| l.starts_with("c=")));
-        for l in &self.session {
-            if is_ice(l) {
-                continue;
-            }
-            if let Some(v) = l.strip_prefix("o=") {
-                let mut f: Vec<String> = v.split_ascii_whitespace().map(String::from).collect();
-                if let Some(ver) = f.get(2).and_then(|s| s.parse::<u64>().ok()) {
-                    f[2] = ver.wrapping_add(1).to_string();
-                }
-                if rw.replace_origin && f.len() >= 6 {
-                    f[4] = addr_type(rw.media_ip).to_string();
-                    f[5] = rw.media_ip.to_string();
-                }
-                let _ = write!(out, "o={}\r\n", f.join(" "));
-            } else if l.starts_with("c=") && (sess_conn_used || rw.replace_session_conn) {
-                let _ = write!(out, "{}\r\n", conn_line(rw.media_ip));
-            } else {
-                let _ = write!(out, "{l}\r\n");
+        let doc = &self.doc;
+        let mut w = doc.writer(Newline::CrLf);
+        for (i, l) in doc.lines().iter().enumerate() {
+            if l.is_blank() {
+                w.remove(i);
             }
         }
-        for (i, sec) in self.media.iter().enumerate() {
-            let Some(mo) = relayed(i) else {
-                for l in sec {
-                    let _ = write!(out, "{l}\r\n");
-                }
+        let relayed = |i: usize| rw.media.get(i).copied().flatten();
+        // The session c= must move when a relayed section relies on it.
+        let sess_conn_used = doc
+            .media_sections()
+            .enumerate()
+            .any(|(i, sec)| relayed(i).is_some() && !sec.lines().iter().any(|l| l.is(b'c')));
+        for (i, l) in doc.session().indexed() {
+            if is_ice(l) {
+                w.remove(i);
+            } else if l.is(b'o') {
+                w.set_origin(i, 1, rw.replace_origin.then_some(rw.media_ip));
+            } else if l.is(b'c') && (sess_conn_used || rw.replace_session_conn) {
+                w.set_connection(i, rw.media_ip);
+            }
+        }
+        for (n, sec) in doc.media_sections().enumerate() {
+            let Some(mo) = relayed(n) else {
                 continue;
             };
             let mut has_mux = false;
             let mut has_rtcp = false;
-            let rtcp_port = mo.rtcp_port;
-            let full_rtcp = format!(
-                "a=rtcp:{rtcp_port} IN {} {}",
-                addr_type(rw.media_ip),
-                rw.media_ip
-            );
-            for (k, l) in sec.iter().enumerate() {
-                if k == 0 {
-                    let f: Vec<&str> = l[2..].split_ascii_whitespace().collect();
-                    let proto = rw
-                        .transport
-                        .as_deref()
-                        .unwrap_or(f.get(2).copied().unwrap_or(""));
-                    let _ = write!(
-                        out,
-                        "m={} {} {}",
-                        f.first().copied().unwrap_or(""),
-                        mo.port,
-                        proto
-                    );
-                    for fmt in f.iter().skip(3) {
-                        let _ = write!(out, " {fmt}");
-                    }
-                    out.push_str("\r\n");
-                } else if is_ice(l) {
+            let full_rtcp = Some(rw.media_ip);
+            for (i, l) in sec.indexed() {
+                if i == sec.start() {
+                    w.set_media(i, mo.port, rw.transport.as_deref());
+                    continue;
+                }
+                if l.is(b'c') {
+                    w.set_connection(i, rw.media_ip);
+                    continue;
+                }
+                let Some(a) = l.attribute() else {
+                    continue;
+                };
+                if a.is_ice() {
                     // The relay does not do ICE.
-                } else if l.starts_with("c=") {
-                    let _ = write!(out, "{}\r\n", conn_line(rw.media_ip));
-                } else if l.starts_with("a=rtcp:") {
+                    w.remove(i);
+                } else if a.name == "rtcp" && a.value.is_some() {
                     has_rtcp = true;
                     match rw.rtcp_attr {
-                        RtcpAttr::Remove => {}
-                        RtcpAttr::Rewrite => {
-                            let _ = write!(out, "a=rtcp:{rtcp_port}\r\n");
-                        }
-                        RtcpAttr::Full => {
-                            let _ = write!(out, "{full_rtcp}\r\n");
-                        }
+                        RtcpAttr::Remove => w.remove(i),
+                        RtcpAttr::Rewrite => w.set_rtcp(i, mo.rtcp_port, None),
+                        RtcpAttr::Full => w.set_rtcp(i, mo.rtcp_port, full_rtcp),
                     }
-                } else if l == "a=rtcp-mux" {
+                } else if a.name == "rtcp-mux" && a.value.is_none() {
                     if mo.mux && !has_mux {
                         has_mux = true;
-                        out.push_str("a=rtcp-mux\r\n");
+                    } else {
+                        w.remove(i);
                     }
-                } else {
-                    let _ = write!(out, "{l}\r\n");
                 }
             }
+            let last = sec.end().saturating_sub(1);
             if !has_rtcp && rw.rtcp_attr == RtcpAttr::Full {
-                let _ = write!(out, "{full_rtcp}\r\n");
+                let line = format!("a=rtcp:{}", engine::rtcp_value(mo.rtcp_port, full_rtcp));
+                w.insert_after(last, line);
             }
             if mo.mux && !has_mux {
-                out.push_str("a=rtcp-mux\r\n");
+                w.insert_after(last, "a=rtcp-mux");
             }
         }
-        out
+        w.finish()
     }
 }
 
@@ -534,7 +452,8 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
 
     #[test]
     fn rewrites_to_the_relay() {
-        let s = Sdp::parse(&OFFER.replace("\r\n", "\n")).unwrap();
+        let lf = OFFER.replace("\r\n", "\n");
+        let s = Sdp::parse(&lf).unwrap();
         let out = s.rewrite(&Rewrite {
             media_ip: ip("192.0.2.9"),
             media: vec![Some(MediaOut {

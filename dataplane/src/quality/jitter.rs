@@ -242,18 +242,9 @@ enum Entry<T> {
 }
 
 /// The RFC 3551 §6 clock rate of static payload type `pt`, Hz; `None` for
-/// dynamic or unassigned types.
-pub fn static_clock_rate(pt: u8) -> Option<u32> {
-    match pt {
-        0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => Some(8000),
-        6 => Some(16000),
-        10 | 11 => Some(44100),
-        16 => Some(11025),
-        17 => Some(22050),
-        14 | 25 | 26 | 28 | 31 | 32 | 33 | 34 => Some(90000),
-        _ => None,
-    }
-}
+/// dynamic or unassigned types. The table is [`tern_shared::codec`]'s; this
+/// name stays for the worker.
+pub use tern_shared::codec::static_clock_rate;
 
 /// A jitter buffer over items `T` (whatever the caller keeps a packet in).
 pub struct JitterBuffer<T> {
