@@ -105,7 +105,8 @@ impl SlotTable {
             u32::from(params.port_lo) | u32::from(params.port_hi) << 16,
             Ordering::Relaxed,
         );
-        h.created_ms.store(now_ms(), Ordering::Relaxed);
+        h.created_ms
+            .store(crate::clock::unix_ms(), Ordering::Relaxed);
         t.set_media_ip(params.media_ip);
         // Magic last: a reader that sees it sees a complete header.
         h.magic.store(MAGIC, Ordering::Release);

@@ -405,14 +405,6 @@ pub struct SlotTable {
 unsafe impl Send for SlotTable {}
 unsafe impl Sync for SlotTable {}
 
-/// Unix time, ms.
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotTable")
