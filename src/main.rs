@@ -58,10 +58,10 @@ struct RelayArgs {
     /// rtpengine ng control socket, UDP and TCP: ADDR:PORT, PORT or `off`
     /// [default: 127.0.0.1:2223, skipped with a warning if taken].
     #[arg(long, value_name = "ADDR")]
-    ng: Option<tern_dataplane::control::NgListen>,
+    ng: Option<tern_ng::NgListen>,
     /// Also serve ng to sources in CIDR (repeatable); loopback always is.
     #[arg(long = "ng-allow", value_name = "CIDR")]
-    ng_allow: Vec<tern_dataplane::control::Cidr>,
+    ng_allow: Vec<tern_ng::Cidr>,
     /// Delete ng calls whose media stopped SECS seconds ago (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
@@ -223,7 +223,7 @@ fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
     Ok((Arc::new(table), workers))
 }
 
-type NgServer = Option<tern_dataplane::control::NgServer>;
+type NgServer = Option<tern_ng::NgServer>;
 
 /// Starts the ng control socket on the table. The default address is
 /// skipped with a warning when taken; an explicit `--ng` must bind.
@@ -232,7 +232,7 @@ fn start_ng(
     table: &Arc<SlotTable>,
     shutdown: &Arc<AtomicBool>,
 ) -> Result<NgServer, Error> {
-    use tern_dataplane::control;
+    use tern_ng as control;
     let (addr, explicit) = match a.ng {
         Some(control::NgListen(None)) => return Ok(None),
         Some(control::NgListen(Some(addr))) => (addr, true),

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tern_dataplane::control::bencode::{bstr, decode_dict, encode, int, str_list, Dict, Value};
+use tern_ng::bencode::{bstr, decode_dict, encode, int, str_list, Dict, Value};
 use tern_shared::table::{SlotState, SlotTable};
 
 /// A `tern relay` with its ng socket; stopped and its table removed on drop.

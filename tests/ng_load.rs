@@ -8,7 +8,7 @@ use common::*;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use tern_dataplane::control::bencode::{bstr, decode_dict, encode, str_list, Dict, Value};
+use tern_ng::bencode::{bstr, decode_dict, encode, str_list, Dict, Value};
 use tern_shared::table::{SlotState, SlotTable};
 
 const CALLS: usize = 1000;

@@ -13,9 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tern_dataplane::control::bencode::{
-    bstr, decode_dict, encode, int, str_list, ByteString, Dict, Value,
-};
+use tern_ng::bencode::{bstr, decode_dict, encode, int, str_list, ByteString, Dict, Value};
 
 type BDict = BTreeMap<ByteString, Value>;
 

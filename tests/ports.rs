@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tern_dataplane::control::bencode::{bstr, decode_dict, encode, ByteString, Dict, Value};
+use tern_ng::bencode::{bstr, decode_dict, encode, ByteString, Dict, Value};
 use tern_shared::table::{SlotState, SlotTable};
 
 type BDict = BTreeMap<ByteString, Value>;

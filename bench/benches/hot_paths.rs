@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use tern_dataplane::control::bencode::decode_dict;
 use tern_dataplane::ssrc::{map_rtcp, SsrcRewriter};
+use tern_ng::bencode::decode_dict;
 use tern_shared::rtp::RtpPacket;
 use tern_shared::table::{SlotConfig, SlotTable, TableParams};
 

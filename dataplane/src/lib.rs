@@ -51,7 +51,6 @@ use std::time::Duration;
 use tern_shared::table::SlotTable;
 
 pub mod bufring;
-pub mod control;
 pub mod host;
 pub mod leg;
 pub mod quality;

@@ -1,61 +1,7 @@
-//! The ng control socket: rtpengine's control protocol, so that stock
-//! Kamailio (`rtpengine` module) and OpenSIPS, or rtpengine's own
-//! `rtpengine-ng-client`, can drive tern as a drop-in rtpengine.
-//!
-//! # Wire format
-//!
-//! `<cookie> <bencode dictionary>` over UDP (one message per datagram) and
-//! over TCP (messages back to back; the end of the dictionary ends the
-//! message). The reply is `<cookie> <bencode dictionary>` with the same
-//! cookie. Commands: `ping`, `offer`, `answer`, `delete`, `query`, `list`,
-//! `statistics` (see [`core`] for what each does and [`NgCore`] for the
-//! retransmission cache and the media timeout).
-//!
-//! # Flags
-//!
-//! Those Kamailio's `rtpengine_manage()` sends in ordinary calls are
-//! honoured: `replace` (`origin`, `session-connection`), `flags`
-//! (`trust-address`, `SIP-source-address`, `symmetric`, `strict-source` →
-//! [`Learning::Strict`](tern_shared::table::Learning), `media-handover` →
-//! `LearnAlways`, default learn-once, `no-rtcp-attribute`,
-//! `full-rtcp-attribute`, `fatal` on `delete`), `direction` (accepted: one
-//! interface), `rtcp-mux` (`offer`, `accept`, `demux`, `require`,
-//! `reject`), `ICE` (`remove`; ICE attributes are always removed),
-//! `transport-protocol` (`RTP/AVP`, `RTP/AVPF`), `received-from`,
-//! `delete-delay`. Spaces in flag names count as hyphens
-//! (`"trust address"`), as in rtpengine.
-//!
-//! SSRC rewriting is off by default, as in rtpengine. The flag
-//! `SSRC-rewrite` in an `offer` or `answer` switches it on for the leg that
-//! receives the SDP of that reply (the answerer for an offer, the offerer
-//! for an answer): that party then sees one stable SSRC, with sequence
-//! numbers and timestamps continuing across source changes. It stays on for
-//! the rest of the call.
-//!
-//! Unknown flags never fail a message: they are listed in the reply's
-//! `warning`. Malformed messages (bad bencode, wrong types, missing keys,
-//! bad SDP, `answer` for an unknown call) get `result: error` with an
-//! `error-reason`, and the socket keeps serving.
-//!
-//! # Access
-//!
-//! The socket binds to loopback by default (`127.0.0.1:2223`). Sources
-//! other than loopback are served only when listed ([`Acl`], `--ng-allow`);
-//! datagrams from others are dropped without a reply and TCP connections
-//! from others closed, both counted in [`NgStats::dropped_unauthorized`].
-//!
-//! # Threads
-//!
-//! One UDP thread (which also runs [`NgCore::poll_timeouts`] about once a
-//! second) and one TCP acceptor with a thread per connection (at most
-//! [`NgConfig::max_tcp_connections`], each with a bounded buffer). They
-//! share one [`NgCore`] behind a mutex and program the slot table only; the
-//! relay workers and their sockets are never touched.
-
-pub mod acl;
-pub mod bencode;
-pub mod core;
-pub mod sdp;
+//! The ng sockets: one UDP thread (which also runs the timeouts) and one
+//! TCP acceptor with a thread per connection, sharing one [`NgCore`]
+//! behind a mutex. Only this file owns sockets and clocks; the protocol is
+//! [`crate::core`]'s, a sans-IO core.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -69,8 +15,9 @@ use std::time::{Duration, Instant};
 use tern_shared::table::SlotTable;
 use tracing::{debug, info, warn};
 
-pub use self::acl::{Acl, Cidr};
-pub use self::core::{CoreConfig, NgCore, NgStats};
+use crate::acl::{Acl, Cidr};
+use crate::bencode;
+use crate::core::{self, CoreConfig, NgCore, NgStats};
 
 /// The default control address, as rtpengine's usual `listen-ng`.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2223);

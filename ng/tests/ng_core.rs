@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tern_dataplane::control::bencode::{bstr, decode_dict, int, str_list, Dict, Value};
-use tern_dataplane::control::{Acl, CoreConfig, NgCore};
+use tern_ng::bencode::{bstr, decode_dict, int, str_list, Dict, Value};
+use tern_ng::{Acl, CoreConfig, NgCore};
 use tern_shared::table::{Direction, Learning, SlotState, SlotTable, TableParams};
 
 const T0: u64 = 1_700_000_000_000;
@@ -123,7 +123,7 @@ impl Fx {
 }
 
 fn bt_encode(v: &Value) -> Vec<u8> {
-    tern_dataplane::control::bencode::encode(v)
+    tern_ng::bencode::encode(v)
 }
 
 fn m_port(sdp: &str) -> u16 {

@@ -17,7 +17,7 @@
 //! line end becomes CRLF, with [`Newline::Keep`] each keeps its own.
 //!
 //! What to rewrite is policy and stays with each plane
-//! (`tern_signaling::sdp` for the B2BUA, `tern_dataplane::control::sdp`
+//! (`tern_signaling::sdp` for the B2BUA, `tern_ng::sdp`
 //! for ng); this module only reads and writes lines.
 //!
 //! [`parse`] is the fuzz-friendly entry point: any bytes in, a document or

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_dataplane::control::bencode::{bstr, decode_dict, encode, int, Dict, Value};
-use tern_dataplane::control::{self, NgConfig};
 use tern_dataplane::{start, RelayConfig};
+use tern_ng::bencode::{bstr, decode_dict, encode, int, Dict, Value};
+use tern_ng::{self as control, NgConfig};
 use tern_shared::table::{SlotState, SlotTable, TableParams};
 
 struct Node {

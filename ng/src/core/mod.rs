@@ -1,0 +1,690 @@
+//! The sans-IO core of the ng control protocol: bytes in, bytes out, on a
+//! clock the caller passes in. No socket is touched here; the server in
+//! [`super`] feeds it datagrams and TCP frames.
+//!
+//! # Calls, legs and slots
+//!
+//! An ng call (one `call-id`) holds one slot of the [`SlotTable`] per
+//! relayed media section (`m=` line with a non-zero port). Leg 0 of every
+//! slot faces the party whose `from-tag` created the call (the offerer),
+//! leg 1 the other (`to-tag`). An `offer` programs the offerer's leg with
+//! the address and port of its SDP and returns SDP carrying the *other*
+//! leg's ports (it goes to the answerer); an `answer` programs the
+//! answerer's leg and returns SDP with the offerer's leg's ports. A
+//! re-offer (same call-id) updates the same slots; a re-offer whose
+//! `from-tag` is the callee's tag (a re-INVITE from the callee) works the
+//! other way round.
+//!
+//! # Retransmissions
+//!
+//! Every reply is kept for [`CoreConfig::cache_ttl_ms`] keyed by (source
+//! address and port, cookie); a message with a cookie already answered gets the same bytes
+//! back and is not executed again. The cache is bounded in entries and
+//! bytes (oldest evicted first).
+//!
+//! # Timeouts
+//!
+//! A call whose media has been silent for [`CoreConfig::timeout_ms`]
+//! (counted from its last accepted packet on any leg, or from its last
+//! offer/answer if that is later, so a fresh call is timed from its setup)
+//! is deleted by [`NgCore::poll_timeouts`] and counted in
+//! [`NgStats::calls_timed_out`].
+//!
+//! # Orphaned slots
+//!
+//! Calls live in this process's memory, but slots live in the table, so a
+//! control plane that was killed leaves its slots active. A new core adopts
+//! every reserved or active slot that ng reserved ([`Owner::Ng`]) as an
+//! orphan: no call claims it, so it is released once its media has been
+//! silent for the timeout (counted from adoption at the earliest), or at
+//! once by a `delete` naming its Call-ID (the slot's label). Each is
+//! counted in [`NgStats::orphans_reclaimed`] and in the table
+//! ([`SlotTable::reclaimed`], `/metrics`). Slots of the SIP plane are left
+//! alone.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bt_bencode::Value;
+use tern_shared::table::{
+    JitterSettings, Learning, LegQuality, Owner, SlotConfig, SlotState, SlotTable, TableError,
+};
+use tracing::{debug, info, warn};
+
+use crate::acl::Acl;
+use crate::bencode::{bstr, decode_dict, encode_into, int, scan, str_list, uint, Dict, Msg, Scan};
+use crate::cache::ReplyCache;
+use crate::error::{field, CommandError};
+use crate::flags::{Flags, MuxFlags};
+use crate::sdp::{MediaInfo, MediaOut, Rewrite, Sdp};
+
+/// Longest cookie accepted, bytes.
+pub const MAX_COOKIE: usize = 128;
+/// Longest message accepted (cookie, space and bencode), bytes.
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// Tunables of [`NgCore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Media timeout, ms: a call silent this long is deleted. 0 disables.
+    pub timeout_ms: u64,
+    /// How long a reply is kept for retransmissions, ms.
+    pub cache_ttl_ms: u64,
+    /// Most replies kept.
+    pub cache_max_entries: usize,
+    /// Most reply bytes kept.
+    pub cache_max_bytes: usize,
+    /// Default `delete-delay`, seconds, when a `delete` names none.
+    pub delete_delay_s: u64,
+    /// Sources served.
+    pub acl: Acl,
+    /// Most calls held at once (offers past it get an error).
+    pub max_calls: usize,
+    /// Jitter-buffer settings of a new call whose offer says neither
+    /// `jitter-buffer` nor `no-jitter-buffer` (`tern relay --jitter-buffer`).
+    pub jitter: JitterSettings,
+}
+
+/// Target playout delay of a jitter buffer switched on without
+/// `jitter-buffer-target`, ms.
+pub const DEFAULT_JITTER_TARGET_MS: u16 = 60;
+/// Maximum playout delay of a jitter buffer switched on without
+/// `jitter-buffer-max`, ms.
+pub const DEFAULT_JITTER_MAX_MS: u16 = 200;
+
+impl Default for CoreConfig {
+    /// 60 s media timeout, replies cached 30 s (at most 4,096 of them and
+    /// 8 MiB), no delete delay, loopback only, 100,000 calls.
+    fn default() -> Self {
+        CoreConfig {
+            timeout_ms: 60_000,
+            cache_ttl_ms: 30_000,
+            cache_max_entries: 4096,
+            cache_max_bytes: 8 << 20,
+            delete_delay_s: 0,
+            acl: Acl::default(),
+            max_calls: 100_000,
+            jitter: JitterSettings {
+                enabled: false,
+                target_ms: DEFAULT_JITTER_TARGET_MS,
+                max_ms: DEFAULT_JITTER_MAX_MS,
+                adaptive: false,
+            },
+        }
+    }
+}
+
+/// Counters of the control plane (all since start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NgStats {
+    /// Messages handed to [`NgCore::handle`].
+    pub received: u64,
+    /// Replies produced (including cached ones).
+    pub replies: u64,
+    /// Replies served from the retransmission cache.
+    pub retransmissions: u64,
+    /// Replies with `result: error`.
+    pub errors: u64,
+    /// Messages dropped because their source is not allowed (no reply).
+    pub dropped_unauthorized: u64,
+    /// Messages dropped because they carry no cookie (no reply possible).
+    pub dropped_no_cookie: u64,
+    /// `offer` commands executed.
+    pub offers: u64,
+    /// `answer` commands executed.
+    pub answers: u64,
+    /// `delete` commands executed.
+    pub deletes: u64,
+    /// Calls created.
+    pub calls_created: u64,
+    /// Calls ended by `delete`.
+    pub calls_deleted: u64,
+    /// Calls ended by the media timeout.
+    pub calls_timed_out: u64,
+    /// Offers refused for want of a free slot.
+    pub calls_rejected: u64,
+    /// Calls held now.
+    pub calls_current: u64,
+    /// Slots found active at start with no call to claim them (a killed
+    /// control plane's), adopted as orphans.
+    pub orphans_adopted: u64,
+    /// Orphaned slots released (media timeout or `delete`).
+    pub orphans_reclaimed: u64,
+}
+
+/// One relayed media section of a call.
+#[derive(Debug, Clone, Default)]
+struct MediaState {
+    slot: Option<u32>,
+    cfg: SlotConfig,
+    kind: String,
+    proto: String,
+    /// Address and port each leg's SDP advertised.
+    advertised: [Option<SocketAddr>; 2],
+    /// The last offer's SDP had `a=rtcp-mux`.
+    mux_offered_by: bool,
+    /// We offered `a=rtcp-mux` to the answerer.
+    mux_offered_to: bool,
+    mux_flags: MuxFlags,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    /// Tag of leg 0 (the first offerer) and of leg 1, when known.
+    tags: [Option<String>; 2],
+    media: Vec<MediaState>,
+    created_ms: u64,
+    last_signal_ms: u64,
+    delete_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Offer,
+    Answer,
+}
+
+/// The ng protocol engine over one [`SlotTable`].
+///
+/// `now_ms` arguments are Unix time in milliseconds (the clock of
+/// [`tern_shared::table::LegStats::last_rx_ms`]); tests pass any clock.
+#[derive(Debug)]
+pub struct NgCore {
+    table: Arc<SlotTable>,
+    cfg: CoreConfig,
+    calls: HashMap<String, Call>,
+    cache: ReplyCache,
+    stats: NgStats,
+    started_ms: u64,
+    total_call_ms: u64,
+    ended_calls: u64,
+    rate: RateSample,
+    /// Slots ng reserved before this core started: slot id →
+    /// (generation at adoption, adoption time ms).
+    orphans: HashMap<u32, (u64, u64)>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RateSample {
+    at_ms: u64,
+    forwarded: u64,
+    dropped: u64,
+    packet_rate: u64,
+    error_rate: u64,
+}
+
+type Reply = Result<Dict, CommandError>;
+
+mod offer;
+mod reports;
+
+impl NgCore {
+    /// A core programming `table`, started at `now_ms`. Adopts the slots a
+    /// previous ng control plane left reserved or active as orphans (see
+    /// the module documentation).
+    pub fn new(table: Arc<SlotTable>, cfg: CoreConfig, now_ms: u64) -> NgCore {
+        let orphans: HashMap<u32, (u64, u64)> = (0..table.capacity())
+            .filter(|&id| {
+                matches!(table.state(id), SlotState::Active | SlotState::Reserved)
+                    && table.owner(id) == Owner::Ng
+            })
+            .map(|id| (id, (table.generation(id), now_ms)))
+            .collect();
+        if !orphans.is_empty() {
+            warn!(
+                slots = orphans.len(),
+                "ng: slots of calls from before this start; released when their media \
+                 stops for the timeout"
+            );
+        }
+        NgCore {
+            stats: NgStats {
+                orphans_adopted: orphans.len() as u64,
+                ..NgStats::default()
+            },
+            orphans,
+            table,
+            cfg,
+            calls: HashMap::new(),
+            cache: ReplyCache::default(),
+            started_ms: now_ms,
+            total_call_ms: 0,
+            ended_calls: 0,
+            rate: RateSample {
+                at_ms: now_ms,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> NgStats {
+        NgStats {
+            calls_current: self.calls.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The access list in force.
+    pub fn acl(&self) -> &Acl {
+        &self.cfg.acl
+    }
+
+    /// Counts a message (or TCP connection) refused for its source.
+    pub fn count_unauthorized(&mut self) {
+        self.stats.dropped_unauthorized += 1;
+    }
+
+    /// Call-ids held now (unordered).
+    pub fn call_ids(&self) -> impl Iterator<Item = &str> {
+        self.calls.keys().map(String::as_str)
+    }
+
+    /// The slots call `call_id` holds, in media order.
+    pub fn slots_of(&self, call_id: &str) -> Vec<u32> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.media.iter().filter_map(|m| m.slot).collect())
+            .unwrap_or_default()
+    }
+
+    /// Handles one ng message `msg` (`<cookie> <bencode dictionary>`) from
+    /// `src` at `now_ms`, returning the reply (`<cookie> <bencode>`), or
+    /// `None` when the message is dropped: its source is not allowed, or it
+    /// carries no cookie to answer with. Never panics on any input.
+    pub fn handle(&mut self, msg: &[u8], src: SocketAddr, now_ms: u64) -> Option<Vec<u8>> {
+        self.stats.received += 1;
+        if !self.cfg.acl.permits(src.ip()) {
+            self.stats.dropped_unauthorized += 1;
+            debug!(%src, "ng: message from a source not allowed dropped");
+            return None;
+        }
+        let msg = msg.strip_prefix(b"\r\n").unwrap_or(msg);
+        let sp = msg.iter().position(|&b| b == b' ');
+        let (cookie, body) = match sp {
+            Some(i) if i > 0 && i <= MAX_COOKIE => (&msg[..i], &msg[i + 1..]),
+            _ => {
+                self.stats.dropped_no_cookie += 1;
+                debug!(%src, "ng: message without a cookie dropped");
+                return None;
+            }
+        };
+        self.cache.expire(now_ms, self.cfg.cache_ttl_ms);
+        let key = (src, cookie.to_vec());
+        if let Some(r) = self.cache.get(&key) {
+            self.stats.retransmissions += 1;
+            self.stats.replies += 1;
+            return Some(r.clone());
+        }
+        let value = match self.execute(body, now_ms) {
+            Ok(d) => d.into_value(),
+            Err(reason) => {
+                self.stats.errors += 1;
+                debug!(%src, "ng: error: {reason}");
+                Dict::new()
+                    .with("result", bstr("error"))
+                    .with("error-reason", bstr(reason.to_string()))
+                    .into_value()
+            }
+        };
+        let mut reply = Vec::with_capacity(cookie.len() + 1024);
+        reply.extend_from_slice(cookie);
+        reply.push(b' ');
+        encode_into(&value, &mut reply);
+        self.cache.insert(
+            key,
+            reply.clone(),
+            now_ms,
+            self.cfg.cache_max_entries,
+            self.cfg.cache_max_bytes,
+        );
+        self.stats.replies += 1;
+        Some(reply)
+    }
+
+    fn execute(&mut self, body: &[u8], now_ms: u64) -> Reply {
+        let n = match scan(body, MAX_MESSAGE) {
+            Scan::Complete(n) => n,
+            Scan::Incomplete => return Err(CommandError::Bencode("Truncated bencode message")),
+            Scan::Invalid(r) => return Err(CommandError::Bencode(r)),
+        };
+        if !body[n..].iter().all(u8::is_ascii_whitespace) {
+            return Err(CommandError::Bencode(
+                "Trailing data after bencode dictionary",
+            ));
+        }
+        let dict = decode_dict(&body[..n]).map_err(CommandError::Bencode)?;
+        let m = Msg(&dict);
+        let cmd = field(m.str("command"), "No command in message", "command")?;
+        let mut warnings = Vec::new();
+        let mut out = match cmd {
+            "ping" => Ok(Dict::new().with("result", bstr("pong"))),
+            "offer" => self.offer_answer(&m, now_ms, Op::Offer, &mut warnings),
+            "answer" => self.offer_answer(&m, now_ms, Op::Answer, &mut warnings),
+            "delete" => self.delete(&m, now_ms, &mut warnings),
+            "query" => self.query(&m),
+            "list" => self.list(&m),
+            "statistics" => Ok(self.statistics(now_ms)),
+            _ => Err(CommandError::UnknownCommand),
+        }?;
+        if !warnings.is_empty() {
+            debug!(cmd, "ng: warnings: {}", warnings.join("; "));
+            out.set("warning", bstr(warnings.join("; ")));
+        }
+        if !out.has("result") {
+            out.set("result", bstr("ok"));
+        }
+        Ok(out)
+    }
+
+    fn end_call(&mut self, call_id: &str, now_ms: u64, why: End) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        for ms in &call.media {
+            if let Some(s) = ms.slot {
+                release_slot(&self.table, s, call_id);
+            }
+        }
+        self.total_call_ms += now_ms.saturating_sub(call.created_ms);
+        self.ended_calls += 1;
+        let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
+        match why {
+            End::Deleted => self.stats.calls_deleted += 1,
+            End::TimedOut => {
+                self.stats.calls_timed_out += 1;
+                warn!(call_id, slot = ?slots, "ng: call timed out (no media)");
+            }
+            End::Shutdown => {}
+        }
+        info!(call_id, slot = ?slots, "ng: call ended ({why:?})");
+    }
+
+    /// Ends calls whose `delete-delay` has passed and calls whose media has
+    /// been silent for the timeout; drops expired cached replies. Returns the
+    /// number of calls ended. Call it about once a second.
+    pub fn poll_timeouts(&mut self, now_ms: u64) -> usize {
+        self.cache.expire(now_ms, self.cfg.cache_ttl_ms);
+        self.sample_rates(now_ms);
+        let mut ended = Vec::new();
+        for (id, call) in &self.calls {
+            if call.delete_at_ms.is_some_and(|t| t <= now_ms) {
+                ended.push((id.clone(), End::Deleted));
+                continue;
+            }
+            if self.cfg.timeout_ms == 0 {
+                continue;
+            }
+            let mut last = call.last_signal_ms;
+            for ms in &call.media {
+                if let Some(s) = ms.slot {
+                    for leg in 0..2 {
+                        if let Ok(st) = self.table.stats(s, leg) {
+                            last = last.max(st.last_rx_ms);
+                        }
+                    }
+                }
+            }
+            if now_ms.saturating_sub(last) >= self.cfg.timeout_ms {
+                ended.push((id.clone(), End::TimedOut));
+            }
+        }
+        let n = ended.len();
+        for (id, why) in ended {
+            self.end_call(&id, now_ms, why);
+        }
+        self.poll_orphans(now_ms);
+        n
+    }
+
+    /// Forgets orphans someone else freed; releases those silent for the
+    /// timeout.
+    fn poll_orphans(&mut self, now_ms: u64) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        let table = &self.table;
+        self.orphans.retain(|&id, &mut (gen, _)| {
+            matches!(table.state(id), SlotState::Active | SlotState::Reserved)
+                && table.generation(id) == gen
+        });
+        if self.cfg.timeout_ms == 0 {
+            return;
+        }
+        let silent: Vec<u32> = self
+            .orphans
+            .iter()
+            .filter(|(&id, &(_, since))| {
+                let last = (0..2)
+                    .filter_map(|leg| table.stats(id, leg).ok())
+                    .map(|st| st.last_rx_ms)
+                    .fold(since, u64::max);
+                now_ms.saturating_sub(last) >= self.cfg.timeout_ms
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in silent {
+            self.reclaim_orphan(id, "media timeout");
+        }
+    }
+
+    /// Releases orphan `id` and counts it.
+    fn reclaim_orphan(&mut self, id: u32, why: &str) {
+        if self.orphans.remove(&id).is_none() {
+            return;
+        }
+        let label = self.table.call_id(id).unwrap_or_default();
+        release_slot(&self.table, id, &label);
+        self.table.count_reclaimed(1);
+        self.stats.orphans_reclaimed += 1;
+        info!(call_id = %label, slot = id, "ng: orphaned slot released ({why})");
+    }
+
+    /// Releases the orphans labelled with `call_id`; returns how many.
+    fn reclaim_orphans_of(&mut self, call_id: &str) -> usize {
+        let table = &self.table;
+        let ids: Vec<u32> = self
+            .orphans
+            .keys()
+            .copied()
+            .filter(|&id| {
+                let tag = table.read_config(id).map_or(0, |(c, _)| c.tag);
+                table
+                    .call_id(id)
+                    .is_some_and(|l| tern_shared::table::label_matches(&l, tag, call_id))
+            })
+            .collect();
+        for &id in &ids {
+            self.reclaim_orphan(id, "delete");
+        }
+        ids.len()
+    }
+
+    /// Slots adopted as orphans and not yet released.
+    pub fn orphans(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Ends every call and releases its slots (on shutdown: the calls live
+    /// only in this process's memory, so a restarted control plane could
+    /// never free them).
+    pub fn release_all(&mut self, now_ms: u64) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, now_ms, End::Shutdown);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Deleted,
+    TimedOut,
+    Shutdown,
+}
+
+fn release_slot(table: &SlotTable, slot: u32, call_id: &str) {
+    if let Err(e) = table.release(slot) {
+        debug!(call_id, slot, "ng: release: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bencode::encode;
+    use tern_shared::table::TableParams;
+
+    /// Unlinks the table's file when the test ends, passed or not.
+    struct Unlink(Arc<SlotTable>);
+
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = self.0.unlink();
+        }
+    }
+
+    fn table(name: &str, lo: u16) -> Arc<SlotTable> {
+        let inst = format!("t-h1-core-{name}-{}", std::process::id());
+        Arc::new(
+            SlotTable::create_or_attach(
+                &inst,
+                TableParams {
+                    port_lo: lo,
+                    port_hi: lo + 31,
+                    workers: 1,
+                    media_ip: "127.0.0.1".parse().unwrap(),
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    fn offer(call_id: &str, flags: &[&str], extra: &[(&str, i64)]) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                   m=audio 4000 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n\
+                   a=rtpmap:101 telephone-event/48000\r\n";
+        let mut d = Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr(call_id))
+            .with("from-tag", bstr("ft"))
+            .with("flags", str_list(flags.iter().copied()))
+            .with("sdp", bstr(sdp));
+        for (k, v) in extra {
+            d.set(k, int(*v));
+        }
+        // Each its own cookie: a repeated one is a retransmission.
+        let mut m = format!("{call_id} ").into_bytes();
+        m.extend(encode(&d.into_value()));
+        m
+    }
+
+    fn src() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    /// The offer's slot is labelled with the Call-ID, its offerer leg knows
+    /// the telephone-event type and the codec clock, and the jitter buffer
+    /// follows the flags, the keys and the relay-wide default.
+    #[test]
+    fn offer_labels_slot_and_programs_dtmf_clock_and_jitter() {
+        let t = table("offer", 44000);
+        let _unlink = Unlink(t.clone());
+        let mut core = NgCore::new(t.clone(), CoreConfig::default(), 1000);
+        let r = core
+            .handle(&offer("call-1", &[], &[]), src(), 1000)
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&r).contains("6:result2:ok"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        let slot = core.slots_of("call-1")[0];
+        assert_eq!(t.call_id(slot).as_deref(), Some("call-1"));
+        let (cfg, _) = t.read_config(slot).unwrap();
+        assert_eq!(
+            (cfg.legs[0].dtmf_pt, cfg.legs[0].clock_rate),
+            (Some(101), 48_000)
+        );
+        assert!(!cfg.legs[0].jitter.enabled && !cfg.legs[1].jitter.enabled);
+
+        // Flag and keys, on a new call; a key alone switches it on too.
+        let msg = offer(
+            "call-2",
+            &["jitter-buffer"],
+            &[("jitter-buffer-target", 40), ("jitter-buffer-max", 120)],
+        );
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-2")[0]).unwrap();
+        for leg in cfg.legs {
+            assert_eq!(
+                leg.jitter,
+                JitterSettings {
+                    enabled: true,
+                    target_ms: 40,
+                    max_ms: 120,
+                    adaptive: false,
+                }
+            );
+        }
+        let msg = offer("call-3", &[], &[("jitter-buffer-max", 30)]);
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-3")[0]).unwrap();
+        // max below the default target: the target is lowered to fit.
+        let j = cfg.legs[1].jitter;
+        assert_eq!(
+            (j.enabled, j.target_ms, j.max_ms, j.adaptive),
+            (true, 30, 30, false)
+        );
+        // The adaptive flag alone switches it on, adaptive.
+        let msg = offer("call-5", &["jitter-buffer-adaptive"], &[]);
+        core.handle(&msg, src(), 1000).unwrap();
+        let (cfg, _) = t.read_config(core.slots_of("call-5")[0]).unwrap();
+        let j = cfg.legs[0].jitter;
+        assert!(j.enabled && j.adaptive);
+        assert_eq!(
+            (j.target_ms, j.max_ms),
+            (DEFAULT_JITTER_TARGET_MS, DEFAULT_JITTER_MAX_MS)
+        );
+        // Out of range: a warning, nothing switched on.
+        let r = core
+            .handle(
+                &offer("call-4", &[], &[("jitter-buffer-max", 0)]),
+                src(),
+                1000,
+            )
+            .unwrap();
+        assert!(String::from_utf8_lossy(&r).contains("out of range"));
+        let (cfg, _) = t.read_config(core.slots_of("call-4")[0]).unwrap();
+        assert!(!cfg.legs[0].jitter.enabled);
+    }
+
+    #[test]
+    fn relay_default_jitter_and_no_jitter_buffer_flag() {
+        let t = table("default", 44100);
+        let _unlink = Unlink(t.clone());
+        let mut cfg = CoreConfig::default();
+        cfg.jitter.enabled = true;
+        let mut core = NgCore::new(t.clone(), cfg, 1000);
+        core.handle(&offer("d-1", &[], &[]), src(), 1000).unwrap();
+        let (c, _) = t.read_config(core.slots_of("d-1")[0]).unwrap();
+        assert!(c.legs[0].jitter.enabled && c.legs[1].jitter.enabled);
+        core.handle(&offer("d-2", &["no-jitter-buffer"], &[]), src(), 1000)
+            .unwrap();
+        let (c, _) = t.read_config(core.slots_of("d-2")[0]).unwrap();
+        assert!(!c.legs[0].jitter.enabled);
+        // Deleting releases the slot and clears its label.
+        let slot = core.slots_of("d-1")[0];
+        let mut del = b"c9 ".to_vec();
+        del.extend(encode(
+            &Dict::new()
+                .with("command", bstr("delete"))
+                .with("call-id", bstr("d-1"))
+                .into_value(),
+        ));
+        let r = core.handle(&del, src(), 2000).unwrap();
+        assert!(String::from_utf8_lossy(&r).contains("7:quality"));
+        assert_eq!(t.call_id(slot), None);
+    }
+}

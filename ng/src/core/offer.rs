@@ -1,0 +1,281 @@
+//! `offer` and `answer`: which leg sent the SDP, a slot per relayed media
+//! section (reserved from the table's bound free slots), its legs
+//! programmed, and the SDP going to the other side rewritten.
+
+use super::*;
+
+impl NgCore {
+    pub(super) fn offer_answer(
+        &mut self,
+        m: &Msg<'_>,
+        now_ms: u64,
+        op: Op,
+        warnings: &mut Vec<String>,
+    ) -> Reply {
+        let sdp_text = field(m.str("sdp"), "No SDP body in message", "sdp")?;
+        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
+        if call_id.is_empty() {
+            return Err(CommandError::Missing("No call-id in message"));
+        }
+        let from_tag = field(m.str("from-tag"), "No from-tag in message", "from-tag")?;
+        let to_tag = field(m.opt_str("to-tag"), "", "to-tag")?.filter(|t| !t.is_empty());
+        if op == Op::Answer && to_tag.is_none() {
+            return Err(CommandError::Missing("No to-tag in message"));
+        }
+        let flags = Flags::parse(m, warnings)?;
+        let sdp = Sdp::parse(sdp_text).map_err(|e| CommandError::Sdp(e.to_string()))?;
+        match op {
+            Op::Offer => self.stats.offers += 1,
+            Op::Answer => self.stats.answers += 1,
+        }
+
+        let created = !self.calls.contains_key(call_id);
+        if created {
+            if op == Op::Answer {
+                return Err(CommandError::UnknownCallId);
+            }
+            if self.calls.len() >= self.cfg.max_calls {
+                self.stats.calls_rejected += 1;
+                return Err(CommandError::SessionLimit);
+            }
+        }
+        let table = self.table.clone();
+        let call = self
+            .calls
+            .entry(call_id.to_string())
+            .or_insert_with(|| Call {
+                tags: [Some(from_tag.to_string()), None],
+                media: Vec::new(),
+                created_ms: now_ms,
+                last_signal_ms: now_ms,
+                delete_at_ms: None,
+            });
+        // Which leg sent this SDP.
+        let is_tag = |c: &Call, leg: usize, t: &str| c.tags[leg].as_deref() == Some(t);
+        let sender = match op {
+            Op::Offer => {
+                if !is_tag(call, 0, from_tag) && is_tag(call, 1, from_tag) {
+                    1
+                } else {
+                    0
+                }
+            }
+            Op::Answer => {
+                let offerer = if is_tag(call, 0, from_tag) {
+                    0
+                } else if is_tag(call, 1, from_tag) {
+                    1
+                } else {
+                    return Err(CommandError::UnknownFromTag);
+                };
+                offerer ^ 1
+            }
+        };
+        let receiver = sender ^ 1;
+        match op {
+            Op::Offer => {
+                call.tags[sender] = Some(from_tag.to_string());
+                if let Some(t) = to_tag {
+                    call.tags[receiver] = Some(t.to_string());
+                }
+            }
+            Op::Answer => call.tags[sender] = to_tag.map(str::to_string),
+        }
+
+        let media_ip = table.media_ip();
+        let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
+        let mut fresh: Vec<u32> = Vec::new();
+        let mut failure = None;
+        for (i, info) in sdp.media().iter().enumerate() {
+            if call.media.len() <= i {
+                call.media.push(MediaState::default());
+            }
+            let ms = &mut call.media[i];
+            if info.port == 0 {
+                if let Some(s) = ms.slot.take() {
+                    release_slot(&table, s, call_id);
+                }
+                outs.push(None);
+                continue;
+            }
+            let slot = match ms.slot {
+                Some(s) => s,
+                None => match table.reserve_for(Owner::Ng) {
+                    Ok(s) => {
+                        fresh.push(s);
+                        table.set_call_id(s, call_id);
+                        ms.slot = Some(s);
+                        ms.cfg = SlotConfig {
+                            tag: tern_shared::table::call_tag(call_id),
+                            ..Default::default()
+                        };
+                        for leg in &mut ms.cfg.legs {
+                            leg.jitter = self.cfg.jitter;
+                        }
+                        debug!(call_id, slot = s, "ng: slot reserved");
+                        s
+                    }
+                    Err(e) => {
+                        failure = Some(match e {
+                            TableError::Full => CommandError::OutOfPorts,
+                            e => CommandError::Table(e.to_string()),
+                        });
+                        break;
+                    }
+                },
+            };
+            let out = program_media(ms, info, &flags, op, sender);
+            if let Some(j) = flags.jitter(self.cfg.jitter) {
+                for leg in &mut ms.cfg.legs {
+                    leg.jitter = j;
+                }
+            }
+            if let Err(e) = table.publish(slot, &ms.cfg) {
+                failure = Some(CommandError::Table(e.to_string()));
+                break;
+            }
+            let ports = table.ports(slot, receiver);
+            outs.push(Some(MediaOut {
+                port: ports.rtp,
+                rtcp_port: if out.rtcp_on_rtp {
+                    ports.rtp
+                } else {
+                    ports.rtcp
+                },
+                mux: out.mux,
+            }));
+        }
+        if let Some(reason) = failure {
+            // Give back what this message took; a call it created goes too.
+            for ms in &mut call.media {
+                if ms.slot.is_some_and(|s| fresh.contains(&s)) {
+                    ms.slot = None;
+                }
+            }
+            for s in fresh {
+                release_slot(&table, s, call_id);
+            }
+            if created {
+                self.calls.remove(call_id);
+                self.stats.calls_rejected += 1;
+            }
+            return Err(reason);
+        }
+        if op == Op::Offer && call.media.len() > sdp.media().len() {
+            for ms in call.media.drain(sdp.media().len()..) {
+                if let Some(s) = ms.slot {
+                    release_slot(&table, s, call_id);
+                }
+            }
+        }
+        call.last_signal_ms = now_ms;
+        call.delete_at_ms = None;
+        if created {
+            self.stats.calls_created += 1;
+            let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
+            info!(call_id, slot = ?slots, "ng: call created");
+        }
+        let body = sdp.rewrite(&Rewrite {
+            media_ip,
+            media: outs,
+            replace_origin: flags.replace_origin,
+            replace_session_conn: flags.replace_session_conn,
+            transport: flags.transport.clone(),
+            rtcp_attr: flags.rtcp_attr,
+        });
+        Ok(Dict::new().with("sdp", bstr(body)))
+    }
+}
+
+/// What [`program_media`] decided about the SDP going out.
+struct MediaDecision {
+    mux: bool,
+    rtcp_on_rtp: bool,
+}
+
+/// Programs the leg `sender` of `ms` from its SDP `info`, and the rtcp-mux
+/// state of both legs; says what the SDP going to the other side carries.
+fn program_media(
+    ms: &mut MediaState,
+    info: &MediaInfo,
+    flags: &Flags,
+    op: Op,
+    sender: usize,
+) -> MediaDecision {
+    let receiver = sender ^ 1;
+    let sdp_ip = info.conn.filter(|ip| !ip.is_unspecified());
+    let ip = match (flags.trust_address, flags.received_from) {
+        (false, Some(r)) if sdp_ip.is_some() => Some(r),
+        _ => sdp_ip,
+    };
+    ms.kind = info.kind.clone();
+    ms.proto = flags
+        .transport
+        .clone()
+        .unwrap_or_else(|| info.proto.clone());
+    ms.advertised[sender] = sdp_ip.map(|a| SocketAddr::new(a, info.port));
+    let leg = &mut ms.cfg.legs[sender];
+    leg.peer = ip.map(|a| SocketAddr::new(a, info.port));
+    leg.peer_rtcp = match (info.rtcp, ip) {
+        (Some((port, addr)), Some(ip)) if !info.rtcp_mux => {
+            let a = if flags.trust_address {
+                addr.unwrap_or(ip)
+            } else {
+                ip
+            };
+            Some(SocketAddr::new(a, port))
+        }
+        _ => None,
+    };
+    leg.learning = flags.learning();
+    leg.direction = info.direction.reversed();
+    leg.dtmf_pt = info.dtmf_pt;
+    leg.clock_rate = info.clock_rate;
+    if flags.ssrc_rewrite {
+        let out = &mut ms.cfg.legs[receiver];
+        out.rewrite_ssrc = true;
+        if out.out_ssrc == 0 {
+            out.out_ssrc = loop {
+                let v: u32 = rand::random();
+                if v != 0 {
+                    break v;
+                }
+            };
+        }
+    }
+    match op {
+        Op::Offer => {
+            let f = flags.mux;
+            ms.mux_offered_by = info.rtcp_mux && !f.reject;
+            ms.mux_offered_to = (info.rtcp_mux && !f.demux) || f.offer || f.require;
+            ms.mux_flags = f;
+            let was = ms.cfg.legs[sender].rtcp_mux;
+            ms.cfg.legs[sender].rtcp_mux =
+                ms.mux_offered_by && (was || f.accept || f.demux || f.require);
+            if f.require {
+                ms.cfg.legs[receiver].rtcp_mux = true;
+            }
+            MediaDecision {
+                mux: ms.mux_offered_to,
+                rtcp_on_rtp: f.require,
+            }
+        }
+        Op::Answer => {
+            let f = MuxFlags {
+                offer: flags.mux.offer || ms.mux_flags.offer,
+                accept: flags.mux.accept || ms.mux_flags.accept,
+                demux: flags.mux.demux || ms.mux_flags.demux,
+                require: flags.mux.require || ms.mux_flags.require,
+                reject: flags.mux.reject || ms.mux_flags.reject,
+            };
+            let answered = (info.rtcp_mux && ms.mux_offered_to) || f.require;
+            ms.cfg.legs[sender].rtcp_mux = answered;
+            let offerer_mux = ms.mux_offered_by && (answered || f.accept || f.demux);
+            ms.cfg.legs[receiver].rtcp_mux = offerer_mux;
+            MediaDecision {
+                mux: offerer_mux,
+                rtcp_on_rtp: offerer_mux,
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The flags and keys of one `offer`, `answer` or `delete`, parsed from
+//! the message (rtpengine's `flags`, `replace`, `rtcp-mux`, `ICE`,
+//! `transport-protocol`, jitter-buffer keys, `received-from`). Unknown
+//! flags are not errors: they go to the reply's `warning`.
+
+use std::net::IpAddr;
+
+use tern_shared::table::{JitterSettings, Learning};
+
+use crate::bencode::Msg;
+use crate::error::{field, CommandError};
+use crate::sdp::RtcpAttr;
+
+/// rtcp-mux flags of an offer (rtpengine's `rtcp-mux` list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MuxFlags {
+    pub(crate) offer: bool,
+    pub(crate) accept: bool,
+    pub(crate) demux: bool,
+    pub(crate) require: bool,
+    pub(crate) reject: bool,
+}
+
+/// The flags of one offer/answer/delete message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Flags {
+    pub(crate) trust_address: bool,
+    pub(crate) strict_source: bool,
+    pub(crate) media_handover: bool,
+    pub(crate) ssrc_rewrite: bool,
+    pub(crate) replace_origin: bool,
+    pub(crate) replace_session_conn: bool,
+    pub(crate) mux: MuxFlags,
+    pub(crate) transport: Option<String>,
+    pub(crate) rtcp_attr: RtcpAttr,
+    pub(crate) received_from: Option<IpAddr>,
+    pub(crate) fatal: bool,
+    /// `jitter-buffer` (on) or `no-jitter-buffer` (off); `None`: neither.
+    pub(crate) jitter: Option<bool>,
+    /// `jitter-buffer-adaptive`: size the delay from measured jitter.
+    pub(crate) jitter_adaptive: bool,
+    /// `jitter-buffer-target` and `jitter-buffer-max`, ms.
+    pub(crate) jitter_target_ms: Option<u16>,
+    pub(crate) jitter_max_ms: Option<u16>,
+}
+
+/// rtpengine compares flags with spaces turned into hyphens.
+fn hyphenate(s: &str) -> String {
+    s.trim().replace(' ', "-")
+}
+
+impl Flags {
+    pub(crate) fn parse(m: &Msg<'_>, warnings: &mut Vec<String>) -> Result<Flags, CommandError> {
+        let mut f = Flags::default();
+        let list = |key: &str| field(m.str_list(key), "", key);
+        for raw in list("flags")? {
+            match hyphenate(raw).as_str() {
+                "trust-address" => f.trust_address = true,
+                "SIP-source-address" => f.trust_address = false,
+                "strict-source" => f.strict_source = true,
+                "media-handover" => f.media_handover = true,
+                "SSRC-rewrite" => f.ssrc_rewrite = true,
+                "replace-origin" => f.replace_origin = true,
+                "replace-session-connection" => f.replace_session_conn = true,
+                "no-rtcp-attribute" => f.rtcp_attr = RtcpAttr::Remove,
+                "full-rtcp-attribute" => f.rtcp_attr = RtcpAttr::Full,
+                "rtcp-mux-offer" => f.mux.offer = true,
+                "rtcp-mux-accept" => f.mux.accept = true,
+                "rtcp-mux-demux" => f.mux.demux = true,
+                "rtcp-mux-require" => f.mux.require = true,
+                "rtcp-mux-reject" => f.mux.reject = true,
+                "fatal" => f.fatal = true,
+                "jitter-buffer" => f.jitter = Some(true),
+                "no-jitter-buffer" => f.jitter = Some(false),
+                "jitter-buffer-adaptive" => f.jitter_adaptive = true,
+                // Defaults of this relay, or meaningless for it.
+                "symmetric"
+                | "port-latching"
+                | "reset"
+                | "loop-protect"
+                | "no-redis-update"
+                | "all"
+                | "replace-sdp-version" => {}
+                other => warnings.push(format!("Unknown flag '{other}' ignored")),
+            }
+        }
+        for raw in list("replace")? {
+            match hyphenate(raw).as_str() {
+                "origin" => f.replace_origin = true,
+                "session-connection" => f.replace_session_conn = true,
+                "sdp-version" => {}
+                other => warnings.push(format!("Unknown 'replace' flag '{other}' ignored")),
+            }
+        }
+        for raw in list("rtcp-mux")? {
+            match hyphenate(raw).as_str() {
+                "offer" => f.mux.offer = true,
+                "accept" => f.mux.accept = true,
+                "demux" => f.mux.demux = true,
+                "require" => f.mux.require = true,
+                "reject" => f.mux.reject = true,
+                other => warnings.push(format!("Unknown 'rtcp-mux' flag '{other}' ignored")),
+            }
+        }
+        // Interface directions: this relay has one interface, so any pair
+        // is accepted; only the type is checked.
+        let _ = list("direction")?;
+        match field(m.opt_str("ICE"), "", "ICE")? {
+            None | Some("remove") => {}
+            Some(other) => warnings.push(format!(
+                "ICE '{other}' not supported: ICE attributes are removed"
+            )),
+        }
+        match field(m.opt_str("transport-protocol"), "", "transport-protocol")? {
+            None => {}
+            Some(p @ ("RTP/AVP" | "RTP/AVPF")) => f.transport = Some(p.to_string()),
+            Some(other) => warnings.push(format!(
+                "transport protocol '{other}' not supported: protocol left as offered"
+            )),
+        }
+        for (key, out) in [
+            ("jitter-buffer-target", &mut f.jitter_target_ms),
+            ("jitter-buffer-max", &mut f.jitter_max_ms),
+        ] {
+            match field(m.opt_int(key), "", key)? {
+                None => {}
+                Some(v @ 1..=5000) => *out = Some(v as u16),
+                Some(v) => warnings.push(format!("{key} {v} ms out of range 1..=5000, ignored")),
+            }
+        }
+        let rf = list("received-from")?;
+        if let Some(a) = rf.get(1) {
+            match a.trim().parse::<IpAddr>() {
+                Ok(ip) => f.received_from = Some(ip),
+                Err(_) => warnings.push(format!("received-from address '{a}' ignored")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// The jitter-buffer settings this message asks for, if it says
+    /// anything: the flags, else the delay keys alone (which switch it on).
+    pub(crate) fn jitter(&self, default: JitterSettings) -> Option<JitterSettings> {
+        let keys = self.jitter_target_ms.is_some() || self.jitter_max_ms.is_some();
+        let on = self
+            .jitter
+            .or((keys || self.jitter_adaptive).then_some(true))?;
+        let max_ms = self.jitter_max_ms.unwrap_or(default.max_ms);
+        Some(JitterSettings {
+            enabled: on,
+            target_ms: self
+                .jitter_target_ms
+                .unwrap_or(default.target_ms)
+                .min(max_ms),
+            max_ms,
+            adaptive: self.jitter_adaptive || default.adaptive,
+        })
+    }
+
+    pub(crate) fn learning(&self) -> Learning {
+        if self.strict_source {
+            Learning::Strict
+        } else if self.media_handover {
+            Learning::LearnAlways
+        } else {
+            Learning::LearnOnce
+        }
+    }
+}
