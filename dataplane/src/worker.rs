@@ -60,17 +60,16 @@ use io_uring::types::RecvMsgOut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::Socket;
 use tern_shared::rtp::RtpPacket;
-use tern_shared::table::{DropReason, JitterSettings, LegConfig, SlotState, SlotTable, WorkerRing};
+use tern_shared::table::{DropReason, JitterSettings, SlotState, SlotTable, WorkerRing};
 use tracing::{debug, info, warn};
 
 use crate::bufring::BufRing;
 use crate::leg::{Forwarder, LegRestore, PacketKind, Verdict};
-use crate::quality::dtmf::DtmfDetector;
+use crate::quality::feed::SlotFeed;
 use crate::quality::jitter::{
     JitterBuffer, JitterConfig, PacketInfo, Playout, PushOutcome, MAX_CAPACITY,
 };
-use crate::quality::mos::mos_g711;
-use crate::quality::stats::{RtpStats, DEFAULT_CLOCK_RATE};
+use crate::quality::stats::DEFAULT_CLOCK_RATE;
 use crate::sockets::{
     bind_udp, discard_queued, drop_all, pass_all, read_sockaddr, write_sockaddr, RawAddr,
 };
@@ -299,38 +298,6 @@ struct LegJitter {
     due: Option<Instant>,
 }
 
-/// Receiver statistics and DTMF detection of a slot's two legs.
-struct SlotQuality {
-    stats: [RtpStats; 2],
-    dtmf: [DtmfDetector; 2],
-    /// Statistics changed since they were last published.
-    dirty: bool,
-}
-
-impl SlotQuality {
-    fn new() -> SlotQuality {
-        SlotQuality {
-            stats: [RtpStats::new(), RtpStats::new()],
-            dtmf: [DtmfDetector::new(), DtmfDetector::new()],
-            dirty: false,
-        }
-    }
-}
-
-/// The clock rate (Hz) of payload type `pt` sent by a leg configured as
-/// `cfg`: RFC 3551's for static types, else the leg's negotiated codec's.
-fn clock_rate_of(pt: u8, cfg: &LegConfig) -> u32 {
-    let leg = if cfg.clock_rate == 0 {
-        DEFAULT_CLOCK_RATE
-    } else {
-        cfg.clock_rate
-    };
-    if Some(pt) == cfg.dtmf_pt {
-        return leg;
-    }
-    crate::quality::jitter::static_clock_rate(pt).unwrap_or(leg)
-}
-
 /// The worker's private state of one slot.
 struct SlotRt {
     phase: Phase,
@@ -346,7 +313,8 @@ struct SlotRt {
     closing_since_ms: u64,
     /// The close is for a release: move the slot to Free when done.
     drain: bool,
-    q: Box<SlotQuality>,
+    /// Quality and DTMF of both legs (boxed: kept off the slot scan).
+    q: Box<SlotFeed>,
     /// The slot's Call-ID label, read when it was (re)configured, for logs
     /// (the table's is cleared at release).
     call_id: String,
@@ -369,7 +337,7 @@ impl SlotRt {
             next_bind_ms: 0,
             closing_since_ms: 0,
             drain: false,
-            q: Box::new(SlotQuality::new()),
+            q: Box::new(SlotFeed::new()),
             call_id: String::new(),
             jit: [None, None],
         }
@@ -787,23 +755,12 @@ impl Worker {
             Verdict::Forward { .. } | Verdict::Drop(DropReason::NoPeer) => {
                 let forwarded = matches!(out.verdict, Verdict::Forward { .. });
                 let q = &mut slot.q;
-                q.dirty = true;
                 if out.rtcp {
-                    let seen = q.stats[leg].on_rtcp(pkt, inow);
-                    if let (Some(m), true) = (seen.sr_ntp_middle, forwarded) {
-                        q.stats[o].on_sr_forwarded(m, inow);
-                    }
+                    q.on_rtcp(leg, pkt, forwarded, inow);
                 } else if let Some(h) = hdr {
                     let lcfg = &fwd.config().legs[leg];
-                    let event = lcfg.dtmf_pt == Some(h.payload_type);
-                    let rate = clock_rate_of(h.payload_type, lcfg);
-                    q.stats[leg].on_rtp(h.seq, h.timestamp, h.ssrc, rate, !event, inow);
-                    if event {
-                        if let Ok(p) = RtpPacket::new_checked(&*pkt) {
-                            // Malformed events are counted by the detector.
-                            let _ = q.dtmf[leg].on_packet(h.ssrc, h.timestamp, p.payload(), now);
-                        }
-                        while let Some(ev) = q.dtmf[leg].poll() {
+                    if q.on_rtp(leg, &h, pkt, lcfg, inow, now) {
+                        while let Some(ev) = q.poll_dtmf(leg) {
                             c_in.push_dtmf(&ev);
                             info!(
                                 worker = self.index,
@@ -1089,24 +1046,14 @@ impl Worker {
     /// counter lines; `roll` also closes the loss interval.
     fn publish_quality(&mut self, idx: usize, roll: bool) {
         let id = self.first + idx as u32;
-        let q = &mut self.slots[idx].q;
-        for leg in 0..2 {
-            if roll {
-                q.stats[leg].roll_interval();
-            }
+        let reports = self.slots[idx].q.publish(roll);
+        for (leg, r) in reports.iter().enumerate() {
             let Ok(c) = self.table.counters(id, leg) else {
                 continue;
             };
-            let mut v = q.stats[leg].quality();
-            if v.expected > 0 {
-                let loss = v.lost.max(0) as f64 / v.expected as f64;
-                let one_way = v.rtt_ms.map_or(0.0, |r| r / 2.0);
-                v.mos = Some(mos_g711(one_way, loss, v.jitter_ms));
-            }
-            c.set_quality(&v);
-            c.set_ssrc_in(q.stats[leg].ssrc());
+            c.set_quality(&r.quality);
+            c.set_ssrc_in(r.ssrc);
         }
-        q.dirty = false;
     }
 
     /// Re-arms queued receives while the buffer ring has buffers (an armed
@@ -1252,10 +1199,7 @@ impl Worker {
         slot.gen = slot.gen.wrapping_add(1);
         slot.drain = false;
         // A fresh slot's counters are zero; a restarted worker's carry on.
-        *slot.q = SlotQuality::new();
-        for (leg, st) in slot.q.stats.iter_mut().enumerate() {
-            *st = RtpStats::resume(&self.table.quality(id, leg));
-        }
+        *slot.q = SlotFeed::resume(&[self.table.quality(id, 0), self.table.quality(id, 1)]);
         slot.call_id = self.table.call_id(id).unwrap_or_default();
         debug!(
             worker = self.index,
@@ -1411,14 +1355,14 @@ impl Worker {
         let id = self.first + idx as u32;
         for leg in 0..2 {
             let q = &mut self.slots[idx].q;
-            q.dtmf[leg].flush(now);
-            while let Some(ev) = q.dtmf[leg].poll() {
+            q.flush_dtmf(leg, now);
+            while let Some(ev) = q.poll_dtmf(leg) {
                 if let Ok(c) = self.table.counters(id, leg) {
                     c.push_dtmf(&ev);
                 }
             }
         }
-        if self.slots[idx].q.dirty {
+        if self.slots[idx].q.is_dirty() {
             self.publish_quality(idx, false);
         }
         self.sync_jitter(idx, true);
@@ -1511,7 +1455,7 @@ impl Worker {
         }
         let mut unbound = 0;
         for idx in 0..self.slots.len() {
-            if self.slots[idx].phase == Phase::Bound && (self.slots[idx].q.dirty || roll) {
+            if self.slots[idx].phase == Phase::Bound && (self.slots[idx].q.is_dirty() || roll) {
                 self.publish_quality(idx, roll);
             }
             let s = &mut self.slots[idx];
