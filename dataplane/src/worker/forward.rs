@@ -2,6 +2,8 @@
 //! observed, maybe jitter-buffered, and sent copy-free out of the other
 //! leg's socket.
 
+use std::time::Instant;
+
 use io_uring::types::RecvMsgOut;
 use io_uring::{opcode, types};
 use tern_shared::table::DropReason;
@@ -17,6 +19,11 @@ impl Worker {
     /// Handles one received datagram in buffer `bid` (`len` bytes of
     /// recvmsg output) on socket `sock` of slot `idx`. Returns true if the
     /// buffer now belongs to a send.
+    ///
+    /// `now` is the datagram's arrival time: its loop iteration's
+    /// monotonic clock ([`super::Clock::at`]), for the statistics and the
+    /// jitter buffer. The Unix ms that the slot table's counters and DTMF
+    /// events carry is derived from it ([`super::Clock::unix_ms`]).
     #[inline]
     pub(super) fn forward(
         &mut self,
@@ -24,10 +31,11 @@ impl Worker {
         sock: usize,
         bid: u16,
         len: usize,
-        now: u64,
+        now: Instant,
     ) -> bool {
         let leg = sock >> 1;
         let id = self.first + idx as u32;
+        let at_ms = self.clock.unix_ms(now);
         let (Ok(c_in), Ok(c_out)) = (
             self.table.counters(id, leg),
             self.table.counters(id, leg ^ 1),
@@ -76,16 +84,15 @@ impl Worker {
             }
         }
         let o = leg ^ 1;
-        let inow = self.inow;
         match out.verdict {
             Verdict::Forward { .. } | Verdict::Drop(DropReason::NoPeer) => {
                 let forwarded = matches!(out.verdict, Verdict::Forward { .. });
                 let q = &mut slot.q;
                 if out.rtcp {
-                    q.on_rtcp(leg, pkt, forwarded, inow);
+                    q.on_rtcp(leg, pkt, forwarded, now);
                 } else if let Some(h) = hdr {
                     let lcfg = &fwd.config().legs[leg];
-                    if q.on_rtp(leg, &h, pkt, lcfg, inow, now) {
+                    if q.on_rtp(leg, &h, pkt, lcfg, now, at_ms) {
                         while let Some(ev) = q.poll_dtmf(leg) {
                             c_in.push_dtmf(&ev);
                             info!(
@@ -114,13 +121,13 @@ impl Worker {
         };
         if !rtcp {
             if let Some(lj) = slot.jit[o].as_mut() {
-                match buffer_packet(&mut self.jstores, lj, pkt, inow) {
+                match buffer_packet(&mut self.jstores, lj, pkt, now) {
                     Buffered::Held => {
-                        c_in.count_rx(plen, now);
+                        c_in.count_rx(plen, at_ms);
                         return false;
                     }
                     Buffered::Refused(reason) => {
-                        c_in.count_rx(plen, now);
+                        c_in.count_rx(plen, at_ms);
                         c_in.count_drop(reason);
                         self.dropped += 1;
                         return false;
@@ -156,9 +163,9 @@ impl Worker {
             return false;
         }
         if rtcp {
-            c_in.count_rtcp_rx(now);
+            c_in.count_rtcp_rx(at_ms);
         } else {
-            c_in.count_rx(plen, now);
+            c_in.count_rx(plen, at_ms);
         }
         c_out.count_tx(plen);
         self.forwarded += 1;

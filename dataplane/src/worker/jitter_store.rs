@@ -203,7 +203,7 @@ impl Worker {
     /// (its deadline is cached in [`LegJitter::due`]).
     pub(super) fn play_jitter(&mut self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
-        let inow = self.inow + PLAYOUT_SLACK;
+        let inow = self.clock.at + PLAYOUT_SLACK;
         for k in 0..self.jit_slots.len() {
             let idx = self.jit_slots[k] as usize;
             for leg in 0..2 {

@@ -22,16 +22,22 @@
 //! Nothing on the packet path allocates, locks or makes a syscall: the
 //! send slab, completion batch and re-arm list are preallocated.
 //!
+//! # Clock
+//!
+//! Each iteration reads the clock once (a vDSO read, not per packet): a
+//! monotonic [`Instant`] and the Unix time with it. The packet path takes
+//! only the instant; the Unix ms the slot table's counters and DTMF events
+//! carry is derived from it. The packets of one batch share it, so RFC 3550
+//! A.8 jitter carries an error of at most one iteration (tens of µs idle,
+//! up to [`MIN_WAIT_US`] when busy).
+//!
 //! # Quality and jitter buffers
 //!
 //! Each accepted packet feeds its slot's
 //! [`SlotFeed`](crate::quality::feed::SlotFeed) (RFC 3550 statistics, DTMF
 //! detection, RTCP report blocks). Statistics are published to the slot's
 //! worker-owned counter lines every [`TICK_MS`] (with the E-model MOS),
-//! DTMF events as they complete. A packet's arrival time is its loop
-//! iteration's clock (one vDSO read per iteration, not per packet), so the
-//! packets of one batch share it: the A.8 jitter carries an error of at
-//! most one iteration (tens of µs idle, up to [`MIN_WAIT_US`] when busy).
+//! DTMF events as they complete.
 //!
 //! A leg whose configuration enables the jitter buffer gets its RTP through
 //! a [`JitterBuffer`](crate::quality::jitter::JitterBuffer): the packet is
@@ -135,6 +141,41 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// A loop iteration's clock: one monotonic reading and the Unix time read
+/// with it, so that an instant of the iteration converts to the Unix ms
+/// the slot table's counters and DTMF events carry.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    /// Monotonic time of the reading.
+    at: Instant,
+    /// Unix time of the reading, ms.
+    unix_ms: u64,
+}
+
+impl Clock {
+    /// Reads both clocks (vDSO, no syscall).
+    fn read() -> Clock {
+        let unix_ms = now_ms();
+        Clock {
+            at: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    /// Unix ms at `t`: the reading's, plus the monotonic time since it (0
+    /// for an earlier `t`). The packet path passes the reading's own
+    /// instant, which converts without arithmetic.
+    #[inline]
+    fn unix_ms(&self, t: Instant) -> u64 {
+        if t == self.at {
+            return self.unix_ms;
+        }
+        let since = t.saturating_duration_since(self.at).as_millis();
+        self.unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
 }
 
 /// Per-send storage the kernel reads: header, one iovec, destination.
@@ -306,8 +347,8 @@ pub struct Worker {
     jitter_refused: u64,
     /// Slot indices with a jitter buffer on either leg.
     jit_slots: Vec<u32>,
-    /// The loop iteration's monotonic clock.
-    inow: Instant,
+    /// The loop iteration's clock.
+    clock: Clock,
     last_roll_ms: u64,
 }
 
@@ -423,7 +464,7 @@ impl Worker {
             jstore_free: Vec::new(),
             jitter_refused: 0,
             jit_slots: Vec::new(),
-            inow: Instant::now(),
+            clock: Clock::read(),
             last_roll_ms: 0,
         })
     }
@@ -538,6 +579,19 @@ mod tests {
         assert_eq!(sock_index(1, true), 3);
         assert_eq!(sock_index(0, false), 0);
         assert_eq!(fixed_index(2, sock_index(1, false)), 10);
+    }
+
+    #[test]
+    fn clock_converts_instants_to_unix_ms() {
+        let c = Clock {
+            at: Instant::now(),
+            unix_ms: 1_000,
+        };
+        assert_eq!(c.unix_ms(c.at), 1_000);
+        assert_eq!(c.unix_ms(c.at + Duration::from_micros(2_500)), 1_002);
+        if let Some(early) = c.at.checked_sub(Duration::from_millis(5)) {
+            assert_eq!(c.unix_ms(early), 1_000);
+        }
     }
 
     #[test]

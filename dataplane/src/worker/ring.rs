@@ -9,7 +9,7 @@ use tracing::{debug, info};
 
 use super::user_data::{self, Kind};
 use super::{
-    fixed_index, now_ms, push_sqe, Phase, Worker, CQ_ENTRIES, MIN_WAIT_US, TICK_MS, WAIT_MS,
+    fixed_index, push_sqe, Clock, Phase, Worker, CQ_ENTRIES, MIN_WAIT_US, TICK_MS, WAIT_MS,
 };
 use crate::RelayError;
 
@@ -36,9 +36,11 @@ impl Worker {
             if stop() {
                 break Ok(());
             }
-            let now = now_ms();
-            self.inow = Instant::now();
-            let n = self.reap(now);
+            // One clock reading per iteration: packets take its instant,
+            // slot lifecycle and ticks its Unix ms.
+            self.clock = Clock::read();
+            let now = self.clock.unix_ms;
+            let n = self.reap(self.clock.at);
             let bell = self.table.doorbell(self.index);
             if bell != self.doorbell || self.rescan {
                 self.doorbell = bell;
@@ -102,8 +104,9 @@ impl Worker {
         push_sqe(&mut self.ring, e, &mut self.ring_ctr.sq_full)
     }
 
-    /// Reaps every completion; returns how many.
-    pub(super) fn reap(&mut self, now: u64) -> usize {
+    /// Reaps every completion, received packets taken as arrived at `now`
+    /// (the iteration's [`Clock::at`]); returns how many.
+    pub(super) fn reap(&mut self, now: Instant) -> usize {
         let mut total = 0;
         loop {
             let mut batch = std::mem::take(&mut self.cqes);
@@ -125,7 +128,7 @@ impl Worker {
     }
 
     #[inline]
-    fn complete(&mut self, ud: u64, res: i32, flags: u32, now: u64) {
+    fn complete(&mut self, ud: u64, res: i32, flags: u32, now: Instant) {
         match user_data::kind(ud) {
             Kind::Send => {
                 let bid = user_data::send_bid(ud);
@@ -157,7 +160,7 @@ impl Worker {
     }
 
     #[inline]
-    fn complete_recv(&mut self, ud: u64, res: i32, flags: u32, now: u64) {
+    fn complete_recv(&mut self, ud: u64, res: i32, flags: u32, now: Instant) {
         let (idx, sock, gen) = user_data::recv_parts(ud);
         let bid = cqueue::buffer_select(flags).filter(|&b| self.bufs.take(b));
         let Some(slot) = self.slots.get_mut(idx as usize) else {

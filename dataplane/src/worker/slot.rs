@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 
 use super::user_data;
 use super::{
-    fixed_index, now_ms, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS, FREE_BIND_RETRY_MS,
-    LOSS_INTERVAL_MS,
+    fixed_index, now_ms, Clock, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS,
+    FREE_BIND_RETRY_MS, LOSS_INTERVAL_MS,
 };
 use crate::leg::{Forwarder, LegRestore};
 use crate::quality::feed::SlotFeed;
@@ -463,8 +463,8 @@ impl Worker {
             let ts = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
-            let now = now_ms();
-            self.reap(now);
+            self.clock = Clock::read();
+            self.reap(self.clock.at);
         }
         if self.fixed_files {
             // Drops the table's references, so the ports are free as soon
