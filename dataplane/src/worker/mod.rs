@@ -33,11 +33,10 @@
 //!
 //! # Quality and jitter buffers
 //!
-//! Each accepted packet feeds its slot's
-//! [`SlotFeed`](crate::quality::feed::SlotFeed) (RFC 3550 statistics, DTMF
-//! detection, RTCP report blocks). Statistics are published to the slot's
-//! worker-owned counter lines every [`TICK_MS`] (with the E-model MOS),
-//! DTMF events as they complete.
+//! Each accepted packet feeds its slot's [`SlotFeed`] (RFC 3550
+//! statistics, DTMF detection, RTCP report blocks). Statistics are
+//! published to the slot's worker-owned counter lines every [`TICK_MS`]
+//! (with the E-model MOS), DTMF events as they complete.
 //!
 //! A leg whose configuration enables the jitter buffer gets its RTP through
 //! a [`JitterBuffer`](crate::quality::jitter::JitterBuffer): the packet is
@@ -269,7 +268,7 @@ struct SlotRt {
     closing_since_ms: u64,
     /// The close is for a release: move the slot to Free when done.
     drain: bool,
-    /// Quality and DTMF of both legs (boxed: kept off the slot scan).
+    /// Quality and DTMF of both legs.
     q: Box<SlotFeed>,
     /// The slot's Call-ID label, read when it was (re)configured, for logs
     /// (the table's is cleared at release).
