@@ -245,6 +245,13 @@ fn forwards_rewrites_counts_and_drains() {
     // Malformed RTP is counted.
     p.a.send_to(&[0x80, 0, 1], relay_addr(l0.rtp)).unwrap();
     assert!(wait_until(2000, || stats(&t, id, 0).drop_malformed == 1));
+    // So is what demuxes (RFC 7983) as STUN or DTLS, with no handler yet.
+    p.a.send_to(&[0x00, 0x01, 0, 0], relay_addr(l0.rtp))
+        .unwrap();
+    p.a.send_to(&[22, 0xfe, 0xfd, 0], relay_addr(l0.rtp))
+        .unwrap();
+    assert!(wait_until(2000, || stats(&t, id, 0).drop_malformed == 3));
+    assert!(quiet(&p.b, 100), "nothing forwarded to B");
 
     // Hold: leg 0 inactive; packets from either side are dropped.
     let mut cfg = p.config();
