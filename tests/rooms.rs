@@ -167,7 +167,6 @@ fn owner(mods: &BTreeMap<Vec<String>, PathBuf>, path: &[String]) -> Option<Vec<S
 }
 
 #[test]
-#[ignore = "issue 11: until the rooms land"]
 fn no_two_files_of_a_crate_import_each_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut circles = Vec::new();
@@ -239,7 +238,6 @@ fn no_two_files_of_a_crate_import_each_other() {
 }
 
 #[test]
-#[ignore = "issue 11: until the rooms land"]
 fn no_production_file_is_over_1000_lines_before_its_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut long = Vec::new();
