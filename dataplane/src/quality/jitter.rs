@@ -304,7 +304,9 @@ impl<T> JitterBuffer<T> {
     ///
     /// Errors: [`JitterError::Capacity`], [`JitterError::ClockRate`],
     /// [`JitterError::Delays`].
-    pub fn new(cfg: JitterConfig) -> Result<Self, JitterError> {
+    /// `now` starts its timing (the caller's clock: tests pass a virtual
+    /// one).
+    pub fn new(cfg: JitterConfig, now: Instant) -> Result<Self, JitterError> {
         if !(2..=MAX_CAPACITY).contains(&cfg.capacity) {
             return Err(JitterError::Capacity(cfg.capacity));
         }
@@ -325,7 +327,6 @@ impl<T> JitterBuffer<T> {
                 *c = r;
             }
         }
-        let now = Instant::now();
         Ok(JitterBuffer {
             cfg,
             ring: (0..cfg.capacity).map(|_| Entry::Empty).collect(),
@@ -767,11 +768,14 @@ mod tests {
     }
 
     fn fixed(target_ms: u32, max_ms: u32) -> JitterBuffer<u32> {
-        JitterBuffer::new(JitterConfig {
-            target_ms,
-            max_ms,
-            ..JitterConfig::default()
-        })
+        JitterBuffer::new(
+            JitterConfig {
+                target_ms,
+                max_ms,
+                ..JitterConfig::default()
+            },
+            Instant::now(),
+        )
         .unwrap()
     }
 
@@ -808,7 +812,7 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        let bad = |c: JitterConfig| JitterBuffer::<u32>::new(c).unwrap_err();
+        let bad = |c: JitterConfig| JitterBuffer::<u32>::new(c, Instant::now()).unwrap_err();
         let d = JitterConfig::default();
         assert_eq!(
             bad(JitterConfig { capacity: 1, ..d }),
@@ -1059,13 +1063,16 @@ mod tests {
         // Adaptive, with a wild delay spread: the target climbs to the max,
         // yet nothing leaves later than arrival + max.
         let t0 = Instant::now();
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
-            target_ms: 20,
-            min_ms: 10,
-            max_ms: 100,
-            adaptive: true,
-            ..JitterConfig::default()
-        })
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(
+            JitterConfig {
+                target_ms: 20,
+                min_ms: 10,
+                max_ms: 100,
+                adaptive: true,
+                ..JitterConfig::default()
+            },
+            Instant::now(),
+        )
         .unwrap();
         let mut arrival = std::collections::HashMap::new();
         let mut out = Vec::new();
@@ -1139,14 +1146,14 @@ mod tests {
             ..JitterConfig::default()
         };
         // Steady arrivals: the target settles at the minimum.
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg).unwrap();
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg, Instant::now()).unwrap();
         for s in 0..100u16 {
             jb.push(hdr(s, 160 * u32::from(s)), 0, at(t0, 20 * u64::from(s)));
             while jb.poll(at(t0, 20 * u64::from(s) + 200)).is_some() {}
         }
         assert_eq!(jb.target_delay(), Duration::from_millis(30));
         // Delay alternating 0 / 30 ms: J -> 30 ms, target 3 x J = 90 ms.
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg).unwrap();
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg, Instant::now()).unwrap();
         for s in 0..200u16 {
             let d = if s % 2 == 0 { 0 } else { 30 };
             jb.push(hdr(s, 160 * u32::from(s)), 0, at(t0, 20 * u64::from(s) + d));
@@ -1156,7 +1163,7 @@ mod tests {
         assert!((85..=90).contains(&t), "target {t} ms");
         assert!((jb.jitter().as_millis() as i64 - 30).abs() <= 1);
         // Huge jitter: capped at the maximum.
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg).unwrap();
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(cfg, Instant::now()).unwrap();
         for s in 0..200u16 {
             let d = if s % 2 == 0 { 0 } else { 300 };
             jb.push(hdr(s, 160 * u32::from(s)), 0, at(t0, 20 * u64::from(s) + d));
@@ -1173,13 +1180,16 @@ mod tests {
     fn telephone_events_take_no_part_in_timing() {
         for adaptive in [false, true] {
             let t0 = Instant::now();
-            let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
-                target_ms: 60,
-                min_ms: 60,
-                max_ms: 200,
-                adaptive,
-                ..JitterConfig::default()
-            })
+            let mut jb: JitterBuffer<u32> = JitterBuffer::new(
+                JitterConfig {
+                    target_ms: 60,
+                    min_ms: 60,
+                    max_ms: 200,
+                    adaptive,
+                    ..JitterConfig::default()
+                },
+                Instant::now(),
+            )
             .unwrap();
             let mut out = Vec::new();
             let mut t = 0;
@@ -1279,10 +1289,13 @@ mod tests {
     #[test]
     fn long_burst_of_loss_resets_and_counts() {
         let t0 = Instant::now();
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
-            capacity: 8,
-            ..JitterConfig::default()
-        })
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(
+            JitterConfig {
+                capacity: 8,
+                ..JitterConfig::default()
+            },
+            Instant::now(),
+        )
         .unwrap();
         jb.push(hdr(0, 0), 0, t0);
         jb.push(hdr(20, 3200), 20, at(t0, 400));
@@ -1293,10 +1306,13 @@ mod tests {
     #[test]
     fn new_stream_into_a_full_ring_overflows_then_recovers() {
         let t0 = Instant::now();
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig {
-            capacity: 4,
-            ..JitterConfig::default()
-        })
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(
+            JitterConfig {
+                capacity: 4,
+                ..JitterConfig::default()
+            },
+            Instant::now(),
+        )
         .unwrap();
         for s in 0..4u16 {
             jb.push(hdr(s, 160 * u32::from(s)), u32::from(s), t0);

@@ -157,6 +157,7 @@ pub(super) fn buffer_packet(
 fn new_leg_jitter(
     w: JitterSettings,
     source: (u32, Option<u8>),
+    now: Instant,
 ) -> Result<(JitterBuffer<u16>, usize), JitterError> {
     let max_ms = u32::from(w.max_ms.max(1));
     let target_ms = u32::from(w.target_ms).min(max_ms);
@@ -167,14 +168,17 @@ fn new_leg_jitter(
     } else {
         source.0
     };
-    let mut jb = JitterBuffer::new(JitterConfig {
-        clock_rate: clock,
-        target_ms,
-        min_ms: target_ms.min(20),
-        max_ms,
-        adaptive: w.adaptive,
-        capacity,
-    })?;
+    let mut jb = JitterBuffer::new(
+        JitterConfig {
+            clock_rate: clock,
+            target_ms,
+            min_ms: target_ms.min(20),
+            max_ms,
+            adaptive: w.adaptive,
+            capacity,
+        },
+        now,
+    )?;
     if let Some(pt) = source.1 {
         jb.set_clock_rate(pt, clock);
     }
@@ -310,7 +314,7 @@ impl Worker {
                 self.retire_store(lj.store);
             }
             if let Some(w) = want {
-                match new_leg_jitter(w, source) {
+                match new_leg_jitter(w, source, self.clock.at) {
                     Ok((jb, entries)) => {
                         let size = if source.0 >= 90_000 {
                             JSTORE_ENTRY_VIDEO
