@@ -761,3 +761,37 @@ fn fuzzish_inputs_never_panic() {
         b"p d6:result4:ponge"
     );
 }
+
+/// The core's random choices come from the RNG it is handed: the same
+/// seed picks the same slot (ports) and SSRC on a fresh table, another
+/// seed other ones.
+#[test]
+fn a_seeded_core_picks_the_same_ports_and_ssrc() {
+    use rand::SeedableRng;
+    let run = |name: &str, seed: u64| {
+        let mut f = fx(name, 48000, 48399, CoreConfig::default());
+        f.core = NgCore::with_rng(
+            f.table.clone(),
+            CoreConfig::default(),
+            T0,
+            rand::rngs::StdRng::seed_from_u64(seed),
+        );
+        let sdp = Fx::ok_sdp(&f.offer(
+            "s1",
+            "a",
+            &sdp("10.0.0.1", 4000, ""),
+            Dict::new().with("flags", str_list(["SSRC-rewrite"])),
+        ));
+        let slot = f.core.slots_of("s1")[0];
+        let ssrc = f.table.read_config(slot).unwrap().0.legs[1].out_ssrc;
+        (sdp, ssrc)
+    };
+    let (a, b) = (run("seed-a", 7), run("seed-b", 7));
+    assert_eq!(a, b);
+    assert_ne!(a.1, 0);
+    let others: Vec<_> = (8..12).map(|s| run(&format!("seed-{s}"), s)).collect();
+    assert!(
+        others.iter().any(|o| o != &a),
+        "other seeds choose otherwise"
+    );
+}

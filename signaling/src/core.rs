@@ -25,6 +25,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use tracing::{debug, info, warn};
 
 use crate::b2bua::{B2bua, Side, Target};
@@ -50,6 +52,8 @@ pub struct SipCore {
     pub(crate) local: SocketAddr,
     pub(crate) ha1: HashMap<String, digest::Ha1>,
     pub(crate) nonces: NonceSource,
+    /// Every random choice of the core and its TU comes from here.
+    rng: StdRng,
     pub(crate) loc: Box<dyn LocationService>,
     pub(crate) relay: Box<dyn MediaRelay>,
     /// What goes out, and the transport of each destination.
@@ -89,6 +93,19 @@ impl SipCore {
         local: SocketAddr,
         now: Instant,
     ) -> SipCore {
+        SipCore::with_rng(config, relay, local, now, StdRng::from_entropy())
+    }
+
+    /// [`SipCore::new`] drawing every random value (digest secret and nonce
+    /// salts, tags, branches, Call-IDs, SSRCs) from `rng`, as quinn takes
+    /// `rng_seed`: `StdRng::seed_from_u64(n)` makes a run repeatable.
+    pub fn with_rng(
+        config: &SipConfig,
+        relay: Box<dyn MediaRelay>,
+        local: SocketAddr,
+        now: Instant,
+        mut rng: StdRng,
+    ) -> SipCore {
         let mut local = local;
         if local.ip().is_unspecified() {
             local.set_ip(config.advertise.unwrap_or_else(|| relay.media_ip()));
@@ -102,7 +119,8 @@ impl SipCore {
         // Only the HA1 map is kept; release the users table too.
         cfg.users = Vec::new();
         SipCore {
-            nonces: NonceSource::with_capacity(now, cfg.nonce_ttl, cfg.nonce_capacity),
+            nonces: NonceSource::with_rng(now, cfg.nonce_ttl, cfg.nonce_capacity, &mut rng),
+            rng,
             cfg,
             local,
             ha1,
@@ -162,6 +180,7 @@ impl SipCore {
                 out: &mut self.out,
                 rt: &mut self.rt,
                 stats: &mut self.stats,
+                rng: &mut self.rng,
             },
         )
     }

@@ -292,6 +292,8 @@ pub const DEFAULT_NC_CAPACITY: usize = 1 << 18;
 #[derive(Debug)]
 pub struct NonceSource {
     secret: [u8; 64],
+    /// The next nonce's salt (odd golden-ratio steps from a random start).
+    salt: std::cell::Cell<u64>,
     epoch: Instant,
     ttl: Duration,
     /// MAC of a used nonce (its 16 bytes as u128) -> (issue second, highest
@@ -337,10 +339,25 @@ impl NonceSource {
     /// As [`NonceSource::new`], with the nonce-count table bounded to
     /// `capacity` nonces (at least 1).
     pub fn with_capacity(epoch: Instant, ttl: Duration, capacity: usize) -> NonceSource {
+        NonceSource::with_rng(epoch, ttl, capacity, &mut rand::thread_rng())
+    }
+
+    /// As [`NonceSource::with_capacity`], with the secret and the salt
+    /// sequence drawn from `rng` (the core's, so a seeded core issues the
+    /// same nonces every run). The salt only has to differ per nonce (the
+    /// HMAC under the secret is what cannot be forged), so it is a counter
+    /// from a random start.
+    pub fn with_rng(
+        epoch: Instant,
+        ttl: Duration,
+        capacity: usize,
+        rng: &mut dyn rand::RngCore,
+    ) -> NonceSource {
         let mut secret = [0u8; 64];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut secret[..]);
+        rng.fill_bytes(&mut secret[..]);
         NonceSource {
             secret,
+            salt: std::cell::Cell::new(rng.next_u64()),
             epoch,
             ttl,
             used: HashMap::new(),
@@ -374,7 +391,8 @@ impl NonceSource {
     /// A fresh nonce for `realm` issued at `now` (56 ASCII characters).
     pub fn issue(&self, realm: &str, now: Instant) -> String {
         let secs = self.secs(now);
-        let salt: u64 = rand::random();
+        let salt = self.salt.get();
+        self.salt.set(salt.wrapping_add(0x9e37_79b9_7f4a_7c15));
         format!("{secs:08x}{salt:016x}{:032x}", self.mac(secs, salt, realm))
     }
 

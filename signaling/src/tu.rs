@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+
 use crate::build::OutMsg;
 use crate::config::SipConfig;
 use crate::msg::Msg;
@@ -32,6 +34,9 @@ pub(crate) struct Tu<'a> {
     pub(crate) rt: &'a mut Retransmitter,
     /// Counters.
     pub(crate) stats: &'a mut CoreStats,
+    /// The core's RNG (tags, branches, Call-IDs, SSRCs): seeded by whoever
+    /// built the core, so tests are deterministic.
+    pub(crate) rng: &'a mut StdRng,
 }
 
 impl Tu<'_> {

@@ -47,6 +47,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bt_bencode::Value;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tern_shared::table::{
     JitterSettings, Learning, LegQuality, Owner, SlotConfig, SlotState, SlotTable, TableError,
 };
@@ -203,6 +205,8 @@ pub struct NgCore {
     /// Slots ng reserved before this core started: slot id →
     /// (generation at adoption, adoption time ms).
     orphans: HashMap<u32, (u64, u64)>,
+    /// Every random choice (SSRCs, where a slot search starts).
+    rng: StdRng,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -224,6 +228,12 @@ impl NgCore {
     /// previous ng control plane left reserved or active as orphans (see
     /// the module documentation).
     pub fn new(table: Arc<SlotTable>, cfg: CoreConfig, now_ms: u64) -> NgCore {
+        NgCore::with_rng(table, cfg, now_ms, StdRng::from_entropy())
+    }
+
+    /// [`NgCore::new`] drawing its random values from `rng`
+    /// (`StdRng::seed_from_u64(n)` makes a test repeatable).
+    pub fn with_rng(table: Arc<SlotTable>, cfg: CoreConfig, now_ms: u64, rng: StdRng) -> NgCore {
         let orphans: HashMap<u32, (u64, u64)> = (0..table.capacity())
             .filter(|&id| {
                 matches!(table.state(id), SlotState::Active | SlotState::Reserved)
@@ -244,6 +254,7 @@ impl NgCore {
                 ..NgStats::default()
             },
             orphans,
+            rng,
             table,
             cfg,
             calls: HashMap::new(),

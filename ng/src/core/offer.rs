@@ -100,7 +100,7 @@ impl NgCore {
             }
             let slot = match ms.slot {
                 Some(s) => s,
-                None => match table.reserve_for(Owner::Ng) {
+                None => match table.reserve_from(Owner::Ng, self.rng.gen()) {
                     Ok(s) => {
                         fresh.push(s);
                         table.set_call_id(s, call_id);
@@ -124,7 +124,7 @@ impl NgCore {
                     }
                 },
             };
-            let out = program_media(ms, info, &flags, op, sender);
+            let out = program_media(ms, info, &flags, op, sender, &mut self.rng);
             if let Some(j) = flags.jitter(self.cfg.jitter) {
                 for leg in &mut ms.cfg.legs {
                     leg.jitter = j;
@@ -201,6 +201,7 @@ fn program_media(
     flags: &Flags,
     op: Op,
     sender: usize,
+    rng: &mut StdRng,
 ) -> MediaDecision {
     let receiver = sender ^ 1;
     let sdp_ip = info.conn.filter(|ip| !ip.is_unspecified());
@@ -236,7 +237,7 @@ fn program_media(
         out.rewrite_ssrc = true;
         if out.out_ssrc == 0 {
             out.out_ssrc = loop {
-                let v: u32 = rand::random();
+                let v: u32 = rng.gen();
                 if v != 0 {
                     break v;
                 }

@@ -27,9 +27,9 @@ use crate::retransmit::{RtKey, TimerEv};
 use crate::sdp;
 use crate::tu::Tu;
 
-fn nonzero_ssrc() -> u32 {
+fn nonzero_ssrc(rng: &mut rand::rngs::StdRng) -> u32 {
     loop {
-        let s: u32 = rand::random();
+        let s: u32 = rand::Rng::gen(rng);
         if s != 0 {
             return s;
         }
@@ -154,11 +154,11 @@ impl B2bua {
         self.next_call += 1;
         let display =
             |d: &Option<String>| d.as_ref().map(|d| format!("\"{d}\" ")).unwrap_or_default();
-        let callee_tag = rand_hex(6);
+        let callee_tag = rand_hex(tu.rng, 6);
         let callee = Dialog {
             role: Role::Uac,
             peer: target.dest,
-            call_id: format!("{}@tern", rand_hex(12)),
+            call_id: format!("{}@tern", rand_hex(tu.rng, 12)),
             local: format!(
                 "{}<{}>;tag={callee_tag}",
                 display(&req.from.display),
@@ -172,7 +172,7 @@ impl B2bua {
             local_cseq: 1,
             media: None,
         };
-        let caller_tag = rand_hex(6);
+        let caller_tag = rand_hex(tu.rng, 6);
         let caller = Dialog {
             role: Role::Uas,
             peer: src,
@@ -197,7 +197,7 @@ impl B2bua {
             state: CallState::Calling,
             slot: Some(slot),
             slot_tag: tern_shared::table::call_tag(&req.call_id),
-            ssrc: [nonzero_ssrc(), nonzero_ssrc()],
+            ssrc: [nonzero_ssrc(tu.rng), nonzero_ssrc(tu.rng)],
             dialogs: [caller, callee],
             uas: InviteServer {
                 req,
@@ -206,7 +206,7 @@ impl B2bua {
             },
             uac: InviteClient {
                 cseq: 1,
-                branch: format!("z9hG4bK{}", rand_hex(10)),
+                branch: format!("z9hG4bK{}", rand_hex(tu.rng, 10)),
                 ruri: target.uri.clone(),
                 provisional: false,
                 ack: None,

@@ -110,7 +110,8 @@ impl B2bua {
                 } else {
                     None
                 };
-                let via = our_via(tu, &new_branch());
+                let branch = new_branch(tu.rng);
+                let via = our_via(tu, &branch);
                 let d = call.dialog(other);
                 let mut out = d.request(rsip::Method::Ack, ri.cseq, via, &tu.cfg.user_agent);
                 if let Some(b) = body {
@@ -282,7 +283,7 @@ fn reinvite_in(
     let Ok(body) = relay_offer(tu, call, side, &req, src) else {
         return;
     };
-    let branch = new_branch();
+    let branch = new_branch(tu.rng);
     let (cseq, dest, out) = new_in_dialog(tu, call, other, rsip::Method::Invite, &branch);
     let mut out = out
         .header("Contact", our_contact(tu))
@@ -411,7 +412,7 @@ fn update_in(
     let Ok(body) = relay_offer(tu, call, side, &req, src) else {
         return;
     };
-    let branch = new_branch();
+    let branch = new_branch(tu.rng);
     let (cseq, dest, out) = new_in_dialog(tu, call, side.other(), rsip::Method::Update, &branch);
     let mut out = out.header("Contact", our_contact(tu));
     if let Some(b) = body {

@@ -7,19 +7,21 @@ use std::time::Instant;
 use super::call::Call;
 use super::dialog::Side;
 use crate::build::OutMsg;
+use rand::rngs::StdRng;
+use rand::Rng;
+
 use crate::method::ALLOW;
 use crate::retransmit::RtKey;
 use crate::tu::Tu;
 
-/// Random lowercase hex of `n` bytes.
-pub(super) fn rand_hex(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+/// Random lowercase hex of `n` bytes from `rng`.
+pub(super) fn rand_hex(rng: &mut StdRng, n: usize) -> String {
+    (0..n).map(|_| format!("{:02x}", rng.gen::<u8>())).collect()
 }
 
-pub(super) fn new_branch() -> String {
-    format!("z9hG4bK{}", rand_hex(8))
+/// A fresh RFC 3261 branch (`z9hG4bK` magic cookie, §8.1.1.7).
+pub(super) fn new_branch(rng: &mut StdRng) -> String {
+    format!("z9hG4bK{}", rand_hex(rng, 8))
 }
 
 /// Our Contact header value.
@@ -94,7 +96,8 @@ pub(super) fn respond_caller(
 /// ACKs the callee's 2xx (in its dialog) and remembers the ACK for
 /// retransmitted 2xx.
 pub(super) fn send_callee_ack(tu: &mut Tu<'_>, call: &mut Call) {
-    let via = our_via(tu, &new_branch());
+    let branch = new_branch(tu.rng);
+    let via = our_via(tu, &branch);
     let d = call.callee();
     let bytes = d
         .request(rsip::Method::Ack, call.uac.cseq, via, &tu.cfg.user_agent)
@@ -113,7 +116,8 @@ pub(super) fn bye_key(id: u64, side: Side) -> RtKey {
 
 /// Sends a BYE into dialog `side` (retransmitted until answered).
 pub(super) fn send_bye(tu: &mut Tu<'_>, call: &mut Call, side: Side, now: Instant) {
-    let (_, dest, bye) = new_in_dialog(tu, call, side, rsip::Method::Bye, &new_branch());
+    let branch = new_branch(tu.rng);
+    let (_, dest, bye) = new_in_dialog(tu, call, side, rsip::Method::Bye, &branch);
     tu.send_retrans(bye_key(call.id, side), dest, bye.to_bytes(), true, now);
 }
 
