@@ -9,20 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_dataplane::{start, Relay, RelayConfig, RelayError};
-use tern_shared::table::{Direction, LegStats, SlotConfig, SlotState, SlotTable, TableParams};
+use tern_shared::table::testing::TempTable;
+use tern_shared::table::{Direction, LegStats, SlotConfig, SlotState, SlotTable};
 
 const OUT_A: u32 = 0xA0A0_A0A0;
 const OUT_B: u32 = 0xB1B1_B1B1;
 
-fn table(name: &str, lo: u16, workers: u32) -> Arc<SlotTable> {
-    let inst = format!("test-dp-{name}-{}", std::process::id());
-    let params = TableParams {
-        port_lo: lo,
-        port_hi: lo + 99,
-        workers,
-        media_ip: "127.0.0.1".parse().unwrap(),
-    };
-    Arc::new(SlotTable::create_or_attach(&inst, params).unwrap())
+/// A fresh table of 25 slots from port `lo`, removed when dropped.
+fn table(name: &str, lo: u16, workers: u32) -> TempTable {
+    TempTable::new(&format!("dp-{name}"), lo, lo + 99, workers).unwrap()
 }
 
 fn relay(t: &Arc<SlotTable>, workers: usize, pin: bool) -> (Relay, Arc<AtomicBool>) {

@@ -3,41 +3,30 @@
 //! flags, timeouts and the access list, on a virtual clock.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tern_ng::bencode::{bstr, decode_dict, int, str_list, Dict, Value};
 use tern_ng::{Acl, CoreConfig, NgCore};
-use tern_shared::table::{Direction, Learning, SlotState, SlotTable, TableParams};
+use tern_shared::table::testing::TempTable;
+use tern_shared::table::{Direction, Learning, SlotState};
 
 const T0: u64 = 1_700_000_000_000;
 
 struct Fx {
     core: NgCore,
-    table: Arc<SlotTable>,
+    table: TempTable,
     src: SocketAddr,
     n: u64,
 }
 
-impl Drop for Fx {
-    fn drop(&mut self) {
-        let _ = self.table.unlink();
-    }
-}
-
 fn fx(name: &str, lo: u16, hi: u16, cfg: CoreConfig) -> Fx {
-    let inst = format!("test-ngcore-{name}-{}", std::process::id());
-    let table = Arc::new(
-        SlotTable::create_or_attach(
-            &inst,
-            TableParams {
-                port_lo: lo,
-                port_hi: hi,
-                workers: 1,
-                media_ip: "192.0.2.1".parse().unwrap(),
-            },
-        )
-        .unwrap(),
-    );
+    let table = TempTable::with_media_ip(
+        &format!("ngcore-{name}"),
+        lo,
+        hi,
+        1,
+        "192.0.2.1".parse().unwrap(),
+    )
+    .unwrap();
     Fx {
         core: NgCore::new(table.clone(), cfg, T0),
         table,
