@@ -134,13 +134,8 @@ fn sock_index(leg: usize, rtcp: bool) -> usize {
     (leg & 1) << 1 | usize::from(rtcp)
 }
 
-/// Unix time in ms (vDSO clock read, no syscall).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Unix time in ms (vDSO clock read, no syscall): the one copy in `shared`.
+use tern_shared::clock::unix_ms as now_ms;
 
 /// A loop iteration's clock: one monotonic reading and the Unix time read
 /// with it, so that an instant of the iteration converts to the Unix ms
