@@ -7,6 +7,7 @@
 //! `t-h1-*`.
 
 mod common;
+use common::ng::{sdp_port, str_of};
 use common::*;
 
 use std::collections::BTreeMap;
@@ -116,13 +117,6 @@ fn show(d: &BDict) -> String {
         .join(", ")
 }
 
-fn str_of(d: &BDict, k: &str) -> String {
-    d.get(k.as_bytes())
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
 fn as_dict(v: &Value) -> &BDict {
     match v {
         Value::Dict(x) => x,
@@ -136,15 +130,6 @@ fn sdp(port: u16) -> String {
          m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
     )
-}
-
-fn sdp_port(d: &BDict) -> u16 {
-    let s = str_of(d, "sdp");
-    let m = s
-        .lines()
-        .find(|l| l.starts_with("m=audio "))
-        .unwrap_or_else(|| panic!("no m=audio in {s}"));
-    m.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// A call set up over ng between sockets `a` (offerer) and `b`: returns

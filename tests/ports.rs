@@ -7,19 +7,18 @@
 //! range), ng and HTTP on free ports, instances `ports-*`.
 
 mod common;
+use common::ng::{ng_exchange as ng, sdp_port, str_of};
 use common::*;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tern_ng::bencode::{bstr, decode_dict, encode, ByteString, Dict, Value};
+use tern_ng::bencode::{bstr, Dict};
 use tern_shared::table::{SlotState, SlotTable};
-
-type BDict = BTreeMap<ByteString, Value>;
 
 /// `tern relay` on `ports` with ng and HTTP on free ports; the guard stops
 /// it by PID.
@@ -84,41 +83,11 @@ impl Relay {
     }
 }
 
-/// One ng exchange (bounded wait): the reply dictionary.
-fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, msg: Dict) -> BDict {
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut m = format!("{cookie} ").into_bytes();
-    m.extend(encode(&msg.into_value()));
-    sock.send_to(&m, to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = sock.recv_from(&mut buf).expect("ng reply");
-    let body = buf[..n]
-        .strip_prefix(format!("{cookie} ").as_bytes())
-        .expect("cookie echoed");
-    decode_dict(body).expect("bencode reply")
-}
-
-fn str_of(d: &BDict, k: &str) -> String {
-    d.get(k.as_bytes())
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
 fn sdp(port: u16) -> String {
     format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
     )
-}
-
-fn sdp_port(d: &BDict) -> u16 {
-    let s = str_of(d, "sdp");
-    let m = s
-        .lines()
-        .find(|l| l.starts_with("m=audio "))
-        .unwrap_or_else(|| panic!("no m=audio in {s}"));
-    m.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// Offer from `a`, answer from `b`: `Ok((port a sends to, port b sends

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
+pub mod ng;
+
 /// A child process killed (SIGTERM, then SIGKILL) by PID on drop.
 pub struct Proc {
     pub name: String,
