@@ -48,7 +48,8 @@ impl Relay {
             "--no-pin",
         ];
         args.extend_from_slice(extra);
-        let (p, _) = spawn_tern(&args, &["tern ng", "tern relay"]);
+        // HTTP starts after the relay line: wait for it too.
+        let (p, _) = spawn_tern(&args, &["tern ng", "tern relay", "tern http: listening"]);
         Relay {
             proc_: p,
             instance: instance.to_string(),

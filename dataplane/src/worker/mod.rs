@@ -100,6 +100,11 @@ pub const BIND_RETRY_MS: u64 = 1000;
 /// Delay before retrying a failed bind of a free slot, ms: nothing waits
 /// for it (the slot is not handed out meanwhile), so it is retried seldom.
 pub const FREE_BIND_RETRY_MS: u64 = 5000;
+/// First retry of a free slot's failed bind, ms, doubling up to
+/// [`FREE_BIND_RETRY_MS`]: right after a restart the previous process's
+/// sockets may still be held while the kernel tears its io_uring down, and
+/// those ports come back within a few hundred ms.
+pub const FREE_BIND_FIRST_RETRY_MS: u64 = 100;
 /// Longest wait for a closing slot's receives to be cancelled, ms.
 pub const CLOSE_TIMEOUT_MS: u64 = 2000;
 /// Extra wait (µs) for a batch of completions when the worker is busy
@@ -260,6 +265,8 @@ struct SlotRt {
     socks: [Sock; 4],
     bind_pending: bool,
     next_bind_ms: u64,
+    /// The current wait between retries of a free slot's binds, ms.
+    bind_backoff_ms: u64,
     closing_since_ms: u64,
     /// The close is for a release: move the slot to Free when done.
     drain: bool,
@@ -285,6 +292,7 @@ impl SlotRt {
             }),
             bind_pending: false,
             next_bind_ms: 0,
+            bind_backoff_ms: 0,
             closing_since_ms: 0,
             drain: false,
             q: Box::new(SlotFeed::new()),

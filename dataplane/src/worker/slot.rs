@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::user_data;
 use super::{
     fixed_index, now_ms, Clock, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS,
-    FREE_BIND_RETRY_MS, LOSS_INTERVAL_MS,
+    FREE_BIND_FIRST_RETRY_MS, FREE_BIND_RETRY_MS, LOSS_INTERVAL_MS,
 };
 use crate::leg::{Forwarder, LegRestore};
 use crate::quality::feed::SlotFeed;
@@ -26,14 +26,40 @@ use crate::sockets::{bind_udp, discard_queued, drop_all, pass_all};
 /// arrived between the receive's cancellation and the filter).
 const DISCARD_MAX: usize = 4096;
 
+/// Longest time [`Worker::attach`] retries free slots' failed binds, ms.
+const ATTACH_RETRY_MS: u64 = 500;
+
 impl Worker {
     /// Takes every slot of the worker as the table has it: binds the free
     /// slots' ports (stamping them bound) and reattaches active ones. Done
     /// once, before the worker reports ready; [`Worker::run`] does it
     /// itself when this was not called.
+    ///
+    /// Right after a restart the previous process's sockets can still hold
+    /// ports while the kernel tears down its io_uring, so free slots whose
+    /// binds failed are retried here for up to [`ATTACH_RETRY_MS`] before
+    /// the worker reports ready (then by the tick's backoff).
     pub fn attach(&mut self) {
-        if std::mem::take(&mut self.full_scan) {
-            self.scan(now_ms());
+        if !std::mem::take(&mut self.full_scan) {
+            return;
+        }
+        self.scan(now_ms());
+        for _ in 0..ATTACH_RETRY_MS / 50 {
+            let pending: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| {
+                    self.slots[i].phase == Phase::Idle
+                        && self.slots[i].bind_pending
+                        && self.table.state(self.first + i as u32) == SlotState::Free
+                })
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = now_ms();
+            for i in pending {
+                self.prebind(i, now);
+            }
         }
     }
 
@@ -175,7 +201,8 @@ impl Worker {
     /// Binds the sockets free slot `idx` lacks, each with the drop-all
     /// filter, and stamps the slot bound in the table once all four are,
     /// so it may be handed out. A port another socket holds is retried
-    /// every [`FREE_BIND_RETRY_MS`]; until then the slot is passed over.
+    /// after [`FREE_BIND_FIRST_RETRY_MS`], doubling up to
+    /// [`FREE_BIND_RETRY_MS`]; until then the slot is passed over.
     fn prebind(&mut self, idx: usize, now: u64) {
         let id = self.first + idx as u32;
         let mut failed = 0;
@@ -190,7 +217,12 @@ impl Worker {
         }
         let slot = &mut self.slots[idx];
         slot.bind_pending = failed > 0;
-        slot.next_bind_ms = now + FREE_BIND_RETRY_MS;
+        slot.bind_backoff_ms = if failed == 0 {
+            0
+        } else {
+            (slot.bind_backoff_ms * 2).clamp(FREE_BIND_FIRST_RETRY_MS, FREE_BIND_RETRY_MS)
+        };
+        slot.next_bind_ms = now + slot.bind_backoff_ms;
         if failed == 0 {
             self.table.set_bound(id, self.epoch);
         }
@@ -431,7 +463,7 @@ impl Worker {
                     worker = self.index,
                     unbound,
                     "free slots with a port another socket holds are not handed out \
-                     (retried every {FREE_BIND_RETRY_MS} ms); keep --ports out of \
+                     (retried, backing off to every {FREE_BIND_RETRY_MS} ms); keep --ports out of \
                      net.ipv4.ip_local_port_range or list it in ip_local_reserved_ports"
                 );
             }
