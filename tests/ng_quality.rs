@@ -7,14 +7,14 @@
 //! `t-h1-*`.
 
 mod common;
-use common::ng::{sdp_port, str_of};
+use common::ng::{ng_exchange, sdp_port, str_of};
 use common::*;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tern_ng::bencode::{bstr, decode_dict, encode, int, str_list, ByteString, Dict, Value};
+use tern_ng::bencode::{bstr, int, str_list, ByteString, Dict, Value};
 
 type BDict = BTreeMap<ByteString, Value>;
 
@@ -64,22 +64,8 @@ impl Drop for Relay {
 
 /// One ng exchange (bounded wait); the reply dictionary, `result` checked.
 fn ng(sock: &UdpSocket, to: SocketAddr, cookie: &str, msg: Dict) -> BDict {
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut m = format!("{cookie} ").into_bytes();
-    m.extend(encode(&msg.into_value()));
-    sock.send_to(&m, to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = sock.recv_from(&mut buf).expect("ng reply");
-    let body = buf[..n]
-        .strip_prefix(format!("{cookie} ").as_bytes())
-        .expect("cookie echoed");
-    let d = decode_dict(body).expect("bencode reply");
-    assert_eq!(
-        str_of(&d, "result"),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(body)
-    );
+    let d = ng_exchange(sock, to, cookie, msg);
+    assert_eq!(str_of(&d, "result"), "ok", "{}", show(&d));
     d
 }
 
