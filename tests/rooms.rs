@@ -12,8 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 7] = [
+const CRATES: [&str; 9] = [
     "shared",
+    "secure",
+    "ng",
     "dataplane",
     "signaling",
     "loadtest",
