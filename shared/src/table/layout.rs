@@ -10,12 +10,13 @@ use std::path::PathBuf;
 
 use memmap2::MmapRaw;
 
+use super::secure::{LegSecurity, DTLS_KEY_WORDS, SEC_WORDS};
 use super::types::*;
 
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 // ---------------------------------------------------------------------------
 // Raw layout
@@ -159,6 +160,11 @@ pub(super) mod ctr {
     /// Seqlock of the quality words `Q_EXPECTED..=Q_MISC` (odd while the
     /// worker writes them).
     pub const Q_SEQ: usize = 33;
+    /// SRTP stream state of what the peer sends, two words
+    /// ([`LegCounters::srtp_state`]).
+    pub const SRTP_RX0: usize = 34;
+    /// SRTP stream state of what the relay sends, two words.
+    pub const SRTP_TX0: usize = 36;
     pub const COUNT: usize = 40;
 }
 
@@ -182,6 +188,11 @@ pub struct LegCounters {
 pub(super) struct Slot {
     pub(super) ctl: SlotControl,
     pub(super) cfg: [[AtomicU64; LEG_CFG_WORDS]; 2],
+    /// Per leg, the programmed [`LegSecurity`] (`super::secure`'s
+    /// words), under the configuration seqlock.
+    pub(super) sec: [[AtomicU64; SEC_WORDS]; 2],
+    /// Per leg, the keys its DTLS handshake exported (worker only).
+    pub(super) dtls_keys: [[AtomicU64; DTLS_KEY_WORDS]; 2],
     /// The Call-ID label, bytes in little-endian word order.
     pub(super) label: [AtomicU64; LABEL_BYTES / 8],
     pub(super) counters: [LegCounters; 2],
@@ -312,6 +323,7 @@ impl LegConfig {
         let flags = w[2] >> 32;
         let (pt_hi, jit) = jit_unpack(w[7]);
         LegConfig {
+            secure: LegSecurity::default(),
             peer: decode_addr([w[0], w[1], w[2] & 0x01ff_ffff]),
             peer_rtcp: decode_addr([w[3], w[4], w[5] & 0xffff_ffff]),
             learning: Learning::from_u8(flags as u8),

@@ -19,8 +19,10 @@
 //! cleared by the worker as it takes the change, so a doorbell costs the
 //! worker the slots that changed, not a pass over all of its slots.
 //!
-//! A slot ([`SLOT_BYTES`] = 1280 bytes) is one control line, two legs of
-//! eight configuration words, one line of label (the Call-ID), and per leg
+//! A slot ([`SLOT_BYTES`] = 2176 bytes) is one control line, two legs of
+//! eight configuration words, per leg five lines of security (SDES keys,
+//! ICE credentials, the DTLS peer fingerprint) and two of DTLS-exported
+//! keys, one line of label (the Call-ID), and per leg
 //! eight worker-owned lines: five of counters (traffic, drops, learned
 //! addresses, SSRC state, RFC 3550 quality and its seqlock) and three of the
 //! DTMF event ring.
@@ -60,11 +62,16 @@ mod file;
 mod layout;
 mod observe;
 mod program;
+mod secure;
 pub mod testing;
 mod types;
 mod worker;
 
 pub use layout::{LegCounters, SlotTable, LAYOUT_VERSION, MAGIC, SLOT_BYTES};
+pub use secure::{
+    DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity, SrtpDirection, SrtpKeying,
+    SrtpStreamState, MASTER_MAX,
+};
 pub use types::*;
 
 #[cfg(test)]

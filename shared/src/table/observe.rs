@@ -94,13 +94,20 @@ impl SlotTable {
                     *v = s.cfg[leg][k].load(Ordering::Relaxed);
                 }
             }
+            let mut sec = [[0u64; super::secure::SEC_WORDS]; 2];
+            for (leg, words) in sec.iter_mut().enumerate() {
+                for (k, v) in words.iter_mut().enumerate() {
+                    *v = s.sec[leg][k].load(Ordering::Relaxed);
+                }
+            }
             let tag = s.ctl.tag.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if s.ctl.seq.load(Ordering::Relaxed) == s1 {
-                let cfg = SlotConfig {
-                    legs: [LegConfig::decode(&w[0]), LegConfig::decode(&w[1])],
-                    tag,
-                };
+                let mut legs = [LegConfig::decode(&w[0]), LegConfig::decode(&w[1])];
+                for (l, words) in legs.iter_mut().zip(sec.iter()) {
+                    l.secure = super::secure::decode(words);
+                }
+                let cfg = SlotConfig { legs, tag };
                 return Ok((cfg, s1));
             }
         }

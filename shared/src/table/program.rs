@@ -142,6 +142,9 @@ impl SlotTable {
             for (k, w) in c.encode().iter().enumerate() {
                 s.cfg[leg][k].store(*w, Ordering::Relaxed);
             }
+            for (k, w) in super::secure::encode(&c.secure).iter().enumerate() {
+                s.sec[leg][k].store(*w, Ordering::Relaxed);
+            }
         }
         s.ctl.tag.store(cfg.tag, Ordering::Relaxed);
         s.ctl.seq.store(seq.wrapping_add(2), Ordering::Release);

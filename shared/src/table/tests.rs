@@ -26,7 +26,7 @@ fn layout_is_cache_line_sized() {
     assert_eq!(std::mem::size_of::<WorkerShared>(), 192);
     assert_eq!(std::mem::size_of::<SlotControl>(), 64);
     assert_eq!(std::mem::size_of::<LegCounters>(), 512);
-    assert_eq!(SLOT_BYTES, 1280, "docs/ARCHITECTURE.md quotes this");
+    assert_eq!(SLOT_BYTES, 2176, "docs/ARCHITECTURE.md quotes this");
 }
 
 #[test]
@@ -253,6 +253,7 @@ fn leg_config_round_trips() {
         },
         dtmf_pt: Some(101),
         clock_rate: 48_000,
+        secure: LegSecurity::default(),
     };
     assert_eq!(LegConfig::decode(&c.encode()), c);
     for (pt, hz) in [(Some(0), 8000), (Some(127), 44_100), (None, 127_000)] {
@@ -486,4 +487,55 @@ fn reserve_takes_only_bound_slots_once_a_dataplane_started() {
     t.set_worker_unbound(0, 2);
     assert_eq!(t.worker_unbound(0), 2);
     t.unlink().unwrap();
+}
+
+#[test]
+fn security_is_published_with_the_config_and_dtls_keys_die_with_the_call() {
+    let name = inst("secure");
+    let t = SlotTable::create_or_attach(&name, params(31000, 31099, 1)).unwrap();
+    let id = t.reserve().unwrap();
+    let mut cfg = SlotConfig::default();
+    cfg.legs[1].secure = LegSecurity {
+        rx: SrtpKeying::new(4, &[1u8; 28]),
+        tx: SrtpKeying::new(4, &[2u8; 28]),
+        ice: Some(IceParams {
+            local_ufrag: IceToken::new("ufrag123").unwrap(),
+            local_pwd: IceToken::new("pwd4567890123456789012ab").unwrap(),
+            remote_ufrag: None,
+        }),
+        dtls: None,
+    };
+    t.publish(id, &cfg).unwrap();
+    let (back, _) = t.read_config(id).unwrap();
+    assert_eq!(back, cfg);
+    assert!(back.legs[0].secure.is_plain());
+
+    assert_eq!(t.dtls_keying(id, 0), None);
+    let keys = (
+        SrtpKeying::new(1, &[3u8; 30]).unwrap(),
+        SrtpKeying::new(1, &[4u8; 30]).unwrap(),
+    );
+    t.set_dtls_keying(id, 0, Some(keys)).unwrap();
+    assert_eq!(t.dtls_keying(id, 0), Some(keys));
+    assert_eq!(t.dtls_keying(id, 1), None);
+
+    let c = t.counters(id, 1).unwrap();
+    let st = SrtpStreamState {
+        ssrc: 0x1234_5678,
+        roc: 7,
+        seq: 65_000,
+        srtcp_index: 0x7fff_fffe,
+    };
+    c.set_srtp_state(SrtpDirection::Tx, st);
+    assert_eq!(c.srtp_state(SrtpDirection::Tx), Some(st));
+    assert_eq!(c.srtp_state(SrtpDirection::Rx), None);
+
+    t.release(id).unwrap();
+    t.finish_drain(id).unwrap();
+    assert_eq!(t.dtls_keying(id, 0), None, "a freed slot keeps no keys");
+    assert_eq!(
+        t.counters(id, 1).unwrap().srtp_state(SrtpDirection::Tx),
+        None
+    );
+    let _ = std::fs::remove_file(format!("/dev/shm/tern-{name}"));
 }

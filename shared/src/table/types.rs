@@ -176,6 +176,8 @@ pub struct LegConfig {
     /// G722 per RFC 3551, 48000 for opus); 0 when unknown, read as 8000.
     /// Stored in kHz (1..=127), so it must be a multiple of 1000 or 44100.
     pub clock_rate: u32,
+    /// SRTP, ICE-lite and DTLS-SRTP on this leg; default: plain RTP.
+    pub secure: super::secure::LegSecurity,
 }
 
 /// The two legs of a slot. Leg 0 ("A") faces the caller / offerer, leg 1

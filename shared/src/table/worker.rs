@@ -64,6 +64,12 @@ impl SlotTable {
             }
             c.reset();
         }
+        // The next call on this slot must never find this call's keys.
+        for words in s.dtls_keys.iter() {
+            for w in words.iter() {
+                w.store(0, Ordering::Relaxed);
+            }
+        }
         let res = self.cas_state(id, SlotState::Draining, SlotState::Free);
         r[ret::SEQ].store((seq | 1).wrapping_add(1), Ordering::Release);
         res

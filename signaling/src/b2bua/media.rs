@@ -42,6 +42,8 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         // §5.1 asks both sides to keep one mapping).
         dtmf_pt: info.and_then(|a| a.dtmf_pt),
         clock_rate: info.map_or(0, |a| a.clock_rate),
+        // Plain RTP on both legs until the B2BUA negotiates secure media.
+        secure: Default::default(),
     };
     SlotConfig {
         legs: [leg(0, a), leg(1, b)],
