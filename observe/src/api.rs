@@ -174,6 +174,13 @@ struct DropsJson {
     no_peer: u64,
     jitter_late: u64,
     jitter_overflow: u64,
+    srtp_auth: u64,
+    srtp_replay: u64,
+    srtp_malformed: u64,
+    stun: u64,
+    dtls: u64,
+    demux: u64,
+    no_consent: u64,
 }
 
 #[derive(Serialize)]
@@ -540,6 +547,13 @@ impl Observer {
                             no_peer: s.drop_no_peer,
                             jitter_late: s.drop_jitter_late,
                             jitter_overflow: s.drop_jitter_overflow,
+                            srtp_auth: s.drop_srtp_auth,
+                            srtp_replay: s.drop_srtp_replay,
+                            srtp_malformed: s.drop_srtp_malformed,
+                            stun: s.drop_stun,
+                            dtls: s.drop_dtls,
+                            demux: s.drop_demux,
+                            no_consent: s.drop_no_consent,
                         },
                         quality: src.quality(slot, leg).map(QualityJson::from),
                     }

@@ -80,13 +80,13 @@ pub(super) mod ret {
     /// Then the [`super::LegStats`] counters, in `LegStats::COUNTERS` order.
     pub const FIRST: usize = 1;
     /// Legs refused a jitter buffer (forwarded straight through).
-    pub const JITTER_REFUSED: usize = 14;
+    pub const JITTER_REFUSED: usize = 22;
     /// Sends that failed (not attributable to a slot).
-    pub const SEND_ERRORS: usize = 15;
-    pub const COUNT: usize = 16;
+    pub const SEND_ERRORS: usize = 23;
+    pub const COUNT: usize = 24;
 }
 
-/// The final counters of the slots a worker freed, summed; two cache lines.
+/// The final counters of the slots a worker freed, summed; three cache lines.
 #[repr(C, align(64))]
 pub(super) struct Retired {
     pub(super) words: [AtomicU64; ret::COUNT],
@@ -165,15 +165,22 @@ pub(super) mod ctr {
     pub const SRTP_RX0: usize = 34;
     /// SRTP stream state of what the relay sends, two words.
     pub const SRTP_TX0: usize = 36;
-    pub const COUNT: usize = 40;
+    pub const DROP_SRTP_AUTH: usize = 38;
+    pub const DROP_SRTP_REPLAY: usize = 39;
+    pub const DROP_SRTP_MALFORMED: usize = 40;
+    pub const DROP_STUN: usize = 41;
+    pub const DROP_DTLS: usize = 42;
+    pub const DROP_DEMUX: usize = 43;
+    pub const DROP_NO_CONSENT: usize = 44;
+    pub const COUNT: usize = 48;
 }
 
 /// Ring words: one per event, then the `at_ms` offsets two per word.
 pub(super) const DTMF_WORDS: usize = DTMF_RING + DTMF_RING / 2;
 
 /// One leg's counters, quality statistics, DTMF ring and worker-private
-/// persisted state, written only by the owning worker. Eight cache lines:
-/// five of counters, three of the DTMF ring.
+/// persisted state, written only by the owning worker. Nine cache lines:
+/// six of counters, three of the DTMF ring.
 #[repr(C, align(64))]
 pub struct LegCounters {
     pub(super) words: [AtomicU64; ctr::COUNT],

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! offset 0                      Header          (128 bytes)
-//! offset 128                    WorkerShared[MAX_WORKERS] (192 bytes each)
+//! offset 128                    WorkerShared[MAX_WORKERS] (256 bytes each)
 //! offset 128 + 192*MAX_WORKERS  Slot[capacity]  (size_of::<Slot>() each)
 //! then                          changed bitmap  (ceil(capacity / 64) u64 words)
 //! ```
@@ -19,11 +19,11 @@
 //! cleared by the worker as it takes the change, so a doorbell costs the
 //! worker the slots that changed, not a pass over all of its slots.
 //!
-//! A slot ([`SLOT_BYTES`] = 2176 bytes) is one control line, two legs of
+//! A slot ([`SLOT_BYTES`] = 2304 bytes) is one control line, two legs of
 //! eight configuration words, per leg five lines of security (SDES keys,
 //! ICE credentials, the DTLS peer fingerprint) and two of DTLS-exported
 //! keys, one line of label (the Call-ID), and per leg
-//! eight worker-owned lines: five of counters (traffic, drops, learned
+//! nine worker-owned lines: six of counters (traffic, drops, learned
 //! addresses, SSRC state, RFC 3550 quality and its seqlock) and three of the
 //! DTMF event ring.
 //!
@@ -51,7 +51,7 @@
 //!   programmers can never interleave; readers retry while it is odd or moved.
 //! - Per-leg counters are written only by the worker that owns the slot.
 //!   When it frees a slot it adds the slot's final counters to its own
-//!   retired totals (two worker-owned lines of `WorkerShared`, under a
+//!   retired totals (three worker-owned lines of `WorkerShared`, under a
 //!   seqlock), so totals over retired plus live slots never go back
 //!   ([`SlotTable::worker_totals`]).
 //! - A released slot goes to `draining`; its owning worker cancels the

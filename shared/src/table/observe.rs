@@ -373,6 +373,13 @@ impl LegCounters {
             drop_no_peer: self.get(ctr::DROP_NO_PEER),
             drop_jitter_late: self.get(ctr::DROP_JITTER_LATE),
             drop_jitter_overflow: self.get(ctr::DROP_JITTER_OVERFLOW),
+            drop_srtp_auth: self.get(ctr::DROP_SRTP_AUTH),
+            drop_srtp_replay: self.get(ctr::DROP_SRTP_REPLAY),
+            drop_srtp_malformed: self.get(ctr::DROP_SRTP_MALFORMED),
+            drop_stun: self.get(ctr::DROP_STUN),
+            drop_dtls: self.get(ctr::DROP_DTLS),
+            drop_demux: self.get(ctr::DROP_DEMUX),
+            drop_no_consent: self.get(ctr::DROP_NO_CONSENT),
             learned: self.learned(false),
             last_rx_ms: self.get(ctr::LAST_RX_MS),
         }

@@ -23,10 +23,10 @@ fn inst(name: &str) -> String {
 #[test]
 fn layout_is_cache_line_sized() {
     assert_eq!(std::mem::size_of::<Header>() % 64, 0);
-    assert_eq!(std::mem::size_of::<WorkerShared>(), 192);
+    assert_eq!(std::mem::size_of::<WorkerShared>(), 256);
     assert_eq!(std::mem::size_of::<SlotControl>(), 64);
-    assert_eq!(std::mem::size_of::<LegCounters>(), 512);
-    assert_eq!(SLOT_BYTES, 2176, "docs/ARCHITECTURE.md quotes this");
+    assert_eq!(std::mem::size_of::<LegCounters>(), 576);
+    assert_eq!(SLOT_BYTES, 2304, "docs/ARCHITECTURE.md quotes this");
 }
 
 #[test]

@@ -223,6 +223,20 @@ pub struct LegStats {
     /// Dropped by the jitter buffer of the other leg: no room (a new stream
     /// into a full ring) or a sequence jump on probation (RFC 3550 A.1).
     pub drop_jitter_overflow: u64,
+    /// Dropped: sRTP/SRTCP authentication tag did not verify (RFC 3711 §3.4), or the AEAD tag (RFC 7714).
+    pub drop_srtp_auth: u64,
+    /// Dropped: sRTP/SRTCP replay: an index already received or older than the replay window (RFC 3711 §3.3.2).
+    pub drop_srtp_replay: u64,
+    /// Dropped: too short or malformed for SRTP/SRTCP on a secure leg, or no room for the tag when protecting.
+    pub drop_srtp_malformed: u64,
+    /// Dropped: a STUN packet refused: malformed, not a Binding request, bad USERNAME or MESSAGE-INTEGRITY (RFC 8489 §14.5), or on a leg without ICE.
+    pub drop_stun: u64,
+    /// Dropped: a DTLS record on a leg without DTLS-SRTP, or refused because the DTLS task's queue was full.
+    pub drop_dtls: u64,
+    /// Dropped: first byte of no class this port carries (RFC 7983 §7: not STUN, DTLS or RTP/RTCP).
+    pub drop_demux: u64,
+    /// Dropped: not sent: the ICE peer's consent expired (RFC 7675 §5.1, 30 s without a check).
+    pub drop_no_consent: u64,
     /// The source address media was learned from, if any.
     pub learned: Option<SocketAddr>,
     /// Unix time (ms) of the last accepted packet; 0 if none.
@@ -246,6 +260,13 @@ impl LegStats {
             self.drop_no_peer,
             self.drop_jitter_late,
             self.drop_jitter_overflow,
+            self.drop_srtp_auth,
+            self.drop_srtp_replay,
+            self.drop_srtp_malformed,
+            self.drop_stun,
+            self.drop_dtls,
+            self.drop_demux,
+            self.drop_no_consent,
         ]
     }
 
@@ -262,6 +283,13 @@ impl LegStats {
             drop_no_peer: c[8],
             drop_jitter_late: c[9],
             drop_jitter_overflow: c[10],
+            drop_srtp_auth: c[11],
+            drop_srtp_replay: c[12],
+            drop_srtp_malformed: c[13],
+            drop_stun: c[14],
+            drop_dtls: c[15],
+            drop_demux: c[16],
+            drop_no_consent: c[17],
             learned: None,
             last_rx_ms: 0,
         }
@@ -276,6 +304,13 @@ impl LegStats {
             DropReason::NoPeer => self.drop_no_peer,
             DropReason::JitterLate => self.drop_jitter_late,
             DropReason::JitterOverflow => self.drop_jitter_overflow,
+            DropReason::SrtpAuth => self.drop_srtp_auth,
+            DropReason::SrtpReplay => self.drop_srtp_replay,
+            DropReason::SrtpMalformed => self.drop_srtp_malformed,
+            DropReason::Stun => self.drop_stun,
+            DropReason::Dtls => self.drop_dtls,
+            DropReason::Demux => self.drop_demux,
+            DropReason::NoConsent => self.drop_no_consent,
         }
     }
 
@@ -288,7 +323,7 @@ impl LegStats {
 }
 
 /// Counters of [`LegStats`] that sum across legs (see `LegStats::counters`).
-pub(super) const LEG_STAT_COUNTERS: usize = 11;
+pub(super) const LEG_STAT_COUNTERS: usize = 18;
 
 /// A worker's cumulative counters: those of the slots it has freed plus
 /// those of its slots not yet freed, so every field only grows (a
@@ -434,17 +469,38 @@ pub enum DropReason {
     /// into a full ring, or a sequence jump held on probation (RFC 3550
     /// A.1).
     JitterOverflow,
+    /// SRTP/SRTCP authentication tag did not verify (RFC 3711 §3.4), or the AEAD tag (RFC 7714).
+    SrtpAuth,
+    /// SRTP/SRTCP replay: an index already received or older than the replay window (RFC 3711 §3.3.2).
+    SrtpReplay,
+    /// Too short or malformed for SRTP/SRTCP on a secure leg, or no room for the tag when protecting.
+    SrtpMalformed,
+    /// A STUN packet refused: malformed, not a Binding request, bad USERNAME or MESSAGE-INTEGRITY (RFC 8489 §14.5), or on a leg without ICE.
+    Stun,
+    /// A DTLS record on a leg without DTLS-SRTP, or refused because the DTLS task's queue was full.
+    Dtls,
+    /// First byte of no class this port carries (RFC 7983 §7: not STUN, DTLS or RTP/RTCP).
+    Demux,
+    /// Not sent: the ICE peer's consent expired (RFC 7675 §5.1, 30 s without a check).
+    NoConsent,
 }
 
 impl DropReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Source,
         DropReason::Direction,
         DropReason::Malformed,
         DropReason::NoPeer,
         DropReason::JitterLate,
         DropReason::JitterOverflow,
+        DropReason::SrtpAuth,
+        DropReason::SrtpReplay,
+        DropReason::SrtpMalformed,
+        DropReason::Stun,
+        DropReason::Dtls,
+        DropReason::Demux,
+        DropReason::NoConsent,
     ];
 
     /// The `reason` label value in `/metrics` and the key in `/calls`.
@@ -456,6 +512,13 @@ impl DropReason {
             DropReason::NoPeer => "no_peer",
             DropReason::JitterLate => "jitter_late",
             DropReason::JitterOverflow => "jitter_overflow",
+            DropReason::SrtpAuth => "srtp_auth",
+            DropReason::SrtpReplay => "srtp_replay",
+            DropReason::SrtpMalformed => "srtp_malformed",
+            DropReason::Stun => "stun",
+            DropReason::Dtls => "dtls",
+            DropReason::Demux => "demux",
+            DropReason::NoConsent => "no_consent",
         }
     }
 }

@@ -173,6 +173,13 @@ impl LegCounters {
             DropReason::NoPeer => ctr::DROP_NO_PEER,
             DropReason::JitterLate => ctr::DROP_JITTER_LATE,
             DropReason::JitterOverflow => ctr::DROP_JITTER_OVERFLOW,
+            DropReason::SrtpAuth => ctr::DROP_SRTP_AUTH,
+            DropReason::SrtpReplay => ctr::DROP_SRTP_REPLAY,
+            DropReason::SrtpMalformed => ctr::DROP_SRTP_MALFORMED,
+            DropReason::Stun => ctr::DROP_STUN,
+            DropReason::Dtls => ctr::DROP_DTLS,
+            DropReason::Demux => ctr::DROP_DEMUX,
+            DropReason::NoConsent => ctr::DROP_NO_CONSENT,
         };
         self.add(i, 1);
     }
