@@ -270,6 +270,17 @@ impl Forwarder {
         }
     }
 
+    /// Latches leg `leg` to `addr`, the pair its ICE peer nominated (RFC
+    /// 8445 §8.1.1): media goes there, and (with rtcp-mux) RTCP too.
+    pub fn latch(&mut self, leg: usize, addr: SocketAddr) {
+        let l = leg & 1;
+        let a = normalize(addr);
+        self.legs[l].rtp_src = SourceFilter::new(self.cfg.legs[l].peer, Some(a));
+        if self.cfg.legs[l].rtcp_mux {
+            self.legs[l].rtcp_src = SourceFilter::new(sdp_rtcp_addr(&self.cfg.legs[l]), Some(a));
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &SlotConfig {
         &self.cfg

@@ -51,6 +51,7 @@ use std::time::Duration;
 use tern_shared::table::SlotTable;
 
 pub mod bufring;
+pub mod dtls;
 pub mod host;
 pub mod leg;
 pub mod quality;
@@ -137,6 +138,8 @@ impl std::error::Error for RelayError {
 pub struct Relay {
     handles: Vec<JoinHandle<Result<(), RelayError>>>,
     table: Arc<SlotTable>,
+    /// Stopped after the workers (their handles are dropped first).
+    _dtls: Option<dtls::DtlsTask>,
 }
 
 /// How long [`start`] waits for each worker to set up.
@@ -170,16 +173,35 @@ pub fn start(
     // each worker stamps its free slots as it binds their ports.
     table.begin_epoch();
     let abort = Arc::new(AtomicBool::new(false));
+    // Without a DTLS task the relay still carries plain and SDES calls;
+    // DTLS records are then dropped and counted.
+    let (dtls, mut dtls_handles) = match dtls::DtlsTask::start(&table, cfg.workers) {
+        Ok((t, h)) => (Some(t), h.into_iter().map(Some).collect::<Vec<_>>()),
+        Err(e) => {
+            tracing::warn!("no DTLS-SRTP: {e}");
+            (None, (0..cfg.workers).map(|_| None).collect())
+        }
+    };
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.workers);
     let mut err = None;
     for i in 0..cfg.workers {
         let (table, shutdown, abort, tx) =
             (table.clone(), shutdown.clone(), abort.clone(), tx.clone());
+        let d = dtls_handles[i].take();
         let spawned = std::thread::Builder::new()
             .name(format!("tern-dp-{i}"))
             .spawn(move || {
-                worker::thread_main(i as u32, table, cfg.bind_ip, cfg.pin, shutdown, abort, tx)
+                worker::thread_main(
+                    i as u32,
+                    table,
+                    cfg.bind_ip,
+                    cfg.pin,
+                    shutdown,
+                    abort,
+                    tx,
+                    d,
+                )
             });
         match spawned {
             Ok(h) => handles.push(h),
@@ -205,7 +227,12 @@ pub fn start(
             }
         }
     }
-    let relay = Relay { handles, table };
+    drop(dtls_handles);
+    let relay = Relay {
+        handles,
+        table,
+        _dtls: dtls,
+    };
     match err {
         None => Ok(relay),
         Some(e) => {
@@ -228,7 +255,12 @@ impl Relay {
     /// Errors: [`RelayError::Ring`], [`RelayError::Panicked`].
     pub fn join(self) -> Result<(), RelayError> {
         let mut first = Ok(());
-        for (i, h) in self.handles.into_iter().enumerate() {
+        let Relay {
+            handles,
+            table,
+            _dtls,
+        } = self;
+        for (i, h) in handles.into_iter().enumerate() {
             let r = h.join().unwrap_or(Err(RelayError::Panicked(i)));
             if first.is_ok() {
                 first = r;
@@ -236,7 +268,8 @@ impl Relay {
         }
         // The sockets are closed: no free slot may be handed out on the
         // workers' stamps any more.
-        self.table.begin_epoch();
+        table.begin_epoch();
+        drop(_dtls);
         first
     }
 }

@@ -12,7 +12,7 @@
 //!    buffer.
 //!
 //! Stages not built yet are marked where they plug in; a stage a leg does
-//! not use costs nothing. Nothing here allocates or makes a syscall: the
+//! not use costs nothing (a plain slot has no secure state at all). Nothing here allocates or makes a syscall: the
 //! send is an SQE, submitted with the loop's one `io_uring_enter`.
 
 use std::net::SocketAddr;
@@ -24,8 +24,9 @@ use tern_shared::table::{DropReason, LegCounters};
 use tracing::info;
 
 use super::jitter_store::{buffer_packet, Buffered};
+use super::secure::{self, StunAction};
 use super::user_data;
-use super::{fixed_index, push_sqe, rtp_info, sock_index, SendSlot, Sock, Worker};
+use super::{fixed_index, push_sqe, rtp_info, sock_index, SendSlot, Sock, Worker, BUF_SIZE};
 use crate::leg::{PacketKind, Verdict};
 use crate::quality::feed::SlotFeed;
 use crate::sockets::read_sockaddr;
@@ -83,32 +84,88 @@ impl Worker {
             return false;
         };
         let buf = self.bufs.buf_mut(bid, len);
-        let Some((src, off, plen)) = recvmsg_payload(buf, &self.recv_hdr) else {
+        let Some((src, off, mut plen)) = recvmsg_payload(buf, &self.recv_hdr) else {
             c_in.count_drop(DropReason::Malformed);
             self.dropped += 1;
             return false;
         };
+        // The whole provided buffer: protecting appends a tag.
+        let buf = self.bufs.buf_mut(bid, BUF_SIZE as usize);
         let slot = &mut self.slots[idx];
         let Some(fwd) = slot.fwd.as_mut() else {
             return false;
         };
-        let pkt = &mut buf[off..off + plen];
 
         // 1. Demux.
-        match demux(pkt) {
-            Demux::Media => {}
-            // STUN (the ICE-lite responder) and DTLS (handed to the
-            // worker's DTLS task, never handshaken inline) plug in here.
-            // Until then they are, like anything not RTP/RTCP, malformed.
-            Demux::Stun | Demux::Dtls | Demux::Other => {
-                c_in.count_drop(DropReason::Malformed);
-                self.dropped += 1;
-                return false;
+        let drop = match demux(&buf[off..off + plen]) {
+            Demux::Media => None,
+            Demux::Stun => {
+                let ice = slot.sec.as_mut().and_then(|s| s.legs[leg].ice.as_mut());
+                let Some(ice) = ice else {
+                    c_in.count_drop(DropReason::Stun);
+                    self.dropped += 1;
+                    return false;
+                };
+                let out = &mut self.scratch[..];
+                match secure::on_stun(ice, &buf[off..off + plen], src, now, out) {
+                    StunAction::Reply { len, nominated } => {
+                        if nominated {
+                            fwd.latch(leg, src);
+                            c_in.set_learned(false, Some(src));
+                        }
+                        // The answer goes back out of the socket the check
+                        // came in on, from this same buffer.
+                        buf[off..off + len].copy_from_slice(&out[..len]);
+                        let sqe = send_sqe(
+                            &mut self.sends[usize::from(bid)],
+                            &slot.socks[sock],
+                            fixed_index(idx, sock),
+                            &mut buf[off..off + len],
+                            src,
+                            user_data::send_ud(bid),
+                        );
+                        return sqe.is_some_and(|e| {
+                            push_sqe(&mut self.ring, &e, &mut self.ring_ctr.sq_full)
+                        });
+                    }
+                    StunAction::Drop => Some(DropReason::Stun),
+                }
             }
+            // Handed to the DTLS task, never handshaken inline.
+            Demux::Dtls => match (&self.dtls, &slot.sec) {
+                (Some(d), Some(sec)) if sec.legs[leg].dtls_on() => {
+                    d.submit(self.index, id, leg, slot.gen, &buf[off..off + plen])
+                }
+                _ => Some(DropReason::Dtls),
+            },
+            Demux::Other => Some(DropReason::Demux),
+        };
+        if let Some(r) = drop {
+            c_in.count_drop(r);
+            self.dropped += 1;
+            return false;
         }
 
-        // 2. Unprotect: SRTP/SRTCP (RFC 3711/7714) and its replay check
-        //    plug in here for a secure leg; plain legs skip it.
+        // 2. Unprotect (SRTP/SRTCP, RFC 3711/7714) on a secure leg; its
+        //    replay check; nothing is learned from a packet refused here.
+        let rtcp_in = sock & 1 == 1 || secure::is_mux_rtcp(&buf[off..off + plen]);
+        if let Some(sec) = slot.sec.as_mut() {
+            let st = &mut sec.legs[leg];
+            let res = match st.rx.as_deref_mut() {
+                Some(ctx) => secure::unprotect(ctx, &mut buf[off..], plen, rtcp_in, c_in),
+                None if st.awaiting_dtls => Err(DropReason::Dtls),
+                None => Ok(plen),
+            };
+            match res {
+                Ok(n) => plen = n,
+                Err(r) => {
+                    c_in.count_drop(r);
+                    self.dropped += 1;
+                    return false;
+                }
+            }
+        }
+        let pkt = &mut buf[off..off + plen];
 
         // 3. Policy, in one pass with 6. rewrite: the packet is rewritten
         //    at arrival toward the other leg (so a jitter store holds it as
@@ -184,7 +241,31 @@ impl Worker {
 
         // 6. Rewrite: done in stage 3.
 
-        // 7. Protect: SRTP/SRTCP for a secure outgoing leg plugs in here.
+        // 7. Protect for a secure outgoing leg, after the rewrite (the
+        //    SSRC the peer sees is the one authenticated); and no sending
+        //    once the peer's ICE consent has expired (RFC 7675 §5.1).
+        let mut slen = plen;
+        if let Some(sec) = slot.sec.as_mut() {
+            let st = &mut sec.legs[o];
+            let res = if st.ice.as_ref().is_some_and(|i| !i.may_send(now)) {
+                Err(DropReason::NoConsent)
+            } else {
+                match st.tx.as_deref_mut() {
+                    Some(ctx) => secure::protect(ctx, &mut buf[off..], plen, rtcp, c_out),
+                    None if st.awaiting_dtls => Err(DropReason::Dtls),
+                    None => Ok(plen),
+                }
+            };
+            match res {
+                Ok(n) => slen = n,
+                Err(r) => {
+                    c_in.count_drop(r);
+                    self.dropped += 1;
+                    return false;
+                }
+            }
+        }
+        let pkt = &mut buf[off..off + slen];
 
         // 8. Send out of the other leg's socket (its RTP one for RTCP with
         //    rtcp-mux).
@@ -208,7 +289,7 @@ impl Worker {
         } else {
             c_in.count_rx(plen, at_ms);
         }
-        c_out.count_tx(plen);
+        c_out.count_tx(slen);
         self.forwarded += 1;
         true
     }

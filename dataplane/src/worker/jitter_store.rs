@@ -9,6 +9,7 @@ use io_uring::{opcode, types};
 use tern_shared::table::{DropReason, JitterSettings};
 use tracing::{debug, warn};
 
+use super::secure;
 use super::user_data;
 use super::{
     fixed_index, push_sqe, rtp_info, sock_index, SendSlot, Worker, BUF_SIZE, MAX_JSTORES,
@@ -236,7 +237,7 @@ impl Worker {
     /// `idx` (its RTP socket and destination now), or frees the entry.
     fn send_stored(&mut self, idx: usize, leg: usize, store: u16, entry: u16) {
         let id = self.first + idx as u32;
-        let slot = &self.slots[idx];
+        let slot = &mut self.slots[idx];
         let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(leg));
         let sock = &slot.socks[sock_index(leg, false)];
         let (fd, v6, fixed) = (sock.fd, sock.v6, sock.fixed);
@@ -244,7 +245,29 @@ impl Worker {
             return;
         };
         let e = usize::from(entry);
-        let len = usize::from(st.lens[e]);
+        let mut len = usize::from(st.lens[e]);
+        // Protected as it leaves (after the rewrite, as in forward.rs).
+        if let Some(sec) = slot.sec.as_deref_mut() {
+            let cap = st.entry;
+            let res = match sec.legs[leg].tx.as_deref_mut() {
+                Some(ctx) => match self.table.counters(id, leg) {
+                    Ok(c) => secure::protect(ctx, &mut st.data[e * cap..(e + 1) * cap], len, false, c),
+                    Err(_) => Err(DropReason::SrtpMalformed),
+                },
+                None => Ok(len),
+            };
+            match res {
+                Ok(n) => len = n,
+                Err(r) => {
+                    st.free.push(entry);
+                    if let Ok(c) = self.table.counters(id, leg ^ 1) {
+                        c.count_drop(r);
+                    }
+                    self.dropped += 1;
+                    return;
+                }
+            }
+        }
         let data = st.data[e * st.entry..].as_mut_ptr();
         let ok = match dest {
             Some(dest) if fd >= 0 => st.sends[e].fill(data, len, dest, v6).is_some(),

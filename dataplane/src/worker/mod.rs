@@ -52,7 +52,8 @@
 //! - `user_data.rs`: what an SQE's user_data carries;
 //! - `forward.rs`: one received datagram, stage by stage;
 //! - `slot.rs`: a slot's life (bind, open, reconfigure, close, tick);
-//! - `jitter_store.rs`: jitter buffers and their packet stores.
+//! - `jitter_store.rs`: jitter buffers and their packet stores;
+//! - `secure.rs`: SRTP contexts and the ICE-lite responder of a leg.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -67,6 +68,7 @@ use tern_shared::table::{SlotTable, WorkerRing};
 use tracing::{debug, warn};
 
 use crate::bufring::BufRing;
+use crate::dtls::DtlsHandle;
 use crate::leg::Forwarder;
 use crate::quality::feed::SlotFeed;
 use crate::quality::jitter::PacketInfo;
@@ -74,10 +76,12 @@ use crate::sockets::{write_sockaddr, RawAddr};
 use crate::RelayError;
 
 use self::jitter_store::{JStore, LegJitter};
+use self::secure::SlotSecure;
 
 mod forward;
 mod jitter_store;
 mod ring;
+mod secure;
 mod slot;
 mod user_data;
 
@@ -277,6 +281,8 @@ struct SlotRt {
     call_id: String,
     /// Jitter buffers of what is sent to leg 0's and leg 1's peer.
     jit: [Option<LegJitter>; 2],
+    /// SRTP contexts and ICE-lite responders; `None` for a plain slot.
+    sec: Option<Box<SlotSecure>>,
 }
 
 impl SlotRt {
@@ -298,6 +304,7 @@ impl SlotRt {
             q: Box::new(SlotFeed::new()),
             call_id: String::new(),
             jit: [None, None],
+            sec: None,
         }
     }
 }
@@ -330,6 +337,9 @@ pub struct Worker {
     rescan: bool,
     /// Sync every slot once (at start).
     full_scan: bool,
+    /// The start's full scan is running: active slots found now belong to
+    /// a call from before a restart.
+    attaching: bool,
     last_tick_ms: u64,
     forwarded: u64,
     dropped: u64,
@@ -352,6 +362,11 @@ pub struct Worker {
     /// The loop iteration's clock.
     clock: Clock,
     last_roll_ms: u64,
+    /// Where STUN answers are written before they replace the request.
+    scratch: Box<[u8; 1024]>,
+    /// The DTLS task's channels; `None` when the dataplane runs without
+    /// one (DTLS datagrams are then dropped and counted).
+    dtls: Option<DtlsHandle>,
 }
 
 fn build_ring() -> std::io::Result<IoUring> {
@@ -454,6 +469,7 @@ impl Worker {
             table,
             rescan: true,
             full_scan: true,
+            attaching: false,
             last_tick_ms: 0,
             forwarded: 0,
             dropped: 0,
@@ -468,7 +484,14 @@ impl Worker {
             jit_slots: Vec::new(),
             clock: Clock::read(),
             last_roll_ms: 0,
+            scratch: Box::new([0u8; 1024]),
+            dtls: None,
         })
+    }
+
+    /// Gives the worker its end of the DTLS task's channels.
+    pub fn set_dtls(&mut self, h: DtlsHandle) {
+        self.dtls = Some(h);
     }
 
     /// Worker index.
@@ -547,6 +570,7 @@ pub(crate) fn thread_main(
     shutdown: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), RelayError>>,
+    dtls: Option<DtlsHandle>,
 ) -> Result<(), RelayError> {
     if pin {
         let cpu = index as usize % online_cpus();
@@ -556,6 +580,9 @@ pub(crate) fn thread_main(
     }
     let worker = match Worker::new(index, table, bind_ip) {
         Ok(mut w) => {
+            if let Some(d) = dtls {
+                w.set_dtls(d);
+            }
             // Bind every free slot's ports (and reattach active slots)
             // before reporting ready, so no slot is handed out unbound.
             w.attach();

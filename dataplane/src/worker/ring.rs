@@ -47,11 +47,16 @@ impl Worker {
                 self.rescan = false;
                 self.scan_changed(now);
                 if std::mem::take(&mut self.full_scan) {
+                    self.attaching = true;
                     self.scan(now);
+                    self.attaching = false;
                 }
             }
             if now.wrapping_sub(self.last_tick_ms) >= TICK_MS {
                 self.tick(now);
+            }
+            if self.dtls.is_some() {
+                self.poll_dtls(64);
             }
             let deadline = self.play_jitter();
             self.flush_rearm();

@@ -43,7 +43,9 @@ impl Worker {
         if !std::mem::take(&mut self.full_scan) {
             return;
         }
+        self.attaching = true;
         self.scan(now_ms());
+        self.attaching = false;
         for _ in 0..ATTACH_RETRY_MS / 50 {
             let pending: Vec<usize> = (0..self.slots.len())
                 .filter(|&i| {
@@ -149,6 +151,11 @@ impl Worker {
         slot.phase = Phase::Bound;
         slot.gen = slot.gen.wrapping_add(1);
         slot.drain = false;
+        slot.sec = None;
+        // Found active at attach: a restarted worker resumes its streams.
+        let resume = self.attaching;
+        self.sync_secure(idx, &cfg, resume);
+        let slot = &mut self.slots[idx];
         // A fresh slot's counters are zero; a restarted worker's carry on.
         *slot.q = SlotFeed::resume(&[self.table.quality(id, 0), self.table.quality(id, 1)]);
         slot.call_id = self.table.call_id(id).unwrap_or_default();
@@ -178,6 +185,11 @@ impl Worker {
             return;
         };
         let ch = fwd.apply_config(cfg);
+        self.sync_secure(idx, &cfg, false);
+        let slot = &mut self.slots[idx];
+        let Some(fwd) = slot.fwd.as_mut() else {
+            return;
+        };
         for leg in 0..2 {
             let Ok(c) = self.table.counters(id, leg) else {
                 continue;
@@ -374,6 +386,9 @@ impl Worker {
                 left,
                 "datagrams of the ended call discarded"
             );
+        }
+        if self.slots[idx].sec.take().is_some() {
+            self.stop_dtls(idx);
         }
         let slot = &mut self.slots[idx];
         let all_bound = slot.socks.iter().all(|k| k.fd >= 0 && k.filtered);

@@ -44,6 +44,11 @@ pub(super) struct Header {
     /// Slots nobody claimed after a restart, released by the media
     /// timeout ([`SlotTable::count_reclaimed`]), in total.
     pub(super) reclaimed: AtomicU64,
+    /// The SHA-256 fingerprint of the dataplane's DTLS certificate (RFC
+    /// 8122 §5), for the control planes' `a=fingerprint`; `fingerprint_set`
+    /// is 1 once written. Written before the workers start.
+    pub(super) fingerprint: [AtomicU64; 4],
+    pub(super) fingerprint_set: AtomicU64,
 }
 
 /// Per-worker words, each worker on its own cache line.

@@ -348,6 +348,31 @@ impl LegCounters {
 }
 
 impl SlotTable {
+    /// Publishes the SHA-256 digest of the dataplane's DTLS certificate
+    /// (dataplane only, at start).
+    pub fn set_dtls_fingerprint(&self, sha256: &[u8; 32]) {
+        let h = self.header();
+        let mut w = [0u64; 4];
+        put_bytes(&mut w, sha256);
+        for (a, v) in h.fingerprint.iter().zip(w) {
+            a.store(v, Ordering::Relaxed);
+        }
+        h.fingerprint_set.store(1, Ordering::Release);
+    }
+
+    /// The SHA-256 digest of the running dataplane's DTLS certificate, for
+    /// `a=fingerprint:sha-256`; `None` when no dataplane published one.
+    pub fn dtls_fingerprint(&self) -> Option<[u8; 32]> {
+        let h = self.header();
+        if h.fingerprint_set.load(Ordering::Acquire) != 1 {
+            return None;
+        }
+        let w: Vec<u64> = h.fingerprint.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let mut d = [0u8; 32];
+        get_bytes(&w, &mut d);
+        Some(d)
+    }
+
     /// Stores the keys a DTLS handshake on `leg` of slot `id` exported
     /// (worker only), under the block's own seqlock, so a restarted worker
     /// resumes the call without a new handshake. `None` clears them.

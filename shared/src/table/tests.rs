@@ -516,6 +516,9 @@ fn security_is_published_with_the_config_and_dtls_keys_die_with_the_call() {
         SrtpKeying::new(1, &[4u8; 30]).unwrap(),
     );
     t.set_dtls_keying(id, 0, Some(keys)).unwrap();
+    assert_eq!(t.dtls_fingerprint(), None);
+    t.set_dtls_fingerprint(&[0xcd; 32]);
+    assert_eq!(t.dtls_fingerprint(), Some([0xcd; 32]));
     assert_eq!(t.dtls_keying(id, 0), Some(keys));
     assert_eq!(t.dtls_keying(id, 1), None);
 
