@@ -10,7 +10,9 @@
 //! value on demand: [`Connection`] (`c=`, §5.7), [`Origin`] (`o=`, §5.2),
 //! [`MediaLine`] (`m=`, §5.14), [`Attribute`] (`a=`, §5.13), [`Rtcp`]
 //! (`a=rtcp`, RFC 3605), [`RtpMap`] (`a=rtpmap`, §6.6) and [`Candidate`]
-//! (`a=candidate`, RFC 8839 §5.1).
+//! (`a=candidate`, RFC 8839 §5.1); secure media in [`Crypto`] (`a=crypto`,
+//! RFC 4568), [`Fingerprint`] (RFC 8122), [`Setup`] (RFC 4145), ICE
+//! credentials and options (RFC 8839 §5.4), `a=mid` and [`SecureMedia`].
 //!
 //! The [`Writer`] takes edits by line index (replace, remove, insert after)
 //! and writes every other line byte for byte; with [`Newline::CrLf`] every
@@ -27,11 +29,18 @@ use std::fmt;
 use std::net::IpAddr;
 
 mod fields;
+mod secure;
 
 pub use fields::{
     addr_type, connection_value, direction_name, field, is_ice_attribute, parse_direction,
     rtcp_value, Attribute, Candidate, Connection, FieldError, MediaLine, Origin, Rtcp, RtpMap,
     ICE_ATTRIBUTES,
+};
+pub use secure::{
+    candidate_value, crypto_value, fingerprint_value, host_priority, is_ice_char, parse_ice_pwd,
+    parse_ice_ufrag, parse_mid, Crypto, Fingerprint, IceOptions, Lifetime, Mki, SecureFieldError,
+    SecureMedia, Setup, FINGERPRINT_HASHES, HOST_TYPE_PREFERENCE, MAX_CRYPTO, MAX_DIGEST,
+    MAX_KEY_SALT,
 };
 
 /// How a line ended in the input.
