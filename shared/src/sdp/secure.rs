@@ -802,3 +802,7 @@ impl<'a> SecureMedia<'a> {
         self.crypto.iter().find(|c| c.tag == tag)
     }
 }
+
+#[cfg(test)]
+#[path = "secure_tests.rs"]
+mod tests;
