@@ -240,7 +240,11 @@ fn handle(
     match msg {
         ToTask::Start { key, params } => {
             let Some(alg) = hash_alg(params.hash) else {
-                warn!(slot = key.slot, leg = key.leg, "DTLS: unknown fingerprint hash");
+                warn!(
+                    slot = key.slot,
+                    leg = key.leg,
+                    "DTLS: unknown fingerprint hash"
+                );
                 return;
             };
             let fp = Fingerprint {
@@ -254,7 +258,12 @@ fn handle(
             legs.retain(|k, _| !(k.worker == key.worker && k.slot == key.slot && k.leg == key.leg));
             match Endpoint::new(cert, role, fp) {
                 Ok(ep) => {
-                    debug!(slot = key.slot, leg = key.leg, ?role, "DTLS handshake started");
+                    debug!(
+                        slot = key.slot,
+                        leg = key.leg,
+                        ?role,
+                        "DTLS handshake started"
+                    );
                     let mut l = Leg {
                         ep,
                         started: Instant::now(),
@@ -302,14 +311,27 @@ fn flush(key: &LegKey, l: &mut Leg, outs: &[mpsc::Sender<FromTask>]) {
                 v.extend_from_slice(b);
                 SrtpKeying::new(s.as_u8(), &v)
             };
-            Some((join(&k.remote_key, &k.remote_salt)?, join(&k.local_key, &k.local_salt)?))
+            Some((
+                join(&k.remote_key, &k.remote_salt)?,
+                join(&k.local_key, &k.local_salt)?,
+            ))
         });
         match keys {
             Some((rx, tx)) => {
-                info!(slot = key.slot, leg = key.leg, profile = k.profile, "DTLS-SRTP keys");
+                info!(
+                    slot = key.slot,
+                    leg = key.leg,
+                    profile = k.profile,
+                    "DTLS-SRTP keys"
+                );
                 let _ = out.send(FromTask::Keys { key: *key, rx, tx });
             }
-            None => warn!(slot = key.slot, leg = key.leg, profile = k.profile, "DTLS-SRTP profile unusable"),
+            None => warn!(
+                slot = key.slot,
+                leg = key.leg,
+                profile = k.profile,
+                "DTLS-SRTP profile unusable"
+            ),
         }
     }
     l.timer = l.ep.timeout().map(|d| Instant::now() + d);

@@ -21,6 +21,64 @@ pub(crate) struct MuxFlags {
     pub(crate) reject: bool,
 }
 
+/// `ICE=` (rtpengine): what the relay does with ICE toward the recipient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum IceMode {
+    /// ICE-lite toward the recipient when the sender did ICE.
+    #[default]
+    Default,
+    /// ICE-lite toward the recipient always.
+    Force,
+    /// Never: ICE lines are removed.
+    Remove,
+    /// As `default` (rtpengine: offer ICE only if the sender did).
+    Optional,
+}
+
+/// `DTLS=` (rtpengine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum DtlsMode {
+    /// `a=setup:actpass` when offering, `active` when answering actpass.
+    #[default]
+    Default,
+    /// The relay takes the passive role (DTLS server).
+    Passive,
+    /// The relay takes the active role (DTLS client).
+    Active,
+    /// No DTLS: a DTLS-SRTP peer is refused (plain or SDES instead).
+    Off,
+}
+
+/// SDES restrictions (`SDES-off`, `SDES-no-<suite>`, `SDES-only-<suite>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SdesFlags {
+    pub(crate) off: bool,
+    pub(crate) no: Vec<String>,
+    pub(crate) only: Vec<String>,
+}
+
+impl SdesFlags {
+    /// Whether suite `name` may be offered or accepted.
+    pub(crate) fn allows(&self, name: &str) -> bool {
+        !self.off
+            && !self.no.iter().any(|n| n == name)
+            && (self.only.is_empty() || self.only.iter().any(|n| n == name))
+    }
+
+    fn take(&mut self, v: &str) -> bool {
+        if v == "off" {
+            self.off = true;
+        } else if let Some(s) = v.strip_prefix("no-") {
+            self.no.push(s.to_string());
+        } else if let Some(s) = v.strip_prefix("only-") {
+            self.only.push(s.to_string());
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
 /// The flags of one offer/answer/delete message.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Flags {
@@ -42,6 +100,11 @@ pub(crate) struct Flags {
     /// `jitter-buffer-target` and `jitter-buffer-max`, ms.
     pub(crate) jitter_target_ms: Option<u16>,
     pub(crate) jitter_max_ms: Option<u16>,
+    pub(crate) ice: IceMode,
+    pub(crate) dtls: DtlsMode,
+    pub(crate) sdes: SdesFlags,
+    /// `generate-mid`: add `a=mid` to sections that lack one.
+    pub(crate) generate_mid: bool,
 }
 
 /// rtpengine compares flags with spaces turned into hyphens.
@@ -73,6 +136,16 @@ impl Flags {
                 "jitter-buffer" => f.jitter = Some(true),
                 "no-jitter-buffer" => f.jitter = Some(false),
                 "jitter-buffer-adaptive" => f.jitter_adaptive = true,
+                "generate-mid" => f.generate_mid = true,
+                // rtpengine's alias for a browser recipient.
+                "WebRTC" => {
+                    f.transport = Some("UDP/TLS/RTP/SAVPF".into());
+                    f.ice = IceMode::Force;
+                    f.mux.offer = true;
+                    f.mux.require = true;
+                    f.generate_mid = true;
+                }
+                s if s.starts_with("SDES-") && f.sdes.take(&s["SDES-".len()..]) => {}
                 // Defaults of this relay, or meaningless for it.
                 "symmetric"
                 | "port-latching"
@@ -106,14 +179,37 @@ impl Flags {
         // is accepted; only the type is checked.
         let _ = list("direction")?;
         match field(m.opt_str("ICE"), "", "ICE")? {
-            None | Some("remove") => {}
+            None => {}
+            Some("default") => f.ice = IceMode::Default,
+            Some("force") => f.ice = IceMode::Force,
+            Some("remove") => f.ice = IceMode::Remove,
+            Some("optional") => f.ice = IceMode::Optional,
+            Some(other) => warnings.push(format!("ICE '{other}' not supported: ICE as default")),
+        }
+        match field(m.opt_str("DTLS"), "", "DTLS")? {
+            None => {}
+            Some("passive") => f.dtls = DtlsMode::Passive,
+            Some("active") => f.dtls = DtlsMode::Active,
+            Some("off" | "no" | "disable") => f.dtls = DtlsMode::Off,
+            Some(other) => warnings.push(format!("DTLS '{other}' not supported: DTLS as default")),
+        }
+        match field(m.opt_str("DTLS-fingerprint"), "", "DTLS-fingerprint")? {
+            None | Some("sha-256") => {}
             Some(other) => warnings.push(format!(
-                "ICE '{other}' not supported: ICE attributes are removed"
+                "DTLS-fingerprint '{other}' not supported: sha-256 is used"
             )),
+        }
+        for raw in list("SDES")? {
+            if !f.sdes.take(&hyphenate(raw)) {
+                warnings.push(format!("Unknown 'SDES' flag '{raw}' ignored"));
+            }
         }
         match field(m.opt_str("transport-protocol"), "", "transport-protocol")? {
             None => {}
-            Some(p @ ("RTP/AVP" | "RTP/AVPF")) => f.transport = Some(p.to_string()),
+            Some(
+                p @ ("RTP/AVP" | "RTP/AVPF" | "RTP/SAVP" | "RTP/SAVPF" | "UDP/TLS/RTP/SAVP"
+                | "UDP/TLS/RTP/SAVPF"),
+            ) => f.transport = Some(p.to_string()),
             Some(other) => warnings.push(format!(
                 "transport protocol '{other}' not supported: protocol left as offered"
             )),

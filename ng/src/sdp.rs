@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use tern_shared::codec;
 use tern_shared::sdp::{self as engine, Connection, Line, Newline, Origin, Rtcp, RtpMap};
-use tern_shared::table::Direction;
+use tern_shared::table::{srtp_suite, srtp_suite_by_name, Direction};
 
 /// Why an SDP body was refused; the text goes into `error-reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,97 @@ pub struct MediaInfo {
     /// `telephone-event`: from its `a=rtpmap:`, else the RFC 3551 §6 table
     /// for static types; 0 when unknown.
     pub clock_rate: u32,
+    /// What the section says of secure media.
+    pub sec: PeerSecurity,
+}
+
+/// An SDES `a=crypto` line of a peer (RFC 4568 §9.1) whose suite tern has.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerCrypto {
+    /// The line's tag (RFC 4568 §9.1), < 10^9.
+    pub tag: u32,
+    /// `tern_shared::table::SRTP_SUITES` number.
+    pub suite: u8,
+    /// The master key followed by the salt.
+    pub key_salt: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerCrypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerCrypto(tag {}, suite {})", self.tag, self.suite)
+    }
+}
+
+/// The secure-media attributes of one media section (session-level
+/// fingerprint, setup and ICE credentials apply where the section has
+/// none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerSecurity {
+    /// Usable `a=crypto` lines, in the peer's order of preference; lines
+    /// of unknown suites, with a wrong key length or with session
+    /// parameters tern does not do (UNENCRYPTED_*, KDR) are left out.
+    pub crypto: Vec<PeerCrypto>,
+    /// `a=fingerprint`: the RFC 8122 hash number (1 sha-1 … 5 sha-512) and
+    /// the digest.
+    pub fingerprint: Option<(u8, Vec<u8>)>,
+    /// `a=setup` (RFC 4145 §4, RFC 8842).
+    pub setup: Option<engine::Setup>,
+    /// `a=ice-ufrag` and `a=ice-pwd` (RFC 8839 §5.4).
+    pub ice_ufrag: Option<String>,
+    /// The peer's ICE password (not needed by an ICE-lite relay).
+    pub ice_pwd: Option<String>,
+    /// `a=ice-lite`: the peer is a lite agent.
+    pub ice_lite: bool,
+    /// `a=mid` (RFC 9143).
+    pub mid: Option<String>,
+}
+
+/// The RFC 8122 hash number a slot stores for `alg` (lower case).
+pub fn hash_number(alg: &str) -> Option<u8> {
+    match alg {
+        "sha-1" => Some(1),
+        "sha-224" => Some(2),
+        "sha-256" => Some(3),
+        "sha-384" => Some(4),
+        "sha-512" => Some(5),
+        _ => None,
+    }
+}
+
+fn peer_security(sec: &engine::Section<'_, '_>, session: &engine::Section<'_, '_>) -> PeerSecurity {
+    let m = engine::SecureMedia::read(sec, Some(session));
+    let crypto = m
+        .crypto
+        .iter()
+        .filter(|c| {
+            !c.unencrypted_srtp()
+                && !c.unencrypted_srtcp()
+                && !c.unauthenticated_srtp()
+                && matches!(c.kdr(), Ok(None) | Ok(Some(0)))
+                && c.mki.is_none()
+        })
+        .filter_map(|c| {
+            let n = srtp_suite_by_name(c.suite)?;
+            let (_, k, s) = srtp_suite(n)?;
+            (c.key_salt().len() == k + s).then(|| PeerCrypto {
+                tag: c.tag,
+                suite: n,
+                key_salt: c.key_salt().to_vec(),
+            })
+        })
+        .collect();
+    PeerSecurity {
+        crypto,
+        fingerprint: m
+            .fingerprint
+            .and_then(Result::ok)
+            .and_then(|f| Some((hash_number(f.algorithm)?, f.digest().to_vec()))),
+        setup: m.setup.and_then(Result::ok),
+        ice_ufrag: m.ice_ufrag.and_then(Result::ok).map(str::to_string),
+        ice_pwd: m.ice_pwd.and_then(Result::ok).map(str::to_string),
+        ice_lite: m.ice_lite,
+        mid: m.mid.and_then(Result::ok).map(str::to_string),
+    }
 }
 
 /// RTP clock rate of static payload type `pt` (RFC 3551 §6, from
@@ -110,7 +201,7 @@ pub struct Sdp<'a> {
 }
 
 /// How a relayed media section is rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaOut {
     /// RTP port of the slot leg facing this SDP's recipient.
     pub port: u16,
@@ -119,6 +210,16 @@ pub struct MediaOut {
     pub rtcp_port: u16,
     /// Whether the section carries `a=rtcp-mux`.
     pub mux: bool,
+    /// Secure-media attribute lines (`a=crypto:…`, `a=fingerprint:…`,
+    /// `a=setup:…`, ICE lines), added at the section's end in place of the
+    /// peer's own, which are removed.
+    pub attrs: Vec<String>,
+    /// The `m=` protocol toward the recipient, when the relay changes it
+    /// (else `Rewrite::transport`).
+    pub proto: Option<String>,
+    /// The relay is ICE-lite toward the recipient: `a=ice-lite` goes into
+    /// the session part (RFC 8839 §5.3).
+    pub ice_lite: bool,
 }
 
 /// `a=rtcp:` handling, from the flags `no-rtcp-attribute` and
@@ -151,6 +252,15 @@ pub struct Rewrite {
     pub transport: Option<String>,
     /// `a=rtcp:` handling.
     pub rtcp_attr: RtcpAttr,
+}
+
+/// An attribute of secure media the relay replaces: SDES keys (RFC 4568),
+/// the DTLS fingerprint and setup (RFC 8122, 4145), `a=ice-lite`.
+fn is_secure_attr(name: &str) -> bool {
+    matches!(
+        name,
+        "crypto" | "fingerprint" | "setup" | "ice-lite" | "tls-id"
+    )
 }
 
 /// An ICE attribute line (`a=candidate`, `a=ice-ufrag`, …, RFC 8839).
@@ -254,6 +364,7 @@ impl<'a> Sdp<'a> {
                 ice: false,
                 dtmf_pt: None,
                 clock_rate: 0,
+                sec: peer_security(&sec, &doc.session()),
             };
             let mut rates: Vec<(u8, u32)> = Vec::new();
             for l in sec.lines().iter().skip(1) {
@@ -330,20 +441,27 @@ impl<'a> Sdp<'a> {
                 w.remove(i);
             }
         }
-        let relayed = |i: usize| rw.media.get(i).copied().flatten();
+        let relayed = |i: usize| rw.media.get(i).and_then(Option::as_ref);
         // The session c= must move when a relayed section relies on it.
         let sess_conn_used = doc
             .media_sections()
             .enumerate()
             .any(|(i, sec)| relayed(i).is_some() && !sec.lines().iter().any(|l| l.is(b'c')));
+        // The relay terminates secure media: the peer's keys, fingerprint
+        // and setup never travel on, and the relay's own go in their place.
+        let any_relayed = rw.media.iter().any(Option::is_some);
         for (i, l) in doc.session().indexed() {
-            if is_ice(l) {
+            if is_ice(l) || (any_relayed && l.attribute().is_some_and(|a| is_secure_attr(a.name))) {
                 w.remove(i);
             } else if l.is(b'o') {
                 w.set_origin(i, 1, rw.replace_origin.then_some(rw.media_ip));
             } else if l.is(b'c') && (sess_conn_used || rw.replace_session_conn) {
                 w.set_connection(i, rw.media_ip);
             }
+        }
+        if rw.media.iter().flatten().any(|m| m.ice_lite) {
+            let last = doc.session().end().saturating_sub(1);
+            w.insert_after(last, "a=ice-lite");
         }
         for (n, sec) in doc.media_sections().enumerate() {
             let Some(mo) = relayed(n) else {
@@ -354,7 +472,7 @@ impl<'a> Sdp<'a> {
             let full_rtcp = Some(rw.media_ip);
             for (i, l) in sec.indexed() {
                 if i == sec.start() {
-                    w.set_media(i, mo.port, rw.transport.as_deref());
+                    w.set_media(i, mo.port, mo.proto.as_deref().or(rw.transport.as_deref()));
                     continue;
                 }
                 if l.is(b'c') {
@@ -364,8 +482,8 @@ impl<'a> Sdp<'a> {
                 let Some(a) = l.attribute() else {
                     continue;
                 };
-                if a.is_ice() {
-                    // The relay does not do ICE.
+                if a.is_ice() || is_secure_attr(a.name) {
+                    // The relay's own ICE and crypto lines replace these.
                     w.remove(i);
                 } else if a.name == "rtcp" && a.value.is_some() {
                     has_rtcp = true;
@@ -389,6 +507,9 @@ impl<'a> Sdp<'a> {
             }
             if mo.mux && !has_mux {
                 w.insert_after(last, "a=rtcp-mux");
+            }
+            for a in &mo.attrs {
+                w.insert_after(last, a.clone());
             }
         }
         w.finish()
@@ -460,6 +581,9 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
                 port: 30002,
                 rtcp_port: 30003,
                 mux: false,
+                attrs: Vec::new(),
+                proto: None,
+                ice_lite: false,
             })],
             replace_origin: true,
             replace_session_conn: false,
@@ -497,6 +621,9 @@ m=video 0 RTP/AVP 31\r\n"
                 port: 30000,
                 rtcp_port: if mux { 30000 } else { 30001 },
                 mux,
+                attrs: Vec::new(),
+                proto: None,
+                ice_lite: false,
             })],
             replace_origin: false,
             replace_session_conn: false,
@@ -586,6 +713,9 @@ m=video 0 RTP/AVP 31\r\n"
                             port: 1,
                             rtcp_port: 2,
                             mux: true,
+                            attrs: Vec::new(),
+                            proto: None,
+                            ice_lite: false,
                         }),
                     ],
                     replace_origin: true,

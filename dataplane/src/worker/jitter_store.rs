@@ -251,7 +251,9 @@ impl Worker {
             let cap = st.entry;
             let res = match sec.legs[leg].tx.as_deref_mut() {
                 Some(ctx) => match self.table.counters(id, leg) {
-                    Ok(c) => secure::protect(ctx, &mut st.data[e * cap..(e + 1) * cap], len, false, c),
+                    Ok(c) => {
+                        secure::protect(ctx, &mut st.data[e * cap..(e + 1) * cap], len, false, c)
+                    }
                     Err(_) => Err(DropReason::SrtpMalformed),
                 },
                 None => Ok(len),

@@ -77,7 +77,9 @@ fn keying(
 /// A context for `k`, resuming the persisted stream `resume`.
 fn context(k: &SrtpKeying, resume: Option<SrtpStreamState>) -> Option<Box<Context>> {
     let suite = Suite::from_u8(k.suite)?;
-    let (key, salt) = k.key_salt().split_at(suite.key_len().min(k.key_salt().len()));
+    let (key, salt) = k
+        .key_salt()
+        .split_at(suite.key_len().min(k.key_salt().len()));
     match Context::new(suite, key, salt) {
         Ok(mut c) => {
             if let Some(s) = resume {
@@ -128,11 +130,19 @@ impl SlotSecure {
         // A changed key re-keys (RFC 4568 §7.1.4: a new a=crypto); an
         // unchanged one keeps the context and its rollover counters.
         if resume || rx != old_rx || st.rx.is_none() != rx.is_none() {
-            let resume_rx = if resume { c.srtp_state(SrtpDirection::Rx) } else { None };
+            let resume_rx = if resume {
+                c.srtp_state(SrtpDirection::Rx)
+            } else {
+                None
+            };
             st.rx = rx.as_ref().and_then(|k| context(k, resume_rx));
         }
         if resume || tx != old_tx || st.tx.is_none() != tx.is_none() {
-            let resume_tx = if resume { c.srtp_state(SrtpDirection::Tx) } else { None };
+            let resume_tx = if resume {
+                c.srtp_state(SrtpDirection::Tx)
+            } else {
+                None
+            };
             st.tx = tx.as_ref().and_then(|k| context(k, resume_tx));
         }
         st.awaiting_dtls = sec.dtls.is_some() && st.rx.is_none();
@@ -260,7 +270,10 @@ fn persist(ctx: &Context, pkt: &[u8], dir: SrtpDirection, c: &LegCounters) {
 pub(super) enum StunAction {
     /// Send `len` bytes of the scratch buffer back to the source;
     /// `nominated`: latch the leg to it.
-    Reply { len: usize, nominated: bool },
+    Reply {
+        len: usize,
+        nominated: bool,
+    },
     Drop,
 }
 
@@ -335,7 +348,10 @@ impl super::Worker {
                         gen,
                     };
                     if !d.command(ToTask::Start { key, params }) {
-                        warn!(slot = id, leg, "DTLS task queue full: handshake not started");
+                        warn!(
+                            slot = id,
+                            leg, "DTLS task queue full: handshake not started"
+                        );
                     }
                 }
             }
@@ -391,7 +407,9 @@ impl super::Worker {
                     }
                 }
                 FromTask::Keys { rx, tx, .. } => {
-                    let _ = self.table.set_dtls_keying(key.slot, key.leg, Some((rx, tx)));
+                    let _ = self
+                        .table
+                        .set_dtls_keying(key.slot, key.leg, Some((rx, tx)));
                     if let Some(sec) = slot.sec.as_mut() {
                         sec.dtls_keys(key.leg, &rx, &tx);
                     }

@@ -169,6 +169,8 @@ struct MediaState {
     /// We offered `a=rtcp-mux` to the answerer.
     mux_offered_to: bool,
     mux_flags: MuxFlags,
+    /// What the relay told (or will tell) each leg about secure media.
+    plan: [secure::LegPlan; 2],
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +224,7 @@ type Reply = Result<Dict, CommandError>;
 
 mod offer;
 mod reports;
+mod secure;
 
 impl NgCore {
     /// A core programming `table`, started at `now_ms`. Adopts the slots a

@@ -130,11 +130,30 @@ impl NgCore {
                     leg.jitter = j;
                 }
             }
+            let ports = table.ports(slot, receiver);
+            let offered = match secure::negotiate(
+                ms,
+                info,
+                &flags,
+                op,
+                sender,
+                &mut self.rng,
+                table.dtls_fingerprint(),
+                media_ip,
+                ports,
+                out.mux,
+                i,
+            ) {
+                Ok(o) => o,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(CommandError::Table(e.to_string()));
                 break;
             }
-            let ports = table.ports(slot, receiver);
             outs.push(Some(MediaOut {
                 port: ports.rtp,
                 rtcp_port: if out.rtcp_on_rtp {
@@ -143,6 +162,9 @@ impl NgCore {
                     ports.rtcp
                 },
                 mux: out.mux,
+                attrs: offered.attrs,
+                proto: offered.proto,
+                ice_lite: offered.ice_lite,
             }));
         }
         if let Some(reason) = failure {

@@ -297,10 +297,22 @@ impl NgCore {
                 if cfg.rtcp_mux {
                     mflags.push("rtcp-mux");
                 }
-                let media = Dict::new()
+                // The suite, DTLS role and ICE state, never a key.
+                let (suite, dtls, ice) = secure::describe(ms, leg);
+                let proto = ms.plan[leg]
+                    .proto
+                    .clone()
+                    .unwrap_or_else(|| ms.proto.clone());
+                let mut media = Dict::new()
                     .with("index", uint(i as u64 + 1))
                     .with("type", bstr(ms.kind.clone()))
-                    .with("protocol", bstr(ms.proto.clone()))
+                    .with("protocol", bstr(proto))
+                    .with("DTLS", bstr(dtls.to_string()))
+                    .with("ICE", bstr(ice.to_string()));
+                if let Some(s) = suite {
+                    media.set("crypto suite", bstr(s.to_string()));
+                }
+                let media = media
                     .with("slot", uint(u64::from(slot)))
                     .with(
                         "streams",

@@ -69,8 +69,8 @@ mod worker;
 
 pub use layout::{LegCounters, SlotTable, LAYOUT_VERSION, MAGIC, SLOT_BYTES};
 pub use secure::{
-    DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity, SrtpDirection, SrtpKeying,
-    SrtpStreamState, MASTER_MAX,
+    srtp_suite, srtp_suite_by_name, DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity,
+    SrtpDirection, SrtpKeying, SrtpStreamState, MASTER_MAX, SRTP_SUITES,
 };
 pub use types::*;
 

@@ -18,6 +18,30 @@ use super::types::TableError;
 /// the 112-bit salt (14) of RFC 6188.
 pub const MASTER_MAX: usize = 46;
 
+/// The SRTP suites a leg may use, by the number a slot stores: (number,
+/// RFC 4568 §6.2 / RFC 6188 / RFC 7714 §14.2 name, master key bytes,
+/// master salt bytes), in the order tern offers them (rtpengine's).
+pub const SRTP_SUITES: [(u8, &str, usize, usize); 5] = [
+    (5, "AEAD_AES_256_GCM", 32, 12),
+    (4, "AEAD_AES_128_GCM", 16, 12),
+    (3, "AES_256_CM_HMAC_SHA1_80", 32, 14),
+    (1, "AES_CM_128_HMAC_SHA1_80", 16, 14),
+    (2, "AES_CM_128_HMAC_SHA1_32", 16, 14),
+];
+
+/// The suite number of an SDES suite name; `None` for one tern lacks.
+pub fn srtp_suite_by_name(name: &str) -> Option<u8> {
+    SRTP_SUITES.iter().find(|s| s.1 == name).map(|s| s.0)
+}
+
+/// The name and master key and salt lengths of suite number `n`.
+pub fn srtp_suite(n: u8) -> Option<(&'static str, usize, usize)> {
+    SRTP_SUITES
+        .iter()
+        .find(|s| s.0 == n)
+        .map(|s| (s.1, s.2, s.3))
+}
+
 /// One direction's SRTP master key and salt (RFC 3711 §8.2), concatenated
 /// as in `a=crypto`'s `inline:` (RFC 4568 §6.1) and the DTLS exporter's
 /// halves (RFC 5764 §4.2).
@@ -367,7 +391,11 @@ impl SlotTable {
         if h.fingerprint_set.load(Ordering::Acquire) != 1 {
             return None;
         }
-        let w: Vec<u64> = h.fingerprint.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let w: Vec<u64> = h
+            .fingerprint
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
         let mut d = [0u8; 32];
         get_bytes(&w, &mut d);
         Some(d)
