@@ -784,3 +784,182 @@ fn a_seeded_core_picks_the_same_ports_and_ssrc() {
         "other seeds choose otherwise"
     );
 }
+
+// Secure media: SDES both ways, ICE-lite, refusals.
+
+fn crypto_lines(sdp: &str) -> Vec<&str> {
+    sdp.lines().filter(|l| l.starts_with("a=crypto:")).collect()
+}
+
+fn slot_of(f: &Fx, reply_sdp: &str) -> u32 {
+    let port = m_port(reply_sdp);
+    (0..f.table.capacity())
+        .find(|&id| (0..2).any(|leg| f.table.ports(id, leg).rtp == port))
+        .expect("a slot owns the answered port")
+}
+
+#[test]
+fn sdes_offer_to_an_srtp_answerer_keys_both_directions() {
+    let mut f = fx("sdes-out", 47900, 47999, CoreConfig::default());
+    let a = sdp("10.0.0.1", 4000, "");
+    let offer = Fx::ok_sdp(&f.offer(
+        "sdes1",
+        "ft",
+        &a,
+        Dict::new().with("transport-protocol", bstr("RTP/SAVP")),
+    ));
+    assert!(
+        offer.contains("m=audio ") && offer.contains(" RTP/SAVP 0 8 101"),
+        "{offer}"
+    );
+    let lines = crypto_lines(&offer);
+    let names: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "AEAD_AES_256_GCM",
+            "AEAD_AES_128_GCM",
+            "AES_256_CM_HMAC_SHA1_80",
+            "AES_CM_128_HMAC_SHA1_80",
+            "AES_CM_128_HMAC_SHA1_32"
+        ]
+    );
+    assert!(lines[0].starts_with("a=crypto:1 "), "{offer}");
+    // The answerer picks tag 4 and sends with its own key.
+    let theirs = [0x42u8; 30];
+    let b = format!(
+        "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/SAVP 0\r\na=crypto:{}\r\n",
+        tern_shared::sdp::crypto_value(4, "AES_CM_128_HMAC_SHA1_80", &theirs)
+    );
+    let ans = Fx::ok_sdp(&f.answer("sdes1", "ft", "tt", &b, Dict::new()));
+    assert!(
+        ans.contains(" RTP/AVP 0"),
+        "the offerer gets its own protocol: {ans}"
+    );
+    assert!(crypto_lines(&ans).is_empty(), "{ans}");
+    let id = slot_of(&f, &ans);
+    let (cfg, _) = f.table.read_config(id).unwrap();
+    assert!(cfg.legs[0].secure.is_plain());
+    let b_sec = cfg.legs[1].secure;
+    assert_eq!(b_sec.rx.unwrap().suite, 1);
+    assert_eq!(b_sec.rx.unwrap().key_salt(), &theirs[..]);
+    let ours = tern_shared::sdp::Crypto::parse(&lines[3]["a=crypto:".len()..]).unwrap();
+    assert_eq!(
+        b_sec.tx.unwrap().key_salt(),
+        ours.key_salt(),
+        "tag 4's offered key"
+    );
+
+    // An answer naming a tag never offered is refused.
+    let bad = b.replace("a=crypto:4 ", "a=crypto:9 ");
+    let v = f.answer("sdes1", "ft", "tt", &bad, Dict::new());
+    assert_eq!(s(at(&v, &["result"])), "error");
+    assert!(s(at(&v, &["error-reason"])).contains("a=crypto"), "{v:?}");
+}
+
+#[test]
+fn sdes_flags_limit_what_is_offered() {
+    let mut f = fx("sdes-flags", 48000, 48099, CoreConfig::default());
+    let a = sdp("10.0.0.1", 4000, "");
+    let only = Fx::ok_sdp(
+        &f.offer(
+            "sdes2",
+            "ft",
+            &a,
+            Dict::new()
+                .with("transport-protocol", bstr("RTP/SAVP"))
+                .with("SDES", str_list(["only-AES_CM_128_HMAC_SHA1_80"])),
+        ),
+    );
+    let lines = crypto_lines(&only);
+    assert_eq!(lines.len(), 1, "{only}");
+    assert!(lines[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+    let v = f.offer(
+        "sdes3",
+        "ft",
+        &a,
+        Dict::new()
+            .with("transport-protocol", bstr("RTP/SAVP"))
+            .with("flags", str_list(["SDES-off"])),
+    );
+    assert_eq!(s(at(&v, &["result"])), "error", "nothing left to offer");
+}
+
+#[test]
+fn sdes_offerer_bridged_to_plain_gets_the_relays_key_in_the_answer() {
+    let mut f = fx("sdes-in", 48100, 48199, CoreConfig::default());
+    let theirs = [7u8; 28];
+    let a = format!(
+        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:{}\r\na=crypto:{}\r\n",
+        tern_shared::sdp::crypto_value(3, "AEAD_AES_128_GCM", &theirs),
+        tern_shared::sdp::crypto_value(5, "NO_SUCH_SUITE", &[1u8; 30]),
+    );
+    let offer = Fx::ok_sdp(&f.offer(
+        "sdes4",
+        "ft",
+        &a,
+        Dict::new().with("transport-protocol", bstr("RTP/AVP")),
+    ));
+    assert!(
+        offer.contains(" RTP/AVP 0") && crypto_lines(&offer).is_empty(),
+        "{offer}"
+    );
+    let ans = Fx::ok_sdp(&f.answer("sdes4", "ft", "tt", &sdp("10.0.0.2", 5000, ""), Dict::new()));
+    assert!(ans.contains(" RTP/SAVP "), "{ans}");
+    let lines = crypto_lines(&ans);
+    assert_eq!(lines.len(), 1, "{ans}");
+    let ours = tern_shared::sdp::Crypto::parse(&lines[0]["a=crypto:".len()..]).unwrap();
+    assert_eq!((ours.tag, ours.suite), (3, "AEAD_AES_128_GCM"));
+    let id = slot_of(&f, &ans);
+    let (cfg, _) = f.table.read_config(id).unwrap();
+    let a_sec = cfg.legs[0].secure;
+    assert_eq!(a_sec.rx.unwrap().key_salt(), &theirs[..]);
+    assert_eq!(a_sec.tx.unwrap().key_salt(), ours.key_salt());
+    assert_ne!(ours.key_salt(), &theirs[..], "the relay's own key");
+    assert!(cfg.legs[1].secure.is_plain());
+
+    // query names the suite, never a key.
+    let q = f.cmd(
+        Dict::new()
+            .with("command", bstr("query"))
+            .with("call-id", bstr("sdes4")),
+    );
+    let text = format!("{q:?}");
+    assert!(text.contains("AEAD_AES_128_GCM"), "{text}");
+    let b64 = lines[0].split("inline:").nth(1).unwrap();
+    assert!(!text.contains(b64), "no key in query");
+}
+
+#[test]
+fn ice_lite_toward_an_ice_peer_with_host_candidates() {
+    let mut f = fx("ice", 48200, 48299, CoreConfig::default());
+    let a = sdp(
+        "10.0.0.1",
+        4000,
+        "a=ice-ufrag:Abcd\r\na=ice-pwd:0123456789012345678901\r\na=candidate:1 1 UDP 2130706431 10.0.0.1 4000 typ host\r\n",
+    );
+    let offer = Fx::ok_sdp(&f.offer("ice1", "ft", &a, Dict::new().with("ICE", bstr("force"))));
+    assert!(offer.contains("a=ice-lite\r\n"), "{offer}");
+    assert!(
+        !offer.contains("Abcd"),
+        "the peer's credentials do not travel: {offer}"
+    );
+    let port = m_port(&offer);
+    assert!(
+        offer.contains(&format!("192.0.2.1 {port} typ host")),
+        "a host candidate on the relay's port: {offer}"
+    );
+    let id = slot_of(&f, &offer);
+    let (cfg, _) = f.table.read_config(id).unwrap();
+    let a_ice = cfg.legs[0].secure.ice.expect("ICE-lite toward A");
+    assert_eq!(a_ice.remote_ufrag.unwrap().as_str(), "Abcd");
+    let b_ice = cfg.legs[1].secure.ice.expect("ICE-lite toward B (force)");
+    assert!(offer.contains(&format!("a=ice-ufrag:{}", b_ice.local_ufrag.as_str())));
+    assert_eq!(b_ice.local_pwd.as_str().len(), 24);
+    // ICE=remove strips it.
+    let plain = Fx::ok_sdp(&f.offer("ice2", "ft", &a, Dict::new().with("ICE", bstr("remove"))));
+    assert!(
+        !plain.contains("ice-") && !plain.contains("candidate"),
+        "{plain}"
+    );
+}
