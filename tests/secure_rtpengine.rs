@@ -1,0 +1,394 @@
+//! Secure media against an independent implementation: rtpengine 10.5
+//! (libsrtp2 and openssl, userspace `--table=-1`) is the far end of a
+//! chain driven over ng:
+//!
+//! ```text
+//! A (plain RTP) → tern → secure hop → rtpengine → C (plain RTP)
+//! ```
+//!
+//! and back. The secure hop runs through a small proxy the test owns, so
+//! it can see that the bytes there are really protected (their payloads
+//! differ from the plain ones and carry an authentication tag) while A and
+//! C receive exactly what the other sent.
+//!
+//! Skips, saying so, when rtpengine is not installed.
+
+mod common;
+use common::ng::{ng_exchange, str_of, BDict};
+use common::*;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tern_ng::bencode::{bstr, str_list, Dict};
+
+fn have_rtpengine() -> bool {
+    let ok = Command::new("rtpengine")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: rtpengine is not installed (Debian package rtpengine-daemon)");
+    }
+    ok
+}
+
+/// A userspace rtpengine on loopback with its ng socket.
+struct Rtpengine {
+    proc_: Proc,
+    ng: u16,
+}
+
+impl Rtpengine {
+    fn start(port_lo: u16, port_hi: u16) -> Rtpengine {
+        let ng = free_port();
+        let child = Command::new("rtpengine")
+            .args([
+                "--config-file=none",
+                "--table=-1",
+                "--interface=127.0.0.1",
+                &format!("--listen-ng=127.0.0.1:{ng}"),
+                "--foreground",
+                "--num-threads=1",
+                &format!("--port-min={port_lo}"),
+                &format!("--port-max={port_hi}"),
+                "--log-level=6",
+                "--log-stderr",
+                "--no-log-timestamps",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rtpengine");
+        let me = Rtpengine {
+            proc_: Proc {
+                name: "rtpengine".into(),
+                child,
+            },
+            ng,
+        };
+        // Ready when it answers ping (bounded: 10 s).
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let _ = sock.send_to(b"p1 d7:command4:pinge", me.addr());
+            let mut b = [0u8; 256];
+            if sock.recv_from(&mut b).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "rtpengine did not answer ping");
+        }
+        me
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.ng).into()
+    }
+}
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.proc_.stop();
+    }
+}
+
+/// A `tern relay` with its ng socket.
+struct Tern {
+    _proc: Proc,
+    instance: String,
+    ng: u16,
+}
+
+impl Tern {
+    fn start(name: &str, ports: &str) -> Tern {
+        let instance = format!("sec-{name}-{}", std::process::id());
+        let ng = free_port();
+        let (p, _) = spawn_tern(
+            &[
+                "relay",
+                "--ports",
+                ports,
+                "--workers",
+                "1",
+                "--instance",
+                &instance,
+                "--ng",
+                &format!("127.0.0.1:{ng}"),
+                "--no-pin",
+                "--http",
+                "off",
+            ],
+            &["tern ng", "tern relay"],
+        );
+        Tern {
+            _proc: p,
+            instance,
+            ng,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.ng).into()
+    }
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        unlink_table(&self.instance);
+    }
+}
+
+fn ng(sock: &UdpSocket, to: SocketAddr, n: &mut u32, d: Dict) -> BDict {
+    *n += 1;
+    let r = ng_exchange(sock, to, &format!("k{n}"), d);
+    assert_eq!(str_of(&r, "result"), "ok", "{r:?}");
+    r
+}
+
+fn plain_sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+}
+
+fn m_port(sdp: &str) -> u16 {
+    let m = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    m.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// `sdp` with every ` {from}` port word replaced by ` {to}` (the `m=`
+/// line and candidates), so the peer sends through the proxy.
+fn via(sdp: &str, from: u16, to: u16) -> String {
+    sdp.replace(&format!(" {from} "), &format!(" {to} "))
+        .replace(&format!(" {from}\r\n"), &format!(" {to}\r\n"))
+}
+
+/// Datagrams the proxy passed, each way.
+#[derive(Default)]
+struct Seen {
+    to_rtpengine: Vec<Vec<u8>>,
+    to_tern: Vec<Vec<u8>>,
+}
+
+/// Relays between tern (`tern_side`, which tern sends to) and rtpengine
+/// (`rtpe_side`, which rtpengine sends to) until `stop`, recording.
+fn proxy(
+    tern_side: UdpSocket,
+    rtpe_side: UdpSocket,
+    tern_port: u16,
+    rtpe_port: Arc<Mutex<u16>>,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        tern_side.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        rtpe_side.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, _)) = tern_side.recv_from(&mut buf) {
+                let port = *rtpe_port.lock().unwrap();
+                if port != 0 {
+                    let _ = rtpe_side.send_to(&buf[..n], ("127.0.0.1", port));
+                }
+                seen.lock().unwrap().to_rtpengine.push(buf[..n].to_vec());
+            }
+            if let Ok((n, _)) = rtpe_side.recv_from(&mut buf) {
+                let _ = tern_side.send_to(&buf[..n], ("127.0.0.1", tern_port));
+                seen.lock().unwrap().to_tern.push(buf[..n].to_vec());
+            }
+        }
+    })
+}
+
+fn rtp(seq: u16, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160).map(|i| fill ^ (i as u8).wrapping_mul(7) ^ seq as u8));
+    p
+}
+
+/// Sends `count` packets from `from` to `port` and returns the payloads
+/// (bytes after the 12-byte header) `to` received (bounded wait).
+fn flow(from: &UdpSocket, port: u16, to: &UdpSocket, count: u16, fill: u8) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    to.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut sent = Vec::new();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    for seq in 0..count {
+        let p = rtp(1000 + seq, 0x1111_0000 | u32::from(fill), fill);
+        sent.push(p[12..].to_vec());
+        from.send_to(&p, ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok((n, _)) = to.recv_from(&mut buf) {
+            got.push(buf[12..n].to_vec());
+        }
+    }
+    let end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < end {
+        if let Ok((n, _)) = to.recv_from(&mut buf) {
+            got.push(buf[12..n].to_vec());
+        }
+    }
+    (sent, got)
+}
+
+/// Runs the chain with `extra` in tern's offer (its secure side); with
+/// `tag_len`, every SRTP packet on the hop must carry a tag that long.
+fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) {
+    let tern = Tern::start(name, &format!("{}-{}", ports.0, ports.0 + 199));
+    let rtpe = Rtpengine::start(ports.1, ports.1 + 199);
+    let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pa, pc) = (a.local_addr().unwrap().port(), c.local_addr().unwrap().port());
+    let tern_side = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtpe_side = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pt, pr) = (
+        tern_side.local_addr().unwrap().port(),
+        rtpe_side.local_addr().unwrap().port(),
+    );
+    let mut n = 0;
+    let call = format!("chain-{name}");
+
+    // 1. A's plain offer into tern, which offers secure media onward.
+    let mut d = extra;
+    d.set("command", bstr("offer"))
+        .set("call-id", bstr(&call))
+        .set("from-tag", bstr("A"))
+        .set("sdp", bstr(plain_sdp(pa)));
+    let r1 = ng(&ctl, tern.addr(), &mut n, d);
+    let sdp1 = str_of(&r1, "sdp");
+    let tb = m_port(&sdp1);
+    // 2. Into rtpengine (through the proxy), which offers plain RTP to C.
+    let r2 = ng(
+        &ctl,
+        rtpe.addr(),
+        &mut n,
+        Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr(&call))
+            .with("from-tag", bstr("A"))
+            .with("transport-protocol", bstr("RTP/AVP"))
+            .with("sdp", bstr(via(&sdp1, tb, pr))),
+    );
+    let sdp2 = str_of(&r2, "sdp");
+    assert!(sdp2.contains("RTP/AVP") && !sdp2.contains("a=crypto"), "{sdp2}");
+    let rc = m_port(&sdp2);
+    // 3. C's plain answer into rtpengine, which answers securely.
+    let r3 = ng(
+        &ctl,
+        rtpe.addr(),
+        &mut n,
+        Dict::new()
+            .with("command", bstr("answer"))
+            .with("call-id", bstr(&call))
+            .with("from-tag", bstr("A"))
+            .with("to-tag", bstr("C"))
+            .with("sdp", bstr(plain_sdp(pc))),
+    );
+    let sdp3 = str_of(&r3, "sdp");
+    let ra = m_port(&sdp3);
+    // 4. Into tern (through the proxy), which answers A in plain RTP.
+    let r4 = ng(
+        &ctl,
+        tern.addr(),
+        &mut n,
+        Dict::new()
+            .with("command", bstr("answer"))
+            .with("call-id", bstr(&call))
+            .with("from-tag", bstr("A"))
+            .with("to-tag", bstr("C"))
+            .with("sdp", bstr(via(&sdp3, ra, pt))),
+    );
+    let sdp4 = str_of(&r4, "sdp");
+    assert!(sdp4.contains(" RTP/AVP ") && !sdp4.contains("a=crypto"), "{sdp4}");
+    let ta = m_port(&sdp4);
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = proxy(
+        tern_side,
+        rtpe_side,
+        tb,
+        Arc::new(Mutex::new(ra)),
+        seen.clone(),
+        stop.clone(),
+    );
+    // C speaks first so rtpengine learns it; then A → C, then C → A.
+    let (_, _) = flow(&c, rc, &a, 3, 0x33);
+    let (sent_a, got_c) = flow(&a, ta, &c, 25, 0xa5);
+    let (sent_c, got_a) = flow(&c, rc, &a, 25, 0xc3);
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+
+    let missing = |sent: &[Vec<u8>], got: &[Vec<u8>]| sent.iter().filter(|p| !got.contains(p)).count();
+    assert!(
+        got_c.len() >= 20 && missing(&sent_a, &got_c) <= 5,
+        "A → C: {} of {} arrived byte-identical",
+        sent_a.len() - missing(&sent_a, &got_c),
+        sent_a.len()
+    );
+    assert!(
+        got_a.len() >= 20 && missing(&sent_c, &got_a) <= 5,
+        "C → A: {} of {} arrived byte-identical",
+        sent_c.len() - missing(&sent_c, &got_a),
+        sent_c.len()
+    );
+    // The secure hop really is protected: no plain payload crosses it, and
+    // each packet carries its tag.
+    let seen = seen.lock().unwrap();
+    let rtp_len = 12 + 160;
+    for (dir, pkts, sent) in [
+        ("tern → rtpengine", &seen.to_rtpengine, &sent_a),
+        ("rtpengine → tern", &seen.to_tern, &sent_c),
+    ] {
+        let media: Vec<&Vec<u8>> = pkts.iter().filter(|p| p.len() >= rtp_len && p[0] >> 6 == 2 && !(192..=223).contains(&p[1])).collect();
+        assert!(media.len() >= 20, "{dir}: {} media packets seen", media.len());
+        for p in &media {
+            assert!(!sent.iter().any(|s| p.ends_with(s) || p[12..].starts_with(s)), "{dir}: a plain payload crossed the secure hop");
+            if let Some(t) = tag_len {
+                assert_eq!(p.len(), rtp_len + t, "{dir}: SRTP packet of {} bytes", p.len());
+            } else {
+                assert!(p.len() > rtp_len, "{dir}: no tag on a {}-byte packet", p.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn sdes_chain_through_rtpengine_with_aes_cm_80() {
+    if !have_rtpengine() {
+        return;
+    }
+    chain(
+        "sdes-cm",
+        (38000, 38400),
+        Dict::new()
+            .with("transport-protocol", bstr("RTP/SAVP"))
+            .with("SDES", str_list(["only-AES_CM_128_HMAC_SHA1_80"])),
+        Some(10),
+    );
+}
+
+#[test]
+fn sdes_chain_through_rtpengine_with_its_choice_of_suite() {
+    if !have_rtpengine() {
+        return;
+    }
+    chain(
+        "sdes-any",
+        (38800, 39200),
+        Dict::new().with("transport-protocol", bstr("RTP/SAVP")),
+        None,
+    );
+}
