@@ -5,4 +5,5 @@
 //! clock: every call is handed the bytes, a `now` and, where needed, the
 //! random bytes it uses.
 
+pub mod ice;
 pub mod stun;

@@ -30,7 +30,7 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The fixed 32-bit value in bytes 4..8 of every RFC 5389/8489 message.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;
