@@ -326,6 +326,12 @@ impl Endpoint {
         self.app_data_dropped
     }
 
+    /// Test hook: sends application data (DTLS-SRTP never does).
+    #[cfg(test)]
+    pub(super) fn send_app_data(&mut self, data: &[u8]) {
+        let _ = self.stream.ssl_write(data);
+    }
+
     /// Runs OpenSSL on what is queued inbound.
     fn drive(&mut self) -> Result<(), DtlsError> {
         match self.state {

@@ -18,6 +18,8 @@
 
 mod cert;
 mod endpoint;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
