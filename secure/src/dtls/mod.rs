@@ -14,7 +14,10 @@
 //! SDP. `a=setup` (RFC 8842 §5) picks the [`Role`]: `active` is the DTLS
 //! client, `passive` the DTLS server.
 //!
-//! The handshake itself is OpenSSL's (DTLS 1.2 only).
+//! The handshake itself is OpenSSL's (DTLS 1.2 only). Unlike the rest of
+//! this crate, the endpoint does not take a `now`: the retransmission
+//! timer runs on OpenSSL's own clock (`gettimeofday` in OpenSSL 3.0), so
+//! [`Endpoint::timeout`] is a duration from the moment it is asked.
 
 mod cert;
 mod endpoint;
