@@ -3,7 +3,9 @@
 //! (RFC 8445 §2.5, STUN per RFC 8489, consent per RFC 7675) and run a
 //! DTLS-SRTP handshake (RFC 5763/5764). Nothing here owns a socket or a
 //! clock: every call is handed the bytes, a `now` and, where needed, the
-//! random bytes it uses.
+//! random bytes it uses (the DTLS endpoint alone runs on OpenSSL's own
+//! retransmission clock).
 
+pub mod dtls;
 pub mod ice;
 pub mod stun;

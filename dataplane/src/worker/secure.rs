@@ -287,6 +287,11 @@ pub(super) fn on_stun(
 ) -> StunAction {
     match ice.on_stun(pkt, src, now, out) {
         Outcome::Reply { len, nominated } => StunAction::Reply { len, nominated },
+        // A signed error answer (487 role conflict, 420 unknown attribute).
+        Outcome::Error { len, .. } => StunAction::Reply {
+            len,
+            nominated: false,
+        },
         Outcome::Drop(d) => {
             if !matches!(d, IceDrop::NotRequest) {
                 debug!(%src, reason = d.reason(), "STUN dropped");
