@@ -4,3 +4,5 @@
 //! DTLS-SRTP handshake (RFC 5763/5764). Nothing here owns a socket or a
 //! clock: every call is handed the bytes, a `now` and, where needed, the
 //! random bytes it uses.
+
+pub mod srtp;
