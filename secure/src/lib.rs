@@ -8,4 +8,5 @@
 
 pub mod dtls;
 pub mod ice;
+pub mod srtp;
 pub mod stun;
