@@ -37,15 +37,20 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A leg, as the task keys its endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LegKey {
+    /// The worker that owns the slot (answers go back to it).
     pub worker: u32,
+    /// The slot id in the table.
     pub slot: u32,
+    /// 0 (A) or 1 (B).
     pub leg: usize,
     /// The worker's generation of the slot, so a reused slot's answers
     /// are never taken for the old call's.
     pub gen: u16,
 }
 
-/// What workers send the task.
+/// What workers send the task. Fields: the leg, its DTLS parameters
+/// (role and the peer's fingerprint), a received datagram.
+#[allow(missing_docs)]
 pub enum ToTask {
     /// Start (or restart, with a new fingerprint or role) the leg's
     /// handshake.
@@ -56,7 +61,10 @@ pub enum ToTask {
     Datagram { key: LegKey, bytes: Vec<u8> },
 }
 
-/// What the task sends a worker back.
+/// What the task sends a worker back. Fields: the leg, a datagram to
+/// send, and the exported keying (`rx` unprotects what the peer sends,
+/// `tx` protects what the relay sends).
+#[allow(missing_docs)]
 pub enum FromTask {
     /// Send `bytes` to the leg's peer.
     Transmit { key: LegKey, bytes: Vec<u8> },
@@ -116,6 +124,7 @@ impl DtlsHandle {
 }
 
 /// The running task.
+#[derive(Debug)]
 pub struct DtlsTask {
     thread: Option<std::thread::JoinHandle<()>>,
     stop: SyncSender<ToTask>,

@@ -800,7 +800,7 @@ fn slot_of(f: &Fx, reply_sdp: &str) -> u32 {
 
 #[test]
 fn sdes_offer_to_an_srtp_answerer_keys_both_directions() {
-    let mut f = fx("sdes-out", 47900, 47999, CoreConfig::default());
+    let mut f = fx("sdes-out", 48400, 48499, CoreConfig::default());
     let a = sdp("10.0.0.1", 4000, "");
     let offer = Fx::ok_sdp(&f.offer(
         "sdes1",
@@ -859,7 +859,7 @@ fn sdes_offer_to_an_srtp_answerer_keys_both_directions() {
 
 #[test]
 fn sdes_flags_limit_what_is_offered() {
-    let mut f = fx("sdes-flags", 48000, 48099, CoreConfig::default());
+    let mut f = fx("sdes-flags", 48500, 48599, CoreConfig::default());
     let a = sdp("10.0.0.1", 4000, "");
     let only = Fx::ok_sdp(
         &f.offer(
@@ -887,7 +887,7 @@ fn sdes_flags_limit_what_is_offered() {
 
 #[test]
 fn sdes_offerer_bridged_to_plain_gets_the_relays_key_in_the_answer() {
-    let mut f = fx("sdes-in", 48100, 48199, CoreConfig::default());
+    let mut f = fx("sdes-in", 48600, 48699, CoreConfig::default());
     let theirs = [7u8; 28];
     let a = format!(
         "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:{}\r\na=crypto:{}\r\n",
@@ -932,7 +932,7 @@ fn sdes_offerer_bridged_to_plain_gets_the_relays_key_in_the_answer() {
 
 #[test]
 fn ice_lite_toward_an_ice_peer_with_host_candidates() {
-    let mut f = fx("ice", 48200, 48299, CoreConfig::default());
+    let mut f = fx("ice", 48700, 48799, CoreConfig::default());
     let a = sdp(
         "10.0.0.1",
         4000,
