@@ -230,14 +230,17 @@ fn flow(
     to: &UdpSocket,
     count: u16,
     fill: u8,
+    seq: &mut u16,
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     to.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     let mut sent = Vec::new();
     let mut got = Vec::new();
     let mut buf = [0u8; 2048];
-    for seq in 0..count {
-        let p = rtp(1000 + seq, 0x1111_0000 | u32::from(fill), fill);
+    for _ in 0..count {
+        // One sequence per sender: SRTP refuses an index twice.
+        *seq = seq.wrapping_add(1);
+        let p = rtp(*seq, 0x1111_0000 | u32::from(fill & 0xf0), fill);
         sent.push(p[12..].to_vec());
         from.send_to(&p, ("127.0.0.1", port)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -256,7 +259,7 @@ fn flow(
 
 /// Runs the chain with `extra` in tern's offer (its secure side); with
 /// `tag_len`, every SRTP packet on the hop must carry a tag that long.
-fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) {
+fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) -> String {
     let tern = Tern::start(name, &format!("{}-{}", ports.0, ports.0 + 99));
     let rtpe = Rtpengine::start(ports.1, ports.1 + 99);
     let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -316,6 +319,19 @@ fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) {
     );
     let sdp3 = str_of(&r3, "sdp");
     let ra = m_port(&sdp3);
+    // The hop's proxy runs from here: rtpengine may start a DTLS
+    // handshake or ICE checks as soon as it has answered.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = proxy(
+        tern_side,
+        rtpe_side,
+        tb,
+        Arc::new(Mutex::new(ra)),
+        seen.clone(),
+        stop.clone(),
+    );
+
     // 4. Into tern (through the proxy), which answers A in plain RTP.
     let r4 = ng(
         &ctl,
@@ -329,26 +345,46 @@ fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) {
             .with("sdp", bstr(via(&sdp3, ra, pt))),
     );
     let sdp4 = str_of(&r4, "sdp");
+    let offered_to_rtpengine = sdp1.clone();
     assert!(
         sdp4.contains(" RTP/AVP ") && !sdp4.contains("a=crypto"),
         "{sdp4}"
     );
     let ta = m_port(&sdp4);
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let h = proxy(
-        tern_side,
-        rtpe_side,
-        tb,
-        Arc::new(Mutex::new(ra)),
-        seen.clone(),
-        stop.clone(),
-    );
-    // C speaks first so rtpengine learns it; then A → C, then C → A.
-    let (_, _) = flow(&c, rc, &a, 3, 0x33);
-    let (sent_a, got_c) = flow(&a, ta, &c, 25, 0xa5);
-    let (sent_c, got_a) = flow(&c, rc, &a, 25, 0xc3);
+    // Until media flows both ways (a DTLS handshake or ICE checks may
+    // still be running): bounded, 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut seq_a, mut seq_c) = (1000u16, 5000u16);
+    loop {
+        let (_, at_a) = flow(&c, rc, &a, 2, 0xc3, &mut seq_c);
+        let (_, at_c) = flow(&a, ta, &c, 2, 0xa5, &mut seq_a);
+        if !at_a.is_empty() && !at_c.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            // Say why: the drops of every slot in use, by reason.
+            if let Ok(t) = tern_shared::table::SlotTable::open(&tern.instance) {
+                for id in 0..t.capacity() {
+                    for leg in 0..2 {
+                        let Ok(st) = t.stats(id, leg) else { continue };
+                        if st.rx_packets + st.drops_total() > 0 {
+                            eprintln!("slot {id} leg {leg}: {st:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no media both ways within 10 s (A got {}, C got {})",
+            at_a.len(),
+            at_c.len()
+        );
+    }
+    let (sent_a, got_c) = flow(&a, ta, &c, 25, 0xa5, &mut seq_a);
+    let _ = &tern;
+    let (sent_c, got_a) = flow(&c, rc, &a, 25, 0xc3, &mut seq_c);
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
 
@@ -406,6 +442,7 @@ fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) {
             }
         }
     }
+    format!("{offered_to_rtpengine}\n--\n{sdp3}")
 }
 
 #[test]
@@ -433,5 +470,72 @@ fn sdes_chain_through_rtpengine_with_its_choice_of_suite() {
         (22600, 22800),
         Dict::new().with("transport-protocol", bstr("RTP/SAVP")),
         None,
+    );
+}
+
+#[test]
+fn dtls_chain_tern_passive_rtpengine_active() {
+    if !have_rtpengine() {
+        return;
+    }
+    let sdps = chain(
+        "dtls-pas",
+        (29400, 29600),
+        Dict::new()
+            .with("transport-protocol", bstr("UDP/TLS/RTP/SAVP"))
+            .with("DTLS", bstr("passive")),
+        None,
+    );
+    assert!(
+        sdps.contains("a=setup:passive") && sdps.contains("a=fingerprint:sha-256 "),
+        "{sdps}"
+    );
+    assert!(
+        sdps.contains("a=setup:active"),
+        "rtpengine takes the other role: {sdps}"
+    );
+}
+
+#[test]
+fn dtls_chain_tern_active_rtpengine_passive() {
+    if !have_rtpengine() {
+        return;
+    }
+    let sdps = chain(
+        "dtls-act",
+        (29800, 30000),
+        Dict::new()
+            .with("transport-protocol", bstr("UDP/TLS/RTP/SAVP"))
+            .with("DTLS", bstr("active")),
+        None,
+    );
+    assert!(sdps.contains("a=setup:active"), "{sdps}");
+    assert!(
+        sdps.contains("a=setup:passive"),
+        "rtpengine takes the other role: {sdps}"
+    );
+}
+
+#[test]
+fn ice_chain_rtpengine_checks_terns_ice_lite() {
+    if !have_rtpengine() {
+        return;
+    }
+    let sdps = chain(
+        "ice",
+        (30200, 30400),
+        Dict::new()
+            .with("transport-protocol", bstr("RTP/SAVP"))
+            .with("ICE", bstr("force")),
+        None,
+    );
+    assert!(
+        sdps.contains("a=ice-lite") && sdps.contains("typ host"),
+        "{sdps}"
+    );
+    let answer = sdps.split("\n--\n").nth(1).unwrap();
+    assert!(
+        answer.contains("a=ice-ufrag:"),
+        "rtpengine answered with ICE: {answer}"
     );
 }

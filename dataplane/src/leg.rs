@@ -271,13 +271,19 @@ impl Forwarder {
     }
 
     /// Latches leg `leg` to `addr`, the pair its ICE peer nominated (RFC
-    /// 8445 §8.1.1): media goes there, and (with rtcp-mux) RTCP too.
-    pub fn latch(&mut self, leg: usize, addr: SocketAddr) {
+    /// 8445 §8.1.1) for the RTP component (`rtcp` false: media goes there,
+    /// and with rtcp-mux RTCP too) or the RTCP component (component 2).
+    pub fn latch(&mut self, leg: usize, addr: SocketAddr, rtcp: bool) {
         let l = leg & 1;
         let a = normalize(addr);
+        let rtcp_filter = SourceFilter::new(sdp_rtcp_addr(&self.cfg.legs[l]), Some(a));
+        if rtcp {
+            self.legs[l].rtcp_src = rtcp_filter;
+            return;
+        }
         self.legs[l].rtp_src = SourceFilter::new(self.cfg.legs[l].peer, Some(a));
         if self.cfg.legs[l].rtcp_mux {
-            self.legs[l].rtcp_src = SourceFilter::new(sdp_rtcp_addr(&self.cfg.legs[l]), Some(a));
+            self.legs[l].rtcp_src = rtcp_filter;
         }
     }
 

@@ -110,8 +110,9 @@ impl Worker {
                 match secure::on_stun(ice, &buf[off..off + plen], src, now, out) {
                     StunAction::Reply { len, nominated } => {
                         if nominated {
-                            fwd.latch(leg, src);
-                            c_in.set_learned(false, Some(src));
+                            let rtcp = sock & 1 == 1;
+                            fwd.latch(leg, src, rtcp);
+                            c_in.set_learned(rtcp, Some(src));
                         }
                         // The answer goes back out of the socket the check
                         // came in on, from this same buffer.
