@@ -102,16 +102,26 @@ impl Drop for Rtpengine {
 
 /// A `tern relay` with its ng socket.
 struct Tern {
-    _proc: Proc,
+    proc_: Proc,
     instance: String,
     ng: u16,
+    ports: String,
 }
 
 impl Tern {
     fn start(name: &str, ports: &str) -> Tern {
         let instance = format!("sec-{name}-{}", std::process::id());
         let ng = free_port();
-        let (p, _) = spawn_tern(
+        Tern {
+            proc_: Tern::spawn(&instance, ng, ports),
+            instance,
+            ng,
+            ports: ports.to_string(),
+        }
+    }
+
+    fn spawn(instance: &str, ng: u16, ports: &str) -> Proc {
+        spawn_tern(
             &[
                 "relay",
                 "--ports",
@@ -119,7 +129,7 @@ impl Tern {
                 "--workers",
                 "1",
                 "--instance",
-                &instance,
+                instance,
                 "--ng",
                 &format!("127.0.0.1:{ng}"),
                 "--no-pin",
@@ -127,12 +137,14 @@ impl Tern {
                 "off",
             ],
             &["tern ng", "tern relay"],
-        );
-        Tern {
-            _proc: p,
-            instance,
-            ng,
-        }
+        )
+        .0
+    }
+
+    /// SIGKILL mid-call, then a new `tern relay` on the same table.
+    fn kill_and_restart(&mut self) {
+        self.proc_.kill_hard();
+        self.proc_ = Tern::spawn(&self.instance, self.ng, &self.ports);
     }
 
     fn addr(&self) -> SocketAddr {
@@ -142,6 +154,7 @@ impl Tern {
 
 impl Drop for Tern {
     fn drop(&mut self) {
+        let _ = self.proc_.stop();
         unlink_table(&self.instance);
     }
 }
@@ -260,7 +273,22 @@ fn flow(
 /// Runs the chain with `extra` in tern's offer (its secure side); with
 /// `tag_len`, every SRTP packet on the hop must carry a tag that long.
 fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) -> String {
-    let tern = Tern::start(name, &format!("{}-{}", ports.0, ports.0 + 99));
+    chain_with(name, ports, extra, tag_len, false)
+}
+
+/// [`chain`]; with `restart`, `tern relay` is SIGKILLed after the first
+/// flows (both directions' sequence numbers having wrapped, so each SRTP
+/// stream's rollover counter is 1) and restarted on the same table, and
+/// media must flow again both ways: the keys and rollover counters came
+/// back from the slot.
+fn chain_with(
+    name: &str,
+    ports: (u16, u16),
+    extra: Dict,
+    tag_len: Option<usize>,
+    restart: bool,
+) -> String {
+    let mut tern = Tern::start(name, &format!("{}-{}", ports.0, ports.0 + 99));
     let rtpe = Rtpengine::start(ports.1, ports.1 + 99);
     let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -355,7 +383,8 @@ fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) -> 
     // Until media flows both ways (a DTLS handshake or ICE checks may
     // still be running): bounded, 10 s.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (mut seq_a, mut seq_c) = (1000u16, 5000u16);
+    // Both start near the wrap, so the rollover counters move to 1.
+    let (mut seq_a, mut seq_c) = (65_520u16, 65_515u16);
     loop {
         let (_, at_a) = flow(&c, rc, &a, 2, 0xc3, &mut seq_c);
         let (_, at_c) = flow(&a, ta, &c, 2, 0xa5, &mut seq_a);
@@ -383,8 +412,24 @@ fn chain(name: &str, ports: (u16, u16), extra: Dict, tag_len: Option<usize>) -> 
         );
     }
     let (sent_a, got_c) = flow(&a, ta, &c, 25, 0xa5, &mut seq_a);
-    let _ = &tern;
     let (sent_c, got_a) = flow(&c, rc, &a, 25, 0xc3, &mut seq_c);
+    assert!(
+        seq_a < 1000 && seq_c < 1000,
+        "both streams wrapped: {seq_a} {seq_c}"
+    );
+    let (sent_a, got_c, sent_c, got_a) = if restart {
+        let before = (got_c.len(), got_a.len());
+        tern.kill_and_restart();
+        let (sent_a, got_c) = flow(&a, ta, &c, 25, 0xa5, &mut seq_a);
+        let (sent_c, got_a) = flow(&c, rc, &a, 25, 0xc3, &mut seq_c);
+        assert!(
+            before.0 >= 20 && before.1 >= 20,
+            "before the restart: {before:?}"
+        );
+        (sent_a, got_c, sent_c, got_a)
+    } else {
+        (sent_a, got_c, sent_c, got_a)
+    };
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
 
@@ -537,5 +582,21 @@ fn ice_chain_rtpengine_checks_terns_ice_lite() {
     assert!(
         answer.contains("a=ice-ufrag:"),
         "rtpengine answered with ICE: {answer}"
+    );
+}
+
+#[test]
+fn srtp_call_survives_sigkill_with_its_rollover_counters() {
+    if !have_rtpengine() {
+        return;
+    }
+    chain_with(
+        "restart",
+        (30600, 30800),
+        Dict::new()
+            .with("transport-protocol", bstr("RTP/SAVP"))
+            .with("SDES", str_list(["only-AES_CM_128_HMAC_SHA1_80"])),
+        Some(10),
+        true,
     );
 }
