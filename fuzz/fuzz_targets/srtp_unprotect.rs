@@ -9,13 +9,28 @@
 //! refused and does not disturb the receiver, and a replay is refused.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
 use tern_secure::srtp::{Context, SrtpError, Suite};
 
+/// A fresh context for `suite` under a fixed key and salt. Key derivation
+/// runs once per suite; each use gets a clone of the untouched context.
 fn context(suite: Suite) -> Context {
-    let key: Vec<u8> = (0..suite.key_len() as u8).collect();
-    let salt: Vec<u8> = (0..suite.salt_len() as u8).map(|b| 0xA0 ^ b).collect();
-    Context::new(suite, &key, &salt).expect("fixed key and salt have the suite's lengths")
+    static FRESH: OnceLock<Vec<Context>> = OnceLock::new();
+    let fresh = FRESH.get_or_init(|| {
+        Suite::ALL
+            .into_iter()
+            .map(|suite| {
+                let key: Vec<u8> = (0..suite.key_len() as u8).collect();
+                let salt: Vec<u8> = (0..suite.salt_len() as u8).map(|b| 0xA0 ^ b).collect();
+                Context::new(suite, &key, &salt).expect("fixed key and salt have the suite's lengths")
+            })
+            .collect()
+    });
+    let c = fresh.iter().find(|c| c.suite() == suite).expect("every suite").clone();
+    assert!(c.streams().next().is_none());
+    c
 }
 
 /// What `unprotect_rtcp` may overwrite on failure: the tag octets the
