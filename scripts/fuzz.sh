@@ -67,6 +67,8 @@ for t in "${targets[@]}"; do
     failed=1
     echo "-- $t failed; end of $log:"
     tail -40 "$log"
+    echo "-- $t panic / sanitizer report:"
+    grep -m1 -A2 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)" "$log" || true
     for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
       [ -f "$a" ] && echo "-- crashing input $a: $(od -An -v -tx1 "$a" | tr -d ' \n')"
     done
