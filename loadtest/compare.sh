@@ -64,38 +64,9 @@ if [ "$hard" != unlimited ]; then
   CALLS=$capped
 fi
 
-relay_pid=""
-stop_relay() {
-  if [ -n "$relay_pid" ]; then
-    kill "$relay_pid" 2>/dev/null || true
-    wait "$relay_pid" 2>/dev/null || true
-    relay_pid=""
-  fi
-  rm -f "/dev/shm/tern-compare-$$"
-}
+# start_relay, stop_relay
+. loadtest/relay_fns.sh
 trap stop_relay EXIT
-
-# start_relay NAME CALLS: starts the relay in the background, sets relay_pid.
-start_relay() {
-  local hi=$((PORT_LO + 4 * $2 + 63))
-  case $1 in
-    tern)
-      taskset -c "$RELAY_CPU" "$TERN" relay --workers 1 --no-pin \
-        --ports "$PORT_LO-$hi" --ng "127.0.0.1:$NG_PORT" \
-        --instance "compare-$$" --timeout 0 --http off >"$OUT/tern.log" 2>&1 &
-      ;;
-    rtpengine)
-      taskset -c "$RELAY_CPU" rtpengine --config-file=none --table=-1 \
-        --interface=127.0.0.1 --listen-ng="127.0.0.1:$NG_PORT" --foreground \
-        --num-threads=1 --port-min="$PORT_LO" --port-max="$hi" \
-        --log-level=3 --log-stderr --no-log-timestamps \
-        --pidfile="$OUT/rtpengine.pid" >"$OUT/rtpengine.log" 2>&1 &
-      ;;
-  esac
-  relay_pid=$!
-  sleep 1.5
-  kill -0 "$relay_pid" || { echo "relay $1 did not start; see $OUT/$1.log" >&2; exit 1; }
-}
 
 # measure RELAY CALLS RUN KIND: one `tern load rtp` against a fresh relay.
 # KIND nominal: calls x 50 pps for DURATION; KIND max: --find-max from

@@ -63,6 +63,8 @@ use crate::impair::{ImpairConfig, Impairer};
 use crate::ng::{Ben, NgClient};
 use crate::seq::SeqStats;
 use crate::sys::{RxBatch, TxBatch};
+use tern_secure::srtp::{Context, Suite};
+use tern_shared::sdp::{crypto_value, Crypto};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -86,7 +88,8 @@ pub struct RtpArgs {
     /// Concurrent calls; each sends one RTP stream through the relay.
     #[arg(long, default_value_t = 100)]
     pub calls: usize,
-    /// Total packets per second over all calls [default: calls × 1000/ptime].
+    /// Total packets per second over all streams [default: streams ×
+    /// 1000/ptime; a call has one stream, two with --both-ways or --srtp].
     #[arg(long)]
     pub pps: Option<f64>,
     /// Packet interval per stream in ms, when --pps is not given.
@@ -162,6 +165,20 @@ pub struct RtpArgs {
     /// The jitter buffer's maximum delay, ms (ng `jitter-buffer-max`).
     #[arg(long)]
     pub jitter_buffer_max: Option<u32>,
+    /// Send both ways: each call also streams from its callee (B) side to
+    /// its caller (A) side; half of --pps each way.
+    #[arg(long)]
+    pub both_ways: bool,
+    /// RTP↔SRTP bridging with this SDES suite (e.g.
+    /// AES_CM_128_HMAC_SHA1_80); implies --both-ways. The offer asks the
+    /// relay for `transport-protocol: RTP/SAVP` with `SDES:
+    /// ["only-SUITE", "no-OTHER"...]`; the callee answers RTP/SAVP with a key of its own.
+    /// A sends plain RTP (the relay encrypts toward B); B sends SRTP under
+    /// its key (the relay decrypts toward A). Call 0's first packets each
+    /// way are checked: A→B must authenticate under the relay's offered
+    /// key, B→A must arrive plain with the payload sent.
+    #[arg(long, value_name = "SUITE")]
+    pub srtp: Option<String>,
 }
 
 /// Latency percentiles in microseconds.
@@ -238,6 +255,32 @@ pub struct Report {
     /// payload is under 24 bytes.
     #[serde(default)]
     pub nominal_delay: Latency,
+    /// Streams: calls, or twice as many sending both ways.
+    #[serde(default)]
+    pub streams: usize,
+    /// With --srtp: the suite.
+    #[serde(default)]
+    pub srtp: Option<String>,
+    /// Packets received once, caller to callee.
+    #[serde(default)]
+    pub received_a_to_b: u64,
+    /// Packets received once, callee to caller (both ways only).
+    #[serde(default)]
+    pub received_b_to_a: u64,
+    /// System-wide CPU time (user + system + irq + softirq over all CPUs,
+    /// /proc/stat) per forwarded packet: relay, generator, kernel and
+    /// whatever else runs.
+    #[serde(default)]
+    pub sys_cpu_ns_per_pkt: Option<f64>,
+    /// System-wide busy CPU time / wall time (2.0 = two CPUs busy).
+    #[serde(default)]
+    pub sys_cpu_util: Option<f64>,
+    /// Sampled packets of call 0 that arrived as sent (both ways only).
+    #[serde(default)]
+    pub checked_packets: u32,
+    /// What the path check of call 0 found wrong; empty when all is well.
+    #[serde(default)]
+    pub check_failures: Vec<String>,
 }
 
 /// What `tern load rtp --json` prints.
@@ -264,6 +307,19 @@ impl Output {
     pub fn from_json(s: &str) -> Result<Output, serde_json::Error> {
         serde_json::from_str(s)
     }
+
+    /// The path check's failures over all runs, one line each.
+    pub fn check_failures(&self) -> Vec<String> {
+        self.runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.check_failures
+                    .iter()
+                    .map(move |f| format!("run {}: {f}", i + 1))
+            })
+            .collect()
+    }
 }
 
 /// Runs `tern load ...`; stops early when `shutdown` is set.
@@ -275,6 +331,17 @@ pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_table(&out);
+            }
+            let bad = out.check_failures();
+            if !bad.is_empty() {
+                for f in &bad {
+                    eprintln!("tern load: PATH CHECK FAILED: {f}");
+                }
+                return Err(format!(
+                    "the path check failed ({} finding(s)): the figures measure a broken path",
+                    bad.len()
+                )
+                .into());
             }
             Ok(())
         }
@@ -308,8 +375,11 @@ pub fn run(cmd: LoadCmd, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     }
 }
 
-struct Call {
+/// One RTP stream of a call: A→B (caller to callee), or B→A with
+/// `--both-ways`/`--srtp`.
+struct Stream {
     dest: libc::sockaddr_in,
+    /// The sending socket: an index into [`Gen::socks`].
     sock: usize,
     ssrc: u32,
     seq: u16,
@@ -319,6 +389,137 @@ struct Call {
     ts: u32,
     stats: SeqStats,
     rewritten: bool,
+    /// B→A: received on the caller's side.
+    back: bool,
+    /// Protects what the generator sends (B→A under `--srtp`: the
+    /// callee's own key, given in its answer).
+    tx_srtp: Option<Context>,
+    /// A→B under `--srtp`: the packets arrive protected, their payload
+    /// unreadable, so their send times are kept here by sequence number.
+    ring: Option<Box<[Sent]>>,
+    /// Call 0 with `--both-ways`/`--srtp`: the packets sampled for the
+    /// path check.
+    check: Option<Box<Check>>,
+}
+
+/// Send times kept per stream for packets that arrive protected.
+const RING: usize = 256;
+
+/// A packet in [`Stream::ring`].
+#[derive(Clone, Copy, Default)]
+struct Sent {
+    seq: u16,
+    id: u8,
+    ns: u64,
+    nominal: u64,
+}
+
+/// Packets of one stream checked per trial.
+const CHECK_SAMPLES: usize = 10;
+
+/// The path check of one stream of call 0: the first [`CHECK_SAMPLES`]
+/// packets of each trial must arrive with the payload sent; A→B under
+/// `--srtp` they must first authenticate and decrypt under the key the
+/// relay offered the callee.
+struct Check {
+    dir: &'static str,
+    /// The relay's offered key (and the tag of its `a=crypto` line).
+    rx_srtp: Option<(Context, u32)>,
+    /// (trial, sequence number, plain packet) sent, not yet received.
+    pending: Vec<(u8, u16, Vec<u8>)>,
+    taken: usize,
+    verified: u32,
+    failures: Vec<String>,
+}
+
+impl Check {
+    fn new(dir: &'static str, rx_srtp: Option<(Context, u32)>) -> Box<Check> {
+        Box::new(Check {
+            dir,
+            rx_srtp,
+            pending: Vec::new(),
+            taken: 0,
+            verified: 0,
+            failures: Vec::new(),
+        })
+    }
+
+    fn reset(&mut self) {
+        self.pending.clear();
+        self.taken = 0;
+        self.verified = 0;
+        self.failures.clear();
+    }
+
+    /// Samples `plain` (sent in trial `id`) while fewer than
+    /// [`CHECK_SAMPLES`] were taken in this trial.
+    fn sample(&mut self, id: u8, plain: &[u8]) {
+        if self.taken < CHECK_SAMPLES && plain.len() >= 12 {
+            self.taken += 1;
+            self.pending
+                .push((id, u16::from_be_bytes([plain[2], plain[3]]), plain.to_vec()));
+        }
+    }
+
+    /// Checks a received packet `p` against the samples of trial `id`.
+    fn on_packet(&mut self, id: u8, p: &[u8]) {
+        if p.len() < 12 {
+            return;
+        }
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        let Some(at) = self
+            .pending
+            .iter()
+            .position(|(t, s, _)| *t == id && *s == seq)
+        else {
+            return;
+        };
+        let (_, _, want) = self.pending.swap_remove(at);
+        let mut got = p.to_vec();
+        let plain_len = match &mut self.rx_srtp {
+            Some((ctx, tag)) => match ctx.unprotect_rtp(&mut got) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.failures.push(format!(
+                        "{} seq {seq}: does not authenticate under the key the relay offered (a=crypto:{tag}): {e}",
+                        self.dir
+                    ));
+                    return;
+                }
+            },
+            None => got.len(),
+        };
+        let got = &got[..plain_len];
+        if got.len() != want.len() || got[12..] != want[12..] {
+            self.failures.push(format!(
+                "{} seq {seq}: {} bytes arrived, {} sent{}: not the payload sent",
+                self.dir,
+                got.len(),
+                want.len(),
+                if self.rx_srtp.is_none() && got.len() > want.len() {
+                    " (still SRTP-protected?)"
+                } else {
+                    ""
+                }
+            ));
+            return;
+        }
+        self.verified += 1;
+    }
+
+    /// What went wrong in this trial; `None` when all is well.
+    fn verdict(&self) -> Option<String> {
+        if !self.failures.is_empty() {
+            return Some(self.failures.join("; "));
+        }
+        if self.taken > 0 && self.verified == 0 {
+            return Some(format!(
+                "{}: none of the {} sampled packets of call 0 arrived as sent",
+                self.dir, self.taken
+            ));
+        }
+        None
+    }
 }
 
 /// Deletes the calls it set up when dropped.
@@ -341,15 +542,37 @@ impl Drop for NgCalls {
     }
 }
 
-/// The generator: sockets, calls and the floor, if any.
+/// The generator: sockets, streams and the floor, if any.
 struct Gen {
-    /// CLOCK_MONOTONIC ns at which every call's timestamp is `Call::ts`.
+    /// CLOCK_MONOTONIC ns at which every stream's timestamp is `Stream::ts`.
     origin_ns: u64,
-    tx: Vec<UdpSocket>,
-    rx: Vec<UdpSocket>,
-    calls: Vec<Call>,
+    /// The caller (A) side's sockets, then the callee (B) side's.
+    socks: Vec<UdpSocket>,
+    /// The sockets that receive (indexes into `socks`): the callee's, and
+    /// the caller's too when sending both ways.
+    rx: Vec<usize>,
+    rx_fds: Vec<i32>,
+    /// With both ways, stream `2i` is call `i`'s A→B, `2i + 1` its B→A;
+    /// else stream `i` is call `i`'s A→B.
+    streams: Vec<Stream>,
+    calls: usize,
+    /// Stream `j`'s SSRC is `ssrc_base ^ j`.
+    ssrc_base: u32,
+    /// The first callee-side socket in `socks`.
+    b0: usize,
     floor: Option<floor::Floor>,
     _ng: Option<NgCalls>,
+}
+
+impl Gen {
+    /// The stream whose packets carry `ssrc`.
+    fn by_ssrc(&mut self, ssrc: u32) -> Option<(usize, &mut Stream)> {
+        let j = (ssrc ^ self.ssrc_base) as usize;
+        self.streams
+            .get_mut(j)
+            .filter(|s| s.ssrc == ssrc)
+            .map(|s| (j, s))
+    }
 }
 
 fn bind_socks(ip: Ipv4Addr, n: usize) -> io::Result<Vec<UdpSocket>> {
@@ -363,33 +586,123 @@ fn bind_socks(ip: Ipv4Addr, n: usize) -> io::Result<Vec<UdpSocket>> {
         .collect()
 }
 
-fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
+/// The relay's address in an ng reply's SDP (its ng address when the SDP
+/// says 0.0.0.0).
+fn reply_media(a: &RtpArgs, what: &str, sdp: &str) -> Result<SocketAddr, Error> {
+    let dest = ng::media_addr(sdp).ok_or_else(|| format!("{what}: no media in {sdp:?}"))?;
+    Ok(if dest.ip().is_unspecified() {
+        SocketAddr::new(a.ng.ip(), dest.port())
+    } else {
+        dest
+    })
+}
+
+/// A context for `suite` from a key||salt.
+fn srtp_context(suite: Suite, key_salt: &[u8]) -> Result<Context, Error> {
+    if key_salt.len() != suite.master_len() {
+        return Err(format!(
+            "{suite}: a {}-byte key||salt, not {}",
+            key_salt.len(),
+            suite.master_len()
+        )
+        .into());
+    }
+    let (key, salt) = key_salt.split_at(suite.key_len());
+    Ok(Context::new(suite, key, salt).map_err(|e| format!("{suite}: {e}"))?)
+}
+
+/// Every SDES suite tern or rtpengine 10.5 offers.
+const SDES_SUITES: [&str; 12] = [
+    "AEAD_AES_256_GCM",
+    "AEAD_AES_128_GCM",
+    "AES_256_CM_HMAC_SHA1_80",
+    "AES_256_CM_HMAC_SHA1_32",
+    "AES_192_CM_HMAC_SHA1_80",
+    "AES_192_CM_HMAC_SHA1_32",
+    "AES_CM_128_HMAC_SHA1_80",
+    "AES_CM_128_HMAC_SHA1_32",
+    "F8_128_HMAC_SHA1_80",
+    "F8_128_HMAC_SHA1_32",
+    "NULL_HMAC_SHA1_80",
+    "NULL_HMAC_SHA1_32",
+];
+
+/// The ng `SDES` list that leaves `suite` alone on offer: `only-<suite>`
+/// (tern), and `no-<suite>` for every other (rtpengine 10.5 has no
+/// `only-` and ignores it with a warning; tern honours both).
+fn sdes_flags(suite: Suite) -> Ben {
+    let mut l = vec![Ben::s(format!("only-{}", suite.name()))];
+    l.extend(
+        SDES_SUITES
+            .iter()
+            .filter(|&&n| n != suite.name())
+            .map(|n| Ben::s(format!("no-{n}"))),
+    );
+    Ben::List(l)
+}
+
+/// The relay's SRTP offer toward the callee: the tag and key||salt of its
+/// `a=crypto` line for `suite`.
+fn offered_crypto(i: usize, sdp: &str, suite: Suite) -> Result<(u32, Vec<u8>), Error> {
+    if ng::media_proto(sdp) != Some("RTP/SAVP") {
+        return Err(format!(
+            "offer {i}: the relay offered {:?} toward the callee, not RTP/SAVP: {sdp:?}",
+            ng::media_proto(sdp)
+        )
+        .into());
+    }
+    for v in ng::crypto_values(sdp) {
+        let c = Crypto::parse(v).map_err(|e| format!("offer {i}: a=crypto:{v}: {e:?}"))?;
+        if c.suite == suite.name() {
+            return Ok((c.tag, c.key_salt().to_vec()));
+        }
+    }
+    Err(format!("offer {i}: the relay offered no a=crypto line of {suite}: {sdp:?}").into())
+}
+
+fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> Result<Gen, Error> {
+    let both = a.both_ways || srtp.is_some();
     let k = a.sockets.max(1);
-    let tx = bind_socks(a.local_ip, k)?;
-    let rx = bind_socks(a.local_ip, if a.floor { 1 } else { k })?;
+    let mut socks = bind_socks(a.local_ip, k)?;
+    socks.extend(bind_socks(a.local_ip, if a.floor { 1 } else { k })?);
+    let rx: Vec<usize> = if both {
+        (0..socks.len()).collect()
+    } else {
+        (k..socks.len()).collect()
+    };
+    let rx_fds = rx.iter().map(|&s| socks[s].as_raw_fd()).collect();
     let pid = std::process::id();
-    let mk_call = |i: usize, dest: SocketAddr| -> Result<Call, Error> {
-        Ok(Call {
+    let ssrc_base = 0x5E00_0000 ^ (pid << 12);
+    let mk = |j: usize, sock: usize, dest: SocketAddr, back: bool| -> Result<Stream, Error> {
+        Ok(Stream {
             dest: sys::sockaddr_v4(sys::v4(dest)?),
-            sock: i % k,
-            ssrc: 0x5E00_0000 ^ (pid << 12) ^ i as u32,
-            seq: (i as u16).wrapping_mul(7919),
-            ts: (i as u32).wrapping_mul(104_729),
+            sock,
+            ssrc: ssrc_base ^ j as u32,
+            seq: (j as u16).wrapping_mul(7919),
+            ts: (j as u32).wrapping_mul(104_729),
             stats: SeqStats::new(),
             rewritten: false,
+            back,
+            tx_srtp: None,
+            ring: None,
+            check: None,
         })
     };
     if a.floor {
-        let to = sys::v4(rx[0].local_addr()?)?;
+        let to = sys::v4(socks[k].local_addr()?)?;
         let f = floor::Floor::start(SocketAddr::new(IpAddr::V4(a.local_ip), 0), to, a.floor_cpu)?;
-        let calls = (0..a.calls)
-            .map(|i| mk_call(i, f.addr))
+        let streams = (0..a.calls)
+            .map(|i| mk(i, i % k, f.addr, false))
             .collect::<Result<_, _>>()?;
         return Ok(Gen {
             origin_ns: sys::now_ns(),
-            tx,
+            socks,
             rx,
-            calls,
+            rx_fds,
+            streams,
+            calls: a.calls,
+            ssrc_base,
+            b0: k,
             floor: Some(f),
             _ng: None,
         });
@@ -401,7 +714,7 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
     ng.ng
         .ping()
         .map_err(|e| format!("{e} (is a relay serving ng on {}?)", a.ng))?;
-    let mut calls = Vec::with_capacity(a.calls);
+    let mut streams = Vec::with_capacity(a.calls * if both { 2 } else { 1 });
     let mut offer_flags = vec!["trust-address"];
     if a.ssrc_rewrite {
         offer_flags.push("SSRC-rewrite");
@@ -414,8 +727,8 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
             return Err("interrupted".into());
         }
         let id = format!("tern-load-{pid}-{i}");
-        let from = tx[i % k].local_addr()?;
-        let to = rx[i % k].local_addr()?;
+        let from = socks[i % k].local_addr()?;
+        let to = socks[k + i % k].local_addr()?;
         let mut offer = vec![
             ("command", Ben::s("offer")),
             ("call-id", Ben::s(&id)),
@@ -430,9 +743,29 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
         if let Some(m) = a.jitter_buffer_max {
             offer.push(("jitter-buffer-max", Ben::Int(i64::from(m))));
         }
+        if let Some(s) = srtp {
+            offer.push(("transport-protocol", Ben::s("RTP/SAVP")));
+            offer.push(("SDES", sdes_flags(s)));
+        }
         let offer = Ben::Dict(offer);
-        ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
+        let reply = ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
         ng.ids.push(id.clone());
+        // The offer's SDP goes to the callee: where the callee sends.
+        let offered = ng::reply_sdp(&reply)?;
+        let back_dest = reply_media(a, &format!("offer {i}"), &offered)?;
+        let mut answer_sdp = ng::sdp(to, i as u64);
+        let mut tx_srtp = None;
+        let mut rx_srtp = None;
+        if let Some(s) = srtp {
+            let (tag, relay_key) = offered_crypto(i, &offered, s)?;
+            if i == 0 {
+                rx_srtp = Some((srtp_context(s, &relay_key)?, tag));
+            }
+            let mine: Vec<u8> = (0..s.master_len()).map(|_| rand::random::<u8>()).collect();
+            tx_srtp = Some(srtp_context(s, &mine)?);
+            let line = crypto_value(tag, s.name(), &mine);
+            answer_sdp = ng::sdp_with(to, i as u64, "RTP/SAVP", &[&line]);
+        }
         let answer = Ben::Dict(vec![
             ("command", Ben::s("answer")),
             ("call-id", Ben::s(&id)),
@@ -440,25 +773,47 @@ fn setup(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Gen, Error> {
             ("to-tag", Ben::s("callee")),
             ("replace", Ben::list(["origin", "session-connection"])),
             ("flags", Ben::list(["trust-address"])),
-            ("sdp", Ben::s(ng::sdp(to, i as u64))),
+            ("sdp", Ben::s(answer_sdp)),
         ]);
         let reply = ng.ng.cmd(&answer).map_err(|e| format!("answer {i}: {e}"))?;
         // The answer's SDP goes to the caller: where the caller sends.
         let sdp = ng::reply_sdp(&reply)?;
-        let dest =
-            ng::media_addr(&sdp).ok_or_else(|| format!("answer {i}: no media in {sdp:?}"))?;
-        let dest = if dest.ip().is_unspecified() {
-            SocketAddr::new(a.ng.ip(), dest.port())
-        } else {
-            dest
-        };
-        calls.push(mk_call(i, dest)?);
+        if srtp.is_some()
+            && (ng::media_proto(&sdp) != Some("RTP/AVP")
+                || ng::crypto_values(&sdp).next().is_some())
+        {
+            return Err(format!(
+                "answer {i}: the relay's answer toward the caller is not plain RTP/AVP: {sdp:?}"
+            )
+            .into());
+        }
+        let dest = reply_media(a, &format!("answer {i}"), &sdp)?;
+        if !both {
+            streams.push(mk(i, i % k, dest, false)?);
+            continue;
+        }
+        let mut ab = mk(2 * i, i % k, dest, false)?;
+        if srtp.is_some() {
+            ab.ring = Some(vec![Sent::default(); RING].into_boxed_slice());
+        }
+        let mut ba = mk(2 * i + 1, k + i % k, back_dest, true)?;
+        ba.tx_srtp = tx_srtp;
+        if i == 0 {
+            ab.check = Some(Check::new("A→B", rx_srtp));
+            ba.check = Some(Check::new("B→A", None));
+        }
+        streams.push(ab);
+        streams.push(ba);
     }
     Ok(Gen {
         origin_ns: sys::now_ns(),
-        tx,
+        socks,
         rx,
-        calls,
+        rx_fds,
+        streams,
+        calls: a.calls,
+        ssrc_base,
+        b0: k,
         floor: None,
         _ng: Some(ng),
     })
@@ -473,22 +828,21 @@ fn relay_cpu(a: &RtpArgs, g: &Gen) -> Option<u64> {
     a.relay_pid.and_then(|p| sys::process_cpu_ns(p).ok())
 }
 
-fn poll_rx(rx: &[UdpSocket], timeout_ns: u64) {
-    let fds: Vec<i32> = rx.iter().map(|s| s.as_raw_fd()).collect();
-    sys::wait_readable(&fds, timeout_ns);
+fn poll_rx(g: &Gen, timeout_ns: u64) {
+    sys::wait_readable(&g.rx_fds, timeout_ns);
 }
 
-/// The RTP timestamp (8 kHz) of call `c` at `ns` (CLOCK_MONOTONIC).
-fn ts_at(c: &Call, origin_ns: u64, ns: u64) -> u32 {
+/// The RTP timestamp (8 kHz) of stream `c` at `ns` (CLOCK_MONOTONIC).
+fn ts_at(c: &Stream, origin_ns: u64, ns: u64) -> u32 {
     let ticks = u128::from(ns.saturating_sub(origin_ns)) * 8000 / 1_000_000_000;
     c.ts.wrapping_add(ticks as u32)
 }
 
-/// Writes the next packet of call `idx` into `buf` (`buf.len()` bytes, at
-/// least 28): RTP header, then the payload described in the crate
+/// Writes the next packet of stream `idx` into `buf` (`buf.len()` bytes,
+/// at least 28): RTP header, then the payload described in the crate
 /// documentation, with send time `now` and nominal send time `nominal`
 /// (ns), the latter also giving the RTP timestamp.
-fn fill(buf: &mut [u8], c: &Call, origin_ns: u64, id: u8, idx: u32, now: u64, nominal: u64) {
+fn fill(buf: &mut [u8], c: &Stream, origin_ns: u64, id: u8, idx: u32, now: u64, nominal: u64) {
     buf[0] = 0x80;
     buf[1] = 0;
     buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
@@ -506,20 +860,61 @@ fn fill(buf: &mut [u8], c: &Call, origin_ns: u64, id: u8, idx: u32, now: u64, no
 /// End of the nominal send time in the packet.
 const NOMINAL_END: usize = 36;
 
+fn be_u64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(w)
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Makes the plain packet `buf[..len]` of stream `c` (trial `id`) ready
+/// to leave: remembers its send time where the receiver cannot read it,
+/// samples it for the path check, protects it where the stream is SRTP.
+/// Returns its length on the wire; `None` when it cannot be protected.
+fn finish(c: &mut Stream, id: u8, buf: &mut [u8], len: usize) -> Option<usize> {
+    if let Some(ring) = &mut c.ring {
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        ring[seq as usize % RING] = Sent {
+            seq,
+            id,
+            ns: be_u64(&buf[20..28]),
+            nominal: if len >= NOMINAL_END {
+                be_u64(&buf[28..NOMINAL_END])
+            } else {
+                0
+            },
+        };
+    }
+    if let Some(ch) = &mut c.check {
+        ch.sample(id, &buf[..len]);
+    }
+    match &mut c.tx_srtp {
+        Some(ctx) => ctx.protect_rtp(buf, len).ok(),
+        None => Some(len),
+    }
+}
+
 /// Sends the packets of the delay line due now; returns (sent, errors).
-fn send_due(imp: &mut Impairer, g: &Gen, txb: &mut [TxBatch]) -> (u64, u64) {
+fn send_due(imp: &mut Impairer, g: &mut Gen, txb: &mut [TxBatch], id: u8) -> (u64, u64) {
     let (mut sent, mut errors) = (0u64, 0u64);
     let now = sys::now_ns();
-    while let Some((call, bytes)) = imp.pop_due(now) {
-        let c = &g.calls[call];
+    while let Some((j, bytes)) = imp.pop_due(now) {
+        let c = &mut g.streams[j];
         let b = &mut txb[c.sock];
         let buf = b.next_buf();
         buf[..bytes.len()].copy_from_slice(&bytes);
         // The real send time, for the relay-latency histogram.
         buf[20..28].copy_from_slice(&now.to_be_bytes());
-        b.commit(bytes.len(), &c.dest);
+        let Some(len) = finish(c, id, buf, bytes.len()) else {
+            errors += 1;
+            continue;
+        };
+        b.commit(len, &c.dest);
         if b.is_full() {
-            let k = b.flush(&g.tx[c.sock]);
+            let k = b.flush(&g.socks[c.sock]);
             sent += k as u64;
             errors += (sys::BATCH - k) as u64;
         }
@@ -527,12 +922,115 @@ fn send_due(imp: &mut Impairer, g: &Gen, txb: &mut [TxBatch]) -> (u64, u64) {
     (sent, errors)
 }
 
+/// What the receiver has counted in one trial.
+struct Rx {
+    hist: Histogram<u64>,
+    nominal: Histogram<u64>,
+    received: u64,
+    /// Received once, by direction: A→B, B→A.
+    by_dir: [u64; 2],
+    foreign: u64,
+}
+
+/// Accounts one received datagram `p` of trial `id` on socket `sock`.
+fn on_rx(g: &mut Gen, rx: &mut Rx, p: &[u8], sock: usize, id: u8, now: u64) {
+    let plain = p.len() >= 28 && &p[12..15] == MAGIC;
+    let (j, sent_ns, nominal) = if plain {
+        if p[15] != id {
+            rx.foreign += 1;
+            return;
+        }
+        let nominal = p.get(28..NOMINAL_END).map(be_u64);
+        (be_u32(&p[16..20]) as usize, be_u64(&p[20..28]), nominal)
+    } else {
+        // SRTP toward the callee: the stream by SSRC, the send time from
+        // its ring.
+        let found = (p.len() >= 12 && sock >= g.b0)
+            .then(|| g.by_ssrc(be_u32(&p[8..12])))
+            .flatten();
+        let Some((j, c)) = found else {
+            rx.foreign += 1;
+            return;
+        };
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        let Some(s) = c.ring.as_ref().map(|r| r[seq as usize % RING]) else {
+            rx.foreign += 1;
+            return;
+        };
+        if s.seq != seq || s.id != id {
+            rx.foreign += 1;
+            return;
+        }
+        (j, s.ns, (s.nominal > 0).then_some(s.nominal))
+    };
+    let Some(c) = g.streams.get_mut(j) else {
+        rx.foreign += 1;
+        return;
+    };
+    let seq = u16::from_be_bytes([p[2], p[3]]);
+    let ssrc = be_u32(&p[8..12]);
+    let dups = c.stats.duplicates;
+    c.stats.on_packet(seq);
+    if c.stats.duplicates == dups {
+        rx.received += 1;
+        rx.by_dir[usize::from(c.back)] += 1;
+    }
+    c.rewritten |= ssrc != c.ssrc;
+    if let Some(ch) = &mut c.check {
+        ch.on_packet(id, p);
+    }
+    rx.hist
+        .saturating_record(now.saturating_sub(sent_ns).max(1));
+    if let Some(nom) = nominal {
+        rx.nominal.saturating_record(now.saturating_sub(nom).max(1));
+    }
+}
+
+/// Reads what the receiving sockets hold; returns how many datagrams.
+fn drain(g: &mut Gen, rxb: &mut RxBatch, rx: &mut Rx, id: u8) -> usize {
+    let mut got = 0;
+    for r in 0..g.rx.len() {
+        let s = g.rx[r];
+        let fd = g.rx_fds[r];
+        for _ in 0..16 {
+            let k = rxb.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
+            if k == 0 {
+                break;
+            }
+            let now = sys::now_ns();
+            got += k;
+            for i in 0..k {
+                on_rx(g, rx, rxb.get(i), s, id, now);
+            }
+            if k < sys::BATCH {
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// Flushes every socket's batch; returns (sent, errors).
+fn flush_all(g: &Gen, txb: &mut [TxBatch]) -> (u64, u64) {
+    let (mut sent, mut errors) = (0u64, 0u64);
+    for (s, b) in txb.iter_mut().enumerate() {
+        let q = b.len;
+        let k = b.flush(&g.socks[s]);
+        sent += k as u64;
+        errors += (q - k) as u64;
+    }
+    (sent, errors)
+}
+
 /// One trial at `pps` packets per second in total.
 fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> Report {
-    let n = g.calls.len();
-    for c in &mut g.calls {
+    let n = g.streams.len();
+    for c in &mut g.streams {
         c.stats = SeqStats::new();
         c.rewritten = false;
+        if let Some(ch) = &mut c.check {
+            ch.reset();
+        }
     }
     let mut imp = Impairer::new(
         ImpairConfig {
@@ -543,71 +1041,28 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         },
         n,
     );
-    let mut txb: Vec<TxBatch> = (0..g.tx.len()).map(|_| TxBatch::new()).collect();
+    let mut txb: Vec<TxBatch> = (0..g.socks.len()).map(|_| TxBatch::new()).collect();
     let mut rxb = RxBatch::new();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let mut nominal = hist.clone();
+    let hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut rx = Rx {
+        nominal: hist.clone(),
+        hist,
+        received: 0,
+        by_dir: [0; 2],
+        foreign: 0,
+    };
     let pkt_len = 12 + a.payload.max(16);
-    let (mut sent, mut send_errors, mut foreign) = (0u64, 0u64, 0u64);
-    let mut received = 0u64;
+    let (mut sent, mut send_errors) = (0u64, 0u64);
     let me = sys::gettid();
     let gen0 = sys::thread_cpu_ns(std::process::id(), me).unwrap_or(0);
     let cpu0 = relay_cpu(a, g);
+    let sys0 = sys::system_busy_ns();
     let dur_ns = (a.duration * 1e9) as u64;
     let t0 = sys::now_ns();
     let end = t0 + dur_ns;
     let mut scheduled = 0u64;
     let mut cursor = 0usize;
     let ns_per_pkt = 1e9 / pps;
-
-    let mut drain = |g: &mut Gen,
-                     hist: &mut Histogram<u64>,
-                     nominal: &mut Histogram<u64>,
-                     received: &mut u64,
-                     foreign: &mut u64| {
-        let mut got = 0;
-        for s in 0..g.rx.len() {
-            let fd = g.rx[s].as_raw_fd();
-            for _ in 0..16 {
-                let k = rxb.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
-                if k == 0 {
-                    break;
-                }
-                let now = sys::now_ns();
-                got += k;
-                for i in 0..k {
-                    let p = rxb.get(i);
-                    if p.len() < 28 || &p[12..15] != MAGIC || p[15] != id {
-                        *foreign += 1;
-                        continue;
-                    }
-                    let call = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
-                    let Some(c) = g.calls.get_mut(call) else {
-                        *foreign += 1;
-                        continue;
-                    };
-                    let sent_ns = u64::from_be_bytes(p[20..28].try_into().unwrap());
-                    let seq = u16::from_be_bytes([p[2], p[3]]);
-                    let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
-                    let dups = c.stats.duplicates;
-                    c.stats.on_packet(seq);
-                    if c.stats.duplicates == dups {
-                        *received += 1;
-                    }
-                    c.rewritten |= ssrc != c.ssrc;
-                    hist.saturating_record(now.saturating_sub(sent_ns).max(1));
-                    if let Some(b) = p.get(28..NOMINAL_END) {
-                        let nom = u64::from_be_bytes(b.try_into().unwrap());
-                        nominal.saturating_record(now.saturating_sub(nom).max(1));
-                    }
-                }
-                if k < sys::BATCH {
-                    break;
-                }
-            }
-        }
-        got
-    };
 
     loop {
         let now = sys::now_ns();
@@ -622,7 +1077,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             let idx = cursor as u32;
             // When this packet is due on the nominal schedule.
             let sched = t0 + (scheduled as f64 * ns_per_pkt) as u64;
-            let c = &mut g.calls[cursor];
+            let c = &mut g.streams[cursor];
             cursor += 1;
             if cursor == n {
                 cursor = 0;
@@ -635,30 +1090,40 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
                 fill(&mut bytes, c, origin, id, idx, sys::now_ns(), sched);
                 imp.enqueue(idx as usize, bytes, sys::now_ns());
             } else if !dropped {
-                let b = &mut txb[c.sock];
-                let buf = &mut b.next_buf()[..pkt_len];
-                fill(buf, c, origin, id, idx, sys::now_ns(), sched);
-                let dest = c.dest;
                 let s = c.sock;
-                b.commit(pkt_len, &dest);
-                if b.is_full() {
-                    let k = b.flush(&g.tx[s]);
-                    sent += k as u64;
-                    send_errors += (sys::BATCH - k) as u64;
+                let b = &mut txb[s];
+                let buf = b.next_buf();
+                fill(
+                    &mut buf[..pkt_len],
+                    c,
+                    origin,
+                    id,
+                    idx,
+                    sys::now_ns(),
+                    sched,
+                );
+                match finish(c, id, buf, pkt_len) {
+                    Some(len) => {
+                        let dest = c.dest;
+                        b.commit(len, &dest);
+                        if b.is_full() {
+                            let k = b.flush(&g.socks[s]);
+                            sent += k as u64;
+                            send_errors += (sys::BATCH - k) as u64;
+                        }
+                    }
+                    None => send_errors += 1,
                 }
             }
             c.seq = c.seq.wrapping_add(1);
         }
-        let (k, e) = send_due(&mut imp, g, &mut txb);
+        let (k, e) = send_due(&mut imp, g, &mut txb, id);
         sent += k;
         send_errors += e;
-        for (s, b) in txb.iter_mut().enumerate() {
-            let q = b.len;
-            let k = b.flush(&g.tx[s]);
-            sent += k as u64;
-            send_errors += (q - k) as u64;
-        }
-        let got = drain(g, &mut hist, &mut nominal, &mut received, &mut foreign);
+        let (k, e) = flush_all(g, &mut txb);
+        sent += k;
+        send_errors += e;
+        let got = drain(g, &mut rxb, &mut rx, id);
         if !did_send && got == 0 {
             let mut next = t0 + ((scheduled + 1) as f64 * ns_per_pkt) as u64;
             if let Some(d) = imp.next_due() {
@@ -666,7 +1131,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
             }
             let wait = next.saturating_sub(sys::now_ns()).min(1_000_000);
             if wait > 2_000 {
-                poll_rx(&g.rx, wait);
+                poll_rx(g, wait);
             }
         }
     }
@@ -674,38 +1139,53 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
     // What the delay line still holds leaves on its schedule.
     imp.release_held();
     while !imp.is_empty() && !shutdown.load(Ordering::Relaxed) {
-        let (k, e) = send_due(&mut imp, g, &mut txb);
+        let (k, e) = send_due(&mut imp, g, &mut txb, id);
         sent += k;
         send_errors += e;
-        for (s, b) in txb.iter_mut().enumerate() {
-            let q = b.len;
-            let k = b.flush(&g.tx[s]);
-            sent += k as u64;
-            send_errors += (q - k) as u64;
-        }
-        if drain(g, &mut hist, &mut nominal, &mut received, &mut foreign) == 0 {
+        let (k, e) = flush_all(g, &mut txb);
+        sent += k;
+        send_errors += e;
+        if drain(g, &mut rxb, &mut rx, id) == 0 {
             let next = imp.next_due().unwrap_or(0);
             let wait = next.saturating_sub(sys::now_ns()).min(1_000_000);
             if wait > 2_000 {
-                poll_rx(&g.rx, wait);
+                poll_rx(g, wait);
             }
         }
     }
     let grace_end = sys::now_ns() + (a.grace * 1e9) as u64;
-    while received < sent && sys::now_ns() < grace_end {
-        if drain(g, &mut hist, &mut nominal, &mut received, &mut foreign) == 0 {
-            poll_rx(&g.rx, 1_000_000);
+    while rx.received < sent && sys::now_ns() < grace_end {
+        if drain(g, &mut rxb, &mut rx, id) == 0 {
+            poll_rx(g, 1_000_000);
         }
     }
     let wall = (sys::now_ns() - t0) as f64;
     let cpu1 = relay_cpu(a, g);
+    let sys1 = sys::system_busy_ns();
     let gen1 = sys::thread_cpu_ns(std::process::id(), me).unwrap_or(0);
     let send_s = (send_end - t0) as f64 / 1e9;
+    let received = rx.received;
     let lost = sent.saturating_sub(received);
     let relay_ns = match (cpu0, cpu1) {
         (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
         _ => None,
     };
+    let sys_ns = match (sys0, sys1) {
+        (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
+        _ => None,
+    };
+    let per_pkt = |ns: Option<f64>| ns.filter(|_| received > 0).map(|ns| ns / received as f64);
+    let check_failures: Vec<String> = g
+        .streams
+        .iter()
+        .filter_map(|c| c.check.as_ref().and_then(|ch| ch.verdict()))
+        .collect();
+    let checked = g
+        .streams
+        .iter()
+        .filter_map(|c| c.check.as_ref().map(|ch| ch.verified))
+        .sum();
+    let streams = &g.streams;
     Report {
         label: a.label.clone().unwrap_or_else(|| {
             if a.floor {
@@ -714,7 +1194,7 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
                 format!("ng {}", a.ng)
             }
         }),
-        calls: n,
+        calls: g.calls,
         target_pps: pps,
         duration_s: send_s,
         sent,
@@ -726,31 +1206,37 @@ fn trial(a: &RtpArgs, g: &mut Gen, pps: f64, id: u8, shutdown: &AtomicBool) -> R
         } else {
             lost as f64 / sent as f64
         },
-        duplicates: g.calls.iter().map(|c| c.stats.duplicates).sum(),
-        reordered: g.calls.iter().map(|c| c.stats.reordered).sum(),
-        foreign,
+        duplicates: streams.iter().map(|c| c.stats.duplicates).sum(),
+        reordered: streams.iter().map(|c| c.stats.reordered).sum(),
+        foreign: rx.foreign,
         send_pps: sent as f64 / send_s,
         forwarded_pps: received as f64 / send_s,
-        latency: Latency::of(&hist),
-        streams_received: g.calls.iter().filter(|c| c.stats.received > 0).count(),
-        streams_ssrc_rewritten: g.calls.iter().filter(|c| c.rewritten).count(),
-        relay_cpu_ns_per_pkt: relay_ns
-            .filter(|_| received > 0)
-            .map(|ns| ns / received as f64),
+        latency: Latency::of(&rx.hist),
+        streams_received: streams.iter().filter(|c| c.stats.received > 0).count(),
+        streams_ssrc_rewritten: streams.iter().filter(|c| c.rewritten).count(),
+        relay_cpu_ns_per_pkt: per_pkt(relay_ns),
         relay_cpu_util: relay_ns.map(|ns| ns / wall),
         gen_cpu_util: gen1.saturating_sub(gen0) as f64 / wall,
         generator_limited: ((sent + imp.dropped) as f64) < 0.97 * pps * send_s,
         injected_drops: imp.dropped,
         injected_reorders: imp.reordered,
-        nominal_delay: Latency::of(&nominal),
+        nominal_delay: Latency::of(&rx.nominal),
+        streams: n,
+        srtp: a.srtp.clone(),
+        received_a_to_b: rx.by_dir[0],
+        received_b_to_a: rx.by_dir[1],
+        sys_cpu_ns_per_pkt: per_pkt(sys_ns),
+        sys_cpu_util: sys_ns.map(|ns| ns / wall),
+        checked_packets: checked,
+        check_failures,
     }
 }
 
-/// Sends one packet (trial 0, not measured) on every call that has not
+/// Sends one packet (trial 0, not measured) on every stream that has not
 /// yet delivered one, every 20 ms, until all have: a relay may answer ng
 /// before its sockets are bound, and a learning relay learns here.
 fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
-    let mut seen = vec![false; g.calls.len()];
+    let mut seen = vec![false; g.streams.len()];
     let mut left = seen.len();
     let mut txb = TxBatch::new();
     let mut rxb = RxBatch::new();
@@ -758,14 +1244,17 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
     let origin = g.origin_ns;
     while left > 0 && !shutdown.load(Ordering::Relaxed) {
         if sys::now_ns() > deadline {
+            let back = (0..seen.len())
+                .filter(|&j| !seen[j] && g.streams[j].back)
+                .count();
             return Err(format!(
-                "{left} of {} calls delivered nothing within 5 s (relay down, or not forwarding?)",
+                "{left} of {} streams delivered nothing within 5 s ({back} of them B→A; relay down, or not forwarding?)",
                 seen.len()
             )
             .into());
         }
-        for s in 0..g.tx.len() {
-            for (i, c) in g.calls.iter_mut().enumerate() {
+        for s in 0..g.socks.len() {
+            for (i, c) in g.streams.iter_mut().enumerate() {
                 if c.sock != s || seen[i] {
                     continue;
                 }
@@ -778,32 +1267,44 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
                 buf[12..15].copy_from_slice(MAGIC);
                 buf[15] = 0;
                 buf[16..20].copy_from_slice(&(i as u32).to_be_bytes());
+                buf[20..28].fill(0);
                 c.seq = c.seq.wrapping_add(1);
+                let len = match &mut c.tx_srtp {
+                    Some(ctx) => ctx
+                        .protect_rtp(buf, 28)
+                        .map_err(|e| format!("protect: {e}"))?,
+                    None => 28,
+                };
                 let d = c.dest;
-                txb.commit(28, &d);
+                txb.commit(len, &d);
                 if txb.is_full() {
-                    txb.flush(&g.tx[s]);
+                    txb.flush(&g.socks[s]);
                 }
             }
-            txb.flush(&g.tx[s]);
+            txb.flush(&g.socks[s]);
         }
         let until = sys::now_ns() + 20_000_000;
         while sys::now_ns() < until {
-            for r in &g.rx {
-                while let Ok(k @ 1..) = rxb.recv(r.as_raw_fd(), libc::MSG_DONTWAIT) {
+            for r in 0..g.rx.len() {
+                let (sock, fd) = (g.rx[r], g.rx_fds[r]);
+                while let Ok(k @ 1..) = rxb.recv(fd, libc::MSG_DONTWAIT) {
                     for j in 0..k {
                         let p = rxb.get(j);
-                        if p.len() >= 20 && &p[12..15] == MAGIC {
-                            let i = u32::from_be_bytes(p[16..20].try_into().unwrap()) as usize;
-                            if i < seen.len() && !seen[i] {
-                                seen[i] = true;
-                                left -= 1;
-                            }
+                        let i = if p.len() >= 20 && &p[12..15] == MAGIC {
+                            Some(be_u32(&p[16..20]) as usize)
+                        } else if p.len() >= 12 && sock >= g.b0 {
+                            g.by_ssrc(be_u32(&p[8..12])).map(|(j, _)| j)
+                        } else {
+                            None
+                        };
+                        if let Some(i) = i.filter(|&i| i < seen.len() && !seen[i]) {
+                            seen[i] = true;
+                            left -= 1;
                         }
                     }
                 }
             }
-            poll_rx(&g.rx, 2_000_000);
+            poll_rx(g, 2_000_000);
         }
     }
     // Priming packets a relay still holds (in a jitter buffer) arrive
@@ -812,16 +1313,15 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
     let stop = sys::now_ns() + 2_000_000_000;
     let mut last = sys::now_ns();
     while sys::now_ns() < stop && sys::now_ns() - last < 100_000_000 {
-        for r in &g.rx {
-            while let Ok(1..) = rxb.recv(r.as_raw_fd(), libc::MSG_DONTWAIT) {
+        for &fd in &g.rx_fds {
+            while let Ok(1..) = rxb.recv(fd, libc::MSG_DONTWAIT) {
                 last = sys::now_ns();
             }
         }
-        poll_rx(&g.rx, 2_000_000);
+        poll_rx(g, 2_000_000);
     }
     Ok(())
 }
-
 /// Sets up, measures (one rate, or a search with `find_max`), tears down.
 pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
     if a.calls == 0 {
@@ -841,12 +1341,31 @@ pub fn rtp(a: &RtpArgs, shutdown: &AtomicBool) -> Result<Output, Error> {
     if let Some(c) = a.cpu {
         sys::pin_to(c).map_err(|e| format!("--cpu {c}: {e}"))?;
     }
-    let base = a.pps.unwrap_or(a.calls as f64 * 1000.0 / a.ptime);
+    let srtp = match &a.srtp {
+        Some(name) => Some(Suite::from_name(name).ok_or_else(|| {
+            format!(
+                "--srtp {name}: not a suite (one of {})",
+                Suite::ALL.map(Suite::name).join(", ")
+            )
+        })?),
+        None => None,
+    };
+    let both = a.both_ways || srtp.is_some();
+    if both && a.floor {
+        return Err("--floor forwards one way only: not with --both-ways or --srtp".into());
+    }
+    if srtp.is_some() && a.ssrc_rewrite {
+        return Err(
+            "--srtp finds protected packets' streams by SSRC: not with --ssrc-rewrite".into(),
+        );
+    }
+    let streams = a.calls * if both { 2 } else { 1 };
+    let base = a.pps.unwrap_or(streams as f64 * 1000.0 / a.ptime);
     if base.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err("the rate must be positive".into());
     }
     let mem_idle = a.relay_pid.and_then(mem::MemSnapshot::read);
-    let mut g = setup(a, shutdown)?;
+    let mut g = setup(a, srtp, shutdown)?;
     prime(&mut g, shutdown)?;
     let mut out = Output {
         relay_mem_idle: mem_idle,
@@ -960,6 +1479,22 @@ fn print_table(out: &Output) {
             );
         }
     }
+    for r in &out.runs {
+        if r.streams > r.calls || r.sys_cpu_ns_per_pkt.is_some() {
+            println!(
+                "{}: {} streams{}, received A→B {} B→A {}; system-wide CPU {} ns/pkt ({} CPUs busy); path check: {} packets of call 0 as sent{}",
+                r.label,
+                r.streams,
+                r.srtp.as_deref().map_or(String::new(), |s| format!(" (SRTP {s} toward B)")),
+                r.received_a_to_b,
+                r.received_b_to_a,
+                r.sys_cpu_ns_per_pkt.map_or("-".into(), |v| format!("{v:.0}")),
+                r.sys_cpu_util.map_or("-".into(), |v| format!("{v:.2}")),
+                r.checked_packets,
+                if r.check_failures.is_empty() { String::new() } else { format!(", FAILED: {}", r.check_failures.join("; ")) },
+            );
+        }
+    }
     if let (Some(m0), Some(m1)) = (&out.relay_mem_idle, &out.relay_mem_loaded) {
         let calls = out.runs.first().map_or(1, |r| r.calls.max(1)) as f64;
         println!(
@@ -992,7 +1527,7 @@ mod tests {
 
     #[test]
     fn timestamps_follow_the_nominal_schedule_at_8_khz() {
-        let c = Call {
+        let c = Stream {
             dest: sys::sockaddr_v4("127.0.0.1:9".parse().unwrap()),
             sock: 0,
             ssrc: 1,
@@ -1000,6 +1535,10 @@ mod tests {
             ts: u32::MAX - 100,
             stats: SeqStats::new(),
             rewritten: false,
+            back: false,
+            tx_srtp: None,
+            ring: None,
+            check: None,
         };
         let origin = 1_000_000_000;
         assert_eq!(ts_at(&c, origin, origin), u32::MAX - 100);
@@ -1013,5 +1552,70 @@ mod tests {
         assert_eq!(&buf[20..28], &5u64.to_be_bytes(), "send time");
         assert_eq!(&buf[28..36], &(origin + 1_000_000_000).to_be_bytes());
         assert_eq!((buf[15], &buf[16..20]), (3, &7u32.to_be_bytes()[..]));
+    }
+
+    fn plain_packet(seq: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 12 + 160];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&0x1234u32.to_be_bytes());
+        p[12..15].copy_from_slice(MAGIC);
+        p[40] = seq as u8;
+        p
+    }
+
+    #[test]
+    fn the_path_check_authenticates_and_compares_payloads() {
+        let s = Suite::AesCm128HmacSha1_80;
+        let relay_key = [7u8; 30];
+        let other_key = [8u8; 30];
+        let mut relay = srtp_context(s, &relay_key).unwrap();
+        let mut impostor = srtp_context(s, &other_key).unwrap();
+        let mut ch = Check::new("A→B", Some((srtp_context(s, &relay_key).unwrap(), 1)));
+        for seq in 0..12u16 {
+            ch.sample(1, &plain_packet(seq));
+        }
+        assert_eq!(ch.taken, CHECK_SAMPLES, "ten samples per trial");
+        let protect = |ctx: &mut Context, seq: u16| {
+            let mut b = plain_packet(seq);
+            let n = b.len();
+            b.resize(n + 10, 0);
+            let n = ctx.protect_rtp(&mut b, n).unwrap();
+            b.truncate(n);
+            b
+        };
+        ch.on_packet(1, &protect(&mut relay, 0));
+        assert_eq!((ch.verified, ch.verdict()), (1, None));
+        ch.on_packet(1, &protect(&mut impostor, 1));
+        assert!(ch.verdict().unwrap().contains("does not authenticate"));
+        // Plain where SRTP is due does not authenticate either.
+        ch.on_packet(1, &plain_packet(2));
+        assert_eq!(ch.failures.len(), 2);
+        // Unsampled packets and other trials are not looked at.
+        ch.on_packet(1, &plain_packet(11));
+        ch.on_packet(2, &plain_packet(3));
+        assert_eq!(ch.failures.len(), 2);
+
+        let mut back = Check::new("B→A", None);
+        back.sample(1, &plain_packet(5));
+        back.sample(1, &plain_packet(6));
+        back.sample(1, &plain_packet(7));
+        back.on_packet(1, &plain_packet(5));
+        assert_eq!((back.verified, back.verdict()), (1, None));
+        let mut wrong = plain_packet(6);
+        wrong[40] ^= 1;
+        back.on_packet(1, &wrong);
+        assert!(back.verdict().unwrap().contains("not the payload sent"));
+        // Still protected (10 bytes longer) is flagged as such.
+        let mut p = plain_packet(7);
+        p.extend([0u8; 10]);
+        back.on_packet(1, &p);
+        assert!(back.failures[1].contains("still SRTP-protected"));
+
+        let mut none = Check::new("B→A", None);
+        none.sample(1, &plain_packet(1));
+        assert!(none.verdict().unwrap().contains("none of the 1 sampled"));
+        none.reset();
+        assert_eq!(none.verdict(), None);
     }
 }

@@ -152,14 +152,41 @@ impl NgClient {
 
 /// An SDP offer/answer body for one audio stream on `addr`.
 pub fn sdp(addr: SocketAddr, session: u64) -> String {
+    sdp_with(addr, session, "RTP/AVP", &[])
+}
+
+/// [`sdp`] with media protocol `proto` (e.g. `RTP/SAVP`) and an
+/// `a=crypto:` line for each value of `crypto`.
+pub fn sdp_with(addr: SocketAddr, session: u64, proto: &str, crypto: &[&str]) -> String {
     let (fam, ip) = match addr.ip() {
         IpAddr::V4(ip) => ("IP4", ip.to_string()),
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
-    format!(
-        "v=0\r\no=- {session} 1 IN {fam} {ip}\r\ns=tern-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+    let mut s = format!(
+        "v=0\r\no=- {session} 1 IN {fam} {ip}\r\ns=tern-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
         addr.port()
-    )
+    );
+    for c in crypto {
+        s.push_str("a=crypto:");
+        s.push_str(c);
+        s.push_str("\r\n");
+    }
+    s
+}
+
+/// The transport protocol of the first `m=` line of `sdp` (`RTP/AVP`,
+/// `RTP/SAVP`, ...).
+pub fn media_proto(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("m="))
+        .and_then(|m| m.split_whitespace().nth(2))
+}
+
+/// The values of the `a=crypto:` lines of `sdp`, in order.
+pub fn crypto_values(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=crypto:"))
 }
 
 /// The media address of the first `m=audio` line of `sdp` (its `c=` line,
@@ -223,5 +250,19 @@ mod tests {
         assert_eq!(media_addr(&s), Some("127.0.0.1:4000".parse().unwrap()));
         let s = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 30000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\nm=video 9 RTP/AVP 96\r\n";
         assert_eq!(media_addr(s), Some("10.0.0.2:30000".parse().unwrap()));
+    }
+
+    #[test]
+    fn srtp_sdp_round_trips() {
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(media_proto(&sdp(a, 1)), Some("RTP/AVP"));
+        assert_eq!(crypto_values(&sdp(a, 1)).count(), 0);
+        let s = sdp_with(a, 1, "RTP/SAVP", &["1 AES_CM_128_HMAC_SHA1_80 inline:QUJD"]);
+        assert_eq!(media_proto(&s), Some("RTP/SAVP"));
+        assert_eq!(
+            crypto_values(&s).collect::<Vec<_>>(),
+            ["1 AES_CM_128_HMAC_SHA1_80 inline:QUJD"]
+        );
+        assert_eq!(media_addr(&s), Some(a));
     }
 }

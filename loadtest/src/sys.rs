@@ -73,6 +73,38 @@ pub fn process_cpu_ns(pid: u32) -> io::Result<u64> {
     Ok(total)
 }
 
+/// System-wide busy CPU time in ns: user + system + irq + softirq summed
+/// over all CPUs (the `cpu` line of `/proc/stat`, in clock ticks).
+pub fn system_busy_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_ns_of(s.lines().next()?, clock_ticks())
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 if unknown).
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// user + system + irq + softirq of a `/proc/stat` `cpu` line
+/// (`cpu user nice system idle iowait irq softirq ...`), in ns.
+fn busy_ns_of(line: &str, hz: u64) -> Option<u64> {
+    let mut f = line.split_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = f.take(7).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [user, _nice, system, _idle, _iowait, irq, softirq] = v[..] else {
+        return None;
+    };
+    Some((user + system + irq + softirq) * (1_000_000_000 / hz.max(1)))
+}
+
 /// Asks for `bytes` of socket buffer in both directions (forced when
 /// permitted, else capped by the sysctl limits).
 pub fn set_bufs(sock: &UdpSocket, bytes: i32) {
@@ -314,5 +346,19 @@ pub fn wait_readable(fds: &[i32], timeout_ns: u64) {
             &ts,
             std::ptr::null(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_time_is_user_system_irq_softirq() {
+        let l = "cpu  100 5 20 9000 3 1 2 0 0 0";
+        assert_eq!(busy_ns_of(l, 100), Some(123 * 10_000_000));
+        assert_eq!(busy_ns_of("cpu0 1 2 3 4 5 6 7", 100), None);
+        assert_eq!(busy_ns_of("cpu 1 2", 100), None);
+        assert!(system_busy_ns().is_some());
     }
 }
