@@ -16,6 +16,7 @@
 //! planes' `a=fingerprint`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +128,9 @@ impl DtlsHandle {
 #[derive(Debug)]
 pub struct DtlsTask {
     thread: Option<std::thread::JoinHandle<()>>,
-    stop: SyncSender<ToTask>,
+    /// Ends the task's loop (within its 500 ms wait), whether or not the
+    /// workers, which hold senders, are still running.
+    quit: Arc<AtomicBool>,
 }
 
 impl DtlsTask {
@@ -159,14 +162,17 @@ impl DtlsTask {
                 from_task: rx,
             });
         }
+        drop(to_task);
+        let quit = Arc::new(AtomicBool::new(false));
+        let q = quit.clone();
         let thread = std::thread::Builder::new()
             .name("tern-dtls".into())
-            .spawn(move || run(cert, inbox, outs))
+            .spawn(move || run(cert, inbox, outs, &q))
             .map_err(|e| format!("DTLS task: {e}"))?;
         Ok((
             DtlsTask {
                 thread: Some(thread),
-                stop: to_task,
+                quit,
             },
             handles,
         ))
@@ -175,10 +181,7 @@ impl DtlsTask {
 
 impl Drop for DtlsTask {
     fn drop(&mut self) {
-        // Every worker handle is dropped by now; this last sender closing
-        // ends the task's loop.
-        let (dead, _) = mpsc::sync_channel(1);
-        drop(std::mem::replace(&mut self.stop, dead));
+        self.quit.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -203,9 +206,14 @@ fn hash_alg(h: u8) -> Option<HashAlg> {
     }
 }
 
-fn run(cert: Certificate, inbox: Receiver<ToTask>, outs: Vec<mpsc::Sender<FromTask>>) {
+fn run(
+    cert: Certificate,
+    inbox: Receiver<ToTask>,
+    outs: Vec<mpsc::Sender<FromTask>>,
+    quit: &AtomicBool,
+) {
     let mut legs: HashMap<LegKey, Leg> = HashMap::new();
-    loop {
+    while !quit.load(Ordering::Relaxed) {
         let wait = legs
             .values()
             .filter_map(|l| l.timer)

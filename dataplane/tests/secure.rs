@@ -19,13 +19,14 @@ use tern_shared::table::{
 };
 
 const UFRAG: &str = "tErNuFrG";
-const PWD: &str = "relay-password-0123456789";
+const PWD: &str = "relay+password/0123456789";
 const KEY_IN: [u8; 30] = [0x11; 30];
 const KEY_OUT: [u8; 30] = [0x22; 30];
 
 fn udp() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     s
 }
 
@@ -81,8 +82,10 @@ fn check(txid: u8, key: &[u8], nominate: bool) -> Vec<u8> {
     let mut b = vec![0u8; 256];
     let mut m = Builder::new(&mut b, Class::Request, stun::BINDING, &[txid; 12]).unwrap();
     m.username(&format!("{UFRAG}:peer")).unwrap();
-    m.attribute(stun::PRIORITY, &1_853_824_767u32.to_be_bytes()).unwrap();
-    m.attribute(stun::ICE_CONTROLLING, &7u64.to_be_bytes()).unwrap();
+    m.attribute(stun::PRIORITY, &1_853_824_767u32.to_be_bytes())
+        .unwrap();
+    m.attribute(stun::ICE_CONTROLLING, &7u64.to_be_bytes())
+        .unwrap();
     if nominate {
         m.attribute(stun::USE_CANDIDATE, &[]).unwrap();
     }
@@ -134,11 +137,16 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
 
     // Before ICE nominates, nothing goes to B (no consent, RFC 7675).
     a.send_to(&rtp(0xaaaa, 1), at(ta)).unwrap();
-    assert!(wait_until(1000, || stats(&t, id, 0).drop_no_consent == 1));
+    assert!(
+        wait_until(1000, || stats(&t, id, 0).drop_no_consent == 1),
+        "{:?}",
+        stats(&t, id, 0)
+    );
     assert!(recv(&b).is_none(), "sent to B without consent");
 
     // A check signed with the wrong password is dropped, not answered.
-    b.send_to(&check(1, b"wrong-password-0123456789", true), at(tb)).unwrap();
+    b.send_to(&check(1, b"wrong-password-0123456789", true), at(tb))
+        .unwrap();
     assert!(wait_until(1000, || stats(&t, id, 1).drop_stun == 1));
     assert!(recv(&b).is_none(), "a bad check was answered");
     // A good one is answered with B's address, and nominates it.
@@ -158,7 +166,9 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
         let mut got = recv(&b).expect("SRTP at B");
         assert_eq!(got.len(), plain.len() + 10, "AES_CM_128_HMAC_SHA1_80 tag");
         assert_ne!(got[12..plain.len()], plain[12..], "encrypted");
-        let n = out_ctx.unprotect_rtp(&mut got).expect("authenticates with the relay's key");
+        let n = out_ctx
+            .unprotect_rtp(&mut got)
+            .expect("authenticates with the relay's key");
         assert_eq!(&got[..n], &plain[..]);
     }
     // B → A: decrypted with B's key.
@@ -182,9 +192,14 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
     garbled[20] ^= 0xff; // payload bit flips break the tag too
     b.send_to(&garbled, at(tb)).unwrap();
     b.send_to(&last[..8], at(tb)).unwrap(); // truncated SRTP
-    b.send_to(&check(3, PWD.as_bytes(), false)[..30], at(tb)).unwrap(); // truncated STUN
+    b.send_to(&check(3, PWD.as_bytes(), false)[..30], at(tb))
+        .unwrap(); // truncated STUN
     b.send_to(&[0, 1, 0, 0, 0x21, 0x12, 0xa4], at(tb)).unwrap(); // garbled STUN
-    b.send_to(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3], at(tb)).unwrap(); // DTLS, no DTLS leg
+    b.send_to(
+        &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3],
+        at(tb),
+    )
+    .unwrap(); // DTLS, no DTLS leg
     b.send_to(&[100, 1, 2, 3], at(tb)).unwrap(); // no class (RFC 7983)
     let want = |s: &LegStats| {
         s.drop_srtp_replay == before.drop_srtp_replay + 1
@@ -217,7 +232,8 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
     t.publish(id, &sc).unwrap();
     assert!(wait_until(2000, || t.is_applied(id)));
     let auth0 = stats(&t, id, 1).drop_srtp_auth;
-    b.send_to(&protect(&mut in_ctx, &rtp(0xbbbb, 113)), at(tb)).unwrap();
+    b.send_to(&protect(&mut in_ctx, &rtp(0xbbbb, 113)), at(tb))
+        .unwrap();
     assert!(wait_until(1000, || stats(&t, id, 1).drop_srtp_auth == auth0 + 1));
     let mut new_ctx = ctx(&[0x33; 30]);
     let plain = rtp(0xbbbb, 114);
