@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of tern. Installs what the tests need first, from
 # Debian's packages, when it is missing: sipp (sip-tester), tshark,
-# rtpengine-ng-client (rtpengine-utils) and kamailio.
+# rtpengine-ng-client (rtpengine-utils), rtpengine (rtpengine-daemon, the
+# independent peer for SRTP, DTLS-SRTP and ICE) and kamailio; then
+# cargo-fuzz, for a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,7 @@ need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v rtpengine-ng-client >/dev/null 2>&1 || need+=(rtpengine-utils)
+command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 # kamailio ships its rtpengine module (modules/rtpengine.so) in the same package.
 { command -v kamailio || [ -x /usr/sbin/kamailio ]; } >/dev/null 2>&1 || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
@@ -28,3 +31,6 @@ cargo build --workspace --all-targets
 # Default targets (libs, bins, tests, doc tests); the criterion benches are
 # built above but not run: they are measurements, not tests.
 cargo test --workspace -- --test-threads=2
+# Every fuzz target of fuzz/ for a few seconds (the parsers of network
+# input: STUN, SRTP/SRTCP, a=crypto, a=fingerprint); a crash fails the run.
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

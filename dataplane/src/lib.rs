@@ -185,24 +185,20 @@ pub fn start(
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.workers);
     let mut err = None;
-    for i in 0..cfg.workers {
-        let (table, shutdown, abort, tx) =
-            (table.clone(), shutdown.clone(), abort.clone(), tx.clone());
-        let d = dtls_handles[i].take();
+    for (i, d) in dtls_handles.iter_mut().enumerate() {
+        let sp = worker::Spawn {
+            index: i as u32,
+            table: table.clone(),
+            bind_ip: cfg.bind_ip,
+            pin: cfg.pin,
+            shutdown: shutdown.clone(),
+            abort: abort.clone(),
+            ready: tx.clone(),
+            dtls: d.take(),
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("tern-dp-{i}"))
-            .spawn(move || {
-                worker::thread_main(
-                    i as u32,
-                    table,
-                    cfg.bind_ip,
-                    cfg.pin,
-                    shutdown,
-                    abort,
-                    tx,
-                    d,
-                )
-            });
+            .spawn(move || worker::thread_main(sp));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

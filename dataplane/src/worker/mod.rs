@@ -560,18 +560,33 @@ pub fn online_cpus() -> usize {
     usize::try_from(n).unwrap_or(1).max(1)
 }
 
+/// What a worker thread starts from.
+pub(crate) struct Spawn {
+    pub(crate) index: u32,
+    pub(crate) table: Arc<SlotTable>,
+    pub(crate) bind_ip: IpAddr,
+    pub(crate) pin: bool,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    pub(crate) abort: Arc<AtomicBool>,
+    /// Where setup is reported.
+    pub(crate) ready: std::sync::mpsc::Sender<Result<(), RelayError>>,
+    /// The worker's end of the DTLS task's channels, if one runs.
+    pub(crate) dtls: Option<DtlsHandle>,
+}
+
 /// Thread body of worker `index`: pins, sets up, reports setup through
 /// `ready`, and runs until `shutdown` or `abort` is set.
-pub(crate) fn thread_main(
-    index: u32,
-    table: Arc<SlotTable>,
-    bind_ip: IpAddr,
-    pin: bool,
-    shutdown: Arc<AtomicBool>,
-    abort: Arc<AtomicBool>,
-    ready: std::sync::mpsc::Sender<Result<(), RelayError>>,
-    dtls: Option<DtlsHandle>,
-) -> Result<(), RelayError> {
+pub(crate) fn thread_main(sp: Spawn) -> Result<(), RelayError> {
+    let Spawn {
+        index,
+        table,
+        bind_ip,
+        pin,
+        shutdown,
+        abort,
+        ready,
+        dtls,
+    } = sp;
     if pin {
         let cpu = index as usize % online_cpus();
         if let Err(e) = pin_to_cpu(cpu) {

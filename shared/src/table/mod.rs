@@ -63,6 +63,7 @@ mod layout;
 mod observe;
 mod program;
 mod secure;
+mod secure_state;
 pub mod testing;
 mod types;
 mod worker;
