@@ -240,12 +240,17 @@ fn forwards_rewrites_counts_and_drains() {
     // Malformed RTP is counted.
     p.a.send_to(&[0x80, 0, 1], relay_addr(l0.rtp)).unwrap();
     assert!(wait_until(2000, || stats(&t, id, 0).drop_malformed == 1));
-    // So is what demuxes (RFC 7983) as STUN or DTLS, with no handler yet.
+    // What demuxes (RFC 7983) as STUN or DTLS on a plain leg (no ICE, no
+    // DTLS-SRTP) is counted by its class, and bytes of no class too.
     p.a.send_to(&[0x00, 0x01, 0, 0], relay_addr(l0.rtp))
         .unwrap();
     p.a.send_to(&[22, 0xfe, 0xfd, 0], relay_addr(l0.rtp))
         .unwrap();
-    assert!(wait_until(2000, || stats(&t, id, 0).drop_malformed == 3));
+    p.a.send_to(&[100, 0, 0, 0], relay_addr(l0.rtp)).unwrap();
+    assert!(wait_until(2000, || {
+        let s = stats(&t, id, 0);
+        s.drop_stun == 1 && s.drop_dtls == 1 && s.drop_demux == 1 && s.drop_malformed == 1
+    }));
     assert!(quiet(&p.b, 100), "nothing forwarded to B");
 
     // Hold: leg 0 inactive; packets from either side are dropped.

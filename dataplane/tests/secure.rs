@@ -113,6 +113,9 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
     let mut sc = SlotConfig::default();
     sc.legs[0].peer = Some(pa);
     sc.legs[1].peer = Some(pb);
+    // RTCP to the same sockets, so one socket per peer sees both.
+    sc.legs[0].peer_rtcp = Some(pa);
+    sc.legs[1].peer_rtcp = Some(pb);
     sc.legs[1].secure = LegSecurity {
         rx: SrtpKeying::new(1, &KEY_IN),
         tx: SrtpKeying::new(1, &KEY_OUT),
@@ -180,6 +183,31 @@ fn srtp_and_ice_lite_leg_with_hostile_input_counted_by_reason() {
         b.send_to(&last, at(tb)).unwrap();
         assert_eq!(recv(&a).as_deref(), Some(&plain[..]), "plain RTP at A");
     }
+
+    // SRTCP both ways on the RTCP ports (RFC 3711 §3.4): B's sender report
+    // arrives at A plain, A's arrives at B protected with the relay's key.
+    let sr = |ssrc: u32| {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[7u8; 20]);
+        p
+    };
+    let (ta_rtcp, tb_rtcp) = (t.ports(id, 0).rtcp, t.ports(id, 1).rtcp);
+    let plain_sr = sr(0xbbbb);
+    let mut srtcp = vec![0u8; 128];
+    srtcp[..plain_sr.len()].copy_from_slice(&plain_sr);
+    let n = in_ctx.protect_rtcp(&mut srtcp, plain_sr.len()).unwrap();
+    srtcp.truncate(n);
+    b.send_to(&srtcp, at(tb_rtcp)).unwrap();
+    assert_eq!(recv(&a).as_deref(), Some(&plain_sr[..]), "plain RTCP at A");
+    let a_sr = sr(0xaaaa);
+    a.send_to(&a_sr, at(ta_rtcp)).unwrap();
+    let mut got = recv(&b).expect("SRTCP at B");
+    assert!(got.len() >= a_sr.len() + 4 + 10, "index and tag appended");
+    let n = out_ctx
+        .unprotect_rtcp(&mut got)
+        .expect("SRTCP with the relay's key");
+    assert_eq!(&got[..n], &a_sr[..]);
 
     // Hostile input on B's port, each counted by its reason.
     let before = stats(&t, id, 1);
