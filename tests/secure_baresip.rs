@@ -126,7 +126,9 @@ impl Netns {
             .status();
         let steps: [&[&str]; 8] = [
             &["netns", "add", &name],
-            &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if],
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
             &["link", "set", &ns_if, "netns", &name],
             &["addr", "add", &format!("{host}/30"), "dev", &host_if],
             &["link", "set", &host_if, "up"],
@@ -199,7 +201,7 @@ fn write_sine_wav(path: &Path, secs: u32) {
 }
 
 /// baresip's `config` and `accounts` in `dir`.
-fn write_baresip_config(dir: &Path, net: &Netns, wav: &Path, mediaenc: &str) {
+fn write_baresip_config(dir: &Path, net: &Netns, wav: &Path, mediaenc: &str, rtcp_mux: bool) {
     let config = format!(
         "poll_method\t\tepoll\n\
          sip_listen\t\t{peer}:5060\n\
@@ -212,6 +214,7 @@ fn write_baresip_config(dir: &Path, net: &Netns, wav: &Path, mediaenc: &str) {
          rtp_tos\t\t\t0\n\
          rtp_ports\t\t40000-40099\n\
          rtp_timeout\t\t0\n\
+         rtcp_mux\t\t{mux}\n\
          jitter_buffer_delay\t1-10\n\
          dns_fallback\t\t127.0.0.1:53\n\
          net_interface\t\t{ifname}\n\
@@ -225,6 +228,7 @@ fn write_baresip_config(dir: &Path, net: &Netns, wav: &Path, mediaenc: &str) {
         peer = net.peer,
         wav = wav.display(),
         ifname = net.ns_if,
+        mux = if rtcp_mux { "yes" } else { "no" },
     );
     std::fs::write(dir.join("config"), config).expect("write config");
     let accounts = format!(
@@ -302,7 +306,10 @@ fn start_baresip(net: &Netns, dir: &Path, uri: &str) -> (Proc, Arc<Mutex<Vec<Str
         .expect("spawn baresip");
     let lines = Arc::new(Mutex::new(Vec::new()));
     for (name, pipe) in [
-        ("out", Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>),
+        (
+            "out",
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        ),
         ("err", Box::new(child.stderr.take().unwrap())),
     ] {
         let lines = lines.clone();
@@ -341,9 +348,13 @@ fn secure_call(keying: Keying) {
     if !prerequisites() {
         return;
     }
-    let (tag, mediaenc, octet_off, ports) = match keying {
-        Keying::Sdes => ("s", "srtp-mand", 0, "31900-31949"),
-        Keying::Dtls => ("d", "dtls_srtp", 1, "31950-31999"),
+    // DTLS-SRTP with RTCP on its own port needs a second handshake on
+    // that port (RFC 5764 §4.1), which baresip waits for as the DTLS
+    // server and tern does not start: its RTCP would stay plain, and be
+    // dropped. With rtcp-mux, RTP and RTCP share the one session.
+    let (tag, mediaenc, octet_off, ports, rtcp_mux) = match keying {
+        Keying::Sdes => ("s", "srtp-mand", 0, "31900-31949", false),
+        Keying::Dtls => ("d", "dtls_srtp", 1, "31950-31999", true),
     };
     let pid = std::process::id();
     let net = Netns::create(tag, 16 + (pid % 110) * 2 + octet_off);
@@ -354,7 +365,7 @@ fn secure_call(keying: Keying) {
     write_sine_wav(&wav, CALL_SECS as u32 + 4);
     let cfgdir = dir.join("baresip");
     std::fs::create_dir_all(&cfgdir).unwrap();
-    write_baresip_config(&cfgdir, &net, &wav, mediaenc);
+    write_baresip_config(&cfgdir, &net, &wav, mediaenc, rtcp_mux);
 
     let instance = format!("secure-bs-{tag}-{pid}");
     let ng = free_port();
@@ -410,7 +421,8 @@ fn secure_call(keying: Keying) {
     );
 
     let watch = SlotWatch::start(&instance);
-    let (mut baresip, bs_lines) = start_baresip(&net, &cfgdir, &format!("sip:bob@{host}:{kam_port}"));
+    let (mut baresip, bs_lines) =
+        start_baresip(&net, &cfgdir, &format!("sip:bob@{host}:{kam_port}"));
     // Mid-call, well before baresip hangs up: the counters of the leg
     // facing it, while SRTP flows both ways.
     std::thread::sleep(Duration::from_secs(CALL_SECS - 2));
@@ -453,7 +465,10 @@ fn secure_call(keying: Keying) {
             sec.rx.is_some() && sec.tx.is_some(),
             "leg A (baresip) is not SDES-SRTP: {sec:?}"
         ),
-        Keying::Dtls => assert!(sec.dtls.is_some(), "leg A (baresip) is not DTLS-SRTP: {sec:?}"),
+        Keying::Dtls => assert!(
+            sec.dtls.is_some(),
+            "leg A (baresip) is not DTLS-SRTP: {sec:?}"
+        ),
     }
     assert!(
         slot.cfg.legs[1].secure.is_plain(),
@@ -464,8 +479,14 @@ fn secure_call(keying: Keying) {
     eprintln!("leg A mid-call: {mid:?}");
     assert!(mid.rx_packets > 50, "baresip -> tern mid-call: {mid:?}");
     assert!(mid.tx_packets > 50, "tern -> baresip mid-call: {mid:?}");
-    assert_eq!(mid.drop_srtp_auth, 0, "SRTP/SRTCP auth failures mid-call: {mid:?}");
-    assert!(caller.rx_packets > 50, "baresip -> tern (SRTP, unprotected): {caller:?}");
+    assert_eq!(
+        mid.drop_srtp_auth, 0,
+        "SRTP/SRTCP auth failures mid-call: {mid:?}"
+    );
+    assert!(
+        caller.rx_packets > 50,
+        "baresip -> tern (SRTP, unprotected): {caller:?}"
+    );
     // baresip 1.0 sends its closing RTCP BYE in the clear, after its SRTP
     // context is gone: that one packet fails authentication, as it must.
     assert!(
@@ -474,7 +495,10 @@ fn secure_call(keying: Keying) {
     );
     assert!(callee.tx_packets > 50, "tern -> SIPp (plain): {callee:?}");
     assert!(callee.rx_packets > 50, "SIPp's echo -> tern: {callee:?}");
-    assert!(caller.tx_packets > 50, "tern -> baresip (SRTP, protected): {caller:?}");
+    assert!(
+        caller.tx_packets > 50,
+        "tern -> baresip (SRTP, protected): {caller:?}"
+    );
     assert_eq!(
         uas_exit.map(|s| s.success()),
         Some(true),
