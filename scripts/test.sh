@@ -2,7 +2,8 @@
 # Runs every test of tern. Installs what the tests need first, from
 # Debian's packages, when it is missing: sipp (sip-tester), tshark,
 # rtpengine-ng-client (rtpengine-utils), rtpengine (rtpengine-daemon, the
-# independent peer for SRTP, DTLS-SRTP and ICE) and kamailio; then
+# independent peer for SRTP, DTLS-SRTP and ICE), baresip (a second SRTP
+# stack, in a network namespace) and kamailio; then
 # cargo-fuzz, for a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v rtpengine-ng-client >/dev/null 2>&1 || need+=(rtpengine-utils)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
+# baresip (with its srtp and dtls_srtp modules): the second SRTP stack.
+command -v baresip >/dev/null 2>&1 || need+=(baresip)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # kamailio ships its rtpengine module (modules/rtpengine.so) in the same package.
 { command -v kamailio || [ -x /usr/sbin/kamailio ]; } >/dev/null 2>&1 || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
