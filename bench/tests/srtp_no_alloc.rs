@@ -3,18 +3,28 @@
 //! SSRCs, LRU eviction, a ROC wrap and refused packets.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tern_secure::srtp::{Context, Suite};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // Only the measuring thread counts: the test harness's own threads
+    // allocate while it runs (output capture, progress notes).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         System.alloc(layout)
@@ -23,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         System.realloc(ptr, layout, new_size)
@@ -63,7 +73,7 @@ fn per_packet_path_does_not_allocate() {
         .collect();
     let mut contexts = contexts;
     let mut buf = [0u8; 256];
-    COUNTING.store(true, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
     for (tx, rx) in contexts.iter_mut() {
         for i in 0..2000u32 {
             // Twelve SSRCs through an eight-entry table, across a wrap.
@@ -82,6 +92,6 @@ fn per_packet_path_does_not_allocate() {
         }
         let _ = tx.streams().count();
     }
-    COUNTING.store(false, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(false));
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0);
 }
