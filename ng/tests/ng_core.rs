@@ -963,3 +963,58 @@ fn ice_lite_toward_an_ice_peer_with_host_candidates() {
         "{plain}"
     );
 }
+
+#[test]
+fn dtls_offerer_gets_the_relays_fingerprint_and_query_follows_the_handshake() {
+    let mut f = fx("dtls", 48800, 48899, CoreConfig::default());
+    let a = sdp(
+        "10.0.0.1",
+        4000,
+        "a=fingerprint:sha-256 AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB\r\na=setup:actpass\r\na=rtcp-mux\r\n",
+    )
+    .replace("RTP/AVP", "UDP/TLS/RTP/SAVPF");
+    let plain = Dict::new().with("transport-protocol", bstr("RTP/AVP"));
+    // No dataplane has published a certificate: DTLS cannot be answered.
+    let v = f.offer("dtls0", "ft", &a, plain.clone());
+    assert_eq!(s(at(&v, &["result"])), "error", "{v:?}");
+    assert!(s(at(&v, &["error-reason"])).contains("DTLS"));
+
+    f.table.set_dtls_fingerprint(&[0xcd; 32]);
+    let offer = Fx::ok_sdp(&f.offer("dtls1", "ft", &a, plain));
+    assert!(
+        offer.contains(" RTP/AVP ") && !offer.contains("fingerprint"),
+        "{offer}"
+    );
+    let id = slot_of(&f, &offer);
+    let (cfg, _) = f.table.read_config(id).unwrap();
+    let d = cfg.legs[0].secure.dtls.expect("DTLS toward A");
+    assert_eq!(
+        d.role,
+        tern_shared::table::DtlsRole::Active,
+        "answering actpass, the relay connects"
+    );
+    assert_eq!(d.digest(), &[0xab; 32][..]);
+    let ans = Fx::ok_sdp(&f.answer("dtls1", "ft", "tt", &sdp("10.0.0.2", 5000, ""), Dict::new()));
+    assert!(ans.contains(" UDP/TLS/RTP/SAVPF "), "{ans}");
+    assert!(
+        ans.contains(&format!("a=fingerprint:sha-256 {}", ["CD"; 32].join(":"))),
+        "{ans}"
+    );
+    assert!(
+        ans.contains("a=setup:active") && !ans.contains("AB:AB"),
+        "{ans}"
+    );
+
+    let query = |f: &mut Fx| {
+        let q = f.cmd(
+            Dict::new()
+                .with("command", bstr("query"))
+                .with("call-id", bstr("dtls1")),
+        );
+        s(at(&q, &["tags", "ft", "medias", "0", "DTLS"]))
+    };
+    assert_eq!(query(&mut f), "active, handshaking");
+    let k = tern_shared::table::SrtpKeying::new(1, &[9u8; 30]).unwrap();
+    f.table.set_dtls_keying(id, 0, Some((k, k))).unwrap();
+    assert_eq!(query(&mut f), "active, connected");
+}

@@ -297,8 +297,8 @@ impl NgCore {
                 if cfg.rtcp_mux {
                     mflags.push("rtcp-mux");
                 }
-                // The suite, DTLS role and ICE state, never a key.
-                let (suite, dtls, ice) = secure::describe(ms, leg);
+                // The suite, DTLS and ICE states, never a key.
+                let (suite, dtls, ice) = secure::describe(ms, leg, &self.table);
                 let proto = ms.plan[leg]
                     .proto
                     .clone()
@@ -307,8 +307,8 @@ impl NgCore {
                     .with("index", uint(i as u64 + 1))
                     .with("type", bstr(ms.kind.clone()))
                     .with("protocol", bstr(proto))
-                    .with("DTLS", bstr(dtls.to_string()))
-                    .with("ICE", bstr(ice.to_string()));
+                    .with("DTLS", bstr(dtls))
+                    .with("ICE", bstr(ice));
                 if let Some(s) = suite {
                     media.set("crypto suite", bstr(s.to_string()));
                 }

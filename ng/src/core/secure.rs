@@ -23,7 +23,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use tern_shared::sdp::{candidate_value, crypto_value, fingerprint_value, host_priority, Setup};
 use tern_shared::table::{
-    srtp_suite, DtlsParams, DtlsRole, IceParams, IceToken, LegPorts, SrtpKeying, SRTP_SUITES,
+    srtp_suite, DtlsParams, DtlsRole, IceParams, IceToken, LegPorts, SlotTable, SrtpKeying,
+    SRTP_SUITES,
 };
 
 use crate::error::CommandError;
@@ -78,23 +79,50 @@ impl std::fmt::Debug for LegPlan {
     }
 }
 
-/// The state a `query` reports of one leg.
+/// What a `query` reports of one leg: the SRTP suite in use (SDES's, or
+/// the one the DTLS handshake exported), the DTLS role and state
+/// (`off`, `active`/`passive` with `handshaking`/`connected`), and the ICE
+/// state (`off`, `lite` with `waiting`/`nominated`: the relay latched to
+/// a pair). Never a key.
 pub(super) fn describe(
     ms: &MediaState,
     leg: usize,
-) -> (Option<&'static str>, &'static str, &'static str) {
+    table: &SlotTable,
+) -> (Option<&'static str>, String, String) {
     let sec = &ms.cfg.legs[leg].secure;
-    let suite = sec
-        .tx
-        .or(sec.rx)
-        .and_then(|k| srtp_suite(k.suite))
-        .map(|s| s.0);
+    let dtls_keys = ms.slot.and_then(|s| table.dtls_keying(s, leg));
+    let suite = match sec.dtls {
+        Some(_) => dtls_keys.map(|(rx, _)| rx.suite),
+        None => sec.tx.or(sec.rx).map(|k| k.suite),
+    }
+    .and_then(srtp_suite)
+    .map(|s| s.0);
     let dtls = match sec.dtls {
-        None => "off",
-        Some(p) if p.role == DtlsRole::Active => "active",
-        Some(_) => "passive",
+        None => "off".to_string(),
+        Some(p) => format!(
+            "{}, {}",
+            if p.role == DtlsRole::Active {
+                "active"
+            } else {
+                "passive"
+            },
+            if dtls_keys.is_some() {
+                "connected"
+            } else {
+                "handshaking"
+            }
+        ),
     };
-    let ice = if sec.ice.is_some() { "lite" } else { "off" };
+    let ice = match sec.ice {
+        None => "off".to_string(),
+        Some(_) => {
+            let latched = ms
+                .slot
+                .and_then(|s| table.stats(s, leg).ok())
+                .is_some_and(|st| st.learned.is_some());
+            format!("lite, {}", if latched { "nominated" } else { "waiting" })
+        }
+    };
     (suite, dtls, ice)
 }
 
@@ -144,6 +172,13 @@ pub(super) fn negotiate(
     index: usize,
 ) -> Result<Offered, CommandError> {
     let to = sender ^ 1;
+    // A DTLS-SRTP sender is answered with the relay's fingerprint: refuse
+    // now rather than at the answer when there is none.
+    if kind(&info.proto) == Kind::Dtls && flags.dtls != DtlsMode::Off && fingerprint.is_none() {
+        return Err(CommandError::Sdp(
+            "DTLS-SRTP asked for but the dataplane has no DTLS certificate".into(),
+        ));
+    }
     take_sender(ms, info, flags, op, sender, rng)?;
     // What the SDP to `to` says: on an offer, the relay's offer; on an
     // answer, its answer to what `to` offered.
