@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use io_uring::types::RecvMsgOut;
 use io_uring::{opcode, squeue, types};
+use tern_shared::rtp::looks_like_rtcp;
 use tern_shared::table::{DropReason, LegCounters};
 use tracing::info;
 
@@ -149,9 +150,9 @@ impl Worker {
 
         // 2. Unprotect (SRTP/SRTCP, RFC 3711/7714) on a secure leg; its
         //    replay check; nothing is learned from a packet refused here.
-        let rtcp_in = sock & 1 == 1 || secure::is_mux_rtcp(&buf[off..off + plen]);
         if let Some(sec) = slot.sec.as_mut() {
             let st = &mut sec.legs[leg];
+            let rtcp_in = sock & 1 == 1 || looks_like_rtcp(&buf[off..off + plen]);
             let res = match st.rx.as_deref_mut() {
                 Some(ctx) => secure::unprotect(ctx, &mut buf[off..], plen, rtcp_in, c_in),
                 None if st.awaiting_dtls => Err(DropReason::Dtls),

@@ -191,13 +191,6 @@ pub(super) fn srtp_drop(e: SrtpError) -> DropReason {
     }
 }
 
-/// Whether a datagram on an rtcp-mux port is RTCP (RFC 5761 §4: second
-/// byte, marker included, 192–223 is an RTCP packet type).
-#[inline]
-pub(super) fn is_mux_rtcp(pkt: &[u8]) -> bool {
-    matches!(pkt.get(1), Some(192..=223))
-}
-
 /// Unprotects `buf[..len]` in place with `ctx`; the plain length, or the
 /// reason to drop it. The stream's state is persisted into `c`.
 #[inline]
@@ -215,7 +208,7 @@ pub(super) fn unprotect(
         ctx.unprotect_rtp(pkt)
     }
     .map_err(srtp_drop)?;
-    persist(ctx, pkt, SrtpDirection::Rx, c);
+    persist(ctx, pkt, rtcp, SrtpDirection::Rx, c);
     Ok(n)
 }
 
@@ -235,7 +228,7 @@ pub(super) fn protect(
         ctx.protect_rtp(buf, len)
     }
     .map_err(srtp_drop)?;
-    persist(ctx, buf, SrtpDirection::Tx, c);
+    persist(ctx, buf, rtcp, SrtpDirection::Tx, c);
     Ok(n)
 }
 
@@ -243,12 +236,11 @@ pub(super) fn protect(
 /// 8..12 of RTP, 4..8 of RTCP) into the leg's counter words: two relaxed
 /// stores on a line the worker already writes.
 #[inline]
-fn persist(ctx: &Context, pkt: &[u8], dir: SrtpDirection, c: &LegCounters) {
+fn persist(ctx: &Context, pkt: &[u8], rtcp: bool, dir: SrtpDirection, c: &LegCounters) {
     let ssrc = |at: usize| {
         pkt.get(at..at + 4)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let rtcp = is_mux_rtcp(pkt);
     let Some(ssrc) = (if rtcp { ssrc(4) } else { ssrc(8) }) else {
         return;
     };
