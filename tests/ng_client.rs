@@ -23,22 +23,7 @@ impl Relay {
     fn start(name: &str, ports: &str) -> Relay {
         let instance = format!("ng-{name}-{}", std::process::id());
         let ng = free_port();
-        let ng_arg = format!("127.0.0.1:{ng}");
-        let (p, _) = spawn_tern(
-            &[
-                "relay",
-                "--ports",
-                ports,
-                "--workers",
-                "1",
-                "--instance",
-                &instance,
-                "--ng",
-                &ng_arg,
-                "--no-pin",
-            ],
-            &["tern ng", "tern relay"],
-        );
+        let (p, _) = spawn_relay(&instance, ports, ng, &[]);
         Relay {
             proc_: Some(p),
             instance,

@@ -7,9 +7,8 @@ mod common;
 use common::*;
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 /// SIP and media ports are picked free at run time, so that two runs of
 /// the suite on one host do not collide.
@@ -64,63 +63,6 @@ impl Ports {
     }
 }
 
-fn kamailio_bin() -> PathBuf {
-    for p in ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    PathBuf::from("kamailio")
-}
-
-/// Starts Kamailio in the foreground (`-DD -E`) with the repository's
-/// config, listening on `ports.kam` and using tern's ng socket on `ng`,
-/// and waits (bounded) until it answers SIP.
-fn start_kamailio(dir: &Path, ng: u16, ports: &Ports) -> Proc {
-    let (kam_port, reg_port) = (ports.kam, ports.reg);
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/kamailio.cfg");
-    let run = dir.join("kamailio-run");
-    std::fs::create_dir_all(&run).unwrap();
-    let child = Command::new(kamailio_bin())
-        .arg("-DD")
-        .arg("-E")
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-l", &format!("udp:127.0.0.1:{kam_port}")])
-        .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
-        .args(["-m", "64", "-M", "8"])
-        .arg("-w")
-        .arg(&run)
-        .arg("-Y")
-        .arg(&run)
-        .arg("-P")
-        .arg(run.join("kamailio.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kamailio (install kamailio)");
-    let mut p = Proc {
-        name: "kamailio".into(),
-        child,
-    };
-    let options = format!(
-        "OPTIONS sip:ping@127.0.0.1:{kam_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{reg_port};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("kamailio exited at start: {st}");
-        }
-        if sip_exchange(options.as_bytes(), &format!("127.0.0.1:{kam_port}")).is_some() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    p.stop();
-    panic!("kamailio did not answer SIP within 20 s");
-}
-
 #[test]
 fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
     let instance = format!("ng-kam-{}", std::process::id());
@@ -143,7 +85,14 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
         &["tern ng", "tern relay"],
     );
     let ports = Ports::pick();
-    let kam = start_kamailio(&dir, ng, &ports);
+    let kam = start_kamailio(
+        "kamailio.cfg",
+        &dir.join("kamailio-run"),
+        "127.0.0.1",
+        ports.kam,
+        ng,
+        ports.reg,
+    );
 
     let mut uas = sipp(
         &[

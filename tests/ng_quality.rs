@@ -28,25 +28,7 @@ struct Relay {
 impl Relay {
     fn start(name: &str, ports: &str, ng: u16, extra: &[&str]) -> Relay {
         let instance = format!("t-h1-{name}-{}", std::process::id());
-        let ng_arg = format!("127.0.0.1:{ng}");
-        let mut args = vec![
-            "relay",
-            "--ports",
-            ports,
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            &ng_arg,
-            "--no-pin",
-        ];
-        if !extra.contains(&"--http") {
-            // Leave 127.0.0.1:8080 to the tests of the HTTP API.
-            args.extend_from_slice(&["--http", "off"]);
-        }
-        args.extend_from_slice(extra);
-        let (p, _) = spawn_tern(&args, &["tern ng", "tern relay"]);
+        let (p, _) = spawn_relay(&instance, ports, ng, extra);
         Relay {
             proc_: Some(p),
             instance,

@@ -24,7 +24,7 @@ mod common;
 use common::*;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -240,56 +240,6 @@ fn write_baresip_config(dir: &Path, net: &Netns, wav: &Path, mediaenc: &str, rtc
     std::fs::write(dir.join("contacts"), "").expect("write contacts");
 }
 
-/// Starts Kamailio in the foreground with tests/kamailio/kamailio-srtp.cfg
-/// on `addr:port`, tern's ng on loopback `ng`, and waits (bounded) until
-/// it answers SIP.
-fn start_kamailio(run: &Path, addr: &str, port: u16, ng: u16) -> Proc {
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/kamailio-srtp.cfg");
-    std::fs::create_dir_all(run).unwrap();
-    let bin = ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("kamailio"));
-    let child = Command::new(bin)
-        .args(["-DD", "-E", "-f"])
-        .arg(&cfg)
-        .args(["-l", &format!("udp:{addr}:{port}")])
-        .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
-        .args(["-m", "64", "-M", "8"])
-        .arg("-w")
-        .arg(run)
-        .arg("-Y")
-        .arg(run)
-        .arg("-P")
-        .arg(run.join("kamailio.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn kamailio");
-    let mut p = Proc {
-        name: "kamailio".into(),
-        child,
-    };
-    let probe = free_port();
-    let options = format!(
-        "OPTIONS sip:ping@{addr}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{probe};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@{addr}>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("kamailio exited at start: {st}");
-        }
-        if sip_exchange(options.as_bytes(), &format!("{addr}:{port}")).is_some() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    p.stop();
-    panic!("kamailio did not answer SIP within 20 s");
-}
-
 /// Starts baresip inside the namespace with the config in `dir`, dialling
 /// `uri` at once and quitting after [`CALL_SECS`]. Its stdout and stderr
 /// lines are kept.
@@ -369,31 +319,19 @@ fn secure_call(keying: Keying) {
 
     let instance = format!("secure-bs-{tag}-{pid}");
     let ng = free_port();
-    let ng_arg = format!("127.0.0.1:{ng}");
-    let (tern, tern_lines) = spawn_tern(
-        &[
-            "relay",
-            "--ports",
-            ports,
-            "--workers",
-            "1",
-            "--instance",
-            &instance,
-            "--ng",
-            &ng_arg,
-            "--media-ip",
-            &host,
-            "--http",
-            "off",
-            "--no-pin",
-        ],
-        &["tern ng", "tern relay"],
-    );
+    let (tern, tern_lines) = spawn_relay(&instance, ports, ng, &["--media-ip", &host]);
 
     // Every SIP and SDP address on the host side is the veth's own, which
     // no other test uses: fixed ports are safe here.
     let (kam_port, uas_port, uas_media) = (5060u16, 5070u16, 6000u16);
-    let kam = start_kamailio(&dir.join("kamailio-run"), &host, kam_port, ng);
+    let kam = start_kamailio(
+        "kamailio-srtp.cfg",
+        &dir.join("kamailio-run"),
+        &host,
+        kam_port,
+        ng,
+        free_port(),
+    );
     let mut uas = sipp(
         &[
             "-sn",

@@ -513,3 +513,97 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port");
 }
+
+/// Starts `tern relay` on table `instance` with ports `ports`, ng on
+/// 127.0.0.1:`ng`, one unpinned worker and `extra` arguments (HTTP off
+/// unless `extra` names `--http`, so 127.0.0.1:8080 stays with the tests
+/// of the HTTP API); waits until both planes are up.
+pub fn spawn_relay(
+    instance: &str,
+    ports: &str,
+    ng: u16,
+    extra: &[&str],
+) -> (Proc, Arc<Mutex<Vec<String>>>) {
+    let ng_arg = format!("127.0.0.1:{ng}");
+    let mut args = vec![
+        "relay",
+        "--ports",
+        ports,
+        "--workers",
+        "1",
+        "--instance",
+        instance,
+        "--ng",
+        &ng_arg,
+        "--no-pin",
+    ];
+    if !extra.contains(&"--http") {
+        args.extend_from_slice(&["--http", "off"]);
+    }
+    args.extend_from_slice(extra);
+    spawn_tern(&args, &["tern ng", "tern relay"])
+}
+
+/// The kamailio binary (Debian installs it in /usr/sbin).
+pub fn kamailio_bin() -> PathBuf {
+    for p in ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("kamailio")
+}
+
+/// Starts Kamailio in the foreground (`-DD -E`) with `tests/kamailio/CFG`,
+/// listening on `addr:port` with its rtpengine module on tern's ng socket
+/// 127.0.0.1:`ng`, its files under `run`; returns once it answers an
+/// OPTIONS (sent from `probe_port`), bounded: 20 s.
+pub fn start_kamailio(
+    cfg: &str,
+    run: &Path,
+    addr: &str,
+    port: u16,
+    ng: u16,
+    probe_port: u16,
+) -> Proc {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kamailio")
+        .join(cfg);
+    std::fs::create_dir_all(run).unwrap();
+    let child = Command::new(kamailio_bin())
+        .args(["-DD", "-E", "-f"])
+        .arg(&cfg)
+        .args(["-l", &format!("udp:{addr}:{port}")])
+        .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
+        .args(["-m", "64", "-M", "8"])
+        .arg("-w")
+        .arg(run)
+        .arg("-Y")
+        .arg(run)
+        .arg("-P")
+        .arg(run.join("kamailio.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kamailio (install kamailio)");
+    let mut p = Proc {
+        name: "kamailio".into(),
+        child,
+    };
+    let options = format!(
+        "OPTIONS sip:ping@{addr}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{probe_port};rport;branch=z9hG4bK-ready\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@{addr}>\r\nCall-ID: ready@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("kamailio exited at start: {st}");
+        }
+        if sip_exchange(options.as_bytes(), &format!("{addr}:{port}")).is_some() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    p.stop();
+    panic!("kamailio did not answer SIP within 20 s");
+}
