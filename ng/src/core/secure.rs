@@ -141,6 +141,16 @@ fn ice_token(rng: &mut StdRng, len: usize) -> String {
         .collect()
 }
 
+/// New ICE-lite credentials for a leg (an 8-char ufrag, a 24-char
+/// password: 48 and 144 random bits), the peer's ufrag not yet known.
+fn fresh_ice(rng: &mut StdRng) -> IceParams {
+    IceParams {
+        local_ufrag: IceToken::new(&ice_token(rng, 8)).unwrap_or_default(),
+        local_pwd: IceToken::new(&ice_token(rng, 24)).unwrap_or_default(),
+        remote_ufrag: None,
+    }
+}
+
 /// Everything the SDP going to leg `to`'s peer needs from the negotiation.
 pub(super) struct Offered {
     /// Section attributes to add.
@@ -275,13 +285,7 @@ pub(super) fn negotiate(
     let mut ice_lite = false;
     if want_ice {
         if sec.ice.is_none() {
-            let ufrag = ice_token(rng, 8);
-            let pwd = ice_token(rng, 24);
-            sec.ice = Some(IceParams {
-                local_ufrag: IceToken::new(&ufrag).unwrap_or_default(),
-                local_pwd: IceToken::new(&pwd).unwrap_or_default(),
-                remote_ufrag: None,
-            });
+            sec.ice = Some(fresh_ice(rng));
         }
         if let Some(p) = &sec.ice {
             ice_lite = true;
@@ -425,13 +429,7 @@ fn take_sender(
         (Some(u), m) if m != IceMode::Remove => {
             let restart = plan.peer_ufrag.as_deref().is_some_and(|p| p != u);
             if restart || sec.ice.is_none() {
-                let ufrag = ice_token(rng, 8);
-                let pwd = ice_token(rng, 24);
-                sec.ice = Some(IceParams {
-                    local_ufrag: IceToken::new(&ufrag).unwrap_or_default(),
-                    local_pwd: IceToken::new(&pwd).unwrap_or_default(),
-                    remote_ufrag: None,
-                });
+                sec.ice = Some(fresh_ice(rng));
             }
             if let Some(p) = sec.ice.as_mut() {
                 p.remote_ufrag = IceToken::new(u);
