@@ -18,6 +18,12 @@
 //! tcp_max_connections = 10000    # TCP connections open at once
 //! tcp_idle_secs = 600            # an idle TCP connection is closed after this
 //! tcp_max_message = 65536        # longest message on a stream, bytes
+//! tcp_max_per_source = 100       # stream connections from one IP at once
+//! tls = "127.0.0.1:5061"         # SIP over TLS; "off" to disable
+//! ws = "127.0.0.1:5066"          # SIP over WebSocket (RFC 7118); "off"
+//! wss = "127.0.0.1:7443"         # SIP over secure WebSocket; "off"
+//! tls_cert = "/etc/tern/cert.pem"  # PEM chain, leaf first (TLS and WSS)
+//! tls_key = "/etc/tern/key.pem"    # PEM key; without both, a self-signed one is made
 //!
 //! [media]                        # optional: the B2BUA's calls (and `tern up`'s ng calls)
 //! jitter_buffer = false          # play each leg out through a jitter buffer
@@ -187,6 +193,35 @@ struct RawSip {
     tcp_max_connections: Option<usize>,
     tcp_idle_secs: Option<u64>,
     tcp_max_message: Option<usize>,
+    tcp_max_per_source: Option<usize>,
+    tls: Option<String>,
+    ws: Option<String>,
+    wss: Option<String>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// A listener key (`tls`, `ws`, `wss`): `"off"` disables it, an address
+/// binds it; absent, it is on at `default_port` on the SIP listen IP when
+/// the SIP listen port is the standard 5060 (so `tern up` with no file
+/// listens on all of them), and off otherwise (a second instance or a
+/// test on other ports does not collide on 5061/5066/7443).
+fn listener(
+    key: &str,
+    value: Option<&str>,
+    listen: SocketAddr,
+    default_port: u16,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("off") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ConfigError::Refused(format!(
+                "[sip] {key} = {v:?}: expected IP:PORT (e.g. \"127.0.0.1:{default_port}\") or \"off\""
+            ))
+        }),
+        None if listen.port() == 5060 => Ok(Some(SocketAddr::new(listen.ip(), default_port))),
+        None => Ok(None),
+    }
 }
 
 /// The `[media]` keys: jitter-buffer defaults for calls.
@@ -352,6 +387,9 @@ pub struct TransportConfig {
     /// Longest drain after the drain flag is set: then serving stops even
     /// with calls up.
     pub drain: Duration,
+    /// Most stream connections (TCP, TLS, WS, WSS) from one IP address
+    /// at once; beyond it new ones are closed at once and counted.
+    pub max_per_source: usize,
 }
 
 impl Default for TransportConfig {
@@ -361,6 +399,7 @@ impl Default for TransportConfig {
             idle_timeout: Duration::from_secs(600),
             max_message: DEFAULT_MAX_MESSAGE,
             drain: Duration::from_secs(30),
+            max_per_source: 100,
         }
     }
 }
@@ -399,13 +438,23 @@ impl Config {
                 .map_or(td.idle_timeout, Duration::from_secs),
             max_message: sip.tcp_max_message.unwrap_or(td.max_message),
             drain: sip.drain_secs.map_or(td.drain, Duration::from_secs),
+            max_per_source: sip.tcp_max_per_source.unwrap_or(td.max_per_source),
         };
+        if sip.tls_cert.is_some() != sip.tls_key.is_some() {
+            return Err(ConfigError::Refused(
+                "[sip] tls_cert and tls_key go together: give both, or neither for a self-signed certificate".into(),
+            ));
+        }
+        let tls = listener("tls", sip.tls.as_deref(), listen, 5061)?;
+        let ws = listener("ws", sip.ws.as_deref(), listen, 5066)?;
+        let wss = listener("wss", sip.wss.as_deref(), listen, 7443)?;
         if transport.max_connections == 0
+            || transport.max_per_source == 0
             || transport.max_message < 1024
             || transport.idle_timeout.is_zero()
         {
             return Err(ConfigError::Refused(
-                "[sip] tcp_max_connections and tcp_idle_secs must be > 0, tcp_max_message >= 1024"
+                "[sip] tcp_max_connections, tcp_max_per_source and tcp_idle_secs must be > 0, tcp_max_message >= 1024"
                     .into(),
             ));
         }
@@ -421,6 +470,11 @@ impl Config {
             min_expires: sip.min_expires.unwrap_or(d.min_expires),
             max_expires: sip.max_expires.unwrap_or(d.max_expires),
             timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
+            tls,
+            ws,
+            wss,
+            tls_cert: sip.tls_cert,
+            tls_key: sip.tls_key,
             jitter: JitterSettings {
                 enabled: raw.media.jitter_buffer.unwrap_or(d.jitter.enabled),
                 target_ms: raw.media.jitter_target_ms.unwrap_or(d.jitter.target_ms),
@@ -491,6 +545,17 @@ pub struct SipConfig {
     /// Jitter-buffer settings of both legs of every B2BUA call (`[media]`;
     /// off by default: a relay does not de-jitter unless asked).
     pub jitter: JitterSettings,
+    /// SIP over TLS listener (RFC 3261 §26.3.1); `None`: off.
+    pub tls: Option<SocketAddr>,
+    /// SIP over WebSocket listener (RFC 7118); `None`: off.
+    pub ws: Option<SocketAddr>,
+    /// SIP over secure WebSocket listener (RFC 7118 §5); `None`: off.
+    pub wss: Option<SocketAddr>,
+    /// PEM certificate chain for TLS and WSS; with [`SipConfig::tls_key`].
+    /// `None`: a self-signed certificate is made at start.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of [`SipConfig::tls_cert`].
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -522,6 +587,11 @@ impl Default for SipConfig {
             timer_c: Duration::from_secs(180),
             user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).into(),
             jitter: DEFAULT_JITTER,
+            tls: None,
+            ws: None,
+            wss: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -845,11 +915,39 @@ mod tests {
     }
 
     #[test]
+    fn stream_listeners_default_on_the_standard_port_only() {
+        let std_port: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let c = SipConfig::from_toml(std_port, "").unwrap();
+        assert_eq!(c.tls, Some("127.0.0.1:5061".parse().unwrap()));
+        assert_eq!(c.ws, Some("127.0.0.1:5066".parse().unwrap()));
+        assert_eq!(c.wss, Some("127.0.0.1:7443".parse().unwrap()));
+        let other: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let c = SipConfig::from_toml(other, "").unwrap();
+        assert_eq!((c.tls, c.ws, c.wss), (None, None, None));
+        let text = "[sip]\ntls = \"off\"\nws = \"127.0.0.1:0\"\nwss = \"[::1]:7443\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n";
+        let c = SipConfig::from_toml(std_port, text).unwrap();
+        assert_eq!(c.tls, None);
+        assert_eq!(c.ws, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.wss, Some("[::1]:7443".parse().unwrap()));
+        assert_eq!(c.tls_cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+        for bad in [
+            "[sip]\nws = \"localhost\"\n",
+            "[sip]\ntls_cert = \"/c.pem\"\n",
+            "[sip]\ntcp_max_per_source = 0\n",
+        ] {
+            let e = SipConfig::from_toml(std_port, bad).unwrap_err();
+            assert!(matches!(e, ConfigError::Refused(_)), "{bad}: {e}");
+        }
+        let e = SipConfig::from_toml(std_port, "[sip]\nwws = \"off\"\n").unwrap_err();
+        assert!(e.to_string().contains("wws"), "{e}");
+    }
+
+    #[test]
     fn transport_config_reads_the_sip_table() {
         let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
         let c = Config::from_toml(
             listen,
-            "[sip]\nrealm = \"x\"\ndrain_secs = 5\ntcp_max_connections = 7\ntcp_idle_secs = 9\ntcp_max_message = 4096\n",
+            "[sip]\nrealm = \"x\"\ndrain_secs = 5\ntcp_max_connections = 7\ntcp_idle_secs = 9\ntcp_max_message = 4096\ntcp_max_per_source = 3\n",
         )
         .unwrap();
         assert_eq!(
@@ -859,6 +957,7 @@ mod tests {
                 idle_timeout: Duration::from_secs(9),
                 max_message: 4096,
                 drain: Duration::from_secs(5),
+                max_per_source: 3,
             }
         );
         assert_eq!(c.sip.realm, "x");

@@ -325,6 +325,10 @@ impl SipCore {
                     self.on_request(m, src, now);
                     if self.stats.registrations > before {
                         self.note_tcp_contacts(&contacts, src, now);
+                        if source.transport.is_flow() {
+                            let life = Duration::from_secs(u64::from(self.cfg.max_expires));
+                            self.out.links.add_flow(src, source.transport, now + life);
+                        }
                     }
                 } else if m.method().is_some() {
                     self.on_request(m, src, now);
@@ -558,6 +562,16 @@ impl SipCore {
             self.reply(&req, 404, src, |r| r);
             return;
         };
+        if self.out.links.flow_down(binding.target) {
+            // Registered over TLS/WS/WSS, and that connection is gone: the
+            // UA cannot be reached until it connects and registers again.
+            info!(call_id = %req.call_id, %user, via = binding.transport.name(), "INVITE for a user whose connection is gone");
+            self.stats.flow_down += 1;
+            self.reply(&req, 480, src, |r| {
+                r.header("Warning", "399 tern \"the callee's connection is gone\"")
+            });
+            return;
+        }
         let target = Target {
             uri: binding.contact,
             dest: binding.target,
@@ -711,7 +725,13 @@ impl SipCore {
             min: self.cfg.min_expires,
             max: self.cfg.max_expires,
         };
-        match registrar::register(self.loc.as_mut(), req, src, now, policy) {
+        let source = self
+            .out
+            .links
+            .current()
+            .filter(|s| s.addr == src)
+            .unwrap_or(Source::udp(src));
+        match registrar::register_over(self.loc.as_mut(), req, source, now, policy) {
             RegisterResult::Ok(bindings) => {
                 self.stats.registrations += 1;
                 info!(call_id = %req.call_id, aor = %req.to.uri, %src, bindings = bindings.len(), "registered");

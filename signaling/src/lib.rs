@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 pub mod b2bua;
 pub mod build;
 pub mod config;
+mod conns;
 pub mod core;
 pub mod digest;
 pub mod method;
@@ -54,7 +55,9 @@ pub mod sdp;
 pub mod server;
 pub mod snapshot;
 mod stats;
+pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod transaction;
 pub mod transport;
 mod tu;
@@ -79,14 +82,17 @@ pub enum SipError {
     Bind(SocketAddr, std::io::Error),
     /// Polling the socket failed.
     Io(std::io::Error),
+    /// The TLS identity of the TLS/WSS listeners could not be set up.
+    Tls(crate::tls::TlsError),
 }
 
 impl fmt::Display for SipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SipError::Config(e) => write!(f, "{e}"),
-            SipError::Bind(a, e) => write!(f, "cannot bind SIP UDP and TCP on {a}: {e}"),
+            SipError::Bind(a, e) => write!(f, "cannot bind SIP on {a}: {e}"),
             SipError::Io(e) => write!(f, "SIP transport: {e}"),
+            SipError::Tls(e) => write!(f, "SIP over TLS: {e}"),
         }
     }
 }
@@ -96,6 +102,7 @@ impl std::error::Error for SipError {
         match self {
             SipError::Config(e) => Some(e),
             SipError::Bind(_, e) | SipError::Io(e) => Some(e),
+            SipError::Tls(e) => Some(e),
         }
     }
 }

@@ -79,7 +79,7 @@ fn outgoing(transport: Transport, dest: SocketAddr, bytes: Vec<u8>) -> Transmit 
     let (dest, bytes) = match transport {
         Transport::Udp if response_code(&bytes).is_some() => (response_dest(&bytes, dest), bytes),
         Transport::Udp => (dest, bytes),
-        Transport::Tcp(_) => (dest, set_via_transport(bytes, transport.via_token())),
+        _ => (dest, set_via_transport(bytes, transport.via_token())),
     };
     Transmit {
         transport,

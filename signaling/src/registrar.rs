@@ -23,6 +23,10 @@ pub struct Binding {
     pub contact: String,
     /// The transport source the REGISTER came from.
     pub source: SocketAddr,
+    /// The transport it came over: a binding made over a flow (TLS, WS,
+    /// WSS; [`crate::Transport::is_flow`]) is reached only over that
+    /// connection, so its target is `source`.
+    pub transport: crate::transport::Transport,
     /// Where requests for this binding are sent: see [`route_target`].
     pub target: SocketAddr,
     /// When the binding lapses.
@@ -398,6 +402,21 @@ pub fn register(
     now: Instant,
     policy: ExpiryPolicy,
 ) -> RegisterResult {
+    register_over(loc, req, crate::transport::Source::udp(src), now, policy)
+}
+
+/// [`register`] for a REGISTER that came over `source.transport`: over a
+/// flow (TLS, WS, WSS) each binding's target is the connection's remote
+/// address whatever the Contact says (RFC 7118 §5, RFC 5626 §6: the UA
+/// cannot be reached otherwise; a browser's Contact host is `.invalid`).
+pub fn register_over(
+    loc: &mut dyn LocationService,
+    req: &Msg,
+    source: crate::transport::Source,
+    now: Instant,
+    policy: ExpiryPolicy,
+) -> RegisterResult {
+    let src = source.addr;
     let Some((aor, user)) = aor_of(req) else {
         return RegisterResult::Fail(400, "To is not a sip URI with a user part".into());
     };
@@ -476,9 +495,14 @@ pub fn register(
             loc.upsert(Binding {
                 aor: aor.clone(),
                 user: user.clone(),
-                target: route_target(&contact, src),
+                target: if source.transport.is_flow() {
+                    src
+                } else {
+                    route_target(&contact, src)
+                },
                 contact,
                 source: src,
+                transport: source.transport,
                 expires_at: now + Duration::from_secs(u64::from(e)),
                 call_id: req.call_id.clone(),
                 cseq: req.cseq.num,
@@ -879,6 +903,7 @@ mod tests {
             user: format!("u{i}"),
             contact: format!("sip:u{i}@10.0.0.2:5070"),
             source: src,
+            transport: crate::transport::Transport::Udp,
             target: src,
             expires_at,
             call_id: format!("c{i}"),
@@ -978,6 +1003,7 @@ mod timing {
                 user: format!("u{i}"),
                 contact: format!("sip:u{i}@10.0.0.2:5070"),
                 source: src,
+                transport: crate::transport::Transport::Udp,
                 target: src,
                 expires_at: t0 + Duration::from_secs(3600),
                 call_id: format!("c{i}@10.0.0.2"),

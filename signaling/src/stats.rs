@@ -31,4 +31,7 @@ pub struct CoreStats {
     pub drain_refused: u64,
     /// Messages that could not be framed on a stream (400, connection closed).
     pub unframed: u64,
+    /// INVITEs for a user registered over TLS/WS/WSS whose connection is
+    /// gone (480).
+    pub flow_down: u64,
 }

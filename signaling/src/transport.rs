@@ -38,20 +38,78 @@ pub enum Transport {
     Udp,
     /// A TCP connection (stream framed by Content-Length, RFC 3261 §18.3).
     Tcp(ConnId),
+    /// A TLS connection (RFC 3261 §26.3.1; framed as TCP).
+    Tls(ConnId),
+    /// A WebSocket connection, subprotocol `sip` (RFC 7118): one SIP
+    /// message per WebSocket message.
+    Ws(ConnId),
+    /// A WebSocket connection over TLS (RFC 7118 §5).
+    Wss(ConnId),
 }
 
 impl Transport {
     /// Whether the transport is reliable (no retransmissions by the
     /// transaction layer, RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp(_))
+        !matches!(self, Transport::Udp)
     }
 
-    /// The Via transport token: `UDP` or `TCP` (RFC 3261 §20.42).
+    /// The connection, for every transport but UDP.
+    pub fn conn(self) -> Option<ConnId> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp(c) | Transport::Tls(c) | Transport::Ws(c) | Transport::Wss(c) => Some(c),
+        }
+    }
+
+    /// The same kind of transport on connection `conn` (UDP stays UDP).
+    pub fn on(self, conn: ConnId) -> Transport {
+        match self {
+            Transport::Udp => Transport::Udp,
+            Transport::Tcp(_) => Transport::Tcp(conn),
+            Transport::Tls(_) => Transport::Tls(conn),
+            Transport::Ws(_) => Transport::Ws(conn),
+            Transport::Wss(_) => Transport::Wss(conn),
+        }
+    }
+
+    /// Whether a peer on this transport is reached only over the
+    /// connection it opened (TLS, WS, WSS: browsers and TLS phones cannot
+    /// be connected to; RFC 7118 §5, RFC 5626 §3): when that connection
+    /// is gone, requests for it get 480.
+    pub fn is_flow(self) -> bool {
+        matches!(
+            self,
+            Transport::Tls(_) | Transport::Ws(_) | Transport::Wss(_)
+        )
+    }
+
+    /// Whether the peer speaks SIP over WebSocket (a browser: RFC 7118).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws(_) | Transport::Wss(_))
+    }
+
+    /// The Via transport token: `UDP`, `TCP`, `TLS` (RFC 3261 §20.42),
+    /// `WS` or `WSS` (RFC 7118 §5.2).
     pub fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp(_) => "TCP",
+            Transport::Tls(_) => "TLS",
+            Transport::Ws(_) => "WS",
+            Transport::Wss(_) => "WSS",
+        }
+    }
+
+    /// The lower-case name used in listings and metrics: `udp`, `tcp`,
+    /// `tls`, `ws`, `wss`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp(_) => "tcp",
+            Transport::Tls(_) => "tls",
+            Transport::Ws(_) => "ws",
+            Transport::Wss(_) => "wss",
         }
     }
 }
@@ -82,6 +140,12 @@ impl Source {
             addr,
         }
     }
+
+    /// A message read from a stream connection (`transport` carries its
+    /// kind and id) whose peer is `addr`.
+    pub fn stream(transport: Transport, addr: SocketAddr) -> Source {
+        Source { transport, addr }
+    }
 }
 
 /// One message to send.
@@ -96,34 +160,61 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
-/// Counters of the transport (monotonic, since serving began), kept by
-/// `crate::server` and copied into the core
-/// ([`crate::SipCore::transport_stats`]) for observers.
+/// Counters of the transport (monotonic, since serving began, but the
+/// `open_*` gauges), kept by `crate::server` and copied into the core
+/// ([`crate::SipCore::transport_stats`]) for observers. The `tcp_*`
+/// counters count every stream connection (TCP, TLS, WS, WSS); the
+/// arrays split them by kind, indexed by
+/// [`crate::stream::StreamKind::index`] (tcp, tls, ws, wss).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportStats {
-    /// TCP connections accepted.
+    /// Stream connections accepted.
     pub tcp_accepted: u64,
     /// TCP connections we opened (requests to TCP contacts).
     pub tcp_connected: u64,
-    /// TCP connections refused or not opened: the connection bound was
+    /// Connections refused or not opened: the connection bound was
     /// reached.
     pub tcp_refused: u64,
-    /// TCP connections closed, for any reason.
+    /// Connections closed, for any reason.
     pub tcp_closed: u64,
     /// Closed for idleness.
     pub tcp_idle_closed: u64,
-    /// Closed because a message exceeded the bound.
+    /// Closed because a message (or WebSocket frame) exceeded the bound.
     pub tcp_oversize: u64,
     /// Closed because a message had no or a bad Content-Length (400 sent).
     pub tcp_unframed: u64,
     /// Closed because the peer did not read what we sent.
     pub tcp_write_overflow: u64,
-    /// Messages framed from TCP streams.
+    /// Messages framed from streams.
     pub tcp_messages: u64,
     /// CRLFCRLF keep-alives answered.
     pub tcp_keepalives: u64,
-    /// Messages dropped for want of a connection (connect failed, bound).
+    /// Messages dropped for want of a connection (connect failed, bound,
+    /// a TLS/WS peer whose connection is gone, handshake not done).
     pub tcp_send_failed: u64,
+    /// Accepted connections by kind.
+    pub accepted_by_kind: [u64; 4],
+    /// Connections open now by kind (a gauge).
+    pub open_by_kind: [u64; 4],
+    /// Messages received by kind.
+    pub messages_by_kind: [u64; 4],
+    /// Refused: the per-source bound ([`crate::TransportConfig::max_per_source`]).
+    pub source_refused: u64,
+    /// Closed: the TLS handshake or a record failed (garbage, a plain
+    /// request on a TLS port).
+    pub tls_failed: u64,
+    /// Closed: the WebSocket opening handshake failed (not HTTP, no `sip`
+    /// subprotocol, too long).
+    pub ws_handshake_failed: u64,
+    /// Closed: a WebSocket protocol error after the handshake.
+    pub ws_protocol_errors: u64,
+    /// Closed: a TLS or WebSocket handshake did not finish in time (a
+    /// half-open connection).
+    pub handshake_timeouts: u64,
+    /// Closed: no pong to our WebSocket ping.
+    pub pong_timeouts: u64,
+    /// Closed: too many WebSocket frames per second.
+    pub ws_floods: u64,
 }
 
 /// Most TCP-reachable addresses remembered (registered TCP contacts and
@@ -152,8 +243,13 @@ pub const TCP_FALLBACK_TTL: Duration = Duration::from_secs(300);
 pub struct Links {
     /// The message being handled, whose responses follow its transport.
     current: Option<Source>,
-    /// Remote address → live TCP connection that carried a message.
-    peers: HashMap<SocketAddr, ConnId>,
+    /// Remote address → live stream connection that carried a message
+    /// (its transport names the kind and the connection).
+    peers: HashMap<SocketAddr, Transport>,
+    /// Addresses registered over a flow (TLS, WS, WSS) → that transport
+    /// (with [`ConnId::ANY`]), until the instant given: reached only over
+    /// a live connection of theirs ([`Links::flow_down`]).
+    flows: HashMap<SocketAddr, (Transport, Instant)>,
     /// Connection → its remote address, to forget it on close.
     conns: HashMap<ConnId, SocketAddr>,
     /// Addresses to reach over TCP, until the instant given.
@@ -179,11 +275,14 @@ impl Links {
     /// its address.
     pub fn begin(&mut self, src: Source) {
         self.current = Some(src);
-        if let Transport::Tcp(conn) = src.transport {
+        if let Some(conn) = src.transport.conn() {
             if conn != ConnId::ANY {
-                if let Some(old) = self.peers.insert(src.addr, conn) {
-                    if old != conn {
-                        self.conns.remove(&old);
+                if let Some(old) = self.peers.insert(src.addr, src.transport) {
+                    match old.conn() {
+                        Some(o) if o != conn => {
+                            self.conns.remove(&o);
+                        }
+                        _ => {}
                     }
                 }
                 self.conns.insert(conn, src.addr);
@@ -200,9 +299,16 @@ impl Links {
     /// connection for [`CLOSED_PEER_TTL`].
     pub fn closed(&mut self, conn: ConnId, now: Instant) {
         if let Some(addr) = self.conns.remove(&conn) {
-            if self.peers.get(&addr) == Some(&conn) {
-                self.peers.remove(&addr);
-                self.add_target(addr, now + CLOSED_PEER_TTL);
+            if let Some(t) = self.peers.get(&addr).copied() {
+                if t.conn() == Some(conn) {
+                    self.peers.remove(&addr);
+                    // A flow's peer cannot be connected to: it stays in
+                    // `flows` (if registered) and is down until it calls
+                    // back; a TCP peer gets a new connection.
+                    if !t.is_flow() {
+                        self.add_target(addr, now + CLOSED_PEER_TTL);
+                    }
+                }
             }
         }
     }
@@ -217,6 +323,25 @@ impl Links {
         *e = (*e).max(until);
     }
 
+    /// `addr` registered over flow transport `t` (TLS, WS, WSS): until
+    /// `until` it is reached only over a live connection of its own, and
+    /// is [`Links::flow_down`] without one. Ignored for other transports
+    /// and beyond [`MAX_TCP_TARGETS`] entries.
+    pub fn add_flow(&mut self, addr: SocketAddr, t: Transport, until: Instant) {
+        if !t.is_flow() || (self.flows.len() >= MAX_TCP_TARGETS && !self.flows.contains_key(&addr))
+        {
+            return;
+        }
+        let e = self.flows.entry(addr).or_insert((t.on(ConnId::ANY), until));
+        *e = (t.on(ConnId::ANY), e.1.max(until));
+    }
+
+    /// Whether `addr` registered over a flow whose connection is gone:
+    /// a request for it cannot be delivered (→ 480, RFC 5626 §5.3).
+    pub fn flow_down(&self, addr: SocketAddr) -> bool {
+        self.flows.contains_key(&addr) && !self.peers.contains_key(&addr)
+    }
+
     /// Forgets TCP targets (and UDP fallbacks) whose time ran out;
     /// returns how many TCP targets went. Large-request destinations are
     /// remembered for one to two purge periods (the core purges every
@@ -224,6 +349,7 @@ impl Links {
     pub fn purge(&mut self, now: Instant) -> usize {
         let before = self.targets.len();
         self.targets.retain(|_, until| *until > now);
+        self.flows.retain(|_, (_, until)| *until > now);
         self.udp_only.retain(|_, until| *until > now);
         self.sized_old = std::mem::take(&mut self.sized);
         before - self.targets.len()
@@ -275,8 +401,11 @@ impl Links {
                 return cur.transport;
             }
         }
-        if let Some(&conn) = self.peers.get(&dest) {
-            return Transport::Tcp(conn);
+        if let Some(&t) = self.peers.get(&dest) {
+            return t;
+        }
+        if let Some(&(t, _)) = self.flows.get(&dest) {
+            return t;
         }
         if self.targets.contains_key(&dest) {
             Transport::Tcp(ConnId::ANY)
@@ -285,24 +414,30 @@ impl Links {
         }
     }
 
-    /// Live TCP connections known to the table.
+    /// The message being handled (between [`Links::begin`] and
+    /// [`Links::end`]).
+    pub fn current(&self) -> Option<Source> {
+        self.current
+    }
+
+    /// Live stream connections known to the table.
     pub fn tcp_peers(&self) -> usize {
         self.peers.len()
     }
 }
 
-/// `bytes` with the transport of its top Via set to `token` (`TCP`) when
-/// it is a request whose first Via says `SIP/2.0/UDP` (ours: the core
-/// builds requests with a UDP Via). Responses and other messages are
-/// returned unchanged: a response's Via is the requester's.
+/// `bytes` with the transport of its top Via set to `token` (`TCP`,
+/// `TLS`, `WS`, `WSS`) when it is a request whose first Via says
+/// `SIP/2.0/UDP` (ours: the core builds requests with a UDP Via).
+/// Responses and other messages are returned unchanged: a response's Via
+/// is the requester's.
 pub fn set_via_transport(bytes: Vec<u8>, token: &str) -> Vec<u8> {
-    if bytes.starts_with(b"SIP/2.0 ") || token.len() != 3 {
+    if bytes.starts_with(b"SIP/2.0 ") || token.is_empty() || token.len() > 3 {
         return bytes;
     }
     let Some(head_end) = find(&bytes, b"\r\n\r\n") else {
         return bytes;
     };
-    let mut bytes = bytes;
     let mut at = 0;
     while let Some(eol) = find(&bytes[at..head_end], b"\r\n") {
         let line = at + eol + 2;
@@ -319,7 +454,11 @@ pub fn set_via_transport(bytes: Vec<u8>, token: &str) -> Vec<u8> {
                 .unwrap_or(0);
             let p = value_start + skip;
             if bytes.len() >= p + 11 && bytes[p..p + 11].eq_ignore_ascii_case(b"SIP/2.0/UDP") {
-                bytes[p + 8..p + 11].copy_from_slice(token.as_bytes());
+                let mut out = Vec::with_capacity(bytes.len() + 1);
+                out.extend_from_slice(&bytes[..p + 8]);
+                out.extend_from_slice(token.as_bytes());
+                out.extend_from_slice(&bytes[p + 11..]);
+                return out;
             }
             return bytes;
         }
