@@ -356,8 +356,9 @@ fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     let (table, relay, ng) = start_relay(&a.relay, &shutdown)?;
     let http = start_http(a.relay.http, &table, Some(snapshot), &shutdown)?;
     println!(
-        "tern sip: listening on udp:{0} tcp:{0}",
-        server.local_addr()
+        "tern sip: listening on udp:{0} tcp:{0}{1}",
+        server.local_addr(),
+        stream_listeners(&server)
     );
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
     let sip = server.serve(backend, shutdown.clone());
@@ -371,6 +372,20 @@ fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     }
     sip?;
     Ok(())
+}
+
+/// ` tls:ADDR ws:ADDR wss:ADDR` for the configured stream listeners, and
+/// the TLS certificate's fingerprint, for the ready line.
+fn stream_listeners(server: &tern_signaling::Server) -> String {
+    let mut out = String::new();
+    for (kind, addr) in server.stream_listeners() {
+        out.push_str(&format!(" {}:{addr}", kind.name()));
+    }
+    if let Some(id) = server.tls_identity() {
+        let what = if id.self_signed { "self-signed " } else { "" };
+        out.push_str(&format!(" ({what}certificate sha-256 {})", id.fingerprint));
+    }
+    out
 }
 
 fn relay(a: RelayArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
@@ -409,9 +424,10 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
         .with_drain(drain_flag());
     let http = start_http(a.http, &table, Some(snapshot), &shutdown)?;
     println!(
-        "tern sip: listening on udp:{0} tcp:{0}, relay {1}",
+        "tern sip: listening on udp:{0} tcp:{0}{2}, relay {1}",
         server.local_addr(),
-        table.path().display()
+        table.path().display(),
+        stream_listeners(&server)
     );
     let backend = Box::new(tern_signaling::relay::ShmRelay::new(table));
     let served = server.serve(backend, shutdown.clone());

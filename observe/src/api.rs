@@ -289,6 +289,7 @@ struct RegistrationJson {
     contact: String,
     source: String,
     expires_s: u32,
+    transport: &'static str,
 }
 
 impl Observer {
@@ -477,6 +478,7 @@ impl Observer {
                         contact: r.contact.clone(),
                         source: r.source.to_string(),
                         expires_s: r.expires_s,
+                        transport: r.transport,
                     })
                     .collect()
             })

@@ -13,7 +13,7 @@
 //!   bytes is matched by prefix and the slot's tag) as `{call_id, slots,
 //!   dtmf}`: every slot of it and their RFC 4733 DTMF events, 404 if
 //!   unknown.
-//! - `/registrations`: JSON list of `{aor, contact, source, expires_s}`,
+//! - `/registrations`: JSON list of `{aor, contact, source, expires_s, transport}`,
 //!   empty without the signaling plane (`tern relay`).
 //!
 //! The server is `tiny_http` answered by [`HTTP_THREADS`] threads of its

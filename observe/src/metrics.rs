@@ -347,6 +347,61 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
         ] {
             counter(&mut reg, name, help, v);
         }
+        let t = &s.transport;
+        let open: Family<Labels, Gauge> = Family::default();
+        let accepted: Family<Labels, Counter> = Family::default();
+        let messages: Family<Labels, Counter> = Family::default();
+        for (i, name) in ["tcp", "tls", "ws", "wss"].into_iter().enumerate() {
+            let l = vec![("transport", name.to_string())];
+            open.get_or_create(&l).set(clamp_i64(t.open_by_kind[i]));
+            accepted.get_or_create(&l).inc_by(t.accepted_by_kind[i]);
+            messages.get_or_create(&l).inc_by(t.messages_by_kind[i]);
+        }
+        reg.register(
+            "tern_sip_connections",
+            "SIP stream connections open now, by transport",
+            open,
+        );
+        reg.register(
+            "tern_sip_connections_accepted",
+            "SIP stream connections accepted, by transport",
+            accepted,
+        );
+        reg.register(
+            "tern_sip_stream_messages",
+            "SIP messages received on streams, by transport",
+            messages,
+        );
+        let closed: Family<Labels, Counter> = Family::default();
+        for (reason, v) in [
+            ("too_many", t.tcp_refused),
+            ("per_source", t.source_refused),
+            ("idle", t.tcp_idle_closed),
+            ("oversize", t.tcp_oversize),
+            ("unframed", t.tcp_unframed),
+            ("slow_reader", t.tcp_write_overflow),
+            ("tls", t.tls_failed),
+            ("ws_handshake", t.ws_handshake_failed),
+            ("ws_protocol", t.ws_protocol_errors),
+            ("handshake_timeout", t.handshake_timeouts),
+            ("pong_timeout", t.pong_timeouts),
+            ("ws_flood", t.ws_floods),
+        ] {
+            closed
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc_by(v);
+        }
+        reg.register(
+            "tern_sip_connections_refused",
+            "SIP stream connections refused or closed by tern, by reason",
+            closed,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_flow_down",
+            "INVITEs for a user whose TLS/WS connection is gone (480)",
+            s.stats.flow_down,
+        );
     }
 
     reg.register(

@@ -35,6 +35,9 @@ pub struct RegistrationInfo {
     pub source: SocketAddr,
     /// Seconds left until it lapses, rounded up, at the snapshot time.
     pub expires_s: u32,
+    /// The transport it registered over: `udp`, `tcp`, `tls`, `ws` or
+    /// `wss`.
+    pub transport: &'static str,
 }
 
 /// One call of the B2BUA.
@@ -77,6 +80,8 @@ pub struct SipSnapshot {
     pub calls_total: u64,
     /// The core's counters.
     pub stats: CoreStats,
+    /// The transport's counters (connections per transport, refusals).
+    pub transport: crate::transport::TransportStats,
 }
 
 impl SipSnapshot {
@@ -104,6 +109,7 @@ impl SipSnapshot {
                 aor: b.aor,
                 contact: b.contact,
                 source: b.source,
+                transport: b.transport.name(),
             })
             .collect()
     }
@@ -143,6 +149,7 @@ impl SipSnapshot {
             calls_total: stats.calls,
             calls,
             stats,
+            transport: core.transport_stats(),
         }
     }
 }
