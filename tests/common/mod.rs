@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
 pub mod ng;
+pub mod sipclient;
 
 /// A child process killed (SIGTERM, then SIGKILL) by PID on drop.
 pub struct Proc {
