@@ -111,3 +111,5 @@ impl From<ConfigError> for SipError {
 mod core_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod webrtc_tests;
