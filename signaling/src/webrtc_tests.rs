@@ -645,3 +645,114 @@ fn plain_caller_to_webrtc_callee_by_transport_hint() {
         let _ = table.unlink();
     }
 }
+
+/// bob's request in the B dialog (`inv` is tern's INVITE to him).
+fn bob_req(method: &str, inv: &Msg, cseq: u32, body: &str) -> String {
+    let head = format!(
+        "{method} sip:tern@{TERN} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKb{method}{cseq}\r\nFrom: {};tag=b1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:bob@{BOB}>\r\nMax-Forwards: 70\r\n",
+        inv.header("To").unwrap(),
+        inv.header("From").unwrap(),
+        inv.call_id
+    );
+    with_sdp(head, body)
+}
+
+#[test]
+fn plain_side_reoffer_to_the_browser_keeps_its_m_lines_role_and_credentials() {
+    let mut h = H::new("reoffer", true);
+    let out = h.send(
+        ALICE,
+        &alice_req(
+            "INVITE",
+            1,
+            "",
+            Some(&chrome_offer("Kq3Z", PWD1, "sendrecv")),
+        ),
+    );
+    let inv = only(&out, "INVITE").clone();
+    let (slot, _) = h.slot_cfg();
+    let out = h.send(
+        BOB,
+        &response_to(&inv, 200, "b1", &plain_sdp("10.0.0.2", 50000, "")),
+    );
+    let ok = only(&out, "200").clone();
+    let (u1, pw1) = check_answer_to_browser(&h, slot, &text(&ok), "passive");
+    let a_tag = ok.to.tag().unwrap().to_string();
+    only(&h.send(ALICE, &alice_req("ACK", 1, &a_tag, None)), "ACK");
+
+    // bob holds: the re-INVITE to the browser is a WebRTC offer with the
+    // session's three m= lines (RFC 3264 §8.1), our DTLS role kept
+    // (RFC 8842 §5.5) and the same ICE credentials.
+    let out = h.send(
+        BOB,
+        &bob_req(
+            "INVITE",
+            &inv,
+            5,
+            &plain_sdp("10.0.0.2", 50000, "a=sendonly\r\n"),
+        ),
+    );
+    let ainv = only(&out, "INVITE").clone();
+    let b = text(&ainv);
+    let (u, pw) = check_answer_to_browser(&h, slot, &b, "passive");
+    assert_eq!((u, pw), (u1, pw1), "{b}");
+    assert_eq!(
+        parse_audio(ainv.body()).unwrap().direction,
+        Direction::SendOnly
+    );
+    let (_, cfg) = h.slot_cfg();
+    assert_eq!(cfg.legs[0].direction, Direction::SendOnly);
+    let dtls = cfg.legs[0].secure.dtls.expect("DTLS kept");
+    assert_eq!(dtls.role, DtlsRole::Passive);
+
+    // The browser answers recvonly (its own credentials unchanged): bob
+    // gets a plain answer.
+    let answer =
+        chrome_offer("Kq3Z", PWD1, "recvonly").replace("a=setup:actpass", "a=setup:active");
+    let out = h.send(ALICE, &response_to(&ainv, 200, "a1", &answer));
+    let r = text(only(&out, "200"));
+    assert_eq!(r.matches("m=").count(), 1, "{r}");
+    for l in WEBRTC_ONLY {
+        assert!(!r.contains(l), "{l} in the answer to bob: {r}");
+    }
+    assert_eq!(
+        parse_audio(r.as_bytes()).unwrap().direction,
+        Direction::RecvOnly
+    );
+    let (_, cfg) = h.slot_cfg();
+    assert_eq!(cfg.legs[0].secure.dtls, Some(dtls));
+}
+
+#[test]
+fn plain_answer_keeps_the_offers_m_lines() {
+    let mut h = H::new("mlines", true);
+    // A plain offer of audio, video and an image stream: bob sees audio only.
+    let offer = plain_sdp(
+        "10.0.0.1",
+        40000,
+        "m=video 40002 RTP/AVP 31\r\nm=image 40004 udptl t38\r\n",
+    );
+    let out = h.send(ALICE, &alice_req("INVITE", 1, "", Some(&offer)));
+    let inv = only(&out, "INVITE").clone();
+    let b = text(&inv);
+    assert_eq!(b.matches("m=").count(), 1, "{b}");
+    // bob answers audio only; alice gets her three m= lines back, in order.
+    let out = h.send(
+        BOB,
+        &response_to(&inv, 200, "b1", &plain_sdp("10.0.0.2", 50000, "")),
+    );
+    let a = text(only(&out, "200"));
+    let (slot, _) = h.slot_cfg();
+    let m: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+    let audio = format!("m=audio {} RTP/AVP 0 101", h.table.ports(slot, 0).rtp);
+    assert_eq!(
+        m,
+        [
+            audio.as_str(),
+            "m=video 0 RTP/AVP 31",
+            "m=image 0 udptl t38"
+        ],
+        "{a}"
+    );
+    assert!(!a.contains("a=mid") && !a.contains("a=ice-lite"), "{a}");
+}
