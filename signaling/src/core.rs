@@ -575,9 +575,12 @@ impl SipCore {
         let target = Target {
             uri: binding.contact,
             dest: binding.target,
+            // set from the transport
+            webrtc: false,
         };
         let (b2bua, mut tu) = self.tu();
-        b2bua.new_call(&mut tu, req, src, target, mf, now);
+        // caller_webrtc: set from the transport
+        b2bua.new_call(&mut tu, req, src, target, false, mf, now);
     }
 
     /// Digest check for `req` (RFC 7616 with RFC 3261 §22). Returns the

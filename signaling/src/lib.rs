@@ -11,7 +11,7 @@
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks), [`build`] (building), [`method`] ([`Method`]),
 //!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
-//!   (offer/answer rewrite), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
+//!   (offer/answer rewrite), [`sdp_webrtc`] (WebRTC legs' SDP), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
 //!   drives the B2BUA through a narrow transaction-user interface), and
 //!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026) under the
@@ -52,6 +52,7 @@ pub mod registrar;
 pub mod relay;
 mod retransmit;
 pub mod sdp;
+pub mod sdp_webrtc;
 pub mod server;
 pub mod snapshot;
 mod stats;
@@ -117,3 +118,5 @@ impl From<ConfigError> for SipError {
 mod core_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod webrtc_tests;

@@ -73,6 +73,13 @@ pub trait MediaRelay: Send {
     /// Labels the slot with the call's Call-ID (A leg), for listings and
     /// logs (`SlotTable::set_call_id`). Relays without labels ignore it.
     fn set_call_id(&mut self, _slot: u32, _call_id: &str) {}
+
+    /// The SHA-256 fingerprint of the dataplane's DTLS certificate
+    /// (RFC 8122 §5), which WebRTC legs are offered and answered with;
+    /// `None` when the relay has none (a WebRTC call then gets 488).
+    fn dtls_fingerprint(&self) -> Option<[u8; 32]> {
+        None
+    }
 }
 
 /// [`MediaRelay`] over a shared-memory [`SlotTable`].
@@ -126,5 +133,9 @@ impl MediaRelay for ShmRelay {
 
     fn set_call_id(&mut self, slot: u32, call_id: &str) {
         self.table.set_call_id(slot, call_id);
+    }
+
+    fn dtls_fingerprint(&self) -> Option<[u8; 32]> {
+        self.table.dtls_fingerprint()
     }
 }

@@ -75,6 +75,10 @@ pub enum SdpError {
     /// The audio stream lists no codec we relay (an offer), or none that the
     /// offer listed (an answer): RFC 3264 §6 → 488 Not Acceptable Here.
     NoCommonCodec,
+    /// Secure (WebRTC) media that cannot be terminated: DTLS-SRTP
+    /// without a usable `a=fingerprint` (RFC 5763 §5), or no DTLS
+    /// certificate in the dataplane (→ 488 with a Warning).
+    Secure(&'static str),
 }
 
 impl std::fmt::Display for SdpError {
@@ -85,6 +89,7 @@ impl std::fmt::Display for SdpError {
             SdpError::BadConnection(s) => write!(f, "bad SDP connection line {s:?}"),
             SdpError::BadMedia(s) => write!(f, "bad SDP media line {s:?}"),
             SdpError::NoCommonCodec => write!(f, "no common audio codec"),
+            SdpError::Secure(s) => f.write_str(s),
         }
     }
 }
@@ -92,7 +97,7 @@ impl std::fmt::Display for SdpError {
 /// The body's lines, read by the shared engine, and the indices of those
 /// that are not empty (an empty line is skipped on reading and dropped on
 /// writing).
-fn lines(body: &[u8]) -> Result<(engine::Sdp<'_>, Vec<usize>), SdpError> {
+pub(crate) fn lines(body: &[u8]) -> Result<(engine::Sdp<'_>, Vec<usize>), SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotSdp)?;
     let doc = engine::Sdp::read(text);
     let live: Vec<usize> = (0..doc.lines().len())
@@ -107,7 +112,7 @@ fn lines(body: &[u8]) -> Result<(engine::Sdp<'_>, Vec<usize>), SdpError> {
 
 /// A writer of `doc` that drops the empty lines (those not in `live`) and
 /// ends every line in CRLF.
-fn writer<'s, 'a>(doc: &'s engine::Sdp<'a>, live: &[usize]) -> engine::Writer<'s, 'a> {
+pub(crate) fn writer<'s, 'a>(doc: &'s engine::Sdp<'a>, live: &[usize]) -> engine::Writer<'s, 'a> {
     let mut w = doc.writer(Newline::CrLf);
     for i in 0..doc.lines().len() {
         if live.binary_search(&i).is_err() {
@@ -227,7 +232,7 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioInfo, SdpError> {
 
 /// The ICE attributes the B2BUA removes: RFC 8839's and any other
 /// `ice-*` one, since they name the party's addresses, not the relay's.
-fn is_ice(name: &str) -> bool {
+pub(crate) fn is_ice(name: &str) -> bool {
     is_ice_attribute(name) || name.starts_with("ice-")
 }
 

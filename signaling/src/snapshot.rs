@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tern_shared::clock::unix_ms;
 
-use crate::b2bua::CallState;
+use crate::b2bua::{CallState, Side};
 use crate::core::{CoreStats, SipCore};
 
 /// The snapshot shared between the server loop (writer) and observers.
@@ -53,6 +53,19 @@ pub struct CallInfo {
     /// Where the call is: `calling`, `proceeding`, `answered`,
     /// `confirmed`, `cancelling`, `terminating` or `done`.
     pub state: &'static str,
+    /// The two legs: index 0 faces the caller (slot leg 0), 1 the callee.
+    pub legs: [LegInfo; 2],
+}
+
+/// One leg of a call: what kind of media its party speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegInfo {
+    /// The media profile: `RTP/AVP` (RFC 3551) or `UDP/TLS/RTP/SAVPF`
+    /// (RFC 5764 §8).
+    pub profile: &'static str,
+    /// Whether it is a WebRTC leg (DTLS-SRTP and ICE-lite terminated by
+    /// the relay, RFC 8827 §6.5).
+    pub webrtc: bool,
 }
 
 /// What the signaling plane looked like at `taken_at_ms`.
@@ -135,6 +148,10 @@ impl SipSnapshot {
                 callee_call_id: c.callee_call_id().to_string(),
                 slot: c.slot,
                 state: state_name(c.state),
+                legs: [Side::Caller, Side::Callee].map(|s| LegInfo {
+                    profile: c.leg_profile(s),
+                    webrtc: c.leg_webrtc(s),
+                }),
             })
             .collect();
         let stats = core.stats();

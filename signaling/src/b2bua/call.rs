@@ -7,6 +7,7 @@ use std::time::Instant;
 use tern_shared::table::Direction;
 
 use super::dialog::{Dialog, Side};
+use super::webrtc::LegWebrtc;
 use crate::msg::Msg;
 use crate::sdp::AudioInfo;
 
@@ -17,6 +18,9 @@ pub(crate) struct Target {
     pub(crate) uri: String,
     /// Where the INVITE is sent.
     pub(crate) dest: SocketAddr,
+    /// The callee registered or is reached over WS/WSS (RFC 7118): it is
+    /// offered WebRTC media (RFC 8829) until its answer says otherwise.
+    pub(crate) webrtc: bool,
 }
 
 /// A re-INVITE relayed from one dialog into the other (RFC 3261 §14,
@@ -33,6 +37,8 @@ pub(crate) struct ReInvite {
     pub(crate) ruri: String,
     /// The sender's media before its offer, restored if the offer fails.
     pub(crate) prev: Option<AudioInfo>,
+    /// The sender's WebRTC state before its offer, restored likewise.
+    pub(crate) prev_webrtc: LegWebrtc,
     pub(crate) final_code: Option<u16>,
     pub(crate) last_response: Option<Vec<u8>>,
     /// ACK sent in the other dialog for its 2xx / its failure response.
@@ -53,6 +59,8 @@ pub(crate) struct Update {
     pub(crate) branch: String,
     /// The sender's media before its offer, restored if the offer fails.
     pub(crate) prev: Option<AudioInfo>,
+    /// The sender's WebRTC state before its offer, restored likewise.
+    pub(crate) prev_webrtc: LegWebrtc,
     pub(crate) final_code: Option<u16>,
     /// Our final response, repeated for a retransmitted UPDATE.
     pub(crate) last_response: Option<Vec<u8>>,
@@ -159,6 +167,18 @@ impl Call {
     /// The Call-ID of our dialog with the callee.
     pub fn callee_call_id(&self) -> &str {
         &self.dialogs[1].call_id
+    }
+
+    /// The media profile leg `side` speaks: `RTP/AVP` or
+    /// `UDP/TLS/RTP/SAVPF` (RFC 5764 §8).
+    pub fn leg_profile(&self, side: Side) -> &'static str {
+        self.dialog(side).webrtc.profile()
+    }
+
+    /// Whether leg `side` is a WebRTC leg (DTLS-SRTP and ICE-lite
+    /// terminated by the relay, RFC 8827 §6.5).
+    pub fn leg_webrtc(&self, side: Side) -> bool {
+        self.dialog(side).webrtc.on
     }
 
     /// The dialog of `side`.

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::webrtc::LegWebrtc;
 use crate::build::OutMsg;
 use crate::msg::Msg;
 use crate::sdp::AudioInfo;
@@ -75,6 +76,9 @@ pub(crate) struct Dialog {
     pub(crate) local_cseq: u32,
     /// The latest SDP this party sent (`None` before any).
     pub(crate) media: Option<AudioInfo>,
+    /// The leg's kind and WebRTC state (plain until its SDP or the
+    /// transport says otherwise).
+    pub(crate) webrtc: LegWebrtc,
 }
 
 impl Dialog {
@@ -143,6 +147,7 @@ mod tests {
             route: vec!["<sip:p1;lr>".into(), "<sip:p2;lr>".into()],
             local_cseq: 1,
             media: None,
+            webrtc: LegWebrtc::default(),
         }
     }
 

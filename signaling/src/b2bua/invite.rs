@@ -14,7 +14,9 @@ use tracing::{debug, info, warn};
 
 use super::call::{Call, CallState, InviteClient, InviteServer, Target};
 use super::dialog::{Dialog, Role, Side};
-use super::media::{apply_answer, program, release_slot, warning_code};
+use super::media::{
+    apply_answer, check_secure, program, release_slot, shape, warning_code, LegWebrtc, Op,
+};
 use super::send::{
     our_contact, our_via, rand_hex, respond_caller, send_bye, send_callee_ack, send_cancel,
 };
@@ -25,6 +27,7 @@ use crate::msg::{Msg, Start};
 use crate::relay::RelayError;
 use crate::retransmit::{RtKey, TimerEv};
 use crate::sdp;
+use crate::sdp_webrtc;
 use crate::tu::Tu;
 
 fn nonzero_ssrc(rng: &mut rand::rngs::StdRng) -> u32 {
@@ -103,12 +106,21 @@ impl B2bua {
     /// offer is checked (488 without one or with nothing usable), a relay
     /// slot reserved (503 when none is free) and programmed, and the
     /// INVITE sent to the callee with the offer pointed at slot leg 1.
+    ///
+    /// Each leg's kind comes from its party's SDP (RFC 8829, RFC 5763): a
+    /// DTLS-SRTP offer makes the caller's leg WebRTC; `caller_webrtc`
+    /// (the INVITE came over WS/WSS, RFC 7118) is kept as the caller's
+    /// hint, for which its offer's profile wins. `target.webrtc` makes the
+    /// callee's leg WebRTC until its answer says otherwise. A WebRTC leg
+    /// with no DTLS certificate in the dataplane gets 488 with a Warning.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_call(
         &mut self,
         tu: &mut Tu<'_>,
         req: Msg,
         src: SocketAddr,
         target: Target,
+        caller_webrtc: bool,
         max_forwards: u32,
         now: Instant,
     ) {
@@ -120,8 +132,12 @@ impl B2bua {
             });
             return;
         }
+        let mut caller_leg = LegWebrtc::hinted(caller_webrtc);
         let offer = match sdp::parse_audio(req.body()).and_then(|o| {
             let restricted = sdp::restrict_offer(req.body())?;
+            let w = sdp_webrtc::read(req.body())?;
+            check_secure(tu, &w, target.webrtc)?;
+            caller_leg.take(&w, Op::Offer, tu.rng)?;
             Ok((o, restricted))
         }) {
             Ok(o) => o,
@@ -171,6 +187,7 @@ impl B2bua {
             route: Vec::new(),
             local_cseq: 1,
             media: None,
+            webrtc: LegWebrtc::hinted(target.webrtc),
         };
         let caller_tag = rand_hex(tu.rng, 6);
         let caller = Dialog {
@@ -190,6 +207,7 @@ impl B2bua {
             route: req.headers("Record-Route").map(str::to_string).collect(),
             local_cseq: 0,
             media: Some(offer),
+            webrtc: caller_leg,
         };
         let trying = tu.response(&req, 100, None, src).to_bytes();
         let mut call = Call {
@@ -219,6 +237,7 @@ impl B2bua {
             timer_c: None,
             linger: None,
         };
+        call.callee_mut().webrtc.ensure_ice(tu.rng);
         if !program(tu, &call) {
             release_slot(tu, &mut call);
             let tag = call.caller().local_tag.clone();
@@ -226,9 +245,8 @@ impl B2bua {
             tu.send(src, r);
             return;
         }
-        let ports = tu.relay.leg_ports(slot, 1);
-        let media_ip = tu.relay.media_ip();
-        let body = match sdp::rewrite(&call.offer, media_ip, ports, 1) {
+        let offer = call.offer.clone();
+        let body = match shape(tu, &mut call, Side::Callee, &offer, Op::Offer) {
             Ok(b) => b,
             Err(e) => {
                 warn!(call_id = %call.call_id(), error = %e, "SDP rewrite failed");
@@ -259,6 +277,8 @@ impl B2bua {
             b_call_id = %d.call_id,
             callee = %target.uri,
             dest = %target.dest,
+            leg0 = call.leg_profile(Side::Caller),
+            leg1 = call.leg_profile(Side::Callee),
             leg0_peer = ?call.caller().media.as_ref().and_then(|m| m.rtp),
             "call: INVITE relayed to the callee"
         );

@@ -6,7 +6,9 @@ use tracing::{info, warn};
 
 use super::call::{leg_directions, Call};
 use super::dialog::Side;
+pub(super) use super::webrtc::{LegWebrtc, Op, NO_CERT};
 use crate::sdp::{self, AudioInfo, SdpError};
+use crate::sdp_webrtc::{self, LocalWebrtc, WebrtcInfo};
 use crate::tu::Tu;
 
 /// The warning code of a 488 for an unusable offer: 305 Incompatible
@@ -19,15 +21,27 @@ pub(super) fn warning_code(e: &SdpError) -> u16 {
     }
 }
 
-/// The slot configuration of `call`: each leg's peer, direction and codec
-/// details from its party's latest SDP.
+/// The slot configuration of `call`: each leg's peer, direction, codec
+/// details and security from its party's latest SDP.
+///
+/// RTCP multiplexing is per leg: a WebRTC leg always muxes (RFC 8829
+/// §5.1.3); a plain leg facing one muxes when its party's SDP says so
+/// (before its answer, what we offered it: the other party's); two plain
+/// legs mux only when both parties do.
 fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
     let (a, b) = (call.caller().media.as_ref(), call.callee().media.as_ref());
     let dirs = leg_directions(
         a.map_or(Direction::SendRecv, |m| m.direction),
         b.map(|m| m.direction),
     );
-    let mux = a.is_some_and(|m| m.rtcp_mux) && !matches!(b, Some(m) if !m.rtcp_mux);
+    let both = a.is_some_and(|m| m.rtcp_mux) && !matches!(b, Some(m) if !m.rtcp_mux);
+    let web = [call.caller().webrtc.on, call.callee().webrtc.on];
+    let infos = [a, b];
+    let mux = |i: usize| match (web[i], web[i ^ 1]) {
+        (true, _) => true,
+        (false, true) => infos[i].or(infos[i ^ 1]).is_some_and(|m| m.rtcp_mux),
+        (false, false) => both,
+    };
     let leg = |i: usize, info: Option<&AudioInfo>| LegConfig {
         peer: info.and_then(|a| a.rtp),
         peer_rtcp: info.and_then(|a| a.rtcp),
@@ -35,15 +49,14 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         direction: dirs[i],
         rewrite_ssrc: true,
         out_ssrc: call.ssrc[i],
-        rtcp_mux: mux,
+        rtcp_mux: mux(i),
         payload_types: 0,
         jitter: tu.cfg.jitter,
         // The party's own SDP names the numbers it uses (RFC 3264
         // §5.1 asks both sides to keep one mapping).
         dtmf_pt: info.and_then(|a| a.dtmf_pt),
         clock_rate: info.map_or(0, |a| a.clock_rate),
-        // Plain RTP on both legs until the B2BUA negotiates secure media.
-        secure: Default::default(),
+        secure: call.dialogs[i].webrtc.security(),
     };
     SlotConfig {
         legs: [leg(0, a), leg(1, b)],
@@ -78,31 +91,122 @@ pub(super) fn release_slot(tu: &mut Tu<'_>, call: &mut Call) {
     }
 }
 
-/// Takes `body` as the latest SDP of side `from`, programs the slot and
-/// returns the body rewritten to the relay leg facing the other side
-/// (`None` if unusable: the slot is left as it was).
-fn apply_sdp(tu: &mut Tu<'_>, call: &mut Call, from: Side, body: &[u8]) -> Option<Vec<u8>> {
-    let slot = call.slot?;
-    match sdp::parse_audio(body) {
-        Ok(a) => {
-            call.dialog_mut(from).media = Some(a);
-            program(tu, call);
+/// Refuses WebRTC media the relay cannot terminate: an SDP from `from`
+/// (`w`) that is WebRTC, or a WebRTC party on the other side, with no DTLS
+/// certificate in the dataplane.
+///
+/// Errors: those of [`WebrtcInfo::is_webrtc`], and [`SdpError::Secure`]
+/// without a certificate.
+pub(super) fn check_secure(
+    tu: &Tu<'_>,
+    w: &WebrtcInfo,
+    other_webrtc: bool,
+) -> Result<(), SdpError> {
+    if (w.is_webrtc()? || other_webrtc) && tu.relay.dtls_fingerprint().is_none() {
+        return Err(SdpError::Secure(NO_CERT));
+    }
+    Ok(())
+}
+
+/// `body`, an SDP of the other side's party, made ready for side `to`:
+/// pointed at the slot leg facing `to`, laid out as the `m=` lines `to`
+/// negotiated (RFC 3264 §6, §8.1), then made WebRTC for a WebRTC party or
+/// plain for a plain one when it came from a WebRTC one. An offer's
+/// layout becomes `to`'s.
+///
+/// Errors: [`SdpError::NotSdp`], [`SdpError::NoAudio`], and
+/// [`SdpError::Secure`] for a WebRTC party when the dataplane has no
+/// certificate.
+pub(super) fn shape(
+    tu: &mut Tu<'_>,
+    call: &mut Call,
+    to: Side,
+    body: &[u8],
+    op: Op,
+) -> Result<Vec<u8>, SdpError> {
+    let slot = call.slot.ok_or(SdpError::NoAudio)?;
+    let ip = tu.relay.media_ip();
+    let ports = tu.relay.leg_ports(slot, to.leg());
+    let base = sdp::rewrite(body, ip, ports, 1)?;
+    let from_webrtc = call.dialog(to.other()).webrtc.on;
+    call.dialog_mut(to).webrtc.ensure_ice(tu.rng);
+    let d = call.dialog(to);
+    let tw = &d.webrtc;
+    let laid = sdp_webrtc::relayout(&base, &tw.layout, ip, tw.on)?;
+    let out = match (tw.on, tw.ice) {
+        (true, Some(ice)) => {
+            let fp = tu
+                .relay
+                .dtls_fingerprint()
+                .ok_or(SdpError::Secure(NO_CERT))?;
+            let mid = tw.mid();
+            let local = LocalWebrtc {
+                ice_ufrag: ice.local_ufrag.as_str(),
+                ice_pwd: ice.local_pwd.as_str(),
+                fingerprint: &fp,
+                setup: match op {
+                    Op::Offer => tw.offer_setup(),
+                    Op::Answer => tw.answer_setup(),
+                },
+                mid: &mid,
+                ip,
+                port: ports.rtp,
+            };
+            sdp_webrtc::to_webrtc(&laid, &local)?
         }
+        _ if from_webrtc => {
+            let keep_mux = op == Op::Offer || d.media.as_ref().is_some_and(|m| m.rtcp_mux);
+            sdp_webrtc::to_plain(&laid, keep_mux)?
+        }
+        _ => laid,
+    };
+    if op == Op::Offer {
+        call.dialog_mut(to).webrtc.layout = sdp_webrtc::layout_of(&out);
+    }
+    Ok(out)
+}
+
+/// Takes `body` as the latest SDP (`op`) of side `from`: its media and
+/// kind, the slot programmed; returns the body made ready for the other
+/// side ([`shape`]). On an error nothing has changed.
+fn apply_sdp(
+    tu: &mut Tu<'_>,
+    call: &mut Call,
+    from: Side,
+    body: &[u8],
+    op: Op,
+) -> Result<Vec<u8>, SdpError> {
+    let slot = call.slot.ok_or(SdpError::NoAudio)?;
+    let checked = sdp::parse_audio(body).and_then(|a| {
+        let w = sdp_webrtc::read(body)?;
+        check_secure(tu, &w, call.dialog(from.other()).webrtc.on)?;
+        Ok((a, w))
+    });
+    let (a, w) = match checked {
+        Ok(x) => x,
         Err(e) => {
             warn!(call_id = %call.call_id(), slot, ?from, error = %e, "unusable SDP");
-            return None;
+            return Err(e);
         }
+    };
+    let prev = call.dialog(from).webrtc.clone();
+    call.dialog_mut(from).webrtc.take(&w, op, tu.rng)?;
+    if prev.on != call.dialog(from).webrtc.on || prev.ice != call.dialog(from).webrtc.ice {
+        info!(call_id = %call.call_id(), slot, ?from, profile = call.leg_profile(from), ice_restart = prev.ice.is_some() && prev.ice != call.dialog(from).webrtc.ice, "leg media");
     }
-    let ports = tu.relay.leg_ports(slot, from.other().leg());
-    sdp::rewrite(body, tu.relay.media_ip(), ports, 1).ok()
+    call.dialog_mut(from).media = Some(a);
+    call.dialog_mut(from.other()).webrtc.ensure_ice(tu.rng);
+    program(tu, call);
+    shape(tu, call, from.other(), body, op)
 }
 
 /// A new offer from `from`: cut to the codecs we relay, remembered for
-/// the answer, applied to the slot, and returned rewritten to the leg
-/// facing the other side.
+/// the answer, applied to the slot, and returned made ready for the
+/// other side ([`shape`]).
 ///
-/// Errors: [`SdpError::NoCommonCodec`] (→ 488) and the parse errors of
-/// [`sdp::restrict_offer`]; the slot is left as it was.
+/// Errors: [`SdpError::NoCommonCodec`] (→ 488), [`SdpError::Secure`]
+/// (→ 488), and the parse errors of [`sdp::restrict_offer`]; the slot is
+/// left as it was.
 pub(super) fn apply_offer(
     tu: &mut Tu<'_>,
     call: &mut Call,
@@ -111,7 +215,7 @@ pub(super) fn apply_offer(
 ) -> Result<Vec<u8>, SdpError> {
     sdp::parse_audio(body)?;
     let restricted = sdp::restrict_offer(body)?;
-    let out = apply_sdp(tu, call, from, &restricted).ok_or(SdpError::NoAudio)?;
+    let out = apply_sdp(tu, call, from, &restricted, Op::Offer)?;
     call.offer = restricted;
     Ok(out)
 }
@@ -122,7 +226,7 @@ pub(super) fn apply_offer(
 /// passed on as it came (with a warning): the offerer is the one to give
 /// up on it (RFC 3264 §6.1), and refusing it here would break calls
 /// between agents that cope with it, such as SIPp's built-in PCMA
-/// `uac_pcap` and PCMU `uas`.
+/// `uac_pcap` and PCMU `uas`. `None` when the answer is unusable.
 pub(super) fn apply_answer(
     tu: &mut Tu<'_>,
     call: &mut Call,
@@ -130,10 +234,10 @@ pub(super) fn apply_answer(
     body: &[u8],
 ) -> Option<Vec<u8>> {
     match sdp::answer_in_offer_order(&call.offer, body) {
-        Ok(b) => apply_sdp(tu, call, from, &b),
+        Ok(b) => apply_sdp(tu, call, from, &b, Op::Answer).ok(),
         Err(e) => {
             warn!(call_id = %call.call_id(), ?from, error = %e, "answer passed on as it came");
-            apply_sdp(tu, call, from, body)
+            apply_sdp(tu, call, from, body, Op::Answer).ok()
         }
     }
 }

@@ -43,7 +43,9 @@
 //! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call. REFER
 //!   (RFC 3515, transfer) gets its own file next to these.
 //! - Shared by the flows, importing none of them: `media.rs` (slot
-//!   configuration, SDP offer/answer steps) and `send.rs` (our Via and
+//!   configuration, SDP offer/answer steps), `webrtc.rs` (each leg's
+//!   kind, and the DTLS-SRTP and ICE-lite a WebRTC leg terminates) and
+//!   `send.rs` (our Via and
 //!   Contact, responses to the caller, ACK, BYE, CANCEL). This file
 //!   imports only those, so no two files import each other.
 //! - Routing beyond registered users (`[[routes]]`, trunks) belongs to the
@@ -67,6 +69,7 @@ mod media;
 mod reoffer;
 mod send;
 mod teardown;
+mod webrtc;
 
 pub(crate) use call::Target;
 pub use call::{leg_directions, Call, CallState};

@@ -134,6 +134,7 @@ impl B2bua {
             if ri.final_code.is_none() {
                 if ri.req.has_sdp() {
                     call.dialog_mut(ri.from).media = ri.prev.clone();
+                    call.dialog_mut(ri.from).webrtc = ri.prev_webrtc.clone();
                     program(tu, call);
                 }
                 let bytes = tu.response(&ri.req, 408, None, ri.src).to_bytes();
@@ -207,6 +208,7 @@ impl B2bua {
             } else {
                 if u.req.has_sdp() {
                     call.dialog_mut(u.from).media = u.prev.clone();
+                    call.dialog_mut(u.from).webrtc = u.prev_webrtc.clone();
                     program(tu, call);
                 }
                 if code == 491 {
@@ -232,6 +234,7 @@ impl B2bua {
             if u.final_code.is_none() {
                 if u.req.has_sdp() {
                     call.dialog_mut(u.from).media = u.prev.clone();
+                    call.dialog_mut(u.from).webrtc = u.prev_webrtc.clone();
                     program(tu, call);
                 }
                 let bytes = tu.response(&u.req, 408, None, u.src).to_bytes();
@@ -280,6 +283,7 @@ fn reinvite_in(
     tu.send(src, trying.clone());
     let other = side.other();
     let prev = call.dialog(side).media.clone();
+    let prev_webrtc = call.dialog(side).webrtc.clone();
     let Ok(body) = relay_offer(tu, call, side, &req, src) else {
         return;
     };
@@ -302,6 +306,7 @@ fn reinvite_in(
         branch,
         ruri,
         prev,
+        prev_webrtc,
         final_code: None,
         last_response: Some(trying),
         ack: None,
@@ -357,6 +362,7 @@ fn reinvite_response(tu: &mut Tu<'_>, call: &mut Call, resp: &Msg, now: Instant)
         ri.ack = Some(ack);
         if ri.req.has_sdp() {
             call.dialog_mut(ri.from).media = ri.prev.clone();
+            call.dialog_mut(ri.from).webrtc = ri.prev_webrtc.clone();
             program(tu, call);
         }
     }
@@ -409,6 +415,7 @@ fn update_in(
         return;
     }
     let prev = call.dialog(side).media.clone();
+    let prev_webrtc = call.dialog(side).webrtc.clone();
     let Ok(body) = relay_offer(tu, call, side, &req, src) else {
         return;
     };
@@ -427,6 +434,7 @@ fn update_in(
         cseq,
         branch,
         prev,
+        prev_webrtc,
         final_code: None,
         last_response: None,
     });
