@@ -96,13 +96,17 @@ fn node(name: &str, base: u16, ports: &str) -> Node {
     }
 }
 
-fn metrics(http: &str) -> String {
+fn http_get(http: &str, path: &str) -> String {
     let mut s = TcpStream::connect(http).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = std::io::Read::read_to_string(&mut s, &mut out);
     out
+}
+
+fn metrics(http: &str) -> String {
+    http_get(http, "/metrics")
 }
 
 /// The value of the metric line starting with `prefix` (`0` if absent).
@@ -203,6 +207,20 @@ fn tls_client_registers_with_digest_and_calls_a_sipp_uas_over_udp() {
         }
     }
     assert!(echoed > 50, "RTP echoed through the relay: {echoed} of 100");
+    // /calls names each leg's transport, profile, ICE and DTLS.
+    std::thread::sleep(Duration::from_millis(700));
+    let calls = http_get(&n.http, "/calls");
+    let v: serde_json::Value =
+        serde_json::from_str(calls.split("\r\n\r\n").nth(1).unwrap_or("")).expect(&calls);
+    let legs = &v["calls"][0]["legs"];
+    assert_eq!(legs[0]["transport"], "tls", "{calls}");
+    assert_eq!(legs[1]["transport"], "udp", "{calls}");
+    assert_eq!(legs[0]["profile"], "RTP/AVP", "{calls}");
+    assert_eq!(
+        (legs[0]["ice"].as_str(), legs[0]["dtls"].as_str()),
+        (Some("off"), Some("off")),
+        "{calls}"
+    );
     // BYE over TLS ends it.
     let to = header(&ok, "To").unwrap();
     let bye = request(&tls, "BYE", &uri, "alice", "bob", "tls-call-1", 3, "", "")

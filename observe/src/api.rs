@@ -164,6 +164,20 @@ struct LegJson {
     drops: DropsJson,
     /// Receive quality; null until RTP arrived.
     quality: Option<QualityJson>,
+    /// The SIP transport of the leg's party (`udp`, `tcp`, `tls`, `ws`,
+    /// `wss`), for B2BUA calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transport: Option<&'static str>,
+    /// The media profile the leg's party speaks (`RTP/AVP`,
+    /// `UDP/TLS/RTP/SAVPF`, ...), for B2BUA calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'static str>,
+    /// ICE on the leg: `off`, or `lite` with `waiting`/`nominated`
+    /// (RFC 8445 §2.5: the relay is ICE-lite).
+    ice: &'static str,
+    /// DTLS on the leg: `off`, `handshaking` or `connected` (SRTP keys
+    /// exported, RFC 5764 §4.2).
+    dtls: &'static str,
 }
 
 #[derive(Serialize)]
@@ -533,6 +547,18 @@ impl Observer {
                 .map(|leg| {
                     let s = src.stats(slot, leg);
                     let signaled = cfg.as_ref().and_then(|c| c.legs[leg].peer);
+                    let sec = cfg.as_ref().map(|c| c.legs[leg].secure);
+                    let ice = match sec.and_then(|x| x.ice) {
+                        None => "off",
+                        Some(_) if s.learned.is_some() => "lite, nominated",
+                        Some(_) => "lite, waiting",
+                    };
+                    let dtls = match sec.and_then(|x| x.dtls) {
+                        None => "off",
+                        Some(_) if self.table.dtls_keying(slot, leg).is_some() => "connected",
+                        Some(_) => "handshaking",
+                    };
+                    let sip_leg = sip_call.map(|c| c.legs[leg]);
                     LegJson {
                         leg,
                         local_rtp_port: self.table.ports(slot, leg).rtp,
@@ -558,6 +584,10 @@ impl Observer {
                             no_consent: s.drop_no_consent,
                         },
                         quality: src.quality(slot, leg).map(QualityJson::from),
+                        transport: sip_leg.map(|l| l.transport),
+                        profile: sip_leg.map(|l| l.profile),
+                        ice,
+                        dtls,
                     }
                 })
                 .collect();

@@ -263,6 +263,12 @@ fn format_slot(c: &Value) -> String {
             u(&d, "jitter_late"),
             u(&d, "jitter_overflow"),
         );
+        if let Some(t) = l.get("transport").and_then(Value::as_str) {
+            o += &format!("  transport {t}  profile {}", s(l, "profile"));
+        } else {
+            o += " ";
+        }
+        o += &format!(" ice {}  dtls {}\n", s(l, "ice"), s(l, "dtls"));
         match l.get("quality").filter(|q| !q.is_null()) {
             Some(q) => {
                 let lost = q.get("lost").and_then(Value::as_i64).unwrap_or(0);

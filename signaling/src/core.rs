@@ -235,6 +235,12 @@ impl SipCore {
         self.transport_stats = stats;
     }
 
+    /// The transport a message to `addr` would take now (its live
+    /// connection, a TCP target, or UDP).
+    pub fn transport_to(&self, addr: SocketAddr) -> crate::transport::Transport {
+        self.out.links.route(addr)
+    }
+
     /// The transport's counters as last handed in (zero without a server).
     pub fn transport_stats(&self) -> TransportStats {
         self.transport_stats
@@ -572,15 +578,20 @@ impl SipCore {
             });
             return;
         }
+        // A party over WS/WSS is a browser: its leg is WebRTC (its SDP
+        // decides when it has one, RFC 7118 §5 / RFC 8829).
         let target = Target {
             uri: binding.contact,
             dest: binding.target,
-            // set from the transport
-            webrtc: false,
+            webrtc: binding.transport.is_websocket(),
         };
+        let caller_webrtc = self
+            .out
+            .links
+            .current()
+            .is_some_and(|s| s.addr == src && s.transport.is_websocket());
         let (b2bua, mut tu) = self.tu();
-        // caller_webrtc: set from the transport
-        b2bua.new_call(&mut tu, req, src, target, false, mf, now);
+        b2bua.new_call(&mut tu, req, src, target, caller_webrtc, mf, now);
     }
 
     /// Digest check for `req` (RFC 7616 with RFC 3261 §22). Returns the

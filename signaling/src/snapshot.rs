@@ -66,6 +66,9 @@ pub struct LegInfo {
     /// Whether it is a WebRTC leg (DTLS-SRTP and ICE-lite terminated by
     /// the relay, RFC 8827 §6.5).
     pub webrtc: bool,
+    /// The SIP transport its party is reached over now: `udp`, `tcp`,
+    /// `tls`, `ws` or `wss`.
+    pub transport: &'static str,
 }
 
 /// What the signaling plane looked like at `taken_at_ms`.
@@ -151,6 +154,7 @@ impl SipSnapshot {
                 legs: [Side::Caller, Side::Callee].map(|s| LegInfo {
                     profile: c.leg_profile(s),
                     webrtc: c.leg_webrtc(s),
+                    transport: core.transport_to(c.dialog(s).peer).name(),
                 }),
             })
             .collect();
