@@ -15,7 +15,8 @@
 // --min-packets (default 100). Every step is bounded (--register-timeout,
 // --answer-timeout, and --timeout for the whole run, seconds).
 //
-// Options: --chromium PATH (default /usr/bin/chromium), --chromium-arg ARG
+// Options: --page URL (the phone served elsewhere, e.g. by `cargo run
+// --example webphone`; default: serve.mjs on a free port), --chromium PATH (default /usr/bin/chromium), --chromium-arg ARG
 // (repeatable, appended), --drop-flag FLAG (repeatable: leave one of the
 // default flags out, for experiments), --headed, --debug (JsSIP's log and the pages'
 // consoles on stderr).
@@ -184,7 +185,7 @@ const registered = () => window.phoneState.registered || !!window.phoneState.reg
 const callUp = () => ['confirmed', 'failed', 'ended'].includes(window.phoneState.call);
 
 async function main() {
-  server = await startServer(0);
+  server = opts.page ? { url: opts.page, close: async () => {} } : await startServer(0);
   profile = mkdtempSync(join(tmpdir(), 'tern-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: opts.chromium || '/usr/bin/chromium',
