@@ -18,7 +18,8 @@
 //! sipp.
 //!
 //! Ports (each test its own block of 30 from 33100): SIP base, WS base+1,
-//! WSS base+2, SIPp uas base+3 (media base+4), SIPp register base+5, relay
+//! WSS base+2, SIPp uas base+3 (media base+4..base+7: RTP, RTCP, video),
+//! SIPp register base+8, relay
 //! base+10..base+29; instance `t-browser-PID-N`.
 
 mod common;
@@ -48,7 +49,7 @@ fn ports(block: u16) -> Ports {
         wss: base + 2,
         uas: base + 3,
         uas_media: base + 4,
-        reg: base + 5,
+        reg: base + 8,
         relay: format!("{}-{}", base + 10, base + 29),
     }
 }
@@ -105,7 +106,12 @@ fn start(block: u16, name: &str) -> (Proc, Ports, PathBuf, String) {
     let cfg = config(&dir, &p);
     let instance = format!("t-browser-{}-{block}", std::process::id());
     let sip = format!("127.0.0.1:{}", p.sip);
-    let tern = spawn_sip_node(&sip, &p.relay, &instance, &["--config", cfg.to_str().unwrap()]);
+    let tern = spawn_sip_node(
+        &sip,
+        &p.relay,
+        &instance,
+        &["--config", cfg.to_str().unwrap()],
+    );
     wait_listening(p.ws);
     wait_listening(p.wss);
     (tern, p, dir, instance)
@@ -165,14 +171,29 @@ fn browser_calls_sipp(block: u16, name: &str, wss: bool) {
     };
     let r = drive(
         &[
-            "call", "--ws", &url, "--user", "alice", "--password", "alicepw", "--domain",
-            "127.0.0.1", "--target", "bob", "--seconds", "5",
+            "call",
+            "--ws",
+            &url,
+            "--user",
+            "alice",
+            "--password",
+            "alicepw",
+            "--domain",
+            "127.0.0.1",
+            "--target",
+            "bob",
+            "--seconds",
+            "5",
         ],
         Duration::from_secs(90),
     );
     let got = packets_received(&r, "a");
     eprintln!("browser over {url} received {got} packets of bob's echo");
-    assert!(r["ok"].as_bool() == Some(true), "drive.mjs failed: {}", r["error"]);
+    assert!(
+        r["ok"].as_bool() == Some(true),
+        "drive.mjs failed: {}",
+        r["error"]
+    );
     assert!(got > 100, "too little media: {got} packets in 5 s");
     drop(tern);
     unlink_table(&instance);
@@ -201,15 +222,35 @@ fn two_browsers_call_each_other_through_tern() {
     let url = format!("ws://127.0.0.1:{}", p.ws);
     let r = drive(
         &[
-            "pair", "--ws", &url, "--user", "alice", "--password", "alicepw", "--user2", "carol",
-            "--password2", "carolpw", "--domain", "127.0.0.1", "--seconds", "5",
+            "pair",
+            "--ws",
+            &url,
+            "--user",
+            "alice",
+            "--password",
+            "alicepw",
+            "--user2",
+            "carol",
+            "--password2",
+            "carolpw",
+            "--domain",
+            "127.0.0.1",
+            "--seconds",
+            "5",
         ],
         Duration::from_secs(90),
     );
     let (a, b) = (packets_received(&r, "a"), packets_received(&r, "b"));
     eprintln!("through tern: alice received {a} packets, carol {b}");
-    assert!(r["ok"].as_bool() == Some(true), "drive.mjs failed: {}", r["error"]);
-    assert!(a > 100 && b > 100, "too little media: a {a}, b {b} packets in 5 s");
+    assert!(
+        r["ok"].as_bool() == Some(true),
+        "drive.mjs failed: {}",
+        r["error"]
+    );
+    assert!(
+        a > 100 && b > 100,
+        "too little media: a {a}, b {b} packets in 5 s"
+    );
     drop(tern);
     unlink_table(&instance);
     let _ = std::fs::remove_dir_all(&dir);

@@ -56,7 +56,12 @@ fn serve(mut s: TcpStream) -> std::io::Result<()> {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let path = target.split('?').next().unwrap_or("/");
     if method != "GET" && method != "HEAD" {
-        return respond(&mut s, "405 Method Not Allowed", "text/plain", b"GET only\n");
+        return respond(
+            &mut s,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET only\n",
+        );
     }
     let Some((name, ctype)) = file(path) else {
         return respond(&mut s, "404 Not Found", "text/plain", b"not found\n");
@@ -67,7 +72,12 @@ fn serve(mut s: TcpStream) -> std::io::Result<()> {
             let msg = format!(
                 "{name}: {e}\nrun `npm ci --prefix tests/browser` (it bundles JsSIP into tests/browser/jssip.bundle.js)\n"
             );
-            respond(&mut s, "500 Internal Server Error", "text/plain", msg.as_bytes())
+            respond(
+                &mut s,
+                "500 Internal Server Error",
+                "text/plain",
+                msg.as_bytes(),
+            )
         }
     }
 }

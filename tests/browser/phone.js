@@ -68,6 +68,13 @@
     };
     if (s.connection) watchPc(s.connection);
     s.on('peerconnection', (e) => watchPc(e.peerconnection));
+    // What the browser refused, word for word (Chromium's reason for an
+    // SDP it will not take is the useful part).
+    for (const ev of ['getusermediafailed', 'peerconnection:createofferfailed',
+      'peerconnection:createanswerfailed', 'peerconnection:setlocaldescriptionfailed',
+      'peerconnection:setremotedescriptionfailed']) {
+      s.on(ev, (e) => error(`${ev}: ${e && e.message ? e.message : e}`));
+    }
     s.on('progress', () => { state.call = 'progress'; note('progress'); });
     s.on('accepted', () => { state.call = 'accepted'; note('accepted'); });
     s.on('confirmed', () => { state.call = 'confirmed'; note('confirmed'); });

@@ -62,7 +62,12 @@ pub fn drive(args: &[&str], limit: Duration) -> serde_json::Value {
     let mut child = Command::new("node")
         .arg(browser_dir().join("drive.mjs"))
         .args(args)
-        .args(["--chromium", chromium_path().to_str().unwrap(), "--timeout", &inner])
+        .args([
+            "--chromium",
+            chromium_path().to_str().unwrap(),
+            "--timeout",
+            &inner,
+        ])
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
