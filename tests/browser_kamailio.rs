@@ -253,9 +253,15 @@ fn browser_calls_sipp_echo_through_kamailio_ws_and_rtpengine() {
 #[test]
 #[ignore = "tern's ng answer toward a WebRTC leg has no ICE credentials yet"]
 fn browser_calls_sipp_echo_through_kamailio_ws_and_tern_relay() {
-    let instance = format!("t-bk-{}", std::process::id());
+    /// Removes the relay's slot table however the test ends.
+    struct Table(String);
+    impl Drop for Table {
+        fn drop(&mut self) {
+            unlink_table(&self.0);
+        }
+    }
+    let table = Table(format!("t-bk-{}", std::process::id()));
     browser_calls_sipp_echo(33050, &|ng, lo, hi| {
-        spawn_relay(&instance, &format!("{lo}-{hi}"), ng, &[]).0
+        spawn_relay(&table.0, &format!("{lo}-{hi}"), ng, &[]).0
     });
-    unlink_table(&instance);
 }
