@@ -3,7 +3,9 @@
 # Debian's packages, when it is missing: sipp (sip-tester), tshark,
 # rtpengine-ng-client (rtpengine-utils), rtpengine (rtpengine-daemon, the
 # independent peer for SRTP, DTLS-SRTP and ICE), baresip (a second SRTP
-# stack, in a network namespace) and kamailio; then
+# stack, in a network namespace), kamailio with its websocket module, and
+# chromium and nodejs/npm for the real-browser tests (tests/browser: npm ci
+# of playwright-core and JsSIP, when node_modules is missing or stale); then
 # cargo-fuzz, for a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,12 @@ command -v baresip >/dev/null 2>&1 || need+=(baresip)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # kamailio ships its rtpengine module (modules/rtpengine.so) in the same package.
 { command -v kamailio || [ -x /usr/sbin/kamailio ]; } >/dev/null 2>&1 || need+=(kamailio)
+# SIP over WebSocket for Kamailio (tests/kamailio/kamailio-ws.cfg).
+ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1 || need+=(kamailio-websocket-modules)
+# The real browser of tests/browser_*.rs, and node to drive it.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   sudo=""
@@ -25,6 +33,15 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+# playwright-core and JsSIP, exactly as package-lock.json pins them; npm ci
+# also bundles JsSIP for the page (postinstall: bundle.mjs). Skipped when
+# node_modules is newer than the lock file and the bundle is there.
+if [ ! -f tests/browser/jssip.bundle.js ] || [ ! -d tests/browser/node_modules ] ||
+  [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+  touch tests/browser/node_modules
 fi
 
 if [ ! -d ../shared/testdata/sip ]; then

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
+pub mod browser;
 pub mod ng;
 pub mod sipclient;
 
@@ -567,15 +568,44 @@ pub fn start_kamailio(
     ng: u16,
     probe_port: u16,
 ) -> Proc {
+    start_kamailio_listening(
+        cfg,
+        run,
+        &[format!("udp:{addr}:{port}")],
+        &[format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")],
+        addr,
+        port,
+        probe_port,
+    )
+}
+
+/// Starts Kamailio in the foreground (`-DD -E`) with `tests/kamailio/CFG`,
+/// one `-l` per entry of `listens` (`udp:ADDR:PORT`, `tcp:ADDR:PORT`...),
+/// one `-A` per entry of `defines`, its files under `run`; returns once
+/// its UDP listener `addr:port` answers an OPTIONS (sent from
+/// `probe_port`), bounded: 20 s.
+pub fn start_kamailio_listening(
+    cfg: &str,
+    run: &Path,
+    listens: &[String],
+    defines: &[String],
+    addr: &str,
+    port: u16,
+    probe_port: u16,
+) -> Proc {
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/kamailio")
         .join(cfg);
     std::fs::create_dir_all(run).unwrap();
-    let child = Command::new(kamailio_bin())
-        .args(["-DD", "-E", "-f"])
-        .arg(&cfg)
-        .args(["-l", &format!("udp:{addr}:{port}")])
-        .args(["-A", &format!("NG_SOCK=\"udp:127.0.0.1:{ng}\"")])
+    let mut cmd = Command::new(kamailio_bin());
+    cmd.args(["-DD", "-E", "-f"]).arg(&cfg);
+    for l in listens {
+        cmd.args(["-l", l]);
+    }
+    for d in defines {
+        cmd.args(["-A", d]);
+    }
+    let child = cmd
         .args(["-m", "64", "-M", "8"])
         .arg("-w")
         .arg(run)
