@@ -201,19 +201,16 @@ fn browser_calls_sipp(block: u16, name: &str, wss: bool) {
 }
 
 #[test]
-#[ignore = "needs the WS transport"]
 fn browser_over_ws_registers_with_digest_and_calls_sipp() {
     browser_calls_sipp(0, "ws", false);
 }
 
 #[test]
-#[ignore = "needs the WS transport"]
 fn browser_over_wss_registers_with_digest_and_calls_sipp() {
     browser_calls_sipp(1, "wss", true);
 }
 
 #[test]
-#[ignore = "needs the WS transport"]
 fn two_browsers_call_each_other_through_tern() {
     if !prerequisites() {
         return;

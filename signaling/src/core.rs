@@ -667,9 +667,22 @@ impl SipCore {
                 self.stats.challenges += 1;
                 let stale = verdict == Verdict::Stale;
                 let [md5, sha] = self.nonces.challenges(&self.cfg.realm, now, stale);
-                debug!(call_id = %req.call_id, %src, method, stale, "digest challenge");
+                // Browser stacks over WebSocket (JsSIP, SIP.js) speak only
+                // MD5, and JsSIP takes the last challenge it reads: they
+                // get the MD5 one alone.
+                let browser = self
+                    .out
+                    .links
+                    .current()
+                    .is_some_and(|s| s.addr == src && s.transport.is_websocket());
+                debug!(call_id = %req.call_id, %src, method, stale, browser, "digest challenge");
                 self.reply(req, chal_code, src, |r| {
-                    r.header(chal_hdr, md5).header(chal_hdr, sha)
+                    let r = r.header(chal_hdr, md5);
+                    if browser {
+                        r
+                    } else {
+                        r.header(chal_hdr, sha)
+                    }
                 });
                 None
             }
