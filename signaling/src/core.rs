@@ -417,6 +417,27 @@ impl SipCore {
         }
     }
 
+    /// RFC 5630 §4.1 / RFC 3261 §26.2.2: a request for a `sips:`
+    /// Request-URI must arrive over TLS or WSS; else it is answered 416
+    /// with a Warning and `false` returned.
+    fn sips_ok(&mut self, req: &Msg, src: SocketAddr) -> bool {
+        if req.uri_scheme().as_deref() != Some("sips") {
+            return true;
+        }
+        let secure = self
+            .out
+            .links
+            .current()
+            .is_some_and(|s| s.addr == src && s.transport.is_secure());
+        if !secure {
+            debug!(call_id = %req.call_id, %src, "sips: request over a plain transport");
+            self.reply(req, 416, src, |r| {
+                r.header("Warning", "399 tern \"sips: needs TLS or WSS\"")
+            });
+        }
+        secure
+    }
+
     /// Builds a response to `req` with our Server header.
     pub(crate) fn response(
         &self,
@@ -535,6 +556,9 @@ impl SipCore {
             self.reply(&req, 416, src, |r| r);
             return;
         }
+        if !self.sips_ok(&req, src) {
+            return;
+        }
         if self.authenticate(&req, src, true, now).is_none() {
             return;
         }
@@ -568,6 +592,18 @@ impl SipCore {
             self.reply(&req, 404, src, |r| r);
             return;
         };
+        if req.uri_scheme().as_deref() == Some("sips") && !binding.transport.is_secure() {
+            // RFC 5630 §4.1: a sips: request goes over TLS hop by hop; a
+            // callee registered over a plain transport cannot take it.
+            info!(call_id = %req.call_id, %user, via = binding.transport.name(), "sips: INVITE for a user not registered over TLS/WSS");
+            self.reply(&req, 480, src, |r| {
+                r.header(
+                    "Warning",
+                    "399 tern \"the callee has no secure connection for sips:\"",
+                )
+            });
+            return;
+        }
         if self.out.links.flow_down(binding.target) {
             // Registered over TLS/WS/WSS, and that connection is gone: the
             // UA cannot be reached until it connects and registers again.
@@ -715,6 +751,9 @@ impl SipCore {
     fn on_register(&mut self, req: &Msg, src: SocketAddr, now: Instant) {
         if !matches!(req.uri_scheme().as_deref(), Some("sip" | "sips")) {
             self.reply(req, 416, src, |r| r);
+            return;
+        }
+        if !self.sips_ok(req, src) {
             return;
         }
         let local_ip = self.local.ip();

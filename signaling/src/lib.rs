@@ -117,6 +117,8 @@ impl From<ConfigError> for SipError {
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 mod transport_tests;
 #[cfg(test)]
 mod webrtc_tests;

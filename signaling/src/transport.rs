@@ -84,6 +84,12 @@ impl Transport {
         )
     }
 
+    /// Whether the transport is encrypted (TLS, WSS): what a `sips:`
+    /// URI asks for (RFC 5630 §4.1).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls(_) | Transport::Wss(_))
+    }
+
     /// Whether the peer speaks SIP over WebSocket (a browser: RFC 7118).
     pub fn is_websocket(self) -> bool {
         matches!(self, Transport::Ws(_) | Transport::Wss(_))
