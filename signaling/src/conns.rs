@@ -1,21 +1,24 @@
-//! The stream connections of the transport loop (`crate::server`):
+//! The transport loop's state ([`Loop`], run by `crate::server`) and its
+//! stream connections:
 //! accepting (TCP, TLS, WS, WSS) and connecting (TCP), reading through
 //! each connection's [`StreamCodec`], writing, the bounds (connections in
 //! all and per source, write buffer, idle time, handshake and pong time)
 //! and closing, each refusal counted in [`crate::TransportStats`].
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use mio::Interest;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Interest, Poll, Token};
 use tracing::debug;
 
+use crate::config::TransportConfig;
 use crate::core::SipCore;
-use crate::server::{peer_warn, token_of, Loop};
 use crate::stream::{Limits, StreamClose, StreamCodec, StreamEvent, StreamKind, PONG};
-use crate::transport::{ConnId, Source};
+use crate::transport::{ConnId, Source, TransportStats};
 
 /// Reads per connection per wakeup (of up to `max_message` bytes).
 const READ_BUDGET: usize = 16;
@@ -26,6 +29,58 @@ const MAX_WRITE_BUFFER: usize = 256 << 10;
 /// An outgoing TCP connect not complete after this is given up (64·T1 at
 /// the default T1: the INVITE's Timer B would end it anyway).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Tokens of the TLS, WS and WSS listeners: `LISTENER` + kind index.
+/// Connection tokens start above them.
+pub(crate) const FIRST_CONN_TOKEN: usize = 8;
+
+/// The state of the transport loop (`crate::server` runs it): sockets,
+/// stream connections and their bounds, counters.
+pub(crate) struct Loop {
+    pub(crate) poll: Poll,
+    pub(crate) sock: UdpSocket,
+    pub(crate) listener: TcpListener,
+    /// The TLS, WS and WSS listeners.
+    pub(crate) secure: Vec<(StreamKind, TcpListener)>,
+    /// The server configuration of TLS and WSS connections.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) cfg: TransportConfig,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    pub(crate) by_peer: HashMap<SocketAddr, ConnId>,
+    /// Open stream connections per remote IP.
+    pub(crate) per_source: HashMap<IpAddr, usize>,
+    pub(crate) next_conn: u64,
+    pub(crate) pending: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Connections whose read budget ran out: read again without waiting
+    /// (edge-triggered readiness will not fire again).
+    pub(crate) readable: HashSet<ConnId>,
+    pub(crate) stats: TransportStats,
+    pub(crate) buf: Vec<u8>,
+    /// When the next peer-caused warning may be logged.
+    pub(crate) next_warn: Instant,
+}
+
+/// A warning caused by a peer: logged at most once a second (the rest at
+/// debug level), so a flood of bad connections cannot flood the log; the
+/// counters count every one.
+macro_rules! peer_warn {
+    ($l:expr, $($t:tt)*) => {
+        if $l.may_warn() {
+            tracing::warn!($($t)*)
+        } else {
+            tracing::debug!($($t)*)
+        }
+    };
+}
+pub(crate) use peer_warn;
+
+pub(crate) fn token_of(id: ConnId) -> Token {
+    Token(id.0 as usize + FIRST_CONN_TOKEN - 1)
+}
+
+pub(crate) fn conn_of(t: Token) -> ConnId {
+    ConnId((t.0 + 1 - FIRST_CONN_TOKEN) as u64)
+}
 
 /// One stream connection.
 pub(crate) struct Conn {
@@ -61,6 +116,15 @@ pub(crate) enum Why {
 }
 
 impl Loop {
+    pub(crate) fn may_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next_warn {
+            return false;
+        }
+        self.next_warn = now + Duration::from_secs(1);
+        true
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_message: self.cfg.max_message,

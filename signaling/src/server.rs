@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::SipConfig;
 pub use crate::config::TransportConfig;
-use crate::conns::Conn;
+use crate::conns::{conn_of, peer_warn, Loop, FIRST_CONN_TOKEN};
 use crate::core::SipCore;
 use crate::relay::MediaRelay;
 use crate::stream::StreamKind;
@@ -43,9 +43,7 @@ use crate::SipError;
 
 pub(crate) const UDP: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
-/// Tokens of the TLS, WS and WSS listeners: `LISTENER` + kind index.
-/// Connection tokens start above them.
-pub(crate) const FIRST_CONN_TOKEN: usize = 8;
+
 /// Longest wait in `poll`, so a shutdown request is noticed quickly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Datagrams read per wakeup before timers and sends get their turn.
@@ -286,62 +284,7 @@ fn bind_udp_tcp(config: &SipConfig) -> Result<(UdpSocket, TcpListener, SocketAdd
     Err(SipError::Bind(addr, e))
 }
 
-pub(crate) struct Loop {
-    pub(crate) poll: Poll,
-    sock: UdpSocket,
-    pub(crate) listener: TcpListener,
-    /// The TLS, WS and WSS listeners.
-    pub(crate) secure: Vec<(StreamKind, TcpListener)>,
-    /// The server configuration of TLS and WSS connections.
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) cfg: TransportConfig,
-    pub(crate) conns: HashMap<ConnId, Conn>,
-    pub(crate) by_peer: HashMap<SocketAddr, ConnId>,
-    /// Open stream connections per remote IP.
-    pub(crate) per_source: HashMap<IpAddr, usize>,
-    pub(crate) next_conn: u64,
-    pending: VecDeque<(SocketAddr, Vec<u8>)>,
-    /// Connections whose read budget ran out: read again without waiting
-    /// (edge-triggered readiness will not fire again).
-    pub(crate) readable: HashSet<ConnId>,
-    pub(crate) stats: TransportStats,
-    pub(crate) buf: Vec<u8>,
-    /// When the next peer-caused warning may be logged.
-    next_warn: Instant,
-}
-
-/// A warning caused by a peer: logged at most once a second (the rest at
-/// debug level), so a flood of bad connections cannot flood the log; the
-/// counters count every one.
-macro_rules! peer_warn {
-    ($l:expr, $($t:tt)*) => {
-        if $l.may_warn() {
-            tracing::warn!($($t)*)
-        } else {
-            tracing::debug!($($t)*)
-        }
-    };
-}
-pub(crate) use peer_warn;
-
-pub(crate) fn token_of(id: ConnId) -> Token {
-    Token(id.0 as usize + FIRST_CONN_TOKEN - 1)
-}
-
-pub(crate) fn conn_of(t: Token) -> ConnId {
-    ConnId((t.0 + 1 - FIRST_CONN_TOKEN) as u64)
-}
-
 impl Loop {
-    pub(crate) fn may_warn(&mut self) -> bool {
-        let now = Instant::now();
-        if now < self.next_warn {
-            return false;
-        }
-        self.next_warn = now + Duration::from_secs(1);
-        true
-    }
-
     fn run(
         &mut self,
         core: &mut SipCore,
@@ -548,6 +491,7 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conns::token_of;
 
     #[test]
     fn tokens_round_trip() {
