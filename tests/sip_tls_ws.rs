@@ -485,4 +485,27 @@ fn hostile_streams_are_closed_and_counted_while_good_ones_go_on() {
         1.0,
         "{m}"
     );
+
+    // 6. Connections per source: 60 more from 127.0.0.1 against a bound
+    // of 50 (the good one counts): the rest are refused and counted.
+    let many: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(n.ws).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    let m = metrics(&n.http);
+    let refused = metric(
+        &m,
+        "tern_sip_connections_refused_total{reason=\"per_source\"}",
+    );
+    assert!(
+        refused >= 10.0,
+        "per-source bound: {refused} refused of {}\n{m}",
+        many.len()
+    );
+    drop(many);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        register_digest(&mut good, &reg, "alice", "wonderland", None),
+        Some(200)
+    );
 }
