@@ -10,7 +10,11 @@
 //! - the same over WSS, with the self-signed certificate `tern up` makes
 //!   when none is configured (Chromium runs with
 //!   --ignore-certificate-errors);
-//! - two browsers, alice calls carol, both through tern.
+//! - two browsers, alice calls carol, both through tern;
+//! - a browser calls bob (SIPp echo answering re-INVITEs), holds and
+//!   resumes by re-INVITE, then restarts ICE by re-INVITE: media flows
+//!   again after each, tern answers the restart with new ICE credentials,
+//!   and tern's `/calls` shows the WebRTC leg and the plain one while held.
 //!
 //! Each starts `tern up` with `--sip` (UDP and TCP) and a config file of
 //! `[sip] ws`, `wss` and `[[users]]`. Skips, saying so, without Chromium,
@@ -19,7 +23,7 @@
 //!
 //! Ports (each test its own block of 30 from 33100): SIP base, WS base+1,
 //! WSS base+2, SIPp uas base+3 (media base+4..base+7: RTP, RTCP, video),
-//! SIPp register base+8, relay
+//! SIPp register base+8, HTTP API base+9 (where a test has it), relay
 //! base+10..base+29; instance `t-browser-PID-N`.
 
 mod common;
@@ -38,6 +42,7 @@ struct Ports {
     uas: u16,
     uas_media: u16,
     reg: u16,
+    http: u16,
     relay: String,
 }
 
@@ -50,6 +55,7 @@ fn ports(block: u16) -> Ports {
         uas: base + 3,
         uas_media: base + 4,
         reg: base + 8,
+        http: base + 9,
         relay: format!("{}-{}", base + 10, base + 29),
     }
 }
@@ -120,6 +126,40 @@ fn start(block: u16, name: &str) -> (Proc, Ports, PathBuf, String) {
 /// bob: SIPp's `uas -rtp_echo`, registered over UDP with digest credentials.
 fn start_bob(p: &Ports, dir: &Path) -> Proc {
     let uas = uas_echo(p.uas, p.uas_media, 1, dir);
+    register_bob(p, dir);
+    uas
+}
+
+/// bob answering re-INVITEs: SIPp with tests/sipp/hold_uas.xml (PCMA, any
+/// number of re-INVITEs or UPDATEs, then BYE) and `-rtp_echo`, registered
+/// over UDP.
+fn start_bob_reinvites(p: &Ports, dir: &Path) -> Proc {
+    let sc = scenario("hold_uas.xml");
+    let (port, media) = (p.uas.to_string(), p.uas_media.to_string());
+    let uas = sipp(
+        &[
+            "-sf",
+            sc.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media,
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "90s",
+        ],
+        dir,
+    );
+    register_bob(p, dir);
+    uas
+}
+
+/// bob's REGISTER over UDP with digest credentials, contact the uas.
+fn register_bob(p: &Ports, dir: &Path) {
     let (contact, reg, sip) = (
         format!("127.0.0.1:{}", p.uas),
         p.reg.to_string(),
@@ -154,7 +194,6 @@ fn start_bob(p: &Ports, dir: &Path) -> Proc {
         Duration::from_secs(20),
     );
     assert!(ok, "bob's REGISTER over UDP failed");
-    uas
 }
 
 /// The browser, alice, calls bob (SIPp echo) over `ws_url`.
@@ -247,6 +286,198 @@ fn two_browsers_call_each_other_through_tern() {
     assert!(
         a > 100 && b > 100,
         "too little media: a {a}, b {b} packets in 5 s"
+    );
+    drop(tern);
+    unlink_table(&instance);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The browser calls bob (SIPp echo that answers re-INVITEs) over WS;
+/// once media flows it holds (re-INVITE a=sendonly), resumes (sendrecv)
+/// and restarts ICE (re-INVITE with a new ice-ufrag/pwd), each answered
+/// 200 through tern, and media must flow again after the resume and after
+/// the restart (packetsReceived up by more than 100 in 3 s). tern must
+/// answer the restart with new credentials of its own. While the call is
+/// held, tern's `/calls` shows leg 0 as the browser's (WS, DTLS-SRTP,
+/// ICE-lite nominated) and leg 1 as bob's (UDP, RTP/AVP).
+#[test]
+fn browser_holds_resumes_and_restarts_ice_through_tern() {
+    if !prerequisites() {
+        return;
+    }
+    let p = ports(3);
+    let dir = sipp_workdir("browser-hold");
+    let cfg = config(&dir, &p);
+    let instance = format!("t-browser-{}-3", std::process::id());
+    let (sip, http) = (
+        format!("127.0.0.1:{}", p.sip),
+        format!("127.0.0.1:{}", p.http),
+    );
+    let (tern, _) = spawn_tern(
+        &[
+            "up",
+            "--sip",
+            &sip,
+            "--ports",
+            &p.relay,
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            "off",
+            "--http",
+            &http,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &["tern sip: listening"],
+    );
+    wait_listening(p.ws);
+    wait_listening(p.http);
+    let mut bob = start_bob_reinvites(&p, &dir);
+    let url = format!("ws://127.0.0.1:{}", p.ws);
+    let calls = format!("http://{http}/calls");
+    let r = drive(
+        &[
+            "call",
+            "--ws",
+            &url,
+            "--user",
+            "alice",
+            "--password",
+            "alicepw",
+            "--domain",
+            "127.0.0.1",
+            "--target",
+            "bob",
+            "--seconds",
+            "5",
+            "--hold-resume",
+            "--ice-restart",
+            "--hold-seconds",
+            "2",
+            "--step-seconds",
+            "3",
+            "--step-packets",
+            "100",
+            "--fetch",
+            &calls,
+        ],
+        Duration::from_secs(100),
+    );
+    let st = &r["steps"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    eprintln!(
+        "packets: start {}, at hold {}, end of hold {} (+{}), at resume {}, 3 s later {} (+{}), \
+         at ICE restart {}, 3 s later {} (+{}); local ufrag {} -> {}, tern's {} -> {}",
+        n(&st["start"]["packetsReceived"]),
+        n(&st["hold"]["at"]["packetsReceived"]),
+        n(&st["hold"]["end"]["packetsReceived"]),
+        st["hold"]["gained"],
+        n(&st["resume"]["at"]["packetsReceived"]),
+        n(&st["resume"]["after"]["packetsReceived"]),
+        st["resume"]["gained"],
+        n(&st["iceRestart"]["connected"]["packetsReceived"]),
+        n(&st["iceRestart"]["after"]["packetsReceived"]),
+        st["iceRestart"]["gained"],
+        st["iceRestart"]["before"]["localUfrag"],
+        st["iceRestart"]["at"]["localUfrag"],
+        st["iceRestart"]["before"]["remoteUfrag"],
+        st["iceRestart"]["at"]["remoteUfrag"],
+    );
+    assert!(
+        r["ok"].as_bool() == Some(true),
+        "drive.mjs failed: {}",
+        r["error"]
+    );
+    // Hold: answered, tern's answer recvonly to the browser's sendonly,
+    // the call still up and the same ICE credentials (no restart).
+    let hold = &st["hold"]["at"];
+    assert_eq!(hold["call"], "confirmed", "{hold}");
+    assert_eq!(hold["onHold"]["local"], true, "{hold}");
+    assert_eq!(
+        hold["remoteDirection"], "recvonly",
+        "tern's answer to hold: {hold}"
+    );
+    assert_eq!(
+        hold["remoteUfrag"], st["start"]["remoteUfrag"],
+        "hold restarted ICE: {hold}"
+    );
+    assert_eq!(st["hold"]["end"]["call"], "confirmed");
+    // Resume and ICE restart: media again.
+    let resumed = n(&st["resume"]["gained"]);
+    assert!(
+        resumed > 100,
+        "after resume only {resumed} more packets in 3 s"
+    );
+    assert_eq!(st["resume"]["at"]["remoteDirection"], "sendrecv");
+    let restarted = n(&st["iceRestart"]["gained"]);
+    assert!(
+        restarted > 100,
+        "after the ICE restart only {restarted} more packets in 3 s"
+    );
+    let ir = &st["iceRestart"];
+    for side in ["localUfrag", "remoteUfrag"] {
+        assert!(
+            ir["before"][side].is_string() && ir["at"][side].is_string(),
+            "{side}: {ir}"
+        );
+        assert_ne!(
+            ir["before"][side], ir["at"][side],
+            "{side} unchanged by the ICE restart"
+        );
+    }
+    assert_eq!(st["end"]["call"], "confirmed");
+    assert_eq!(st["end"]["errors"], 0);
+    // tern's view of the held call: the browser's WebRTC leg and bob's
+    // plain one; nothing relayed to the browser while it holds (bob's
+    // echo of its silence is dropped by direction).
+    let call = |v: &serde_json::Value| v["calls"][0].clone();
+    let (held, held_end) = (
+        call(&st["hold"]["fetched"]),
+        call(&st["hold"]["fetchedEnd"]),
+    );
+    eprintln!("GET /calls while held: {held}");
+    let (l0, l1) = (&held["legs"][0], &held["legs"][1]);
+    assert_eq!(l0["transport"], "ws", "{l0}");
+    assert_eq!(l0["profile"], "UDP/TLS/RTP/SAVPF", "{l0}");
+    assert_eq!(l0["dtls"], "connected", "{l0}");
+    assert_eq!(l0["ice"], "lite, nominated", "{l0}");
+    assert_eq!(l1["transport"], "udp", "{l1}");
+    assert_eq!(l1["profile"], "RTP/AVP", "{l1}");
+    let (sent, dropped) = (
+        n(&held_end["legs"][0]["tx_packets"]).saturating_sub(n(&l0["tx_packets"])),
+        n(&held_end["legs"][1]["drops"]["direction"]).saturating_sub(n(&l1["drops"]["direction"])),
+    );
+    eprintln!("while held: {sent} packets to the browser, {dropped} of bob's dropped by direction");
+    assert!(sent < 10, "tern sent {sent} packets to the held browser");
+    assert!(
+        dropped > 50,
+        "only {dropped} of bob's packets dropped while held"
+    );
+    // After the restart tern's leg is latched to the browser's new pair.
+    let restarted = call(&st["iceRestart"]["fetched"]);
+    let l0 = &restarted["legs"][0];
+    let pair = st["iceRestart"]["after"]["pair"]
+        .as_str()
+        .unwrap_or_default();
+    let browser_end = pair.split(" -> ").next().unwrap_or_default();
+    eprintln!(
+        "selected pair {} before the restart, {pair} after; tern's leg 0 peer {}",
+        st["iceRestart"]["before"]["pair"], l0["peer"]
+    );
+    assert_eq!(
+        l0["peer"], browser_end,
+        "tern's leg 0 after the ICE restart: {l0}"
+    );
+    assert_eq!(l0["ice"], "lite, nominated", "{l0}");
+    assert_eq!(l0["dtls"], "connected", "{l0}");
+    // bob saw the re-INVITEs and the BYE through to its end.
+    assert_eq!(
+        bob.wait_for(Duration::from_secs(15)).map(|s| s.success()),
+        Some(true),
+        "bob (hold_uas.xml) did not finish its scenario"
     );
     drop(tern);
     unlink_table(&instance);

@@ -3,6 +3,7 @@
 // when every call got media.
 //
 //   node drive.mjs call --ws URL --user U [--password P] [--domain D] --target T
+//                       [--hold-resume] [--ice-restart] [--fetch URL]
 //   node drive.mjs pair --ws URL --user A [--password PA] --user2 B [--password2 PB]
 //                       [--ws2 URL2] [--domain D]
 //
@@ -13,7 +14,27 @@
 //   report their inbound counters.
 // Both modes pass when every page's inbound-rtp packetsReceived is at least
 // --min-packets (default 100). Every step is bounded (--register-timeout,
-// --answer-timeout, and --timeout for the whole run, seconds).
+// --answer-timeout, --reoffer-timeout, and --timeout for the whole run,
+// seconds).
+//
+// In call mode, once media flows, offers inside the call (each a re-INVITE
+// whose 2xx must come within --reoffer-timeout, default 15 s):
+//   --hold-resume: session.hold() (a=sendonly) until JsSIP has the answer,
+//     the call still confirmed; --hold-seconds (default 2) on hold; then
+//     session.unhold() (sendrecv), and packetsReceived must rise by more
+//     than --step-packets (default 100) in --step-seconds (default 3) from
+//     the count at the answer (Chromium restarts the inbound-rtp counters
+//     across a hold, so each step counts from its own start).
+//   --ice-restart: session.renegotiate({ rtcOfferConstraints: { iceRestart:
+//     true } }): the browser's ice-ufrag must change and so must the
+//     answerer's (tern's) in the remote description, the browser's ICE
+//     transport must end up connected with the new ufrag, and
+//     packetsReceived must rise by more than --step-packets again.
+// The result's `steps` holds each step's packet counts, ufrags and
+// directions. --fetch URL (optional, e.g. tern's /calls): GET at the start
+// and at the end of the hold and after the ICE restart's media check, its
+// JSON kept in steps.hold.fetched, steps.hold.fetchedEnd and
+// steps.iceRestart.fetched.
 //
 // Options: --page URL (the phone served elsewhere, e.g. by `cargo run
 // --example webphone`; default: serve.mjs on a free port), --chromium PATH (default /usr/bin/chromium), --chromium-arg ARG
@@ -51,7 +72,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
     const k = a.slice(2);
-    if (k === 'headed' || k === 'debug') { o[k] = true; continue; }
+    if (['headed', 'debug', 'hold-resume', 'ice-restart'].includes(k)) { o[k] = true; continue; }
     const v = argv[++i];
     if (v === undefined) throw new Error(`${a} needs a value`);
     if (k === 'chromium-arg') o.chromiumArgs.push(v);
@@ -79,8 +100,17 @@ const minPackets = num('min-packets', 100);
 const registerTimeout = num('register-timeout', 15) * 1000;
 const answerTimeout = num('answer-timeout', 20) * 1000;
 const overall = num('timeout', 60) * 1000;
+const reofferTimeout = num('reoffer-timeout', 15) * 1000;
+const holdSeconds = num('hold-seconds', 2);
+const stepSeconds = num('step-seconds', 3);
+const stepPackets = num('step-packets', 100);
+if (opts.mode !== 'call' && (opts['hold-resume'] || opts['ice-restart'])) {
+  console.error('drive.mjs: --hold-resume and --ice-restart are for call mode');
+  console.log(JSON.stringify({ ok: false, error: 'usage: --hold-resume and --ice-restart are for call mode' }));
+  process.exit(2);
+}
 
-const result = { ok: false, mode: opts.mode, seconds, minPackets, pages: {}, error: null };
+const result = { ok: false, mode: opts.mode, seconds, minPackets, pages: {}, steps: {}, error: null };
 const pages = {}; // name -> { page, console: [] }
 let browser = null;
 let server = null;
@@ -222,7 +252,139 @@ async function main() {
   if (!opts.debug) {
     for (const p of Object.values(result.pages)) delete p.events;
   }
+  if (short.length === 0 && (opts['hold-resume'] || opts['ice-restart'])) {
+    const why = await reoffers('a');
+    if (why) short.push(why);
+  }
   await finish(short.length === 0, short.join('; ') || null);
+}
+
+const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
+
+// Page `name`'s inbound packet count and ICE view now.
+async function look(name) {
+  const page = pages[name].page;
+  const stats = await withTimeout(page.evaluate(() => window.phoneStats()), 5000, `page ${name} getStats`);
+  const ice = await withTimeout(page.evaluate(() => window.phoneIce()), 2000, `page ${name} phoneIce`);
+  const st = await page.evaluate(() => window.phoneState);
+  return {
+    packetsReceived: stats.packetsReceived,
+    packetsSent: stats.packetsSent,
+    pair: stats.pair,
+    iceLocalUfrag: stats.iceLocalUfrag,
+    iceState: stats.iceState,
+    dtlsState: stats.dtlsState,
+    localUfrag: ice.local && ice.local.ufrag,
+    remoteUfrag: ice.remote && ice.remote.ufrag,
+    localDirection: ice.local && ice.local.direction,
+    remoteDirection: ice.remote && ice.remote.direction,
+    iceConnectionState: ice.iceConnectionState,
+    onHold: ice.onHold,
+    call: st.call,
+    errors: st.errors.length,
+  };
+}
+
+// GET --fetch (bounded): its JSON, or { status, text } / { error }; null
+// without --fetch.
+async function fetchJson() {
+  const url = opts.fetch;
+  if (!url) return null;
+  try {
+    const r = await withTimeout(fetch(url), 5000, `GET ${url}`);
+    const text = await r.text();
+    if (r.status !== 200) return { status: r.status, text };
+    try { return JSON.parse(text); } catch (_) { return { status: r.status, text }; }
+  } catch (e) {
+    return { error: String(e && e.message ? e.message : e) };
+  }
+}
+
+// One offer inside the call on page `name` (`fn`: phoneHold, ...), bounded.
+async function reoffer(name, what, fn) {
+  const page = pages[name].page;
+  const t0 = Date.now();
+  try {
+    await withTimeout(page.evaluate(fn), reofferTimeout, `page ${name}: ${what} (re-INVITE answered)`);
+  } catch (e) {
+    throw new Error(String(e && e.message ? e.message : e));
+  }
+  return Date.now() - t0;
+}
+
+// Media must keep flowing: packetsReceived from `from` rises by more than
+// stepPackets within stepSeconds. Returns the step's figures.
+async function flows(name, what, from) {
+  await sleep(stepSeconds);
+  const after = await look(name);
+  const gained = after.packetsReceived - from.packetsReceived;
+  if (after.call !== 'confirmed') throw new Error(`${what}: call ${after.call}`);
+  if (gained <= stepPackets) {
+    throw new Error(`${what}: packetsReceived rose by ${gained} in ${stepSeconds} s (${from.packetsReceived} -> ${after.packetsReceived}), want > ${stepPackets}`);
+  }
+  return { after, gained };
+}
+
+// The steps of --hold-resume and --ice-restart on page `name`; a reason
+// when one fails, else null. Figures go to result.steps.
+async function reoffers(name) {
+  const steps = result.steps;
+  try {
+    steps.start = await look(name);
+    if (opts['hold-resume']) {
+      const ms = await reoffer(name, 'hold', () => window.phoneHold());
+      const held = await look(name);
+      steps.hold = { ms, at: held };
+      if (held.call !== 'confirmed') throw new Error(`hold: call ${held.call} after the re-INVITE`);
+      if (!held.onHold || held.onHold.local !== true) throw new Error('hold: JsSIP does not report the call held');
+      steps.hold.fetched = await fetchJson();
+      await sleep(holdSeconds);
+      const late = await look(name);
+      steps.hold.fetchedEnd = await fetchJson();
+      steps.hold.end = late;
+      steps.hold.gained = late.packetsReceived - held.packetsReceived;
+      if (late.call !== 'confirmed') throw new Error(`hold: call ${late.call} while held`);
+      const ums = await reoffer(name, 'unhold', () => window.phoneUnhold());
+      const resumed = await look(name);
+      if (resumed.onHold && resumed.onHold.local) throw new Error('unhold: JsSIP still reports the call held');
+      const f = await flows(name, 'after resume', resumed);
+      steps.resume = { ms: ums, at: resumed, after: f.after, gained: f.gained };
+    }
+    if (opts['ice-restart']) {
+      const before = await look(name);
+      const ms = await reoffer(name, 'ice restart', () => window.phoneIceRestart());
+      const at = await look(name);
+      steps.iceRestart = { ms, before, at };
+      if (at.localUfrag === before.localUfrag) throw new Error(`ice restart: the browser's ice-ufrag stayed ${at.localUfrag}`);
+      if (at.remoteUfrag === before.remoteUfrag) throw new Error(`ice restart: tern answered the same ice-ufrag ${at.remoteUfrag}`);
+      // The browser's ICE transport on the new credentials, connected.
+      const deadline = Date.now() + 10000;
+      let now = at;
+      while (Date.now() < deadline) {
+        if (['connected', 'completed'].includes(now.iceConnectionState)
+            && (!now.iceLocalUfrag || now.iceLocalUfrag === at.localUfrag)) break;
+        await sleep(0.2);
+        now = await look(name);
+      }
+      steps.iceRestart.connected = now;
+      if (!['connected', 'completed'].includes(now.iceConnectionState)) {
+        throw new Error(`ice restart: ICE ${now.iceConnectionState} 10 s after the answer`);
+      }
+      if (now.iceLocalUfrag && now.iceLocalUfrag !== at.localUfrag) {
+        throw new Error(`ice restart: the transport still uses ufrag ${now.iceLocalUfrag} 10 s after the answer`);
+      }
+      const f = await flows(name, 'after the ICE restart', now);
+      steps.iceRestart.after = f.after;
+      steps.iceRestart.gained = f.gained;
+      steps.iceRestart.fetched = await fetchJson();
+    }
+    const end = await look(name);
+    steps.end = end;
+    if (end.errors > 0) throw new Error(`page ${name}: ${end.errors} error(s) in the page`);
+    return null;
+  } catch (e) {
+    return String(e && e.message ? e.message : e);
+  }
 }
 
 main().catch((e) => finish(false, String(e && e.message ? e.message : e)));

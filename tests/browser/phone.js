@@ -8,7 +8,10 @@
 //
 // For a driver: window.phoneState (registered, call state, errors, events),
 // window.phoneStats() (a promise of the inbound/outbound audio RTP counters
-// of the call's RTCPeerConnection, from getStats()), window.phoneHangup().
+// of the call's RTCPeerConnection, from getStats()), window.phoneIce() (both
+// descriptions' ice-ufrag and audio direction), window.phoneHold(),
+// phoneUnhold() and phoneIceRestart() (promises: a re-INVITE answered),
+// window.phoneHangup().
 (function () {
   'use strict';
   const q = new URLSearchParams(location.search);
@@ -161,6 +164,10 @@
       } else if (s.type === 'outbound-rtp' && (s.kind || s.mediaType) === 'audio') {
         out.packetsSent += s.packetsSent || 0;
       } else if (s.type === 'transport' && s.selectedCandidatePairId) {
+        out.iceLocalUfrag = s.iceLocalUsernameFragment || null;
+        out.iceState = s.iceState || null;
+        out.dtlsState = s.dtlsState || null;
+        out.selectedCandidatePairChanges = s.selectedCandidatePairChanges;
         const p = byId.get(s.selectedCandidatePairId);
         const l = p && byId.get(p.localCandidateId);
         const r = p && byId.get(p.remoteCandidateId);
@@ -169,6 +176,55 @@
     });
     return out;
   };
+  // The call's ICE credentials and audio direction as each side's
+  // description says (local: the browser's, remote: its peer's, here tern).
+  window.phoneIce = function () {
+    const pc = session && session.connection;
+    const read = (d) => {
+      if (!d || !d.sdp) return null;
+      const ufrag = /^a=ice-ufrag:(\S+)/m.exec(d.sdp);
+      const dir = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(d.sdp);
+      return { type: d.type, ufrag: ufrag ? ufrag[1] : null, direction: dir ? dir[1] : null };
+    };
+    return {
+      local: pc ? read(pc.localDescription) : null,
+      remote: pc ? read(pc.remoteDescription) : null,
+      iceConnectionState: pc ? pc.iceConnectionState : null,
+      onHold: session ? session.isOnHold() : null,
+    };
+  };
+  // An offer inside the call (hold, unhold, renegotiate): a promise that
+  // resolves when JsSIP's done callback runs (its re-INVITE got a 2xx and
+  // the answer was set), and rejects when JsSIP refuses to re-offer or the
+  // call ends first (JsSIP ends it when the re-INVITE fails).
+  function reoffer(what, start) {
+    return new Promise((resolve, reject) => {
+      if (!session || session.isEnded()) {
+        reject(new Error(`${what}: no call`));
+        return;
+      }
+      const s = session;
+      const ended = (e) => reject(new Error(`${what}: the call ended (${e.originator}: ${e.cause})`));
+      s.once('ended', ended);
+      s.once('failed', ended);
+      note(`${what} sent`);
+      const ok = start(s, () => {
+        s.removeListener('ended', ended);
+        s.removeListener('failed', ended);
+        note(`${what} answered`);
+        resolve(window.phoneIce());
+      });
+      if (!ok) {
+        s.removeListener('ended', ended);
+        s.removeListener('failed', ended);
+        reject(new Error(`${what}: JsSIP would not re-offer now`));
+      }
+    });
+  }
+  window.phoneHold = () => reoffer('hold', (s, done) => s.hold({}, done));
+  window.phoneUnhold = () => reoffer('unhold', (s, done) => s.unhold({}, done));
+  window.phoneIceRestart = () => reoffer('ice restart', (s, done) => s.renegotiate(
+    { rtcOfferConstraints: { offerToReceiveAudio: true, iceRestart: true } }, done));
   window.phoneHangup = function () {
     if (session && !session.isEnded()) session.terminate();
   };
