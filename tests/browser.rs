@@ -56,7 +56,9 @@ fn ports(block: u16) -> Ports {
         uas_media: base + 4,
         reg: base + 8,
         http: base + 9,
-        relay: format!("{}-{}", base + 10, base + 29),
+        // Below the kernel's ephemeral range (32768-), so no outgoing
+        // socket of Chromium or SIPp can hold a relay port.
+        relay: format!("{}-{}", 21200 + 20 * block, 21219 + 20 * block),
     }
 }
 

@@ -7,7 +7,8 @@
 //! good connection goes on.
 //!
 //! Ports: SIP 18100-18129 (UDP/TCP, TLS, WS, WSS, ng, HTTP), SIPp
-//! 18110-18111 with media 18610, relay 34000-34199.
+//! 18110-18111 with media 18610, relay 21300-21389 (below the kernel's
+//! ephemeral range).
 
 mod common;
 use common::sipclient::*;
@@ -122,7 +123,7 @@ const SDP: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.
 
 #[test]
 fn tls_client_registers_with_digest_and_calls_a_sipp_uas_over_udp() {
-    let n = node("sip-tls-call", 18100, "34000-34099");
+    let n = node("sip-tls-call", 18100, "21300-21329");
     let dir = sipp_workdir("sip-tls-call-uas");
     let mut uas = uas_echo(18110, 18610, 1, &dir);
     // bob: the SIPp UAS, registered over UDP with digest by this test.
@@ -179,7 +180,7 @@ fn tls_client_registers_with_digest_and_calls_a_sipp_uas_over_udp() {
         .final_response("INVITE", Duration::from_secs(10))
         .expect("200 to the INVITE");
     assert_eq!(status(&ok), Some(200), "{ok}");
-    // The answer anchors media in the relay (34000-34099), not at bob's 18610.
+    // The answer anchors media in the relay (21300-21329), not at bob's 18610.
     let sdp = body(&ok);
     let port: u16 = sdp
         .lines()
@@ -187,7 +188,7 @@ fn tls_client_registers_with_digest_and_calls_a_sipp_uas_over_udp() {
         .and_then(|l| l.split(' ').next())
         .and_then(|p| p.parse().ok())
         .expect("m=audio in the answer");
-    assert!((34000..34100).contains(&port), "{sdp}");
+    assert!((21300..21330).contains(&port), "{sdp}");
     tls.send(&ack_for(&tls, &uri, &ok, 2));
     // Media: RTP to the relay comes back through SIPp's echo.
     let rtp = UdpSocket::bind("127.0.0.1:18620").unwrap();
@@ -265,7 +266,7 @@ fn ack_for(link: &Link, uri: &str, r: &str, cseq: u32) -> String {
 
 #[test]
 fn a_ws_user_is_reached_over_its_connection_and_gets_480_once_it_is_gone() {
-    let n = node("sip-ws-flow", 18120, "34100-34199");
+    let n = node("sip-ws-flow", 18120, "21330-21359");
     let reg = n.sip.to_string();
     let mut ws = Link::ws(n.ws).expect("WS handshake");
     assert_eq!(
@@ -382,7 +383,7 @@ fn r_challenge(udp: &mut Link, uri: &str, call_id: &str) -> String {
 
 #[test]
 fn hostile_streams_are_closed_and_counted_while_good_ones_go_on() {
-    let n = node("sip-hostile", 18140, "34200-34299");
+    let n = node("sip-hostile", 18140, "21360-21389");
     let reg = n.sip.to_string();
     // A good WSS user, registered before the attacks.
     let mut good = Link::wss(n.wss, &n.cert_der).expect("WSS handshake");
