@@ -196,6 +196,7 @@ fn webrtc_offer_bridged_to_plain_rtp_is_answered_with_ice_dtls_mux_and_mid() {
     assert_eq!(dtls.digest(), &[0xab; 32][..]);
     assert!(cfg.legs[1].secure.ice.is_none() && cfg.legs[1].secure.dtls.is_none());
     assert!(cfg.legs[0].rtcp_mux, "rtcp-mux toward the browser");
+    assert!(!cfg.legs[1].rtcp_mux, "SIPp did not take rtcp-mux");
 
     // Toward the browser.
     let a = sections(&answer);

@@ -288,16 +288,14 @@ fn program_media(
             }
         }
         Op::Answer => {
-            let f = MuxFlags {
-                offer: flags.mux.offer || ms.mux_flags.offer,
-                accept: flags.mux.accept || ms.mux_flags.accept,
-                demux: flags.mux.demux || ms.mux_flags.demux,
-                require: flags.mux.require || ms.mux_flags.require,
-                reject: flags.mux.reject || ms.mux_flags.reject,
-            };
-            let answered = (info.rtcp_mux && ms.mux_offered_to) || f.require;
+            // `require` pretends the SDP's recipient took rtcp-mux
+            // (rtpengine): the offer's is about the answerer, the
+            // answer's about the offerer.
+            let (of, af) = (ms.mux_flags, flags.mux);
+            let answered = (info.rtcp_mux && ms.mux_offered_to) || of.require;
             ms.cfg.legs[sender].rtcp_mux = answered;
-            let offerer_mux = ms.mux_offered_by && (answered || f.accept || f.demux);
+            let offerer_mux = ms.mux_offered_by
+                && (answered || of.accept || af.accept || of.demux || af.demux || af.require);
             ms.cfg.legs[receiver].rtcp_mux = offerer_mux;
             MediaDecision {
                 mux: offerer_mux,
