@@ -10,7 +10,7 @@
 //! -rtp_echo` (registered over UDP) through Kamailio, whose rtpengine
 //! module has a relay terminate ICE and DTLS-SRTP toward the browser and
 //! speak plain RTP toward SIPp (`-A WITH_MEDIA`): rtpengine itself, the
-//! known-good relay, and tern relay (ignored: see its test).
+//! known-good relay, and tern relay.
 //!
 //! Skips, saying so, without Chromium, node, tests/browser/node_modules
 //! (`npm ci --prefix tests/browser`), kamailio or its websocket module
@@ -245,13 +245,12 @@ fn browser_calls_sipp_echo_through_kamailio_ws_and_rtpengine() {
     browser_calls_sipp_echo(33010, &|ng, lo, hi| start_rtpengine(ng, lo, hi));
 }
 
-/// The same call with tern relay in rtpengine's place. Today Chromium
-/// refuses tern's answer: `ICE=force` gives an SDP with
-/// `UDP/TLS/RTP/SAVPF`, `a=fingerprint` and `a=setup`, but no
-/// `a=ice-ufrag`/`a=ice-pwd`/`a=candidate` ("Failed to set remote answer
-/// sdp: Called with SDP without ice-ufrag and ice-pwd").
+/// The same call with tern relay in rtpengine's place. The offer's
+/// `ICE=remove DTLS=off` concern the SDP to SIPp only (rtpengine's
+/// semantics), so tern's answer to the browser carries its ICE-lite
+/// credentials and host candidate, fingerprint, `a=setup:active`,
+/// `a=rtcp-mux` and the offer's `a=mid`.
 #[test]
-#[ignore = "tern's ng answer toward a WebRTC leg has no ICE credentials yet"]
 fn browser_calls_sipp_echo_through_kamailio_ws_and_tern_relay() {
     /// Removes the relay's slot table however the test ends.
     struct Table(String);

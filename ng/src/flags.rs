@@ -21,7 +21,10 @@ pub(crate) struct MuxFlags {
     pub(crate) reject: bool,
 }
 
-/// `ICE=` (rtpengine): what the relay does with ICE toward the recipient.
+/// `ICE=` (rtpengine): what the relay does with ICE toward the recipient
+/// of the SDP. The sender's own ICE is always taken: its leg does ICE-lite
+/// when its SDP has ICE, whatever the flag, and an answer to an ICE
+/// offerer carries the relay's credentials unless it says `remove`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum IceMode {
     /// ICE-lite toward the recipient when the sender did ICE.
@@ -45,7 +48,10 @@ pub(crate) enum DtlsMode {
     Passive,
     /// The relay takes the active role (DTLS client).
     Active,
-    /// No DTLS: a DTLS-SRTP peer is refused (plain or SDES instead).
+    /// rtpengine's `off`: no DTLS offered to the recipient where it would
+    /// choose between DTLS and SDES. A DTLS-SRTP sender is still answered
+    /// with DTLS (as rtpengine does): the flag never touches the sender's
+    /// leg.
     Off,
 }
 

@@ -12,8 +12,12 @@
 //!   protocol may be replaced (`transport-protocol`);
 //! - `a=rtcp:`: the slot leg's RTCP port (its RTP port with rtcp-mux);
 //! - `a=rtcp-mux`: added or removed as negotiated;
-//! - ICE attributes (`a=candidate`, `a=ice-ufrag`, …): removed, since the
-//!   relay does not do ICE and candidates would route media around it.
+//! - ICE attributes (`a=candidate`, `a=ice-ufrag`, …): removed, since
+//!   candidates would route media around the relay (its own ICE-lite lines
+//!   come in [`MediaOut::attrs`]);
+//! - `a=group:BUNDLE`: removed when a section is relayed, since each
+//!   relayed section has a port of its own (rtpengine's default: outgoing
+//!   SDPs are never bundled); the sections' `a=mid` stay.
 //!
 //! Blank lines are dropped, and lines end in CRLF on output whatever they
 //! ended in on input.
@@ -252,6 +256,10 @@ pub struct Rewrite {
     pub transport: Option<String>,
     /// `a=rtcp:` handling.
     pub rtcp_attr: RtcpAttr,
+    /// Per media section left as it is (`None` in `media`): an `a=mid` to
+    /// add when it has none, so that an answer's rejected section still
+    /// names the offer's (RFC 9143 §7.3.3; rtpengine does so too).
+    pub rejected_mids: Vec<Option<String>>,
 }
 
 /// An attribute of secure media the relay replaces: SDES keys (RFC 4568),
@@ -261,6 +269,14 @@ fn is_secure_attr(name: &str) -> bool {
         name,
         "crypto" | "fingerprint" | "setup" | "ice-lite" | "tls-id"
     )
+}
+
+/// `a=group:BUNDLE …` (RFC 9143 §7.1).
+fn is_bundle_group(a: &engine::Attribute<'_>) -> bool {
+    a.name == "group"
+        && a.value
+            .and_then(|v| v.split_whitespace().next())
+            .is_some_and(|s| s.eq_ignore_ascii_case("BUNDLE"))
 }
 
 /// An ICE attribute line (`a=candidate`, `a=ice-ufrag`, …, RFC 8839).
@@ -451,7 +467,10 @@ impl<'a> Sdp<'a> {
         // and setup never travel on, and the relay's own go in their place.
         let any_relayed = rw.media.iter().any(Option::is_some);
         for (i, l) in doc.session().indexed() {
-            if is_ice(l) || (any_relayed && l.attribute().is_some_and(|a| is_secure_attr(a.name))) {
+            let replaced = l
+                .attribute()
+                .is_some_and(|a| is_secure_attr(a.name) || is_bundle_group(&a));
+            if is_ice(l) || (any_relayed && replaced) {
                 w.remove(i);
             } else if l.is(b'o') {
                 w.set_origin(i, 1, rw.replace_origin.then_some(rw.media_ip));
@@ -465,6 +484,13 @@ impl<'a> Sdp<'a> {
         }
         for (n, sec) in doc.media_sections().enumerate() {
             let Some(mo) = relayed(n) else {
+                let has_mid = sec
+                    .lines()
+                    .iter()
+                    .any(|l| l.attribute().is_some_and(|a| a.name == "mid"));
+                if let (Some(Some(mid)), false) = (rw.rejected_mids.get(n), has_mid) {
+                    w.insert_after(sec.end().saturating_sub(1), format!("a=mid:{mid}"));
+                }
                 continue;
             };
             let mut has_mux = false;
@@ -589,6 +615,7 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
             replace_session_conn: false,
             transport: Some("RTP/AVPF".into()),
             rtcp_attr: RtcpAttr::Rewrite,
+            rejected_mids: Vec::new(),
         });
         assert_eq!(
             out,
@@ -633,6 +660,7 @@ m=video 0 RTP/AVP 31\r\n"
             } else {
                 RtcpAttr::Rewrite
             },
+            rejected_mids: Vec::new(),
         };
         let out = s.rewrite(&rw(true, false));
         // Session c= untouched (the media has its own), media c= rewritten.
@@ -722,6 +750,7 @@ m=video 0 RTP/AVP 31\r\n"
                     replace_session_conn: true,
                     transport: None,
                     rtcp_attr: RtcpAttr::Full,
+                    rejected_mids: vec![Some("m".into())],
                 });
             }
         }

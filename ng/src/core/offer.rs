@@ -84,6 +84,7 @@ impl NgCore {
 
         let media_ip = table.media_ip();
         let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
+        let mut rejected_mids: Vec<Option<String>> = Vec::with_capacity(sdp.media().len());
         let mut fresh: Vec<u32> = Vec::new();
         let mut failure = None;
         for (i, info) in sdp.media().iter().enumerate() {
@@ -91,6 +92,11 @@ impl NgCore {
                 call.media.push(MediaState::default());
             }
             let ms = &mut call.media[i];
+            // An answer's rejected section still names the offer's mid.
+            rejected_mids.push(match op {
+                Op::Answer => ms.plan[receiver].mid.clone(),
+                Op::Offer => None,
+            });
             if info.port == 0 {
                 if let Some(s) = ms.slot.take() {
                     release_slot(&table, s, call_id);
@@ -204,6 +210,7 @@ impl NgCore {
             replace_session_conn: flags.replace_session_conn,
             transport: flags.transport.clone(),
             rtcp_attr: flags.rtcp_attr,
+            rejected_mids,
         });
         Ok(Dict::new().with("sdp", bstr(body)))
     }
@@ -232,10 +239,7 @@ fn program_media(
         _ => sdp_ip,
     };
     ms.kind = info.kind.clone();
-    ms.proto = flags
-        .transport
-        .clone()
-        .unwrap_or_else(|| info.proto.clone());
+    ms.proto = secure::out_transport(flags, &info.proto);
     ms.advertised[sender] = sdp_ip.map(|a| SocketAddr::new(a, info.port));
     let leg = &mut ms.cfg.legs[sender];
     leg.peer = ip.map(|a| SocketAddr::new(a, info.port));
@@ -284,16 +288,14 @@ fn program_media(
             }
         }
         Op::Answer => {
-            let f = MuxFlags {
-                offer: flags.mux.offer || ms.mux_flags.offer,
-                accept: flags.mux.accept || ms.mux_flags.accept,
-                demux: flags.mux.demux || ms.mux_flags.demux,
-                require: flags.mux.require || ms.mux_flags.require,
-                reject: flags.mux.reject || ms.mux_flags.reject,
-            };
-            let answered = (info.rtcp_mux && ms.mux_offered_to) || f.require;
+            // `require` pretends the SDP's recipient took rtcp-mux
+            // (rtpengine): the offer's is about the answerer, the
+            // answer's about the offerer.
+            let (of, af) = (ms.mux_flags, flags.mux);
+            let answered = (info.rtcp_mux && ms.mux_offered_to) || of.require;
             ms.cfg.legs[sender].rtcp_mux = answered;
-            let offerer_mux = ms.mux_offered_by && (answered || f.accept || f.demux);
+            let offerer_mux = ms.mux_offered_by
+                && (answered || of.accept || af.accept || of.demux || af.demux || af.require);
             ms.cfg.legs[receiver].rtcp_mux = offerer_mux;
             MediaDecision {
                 mux: offerer_mux,

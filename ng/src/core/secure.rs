@@ -16,6 +16,12 @@
 //! - ICE (RFC 8445 §2.5): ICE-lite toward a peer that does ICE (or with
 //!   `ICE=force`), with credentials per leg; a changed peer ufrag is an ICE
 //!   restart, answered with new credentials (RFC 8445 §9).
+//!
+//! As in rtpengine, `ICE=`, `DTLS=` and `transport-protocol` describe the
+//! SDP to the recipient: a WebRTC offerer bridged to plain RTP (`ICE=remove
+//! DTLS=off RTP/AVP` on the offer) still has its ICE and DTLS terminated,
+//! and the answer back to it carries the relay's ICE-lite credentials and
+//! host candidate, fingerprint, setup and the offer's `a=mid`.
 
 use std::net::IpAddr;
 
@@ -66,6 +72,9 @@ pub(super) struct LegPlan {
     pub(super) setup: Option<Setup>,
     /// The peer's ICE ufrag the relay last saw.
     pub(super) peer_ufrag: Option<String>,
+    /// The peer's `a=mid`: an answer to the peer carries it (RFC 8843
+    /// §7.3, RFC 9143 §7.3) when the answerer's SDP has none.
+    pub(super) mid: Option<String>,
 }
 
 impl std::fmt::Debug for LegPlan {
@@ -75,6 +84,7 @@ impl std::fmt::Debug for LegPlan {
             .field("offered", &self.offered.len())
             .field("answer", &self.answer)
             .field("setup", &self.setup)
+            .field("mid", &self.mid)
             .finish()
     }
 }
@@ -184,7 +194,7 @@ pub(super) fn negotiate(
     let to = sender ^ 1;
     // A DTLS-SRTP sender is answered with the relay's fingerprint: refuse
     // now rather than at the answer when there is none.
-    if kind(&info.proto) == Kind::Dtls && flags.dtls != DtlsMode::Off && fingerprint.is_none() {
+    if kind(&info.proto) == Kind::Dtls && fingerprint.is_none() {
         return Err(CommandError::Sdp(
             "DTLS-SRTP asked for but the dataplane has no DTLS certificate".into(),
         ));
@@ -193,10 +203,7 @@ pub(super) fn negotiate(
     // What the SDP to `to` says: on an offer, the relay's offer; on an
     // answer, its answer to what `to` offered.
     let out_proto = match op {
-        Op::Offer => flags
-            .transport
-            .clone()
-            .unwrap_or_else(|| info.proto.clone()),
+        Op::Offer => out_transport(flags, &info.proto),
         Op::Answer => ms.plan[to]
             .proto
             .clone()
@@ -279,8 +286,10 @@ pub(super) fn negotiate(
             IceMode::Remove => false,
             IceMode::Default | IceMode::Optional => info.sec.ice_ufrag.is_some(),
         },
-        // The offerer's leg was set up when its offer came.
-        Op::Answer => sec.ice.is_some(),
+        // The offerer's leg was set up from its own offer: an offerer
+        // that did ICE is answered with ICE (an answer cannot add ICE to
+        // an offer without it, RFC 8839 §4.2.4), unless `ICE=remove`.
+        Op::Answer => sec.ice.is_some() && flags.ice != IceMode::Remove,
     };
     let mut ice_lite = false;
     if want_ice {
@@ -314,8 +323,13 @@ pub(super) fn negotiate(
     } else {
         sec.ice = None;
     }
-    if flags.generate_mid && info.sec.mid.is_none() {
-        attrs.push(format!("a=mid:{index}"));
+    if info.sec.mid.is_none() {
+        match (op, &plan.mid) {
+            // The answer goes back with the offerer's own mid.
+            (Op::Answer, Some(mid)) => attrs.push(format!("a=mid:{mid}")),
+            _ if flags.generate_mid => attrs.push(format!("a=mid:{index}")),
+            _ => {}
+        }
     }
     Ok(Offered {
         attrs,
@@ -390,7 +404,10 @@ fn take_sender(
                 plan.proto = Some(info.proto.clone());
             }
         }
-        Kind::Dtls if flags.dtls != DtlsMode::Off => {
+        // The sender's own DTLS-SRTP is always taken: `DTLS=` concerns
+        // what the relay offers the recipient (rtpengine's
+        // `__generate_crypto` applies it to the recipient's side only).
+        Kind::Dtls => {
             let Some((hash, digest)) = &info.sec.fingerprint else {
                 return Err(CommandError::Sdp("DTLS-SRTP without a=fingerprint".into()));
             };
@@ -424,9 +441,14 @@ fn take_sender(
             }
         }
     }
+    plan.mid = info.sec.mid.clone();
     // ICE from the sender's side: its ufrag, and a restart when it moved.
-    match (&info.sec.ice_ufrag, flags.ice) {
-        (Some(u), m) if m != IceMode::Remove => {
+    // `ICE=` concerns the SDP to the recipient (rtpengine's `__ice_offer`:
+    // `remove` clears ICE toward the recipient only), so an ICE sender's
+    // leg does ICE-lite whatever the flag, and the SDP back to it (the
+    // answer, or a later offer) carries the relay's credentials.
+    match &info.sec.ice_ufrag {
+        Some(u) => {
             let restart = plan.peer_ufrag.as_deref().is_some_and(|p| p != u);
             if restart || sec.ice.is_none() {
                 sec.ice = Some(fresh_ice(rng));
@@ -436,10 +458,26 @@ fn take_sender(
             }
             plan.peer_ufrag = Some(u.clone());
         }
-        _ => {
+        None => {
             sec.ice = None;
             plan.peer_ufrag = None;
         }
     }
     Ok(())
+}
+
+/// Whether `proto` carries RTP (rtpengine's `proto_is_rtp`): `RTP/AVP`,
+/// `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`, … but not `UDP/DTLS/SCTP`, `udptl`.
+pub(super) fn is_rtp(proto: &str) -> bool {
+    proto.split('/').any(|p| p == "RTP")
+}
+
+/// The `m=` protocol of an offer to the recipient: `transport-protocol`
+/// replaces RTP protocols only (rtpengine); a data channel's
+/// `UDP/DTLS/SCTP` or T.38's `udptl` stays.
+pub(super) fn out_transport(flags: &Flags, proto: &str) -> String {
+    match &flags.transport {
+        Some(t) if is_rtp(proto) => t.clone(),
+        _ => proto.to_string(),
+    }
 }
