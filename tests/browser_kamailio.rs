@@ -19,8 +19,8 @@
 //! Ports: browser pair: Kamailio UDP 33000 (readiness probe only), WS
 //! 33001, probe 33002. Through rtpengine: Kamailio UDP 33010, WS 33011,
 //! probe 33012, SIPp uas 33013 (media 33014-33017), SIPp register 33018, ng
-//! 33020, relay 33030-33049. Through tern: the same +40 (relay
-//! 33070-33089), instance `t-bk-PID`.
+//! 33020, relay 21600-21619. Through tern: the same +40 (relay
+//! 21640-21659), instance `t-bk-PID`.
 
 mod common;
 use common::browser::*;
@@ -175,7 +175,11 @@ fn browser_calls_sipp_echo(base: u16, relay: &dyn Fn(u16, u16, u16) -> Proc) {
         base + 10,
     );
     let dir = sipp_workdir(&format!("bk-{base}"));
-    let _relay = relay(ng, base + 20, base + 39);
+    // Relay ports below the kernel's ephemeral range (32768-), so no
+    // outgoing socket of Chromium or SIPp can hold one: 21600-21619 for
+    // the block at 33010, 21640-21659 for the one at 33050.
+    let lo = 21600 + (base - 33010);
+    let _relay = relay(ng, lo, lo + 19);
     let _kam = start_kamailio_listening(
         "kamailio-ws.cfg",
         &dir.join("kamailio"),
