@@ -68,7 +68,12 @@ fuzz_target!(|data: &[u8]| {
         r = codec.on_wire(&rest[cut..], now + Duration::from_millis(1));
     }
     let _ = codec.on_tick(now + Duration::from_secs(31));
-    let cfg = SipConfig::default();
+    // A small nonce table: the default's 262,144 entries would dominate
+    // each run.
+    let cfg = SipConfig {
+        nonce_capacity: 1024,
+        ..SipConfig::default()
+    };
     let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
     let mut core = SipCore::new(&cfg, Box::new(FakeRelay(0)), local, now);
     let peer: SocketAddr = "192.0.2.7:50123".parse().unwrap();
