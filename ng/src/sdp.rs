@@ -280,6 +280,17 @@ fn is_bundle_group(a: &engine::Attribute<'_>) -> bool {
 }
 
 /// An ICE attribute line (`a=candidate`, `a=ice-ufrag`, …, RFC 8839).
+/// For a direction attribute (RFC 4566 §6), the direction it becomes in
+/// an RFC 2543 hold (c=0.0.0.0): `sendrecv` → `sendonly`, `recvonly` →
+/// `inactive`, the others unchanged. `None` for any other attribute.
+fn direction_attr(name: &str) -> Option<&'static str> {
+    match name {
+        "sendrecv" | "sendonly" => Some("sendonly"),
+        "recvonly" | "inactive" => Some("inactive"),
+        _ => None,
+    }
+}
+
 fn is_ice(l: &Line<'_>) -> bool {
     l.attribute().is_some_and(|a| a.is_ice())
 }
@@ -466,6 +477,14 @@ impl<'a> Sdp<'a> {
         // The relay terminates secure media: the peer's keys, fingerprint
         // and setup never travel on, and the relay's own go in their place.
         let any_relayed = rw.media.iter().any(Option::is_some);
+        let is_zero = |ip: &IpAddr| ip.is_unspecified();
+        let sess_zero = doc
+            .session()
+            .lines()
+            .iter()
+            .filter(|l| l.is(b'c'))
+            .filter_map(|l| l.value().and_then(|v| Connection::parse(v).ok()))
+            .any(|c| is_zero(&c.ip));
         for (i, l) in doc.session().indexed() {
             let replaced = l
                 .attribute()
@@ -475,7 +494,10 @@ impl<'a> Sdp<'a> {
             } else if l.is(b'o') {
                 w.set_origin(i, 1, rw.replace_origin.then_some(rw.media_ip));
             } else if l.is(b'c') && (sess_conn_used || rw.replace_session_conn) {
-                w.set_connection(i, rw.media_ip);
+                // c=0.0.0.0 is an RFC 2543 hold: kept, as rtpengine does.
+                if !(sess_zero && !rw.replace_session_conn) {
+                    w.set_connection(i, rw.media_ip);
+                }
             }
         }
         if rw.media.iter().flatten().any(|m| m.ice_lite) {
@@ -484,6 +506,16 @@ impl<'a> Sdp<'a> {
         }
         for (n, sec) in doc.media_sections().enumerate() {
             let Some(mo) = relayed(n) else {
+                if self.infos.get(n).is_some_and(|m| m.port == 0) {
+                    // A rejected section goes out bare, as rtpengine sends
+                    // it: the m= line (and its c=), its mid if any.
+                    for (i, l) in sec.indexed() {
+                        let keep = l.attribute().is_some_and(|a| a.name == "mid");
+                        if i != sec.start() && !l.is(b'c') && !keep {
+                            w.remove(i);
+                        }
+                    }
+                }
                 let has_mid = sec
                     .lines()
                     .iter()
@@ -495,6 +527,14 @@ impl<'a> Sdp<'a> {
             };
             let mut has_mux = false;
             let mut has_rtcp = false;
+            let mut has_dir = false;
+            // An RFC 2543 hold (c=0.0.0.0) stays one, and says so in its
+            // direction (rtpengine: sendrecv becomes sendonly).
+            let zero_hold = self
+                .infos
+                .get(n)
+                .and_then(|m| m.conn)
+                .is_some_and(|ip| is_zero(&ip));
             let full_rtcp = Some(rw.media_ip);
             for (i, l) in sec.indexed() {
                 if i == sec.start() {
@@ -502,12 +542,21 @@ impl<'a> Sdp<'a> {
                     continue;
                 }
                 if l.is(b'c') {
-                    w.set_connection(i, rw.media_ip);
+                    if !zero_hold {
+                        w.set_connection(i, rw.media_ip);
+                    }
                     continue;
                 }
                 let Some(a) = l.attribute() else {
                     continue;
                 };
+                if let Some(held) = direction_attr(a.name) {
+                    has_dir = true;
+                    if zero_hold && held != a.name {
+                        w.replace(i, format!("a={held}"));
+                    }
+                    continue;
+                }
                 if a.is_ice() || is_secure_attr(a.name) {
                     // The relay's own ICE and crypto lines replace these.
                     w.remove(i);
@@ -527,8 +576,22 @@ impl<'a> Sdp<'a> {
                 }
             }
             let last = sec.end().saturating_sub(1);
-            if !has_rtcp && rw.rtcp_attr == RtcpAttr::Full {
-                let line = format!("a=rtcp:{}", engine::rtcp_value(mo.rtcp_port, full_rtcp));
+            if !has_dir {
+                // rtpengine states every relayed section's direction.
+                w.insert_after(
+                    last,
+                    if zero_hold {
+                        "a=sendonly"
+                    } else {
+                        "a=sendrecv"
+                    },
+                );
+            }
+            if !has_rtcp && rw.rtcp_attr != RtcpAttr::Remove {
+                // As rtpengine: every relayed section names its RTCP port
+                // (RFC 3605), unless `no-rtcp-attribute`.
+                let addr = (rw.rtcp_attr == RtcpAttr::Full).then_some(rw.media_ip);
+                let line = format!("a=rtcp:{}", engine::rtcp_value(mo.rtcp_port, addr));
                 w.insert_after(last, line);
             }
             if mo.mux && !has_mux {

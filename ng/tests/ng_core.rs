@@ -825,11 +825,11 @@ fn sdes_offer_to_an_srtp_answerer_keys_both_directions() {
         ]
     );
     assert!(lines[0].starts_with("a=crypto:1 "), "{offer}");
-    // The answerer picks tag 4 and sends with its own key.
+    // The answerer picks tag 7 and sends with its own key.
     let theirs = [0x42u8; 30];
     let b = format!(
         "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/SAVP 0\r\na=crypto:{}\r\n",
-        tern_shared::sdp::crypto_value(4, "AES_CM_128_HMAC_SHA1_80", &theirs)
+        tern_shared::sdp::crypto_value(7, "AES_CM_128_HMAC_SHA1_80", &theirs)
     );
     let ans = Fx::ok_sdp(&f.answer("sdes1", "ft", "tt", &b, Dict::new()));
     assert!(
@@ -851,7 +851,7 @@ fn sdes_offer_to_an_srtp_answerer_keys_both_directions() {
     );
 
     // An answer naming a tag never offered is refused.
-    let bad = b.replace("a=crypto:4 ", "a=crypto:9 ");
+    let bad = b.replace("a=crypto:7 ", "a=crypto:9 ");
     let v = f.answer("sdes1", "ft", "tt", &bad, Dict::new());
     assert_eq!(s(at(&v, &["result"])), "error");
     assert!(s(at(&v, &["error-reason"])).contains("a=crypto"), "{v:?}");
@@ -873,7 +873,7 @@ fn sdes_flags_limit_what_is_offered() {
     );
     let lines = crypto_lines(&only);
     assert_eq!(lines.len(), 1, "{only}");
-    assert!(lines[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+    assert!(lines[0].starts_with("a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:"));
     let v = f.offer(
         "sdes3",
         "ft",

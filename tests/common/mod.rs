@@ -15,6 +15,7 @@ use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
 pub mod browser;
 pub mod ng;
+pub mod rtpengine;
 pub mod sipclient;
 
 /// A child process killed (SIGTERM, then SIGKILL) by PID on drop.

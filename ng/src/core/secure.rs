@@ -215,14 +215,12 @@ pub(super) fn negotiate(
     match (kind(&out_proto), op) {
         (Kind::Sdes, Op::Offer) => {
             if plan.offered.is_empty() || plan.proto.as_deref() != Some(out_proto.as_str()) {
-                let mut tag = 0;
                 plan.offered = SRTP_SUITES
                     .iter()
                     .filter(|s| flags.sdes.allows(s.1))
                     .filter_map(|s| {
-                        tag += 1;
                         Some(PeerCrypto {
-                            tag,
+                            tag: rtpengine_tag(s.1),
                             suite: s.0,
                             key_salt: random_key(rng, s.0)?,
                         })
@@ -480,4 +478,29 @@ pub(super) fn out_transport(flags: &Flags, proto: &str) -> String {
         Some(t) if is_rtp(proto) => t.clone(),
         _ => proto.to_string(),
     }
+}
+
+/// The `a=crypto` tag rtpengine gives suite `name` when it offers every
+/// suite it knows, in its order (AEAD_AES_256_GCM 1 … NULL_HMAC_SHA1_32
+/// 12): tern offers its subset under the same tags, so an offer reads the
+/// same from either relay. Tags are the offerer's choice (RFC 4568 §9.1).
+fn rtpengine_tag(name: &str) -> u32 {
+    const ORDER: [&str; 12] = [
+        "AEAD_AES_256_GCM",
+        "AEAD_AES_128_GCM",
+        "AES_256_CM_HMAC_SHA1_80",
+        "AES_256_CM_HMAC_SHA1_32",
+        "AES_192_CM_HMAC_SHA1_80",
+        "AES_192_CM_HMAC_SHA1_32",
+        "AES_CM_128_HMAC_SHA1_80",
+        "AES_CM_128_HMAC_SHA1_32",
+        "F8_128_HMAC_SHA1_80",
+        "F8_128_HMAC_SHA1_32",
+        "NULL_HMAC_SHA1_80",
+        "NULL_HMAC_SHA1_32",
+    ];
+    ORDER
+        .iter()
+        .position(|n| *n == name)
+        .map_or(99, |i| i as u32 + 1)
 }
