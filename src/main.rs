@@ -62,6 +62,11 @@ struct RelayArgs {
     /// Also serve ng to sources in CIDR (repeatable); loopback always is.
     #[arg(long = "ng-allow", value_name = "CIDR")]
     ng_allow: Vec<tern_ng::Cidr>,
+    /// Most ng calls held at once (rtpengine's --max-sessions): an offer
+    /// for a new call past it is answered `load limit` (Kamailio and
+    /// OpenSIPS then try the next relay of the set).
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
     /// Delete ng calls whose media stopped SECS seconds ago (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
@@ -243,6 +248,9 @@ fn start_ng(
         cfg.core.jitter = j;
     }
     cfg.core.jitter.enabled |= a.jitter_buffer;
+    if let Some(n) = a.max_sessions {
+        cfg.core.max_calls = n;
+    }
     match control::start(cfg, table.clone(), shutdown.clone()) {
         Ok(ng) => {
             println!(

@@ -25,11 +25,23 @@ pub fn bind_udp(ip: IpAddr, port: u16, drop_all: bool) -> io::Result<Socket> {
         let _ = s.set_only_v6(false);
     }
     s.set_nonblocking(true)?;
+    set_media_tos(&s, ip, tern_shared::MEDIA_TOS);
     if drop_all {
         self::drop_all(&s)?;
     }
     s.bind(&addr.into())?;
     Ok(s)
+}
+
+/// Marks what `s` sends with TOS byte `tos` (`IP_TOS`; on IPv6 also
+/// `IPV6_TCLASS`, and `IP_TOS` for the IPv4 traffic of a dual-stack
+/// socket). Best effort: media still flows unmarked where the host
+/// refuses.
+pub fn set_media_tos(s: &Socket, ip: IpAddr, tos: u8) {
+    if ip.is_ipv6() {
+        let _ = s.set_tclass_v6(u32::from(tos));
+    }
+    let _ = s.set_tos(u32::from(tos));
 }
 
 /// Attaches a one-instruction classic BPF filter (`ret #0`: keep zero
@@ -204,6 +216,15 @@ mod tests {
         );
         assert_eq!(read_sockaddr(&[1, 0, 0]), None);
         assert_eq!(read_sockaddr(&[]), None);
+    }
+
+    #[test]
+    fn media_sockets_are_marked_ef() {
+        let s = bind_udp(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, false).unwrap();
+        assert_eq!(s.tos().unwrap(), u32::from(tern_shared::MEDIA_TOS));
+        if let Ok(s6) = bind_udp(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, false) {
+            assert_eq!(s6.tclass_v6().unwrap(), u32::from(tern_shared::MEDIA_TOS));
+        }
     }
 
     #[test]

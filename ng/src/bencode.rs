@@ -200,9 +200,11 @@ impl Dict {
     }
 }
 
-/// Read access to a decoded ng message dictionary. Keys are looked up as
-/// given and with hyphens replaced by spaces (`"transport-protocol"` also
-/// finds `"transport protocol"`, as rtpengine accepts both spellings).
+/// Read access to a decoded ng message dictionary. A key tern implements
+/// is looked up under each of rtpengine's spellings of it
+/// ([`crate::keys`]: `"call-id"` also finds `"call ID"`,
+/// `"transport-protocol"` finds `"transport protocol"`); any other key
+/// exactly as given.
 #[derive(Debug)]
 pub struct Msg<'a>(pub &'a BTreeMap<ByteString, Value>);
 
@@ -221,11 +223,9 @@ impl<'a> Msg<'a> {
         if let Some(v) = self.0.get(key.as_bytes()) {
             return Some(v);
         }
-        if key.contains('-') {
-            let alt = key.replace('-', " ");
-            return self.0.get(alt.as_bytes());
-        }
-        None
+        crate::keys::spellings(key)
+            .iter()
+            .find_map(|k| self.0.get(k.as_bytes()))
     }
 
     /// `key` as UTF-8 text.

@@ -1,7 +1,8 @@
 //! The flags and keys of one `offer`, `answer` or `delete`, parsed from
 //! the message (rtpengine's `flags`, `replace`, `rtcp-mux`, `ICE`,
-//! `transport-protocol`, jitter-buffer keys, `received-from`). Unknown
-//! flags are not errors: they go to the reply's `warning`.
+//! `transport-protocol`, `supports`, `TOS`, jitter-buffer keys,
+//! `received-from`). Unknown flags and values are not errors: they are
+//! named in the reply's `warning` ([`Warnings`]).
 
 use std::net::IpAddr;
 
@@ -9,6 +10,7 @@ use tern_shared::table::{JitterSettings, Learning};
 
 use crate::bencode::Msg;
 use crate::error::{field, CommandError};
+use crate::keys::Warnings;
 use crate::sdp::RtcpAttr;
 
 /// rtcp-mux flags of an offer (rtpengine's `rtcp-mux` list).
@@ -72,7 +74,7 @@ impl SdesFlags {
     }
 
     fn take(&mut self, v: &str) -> bool {
-        if v == "off" {
+        if matches!(v, "off" | "no" | "disabled" | "disable") {
             self.off = true;
         } else if let Some(s) = v.strip_prefix("no-") {
             self.no.push(s.to_string());
@@ -111,6 +113,11 @@ pub(crate) struct Flags {
     pub(crate) sdes: SdesFlags,
     /// `generate-mid`: add `a=mid` to sections that lack one.
     pub(crate) generate_mid: bool,
+    /// `supports` names `load limit`: past the session limit an offer is
+    /// answered `result: load limit` instead of an error.
+    pub(crate) supports_load_limit: bool,
+    /// `TOS`: the TOS byte asked for this call's media.
+    pub(crate) tos: Option<u8>,
 }
 
 /// rtpengine compares flags with spaces turned into hyphens.
@@ -119,20 +126,20 @@ fn hyphenate(s: &str) -> String {
 }
 
 impl Flags {
-    pub(crate) fn parse(m: &Msg<'_>, warnings: &mut Vec<String>) -> Result<Flags, CommandError> {
+    pub(crate) fn parse(m: &Msg<'_>, warnings: &mut Warnings) -> Result<Flags, CommandError> {
         let mut f = Flags::default();
         let list = |key: &str| field(m.str_list(key), "", key);
         for raw in list("flags")? {
             match hyphenate(raw).as_str() {
                 "trust-address" => f.trust_address = true,
-                "SIP-source-address" => f.trust_address = false,
+                "SIP-source-address" | "sip-source-address" => f.trust_address = false,
                 "strict-source" => f.strict_source = true,
                 "media-handover" => f.media_handover = true,
                 "SSRC-rewrite" => f.ssrc_rewrite = true,
                 "replace-origin" => f.replace_origin = true,
                 "replace-session-connection" => f.replace_session_conn = true,
-                "no-rtcp-attribute" => f.rtcp_attr = RtcpAttr::Remove,
-                "full-rtcp-attribute" => f.rtcp_attr = RtcpAttr::Full,
+                "no-rtcp-attribute" | "no-RTCP-attribute" => f.rtcp_attr = RtcpAttr::Remove,
+                "full-rtcp-attribute" | "full-RTCP-attribute" => f.rtcp_attr = RtcpAttr::Full,
                 "rtcp-mux-offer" => f.mux.offer = true,
                 "rtcp-mux-accept" => f.mux.accept = true,
                 "rtcp-mux-demux" => f.mux.demux = true,
@@ -152,23 +159,18 @@ impl Flags {
                     f.generate_mid = true;
                 }
                 s if s.starts_with("SDES-") && f.sdes.take(&s["SDES-".len()..]) => {}
-                // Defaults of this relay, or meaningless for it.
-                "symmetric"
-                | "port-latching"
-                | "reset"
-                | "loop-protect"
-                | "no-redis-update"
-                | "all"
-                | "replace-sdp-version" => {}
-                other => warnings.push(format!("Unknown flag '{other}' ignored")),
+                // What this relay always does: symmetric RTP (media goes
+                // back to where the peer's comes from); a re-offer keeps
+                // the slot's ports; there is no Redis to update.
+                "symmetric" | "port-latching" | "no-redis-update" => {}
+                other => warnings.flag(other),
             }
         }
         for raw in list("replace")? {
             match hyphenate(raw).as_str() {
                 "origin" => f.replace_origin = true,
                 "session-connection" => f.replace_session_conn = true,
-                "sdp-version" => {}
-                other => warnings.push(format!("Unknown 'replace' flag '{other}' ignored")),
+                other => warnings.unsupported("replace", other),
             }
         }
         for raw in list("rtcp-mux")? {
@@ -178,7 +180,7 @@ impl Flags {
                 "demux" => f.mux.demux = true,
                 "require" => f.mux.require = true,
                 "reject" => f.mux.reject = true,
-                other => warnings.push(format!("Unknown 'rtcp-mux' flag '{other}' ignored")),
+                other => warnings.unsupported("rtcp-mux", other),
             }
         }
         // Interface directions: this relay has one interface, so any pair
@@ -196,7 +198,7 @@ impl Flags {
             None => {}
             Some("passive") => f.dtls = DtlsMode::Passive,
             Some("active") => f.dtls = DtlsMode::Active,
-            Some("off" | "no" | "disable") => f.dtls = DtlsMode::Off,
+            Some("off" | "no" | "disable" | "disabled") => f.dtls = DtlsMode::Off,
             Some(other) => warnings.push(format!("DTLS '{other}' not supported: DTLS as default")),
         }
         match field(m.opt_str("DTLS-fingerprint"), "", "DTLS-fingerprint")? {
@@ -206,19 +208,41 @@ impl Flags {
             )),
         }
         for raw in list("SDES")? {
-            if !f.sdes.take(&hyphenate(raw)) {
-                warnings.push(format!("Unknown 'SDES' flag '{raw}' ignored"));
+            let v = hyphenate(raw);
+            if !f.sdes.take(&v) {
+                warnings.unsupported("SDES", &v);
             }
         }
+        // rtpengine compares the protocol case-insensitively.
+        const PROTOS: [&str; 6] = [
+            "RTP/AVP",
+            "RTP/AVPF",
+            "RTP/SAVP",
+            "RTP/SAVPF",
+            "UDP/TLS/RTP/SAVP",
+            "UDP/TLS/RTP/SAVPF",
+        ];
         match field(m.opt_str("transport-protocol"), "", "transport-protocol")? {
             None => {}
-            Some(
-                p @ ("RTP/AVP" | "RTP/AVPF" | "RTP/SAVP" | "RTP/SAVPF" | "UDP/TLS/RTP/SAVP"
-                | "UDP/TLS/RTP/SAVPF"),
-            ) => f.transport = Some(p.to_string()),
-            Some(other) => warnings.push(format!(
-                "transport protocol '{other}' not supported: protocol left as offered"
-            )),
+            Some(p) => match PROTOS.iter().find(|q| q.eq_ignore_ascii_case(p)) {
+                Some(q) => f.transport = Some(q.to_string()),
+                None => warnings.push(format!(
+                    "transport protocol '{p}' not supported: protocol left as offered"
+                )),
+            },
+        }
+        for raw in list("supports")? {
+            match raw.trim() {
+                "load limit" => f.supports_load_limit = true,
+                other => warnings.unsupported("supports", other),
+            }
+        }
+        match field(m.opt_int("TOS"), "", "TOS")? {
+            None => {}
+            Some(v @ 0..=255) => f.tos = Some(v as u8),
+            // rtpengine: 256 (its "unset") or more leaves it as it is.
+            Some(v) if v > 255 => {}
+            Some(v) => warnings.push(format!("TOS {v} out of range 0..=255, ignored")),
         }
         for (key, out) in [
             ("jitter-buffer-target", &mut f.jitter_target_ms),

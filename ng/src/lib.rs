@@ -71,6 +71,8 @@ pub mod cache;
 pub mod core;
 pub mod error;
 pub mod flags;
+pub(crate) mod keys;
+pub(crate) mod rtpp;
 pub mod sdp;
 pub mod server;
 

@@ -17,3 +17,8 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod table;
+
+/// The IP TOS byte (IPv6 traffic class) of every media packet the relay
+/// sends: DSCP EF (46) with ECN 0, rtpengine's default `--tos=184`. The
+/// dataplane sets it on each media socket at bind.
+pub const MEDIA_TOS: u8 = 0xb8;

@@ -59,6 +59,7 @@ use crate::bencode::{bstr, decode_dict, encode_into, int, scan, str_list, uint, 
 use crate::cache::ReplyCache;
 use crate::error::{field, CommandError};
 use crate::flags::{Flags, MuxFlags};
+use crate::keys::{self, Warnings};
 use crate::sdp::{MediaInfo, MediaOut, Rewrite, Sdp};
 
 /// Longest cookie accepted, bytes.
@@ -81,7 +82,12 @@ pub struct CoreConfig {
     pub delete_delay_s: u64,
     /// Sources served.
     pub acl: Acl,
-    /// Most calls held at once (offers past it get an error).
+    /// Most calls held at once (`tern relay --max-sessions`, rtpengine's
+    /// `--max-sessions`): an offer for a new call past it is answered
+    /// `result: load limit` when its `supports` names `load limit`
+    /// (Kamailio's and OpenSIPS's modules then try the next relay of the
+    /// set), else with the error `Parallel session limit reached`.
+    /// Re-offers and answers of calls held are not limited.
     pub max_calls: usize,
     /// Jitter-buffer settings of a new call whose offer says neither
     /// `jitter-buffer` nor `no-jitter-buffer` (`tern relay --jitter-buffer`).
@@ -144,8 +150,14 @@ pub struct NgStats {
     pub calls_deleted: u64,
     /// Calls ended by the media timeout.
     pub calls_timed_out: u64,
-    /// Offers refused for want of a free slot.
+    /// Offers refused for want of a free slot or past the session limit.
     pub calls_rejected: u64,
+    /// Offers for a new call refused past [`CoreConfig::max_calls`]
+    /// (`load limit` or `Parallel session limit reached`).
+    pub load_limited: u64,
+    /// Unsupported keys, flags and list values named in `warning`s (each
+    /// name once per message).
+    pub unsupported: u64,
     /// Calls held now.
     pub calls_current: u64,
     /// Slots found active at start with no call to claim them (a killed
@@ -203,6 +215,8 @@ pub struct NgCore {
     started_ms: u64,
     total_call_ms: u64,
     ended_calls: u64,
+    /// Bytes the relay sent for calls that ended.
+    ended_bytes: u64,
     rate: RateSample,
     /// Slots ng reserved before this core started: slot id →
     /// (generation at adoption, adoption time ms).
@@ -216,8 +230,10 @@ struct RateSample {
     at_ms: u64,
     forwarded: u64,
     dropped: u64,
+    bytes: u64,
     packet_rate: u64,
     error_rate: u64,
+    byte_rate: u64,
 }
 
 type Reply = Result<Dict, CommandError>;
@@ -265,6 +281,7 @@ impl NgCore {
             started_ms: now_ms,
             total_call_ms: 0,
             ended_calls: 0,
+            ended_bytes: 0,
             rate: RateSample {
                 at_ms: now_ms,
                 ..Default::default()
@@ -368,10 +385,18 @@ impl NgCore {
                 "Trailing data after bencode dictionary",
             ));
         }
-        let dict = decode_dict(&body[..n]).map_err(CommandError::Bencode)?;
+        let mut dict = decode_dict(&body[..n]).map_err(CommandError::Bencode)?;
+        let mut warnings = Warnings::default();
+        crate::rtpp::expand(&mut dict, &mut warnings)?;
+        for k in dict.keys() {
+            match std::str::from_utf8(k.as_slice()) {
+                Ok(k) if keys::is_known(k) => {}
+                Ok(k) => warnings.key(k),
+                Err(_) => warnings.key(&String::from_utf8_lossy(k.as_slice())),
+            }
+        }
         let m = Msg(&dict);
         let cmd = field(m.str("command"), "No command in message", "command")?;
-        let mut warnings = Vec::new();
         let mut out = match cmd {
             "ping" => Ok(Dict::new().with("result", bstr("pong"))),
             "offer" => self.offer_answer(&m, now_ms, Op::Offer, &mut warnings),
@@ -383,8 +408,10 @@ impl NgCore {
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {
-            debug!(cmd, "ng: warnings: {}", warnings.join("; "));
-            out.set("warning", bstr(warnings.join("; ")));
+            self.stats.unsupported += warnings.unsupported_count() as u64;
+            let text = warnings.render();
+            debug!(cmd, "ng: warning: {text}");
+            out.set("warning", bstr(text));
         }
         if !out.has("result") {
             out.set("result", bstr("ok"));
@@ -396,6 +423,7 @@ impl NgCore {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.ended_bytes += call_tx_bytes(&self.table, &call);
         for ms in &call.media {
             if let Some(s) = ms.slot {
                 release_slot(&self.table, s, call_id);
@@ -536,6 +564,16 @@ enum End {
     Deleted,
     TimedOut,
     Shutdown,
+}
+
+/// Bytes the relay sent on every leg of `call`'s slots so far.
+fn call_tx_bytes(table: &SlotTable, call: &Call) -> u64 {
+    call.media
+        .iter()
+        .filter_map(|m| m.slot)
+        .flat_map(|s| (0..2).filter_map(move |leg| table.stats(s, leg).ok()))
+        .map(|st| st.tx_bytes)
+        .sum()
 }
 
 fn release_slot(table: &SlotTable, slot: u32, call_id: &str) {

@@ -10,7 +10,7 @@ impl NgCore {
         m: &Msg<'_>,
         now_ms: u64,
         op: Op,
-        warnings: &mut Vec<String>,
+        warnings: &mut Warnings,
     ) -> Reply {
         let sdp_text = field(m.str("sdp"), "No SDP body in message", "sdp")?;
         let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
@@ -23,6 +23,12 @@ impl NgCore {
             return Err(CommandError::Missing("No to-tag in message"));
         }
         let flags = Flags::parse(m, warnings)?;
+        if let Some(t) = flags.tos.filter(|&t| t != tern_shared::MEDIA_TOS) {
+            warnings.push(format!(
+                "TOS {t} not applied: media is sent with TOS {}",
+                tern_shared::MEDIA_TOS
+            ));
+        }
         let sdp = Sdp::parse(sdp_text).map_err(|e| CommandError::Sdp(e.to_string()))?;
         match op {
             Op::Offer => self.stats.offers += 1,
@@ -36,7 +42,20 @@ impl NgCore {
             }
             if self.calls.len() >= self.cfg.max_calls {
                 self.stats.calls_rejected += 1;
-                return Err(CommandError::SessionLimit);
+                self.stats.load_limited += 1;
+                warn!(
+                    call_id,
+                    max = self.cfg.max_calls,
+                    "ng: parallel session limit reached"
+                );
+                if !flags.supports_load_limit {
+                    return Err(CommandError::SessionLimit);
+                }
+                // rtpengine's control_ng.c: not an error, the client may
+                // try another relay.
+                return Ok(Dict::new()
+                    .with("result", bstr("load limit"))
+                    .with("message", bstr(CommandError::SessionLimit.to_string())));
             }
         }
         let table = self.table.clone();

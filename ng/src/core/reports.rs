@@ -4,7 +4,7 @@
 use super::*;
 
 impl NgCore {
-    pub(super) fn delete(&mut self, m: &Msg<'_>, now_ms: u64, warnings: &mut Vec<String>) -> Reply {
+    pub(super) fn delete(&mut self, m: &Msg<'_>, now_ms: u64, warnings: &mut Warnings) -> Reply {
         let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
         field(m.opt_str("from-tag"), "", "from-tag")?;
         field(m.opt_str("to-tag"), "", "to-tag")?;
@@ -69,14 +69,34 @@ impl NgCore {
             .total_call_ms
             .checked_div(self.ended_calls)
             .unwrap_or(0);
+        let r = self.rate;
+        let streams: u64 = self
+            .calls
+            .values()
+            .map(|c| c.media.iter().filter(|m| m.slot.is_some()).count() as u64)
+            .sum();
+        // rtpengine 10.5's layout (statistics.c); tern forwards in user
+        // space only, so the `_kernel` values are 0 and `_user` equals the
+        // total.
         let cur = Dict::new()
             .with("sessionsown", uint(n))
             .with("sessionsforeign", uint(0))
             .with("sessionstotal", uint(n))
             .with("transcodedmedia", uint(0))
-            .with("packetrate", uint(self.rate.packet_rate))
-            .with("byterate", uint(0))
-            .with("errorrate", uint(self.rate.error_rate));
+            .with("packetrate_user", uint(r.packet_rate))
+            .with("byterate_user", uint(r.byte_rate))
+            .with("errorrate_user", uint(r.error_rate))
+            .with("packetrate_kernel", uint(0))
+            .with("byterate_kernel", uint(0))
+            .with("errorrate_kernel", uint(0))
+            .with("packetrate", uint(r.packet_rate))
+            .with("byterate", uint(r.byte_rate))
+            .with("errorrate", uint(r.error_rate))
+            .with("media_userspace", uint(streams))
+            .with("media_kernel", uint(0))
+            .with("media_mixed", uint(0));
+        let bytes = self.relayed_bytes();
+        let total_s = self.total_call_ms as f64 / 1000.0;
         let s = &self.stats;
         let tot = Dict::new()
             .with(
@@ -91,14 +111,22 @@ impl NgCore {
             .with("offertimeoutsessions", uint(0))
             .with("regularterminatedsessions", uint(s.calls_deleted))
             .with("forcedterminatedsessions", uint(0))
+            .with("relayedpackets_user", uint(forwarded))
+            .with("relayedpacketerrors_user", uint(dropped))
+            .with("relayedbytes_user", uint(bytes))
+            .with("relayedpackets_kernel", uint(0))
+            .with("relayedpacketerrors_kernel", uint(0))
+            .with("relayedbytes_kernel", uint(0))
             .with("relayedpackets", uint(forwarded))
             .with("relayedpacketerrors", uint(dropped))
+            .with("relayedbytes", uint(bytes))
             .with("zerowaystreams", uint(0))
             .with("onewaystreams", uint(0))
             .with(
                 "avgcallduration",
                 bstr(format!("{}.{:06}", avg_ms / 1000, (avg_ms % 1000) * 1000)),
-            );
+            )
+            .with("totalcallsduration", bstr(format!("{total_s:.6}")));
         let ctl = Dict::new()
             .with("offers", uint(s.offers))
             .with("answers", uint(s.answers))
@@ -108,7 +136,9 @@ impl NgCore {
             .with("retransmissions", uint(s.retransmissions))
             .with("errors", uint(s.errors))
             .with("droppedunauthorized", uint(s.dropped_unauthorized))
-            .with("droppednocookie", uint(s.dropped_no_cookie));
+            .with("droppednocookie", uint(s.dropped_no_cookie))
+            .with("loadlimited", uint(s.load_limited))
+            .with("unsupported", uint(s.unsupported));
         let t = &self.table;
         let slots = Dict::new()
             .with("capacity", uint(u64::from(t.capacity())))
@@ -124,6 +154,16 @@ impl NgCore {
         Dict::new().with("statistics", st.into_value())
     }
 
+    /// Bytes sent so far: by calls that ended and by those held.
+    fn relayed_bytes(&self) -> u64 {
+        let held: u64 = self
+            .calls
+            .values()
+            .map(|c| call_tx_bytes(&self.table, c))
+            .sum();
+        self.ended_bytes + held
+    }
+
     pub(super) fn sample_rates(&mut self, now_ms: u64) {
         let dt = now_ms.saturating_sub(self.rate.at_ms);
         if dt < 1000 {
@@ -135,12 +175,15 @@ impl NgCore {
             f += fw;
             d += dr;
         }
+        let b = self.relayed_bytes();
         self.rate = RateSample {
             at_ms: now_ms,
             forwarded: f,
             dropped: d,
+            bytes: b,
             packet_rate: f.saturating_sub(self.rate.forwarded).saturating_mul(1000) / dt,
             error_rate: d.saturating_sub(self.rate.dropped).saturating_mul(1000) / dt,
+            byte_rate: b.saturating_sub(self.rate.bytes).saturating_mul(1000) / dt,
         };
     }
 
