@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use tern_shared::table::{JitterSettings, Learning};
 
-use crate::bencode::Msg;
+use crate::bencode::{Msg, Value};
+use crate::codec::CodecFlags;
 use crate::error::{field, CommandError};
 use crate::keys::Warnings;
 use crate::sdp::RtcpAttr;
@@ -118,6 +119,8 @@ pub(crate) struct Flags {
     pub(crate) supports_load_limit: bool,
     /// `TOS`: the TOS byte asked for this call's media.
     pub(crate) tos: Option<u8>,
+    /// The `codec` dictionary and the `codec-*` flags.
+    pub(crate) codec: CodecFlags,
 }
 
 /// rtpengine compares flags with spaces turned into hyphens.
@@ -125,10 +128,89 @@ fn hyphenate(s: &str) -> String {
     s.trim().replace(' ', "-")
 }
 
+/// The warning for a transcoding option.
+fn no_transcoding(what: &str) -> String {
+    format!("'{what}' not supported (no transcoding): ignored")
+}
+
+/// A `codec-<op>-<codec>` flag (rtpengine's prefix forms of the `codec`
+/// dictionary, and `transcode-<codec>`); whether it was one.
+fn codec_flag(c: &mut CodecFlags, s: &str, warnings: &mut Warnings) -> bool {
+    let ops: [(&str, Option<&mut Vec<String>>); 9] = [
+        ("codec-strip-", Some(&mut c.strip)),
+        ("codec-offer-", Some(&mut c.offer)),
+        ("codec-except-", Some(&mut c.except)),
+        ("codec-mask-", Some(&mut c.mask)),
+        ("codec-set-", None),
+        ("codec-transcode-", None),
+        ("transcode-", None),
+        ("codec-accept-", None),
+        ("codec-consume-", None),
+    ];
+    for (prefix, list) in ops {
+        let Some(name) = s.strip_prefix(prefix) else {
+            continue;
+        };
+        match list {
+            Some(l) => l.push(name.to_string()),
+            // `set` only tunes transcoders (bitrate, encoder options): no
+            // effect on the SDP in rtpengine either.
+            None if prefix == "codec-set-" => {}
+            // Transcoding (another issue): named with the unsupported flags.
+            None => warnings.flag(s),
+        }
+        return true;
+    }
+    false
+}
+
+/// The `codec` dictionary (rtpengine's `call_ng_codec_flags`). A value
+/// that is not a dictionary, or an operation whose value is not a list of
+/// strings, is ignored with a warning (rtpengine ignores it silently).
+fn codec_dict(m: &Msg<'_>, c: &mut CodecFlags, warnings: &mut Warnings) {
+    let Some(v) = m.get("codec") else {
+        return;
+    };
+    let Value::Dict(d) = v else {
+        warnings.push("'codec' is not a dictionary: ignored".into());
+        return;
+    };
+    let d = Msg(d);
+    for key in d.0.keys() {
+        let Ok(k) = std::str::from_utf8(key.as_slice()) else {
+            continue;
+        };
+        let list = match k {
+            "strip" => &mut c.strip,
+            "offer" => &mut c.offer,
+            "except" => &mut c.except,
+            "mask" => &mut c.mask,
+            // As `codec-set-`: transcoders only.
+            "set" => continue,
+            "transcode" | "accept" | "consume" => {
+                if d.str_list(k).is_ok_and(|l| !l.is_empty()) {
+                    warnings.push(no_transcoding(&format!("codec {k}")));
+                }
+                continue;
+            }
+            other => {
+                warnings.push(format!("Unknown 'codec' operation '{other}' ignored"));
+                continue;
+            }
+        };
+        match d.str_list(k) {
+            Ok(items) => list.extend(items.iter().map(|s| s.trim().to_string())),
+            Err(_) => warnings.push(format!("'codec' '{k}' is not a list of strings: ignored")),
+        }
+    }
+}
+
 impl Flags {
     pub(crate) fn parse(m: &Msg<'_>, warnings: &mut Warnings) -> Result<Flags, CommandError> {
         let mut f = Flags::default();
         let list = |key: &str| field(m.str_list(key), "", key);
+        // Before `flags`, as in a message's (sorted) key order.
+        codec_dict(m, &mut f.codec, warnings);
         for raw in list("flags")? {
             match hyphenate(raw).as_str() {
                 "trust-address" => f.trust_address = true,
@@ -159,6 +241,9 @@ impl Flags {
                     f.generate_mid = true;
                 }
                 s if s.starts_with("SDES-") && f.sdes.take(&s["SDES-".len()..]) => {}
+                "single-codec" => f.codec.single_codec = true,
+                "always-transcode" => warnings.flag("always-transcode"),
+                s if codec_flag(&mut f.codec, s, warnings) => {}
                 // What this relay always does: symmetric RTP (media goes
                 // back to where the peer's comes from); a re-offer keeps
                 // the slot's ports; there is no Redis to update.
@@ -291,5 +376,67 @@ impl Flags {
         } else {
             Learning::LearnOnce
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bencode::{bstr, str_list, Dict};
+
+    fn parse(d: Dict) -> (Flags, Warnings) {
+        let Value::Dict(map) = d.into_value() else {
+            unreachable!()
+        };
+        let mut w = Warnings::default();
+        let f = Flags::parse(&Msg(&map), &mut w).unwrap();
+        (f, w)
+    }
+
+    #[test]
+    fn codec_dictionary_and_prefix_flags() {
+        let codec = Dict::new()
+            .with("strip", str_list(["all"]))
+            .with("offer", str_list(["PCMA", "opus"]))
+            .with("except", str_list(["G722"]))
+            .with("mask", str_list(["PCMU"]))
+            .with("set", str_list(["opus/48000/2/32000"]))
+            .with("transcode", str_list(["G729"]))
+            .with("frobnicate", str_list(["x"]));
+        let flags = str_list([
+            "codec-strip-PCMU",
+            "codec-offer-G722",
+            "codec-except-opus",
+            "codec-mask-PCMA",
+            "codec-set-opus/48000/2",
+            "codec-transcode-AMR",
+            "transcode-G729",
+            "codec-accept-PCMU",
+            "single-codec",
+            "always-transcode",
+        ]);
+        let (f, w) = parse(
+            Dict::new()
+                .with("codec", codec.into_value())
+                .with("flags", flags),
+        );
+        let c = &f.codec;
+        assert_eq!(c.strip, ["all", "PCMU"]);
+        assert_eq!(c.offer, ["PCMA", "opus", "G722"]);
+        assert_eq!(c.except, ["G722", "opus"]);
+        assert_eq!(c.mask, ["PCMU", "PCMA"]);
+        assert!(c.single_codec);
+        let joined = w.render();
+        for s in [
+            "'codec transcode' not supported",
+            "unsupported flags: codec-transcode-AMR, transcode-G729, codec-accept-PCMU, always-transcode",
+            "Unknown 'codec' operation 'frobnicate'",
+        ] {
+            assert!(joined.contains(s), "{s} in {joined}");
+        }
+        // set has no SDP effect and is not warned about.
+        assert!(!joined.contains("set"), "{joined}");
+        let (_, w) = parse(Dict::new().with("codec", bstr("strip")));
+        assert_eq!(w.render(), "'codec' is not a dictionary: ignored");
     }
 }

@@ -31,6 +31,7 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["transport-protocol", "transport protocol"],
     &["direction"],
     &["supports"],
+    &["codec"],
     &["TOS", "tos"],
     &["delete-delay", "delete delay"],
     &["limit"],
@@ -69,6 +70,11 @@ impl Warnings {
     /// A free-form note.
     pub(crate) fn push(&mut self, note: String) {
         self.notes.push(note);
+    }
+
+    /// Whether `note` was pushed already.
+    pub(crate) fn contains(&self, note: &str) -> bool {
+        self.notes.iter().any(|n| n == note)
     }
 
     /// An unsupported name of `group` (each name once).

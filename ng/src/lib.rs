@@ -57,6 +57,8 @@
 //! - [`bencode`]: the wire format (zero-copy scan, decode, encode);
 //! - [`core`]: the sans-IO engine ([`NgCore`]: commands, calls, timeouts);
 //! - [`flags`]: the flags and keys of a message, parsed;
+//! - [`codec`]: the `codec` operations (strip, mask, offer, except) over
+//!   a payload list;
 //! - [`cache`]: the reply cache for retransmitted cookies;
 //! - [`sdp`]: the ng policy over `tern_shared::sdp` (what is rewritten);
 //! - [`error`]: [`CommandError`], rtpengine's `error-reason` texts;
@@ -68,6 +70,7 @@
 pub mod acl;
 pub mod bencode;
 pub mod cache;
+pub mod codec;
 pub mod core;
 pub mod error;
 pub mod flags;

@@ -25,6 +25,8 @@
 use std::net::IpAddr;
 
 use tern_shared::codec;
+
+use crate::codec::Codec;
 use tern_shared::sdp::{self as engine, Connection, Line, Newline, Origin, Rtcp, RtpMap};
 use tern_shared::table::{srtp_suite, srtp_suite_by_name, Direction};
 
@@ -94,6 +96,10 @@ pub struct MediaInfo {
     pub clock_rate: u32,
     /// What the section says of secure media.
     pub sec: PeerSecurity,
+    /// The payload types of an RTP section, in `m=` order, with their
+    /// `a=rtpmap` (else RFC 3551) names; `None` when the protocol is not
+    /// RTP or a format is not a payload type number.
+    pub codecs: Option<Vec<Codec>>,
 }
 
 /// An SDES `a=crypto` line of a peer (RFC 4568 §9.1) whose suite tern has.
@@ -224,6 +230,9 @@ pub struct MediaOut {
     /// The relay is ICE-lite toward the recipient: `a=ice-lite` goes into
     /// the session part (RFC 8839 §5.3).
     pub ice_lite: bool,
+    /// The `m=` formats when the codec operations changed them: payload
+    /// types not listed lose their `a=rtpmap`, `a=fmtp` and `a=rtcp-fb`.
+    pub formats: Option<Vec<u8>>,
 }
 
 /// `a=rtcp:` handling, from the flags `no-rtcp-attribute` and
@@ -295,6 +304,21 @@ fn is_ice(l: &Line<'_>) -> bool {
     l.attribute().is_some_and(|a| a.is_ice())
 }
 
+/// `m=` line `l` with port `port`, protocol `proto` (when given) and the
+/// formats `formats`.
+fn media_line(l: &Line<'_>, port: u16, proto: Option<&str>, formats: &[u8]) -> String {
+    let v = l.value().unwrap_or_default();
+    let mut w = v.split_ascii_whitespace();
+    let media = w.next().unwrap_or("audio");
+    let _ = w.next();
+    let proto = proto.or(w.next()).unwrap_or("RTP/AVP");
+    let mut out = format!("m={media} {port} {proto}");
+    for f in formats {
+        out.push_str(&format!(" {f}"));
+    }
+    out
+}
+
 /// A `c=` value whose address type names its address's family.
 fn parse_conn(v: &str) -> Option<IpAddr> {
     Connection::parse(v)
@@ -311,6 +335,40 @@ fn parse_rtcp(v: &str) -> Option<(u16, Option<IpAddr>)> {
         None => Some((r.port, None)),
         Some(a) => Some((r.port, Some(parse_conn(a)?))),
     }
+}
+
+/// The codec an `a=rtpmap:` value names (channels 1 unless given).
+fn rtpmap_codec(v: &str) -> Option<Codec> {
+    let r = RtpMap::parse(v).ok()?;
+    let channels = r.params.and_then(|p| p.parse().ok()).unwrap_or(1);
+    Some(Codec::new(
+        r.pt,
+        r.encoding,
+        r.clock_rate.unwrap_or(0),
+        channels,
+    ))
+}
+
+/// The payload list of an RTP `m=` line (rtpengine's `proto_is_rtp`),
+/// named by the section's rtpmaps, else by RFC 3551.
+fn section_codecs(ml: &engine::MediaLine<'_>, maps: &[Codec]) -> Option<Vec<Codec>> {
+    if !ml.proto.contains("RTP/") {
+        return None;
+    }
+    let mut out = Vec::new();
+    for f in ml.formats() {
+        let pt: u8 = f.parse().ok().filter(|p| *p < 128)?;
+        if out.iter().any(|c: &Codec| c.pt == pt) {
+            continue;
+        }
+        let c = match (maps.iter().find(|m| m.pt == pt), codec::static_payload(pt)) {
+            (Some(m), _) => m.clone(),
+            (None, Some(s)) => Codec::new(pt, s.name, s.clock_rate, s.channels.unwrap_or(1).into()),
+            (None, None) => Codec::new(pt, "", 0, 1),
+        };
+        out.push(c);
+    }
+    Some(out)
 }
 
 impl<'a> Sdp<'a> {
@@ -392,8 +450,10 @@ impl<'a> Sdp<'a> {
                 dtmf_pt: None,
                 clock_rate: 0,
                 sec: peer_security(&sec, &doc.session()),
+                codecs: None,
             };
             let mut rates: Vec<(u8, u32)> = Vec::new();
+            let mut maps: Vec<Codec> = Vec::new();
             for l in sec.lines().iter().skip(1) {
                 if let (Some(b'c'), Some(v)) = (l.kind(), l.value()) {
                     info.conn = Some(parse_conn(v).ok_or_else(|| bad(l))?);
@@ -406,6 +466,11 @@ impl<'a> Sdp<'a> {
                     ("rtcp", Some(v)) => info.rtcp = Some(parse_rtcp(v).ok_or_else(|| bad(l))?),
                     ("rtcp-mux", None) => info.rtcp_mux = true,
                     ("rtpmap", Some(v)) => {
+                        if let Some(c) = rtpmap_codec(v) {
+                            if maps.len() < 128 && !maps.iter().any(|m| m.pt == c.pt) {
+                                maps.push(c);
+                            }
+                        }
                         let Some((pt, name, rate)) = RtpMap::parse(v)
                             .ok()
                             .and_then(|r| Some((r.pt, r.encoding, r.clock_rate?)))
@@ -437,6 +502,7 @@ impl<'a> Sdp<'a> {
                         .find(|(p, _)| *p == pt)
                         .map_or_else(|| static_clock_rate(pt), |(_, r)| *r)
                 });
+            info.codecs = section_codecs(&ml, &maps);
             if info.conn.is_none() {
                 info.conn = sess_conn;
             }
@@ -495,7 +561,7 @@ impl<'a> Sdp<'a> {
                 w.set_origin(i, 1, rw.replace_origin.then_some(rw.media_ip));
             } else if l.is(b'c') && (sess_conn_used || rw.replace_session_conn) {
                 // c=0.0.0.0 is an RFC 2543 hold: kept, as rtpengine does.
-                if !(sess_zero && !rw.replace_session_conn) {
+                if !sess_zero || rw.replace_session_conn {
                     w.set_connection(i, rw.media_ip);
                 }
             }
@@ -538,7 +604,11 @@ impl<'a> Sdp<'a> {
             let full_rtcp = Some(rw.media_ip);
             for (i, l) in sec.indexed() {
                 if i == sec.start() {
-                    w.set_media(i, mo.port, mo.proto.as_deref().or(rw.transport.as_deref()));
+                    let proto = mo.proto.as_deref().or(rw.transport.as_deref());
+                    match &mo.formats {
+                        Some(f) => w.replace(i, media_line(l, mo.port, proto, f)),
+                        None => w.set_media(i, mo.port, proto),
+                    }
                     continue;
                 }
                 if l.is(b'c') {
@@ -557,7 +627,10 @@ impl<'a> Sdp<'a> {
                     }
                     continue;
                 }
-                if a.is_ice() || is_secure_attr(a.name) {
+                let dropped_pt = a
+                    .payload_type()
+                    .is_some_and(|pt| mo.formats.as_ref().is_some_and(|f| !f.contains(&pt)));
+                if a.is_ice() || is_secure_attr(a.name) || dropped_pt {
                     // The relay's own ICE and crypto lines replace these.
                     w.remove(i);
                 } else if a.name == "rtcp" && a.value.is_some() {
@@ -673,6 +746,7 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
                 attrs: Vec::new(),
                 proto: None,
                 ice_lite: false,
+                formats: None,
             })],
             replace_origin: true,
             replace_session_conn: false,
@@ -714,6 +788,7 @@ m=video 0 RTP/AVP 31\r\n"
                 attrs: Vec::new(),
                 proto: None,
                 ice_lite: false,
+                formats: None,
             })],
             replace_origin: false,
             replace_session_conn: false,
@@ -739,6 +814,45 @@ m=video 0 RTP/AVP 31\r\n"
         )
         .unwrap();
         assert!(s.rewrite(&rw(true, false)).ends_with("a=rtcp-mux\r\n"));
+    }
+
+    #[test]
+    fn codecs_and_format_rewrite() {
+        let text = "v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nc=IN IP4 1.1.1.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0 8 111 101\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n\
+a=rtcp-fb:111 transport-cc\r\na=rtcp-fb:* nack\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\na=ptime:20\r\nm=image 5000 udptl t38\r\n";
+        let s = Sdp::parse(text).unwrap();
+        let c = s.media()[0].codecs.clone().unwrap();
+        assert_eq!(
+            c,
+            [
+                Codec::new(0, "PCMU", 8000, 1),
+                Codec::new(8, "PCMA", 8000, 1),
+                Codec::new(111, "opus", 48000, 2),
+                Codec::new(101, "telephone-event", 8000, 1),
+            ]
+        );
+        assert_eq!(s.media()[1].codecs, None);
+        let out = s.rewrite(&Rewrite {
+            media_ip: ip("192.0.2.1"),
+            media: vec![Some(MediaOut {
+                port: 30000,
+                rtcp_port: 30001,
+                mux: false,
+                attrs: Vec::new(),
+                proto: None,
+                ice_lite: false,
+                formats: Some(vec![8, 0]),
+            })],
+            replace_origin: false,
+            replace_session_conn: false,
+            transport: None,
+            rtcp_attr: RtcpAttr::Rewrite,
+            rejected_mids: Vec::new(),
+        });
+        assert!(out.contains("m=audio 30000 RTP/AVP 8 0\r\na=rtcp-fb:* nack\r\na=ptime:20\r\n"));
+        assert!(!out.contains("opus") && !out.contains("telephone-event") && !out.contains("fmtp"));
     }
 
     #[test]
@@ -807,6 +921,7 @@ m=video 0 RTP/AVP 31\r\n"
                             attrs: Vec::new(),
                             proto: None,
                             ice_lite: false,
+                            formats: None,
                         }),
                     ],
                     replace_origin: true,

@@ -252,6 +252,7 @@ fn benign(key: &str) -> Value {
         "transport-protocol" | "transport protocol" => bstr("RTP/AVP"),
         "direction" => str_list(["internal", "external"]),
         "supports" => str_list(["load limit"]),
+        "codec" => Dict::new().into_value(),
         "TOS" | "tos" => int(184),
         "delete-delay" | "delete delay" => int(0),
         "limit" => int(5),

@@ -57,6 +57,7 @@ use tracing::{debug, info, warn};
 use crate::acl::Acl;
 use crate::bencode::{bstr, decode_dict, encode_into, int, scan, str_list, uint, Dict, Msg, Scan};
 use crate::cache::ReplyCache;
+use crate::codec::{self, Codec};
 use crate::error::{field, CommandError};
 use crate::flags::{Flags, MuxFlags};
 use crate::keys::{self, Warnings};
@@ -183,6 +184,8 @@ struct MediaState {
     mux_flags: MuxFlags,
     /// What the relay told (or will tell) each leg about secure media.
     plan: [secure::LegPlan; 2],
+    /// What the last offer's `codec` operations decided (for its answer).
+    codecs: Option<codec::OfferCodecs>,
 }
 
 #[derive(Debug, Clone)]

@@ -175,6 +175,10 @@ impl NgCore {
                     break;
                 }
             };
+            let formats = info
+                .codecs
+                .as_deref()
+                .and_then(|c| codec_formats(ms, c, &flags, op, warnings));
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(CommandError::Table(e.to_string()));
                 break;
@@ -190,6 +194,7 @@ impl NgCore {
                 attrs: offered.attrs,
                 proto: offered.proto,
                 ice_lite: offered.ice_lite,
+                formats,
             }));
         }
         if let Some(reason) = failure {
@@ -233,6 +238,36 @@ impl NgCore {
         });
         Ok(Dict::new().with("sdp", bstr(body)))
     }
+}
+
+/// The `codec` operations over the payload list `codecs` of a relayed
+/// section: the `m=` formats of the SDP going out, when they change. An
+/// offer's decision is kept in `ms` for its answer.
+fn codec_formats(
+    ms: &mut MediaState,
+    codecs: &[Codec],
+    flags: &Flags,
+    op: Op,
+    warnings: &mut crate::keys::Warnings,
+) -> Option<Vec<u8>> {
+    let pts = match op {
+        Op::Offer => {
+            let o = codec::offer(codecs, &flags.codec);
+            for (enc, rate) in &o.not_synthesised {
+                let w =
+                    format!("codec {enc}/{rate} not added: rtpengine would add it by transcoding");
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            let pts = o.offered.clone();
+            ms.codecs = Some(o);
+            pts
+        }
+        Op::Answer => codec::answer(codecs, ms.codecs.as_ref(), &flags.codec),
+    };
+    let same = pts.len() == codecs.len() && pts.iter().zip(codecs).all(|(p, c)| *p == c.pt);
+    (!same).then_some(pts)
 }
 
 /// What [`program_media`] decided about the SDP going out.
