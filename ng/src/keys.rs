@@ -14,6 +14,7 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["call-id", "call-ID", "call id", "call ID"],
     &["from-tag"],
     &["to-tag"],
+    &["via-branch", "via branch"],
     &["sdp", "SDP"],
     &["received-from", "received from"],
     &["flags"],

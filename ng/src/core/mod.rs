@@ -4,16 +4,19 @@
 //!
 //! # Calls, legs and slots
 //!
-//! An ng call (one `call-id`) holds one slot of the [`SlotTable`] per
-//! relayed media section (`m=` line with a non-zero port). Leg 0 of every
-//! slot faces the party whose `from-tag` created the call (the offerer),
-//! leg 1 the other (`to-tag`). An `offer` programs the offerer's leg with
-//! the address and port of its SDP and returns SDP carrying the *other*
-//! leg's ports (it goes to the answerer); an `answer` programs the
-//! answerer's leg and returns SDP with the offerer's leg's ports. A
-//! re-offer (same call-id) updates the same slots; a re-offer whose
-//! `from-tag` is the callee's tag (a re-INVITE from the callee) works the
-//! other way round.
+//! An ng call (one `call-id`) holds one or more branches (dialogues
+//! between the offerer and one answerer, i.e. forks; see [`call`]), each
+//! with one slot of the [`SlotTable`] per relayed media section (`m=` line
+//! with a non-zero port). Leg 0 of every slot faces the party whose
+//! `from-tag` created the call (the offerer), leg 1 the branch's answerer
+//! (`to-tag`). An `offer` programs the offerer's leg with the address and
+//! port of its SDP and returns SDP carrying the *other* leg's ports (it
+//! goes to the answerer); an `answer` programs the answerer's leg and
+//! returns SDP with the offerer's leg's ports. A re-offer (same call-id)
+//! updates the same slots; a re-offer whose `from-tag` is the callee's
+//! tag (a re-INVITE from the callee) works the other way round. An answer
+//! from a second `to-tag`, or an offer with a new `via-branch`, opens
+//! another branch on its own slots.
 //!
 //! # Retransmissions
 //!
@@ -59,7 +62,7 @@ use crate::bencode::{bstr, decode_dict, encode_into, int, scan, str_list, uint, 
 use crate::cache::ReplyCache;
 use crate::codec::{self, Codec};
 use crate::error::{field, CommandError};
-use crate::flags::{Flags, MuxFlags};
+use crate::flags::Flags;
 use crate::keys::{self, Warnings};
 use crate::sdp::{MediaInfo, MediaOut, Rewrite, Sdp};
 
@@ -168,36 +171,6 @@ pub struct NgStats {
     pub orphans_reclaimed: u64,
 }
 
-/// One relayed media section of a call.
-#[derive(Debug, Clone, Default)]
-struct MediaState {
-    slot: Option<u32>,
-    cfg: SlotConfig,
-    kind: String,
-    proto: String,
-    /// Address and port each leg's SDP advertised.
-    advertised: [Option<SocketAddr>; 2],
-    /// The last offer's SDP had `a=rtcp-mux`.
-    mux_offered_by: bool,
-    /// We offered `a=rtcp-mux` to the answerer.
-    mux_offered_to: bool,
-    mux_flags: MuxFlags,
-    /// What the relay told (or will tell) each leg about secure media.
-    plan: [secure::LegPlan; 2],
-    /// What the last offer's `codec` operations decided (for its answer).
-    codecs: Option<codec::OfferCodecs>,
-}
-
-#[derive(Debug, Clone)]
-struct Call {
-    /// Tag of leg 0 (the first offerer) and of leg 1, when known.
-    tags: [Option<String>; 2],
-    media: Vec<MediaState>,
-    created_ms: u64,
-    last_signal_ms: u64,
-    delete_at_ms: Option<u64>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Offer,
@@ -241,9 +214,12 @@ struct RateSample {
 
 type Reply = Result<Dict, CommandError>;
 
+mod call;
 mod offer;
 mod reports;
 mod secure;
+
+use call::{Call, Doomed, MediaState, Pick};
 
 impl NgCore {
     /// A core programming `table`, started at `now_ms`. Adopts the slots a
@@ -315,11 +291,24 @@ impl NgCore {
         self.calls.keys().map(String::as_str)
     }
 
-    /// The slots call `call_id` holds, in media order.
+    /// The slots call `call_id` holds: its branches in order, each in
+    /// media order.
     pub fn slots_of(&self, call_id: &str) -> Vec<u32> {
+        self.calls.get(call_id).map(Call::slots).unwrap_or_default()
+    }
+
+    /// The branches of call `call_id` (see the module documentation), in
+    /// the order they were opened: each one's answerer tag (`None` while
+    /// unanswered) and its slots in media order.
+    pub fn branches_of(&self, call_id: &str) -> Vec<(Option<String>, Vec<u32>)> {
         self.calls
             .get(call_id)
-            .map(|c| c.media.iter().filter_map(|m| m.slot).collect())
+            .map(|c| {
+                c.branches
+                    .iter()
+                    .map(|b| (b.tags[1].clone(), b.slots().collect()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -427,14 +416,12 @@ impl NgCore {
             return;
         };
         self.ended_bytes += call_tx_bytes(&self.table, &call);
-        for ms in &call.media {
-            if let Some(s) = ms.slot {
-                release_slot(&self.table, s, call_id);
-            }
+        let slots = call.slots();
+        for &s in &slots {
+            release_slot(&self.table, s, call_id);
         }
         self.total_call_ms += now_ms.saturating_sub(call.created_ms);
         self.ended_calls += 1;
-        let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
         match why {
             End::Deleted => self.stats.calls_deleted += 1,
             End::TimedOut => {
@@ -452,6 +439,7 @@ impl NgCore {
     pub fn poll_timeouts(&mut self, now_ms: u64) -> usize {
         self.cache.expire(now_ms, self.cfg.cache_ttl_ms);
         self.sample_rates(now_ms);
+        self.poll_branch_deletes(now_ms);
         let mut ended = Vec::new();
         for (id, call) in &self.calls {
             if call.delete_at_ms.is_some_and(|t| t <= now_ms) {
@@ -462,12 +450,10 @@ impl NgCore {
                 continue;
             }
             let mut last = call.last_signal_ms;
-            for ms in &call.media {
-                if let Some(s) = ms.slot {
-                    for leg in 0..2 {
-                        if let Ok(st) = self.table.stats(s, leg) {
-                            last = last.max(st.last_rx_ms);
-                        }
+            for s in call.slots() {
+                for leg in 0..2 {
+                    if let Ok(st) = self.table.stats(s, leg) {
+                        last = last.max(st.last_rx_ms);
                     }
                 }
             }
@@ -481,6 +467,51 @@ impl NgCore {
         }
         self.poll_orphans(now_ms);
         n
+    }
+
+    /// Releases the branches whose own `delete-delay` has passed; a call
+    /// left with none ends.
+    fn poll_branch_deletes(&mut self, now_ms: u64) {
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.branches
+                    .iter()
+                    .any(|b| b.delete_at_ms.is_some_and(|t| t <= now_ms))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let hit: Vec<usize> = self.calls.get(&id).map_or_else(Vec::new, |c| {
+                (0..c.branches.len())
+                    .filter(|&i| c.branches[i].delete_at_ms.is_some_and(|t| t <= now_ms))
+                    .collect()
+            });
+            self.delete_branches(&id, &hit, now_ms);
+        }
+    }
+
+    /// Releases branches `hit` (ascending indexes) of call `call_id`; ends
+    /// the call when none is left.
+    fn delete_branches(&mut self, call_id: &str, hit: &[usize], now_ms: u64) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        for &i in hit.iter().rev() {
+            if i >= call.branches.len() {
+                continue;
+            }
+            let b = call.remove_branch(i);
+            let slots: Vec<u32> = b.slots().collect();
+            for &s in &slots {
+                release_slot(&self.table, s, call_id);
+            }
+            info!(call_id, tag = ?b.tags[1], via_branch = ?b.via, slot = ?slots, "ng: branch deleted");
+        }
+        if call.branches.is_empty() {
+            self.end_call(call_id, now_ms, End::Deleted);
+        }
     }
 
     /// Forgets orphans someone else freed; releases those silent for the
@@ -571,9 +602,8 @@ enum End {
 
 /// Bytes the relay sent on every leg of `call`'s slots so far.
 fn call_tx_bytes(table: &SlotTable, call: &Call) -> u64 {
-    call.media
-        .iter()
-        .filter_map(|m| m.slot)
+    call.slots()
+        .into_iter()
         .flat_map(|s| (0..2).filter_map(move |leg| table.stats(s, leg).ok()))
         .map(|st| st.tx_bytes)
         .sum()

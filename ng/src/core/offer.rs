@@ -58,48 +58,35 @@ impl NgCore {
                     .with("message", bstr(CommandError::SessionLimit.to_string())));
             }
         }
+        let via = field(m.opt_str("via-branch"), "", "via-branch")?.filter(|v| !v.is_empty());
         let table = self.table.clone();
         let call = self
             .calls
             .entry(call_id.to_string())
-            .or_insert_with(|| Call {
-                tags: [Some(from_tag.to_string()), None],
-                media: Vec::new(),
-                created_ms: now_ms,
-                last_signal_ms: now_ms,
-                delete_at_ms: None,
-            });
-        // Which leg sent this SDP.
-        let is_tag = |c: &Call, leg: usize, t: &str| c.tags[leg].as_deref() == Some(t);
-        let sender = match op {
-            Op::Offer => {
-                if !is_tag(call, 0, from_tag) && is_tag(call, 1, from_tag) {
-                    1
-                } else {
-                    0
-                }
-            }
+            .or_insert_with(|| Call::new(from_tag, via, now_ms));
+        // Which branch, and which of its legs sent this SDP.
+        let (pick, sender) = match op {
+            Op::Offer => call.pick_offer(from_tag, to_tag, via),
             Op::Answer => {
-                let offerer = if is_tag(call, 0, from_tag) {
-                    0
-                } else if is_tag(call, 1, from_tag) {
-                    1
-                } else {
-                    return Err(CommandError::UnknownFromTag);
-                };
-                offerer ^ 1
+                let to = to_tag.unwrap_or_default();
+                call.pick_answer(from_tag, to, via)
+                    .ok_or(CommandError::UnknownFromTag)?
             }
         };
         let receiver = sender ^ 1;
-        match op {
-            Op::Offer => {
-                call.tags[sender] = Some(from_tag.to_string());
-                if let Some(t) = to_tag {
-                    call.tags[receiver] = Some(t.to_string());
-                }
-            }
-            Op::Answer => call.tags[sender] = to_tag.map(str::to_string),
+        let bi = call.open(pick, from_tag, to_tag, via, sender);
+        let opened = !matches!(pick, Pick::Existing(_));
+        let forked = matches!(pick, Pick::Fork(_));
+        if opened {
+            info!(
+                call_id,
+                to_tag,
+                via_branch = via,
+                branch = bi,
+                "ng: new branch"
+            );
         }
+        let branch = &mut call.branches[bi];
 
         let media_ip = table.media_ip();
         let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
@@ -107,10 +94,10 @@ impl NgCore {
         let mut fresh: Vec<u32> = Vec::new();
         let mut failure = None;
         for (i, info) in sdp.media().iter().enumerate() {
-            if call.media.len() <= i {
-                call.media.push(MediaState::default());
+            if branch.media.len() <= i {
+                branch.media.push(MediaState::default());
             }
-            let ms = &mut call.media[i];
+            let ms = &mut branch.media[i];
             // An answer's rejected section still names the offer's mid.
             rejected_mids.push(match op {
                 Op::Answer => ms.plan[receiver].mid.clone(),
@@ -130,12 +117,17 @@ impl NgCore {
                         fresh.push(s);
                         table.set_call_id(s, call_id);
                         ms.slot = Some(s);
-                        ms.cfg = SlotConfig {
-                            tag: tern_shared::table::call_tag(call_id),
-                            ..Default::default()
-                        };
-                        for leg in &mut ms.cfg.legs {
-                            leg.jitter = self.cfg.jitter;
+                        if forked {
+                            // The offerer's leg as its offer left it.
+                            ms.cfg.tag = tern_shared::table::call_tag(call_id);
+                        } else {
+                            ms.cfg = SlotConfig {
+                                tag: tern_shared::table::call_tag(call_id),
+                                ..Default::default()
+                            };
+                            for leg in &mut ms.cfg.legs {
+                                leg.jitter = self.cfg.jitter;
+                            }
                         }
                         debug!(call_id, slot = s, "ng: slot reserved");
                         s
@@ -199,7 +191,7 @@ impl NgCore {
         }
         if let Some(reason) = failure {
             // Give back what this message took; a call it created goes too.
-            for ms in &mut call.media {
+            for ms in &mut branch.media {
                 if ms.slot.is_some_and(|s| fresh.contains(&s)) {
                     ms.slot = None;
                 }
@@ -207,24 +199,29 @@ impl NgCore {
             for s in fresh {
                 release_slot(&table, s, call_id);
             }
+            if opened {
+                call.remove_branch(bi);
+            }
             if created {
                 self.calls.remove(call_id);
                 self.stats.calls_rejected += 1;
             }
             return Err(reason);
         }
-        if op == Op::Offer && call.media.len() > sdp.media().len() {
-            for ms in call.media.drain(sdp.media().len()..) {
+        if op == Op::Offer && branch.media.len() > sdp.media().len() {
+            for ms in branch.media.drain(sdp.media().len()..) {
                 if let Some(s) = ms.slot {
                     release_slot(&table, s, call_id);
                 }
             }
         }
+        branch.delete_at_ms = None;
+        call.active = bi;
         call.last_signal_ms = now_ms;
         call.delete_at_ms = None;
         if created {
             self.stats.calls_created += 1;
-            let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
+            let slots = call.slots();
             info!(call_id, slot = ?slots, "ng: call created");
         }
         let body = sdp.rewrite(&Rewrite {
