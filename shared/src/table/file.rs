@@ -233,12 +233,18 @@ impl SlotTable {
         Ok(())
     }
 
+    /// How many interfaces [`SlotTable::set_interfaces`] named (0: none;
+    /// the one interface is then [`SlotTable::media_ip`]).
+    pub fn interface_count(&self) -> usize {
+        (self.header().iface_count.load(Ordering::Acquire) as usize).min(MAX_INTERFACES)
+    }
+
     /// The relay's local interfaces, index `i` being [`LegConfig::iface`]
     /// `i`: never empty (without a list, the one interface is
     /// [`SlotTable::media_ip`], bound and advertised).
     pub fn interfaces(&self) -> Vec<LocalInterface> {
         let h = self.header();
-        let n = (h.iface_count.load(Ordering::Acquire) as usize).min(MAX_INTERFACES);
+        let n = self.interface_count();
         if n == 0 {
             let ip = self.media_ip();
             return vec![LocalInterface { ip, advertised: ip }];
