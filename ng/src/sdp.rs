@@ -224,6 +224,10 @@ pub struct MediaOut {
     /// The relay is ICE-lite toward the recipient: `a=ice-lite` goes into
     /// the session part (RFC 8839 §5.3).
     pub ice_lite: bool,
+    /// The section's address (its leg's interface); `None`:
+    /// [`Rewrite::media_ip`]. A section without its own `c=` whose address
+    /// is not the session's gets one.
+    pub ip: Option<IpAddr>,
 }
 
 /// `a=rtcp:` handling, from the flags `no-rtcp-attribute` and
@@ -495,14 +499,19 @@ impl<'a> Sdp<'a> {
             };
             let mut has_mux = false;
             let mut has_rtcp = false;
-            let full_rtcp = Some(rw.media_ip);
+            let ip = mo.ip.unwrap_or(rw.media_ip);
+            let full_rtcp = Some(ip);
+            if ip != rw.media_ip && !sec.lines().iter().any(|l| l.is(b'c')) {
+                let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+                w.insert_after(sec.start(), format!("c=IN {fam} {ip}"));
+            }
             for (i, l) in sec.indexed() {
                 if i == sec.start() {
                     w.set_media(i, mo.port, mo.proto.as_deref().or(rw.transport.as_deref()));
                     continue;
                 }
                 if l.is(b'c') {
-                    w.set_connection(i, rw.media_ip);
+                    w.set_connection(i, ip);
                     continue;
                 }
                 let Some(a) = l.attribute() else {
@@ -610,6 +619,7 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
                 attrs: Vec::new(),
                 proto: None,
                 ice_lite: false,
+                ip: None,
             })],
             replace_origin: true,
             replace_session_conn: false,
@@ -651,6 +661,7 @@ m=video 0 RTP/AVP 31\r\n"
                 attrs: Vec::new(),
                 proto: None,
                 ice_lite: false,
+                ip: None,
             })],
             replace_origin: false,
             replace_session_conn: false,
@@ -744,6 +755,7 @@ m=video 0 RTP/AVP 31\r\n"
                             attrs: Vec::new(),
                             proto: None,
                             ice_lite: false,
+                            ip: None,
                         }),
                     ],
                     replace_origin: true,

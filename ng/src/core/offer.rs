@@ -2,6 +2,7 @@
 //! section (reserved from the table's bound free slots), its legs
 //! programmed, and the SDP going to the other side rewritten.
 
+use super::iface::Want;
 use super::*;
 
 impl NgCore {
@@ -23,6 +24,13 @@ impl NgCore {
             return Err(CommandError::Missing("No to-tag in message"));
         }
         let flags = Flags::parse(m, warnings)?;
+        let ifaces = self.ifaces();
+        for name in flags.direction.iter().chain([&flags.interface]).flatten() {
+            ifaces.check(name)?;
+        }
+        if flags.interface.is_some() {
+            warnings.push("'interface' is for publish/subscribe: ignored by offer/answer".into());
+        }
         let sdp = Sdp::parse(sdp_text).map_err(|e| CommandError::Sdp(e.to_string()))?;
         match op {
             Op::Offer => self.stats.offers += 1,
@@ -82,7 +90,7 @@ impl NgCore {
             Op::Answer => call.tags[sender] = to_tag.map(str::to_string),
         }
 
-        let media_ip = table.media_ip();
+        let media_ip = ifaces.sdp_ip(0);
         let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
         let mut rejected_mids: Vec<Option<String>> = Vec::with_capacity(sdp.media().len());
         let mut fresh: Vec<u32> = Vec::new();
@@ -136,6 +144,42 @@ impl NgCore {
                     leg.jitter = j;
                 }
             }
+            // Each leg's interface; the recipient's says the address.
+            let sender_v4 = ms.cfg.legs[sender].peer.map(|a| a.ip().is_ipv4());
+            let current = |ms: &MediaState, leg: usize| {
+                ms.iface_chosen[leg].then_some(ms.cfg.legs[leg].iface)
+            };
+            let chosen = ifaces
+                .choose(
+                    Want {
+                        name: flags.direction[0].as_deref(),
+                        family: sender_v4,
+                        current: current(ms, sender),
+                    },
+                    warnings,
+                )
+                .and_then(|si| {
+                    let family = flags
+                        .address_family
+                        .or(sender_v4.filter(|_| !ms.iface_chosen[receiver]));
+                    let want = Want {
+                        name: flags.direction[1].as_deref(),
+                        family,
+                        current: current(ms, receiver),
+                    };
+                    ifaces.choose(want, warnings).map(|ri| (si, ri))
+                });
+            let (si, ri) = match chosen {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            ms.cfg.legs[sender].iface = si;
+            ms.cfg.legs[receiver].iface = ri;
+            ms.iface_chosen = [true, true];
+            let out_ip = ifaces.sdp_ip(ri);
             let ports = table.ports(slot, receiver);
             let offered = match secure::negotiate(
                 ms,
@@ -145,7 +189,7 @@ impl NgCore {
                 sender,
                 &mut self.rng,
                 table.dtls_fingerprint(),
-                media_ip,
+                out_ip,
                 ports,
                 out.mux,
                 i,
@@ -171,6 +215,7 @@ impl NgCore {
                 attrs: offered.attrs,
                 proto: offered.proto,
                 ice_lite: offered.ice_lite,
+                ip: Some(out_ip),
             }));
         }
         if let Some(reason) = failure {
@@ -203,6 +248,8 @@ impl NgCore {
             let slots: Vec<u32> = call.media.iter().filter_map(|m| m.slot).collect();
             info!(call_id, slot = ?slots, "ng: call created");
         }
+        // The session part says the first relayed section's address.
+        let media_ip = outs.iter().flatten().find_map(|o| o.ip).unwrap_or(media_ip);
         let body = sdp.rewrite(&Rewrite {
             media_ip,
             media: outs,
@@ -234,8 +281,14 @@ fn program_media(
 ) -> MediaDecision {
     let receiver = sender ^ 1;
     let sdp_ip = info.conn.filter(|ip| !ip.is_unspecified());
-    let ip = match (flags.trust_address, flags.received_from) {
-        (false, Some(r)) if sdp_ip.is_some() => Some(r),
+    // `media address` overrides both the SDP's and `received-from`.
+    let ip = match (
+        flags.media_address,
+        flags.trust_address,
+        flags.received_from,
+    ) {
+        (Some(m), _, _) => Some(m),
+        (None, false, Some(r)) if sdp_ip.is_some() => Some(r),
         _ => sdp_ip,
     };
     ms.kind = info.kind.clone();
