@@ -44,8 +44,12 @@ pub(crate) struct Ifaces(pub(crate) Vec<Iface>);
 pub(crate) struct Want<'a> {
     /// A name from the message.
     pub(crate) name: Option<&'a str>,
-    /// The family the leg should have, if the message or the SDP says.
+    /// The family the leg must have (`address family`, or the sender's
+    /// own address): another name's address of it beats the name.
     pub(crate) family: Option<V4>,
+    /// The family the leg should have if its name has an address of it
+    /// (the recipient's default: the sender's family).
+    pub(crate) prefer: Option<V4>,
     /// The leg's interface so far, when it has one.
     pub(crate) current: Option<u8>,
 }
@@ -110,6 +114,15 @@ impl Ifaces {
         let current = want.current.filter(|&c| usize::from(c) < self.0.len());
         // The name to look under: the message's, else the leg's so far.
         let base = name.or_else(|| current.map(|c| self.0[usize::from(c)].name.as_str()));
+        if let (None, Some(p)) = (family, want.prefer) {
+            let by_name = base.and_then(|b| self.find(|i| i.name == b && i.v4() == p));
+            if let Some(i) = by_name {
+                return Ok(i);
+            }
+            if base.is_none() {
+                return Ok(self.find(|i| i.v4() == p).unwrap_or(0));
+            }
+        }
         let Some(v4) = family else {
             return Ok(match (name, current) {
                 // Same name as now: stay (it may be the other family's).
@@ -171,6 +184,7 @@ mod tests {
                     name,
                     family,
                     current,
+                    ..Want::default()
                 },
                 &mut w,
             )
@@ -201,6 +215,24 @@ mod tests {
         let (i, w) = pick(Some("round-robin-calls"), None, None);
         assert_eq!((i, w.len()), (0, 1));
         assert_eq!(pick(Some(""), None, Some(1)).0, 1);
+    }
+
+    #[test]
+    fn a_preferred_family_gives_way_to_a_name() {
+        let mut w = Vec::new();
+        let mut pick = |name, prefer| {
+            let want = Want {
+                name,
+                prefer,
+                ..Want::default()
+            };
+            list().choose(want, &mut w).unwrap()
+        };
+        assert_eq!(pick(Some("v6"), Some(true)), 2, "v6 named: its IPv6");
+        assert_eq!(pick(Some("pub"), Some(false)), 3, "pub's IPv6 preferred");
+        assert_eq!(pick(None, Some(false)), 2, "no name: the first IPv6");
+        assert_eq!(pick(None, Some(true)), 0);
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]

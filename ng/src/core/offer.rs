@@ -154,17 +154,18 @@ impl NgCore {
                     Want {
                         name: flags.direction[0].as_deref(),
                         family: sender_v4,
+                        prefer: None,
                         current: current(ms, sender),
                     },
                     warnings,
                 )
                 .and_then(|si| {
-                    let family = flags
-                        .address_family
-                        .or(sender_v4.filter(|_| !ms.iface_chosen[receiver]));
+                    // The sender's family is only a preference for a fresh
+                    // recipient: a name without it still wins.
                     let want = Want {
                         name: flags.direction[1].as_deref(),
-                        family,
+                        family: flags.address_family,
+                        prefer: sender_v4.filter(|_| !ms.iface_chosen[receiver]),
                         current: current(ms, receiver),
                     };
                     ifaces.choose(want, warnings).map(|ri| (si, ri))
