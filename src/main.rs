@@ -49,9 +49,17 @@ struct RelayArgs {
     /// Instance name: the slot table lives in /dev/shm/tern-<instance>.
     #[arg(long, default_value = "default")]
     instance: String,
-    /// Address media sockets bind to and SDP advertises.
+    /// Address media sockets bind to and SDP advertises (without
+    /// --interface).
     #[arg(long, default_value = "127.0.0.1")]
     media_ip: IpAddr,
+    /// A named media interface, rtpengine's syntax: NAME/IP[!ADVERTISED]
+    /// (IP alone: named `default`). Repeatable, at most 16; one IPv4 and
+    /// one IPv6 address per name. Every port of --ports is bound on each
+    /// IP; ng's `direction` picks each leg's. Replaces --media-ip (and
+    /// `[[media.interfaces]]` of the config file).
+    #[arg(long = "interface", value_name = "NAME/IP[!ADV]")]
+    interfaces: Vec<tern_shared::iface::InterfaceSpec>,
     /// Do not pin workers to CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -213,17 +221,22 @@ fn open_table(a: &RelayArgs) -> Result<(Arc<SlotTable>, usize), Error> {
     let workers = a
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tern_shared::iface::validate(&a.interfaces).map_err(|e| format!("--interface: {e}"))?;
     let params = TableParams {
         port_lo: a.ports.0,
         port_hi: a.ports.1,
         workers: workers as u32,
-        media_ip: a.media_ip,
+        media_ip: a.interfaces.first().map_or(a.media_ip, |i| i.sdp_ip()),
     };
-    tern_dataplane::host::raise_nofile(u64::from(params.capacity()) * 4 + 256)?;
+    let per_slot = 4 * a.interfaces.len().max(1) as u64;
+    tern_dataplane::host::raise_nofile(u64::from(params.capacity()) * per_slot + 256)?;
     if let Some(o) = tern_dataplane::host::ephemeral_overlap(a.ports) {
         eprintln!("tern: warning: {o}");
     }
     let table = SlotTable::create_or_attach(&a.instance, params)?;
+    // Always written: a reattached table may name another list.
+    let local: Vec<_> = a.interfaces.iter().map(|i| i.local()).collect();
+    table.set_interfaces(&local)?;
     table.set_dataplane_pid(std::process::id());
     Ok((Arc::new(table), workers))
 }
@@ -244,6 +257,7 @@ fn start_ng(
         None => (control::DEFAULT_LISTEN, false),
     };
     let mut cfg = control::NgConfig::new(addr, a.ng_allow.clone(), a.timeout);
+    cfg.core.interfaces = a.interfaces.iter().map(|i| i.name.clone()).collect();
     if let Some(j) = a.media_jitter {
         cfg.core.jitter = j;
     }
@@ -304,17 +318,23 @@ fn start_relay(
     let relay = tern_dataplane::start(
         tern_dataplane::RelayConfig {
             workers,
-            bind_ip: a.media_ip,
+            bind_ip: a.interfaces.first().map_or(a.media_ip, |i| i.ip),
             pin: !a.no_pin,
         },
         table.clone(),
         shutdown.clone(),
     )?;
     let ng = start_ng(a, &table, shutdown)?;
+    let media = if a.interfaces.is_empty() {
+        a.media_ip.to_string()
+    } else {
+        let l: Vec<String> = a.interfaces.iter().map(|i| i.to_string()).collect();
+        l.join(" ")
+    };
     println!(
         "tern relay: {} workers, media {} ports {}-{}, {} slots in {}",
         workers,
-        a.media_ip,
+        media,
         a.ports.0,
         a.ports.1,
         table.capacity(),
@@ -355,6 +375,9 @@ fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     } = sip_config(&a.sip)?;
     sip_cfg.jitter.enabled |= a.relay.jitter_buffer;
     a.relay.media_jitter = Some(sip_cfg.jitter);
+    if a.relay.interfaces.is_empty() {
+        a.relay.interfaces = sip_cfg.interfaces.clone();
+    }
     // Bind SIP before anything announces readiness, so no request is lost.
     let snapshot = tern_signaling::SipSnapshot::shared();
     let server = tern_signaling::Server::bind(sip_cfg)?
@@ -445,4 +468,66 @@ fn sip(a: SipArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
     }
     served?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay_args(args: &[&str]) -> Result<RelayArgs, clap::Error> {
+        let argv = ["tern", "relay"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)? {
+            Cli {
+                cmd: Some(Cmd::Relay(a)),
+            } => Ok(a),
+            _ => unreachable!("`tern relay` parses as Relay"),
+        }
+    }
+
+    #[test]
+    fn interface_options_parse_in_rtpengine_syntax() {
+        let a = relay_args(&[
+            "--interface",
+            "priv/127.0.0.2",
+            "--interface=pub/127.0.0.3!203.0.113.7",
+            "--interface",
+            "v6/::1",
+        ])
+        .unwrap();
+        let got: Vec<String> = a.interfaces.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            got,
+            ["priv/127.0.0.2", "pub/127.0.0.3!203.0.113.7", "v6/::1"]
+        );
+        assert!(relay_args(&[]).unwrap().interfaces.is_empty());
+        for bad in [
+            "pub/",
+            "pub/1.2.3.4!",
+            "pub/not-an-ip",
+            "a b/1.2.3.4",
+            "pub/0.0.0.0",
+        ] {
+            let e = relay_args(&["--interface", bad]).err();
+            assert!(e.is_some(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_bad_interface_list_is_refused_before_the_table() {
+        let a = relay_args(&[
+            "--interface",
+            "pub/127.0.0.2",
+            "--interface",
+            "pub/127.0.0.3",
+            "--instance",
+            "never-created",
+        ])
+        .unwrap();
+        let e = open_table(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("--interface") && e.contains("round robin"),
+            "{e}"
+        );
+        assert!(!tern_shared::table::table_path("never-created").exists());
+    }
 }

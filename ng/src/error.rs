@@ -37,6 +37,10 @@ pub enum CommandError {
     Sdp(String),
     /// `list` with a negative `limit`.
     InvalidLimit,
+    /// `direction`, `from-interface`, `to-interface` or `interface` names
+    /// no interface of the relay (rtpengine's log text; rtpengine itself
+    /// goes on with its default interface).
+    UnknownInterface(String),
 }
 
 impl fmt::Display for CommandError {
@@ -56,6 +60,7 @@ impl fmt::Display for CommandError {
             CommandError::Table(e) => write!(f, "Slot table: {e}"),
             CommandError::Sdp(e) => f.write_str(e),
             CommandError::InvalidLimit => f.write_str("invalid limit, must be >= 0"),
+            CommandError::UnknownInterface(n) => write!(f, "Interface '{n}' not found"),
         }
     }
 }

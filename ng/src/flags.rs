@@ -121,6 +121,16 @@ pub(crate) struct Flags {
     pub(crate) tos: Option<u8>,
     /// The `codec` dictionary and the `codec-*` flags.
     pub(crate) codec: CodecFlags,
+    /// Interface names of the sender's and the recipient's side
+    /// (`direction`, or `from-interface`/`to-interface`).
+    pub(crate) direction: [Option<String>; 2],
+    /// `address family`: the family of the SDP going out (true: IP4).
+    pub(crate) address_family: Option<bool>,
+    /// `media address`: the sender's media address, over its SDP's and
+    /// `received-from`.
+    pub(crate) media_address: Option<IpAddr>,
+    /// `interface` (rtpengine's publish/subscribe): checked, not used.
+    pub(crate) interface: Option<String>,
 }
 
 /// rtpengine compares flags with spaces turned into hyphens.
@@ -268,9 +278,29 @@ impl Flags {
                 other => warnings.unsupported("rtcp-mux", other),
             }
         }
-        // Interface directions: this relay has one interface, so any pair
-        // is accepted; only the type is checked.
-        let _ = list("direction")?;
+        // Interface names: the sender's side, then the recipient's
+        // (`core/iface.rs` checks them against the relay's interfaces).
+        for (i, name) in list("direction")?.into_iter().take(2).enumerate() {
+            f.direction[i] = Some(name.trim().to_string());
+        }
+        for (i, key) in ["from-interface", "to-interface"].into_iter().enumerate() {
+            if let Some(n) = field(m.opt_str(key), "", key)? {
+                f.direction[i] = Some(n.trim().to_string());
+            }
+        }
+        f.interface = field(m.opt_str("interface"), "", "interface")?.map(|s| s.trim().to_string());
+        match field(m.opt_str("address-family"), "", "address family")? {
+            None => {}
+            Some(v) if v.eq_ignore_ascii_case("IP4") => f.address_family = Some(true),
+            Some(v) if v.eq_ignore_ascii_case("IP6") => f.address_family = Some(false),
+            Some(other) => warnings.push(format!("address family '{other}' unknown, ignored")),
+        }
+        if let Some(a) = field(m.opt_str("media-address"), "", "media address")? {
+            match a.trim().parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => f.media_address = Some(ip),
+                _ => warnings.push(format!("media address '{a}' ignored")),
+            }
+        }
         match field(m.opt_str("ICE"), "", "ICE")? {
             None => {}
             Some("default") => f.ice = IceMode::Default,

@@ -233,6 +233,10 @@ pub struct MediaOut {
     /// The `m=` formats when the codec operations changed them: payload
     /// types not listed lose their `a=rtpmap`, `a=fmtp` and `a=rtcp-fb`.
     pub formats: Option<Vec<u8>>,
+    /// The section's address (its leg's interface); `None`:
+    /// [`Rewrite::media_ip`]. A section without its own `c=` whose address
+    /// is not the session's gets one.
+    pub ip: Option<IpAddr>,
 }
 
 /// `a=rtcp:` handling, from the flags `no-rtcp-attribute` and
@@ -601,7 +605,12 @@ impl<'a> Sdp<'a> {
                 .get(n)
                 .and_then(|m| m.conn)
                 .is_some_and(|ip| is_zero(&ip));
-            let full_rtcp = Some(rw.media_ip);
+            let ip = mo.ip.unwrap_or(rw.media_ip);
+            let full_rtcp = Some(ip);
+            if ip != rw.media_ip && !sec.lines().iter().any(|l| l.is(b'c')) {
+                let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+                w.insert_after(sec.start(), format!("c=IN {fam} {ip}"));
+            }
             for (i, l) in sec.indexed() {
                 if i == sec.start() {
                     let proto = mo.proto.as_deref().or(rw.transport.as_deref());
@@ -613,7 +622,7 @@ impl<'a> Sdp<'a> {
                 }
                 if l.is(b'c') {
                     if !zero_hold {
-                        w.set_connection(i, rw.media_ip);
+                        w.set_connection(i, ip);
                     }
                     continue;
                 }
@@ -663,7 +672,7 @@ impl<'a> Sdp<'a> {
             if !has_rtcp && rw.rtcp_attr != RtcpAttr::Remove {
                 // As rtpengine: every relayed section names its RTCP port
                 // (RFC 3605), unless `no-rtcp-attribute`.
-                let addr = (rw.rtcp_attr == RtcpAttr::Full).then_some(rw.media_ip);
+                let addr = (rw.rtcp_attr == RtcpAttr::Full).then_some(ip);
                 let line = format!("a=rtcp:{}", engine::rtcp_value(mo.rtcp_port, addr));
                 w.insert_after(last, line);
             }
@@ -747,6 +756,7 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
                 proto: None,
                 ice_lite: false,
                 formats: None,
+                ip: None,
             })],
             replace_origin: true,
             replace_session_conn: false,
@@ -789,6 +799,7 @@ m=video 0 RTP/AVP 31\r\n"
                 proto: None,
                 ice_lite: false,
                 formats: None,
+                ip: None,
             })],
             replace_origin: false,
             replace_session_conn: false,
@@ -844,6 +855,7 @@ a=fmtp:101 0-16\r\na=ptime:20\r\nm=image 5000 udptl t38\r\n";
                 proto: None,
                 ice_lite: false,
                 formats: Some(vec![8, 0]),
+                ip: None,
             })],
             replace_origin: false,
             replace_session_conn: false,
@@ -922,6 +934,7 @@ a=fmtp:101 0-16\r\na=ptime:20\r\nm=image 5000 udptl t38\r\n";
                             proto: None,
                             ice_lite: false,
                             formats: None,
+                            ip: None,
                         }),
                     ],
                     replace_origin: true,

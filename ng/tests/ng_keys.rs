@@ -250,9 +250,15 @@ fn benign(key: &str) -> Value {
             bstr("sha-256")
         }
         "transport-protocol" | "transport protocol" => bstr("RTP/AVP"),
-        "direction" => str_list(["internal", "external"]),
+        "direction" => str_list(["internal", "internal"]),
         "supports" => str_list(["load limit"]),
         "codec" => Dict::new().into_value(),
+        // The relay's one unnamed interface answers to `default`.
+        "interface" | "from-interface" | "from interface" | "to-interface" | "to interface" => {
+            bstr("default")
+        }
+        "address-family" | "address family" => bstr("IP4"),
+        "media-address" | "media address" => bstr("10.0.0.2"),
         "TOS" | "tos" => int(184),
         "delete-delay" | "delete delay" => int(0),
         "limit" => int(5),
@@ -383,7 +389,9 @@ fn rtpp_flags_string_equals_the_dictionary_form() {
     assert_eq!(ra, rb);
     assert_eq!(
         text(&ra, &["warning"]).as_deref(),
-        Some("unsupported flags: loop-protect")
+        // `external` asks for IPv6, which a v4-only relay lacks (as
+        // rtpengine, which logs it).
+        Some("unsupported flags: loop-protect; Requested address family (IP6) not supported")
     );
     // OpenSIPS's spelling of the key, and an unknown key=value token.
     let r = a.offer(

@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod iface;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

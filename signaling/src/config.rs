@@ -31,6 +31,11 @@
 //! jitter_max_ms = 200            # no packet waits longer, ms
 //! jitter_adaptive = false        # size the delay from measured jitter
 //!
+//! [[media.interfaces]]           # optional, repeatable: named media interfaces
+//! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
+//! address = "10.0.0.1"           # the command line's list replaces this one)
+//! advertised = "203.0.113.7"     # optional: the address SDP says
+//!
 //! [[users]]
 //! name = "alice"
 //! password = "secret"            # both HA1 values are computed at load
@@ -61,6 +66,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tern_shared::iface::InterfaceSpec;
 use tern_shared::table::JitterSettings;
 
 use crate::digest;
@@ -224,7 +230,7 @@ fn listener(
     }
 }
 
-/// The `[media]` keys: jitter-buffer defaults for calls.
+/// The `[media]` keys: jitter-buffer defaults for calls, the interfaces.
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct RawMedia {
@@ -232,6 +238,29 @@ struct RawMedia {
     jitter_target_ms: Option<u16>,
     jitter_max_ms: Option<u16>,
     jitter_adaptive: Option<bool>,
+    interfaces: Vec<RawInterface>,
+}
+
+/// One `[[media.interfaces]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: String,
+    address: String,
+    #[serde(default)]
+    advertised: Option<String>,
+}
+
+/// The `[[media.interfaces]]` entries, each checked and the list as a
+/// whole ([`tern_shared::iface::validate`]).
+fn interfaces(raw: &[RawInterface]) -> Result<Vec<InterfaceSpec>, ConfigError> {
+    let list = raw
+        .iter()
+        .map(|r| InterfaceSpec::new(&r.name, &r.address, r.advertised.as_deref()))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|l| tern_shared::iface::validate(&l).map(|()| l))
+        .map_err(|e| ConfigError::Refused(format!("[[media.interfaces]]: {e}")))?;
+    Ok(list)
 }
 
 /// The whole file.
@@ -481,6 +510,7 @@ impl Config {
                 max_ms: raw.media.jitter_max_ms.unwrap_or(d.jitter.max_ms),
                 adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
             },
+            interfaces: interfaces(&raw.media.interfaces)?,
             ..d
         };
         let realm = cfg.realm.clone();
@@ -556,6 +586,9 @@ pub struct SipConfig {
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key of [`SipConfig::tls_cert`].
     pub tls_key: Option<std::path::PathBuf>,
+    /// `[[media.interfaces]]`: the relay's named media interfaces under
+    /// `tern up` (empty: the one `--media-ip`). Checked as a list.
+    pub interfaces: Vec<InterfaceSpec>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -592,6 +625,7 @@ impl Default for SipConfig {
             wss: None,
             tls_cert: None,
             tls_key: None,
+            interfaces: Vec::new(),
         }
     }
 }
@@ -912,6 +946,56 @@ mod tests {
         let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
         assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());
+    }
+
+    #[test]
+    fn media_interfaces_table() {
+        let listen = "127.0.0.1:5060".parse().unwrap();
+        let c = SipConfig::from_toml(
+            listen,
+            "[media]\njitter_buffer = false\n\n[[media.interfaces]]\nname = \"priv\"\naddress = \"127.0.0.2\"\n\n[[media.interfaces]]\nname = \"pub\"\naddress = \"127.0.0.3\"\nadvertised = \"203.0.113.7\"\n\n[[media.interfaces]]\nname = \"pub\"\naddress = \"::1\"\n",
+        )
+        .unwrap();
+        let got: Vec<String> = c.interfaces.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            got,
+            ["priv/127.0.0.2", "pub/127.0.0.3!203.0.113.7", "pub/::1"]
+        );
+        assert!(SipConfig::from_toml(listen, "")
+            .unwrap()
+            .interfaces
+            .is_empty());
+        // An unknown key names itself and the table.
+        let e = SipConfig::from_toml(
+            listen,
+            "[[media.interfaces]]\nname = \"a\"\naddress = \"10.0.0.1\"\nadvertise = \"1.2.3.4\"\n",
+        )
+        .unwrap_err();
+        match e {
+            ConfigError::UnknownKey {
+                key, table, line, ..
+            } => {
+                assert_eq!(
+                    (key.as_str(), table.as_str(), line),
+                    ("advertise", "[[media.interfaces]]", 4)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Bad values and bad lists are refused, naming the table.
+        for bad in [
+            "[[media.interfaces]]\nname = \"a\"\naddress = \"10.0.0.300\"\n",
+            "[[media.interfaces]]\nname = \"a b\"\naddress = \"10.0.0.1\"\n",
+            "[[media.interfaces]]\nname = \"a\"\naddress = \"10.0.0.1\"\nadvertised = \"x\"\n",
+            "[[media.interfaces]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[media.interfaces]]\nname = \"a\"\naddress = \"10.0.0.2\"\n",
+        ] {
+            match SipConfig::from_toml(listen, bad) {
+                Err(ConfigError::Refused(s)) => assert!(s.contains("[[media.interfaces]]"), "{s}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // `address` is required.
+        assert!(SipConfig::from_toml(listen, "[[media.interfaces]]\nname = \"a\"\n").is_err());
     }
 
     #[test]

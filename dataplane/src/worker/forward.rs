@@ -27,7 +27,9 @@ use tracing::info;
 use super::jitter_store::{buffer_packet, Buffered};
 use super::secure::{self, StunAction};
 use super::user_data;
-use super::{fixed_index, push_sqe, rtp_info, sock_index, SendSlot, Sock, Worker, BUF_SIZE};
+use super::{
+    fixed_index, leg_iface, push_sqe, rtp_info, sock_index, SendSlot, Sock, Worker, BUF_SIZE,
+};
 use crate::leg::{PacketKind, Verdict};
 use crate::quality::feed::SlotFeed;
 use crate::sockets::read_sockaddr;
@@ -77,7 +79,8 @@ impl Worker {
         len: usize,
         now: Instant,
     ) -> bool {
-        let (leg, o) = (sock >> 1, (sock >> 1) ^ 1);
+        let leg = (sock >> 1) & 1;
+        let o = leg ^ 1;
         let id = self.first + idx as u32;
         let at_ms = self.clock.unix_ms(now);
         let (Ok(c_in), Ok(c_out)) = (self.table.counters(id, leg), self.table.counters(id, o))
@@ -96,6 +99,14 @@ impl Worker {
         let Some(fwd) = slot.fwd.as_mut() else {
             return false;
         };
+        // What reached the leg's port on another interface than the leg's
+        // (queued before that socket got its filter) is not the leg's.
+        let n = self.ifaces.len();
+        if sock >> 2 != leg_iface(fwd, leg, n) {
+            c_in.count_drop(DropReason::Source);
+            self.dropped += 1;
+            return false;
+        }
 
         // 1. Demux.
         let drop = match demux(&buf[off..off + plen]) {
@@ -121,7 +132,7 @@ impl Worker {
                         let sqe = send_sqe(
                             &mut self.sends[usize::from(bid)],
                             &slot.socks[sock],
-                            fixed_index(idx, sock),
+                            fixed_index(idx, sock, self.per_slot),
                             &mut buf[off..off + len],
                             src,
                             user_data::send_ud(bid),
@@ -271,11 +282,16 @@ impl Worker {
 
         // 8. Send out of the other leg's socket (its RTP one for RTCP with
         //    rtcp-mux).
-        let out_k = sock_index(o, rtcp && !fwd.config().legs[o].rtcp_mux);
+        //    That leg's sockets are on its own interface.
+        let out_k = sock_index(
+            leg_iface(fwd, o, n),
+            o,
+            rtcp && !fwd.config().legs[o].rtcp_mux,
+        );
         let sqe = send_sqe(
             &mut self.sends[usize::from(bid)],
             &slot.socks[out_k],
-            fixed_index(idx, out_k),
+            fixed_index(idx, out_k, self.per_slot),
             pkt,
             dest,
             user_data::send_ud(bid),

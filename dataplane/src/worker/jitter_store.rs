@@ -12,8 +12,8 @@ use tracing::{debug, warn};
 use super::secure;
 use super::user_data;
 use super::{
-    fixed_index, push_sqe, rtp_info, sock_index, SendSlot, Worker, BUF_SIZE, MAX_JSTORES,
-    PLAYOUT_SLACK,
+    fixed_index, leg_iface, push_sqe, rtp_info, sock_index, SendSlot, Worker, BUF_SIZE,
+    MAX_JSTORES, PLAYOUT_SLACK,
 };
 use crate::quality::jitter::{
     JitterBuffer, JitterConfig, JitterError, Playout, PushOutcome, MAX_CAPACITY,
@@ -239,7 +239,13 @@ impl Worker {
         let id = self.first + idx as u32;
         let slot = &mut self.slots[idx];
         let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(leg));
-        let sock = &slot.socks[sock_index(leg, false)];
+        let n = self.ifaces.len();
+        let k = sock_index(
+            slot.fwd.as_ref().map_or(0, |f| leg_iface(f, leg, n)),
+            leg,
+            false,
+        );
+        let sock = &slot.socks[k];
         let (fd, v6, fixed) = (sock.fd, sock.v6, sock.fixed);
         let Some(Some(st)) = self.jstores.get_mut(usize::from(store)) else {
             return;
@@ -278,8 +284,7 @@ impl Worker {
         let pushed = ok && {
             let hdr = std::ptr::addr_of!(st.sends[e].hdr);
             let sqe = if fixed {
-                let k = fixed_index(idx, sock_index(leg, false));
-                opcode::SendMsg::new(types::Fixed(k), hdr).build()
+                opcode::SendMsg::new(types::Fixed(fixed_index(idx, k, self.per_slot)), hdr).build()
             } else {
                 opcode::SendMsg::new(types::Fd(fd), hdr).build()
             }

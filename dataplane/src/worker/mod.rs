@@ -131,16 +131,31 @@ pub const PLAYOUT_SLACK: Duration = Duration::from_millis(1);
 /// through (and counted) rather than let an id wrap onto a live store.
 pub const MAX_JSTORES: usize = 1 << 16;
 
-/// Fixed-file index of socket `sock` of the worker's slot `idx`.
+/// Fixed-file index of socket `sock` of the worker's slot `idx`, with
+/// `per_slot` sockets per slot (four per interface).
 #[inline]
-fn fixed_index(idx: usize, sock: usize) -> u32 {
-    (idx * 4 + (sock & 3)) as u32
+fn fixed_index(idx: usize, sock: usize, per_slot: usize) -> u32 {
+    (idx * per_slot + sock % per_slot) as u32
 }
 
-/// Socket index within a slot: `leg * 2 + rtcp`.
+/// Socket index within a slot: `iface * 4 + leg * 2 + rtcp`, so that
+/// `sock & 3` is the socket's place within its interface's four and
+/// `sock >> 2` the interface.
 #[inline]
-fn sock_index(leg: usize, rtcp: bool) -> usize {
-    (leg & 1) << 1 | usize::from(rtcp)
+fn sock_index(iface: usize, leg: usize, rtcp: bool) -> usize {
+    iface << 2 | (leg & 1) << 1 | usize::from(rtcp)
+}
+
+/// The interface leg `leg` of `fwd`'s configuration is on, among `n`
+/// (an index past the list reads as the first).
+#[inline]
+fn leg_iface(fwd: &Forwarder, leg: usize, n: usize) -> usize {
+    let i = usize::from(fwd.config().legs[leg & 1].iface);
+    if i < n {
+        i
+    } else {
+        0
+    }
 }
 
 /// Unix time in ms (vDSO clock read, no syscall): the one copy in `shared`.
@@ -265,8 +280,10 @@ struct SlotRt {
     /// The seqlock value of the configuration in `fwd`.
     seq: u32,
     fwd: Option<Forwarder>,
-    /// `[leg0 rtp, leg0 rtcp, leg1 rtp, leg1 rtcp]`.
-    socks: [Sock; 4],
+    /// Per interface `[leg0 rtp, leg0 rtcp, leg1 rtp, leg1 rtcp]`
+    /// ([`sock_index`]): every port of the slot is bound on every
+    /// interface; a leg reads only its own interface's.
+    socks: Box<[Sock]>,
     bind_pending: bool,
     next_bind_ms: u64,
     /// The current wait between retries of a free slot's binds, ms.
@@ -286,16 +303,18 @@ struct SlotRt {
 }
 
 impl SlotRt {
-    fn new() -> SlotRt {
+    fn new(socks: usize) -> SlotRt {
         SlotRt {
             phase: Phase::Idle,
             gen: 0,
             seq: 0,
             fwd: None,
-            socks: std::array::from_fn(|_| Sock {
-                fd: -1,
-                ..Sock::default()
-            }),
+            socks: (0..socks)
+                .map(|_| Sock {
+                    fd: -1,
+                    ..Sock::default()
+                })
+                .collect(),
             bind_pending: false,
             next_bind_ms: 0,
             bind_backoff_ms: 0,
@@ -328,7 +347,12 @@ pub struct Worker {
     rearm_scratch: Vec<(u32, u8, u16)>,
     /// Completions copied out of the CQ, processed in batch.
     cqes: Vec<cqueue::Entry>,
-    bind_ip: IpAddr,
+    /// The local interfaces' addresses, by index ([`LegConfig::iface`](
+    /// tern_shared::table::LegConfig::iface)): every slot's ports are
+    /// bound on each.
+    ifaces: Vec<IpAddr>,
+    /// Sockets per slot: four per interface.
+    per_slot: usize,
     min_wait: bool,
     /// A sparse fixed-file table of `slots * 4` entries is registered.
     fixed_files: bool,
@@ -390,6 +414,8 @@ fn build_ring() -> std::io::Result<IoUring> {
 impl Worker {
     /// Sets up worker `index` on `table`: its ring, buffer ring and slot
     /// states. Call from the worker thread (the ring is single-issuer).
+    /// The slots' ports are bound on each of the table's interfaces
+    /// ([`SlotTable::interfaces`]) when it names any, else on `bind_ip`.
     ///
     /// Errors: [`RelayError::Setup`] when the ring or buffer ring cannot be
     /// created or registered, or the kernel lacks `IORING_FEAT_EXT_ARG`
@@ -433,12 +459,18 @@ impl Worker {
         recv_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
         let range = table.slots_of_worker(index);
         let n = range.len();
+        let ifaces: Vec<IpAddr> = if table.interface_count() > 0 {
+            table.interfaces().iter().map(|i| i.ip).collect()
+        } else {
+            vec![bind_ip]
+        };
+        let per_slot = ifaces.len() * 4;
         let min_wait = ring.params().is_feature_min_timeout();
         let epoch = table.epoch();
         // Every socket the worker can own gets a fixed-file index: a
         // failure (old kernel, RLIMIT_NOFILE below the table) only costs
         // the per-SQE fget, so it is not fatal.
-        let fixed_files = match u32::try_from(n * 4)
+        let fixed_files = match u32::try_from(n * per_slot)
             .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
             .and_then(|nr| ring.submitter().register_files_sparse(nr.max(1)))
         {
@@ -458,11 +490,12 @@ impl Worker {
             recv_hdr,
             index,
             first: range.start,
-            slots: (0..n).map(|_| SlotRt::new()).collect(),
-            rearm: Vec::with_capacity(n * 4 + 16),
-            rearm_scratch: Vec::with_capacity(n * 4 + 16),
+            slots: (0..n).map(|_| SlotRt::new(per_slot)).collect(),
+            rearm: Vec::with_capacity(n * per_slot + 16),
+            rearm_scratch: Vec::with_capacity(n * per_slot + 16),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
-            bind_ip,
+            ifaces,
+            per_slot,
             min_wait,
             fixed_files,
             doorbell: table.doorbell(index),
@@ -620,9 +653,12 @@ mod tests {
 
     #[test]
     fn socket_indices() {
-        assert_eq!(sock_index(1, true), 3);
-        assert_eq!(sock_index(0, false), 0);
-        assert_eq!(fixed_index(2, sock_index(1, false)), 10);
+        assert_eq!(sock_index(0, 1, true), 3);
+        assert_eq!(sock_index(0, 0, false), 0);
+        assert_eq!(fixed_index(2, sock_index(0, 1, false), 4), 10);
+        // Interface 2 of three: the third group of four.
+        assert_eq!(sock_index(2, 1, true), 11);
+        assert_eq!(fixed_index(2, sock_index(2, 0, true), 12), 33);
     }
 
     #[test]

@@ -175,11 +175,14 @@ impl Worker {
             return;
         };
         let live = slot.gen == gen && slot.phase != Phase::Idle;
-        if live && !cqueue::more(flags) {
+        if live && !cqueue::more(flags) && sock < slot.socks.len() {
             slot.socks[sock].armed = false;
             match slot.phase {
                 Phase::Bound => {
-                    if !slot.socks[sock].queued && slot.socks[sock].fd >= 0 {
+                    // A filtered socket (another interface's, or an
+                    // rtcp-mux leg's RTCP port) is not read: not re-armed.
+                    let s = &slot.socks[sock];
+                    if !s.queued && s.fd >= 0 && !s.filtered {
                         slot.socks[sock].queued = true;
                         self.ring_ctr.rearms += 1;
                         self.rearm.push((idx, sock as u8, gen));
@@ -231,14 +234,17 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
-        let s = &mut slot.socks[sock];
+        let Some(s) = slot.socks.get_mut(sock) else {
+            return;
+        };
         s.queued = false;
         if slot.gen != gen || slot.phase != Phase::Bound || s.fd < 0 || s.armed {
             return;
         }
         let (hdr, bgid) = (&*self.recv_hdr, self.bufs.bgid());
         let sqe = if s.fixed {
-            opcode::RecvMsgMulti::new(types::Fixed(fixed_index(idx, sock)), hdr, bgid).build()
+            let k = fixed_index(idx, sock, self.per_slot);
+            opcode::RecvMsgMulti::new(types::Fixed(k), hdr, bgid).build()
         } else {
             opcode::RecvMsgMulti::new(types::Fd(s.fd), hdr, bgid).build()
         }

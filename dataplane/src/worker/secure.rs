@@ -395,7 +395,13 @@ impl super::Worker {
             match msg {
                 FromTask::Transmit { bytes, .. } => {
                     let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(key.leg));
-                    let sock = slot.socks[super::sock_index(key.leg, false)].sock.as_ref();
+                    let n = self.ifaces.len();
+                    let iface = slot
+                        .fwd
+                        .as_ref()
+                        .map_or(0, |f| super::leg_iface(f, key.leg, n));
+                    let k = super::sock_index(iface, key.leg, false);
+                    let sock = slot.socks.get(k).and_then(|s| s.sock.as_ref());
                     if let (Some(dest), Some(sock)) = (dest, sock) {
                         // Off the packet path and rare: a plain sendto.
                         if let Err(e) = sock.send_to(&bytes, &dest.into()) {

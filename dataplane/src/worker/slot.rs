@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::user_data;
 use super::{
-    fixed_index, now_ms, Clock, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS,
+    fixed_index, leg_iface, now_ms, Clock, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS,
     FREE_BIND_FIRST_RETRY_MS, FREE_BIND_RETRY_MS, LOSS_INTERVAL_MS,
 };
 use crate::leg::{Forwarder, LegRestore};
@@ -210,15 +210,16 @@ impl Worker {
         self.table.set_applied(id, seq);
     }
 
-    /// Binds the sockets free slot `idx` lacks, each with the drop-all
-    /// filter, and stamps the slot bound in the table once all four are,
+    /// Binds the sockets free slot `idx` lacks (its four ports on every
+    /// interface), each with the drop-all filter, and stamps the slot
+    /// bound in the table once all are,
     /// so it may be handed out. A port another socket holds is retried
     /// after [`FREE_BIND_FIRST_RETRY_MS`], doubling up to
     /// [`FREE_BIND_RETRY_MS`]; until then the slot is passed over.
     fn prebind(&mut self, idx: usize, now: u64) {
         let id = self.first + idx as u32;
         let mut failed = 0;
-        for k in 0..4 {
+        for k in 0..self.per_slot {
             if self.slots[idx].socks[k].fd >= 0 {
                 continue;
             }
@@ -240,13 +241,21 @@ impl Worker {
         }
     }
 
-    /// Binds socket `k` of slot `idx` (port from the table), filtered or
-    /// not, and installs it in the fixed-file table.
-    fn bind_sock(&mut self, idx: usize, k: usize, filtered: bool) -> std::io::Result<()> {
+    /// The address socket `k` of slot `idx` binds: its interface's
+    /// address and its port from the table.
+    fn sock_addr(&self, idx: usize, k: usize) -> SocketAddr {
         let id = self.first + idx as u32;
-        let ports = self.table.ports(id, k / 2);
-        let port = if k % 2 == 1 { ports.rtcp } else { ports.rtp };
-        let sock = bind_udp(self.bind_ip, port, filtered).inspect_err(|_| {
+        let ports = self.table.ports(id, (k >> 1) & 1);
+        let port = if k & 1 == 1 { ports.rtcp } else { ports.rtp };
+        let ip = self.ifaces.get(k >> 2).copied().unwrap_or(self.ifaces[0]);
+        SocketAddr::new(ip, port)
+    }
+
+    /// Binds socket `k` of slot `idx` ([`Worker::sock_addr`]), filtered
+    /// or not, and installs it in the fixed-file table.
+    fn bind_sock(&mut self, idx: usize, k: usize, filtered: bool) -> std::io::Result<()> {
+        let at = self.sock_addr(idx, k);
+        let sock = bind_udp(at.ip(), at.port(), filtered).inspect_err(|_| {
             self.bind_failures += 1;
         })?;
         let fd = sock.as_raw_fd();
@@ -254,12 +263,12 @@ impl Worker {
             && self
                 .ring
                 .submitter()
-                .register_files_update(fixed_index(idx, k), &[fd])
+                .register_files_update(fixed_index(idx, k, self.per_slot), &[fd])
                 .is_ok();
         self.slots[idx].socks[k] = Sock {
             sock: Some(sock),
             fd,
-            v6: self.bind_ip.is_ipv6(),
+            v6: at.is_ipv6(),
             armed: false,
             queued: false,
             filtered,
@@ -270,28 +279,31 @@ impl Worker {
 
     /// Makes every socket the slot's configuration reads ready: bound (a
     /// free slot's are already), unfiltered, and queued for arming. The
-    /// RTCP socket of an rtcp-mux leg stays bound and filtered.
+    /// RTCP socket of an rtcp-mux leg, and every socket of a leg on
+    /// another interface than the leg's, stays bound and gets the filter
+    /// (a receive still armed on it from before waits, reading nothing).
     fn bind_missing(&mut self, idx: usize, now: u64) {
         let id = self.first + idx as u32;
         let Some(fwd) = self.slots[idx].fwd.as_ref() else {
             return;
         };
         let mux = [fwd.config().legs[0].rtcp_mux, fwd.config().legs[1].rtcp_mux];
+        let n = self.ifaces.len();
+        let on = [leg_iface(fwd, 0, n), leg_iface(fwd, 1, n)];
         let mut failed = false;
-        for k in 0..4 {
-            let read = !(k % 2 == 1 && mux[k / 2]);
+        for k in 0..self.per_slot {
+            let leg = (k >> 1) & 1;
+            let read = k >> 2 == on[leg] && !(k & 1 == 1 && mux[leg]);
             if self.slots[idx].socks[k].fd < 0 {
                 if let Err(e) = self.bind_sock(idx, k, !read) {
                     failed = true;
                     if !self.slots[idx].bind_pending {
-                        let ports = self.table.ports(id, k / 2);
-                        let port = if k % 2 == 1 { ports.rtcp } else { ports.rtp };
                         warn!(
                             worker = self.index,
                             slot = id,
                             call_id = %self.slots[idx].call_id,
                             "bind {}: {e}; retrying every {BIND_RETRY_MS} ms",
-                            SocketAddr::new(self.bind_ip, port)
+                            self.sock_addr(idx, k)
                         );
                     }
                     continue;
@@ -304,6 +316,13 @@ impl Worker {
                     match pass_all(sock) {
                         Ok(()) => s.filtered = false,
                         Err(e) => warn!(worker = self.index, slot = id, "detach filter: {e}"),
+                    }
+                }
+            } else if !read && !s.filtered {
+                if let Some(sock) = s.sock.as_ref() {
+                    match drop_all(sock) {
+                        Ok(()) => s.filtered = true,
+                        Err(e) => warn!(worker = self.index, slot = id, "attach filter: {e}"),
                     }
                 }
             }
@@ -341,9 +360,8 @@ impl Worker {
         slot.closing_since_ms = now;
         slot.bind_pending = false;
         let gen = slot.gen;
-        let armed: [bool; 4] = std::array::from_fn(|k| slot.socks[k].armed);
-        for (k, a) in armed.into_iter().enumerate() {
-            if a {
+        for k in 0..self.per_slot {
+            if self.slots[idx].socks[k].armed {
                 let sqe = opcode::AsyncCancel::new(user_data::recv_ud(idx as u32, k, gen))
                     .build()
                     .user_data(user_data::CANCEL_UD);

@@ -2,10 +2,10 @@
 //! back without a lookup table.
 //!
 //! ```text
-//!  63 62 61        50 49        34 33 32 31                 0
-//! +-----+------------+------------+--+--+--------------------+
-//! |kind |     0      |    gen     |rc|lg|     slot index     |  receive
-//! +-----+------------+------------+--+--+--------------------+
+//!  63 62 61      54 53        38 37    34 33 32 31          0
+//! +-----+----------+------------+-------+--+--+-------------+
+//! |kind |    0     |    gen     | iface |rc|lg| slot index  |  receive
+//! +-----+----------+------------+-------+--+--+-------------+
 //! |kind |                 0                      | buffer id |  send (bits 0..16)
 //! +-----+----------------------------------------+-----------+
 //! |kind |              0              | store id | entry     |  jitter send
@@ -13,10 +13,10 @@
 //! ```
 //!
 //! - bits 62..64, the kind ([`Kind`]);
-//! - a receive: the slot's index within the worker (bits 0..32), the leg
-//!   (bit 32), the RTCP socket (bit 33) and the slot's bind generation
-//!   (bits 34..50), so a completion of a socket that has since been closed
-//!   is recognised and ignored;
+//! - a receive: the slot's index within the worker (bits 0..32), the
+//!   socket (bits 32..38: leg bit 32, RTCP bit 33, interface bits 34..38)
+//!   and the slot's bind generation (bits 38..54), so a completion of a
+//!   socket that has since been closed is recognised and ignored;
 //! - a send: the provided buffer's id, which also indexes the send slab
 //!   (one send per buffer);
 //! - a send from a jitter store: the store id (bits 16..32) and the entry
@@ -53,17 +53,25 @@ pub(super) fn kind(ud: u64) -> Kind {
     }
 }
 
-/// A receive on socket `sock` (`leg * 2 + rtcp`, 0..4) of the worker's
-/// slot `idx`, bound in generation `gen`.
+/// Bits of a receive's socket index: four sockets on each of up to 16
+/// interfaces ([`tern_shared::table::MAX_INTERFACES`]).
+const SOCK_MASK: u64 = 0x3f;
+
+/// A receive on socket `sock` (`iface * 4 + leg * 2 + rtcp`, 0..64) of
+/// the worker's slot `idx`, bound in generation `gen`.
 #[inline]
 pub(super) fn recv_ud(idx: u32, sock: usize, gen: u16) -> u64 {
-    K_RECV << KIND_SHIFT | u64::from(idx) | (sock as u64 & 3) << 32 | u64::from(gen) << 34
+    K_RECV << KIND_SHIFT | u64::from(idx) | (sock as u64 & SOCK_MASK) << 32 | u64::from(gen) << 38
 }
 
 /// `(slot index, socket index, generation)` of a receive's `ud`.
 #[inline]
 pub(super) fn recv_parts(ud: u64) -> (u32, usize, u16) {
-    (ud as u32, (ud >> 32 & 3) as usize, (ud >> 34) as u16)
+    (
+        ud as u32,
+        (ud >> 32 & SOCK_MASK) as usize,
+        (ud >> 38) as u16,
+    )
 }
 
 /// A send from provided buffer `bid`.
@@ -103,9 +111,10 @@ mod tests {
         assert_eq!(ud >> KIND_SHIFT, K_RECV);
         assert_eq!(ud as u32, 123_456);
         assert_eq!(ud >> 32 & 3, 3);
-        assert_eq!((ud >> 34) as u16, 0xbeef);
+        assert_eq!((ud >> 38) as u16, 0xbeef);
         assert_eq!(kind(ud), Kind::Recv);
         assert_eq!(recv_parts(ud), (123_456, 3, 0xbeef));
+        assert_eq!(recv_parts(recv_ud(7, 63, 1)), (7, 63, 1));
         let s = send_ud(4095);
         assert_eq!(s >> KIND_SHIFT, K_SEND);
         assert_eq!(s as u16, 4095);
@@ -118,12 +127,16 @@ mod tests {
     #[test]
     fn fields_do_not_overlap() {
         // Every field at its maximum still decodes, and leaves the kind.
-        let ud = recv_ud(u32::MAX, 3, u16::MAX);
+        let ud = recv_ud(u32::MAX, 63, u16::MAX);
         assert_eq!(
             (kind(ud), recv_parts(ud)),
-            (Kind::Recv, (u32::MAX, 3, u16::MAX))
+            (Kind::Recv, (u32::MAX, 63, u16::MAX))
         );
-        assert_eq!(recv_parts(recv_ud(0, 7, 0)).1, 3, "socket index is 2 bits");
+        assert_eq!(recv_parts(recv_ud(0, 64, 0)).1, 0, "socket index is 6 bits");
+        assert!(
+            tern_shared::table::MAX_INTERFACES * 4 <= SOCK_MASK as usize + 1,
+            "every interface's sockets fit"
+        );
         let j = jsend_ud(u16::MAX, u16::MAX);
         assert_eq!(
             (kind(j), jsend_parts(j)),

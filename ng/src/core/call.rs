@@ -54,6 +54,8 @@ pub(super) struct MediaState {
     pub(super) plan: [secure::LegPlan; 2],
     /// What the last offer's `codec` operations decided (for its answer).
     pub(super) codecs: Option<crate::codec::OfferCodecs>,
+    /// Each leg's interface (`cfg.legs[i].iface`) has been chosen.
+    pub(super) iface_chosen: [bool; 2],
 }
 
 impl MediaState {

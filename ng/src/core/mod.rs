@@ -96,6 +96,10 @@ pub struct CoreConfig {
     /// Jitter-buffer settings of a new call whose offer says neither
     /// `jitter-buffer` nor `no-jitter-buffer` (`tern relay --jitter-buffer`).
     pub jitter: JitterSettings,
+    /// Names of the table's interfaces ([`SlotTable::interfaces`]), by
+    /// index, for `direction`, `from-interface` and `to-interface`; one
+    /// missing is `default` (rtpengine's name for an unnamed one).
+    pub interfaces: Vec<String>,
 }
 
 /// Target playout delay of a jitter buffer switched on without
@@ -123,6 +127,7 @@ impl Default for CoreConfig {
                 max_ms: DEFAULT_JITTER_MAX_MS,
                 adaptive: false,
             },
+            interfaces: Vec::new(),
         }
     }
 }
@@ -215,6 +220,7 @@ struct RateSample {
 type Reply = Result<Dict, CommandError>;
 
 mod call;
+mod iface;
 mod offer;
 mod reports;
 mod secure;
@@ -222,6 +228,25 @@ mod secure;
 use call::{Call, Doomed, MediaState, Pick};
 
 impl NgCore {
+    /// The table's interfaces under their configured names.
+    fn ifaces(&self) -> iface::Ifaces {
+        let list = self.table.interfaces();
+        iface::Ifaces(
+            list.iter()
+                .enumerate()
+                .map(|(i, l)| iface::Iface {
+                    name: self
+                        .cfg
+                        .interfaces
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| tern_shared::iface::DEFAULT_NAME.to_string()),
+                    sdp_ip: l.advertised,
+                })
+                .collect(),
+        )
+    }
+
     /// A core programming `table`, started at `now_ms`. Adopts the slots a
     /// previous ng control plane left reserved or active as orphans (see
     /// the module documentation).

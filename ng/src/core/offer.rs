@@ -2,6 +2,7 @@
 //! section (reserved from the table's bound free slots), its legs
 //! programmed, and the SDP going to the other side rewritten.
 
+use super::iface::Want;
 use super::*;
 
 impl NgCore {
@@ -28,6 +29,14 @@ impl NgCore {
                 "TOS {t} not applied: media is sent with TOS {}",
                 tern_shared::MEDIA_TOS
             ));
+        }
+        let ifaces = self.ifaces();
+        for name in flags.direction.iter().chain([&flags.interface]).flatten() {
+            ifaces.check(name)?;
+        }
+        if flags.interface.is_some() {
+            // rtpengine's publish/subscribe key: named as unsupported here.
+            warnings.key("interface");
         }
         let sdp = Sdp::parse(sdp_text).map_err(|e| CommandError::Sdp(e.to_string()))?;
         match op {
@@ -88,7 +97,7 @@ impl NgCore {
         }
         let branch = &mut call.branches[bi];
 
-        let media_ip = table.media_ip();
+        let media_ip = ifaces.sdp_ip(0);
         let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
         let mut rejected_mids: Vec<Option<String>> = Vec::with_capacity(sdp.media().len());
         let mut fresh: Vec<u32> = Vec::new();
@@ -147,6 +156,43 @@ impl NgCore {
                     leg.jitter = j;
                 }
             }
+            // Each leg's interface; the recipient's says the address.
+            let sender_v4 = ms.cfg.legs[sender].peer.map(|a| a.ip().is_ipv4());
+            let current = |ms: &MediaState, leg: usize| {
+                ms.iface_chosen[leg].then_some(ms.cfg.legs[leg].iface)
+            };
+            let chosen = ifaces
+                .choose(
+                    Want {
+                        name: flags.direction[0].as_deref(),
+                        family: sender_v4,
+                        prefer: None,
+                        current: current(ms, sender),
+                    },
+                    warnings,
+                )
+                .and_then(|si| {
+                    // The sender's family is only a preference for a fresh
+                    // recipient: a name without it still wins.
+                    let want = Want {
+                        name: flags.direction[1].as_deref(),
+                        family: flags.address_family,
+                        prefer: sender_v4.filter(|_| !ms.iface_chosen[receiver]),
+                        current: current(ms, receiver),
+                    };
+                    ifaces.choose(want, warnings).map(|ri| (si, ri))
+                });
+            let (si, ri) = match chosen {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            ms.cfg.legs[sender].iface = si;
+            ms.cfg.legs[receiver].iface = ri;
+            ms.iface_chosen = [true, true];
+            let out_ip = ifaces.sdp_ip(ri);
             let ports = table.ports(slot, receiver);
             let offered = match secure::negotiate(
                 ms,
@@ -156,7 +202,7 @@ impl NgCore {
                 sender,
                 &mut self.rng,
                 table.dtls_fingerprint(),
-                media_ip,
+                out_ip,
                 ports,
                 out.mux,
                 i,
@@ -187,6 +233,7 @@ impl NgCore {
                 proto: offered.proto,
                 ice_lite: offered.ice_lite,
                 formats,
+                ip: Some(out_ip),
             }));
         }
         if let Some(reason) = failure {
@@ -224,6 +271,8 @@ impl NgCore {
             let slots = call.slots();
             info!(call_id, slot = ?slots, "ng: call created");
         }
+        // The session part says the first relayed section's address.
+        let media_ip = outs.iter().flatten().find_map(|o| o.ip).unwrap_or(media_ip);
         let body = sdp.rewrite(&Rewrite {
             media_ip,
             media: outs,
@@ -285,8 +334,14 @@ fn program_media(
 ) -> MediaDecision {
     let receiver = sender ^ 1;
     let sdp_ip = info.conn.filter(|ip| !ip.is_unspecified());
-    let ip = match (flags.trust_address, flags.received_from) {
-        (false, Some(r)) if sdp_ip.is_some() => Some(r),
+    // `media address` overrides both the SDP's and `received-from`.
+    let ip = match (
+        flags.media_address,
+        flags.trust_address,
+        flags.received_from,
+    ) {
+        (Some(m), _, _) => Some(m),
+        (None, false, Some(r)) if sdp_ip.is_some() => Some(r),
         _ => sdp_ip,
     };
     ms.kind = info.kind.clone();

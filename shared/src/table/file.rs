@@ -204,6 +204,66 @@ impl SlotTable {
         h.media_family.store(u32::from(fam), Ordering::Relaxed);
     }
 
+    /// Names the relay's local interfaces (at most [`MAX_INTERFACES`]):
+    /// leg configurations refer to them by index. Set by the dataplane
+    /// before its workers start, which bind every port on each `ip`. An
+    /// empty list leaves one interface, [`SlotTable::media_ip`].
+    ///
+    /// Errors: [`TableError::BadParams`] for more than [`MAX_INTERFACES`].
+    pub fn set_interfaces(&self, list: &[LocalInterface]) -> Result<(), TableError> {
+        if list.len() > MAX_INTERFACES {
+            return Err(TableError::BadParams(format!(
+                "{} interfaces (at most {MAX_INTERFACES})",
+                list.len()
+            )));
+        }
+        let h = self.header();
+        h.iface_count.store(0, Ordering::Release);
+        for (w, i) in h.ifaces.iter().zip(list) {
+            let (ip, f1) = ip_words(i.ip);
+            let (adv, f2) = ip_words(i.advertised);
+            for k in 0..2 {
+                w.ip[k].store(ip[k], Ordering::Relaxed);
+                w.advertised[k].store(adv[k], Ordering::Relaxed);
+            }
+            w.families
+                .store(u64::from(f1) | u64::from(f2) << 8, Ordering::Relaxed);
+        }
+        h.iface_count.store(list.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// How many interfaces [`SlotTable::set_interfaces`] named (0: none;
+    /// the one interface is then [`SlotTable::media_ip`]).
+    pub fn interface_count(&self) -> usize {
+        (self.header().iface_count.load(Ordering::Acquire) as usize).min(MAX_INTERFACES)
+    }
+
+    /// The relay's local interfaces, index `i` being [`LegConfig::iface`]
+    /// `i`: never empty (without a list, the one interface is
+    /// [`SlotTable::media_ip`], bound and advertised).
+    pub fn interfaces(&self) -> Vec<LocalInterface> {
+        let h = self.header();
+        let n = self.interface_count();
+        if n == 0 {
+            let ip = self.media_ip();
+            return vec![LocalInterface { ip, advertised: ip }];
+        }
+        h.ifaces[..n]
+            .iter()
+            .map(|w| {
+                let fam = w.families.load(Ordering::Relaxed);
+                let load = |a: &[std::sync::atomic::AtomicU64; 2]| {
+                    [a[0].load(Ordering::Relaxed), a[1].load(Ordering::Relaxed)]
+                };
+                LocalInterface {
+                    ip: words_ip(load(&w.ip), fam as u8),
+                    advertised: words_ip(load(&w.advertised), (fam >> 8) as u8),
+                }
+            })
+            .collect()
+    }
+
     /// Records the dataplane's process id.
     pub fn set_dataplane_pid(&self, pid: u32) {
         self.header().dataplane_pid.store(pid, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use super::types::*;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 // ---------------------------------------------------------------------------
 // Raw layout
@@ -49,6 +49,20 @@ pub(super) struct Header {
     /// is 1 once written. Written before the workers start.
     pub(super) fingerprint: [AtomicU64; 4],
     pub(super) fingerprint_set: AtomicU64,
+    /// Interfaces in `ifaces` (0: none named; the one interface is
+    /// `media_ip`).
+    pub(super) iface_count: AtomicU64,
+    /// The local interfaces legs name by index ([`LegConfig::iface`]).
+    pub(super) ifaces: [IfaceWords; MAX_INTERFACES],
+}
+
+/// One [`LocalInterface`]: bind address, advertised address (16 bytes
+/// each, IPv4-mapped for IPv4), then `ip family | advertised family << 8`.
+#[repr(C)]
+pub(super) struct IfaceWords {
+    pub(super) ip: [AtomicU64; 2],
+    pub(super) advertised: [AtomicU64; 2],
+    pub(super) families: AtomicU64,
 }
 
 /// Per-worker words, each worker on its own cache line.
@@ -307,7 +321,8 @@ impl LegConfig {
     /// enabled 18, `0x80 | dtmf_pt` 19..27, jitter adaptive 27), `[3..6]`
     /// peer_rtcp (meta word's bits 32.. carry `out_ssrc`), `[6]` payload
     /// types 0..=63, `[7]` payload types 96..=127 in bits 32.. and the
-    /// jitter delays in bits 0..32.
+    /// jitter delays in bits 0..32. The local interface index is in bits
+    /// 25..32 of `[5]` (layout 8).
     pub(super) fn encode(&self) -> [u64; LEG_CFG_WORDS] {
         let p = encode_addr(self.peer);
         let r = encode_addr(self.peer_rtcp);
@@ -325,7 +340,7 @@ impl LegConfig {
             p[2] | flags << 32 | u64::from(clock_khz(self.clock_rate)) << 25,
             r[0],
             r[1],
-            r[2] | u64::from(self.out_ssrc) << 32,
+            r[2] | u64::from(self.iface & 0x7f) << 25 | u64::from(self.out_ssrc) << 32,
             self.payload_types as u64,
             jit_pack(jit, self.payload_types),
         ]
@@ -337,7 +352,8 @@ impl LegConfig {
         LegConfig {
             secure: LegSecurity::default(),
             peer: decode_addr([w[0], w[1], w[2] & 0x01ff_ffff]),
-            peer_rtcp: decode_addr([w[3], w[4], w[5] & 0xffff_ffff]),
+            peer_rtcp: decode_addr([w[3], w[4], w[5] & 0x01ff_ffff]),
+            iface: (w[5] >> 25 & 0x7f) as u8,
             learning: Learning::from_u8(flags as u8),
             direction: Direction::from_u8((flags >> 8) as u8),
             rewrite_ssrc: flags >> 16 & 1 == 1,

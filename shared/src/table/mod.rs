@@ -8,9 +8,9 @@
 //! # File layout (all little-endian host order, 64-byte aligned blocks)
 //!
 //! ```text
-//! offset 0                      Header          (128 bytes)
-//! offset 128                    WorkerShared[MAX_WORKERS] (256 bytes each)
-//! offset 128 + 192*MAX_WORKERS  Slot[capacity]  (size_of::<Slot>() each)
+//! offset 0                      Header          (768 bytes: fields, then the interface list)
+//! offset 768                    WorkerShared[MAX_WORKERS] (256 bytes each)
+//! offset 768 + 256*MAX_WORKERS  Slot[capacity]  (size_of::<Slot>() each)
 //! then                          changed bitmap  (ceil(capacity / 64) u64 words)
 //! ```
 //!

@@ -27,6 +27,54 @@ fn layout_is_cache_line_sized() {
     assert_eq!(std::mem::size_of::<SlotControl>(), 64);
     assert_eq!(std::mem::size_of::<LegCounters>(), 576);
     assert_eq!(SLOT_BYTES, 2304, "docs/ARCHITECTURE.md quotes this");
+    // 120 bytes of fields, the interface count and list (layout 8).
+    assert_eq!(
+        std::mem::size_of::<Header>(),
+        768,
+        "docs/ARCHITECTURE.md quotes this"
+    );
+    assert_eq!(std::mem::size_of::<IfaceWords>(), 40);
+    assert_eq!(LAYOUT_VERSION, 8);
+}
+
+#[test]
+fn interfaces_round_trip_through_the_header() {
+    let t = SlotTable::create_or_attach(&inst("ifaces"), params(40000, 40099, 1)).unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // None named: the one interface is media_ip.
+    assert_eq!(
+        t.interfaces(),
+        vec![LocalInterface {
+            ip: ip("127.0.0.1"),
+            advertised: ip("127.0.0.1")
+        }]
+    );
+    let list = [
+        LocalInterface {
+            ip: ip("127.0.0.2"),
+            advertised: ip("127.0.0.2"),
+        },
+        LocalInterface {
+            ip: ip("127.0.0.3"),
+            advertised: ip("203.0.113.7"),
+        },
+        LocalInterface {
+            ip: ip("::1"),
+            advertised: ip("2001:db8::7"),
+        },
+    ];
+    t.set_interfaces(&list).unwrap();
+    assert_eq!(t.interfaces(), list);
+    // Another mapping of the same file reads the same list.
+    let other = SlotTable::open(&inst("ifaces")).unwrap();
+    assert_eq!(other.interfaces(), list);
+    let many = vec![list[0]; MAX_INTERFACES + 1];
+    assert!(matches!(
+        t.set_interfaces(&many),
+        Err(TableError::BadParams(_))
+    ));
+    assert_eq!(t.interfaces(), list, "a refused list changes nothing");
+    t.unlink().unwrap();
 }
 
 #[test]
@@ -254,8 +302,18 @@ fn leg_config_round_trips() {
         dtmf_pt: Some(101),
         clock_rate: 48_000,
         secure: LegSecurity::default(),
+        iface: 0x7f,
     };
     assert_eq!(LegConfig::decode(&c.encode()), c);
+    // The interface index shares word 5 with the RTCP peer and out SSRC.
+    for i in [0u8, 1, 15] {
+        let d = LegConfig { iface: i, ..c };
+        let back = LegConfig::decode(&d.encode());
+        assert_eq!(
+            (back.iface, back.peer_rtcp, back.out_ssrc),
+            (i, c.peer_rtcp, c.out_ssrc)
+        );
+    }
     for (pt, hz) in [(Some(0), 8000), (Some(127), 44_100), (None, 127_000)] {
         let d = LegConfig {
             dtmf_pt: pt,

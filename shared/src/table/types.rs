@@ -178,6 +178,12 @@ pub struct LegConfig {
     pub clock_rate: u32,
     /// SRTP, ICE-lite and DTLS-SRTP on this leg; default: plain RTP.
     pub secure: super::secure::LegSecurity,
+    /// The local interface the leg's sockets are on: an index into the
+    /// table's interface list ([`super::SlotTable::interfaces`]), below
+    /// [`MAX_INTERFACES`]; 0, the first (or only) one, by default. The
+    /// leg receives on, and sends from, its ports on that interface's
+    /// address; an index past the list reads as 0.
+    pub iface: u8,
 }
 
 /// The two legs of a slot. Leg 0 ("A") faces the caller / offerer, leg 1
@@ -527,6 +533,20 @@ impl DropReason {
 pub const MAX_WORKERS: usize = 256;
 /// Ports per slot: two legs, each with RTP and RTCP.
 pub const PORTS_PER_SLOT: u32 = 4;
+/// Most local interfaces (addresses) a table names: every one binds every
+/// port of the range, so a slot holds `4 * interfaces` sockets.
+pub const MAX_INTERFACES: usize = 16;
+
+/// One local interface address of the relay, as the table header keeps
+/// it: the address its sockets bind to and the one written into SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalInterface {
+    /// Where the relay's ports are bound.
+    pub ip: IpAddr,
+    /// What SDP says for them (`ip` unless a NAT's public address is
+    /// given).
+    pub advertised: IpAddr,
+}
 
 /// Errors from creating, mapping or programming the table.
 #[derive(Debug)]

@@ -57,6 +57,8 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         dtmf_pt: info.and_then(|a| a.dtmf_pt),
         clock_rate: info.map_or(0, |a| a.clock_rate),
         secure: call.dialogs[i].webrtc.security(),
+        // The SIP plane uses the relay's first interface for both legs.
+        iface: 0,
     };
     SlotConfig {
         legs: [leg(0, a), leg(1, b)],
