@@ -8,7 +8,8 @@
 //! which docs/NG.md ("Differential differences") repeats; a listed
 //! difference that no longer occurs fails too, so the list stays true.
 //!
-//! Ports: rtpengine media 22100-22199, tern 22200-22299 (below the
+//! Ports: rtpengine media 22100-22199 and 22300-22349, tern 22200-22299
+//! and 22510-22699 (below the
 //! kernel's ephemeral range), ng on free ports; instance `ngdiff-PID`.
 
 mod common;
@@ -518,7 +519,7 @@ fn interfaces_families_and_forks_as_rtpengine_does() {
     for i in ifaces {
         extra.extend(["--interface", i]);
     }
-    let (_tern, _) = spawn_relay(&instance, "22350-22399", tern_ng, &extra);
+    let (_tern, _) = spawn_relay(&instance, "22510-22699", tern_ng, &extra);
     let cases = iface_cases();
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
     compare(rtpe.addr(), ([127, 0, 0, 1], tern_ng).into(), cases, 10);
