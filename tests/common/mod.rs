@@ -452,6 +452,14 @@ impl Capture {
         }
     }
 
+    /// Stops the capture (SIGINT flushes the file); returns the file.
+    pub fn finish(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(300));
+        self.proc_.signal(libc::SIGINT);
+        let _ = self.proc_.wait_for(Duration::from_secs(10));
+        self.file.clone()
+    }
+
     /// Stops the capture (SIGINT flushes the file) and returns the SSRCs of
     /// the RTP packets in it, decoding UDP port `rtp_port` as RTP.
     pub fn rtp_ssrcs(mut self, rtp_port: u16) -> Vec<u32> {
