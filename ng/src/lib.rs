@@ -11,19 +11,22 @@
 //! `statistics` (see [`core`] for what each does and [`NgCore`] for the
 //! retransmission cache and the media timeout).
 //!
-//! # Flags
+//! # Keys and flags
 //!
-//! Those Kamailio's `rtpengine_manage()` sends in ordinary calls are
-//! honoured: `replace` (`origin`, `session-connection`), `flags`
-//! (`trust-address`, `SIP-source-address`, `symmetric`, `strict-source` →
-//! [`Learning::Strict`](tern_shared::table::Learning), `media-handover` →
-//! `LearnAlways`, default learn-once, `no-rtcp-attribute`,
-//! `full-rtcp-attribute`, `fatal` on `delete`), `direction` (accepted: one
-//! interface), `rtcp-mux` (`offer`, `accept`, `demux`, `require`,
-//! `reject`), `ICE` (`remove`; ICE attributes are always removed),
-//! `transport-protocol` (`RTP/AVP`, `RTP/AVPF`), `received-from`,
-//! `delete-delay`. Spaces in flag names count as hyphens
-//! (`"trust address"`), as in rtpengine.
+//! `docs/NG.md` is the compatibility table: one row per rtpengine 10.5
+//! command, key, flag and value, each supported, partial (how) or not
+//! supported. Every key tern reads is accepted under each spelling
+//! rtpengine accepts (`keys.rs`); `rtpp-flags` is expanded into the same
+//! keys first (`rtpp.rs`). What tern does not implement is never dropped
+//! silently: it is named in the reply's one `warning` and counted. Among
+//! what works: interfaces (`direction`, `from-interface`/`to-interface`,
+//! `address family`, `media address`), `replace`, `rtcp-mux`, `ICE`
+//! (ICE-lite), `DTLS`, `SDES`, `transport-protocol`, `codec` (strip, offer,
+//! except, mask; no transcoding), forks (`to-tag`, `via-branch`, partial
+//! `delete`), `supports: [load limit]` with `--max-sessions`, the learning
+//! flags (`trust-address`, `strict-source`, `media-handover`, …).
+//! `tests/ng_diff.rs` and `tests/ng_codec_diff.rs` compare tern's SDP with
+//! a live rtpengine's for the same commands.
 //!
 //! SSRC rewriting is off by default, as in rtpengine. The flag
 //! `SSRC-rewrite` in an `offer` or `answer` switches it on for the leg that
@@ -32,8 +35,7 @@
 //! numbers and timestamps continuing across source changes. It stays on for
 //! the rest of the call.
 //!
-//! Unknown flags never fail a message: they are listed in the reply's
-//! `warning`. Malformed messages (bad bencode, wrong types, missing keys,
+//! Unknown keys and flags never fail a message. Malformed messages (bad bencode, wrong types, missing keys,
 //! bad SDP, `answer` for an unknown call) get `result: error` with an
 //! `error-reason`, and the socket keeps serving.
 //!
