@@ -265,10 +265,8 @@ fn format_slot(c: &Value) -> String {
         );
         if let Some(t) = l.get("transport").and_then(Value::as_str) {
             o += &format!("  transport {t}  profile {}", s(l, "profile"));
-        } else {
-            o += " ";
         }
-        o += &format!(" ice {}  dtls {}\n", s(l, "ice"), s(l, "dtls"));
+        o += &format!("  ice {}  dtls {}\n", s(l, "ice"), s(l, "dtls"));
         match l.get("quality").filter(|q| !q.is_null()) {
             Some(q) => {
                 let lost = q.get("lost").and_then(Value::as_i64).unwrap_or(0);
@@ -341,6 +339,22 @@ mod tests {
             "{}",
             format_calls(&cut)
         );
+    }
+
+    #[test]
+    fn a_leg_shows_its_transport_profile_ice_and_dtls() {
+        let v: Value = serde_json::from_str(
+            r#"{"slot":2,"worker":0,"state":"active","legs":[{"leg":0,"local_rtp_port":20000,"peer":"192.0.2.1:4000","rx_packets":1,"tx_packets":2,"rx_bytes":3,"tx_bytes":4,"rtcp_rx_packets":0,"drops":{},"quality":null,"transport":"wss","profile":"UDP/TLS/RTP/SAVPF","ice":"lite, nominated","dtls":"connected"},{"leg":1,"local_rtp_port":20002,"peer":null,"rx_packets":0,"tx_packets":0,"rx_bytes":0,"tx_bytes":0,"rtcp_rx_packets":0,"drops":{},"quality":null,"ice":"off","dtls":"off"}]}"#,
+        )
+        .unwrap();
+        let out = format_slot(&v);
+        assert!(
+            out.contains(
+                "  transport wss  profile UDP/TLS/RTP/SAVPF  ice lite, nominated  dtls connected\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("  ice off  dtls off\n"), "{out}");
     }
 
     #[test]
