@@ -1,6 +1,7 @@
-//! No user enumeration: a REGISTER or INVITE naming an unknown user gets
-//! the same challenge, and then the same 403, as one naming a known user
-//! with a wrong password.
+//! Abuse: no user enumeration (a REGISTER or INVITE naming an unknown
+//! user gets the same challenge, and then the same 403, as one naming a
+//! known user with a wrong password), and the answer to a stream request
+//! over its source's rate (`crate::guard`).
 
 use super::*;
 
@@ -121,4 +122,21 @@ fn unknown_users_get_the_same_challenge_and_403_as_known_ones() {
     assert_eq!(known, unknown);
     let st = h.core.stats();
     assert_eq!(st.auth_failures, 4);
+}
+
+#[test]
+fn a_request_over_the_rate_is_answered_503_with_retry_after_but_not_an_ack() {
+    let mut h = H::new("overload", 16, "");
+    let src = crate::transport::Source::udp(addr(BOB));
+    h.core
+        .refuse_overloaded(register("bob", 1, "").as_bytes(), src, 1);
+    let out = h.drain();
+    let (_, r) = only(&out, "503");
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert!(h.core.location().lookup_user("bob", h.now).is_empty());
+    let ack = a_request("ACK", "c1", 1, "", "z9hG4bKack");
+    h.core.refuse_overloaded(ack.as_bytes(), src, 1);
+    h.core.refuse_overloaded(b"SIP/2.0 200 OK\r\n\r\n", src, 1);
+    h.core.refuse_overloaded(b"\x00garbage", src, 1);
+    assert!(h.drain().is_empty());
 }
