@@ -3,7 +3,9 @@
 //! while 20 SIPp calls from another source (127.0.0.1) go through: every
 //! call succeeds, the flooder gets answers for at most about
 //! `rate × time + burst` of its requests, and
-//! `tern_sip_rate_limited_total` counts the rest.
+//! `tern_sip_rate_limited_total` counts the rest. Over TCP the excess is
+//! answered 503 with `Retry-After`, and a `deny`-listed source gets
+//! nothing (`tern_sip_denied_total`).
 
 mod common;
 use common::*;
@@ -211,4 +213,109 @@ fn a_flood_from_one_source_is_limited_and_calls_from_another_succeed() {
         "rate-limited {limited} < 80% of the excess {excess:.0}\n{m}"
     );
     assert_eq!(metric(&m, "tern_sip_denied_total"), 0.0);
+}
+
+/// A TCP connection from `from` (a loopback address other than
+/// 127.0.0.1) to `to`.
+fn tcp_from(from: &str, to: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = from.parse().unwrap();
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    s.bind(&from.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
+fn options_to(sip: &str, via: &str, n: u32) -> String {
+    format!(
+        "OPTIONS sip:{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/{via};branch=z9hG4bKo{n}\r\n\
+         From: <sip:probe@127.0.0.2>;tag=o{n}\r\n\
+         To: <sip:{sip}>\r\n\
+         Call-ID: opt-{n}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn over_tcp_the_excess_gets_503_and_a_denied_source_nothing() {
+    const SIP2: &str = "127.0.0.1:18401";
+    let instance = format!("sip-flood-tcp-{}", std::process::id());
+    let dir = sipp_workdir("sip-flood-tcp");
+    let cfg = dir.join("tern.toml");
+    std::fs::write(
+        &cfg,
+        "[sip]\nrate_limit = 1\nrate_burst = 5\ndeny = [\"127.0.0.3\"]\n",
+    )
+    .unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let ng = format!("127.0.0.1:{}", free_port());
+    let (mut tern, _) = spawn_tern(
+        &[
+            "up",
+            "--sip",
+            SIP2,
+            "--ports",
+            "25380-25399",
+            "--workers",
+            "1",
+            "--instance",
+            &instance,
+            "--ng",
+            &ng,
+            "--http",
+            &http,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &["tern sip: listening"],
+    );
+    // 20 OPTIONS at once over TCP from 127.0.0.2: the burst (5) gets 200,
+    // the rest 503 with Retry-After.
+    let mut s = tcp_from("127.0.0.2:0", SIP2);
+    let via = format!("TCP {}", s.local_addr().unwrap());
+    let all: String = (0..20).map(|n| options_to(SIP2, &via, n)).collect();
+    s.write_all(all.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut chunk = [0u8; 16_384];
+    while Instant::now() < deadline {
+        match std::io::Read::read(&mut s, &mut chunk) {
+            Ok(0) => break,
+            Ok(k) => got.extend_from_slice(&chunk[..k]),
+            Err(_) => {}
+        }
+        let text = String::from_utf8_lossy(&got);
+        if text.matches("SIP/2.0 ").count() >= 20 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let ok = text.matches("SIP/2.0 200").count();
+    let busy = text.matches("SIP/2.0 503").count();
+    // A UDP OPTIONS from the denied 127.0.0.3 is not answered.
+    let denied = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let via = format!("UDP {}", denied.local_addr().unwrap());
+    denied
+        .send_to(options_to(SIP2, &via, 99).as_bytes(), SIP2)
+        .unwrap();
+    denied
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let answered_denied = denied.recv_from(&mut buf).is_ok();
+    std::thread::sleep(Duration::from_millis(1200));
+    let m = http_get(&http, "/metrics");
+    tern.stop();
+    unlink_table(&instance);
+    assert_eq!((ok, busy), (5, 15), "{text}");
+    assert_eq!(text.matches("Retry-After: 1\r\n").count(), 15, "{text}");
+    assert!(!answered_denied, "a denied source was answered");
+    assert_eq!(metric(&m, "tern_sip_rate_limited_total"), 15.0, "{m}");
+    assert_eq!(metric(&m, "tern_sip_denied_total"), 1.0, "{m}");
 }
