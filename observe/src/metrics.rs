@@ -33,7 +33,8 @@
 //!   slot), `tern_slots_reclaimed_total` (orphans of a killed control
 //!   plane released by the media timeout).
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
-//!   `tern_calls_per_second` (over the last 10 s), `tern_sip_*_total`.
+//!   `tern_calls_per_second` (over the last 10 s), `tern_sip_*_total` (`tern_sip_rate_limited_total`,
+//!   `tern_sip_denied_total`: the guard).
 //! - Histograms over the live legs that received RTP:
 //!   `tern_leg_loss_fraction` (0..1), `tern_leg_jitter_ms`, `tern_leg_mos`.
 //! - `tern_http_responses_total{code}`.
@@ -401,6 +402,18 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
             "tern_sip_flow_down",
             "INVITEs for a user whose TLS/WS connection is gone (480)",
             s.stats.flow_down,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_rate_limited",
+            "SIP requests over their source's rate limit: dropped (UDP) or answered 503 (streams)",
+            t.guard_rate_limited,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_denied",
+            "SIP messages and connections from sources refused by [sip] allow/deny",
+            t.guard_denied,
         );
     }
 

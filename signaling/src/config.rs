@@ -24,6 +24,10 @@
 //! wss = "127.0.0.1:7443"         # SIP over secure WebSocket; "off"
 //! tls_cert = "/etc/tern/cert.pem"  # PEM chain, leaf first (TLS and WSS)
 //! tls_key = "/etc/tern/key.pem"    # PEM key; without both, a self-signed one is made
+//! rate_limit = 200               # requests/s per source IP; 0 (the default): no limit
+//! rate_burst = 400               # requests at once per source IP (default 2 × rate_limit)
+//! allow = ["10.0.0.0/8", "2001:db8::/32"]  # only these sources (default: all)
+//! deny = ["10.6.6.0/24"]         # never these (wins over allow)
 //!
 //! [media]                        # optional: the B2BUA's calls (and `tern up`'s ng calls)
 //! jitter_buffer = false          # play each leg out through a jitter buffer
@@ -57,6 +61,11 @@
 //! line 3: unknown key `tcp_max_conections` in [sip] (expected one of `realm`, ...)
 //! ```
 //!
+//! The guard keys (`rate_limit`, `rate_burst`, `allow`, `deny`) and
+//! their policy (UDP floods dropped, streams answered 503, calls in
+//! progress never limited) are described in [`crate::guard`]; a prefix
+//! that does not parse is a [`ConfigError::Refused`] naming the key.
+//!
 //! [`load_users_toml`] reads only the top-level `users` array of a
 //! document (other tables are not its business). A user without a SHA-256
 //! HA1 (only `ha1` given) can answer only the MD5 challenge.
@@ -70,6 +79,7 @@ use tern_shared::iface::InterfaceSpec;
 use tern_shared::table::JitterSettings;
 
 use crate::digest;
+use crate::guard::{parse_cidrs, GuardConfig};
 use crate::tcp::DEFAULT_MAX_MESSAGE;
 
 /// Errors in the signaling configuration.
@@ -205,6 +215,29 @@ struct RawSip {
     wss: Option<String>,
     tls_cert: Option<std::path::PathBuf>,
     tls_key: Option<std::path::PathBuf>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    allow: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
+}
+
+/// The guard settings of `[sip]`: a bad prefix is refused naming its key.
+fn guard_config(sip: &RawSip) -> Result<GuardConfig, ConfigError> {
+    let list = |key: &str, v: &Option<Vec<String>>| {
+        parse_cidrs(v.as_deref().unwrap_or_default())
+            .map_err(|e| ConfigError::Refused(format!("[sip] {key}: {e}")))
+    };
+    let rate_limit = sip.rate_limit.unwrap_or(0);
+    Ok(GuardConfig {
+        rate_limit,
+        rate_burst: sip
+            .rate_burst
+            .unwrap_or(rate_limit.saturating_mul(2))
+            .max(u32::from(rate_limit > 0)),
+        allow: list("allow", &sip.allow)?,
+        deny: list("deny", &sip.deny)?,
+        ..GuardConfig::default()
+    })
 }
 
 /// A listener key (`tls`, `ws`, `wss`): `"off"` disables it, an address
@@ -419,6 +452,9 @@ pub struct TransportConfig {
     /// Most stream connections (TCP, TLS, WS, WSS) from one IP address
     /// at once; beyond it new ones are closed at once and counted.
     pub max_per_source: usize,
+    /// The rate limit and address lists ([`crate::guard`]; the `[sip]`
+    /// keys `rate_limit`, `rate_burst`, `allow`, `deny`).
+    pub guard: GuardConfig,
 }
 
 impl Default for TransportConfig {
@@ -429,6 +465,7 @@ impl Default for TransportConfig {
             max_message: DEFAULT_MAX_MESSAGE,
             drain: Duration::from_secs(30),
             max_per_source: 100,
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -468,6 +505,7 @@ impl Config {
             max_message: sip.tcp_max_message.unwrap_or(td.max_message),
             drain: sip.drain_secs.map_or(td.drain, Duration::from_secs),
             max_per_source: sip.tcp_max_per_source.unwrap_or(td.max_per_source),
+            guard: guard_config(&sip)?,
         };
         if sip.tls_cert.is_some() != sip.tls_key.is_some() {
             return Err(ConfigError::Refused(
@@ -1042,6 +1080,7 @@ mod tests {
                 max_message: 4096,
                 drain: Duration::from_secs(5),
                 max_per_source: 3,
+                ..TransportConfig::default()
             }
         );
         assert_eq!(c.sip.realm, "x");

@@ -17,6 +17,7 @@ use tracing::debug;
 
 use crate::config::TransportConfig;
 use crate::core::SipCore;
+use crate::guard::{Admit, Guard};
 use crate::stream::{Limits, StreamClose, StreamCodec, StreamEvent, StreamKind, PONG};
 use crate::transport::{ConnId, Source, TransportStats};
 
@@ -29,6 +30,10 @@ const MAX_WRITE_BUFFER: usize = 256 << 10;
 /// An outgoing TCP connect not complete after this is given up (64·T1 at
 /// the default T1: the INVITE's Timer B would end it anyway).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// `Retry-After` of the 503 that a stream request over its source's rate
+/// gets ([`crate::guard`]), seconds.
+const RETRY_AFTER_SECS: u32 = 1;
 
 /// Tokens of the TLS, WS and WSS listeners: `LISTENER` + kind index.
 /// Connection tokens start above them.
@@ -58,6 +63,8 @@ pub(crate) struct Loop {
     pub(crate) buf: Vec<u8>,
     /// When the next peer-caused warning may be logged.
     pub(crate) next_warn: Instant,
+    /// The rate limit and address lists, applied before the core.
+    pub(crate) guard: Guard,
 }
 
 /// A warning caused by a peer: logged at most once a second (the rest at
@@ -145,6 +152,12 @@ impl Loop {
             };
             match r {
                 Ok((stream, peer)) => {
+                    if !self.guard.allowed(peer.ip()) {
+                        self.stats.guard_denied += 1;
+                        debug!(%peer, kind = kind.name(), "connection refused: source denied");
+                        drop(stream);
+                        continue;
+                    }
                     if self.conns.len() >= self.cfg.max_connections {
                         self.stats.tcp_refused += 1;
                         peer_warn!(self, %peer, kind = kind.name(), max = self.cfg.max_connections, "connection refused: too many connections");
@@ -258,7 +271,16 @@ impl Loop {
                         self.stats.tcp_messages += 1;
                         self.stats.messages_by_kind[kind.index()] += 1;
                         let src = Source::stream(kind.transport(id), peer);
-                        core.handle_message(&m, src, Instant::now());
+                        let now = Instant::now();
+                        let known = |id: &str| core.b2bua().has_call_id(id);
+                        match self.guard.check(peer.ip(), &m, known, now) {
+                            Admit::Pass => core.handle_message(&m, src, now),
+                            Admit::Limited => {
+                                self.stats.guard_rate_limited += 1;
+                                core.refuse_overloaded(&m, src, RETRY_AFTER_SECS);
+                            }
+                            Admit::Denied => self.stats.guard_denied += 1,
+                        }
                         // Answers go out now, in order with later pongs.
                         self.flush_core(core);
                     }

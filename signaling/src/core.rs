@@ -320,6 +320,21 @@ impl SipCore {
         self.out.links.end();
     }
 
+    /// Answers a request over its source's rate limit 503 with
+    /// `Retry-After` (streams; see [`crate::guard`]); an ACK, a response
+    /// or an unparsable message gets nothing.
+    pub fn refuse_overloaded(&mut self, data: &[u8], source: Source, retry_after: u32) {
+        let Ok(req) = msg::parse(data) else { return };
+        if req.method().is_none() || req.request_method() == Some(Method::Ack) {
+            return;
+        }
+        self.out.links.begin(source);
+        self.reply(&req, 503, source.addr, |r| {
+            r.header("Retry-After", retry_after.to_string())
+        });
+        self.out.links.end();
+    }
+
     fn handle_parsed(&mut self, data: &[u8], source: Source, now: Instant) {
         let src = source.addr;
         self.stats.datagrams += 1;

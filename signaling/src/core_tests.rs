@@ -14,6 +14,9 @@ use crate::msg::{parse, Msg, ParseError};
 use crate::relay::ShmRelay;
 use crate::sdp::parse_audio;
 
+#[path = "abuse_tests.rs"]
+mod abuse_tests;
+
 const TERN: &str = "127.0.0.1:5060";
 const ALICE: &str = "127.0.0.1:5080";
 const BOB: &str = "127.0.0.1:5070";

@@ -562,6 +562,11 @@ pub struct RequestLine<'r> {
     pub txn: &'r str,
 }
 
+/// Stand-in HA1 values hashed for unknown users (see [`verify`]).
+const UNKNOWN_HA1_MD5: &str = "00000000000000000000000000000000";
+/// The SHA-256 one.
+const UNKNOWN_HA1_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// Verifies the credentials headers `values` of request `req` against the
 /// HA1 table (`lookup(username)`), and on success records the
 /// nonce-count in `nonces` (replay protection). Credentials for our realm
@@ -612,11 +617,16 @@ pub fn verify<'a, 'h>(
         let Some(parts) = nonces.split(&c.nonce, realm) else {
             return Verdict::Challenge;
         };
-        let Some(ha1) = lookup(&c.username).and_then(|h| h.get(alg)) else {
-            return Verdict::Forbidden;
-        };
+        // An unknown user (or one without an HA1 for `alg`) costs the
+        // same hashing as a wrong password and gets the same 403: the
+        // answers do not tell which user names exist.
+        let known = lookup(&c.username).and_then(|h| h.get(alg));
+        let ha1 = known.unwrap_or(match alg {
+            Algorithm::Md5 => UNKNOWN_HA1_MD5,
+            Algorithm::Sha256 => UNKNOWN_HA1_SHA256,
+        });
         let expected = expected_response_with(alg, ha1, req.method, &c);
-        if !ct_eq_hex(&expected, &c.response) {
+        if !ct_eq_hex(&expected, &c.response) || known.is_none() {
             return Verdict::Forbidden;
         }
         return match nonces.age_check(parts.secs, now) {

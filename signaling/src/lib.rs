@@ -8,6 +8,8 @@
 //! - [`server`]: the `mio` transport, UDP and TCP on one port, and [`run`];
 //!   [`tcp`]: the sans-IO stream framer; [`transport`]: [`Source`],
 //!   [`Transmit`] and the destination → transport table.
+//! - [`guard`]: the per-source rate limit and `allow`/`deny` lists the
+//!   transport applies before the core (floods, abuse).
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks), [`build`] (building), [`method`] ([`Method`]),
 //!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
@@ -44,6 +46,7 @@ pub mod config;
 mod conns;
 pub mod core;
 pub mod digest;
+pub mod guard;
 pub mod method;
 pub mod msg;
 pub mod normalize;

@@ -14,6 +14,10 @@
 //!   on the connection of their request; requests to a TCP contact reuse a
 //!   connection to it or open one; a TLS/WS/WSS peer is reached only over
 //!   its own connection.
+//! - Guard ([`crate::guard`], [`TransportConfig::guard`]): every UDP
+//!   datagram and stream message passes the `allow`/`deny` lists and the
+//!   per-source rate limit before the core; over the rate, UDP requests
+//!   are dropped and stream requests answered 503.
 //! - Drain ([`Server::with_drain`]): once the flag is set, new INVITEs get
 //!   503 with `Retry-After`, calls in progress run to their end, and
 //!   [`Server::serve`] returns when none is left or after
@@ -34,6 +38,7 @@ use crate::config::SipConfig;
 pub use crate::config::TransportConfig;
 use crate::conns::{conn_of, peer_warn, Loop, FIRST_CONN_TOKEN};
 use crate::core::SipCore;
+use crate::guard::Admit;
 use crate::relay::MediaRelay;
 use crate::stream::StreamKind;
 use crate::tls::TlsIdentity;
@@ -232,6 +237,7 @@ impl Server {
             streams = %listeners.join(" "),
             "SIP signaling up (UDP and TCP)"
         );
+        let guard = crate::guard::Guard::new(transport.guard.clone());
         let mut l = Loop {
             poll,
             sock,
@@ -248,6 +254,7 @@ impl Server {
             stats: TransportStats::default(),
             buf: Vec::new(),
             next_warn: Instant::now(),
+            guard,
         };
         l.buf = vec![0u8; l.cfg.max_message.max(65_536)];
         let r = l.run(&mut core, &shutdown, drain.as_deref(), snap);
@@ -399,7 +406,16 @@ impl Loop {
         for _ in 0..READ_BUDGET {
             match self.sock.recv_from(&mut self.buf) {
                 Ok((n, src)) => {
-                    core.handle_message(&self.buf[..n], Source::udp(src), Instant::now())
+                    let now = Instant::now();
+                    let data = &self.buf[..n];
+                    let known = |id: &str| core.b2bua().has_call_id(id);
+                    // Over the rate on UDP: dropped, not answered (an
+                    // answer would amplify a flood; see crate::guard).
+                    match self.guard.check(src.ip(), data, known, now) {
+                        Admit::Pass => core.handle_message(data, Source::udp(src), now),
+                        Admit::Limited => self.stats.guard_rate_limited += 1,
+                        Admit::Denied => self.stats.guard_denied += 1,
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

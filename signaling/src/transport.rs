@@ -221,6 +221,12 @@ pub struct TransportStats {
     pub pong_timeouts: u64,
     /// Closed: too many WebSocket frames per second.
     pub ws_floods: u64,
+    /// Requests over their source's rate ([`crate::guard`]): dropped
+    /// (UDP) or answered 503 (streams).
+    pub guard_rate_limited: u64,
+    /// Messages and connections from sources refused by `[sip] allow` /
+    /// `deny`: dropped.
+    pub guard_denied: u64,
 }
 
 /// Most TCP-reachable addresses remembered (registered TCP contacts and

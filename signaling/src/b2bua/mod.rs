@@ -136,6 +136,12 @@ impl B2bua {
     /// The dialog `req` belongs to: by Call-ID, and for a request with a
     /// To tag only if it carries that dialog's tags (§12.2.2; a Call-ID
     /// alone is not enough to touch a call).
+    /// Whether `call_id` names a dialog of a call held (in progress, up
+    /// or lingering).
+    pub fn has_call_id(&self, call_id: &str) -> bool {
+        self.dialogs.contains_key(call_id)
+    }
+
     pub(crate) fn dialog_of(&self, req: &Msg) -> Option<(u64, Side)> {
         let (id, side) = self.dialogs.get(&req.call_id).copied()?;
         if req.to.tag().is_some()
