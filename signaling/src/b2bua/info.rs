@@ -1,4 +1,5 @@
-//! INFO (RFC 6086) inside a call: relayed into the other dialog with its
+//! INFO (RFC 6086) inside an answered or confirmed call (elsewhere: 481,
+//! like an early dialog's): relayed into the other dialog with its
 //! body (`application/dtmf-relay`, `application/dtmf` or any other
 //! package), `Info-Package` and `Content-Disposition`, and the final
 //! response relayed back with its body. Several may be outstanding at
