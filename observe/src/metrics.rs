@@ -415,6 +415,18 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
             "SIP messages and connections from sources refused by [sip] allow/deny",
             t.guard_denied,
         );
+        counter(
+            &mut reg,
+            "tern_sip_session_timer_expired",
+            "Calls ended by tern because their session interval passed without a refresh (RFC 4028)",
+            s.stats.session_timer_expired,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_info_relayed",
+            "INFO requests relayed into the other dialog of a call (RFC 6086)",
+            s.stats.info_relayed,
+        );
     }
 
     reg.register(

@@ -14,6 +14,7 @@
 //! min_expires = 60               # shorter requests get 423
 //! max_expires = 86400            # longer requests are cut down
 //! timer_c = 180                  # seconds a ringing callee may take: then CANCEL + 408
+//! min_se = 90                    # shortest Session-Expires accepted (RFC 4028): shorter get 422
 //! drain_secs = 30                # longest SIGTERM drain, seconds
 //! tcp_max_connections = 10000    # TCP connections open at once
 //! tcp_idle_secs = 600            # an idle TCP connection is closed after this
@@ -205,6 +206,7 @@ struct RawSip {
     min_expires: Option<u32>,
     max_expires: Option<u32>,
     timer_c: Option<u64>,
+    min_se: Option<u32>,
     drain_secs: Option<u64>,
     tcp_max_connections: Option<usize>,
     tcp_idle_secs: Option<u64>,
@@ -537,6 +539,7 @@ impl Config {
             min_expires: sip.min_expires.unwrap_or(d.min_expires),
             max_expires: sip.max_expires.unwrap_or(d.max_expires),
             timer_c: sip.timer_c.map_or(d.timer_c, Duration::from_secs),
+            min_se: sip.min_se.unwrap_or(d.min_se),
             tls,
             ws,
             wss,
@@ -608,6 +611,10 @@ pub struct SipConfig {
     /// How long to wait for a final response once the callee sent a
     /// provisional one (RFC 3261 §16.6 Timer C, at least 3 min).
     pub timer_c: Duration,
+    /// The shortest session interval accepted (RFC 4028 `Min-SE`,
+    /// seconds, at least 90): a request whose `Session-Expires` is
+    /// shorter gets 422 Session Interval Too Small with this `Min-SE`.
+    pub min_se: u32,
     /// Value of our `User-Agent`/`Server` headers.
     pub user_agent: String,
     /// Jitter-buffer settings of both legs of every B2BUA call (`[media]`;
@@ -656,6 +663,7 @@ impl Default for SipConfig {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             timer_c: Duration::from_secs(180),
+            min_se: crate::session_timer::RFC_MIN_SE,
             user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).into(),
             jitter: DEFAULT_JITTER,
             tls: None,
@@ -741,6 +749,11 @@ impl SipConfig {
         if self.domains.iter().any(|d| d.is_empty()) {
             return Err(ConfigError::Refused(
                 "[sip] domains: empty domain".to_string(),
+            ));
+        }
+        if self.min_se < crate::session_timer::RFC_MIN_SE {
+            return Err(ConfigError::Refused(
+                "[sip] min_se: RFC 4028 allows no session interval below 90 s".to_string(),
             ));
         }
         if self.min_expires > self.max_expires || self.default_expires == 0 {
@@ -1167,5 +1180,17 @@ mod tests {
             SipConfig::from_toml(listen, "").unwrap().timer_c,
             Duration::from_secs(180)
         );
+    }
+
+    #[test]
+    fn min_se_from_the_sip_table() {
+        let listen: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+        let c = SipConfig::from_toml(listen, "[sip]\nmin_se = 300\n").unwrap();
+        assert_eq!(c.min_se, 300);
+        assert!(c.validate().is_ok());
+        let c = SipConfig::from_toml(listen, "[sip]\nmin_se = 30\n").unwrap();
+        assert!(c.validate().is_err());
+        assert_eq!(SipConfig::from_toml(listen, "").unwrap().min_se, 90);
+        assert!(SipConfig::from_toml(listen, "[sip]\nmin_sex = 90\n").is_err());
     }
 }

@@ -420,6 +420,10 @@ impl SipCore {
                     let (b2bua, mut tu) = self.tu();
                     b2bua.on_linger(&mut tu, id, key.0);
                 }
+                TimerEv::SessionExpiry(id) => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_session_expiry(&mut tu, id, key.0, now);
+                }
             }
         }
         if now >= self.next_purge {
@@ -486,7 +490,8 @@ impl SipCore {
                 .chain(req.headers("Proxy-Require"))
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
+                // RFC 4028 session timers are supported.
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
                 .collect();
             if !unsupported.is_empty() {
                 debug!(call_id = %req.call_id, ?unsupported, "420 Bad Extension");
@@ -495,6 +500,10 @@ impl SipCore {
                 });
                 return;
             }
+        }
+        if matches!(method, Method::Invite | Method::Update) && !self.session_interval_ok(&req, src)
+        {
+            return;
         }
         match method {
             Method::Register => self.on_register(&req, src, now),
@@ -548,7 +557,14 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
-            // INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and
+            Method::Info => match dialog {
+                Some((id, side)) if req.to.tag().is_some() => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_info(&mut tu, id, side, req, src, now);
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
+            // PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and
             // extensions: not implemented (PRACK and REFER will go to the
             // B2BUA).
             _ => {
@@ -559,6 +575,31 @@ impl SipCore {
                 }
             }
         }
+    }
+
+    /// RFC 4028 §4, §5: an INVITE or UPDATE whose `Session-Expires` is
+    /// below our `Min-SE` ([`SipConfig::min_se`], or the request's own
+    /// `Min-SE` when larger) gets 422 with our `Min-SE`; a malformed
+    /// one gets 400. Returns whether the request may go on.
+    fn session_interval_ok(&mut self, req: &Msg, src: SocketAddr) -> bool {
+        let Some(v) = req.header("Session-Expires") else {
+            return true;
+        };
+        let Some(se) = crate::session_timer::parse_session_expires(v) else {
+            self.stats.malformed_requests += 1;
+            self.reply(req, 400, src, |r| {
+                r.header("Warning", "399 tern \"malformed Session-Expires\"")
+            });
+            return false;
+        };
+        if se.delta < self.cfg.min_se {
+            self.stats.session_interval_too_small += 1;
+            debug!(call_id = %req.call_id, se = se.delta, min_se = self.cfg.min_se, "422 Session Interval Too Small");
+            let min = self.cfg.min_se.to_string();
+            self.reply(req, 422, src, |r| r.header("Min-SE", min));
+            return false;
+        }
+        true
     }
 
     /// Routes a new call's INVITE (RFC 3261 §16 steps in a B2BUA's UAS):

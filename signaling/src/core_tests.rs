@@ -17,19 +17,19 @@ use crate::sdp::parse_audio;
 #[path = "abuse_tests.rs"]
 mod abuse_tests;
 
-const TERN: &str = "127.0.0.1:5060";
-const ALICE: &str = "127.0.0.1:5080";
-const BOB: &str = "127.0.0.1:5070";
+pub(crate) const TERN: &str = "127.0.0.1:5060";
+pub(crate) const ALICE: &str = "127.0.0.1:5080";
+pub(crate) const BOB: &str = "127.0.0.1:5070";
 const MEDIA_IP: &str = "203.0.113.7";
 
-fn addr(s: &str) -> SocketAddr {
+pub(crate) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-struct H {
-    core: SipCore,
-    table: Arc<SlotTable>,
-    now: Instant,
+pub(crate) struct H {
+    pub(crate) core: SipCore,
+    pub(crate) table: Arc<SlotTable>,
+    pub(crate) now: Instant,
 }
 
 impl Drop for H {
@@ -39,7 +39,7 @@ impl Drop for H {
 }
 
 impl H {
-    fn new(name: &str, ports: u16, users: &str) -> H {
+    pub(crate) fn new(name: &str, ports: u16, users: &str) -> H {
         let inst = format!("test-sig-{name}-{}", std::process::id());
         let table = Arc::new(
             SlotTable::create_or_attach(
@@ -69,7 +69,7 @@ impl H {
         H { core, table, now }
     }
 
-    fn drain(&mut self) -> Vec<(SocketAddr, Msg)> {
+    pub(crate) fn drain(&mut self) -> Vec<(SocketAddr, Msg)> {
         let mut v = Vec::new();
         while let Some((d, b)) = self.core.poll_transmit() {
             let m = parse(&b).unwrap_or_else(|e| {
@@ -104,13 +104,13 @@ impl H {
         v
     }
 
-    fn send(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, Msg)> {
+    pub(crate) fn send(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, Msg)> {
         self.core
             .handle_datagram(text.as_bytes(), addr(from), self.now);
         self.drain()
     }
 
-    fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, Msg)> {
+    pub(crate) fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, Msg)> {
         let end = self.now + d;
         let mut out = Vec::new();
         // Step through every deadline on the way (bounded).
@@ -130,17 +130,17 @@ impl H {
         out
     }
 
-    fn register_bob(&mut self) {
+    pub(crate) fn register_bob(&mut self) {
         let out = self.send(BOB, &register("bob", 1, ""));
         assert_eq!(codes(&out), [200]);
     }
 }
 
-fn codes(out: &[(SocketAddr, Msg)]) -> Vec<u16> {
+pub(crate) fn codes(out: &[(SocketAddr, Msg)]) -> Vec<u16> {
     out.iter().filter_map(|(_, m)| m.code()).collect()
 }
 
-fn only<'a>(out: &'a [(SocketAddr, Msg)], what: &str) -> &'a (SocketAddr, Msg) {
+pub(crate) fn only<'a>(out: &'a [(SocketAddr, Msg)], what: &str) -> &'a (SocketAddr, Msg) {
     let v: Vec<_> = out
         .iter()
         .filter(|(_, m)| {
@@ -151,7 +151,7 @@ fn only<'a>(out: &'a [(SocketAddr, Msg)], what: &str) -> &'a (SocketAddr, Msg) {
     v[0]
 }
 
-fn summary(out: &[(SocketAddr, Msg)]) -> Vec<String> {
+pub(crate) fn summary(out: &[(SocketAddr, Msg)]) -> Vec<String> {
     out.iter()
         .map(|(d, m)| {
             format!(
@@ -179,13 +179,13 @@ fn register(user: &str, cseq: u32, extra: &str) -> String {
     )
 }
 
-fn sdp(ip: &str, port: u16, extra: &str) -> String {
+pub(crate) fn sdp(ip: &str, port: u16, extra: &str) -> String {
     format!(
         "v=0\r\no=u 1 7 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
     )
 }
 
-fn invite(to: &str, call_id: &str, extra: &str, body: &str) -> String {
+pub(crate) fn invite(to: &str, call_id: &str, extra: &str, body: &str) -> String {
     format!(
         "INVITE sip:{to}@127.0.0.1:5060 SIP/2.0\r\n\
          Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv-{call_id}\r\n\
@@ -202,7 +202,13 @@ fn invite(to: &str, call_id: &str, extra: &str, body: &str) -> String {
 }
 
 /// A request from alice in her dialog (after a 2xx: To carries tern's tag).
-fn a_request(method: &str, call_id: &str, cseq: u32, to_tag: &str, branch: &str) -> String {
+pub(crate) fn a_request(
+    method: &str,
+    call_id: &str,
+    cseq: u32,
+    to_tag: &str,
+    branch: &str,
+) -> String {
     format!(
         "{method} sip:tern@{TERN} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {ALICE};branch={branch}\r\n\
@@ -216,7 +222,7 @@ fn a_request(method: &str, call_id: &str, cseq: u32, to_tag: &str, branch: &str)
 }
 
 /// The callee's response to a request `req` we sent it.
-fn b_response(req: &Msg, code: u16, tag: &str, body: Option<&str>) -> String {
+pub(crate) fn b_response(req: &Msg, code: u16, tag: &str, body: Option<&str>) -> String {
     let vias: String = req
         .headers("Via")
         .map(|v| format!("Via: {v}\r\n"))
@@ -244,7 +250,7 @@ fn b_response(req: &Msg, code: u16, tag: &str, body: Option<&str>) -> String {
 }
 
 /// A request from bob in the B dialog (bob's view: From = our To).
-fn b_request(method: &str, inv: &Msg, bob_tag: &str, cseq: u32) -> String {
+pub(crate) fn b_request(method: &str, inv: &Msg, bob_tag: &str, cseq: u32) -> String {
     format!(
         "{method} sip:tern@{TERN} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {BOB};branch=z9hG4bKbye{cseq}\r\n\
@@ -916,7 +922,7 @@ fn garbage_never_panics() {
 }
 
 /// Sets up an answered, confirmed call; returns (bob's INVITE, alice's To tag).
-fn confirmed_call(h: &mut H, call_id: &str) -> (Msg, String) {
+pub(crate) fn confirmed_call(h: &mut H, call_id: &str) -> (Msg, String) {
     h.register_bob();
     let out = h.send(
         ALICE,
@@ -936,7 +942,7 @@ fn confirmed_call(h: &mut H, call_id: &str) -> (Msg, String) {
     (inv, a_tag)
 }
 
-fn with_body(req: &str, body: &str) -> String {
+pub(crate) fn with_body(req: &str, body: &str) -> String {
     req.replace(
         "Content-Length: 0\r\n\r\n",
         &format!(

@@ -57,6 +57,7 @@ mod retransmit;
 pub mod sdp;
 pub mod sdp_webrtc;
 pub mod server;
+pub mod session_timer;
 pub mod snapshot;
 mod stats;
 pub mod stream;
@@ -121,6 +122,8 @@ impl From<ConfigError> for SipError {
 mod core_tests;
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod transport_tests;
 #[cfg(test)]

@@ -39,10 +39,14 @@ pub(crate) enum RtKey {
     ReFinal(u64),
     /// An UPDATE we relayed into the other dialog (timers E/F).
     Update(u64),
+    /// An INFO we relayed into the other dialog (timers E/F), by the CSeq
+    /// number it has there: several may be outstanding (DTMF digits).
+    Info(u64, u32),
 }
 
 impl RtKey {
-    /// Every key a call `id` may hold, to stop them all when it goes.
+    /// Every key a call `id` may hold, to stop them all when it goes
+    /// (the [`RtKey::Info`] ones aside: the call lists those).
     pub(crate) fn all_of(id: u64) -> [RtKey; 8] {
         [
             RtKey::CallerFinal(id),
@@ -72,6 +76,9 @@ pub(crate) enum TimerEv {
     TimerC(u64),
     /// A finished call's state may go (retransmissions absorbed until then).
     Linger(u64),
+    /// The session interval (RFC 4028) of a call may have passed without
+    /// a refresh.
+    SessionExpiry(u64),
 }
 
 /// A timer's key in the queue: when, and a sequence number that orders

@@ -34,4 +34,11 @@ pub struct CoreStats {
     /// INVITEs for a user registered over TLS/WS/WSS whose connection is
     /// gone (480).
     pub flow_down: u64,
+    /// Calls ended by the B2BUA because their session interval (RFC 4028)
+    /// passed without a refresh: BYE to both legs.
+    pub session_timer_expired: u64,
+    /// Requests answered 422 (Session-Expires below our Min-SE).
+    pub session_interval_too_small: u64,
+    /// INFO requests relayed into the other dialog of a call (RFC 6086).
+    pub info_relayed: u64,
 }

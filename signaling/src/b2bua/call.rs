@@ -10,6 +10,7 @@ use super::dialog::{Dialog, Side};
 use super::webrtc::LegWebrtc;
 use crate::msg::Msg;
 use crate::sdp::AudioInfo;
+use crate::session_timer::SessionExpires;
 
 /// Where the core routed a new call: the callee's contact.
 #[derive(Debug, Clone)]
@@ -66,6 +67,31 @@ pub(crate) struct Update {
     pub(crate) last_response: Option<Vec<u8>>,
 }
 
+/// An INFO (RFC 6086) relayed from one dialog into the other, body and
+/// all (DTMF as `application/dtmf-relay` or `application/dtmf`, or any
+/// other package).
+#[derive(Debug)]
+pub(crate) struct Info {
+    /// Who sent it (we are its UAS).
+    pub(crate) from: Side,
+    pub(crate) req: Msg,
+    pub(crate) src: SocketAddr,
+    /// Our INFO in the other dialog: CSeq and branch.
+    pub(crate) cseq: u32,
+    pub(crate) branch: String,
+    /// Our final response, repeated for a retransmitted INFO.
+    pub(crate) last_response: Option<Vec<u8>>,
+}
+
+/// A negotiated session interval (RFC 4028) and when it runs out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    /// The `Session-Expires` of the 2xx that set it, as relayed.
+    pub(crate) se: SessionExpires,
+    /// When tern ends the call unless a refresh comes first.
+    pub(crate) expires: Instant,
+}
+
 /// The caller's INVITE, of which we are the server transaction.
 #[derive(Debug)]
 pub(crate) struct InviteServer {
@@ -75,6 +101,8 @@ pub(crate) struct InviteServer {
     pub(crate) last_response: Option<Vec<u8>>,
     /// Our final status code, once sent.
     pub(crate) final_code: Option<u16>,
+    /// The callee's `Min-SE`, for a 422 relayed to the caller.
+    pub(crate) min_se: Option<u32>,
 }
 
 /// Our INVITE to the callee, of which we are the client transaction.
@@ -141,6 +169,10 @@ pub struct Call {
     pub(crate) reinvite: Option<ReInvite>,
     /// An UPDATE being relayed, or the last one.
     pub(crate) update: Option<Update>,
+    /// INFOs being relayed, and the last few answered (oldest first).
+    pub(crate) infos: Vec<Info>,
+    /// The session interval, when one was negotiated (RFC 4028).
+    pub(crate) session: Option<Session>,
     /// The latest SDP offer relayed (as the sender wrote it, cut to the
     /// codecs we relay): answers are ordered and restricted by it.
     pub(crate) offer: Vec<u8>,

@@ -20,7 +20,7 @@ use super::media::{
 use super::send::{
     our_contact, our_via, rand_hex, respond_caller, send_bye, send_callee_ack, send_cancel,
 };
-use super::B2bua;
+use super::{session, B2bua};
 use crate::build::OutMsg;
 use crate::method::ALLOW;
 use crate::msg::{Msg, Start};
@@ -28,6 +28,7 @@ use crate::relay::RelayError;
 use crate::retransmit::{RtKey, TimerEv};
 use crate::sdp;
 use crate::sdp_webrtc;
+use crate::session_timer::parse_min_se;
 use crate::tu::Tu;
 
 fn nonzero_ssrc(rng: &mut rand::rngs::StdRng) -> u32 {
@@ -221,6 +222,7 @@ impl B2bua {
                 req,
                 last_response: Some(trying),
                 final_code: None,
+                min_se: None,
             },
             uac: InviteClient {
                 cseq: 1,
@@ -233,6 +235,8 @@ impl B2bua {
             },
             reinvite: None,
             update: None,
+            infos: Vec::new(),
+            session: None,
             offer: offer_body,
             timer_c: None,
             linger: None,
@@ -258,7 +262,7 @@ impl B2bua {
             }
         };
         let d = call.callee();
-        let invite = OutMsg::request(rsip::Method::Invite, &call.uac.ruri)
+        let out = OutMsg::request(rsip::Method::Invite, &call.uac.ruri)
             .header("Via", our_via(tu, &call.uac.branch))
             .header("Max-Forwards", (max_forwards.min(256) - 1).to_string())
             .header("From", d.local.clone())
@@ -267,7 +271,8 @@ impl B2bua {
             .header("CSeq", format!("{} INVITE", call.uac.cseq))
             .header("Contact", our_contact(tu))
             .header("Allow", ALLOW)
-            .header("User-Agent", tu.cfg.user_agent.clone())
+            .header("User-Agent", tu.cfg.user_agent.clone());
+        let invite = session::relay_request_headers(tu, &call.uas.req, out)
             .body("application/sdp", body)
             .to_bytes();
         tu.stats.calls += 1;
@@ -367,6 +372,8 @@ impl B2bua {
                         warn!(call_id = %call.call_id(), "2xx without SDP answer");
                         None
                     };
+                    let se = session::negotiate(&call.uas.req, resp);
+                    session::arm(tu, call, se, now);
                     tu.stats.calls_answered += 1;
                     info!(call_id = %call.call_id(), slot = ?call.slot, leg1_peer = ?call.callee().media.as_ref().and_then(|m| m.rtp), "call answered");
                     call.state = CallState::Answered;
@@ -403,6 +410,11 @@ impl B2bua {
                 let ack = callee_failure_ack(tu, call, resp);
                 tu.send(dest, ack.clone());
                 call.uac.fail_ack = Some(ack);
+                if code == 422 {
+                    // RFC 4028 §6: the caller retries with this Min-SE.
+                    let min = resp.header("Min-SE").and_then(parse_min_se);
+                    call.uas.min_se = Some(min.unwrap_or(0).max(tu.cfg.min_se));
+                }
                 match call.state {
                     CallState::Calling | CallState::Proceeding => {
                         info!(call_id = %call.call_id(), slot = ?call.slot, code, "callee refused the call");

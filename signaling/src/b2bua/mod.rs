@@ -40,6 +40,12 @@
 //!   (RFC 3262) for reliable provisionals.
 //! - `reoffer.rs`: offers inside a dialog, re-INVITE (RFC 3261 §14) and
 //!   UPDATE (RFC 3311).
+//! - `session.rs`: session timers (RFC 4028) passed end to end, and the
+//!   end of a call whose session interval passed without a refresh;
+//!   `invite.rs` and `reoffer.rs` call it, and it imports only the shared
+//!   files below.
+//! - `info.rs`: INFO (RFC 6086, DTMF and other packages) relayed into
+//!   the other dialog and its response back.
 //! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call. REFER
 //!   (RFC 3515, transfer) gets its own file next to these.
 //! - Shared by the flows, importing none of them: `media.rs` (slot
@@ -64,10 +70,12 @@ use media::release_slot;
 
 pub mod call;
 pub mod dialog;
+mod info;
 mod invite;
 mod media;
 mod reoffer;
 mod send;
+mod session;
 mod teardown;
 mod webrtc;
 
@@ -188,6 +196,9 @@ impl B2bua {
             for k in RtKey::all_of(id) {
                 tu.stop_retrans(k);
             }
+            for i in &call.infos {
+                tu.stop_retrans(RtKey::Info(id, i.cseq));
+            }
         }
     }
 
@@ -227,7 +238,8 @@ impl B2bua {
             ("CANCEL", Side::Callee) => {
                 tu.stop_retrans(RtKey::Cancel(id));
             }
-            ("UPDATE", side) => self.on_update_response(tu, id, side, resp),
+            ("UPDATE", side) => self.on_update_response(tu, id, side, resp, now),
+            ("INFO", side) => self.on_info_response(tu, id, side, resp),
             _ => {
                 tu.stats.stray_responses += 1;
             }

@@ -12,8 +12,8 @@ use tracing::info;
 use super::call::{Call, CallState, ReInvite, Update};
 use super::dialog::Side;
 use super::media::{apply_answer, apply_offer, program, warning_code};
-use super::send::{new_branch, new_in_dialog, our_contact, our_via};
-use super::B2bua;
+use super::send::{new_branch, new_in_dialog, our_contact, our_via, session_headers};
+use super::{session, B2bua};
 use crate::build::OutMsg;
 use crate::method::ALLOW;
 use crate::msg::Msg;
@@ -170,7 +170,14 @@ impl B2bua {
     /// A response (from dialog `side`) to an UPDATE we relayed: the final
     /// one goes back to the UPDATE's sender with the answer rewritten; a
     /// failure restores the sender's previous media.
-    pub(super) fn on_update_response(&mut self, tu: &mut Tu<'_>, id: u64, side: Side, resp: &Msg) {
+    pub(super) fn on_update_response(
+        &mut self,
+        tu: &mut Tu<'_>,
+        id: u64,
+        side: Side,
+        resp: &Msg,
+        now: Instant,
+    ) {
         let matches = self
             .calls
             .get(&id)
@@ -205,6 +212,11 @@ impl B2bua {
                     }
                 }
                 r.push("Contact", our_contact(tu));
+                let se = session::negotiate(&u.req, resp);
+                if let Some(se) = se {
+                    session_headers(&mut r, se);
+                }
+                session::arm(tu, call, se, now);
             } else {
                 if u.req.has_sdp() {
                     call.dialog_mut(u.from).media = u.prev.clone();
@@ -289,9 +301,10 @@ fn reinvite_in(
     };
     let branch = new_branch(tu.rng);
     let (cseq, dest, out) = new_in_dialog(tu, call, other, rsip::Method::Invite, &branch);
-    let mut out = out
+    let out = out
         .header("Contact", our_contact(tu))
         .header("Allow", ALLOW);
+    let mut out = session::relay_request_headers(tu, &req, out);
     if let Some(b) = body {
         out = out.body("application/sdp", b);
     }
@@ -347,6 +360,12 @@ fn reinvite_response(tu: &mut Tu<'_>, call: &mut Call, resp: &Msg, now: Instant)
             }
         }
         r.push("Contact", our_contact(tu));
+        // A session refresh (RFC 4028 §10), or the end of the timer.
+        let se = session::negotiate(&ri.req, resp);
+        if let Some(se) = se {
+            session_headers(&mut r, se);
+        }
+        session::arm(tu, call, se, now);
     } else {
         // §17.1.1.3 ACK on the re-INVITE's branch; the offer failed, so
         // the sender's media goes back to what it was.
@@ -421,7 +440,8 @@ fn update_in(
     };
     let branch = new_branch(tu.rng);
     let (cseq, dest, out) = new_in_dialog(tu, call, side.other(), rsip::Method::Update, &branch);
-    let mut out = out.header("Contact", our_contact(tu));
+    let out = out.header("Contact", our_contact(tu));
+    let mut out = session::relay_request_headers(tu, &req, out);
     if let Some(b) = body {
         out = out.body("application/sdp", b);
     }

@@ -12,6 +12,7 @@ use rand::Rng;
 
 use crate::method::ALLOW;
 use crate::retransmit::RtKey;
+use crate::session_timer::{Refresher, SessionExpires};
 use crate::tu::Tu;
 
 /// Random lowercase hex of `n` bytes from `rng`.
@@ -79,6 +80,14 @@ pub(super) fn respond_caller(
     if code >= 200 {
         r.push("Allow", ALLOW);
     }
+    if (200..300).contains(&code) {
+        if let Some(s) = call.session {
+            session_headers(&mut r, s.se);
+        }
+    }
+    if let (422, Some(min)) = (code, call.uas.min_se) {
+        r.push("Min-SE", min.to_string());
+    }
     if let Some(body) = sdp {
         r = r.body("application/sdp", body);
     }
@@ -90,6 +99,16 @@ pub(super) fn respond_caller(
         tu.send_retrans(RtKey::CallerFinal(call.id), peer, bytes, cap, now);
     } else {
         tu.send(peer, bytes);
+    }
+}
+
+/// The session-timer headers of a 2xx relayed to a request's sender
+/// (RFC 4028 §9): `Session-Expires`, and `Require: timer` when the
+/// sender (the UAC) is to refresh.
+pub(super) fn session_headers(r: &mut OutMsg, se: SessionExpires) {
+    r.push("Session-Expires", se.to_header());
+    if se.refresher == Some(Refresher::Uac) {
+        r.push("Require", "timer");
     }
 }
 

@@ -176,6 +176,7 @@ impl B2bua {
             }
             RtKey::ReInvite(id) => self.on_reinvite_timeout(tu, id, now),
             RtKey::Update(id) => self.on_update_timeout(tu, id),
+            RtKey::Info(id, cseq) => self.on_info_timeout(tu, id, cseq),
             RtKey::Cancel(_) | RtKey::ReFinal(_) => {}
         }
     }
