@@ -49,6 +49,19 @@
 //! name = "bob"
 //! ha1 = "0123456789abcdef0123456789abcdef"   # 32 hex digits, MD5(name:realm:password)
 //! ha1_sha256 = "..."                         # optional, 64 hex digits, SHA-256(name:realm:password)
+//!
+//! [[trunks]]                     # optional, repeatable: see crate::trunk
+//! name = "carrier"
+//! gateways = ["192.0.2.10:5060", "192.0.2.11:5060"]  # tried in order
+//! username = "tern"              # optional: answers the gateway's 401/407
+//! password = "secret"
+//! inbound_from = ["192.0.2.0/24"]  # sources trusted as this trunk
+//!
+//! [[routes]]                     # optional, repeatable: longest prefix wins
+//! prefix = "9"
+//! strip = 1
+//! add = ""
+//! trunk = "carrier"
 //! ```
 //!
 //! [`Config::from_toml`] parses the whole file once into the signaling
@@ -305,6 +318,8 @@ struct RawFile {
     users: Vec<RawUser>,
     sip: RawSip,
     media: RawMedia,
+    trunks: Vec<crate::trunk::RawTrunk>,
+    routes: Vec<crate::trunk::RawRoute>,
 }
 
 #[derive(Deserialize, Default)]
@@ -527,8 +542,11 @@ impl Config {
                     .into(),
             ));
         }
+        let (trunks, routes) = crate::trunk::check(raw.trunks, raw.routes)?;
         let mut cfg = SipConfig {
             listen,
+            trunks,
+            routes,
             realm: sip.realm.unwrap_or(d.realm),
             domains: sip.domains.unwrap_or_default(),
             auth_invites: sip.auth_invites,
@@ -634,6 +652,10 @@ pub struct SipConfig {
     /// `[[media.interfaces]]`: the relay's named media interfaces under
     /// `tern up` (empty: the one `--media-ip`). Checked as a list.
     pub interfaces: Vec<InterfaceSpec>,
+    /// `[[trunks]]`: carriers' gateways (see [`crate::trunk`]).
+    pub trunks: Vec<crate::trunk::Trunk>,
+    /// `[[routes]]`: numbers that go out to a trunk.
+    pub routes: Vec<crate::trunk::Route>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -672,6 +694,8 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             interfaces: Vec::new(),
+            trunks: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }

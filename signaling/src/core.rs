@@ -606,7 +606,8 @@ impl SipCore {
     /// the Request-URI scheme (416), authentication (407), Max-Forwards
     /// (483), 100 Trying, then only to a registered local user (404 for a
     /// foreign domain or an unknown user); the [`B2bua`] takes it from
-    /// there. `[[routes]]` and trunks will be looked up here.
+    /// there. A number that is no local user and matches a `[[routes]]`
+    /// entry goes to its trunk (`crate::trunk`).
     fn route_invite(&mut self, req: Msg, src: SocketAddr, now: Instant) {
         if !matches!(req.uri_scheme().as_deref(), Some("sip" | "sips")) {
             self.reply(&req, 416, src, |r| r);
@@ -615,7 +616,17 @@ impl SipCore {
         if !self.sips_ok(&req, src) {
             return;
         }
-        if self.authenticate(&req, src, true, now).is_none() {
+        // Trunks and routes (crate::trunk): a number that is no local
+        // user may go out through a route, but only for an authenticated
+        // local user or a trusted trunk source (no toll fraud). A trusted
+        // source needs no challenge.
+        let trusted = crate::trunk::trusted_source(&self.cfg.trunks, src.ip()).is_some();
+        let route = self.route_of(&req, now);
+        if !trusted
+            && self
+                .authenticate_with(&req, src, true, route.is_some(), now)
+                .is_none()
+        {
             return;
         }
         let mf = req.max_forwards().unwrap_or(70);
@@ -640,6 +651,23 @@ impl SipCore {
             self.reply(&req, 404, src, |r| {
                 r.header("Warning", "399 tern \"no route to that domain\"")
             });
+            return;
+        }
+        if let Some(leg) = route {
+            let Some(&gw) = leg.gateways.first() else {
+                self.reply(&req, 404, src, |r| r);
+                return;
+            };
+            info!(call_id = %req.call_id, trunk = %leg.trunk, number = %leg.user, %gw, trusted, "INVITE routed to a trunk");
+            let target = Target {
+                uri: leg.uri(gw),
+                dest: gw,
+                webrtc: false,
+            };
+            let call_id = req.call_id.clone();
+            let (b2bua, mut tu) = self.tu();
+            b2bua.new_call(&mut tu, req, src, target, false, mf, now);
+            b2bua.attach_trunk(&call_id, leg);
             return;
         }
         let user = req.uri_user().unwrap_or_default();
@@ -707,13 +735,52 @@ impl SipCore {
         proxy: bool,
         now: Instant,
     ) -> Option<String> {
+        self.authenticate_with(req, src, proxy, false, now)
+    }
+
+    /// The trunk way out of an INVITE for a local-domain number that is
+    /// no configured or registered user and matches a `[[routes]]` entry.
+    fn route_of(&self, req: &Msg, now: Instant) -> Option<crate::b2bua::TrunkLeg> {
+        if self.cfg.routes.is_empty() {
+            return None;
+        }
+        let local = req
+            .uri_text()
+            .and_then(msg::uri_host_port)
+            .is_some_and(|(h, _)| self.cfg.is_local_host(&h, self.local.ip()));
+        let user = req.uri_user()?;
+        if !local || self.ha1.contains_key(&user) || !self.loc.lookup_user(&user, now).is_empty() {
+            return None;
+        }
+        let (route, number) = crate::trunk::lookup(&self.cfg.routes, &user)?;
+        let trunk = self.cfg.trunks.get(route.trunk)?;
+        Some(crate::b2bua::TrunkLeg {
+            trunk: trunk.name.clone(),
+            user: number,
+            gateways: trunk.gateways.clone(),
+            next: 1,
+            credentials: trunk.credentials.clone(),
+            auth_tried: false,
+        })
+    }
+
+    /// [`SipCore::authenticate`]; `force`: an INVITE is authenticated
+    /// even where `auth_invites` would let it through (a routed number).
+    fn authenticate_with(
+        &mut self,
+        req: &Msg,
+        src: SocketAddr,
+        proxy: bool,
+        force: bool,
+        now: Instant,
+    ) -> Option<String> {
         let method = req.method().unwrap_or_default();
         if req.request_method() == Some(Method::Invite) {
             let local = req
                 .uri_text()
                 .and_then(msg::uri_host_port)
                 .is_some_and(|(h, _)| self.cfg.is_local_host(&h, self.local.ip()));
-            if local && !self.cfg.auth_invites.unwrap_or(!self.ha1.is_empty()) {
+            if local && !force && !self.cfg.auth_invites.unwrap_or(!self.ha1.is_empty()) {
                 return Some(String::new());
             }
             if self.ha1.is_empty() {

@@ -1682,7 +1682,7 @@ fn ringing_without_answer_times_out_with_408_and_cancel() {
 // ---- Digest auth, INVITE policy and registrar rules through the core
 // (issue 5, H4b).
 
-const AUTH_USERS: &str = "[[users]]\nname = \"bob\"\npassword = \"s3cret\"\n[[users]]\nname = \"alice\"\npassword = \"alicepw\"\n";
+pub(crate) const AUTH_USERS: &str = "[[users]]\nname = \"bob\"\npassword = \"s3cret\"\n[[users]]\nname = \"alice\"\npassword = \"alicepw\"\n";
 
 /// A REGISTER for `user` from bob's address with Call-ID `call_id` and
 /// free-form `headers` (Contact, Expires, Authorization...).
@@ -1702,7 +1702,7 @@ fn register_raw(user: &str, call_id: &str, cseq: u32, headers: &str) -> String {
 /// The `n`th challenge header `chal_hdr` of `chal` answered for `alg` with
 /// nonce-count `nc`, as header `hdr`, for `method` and digest-uri `uri`.
 #[allow(clippy::too_many_arguments)]
-fn answer_challenge(
+pub(crate) fn answer_challenge(
     hdr: &str,
     chal: &Msg,
     chal_hdr: &str,
@@ -1954,7 +1954,7 @@ fn open_registrar_is_not_an_open_relay() {
 impl H {
     /// Registers bob's contact at BOB with the 401 round trip (users must
     /// include bob / s3cret).
-    fn register_bob_authenticated(&mut self) {
+    pub(crate) fn register_bob_authenticated(&mut self) {
         let contact = format!("Contact: <sip:bob@{BOB}>\r\n");
         let out = self.send(BOB, &register_raw("bob", "rb", 1, &contact));
         let chal = only(&out, "401").1.clone();

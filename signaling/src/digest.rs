@@ -234,7 +234,7 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
 }
 
 /// Splits `a=b, c="d, e"` into lowercased names and unquoted values.
-fn split_auth_params(s: &str) -> Vec<(String, String)> {
+pub(crate) fn split_auth_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let (parts, _) = crate::normalize::split_unquoted(s, b',', false);
     for p in parts {

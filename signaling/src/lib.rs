@@ -65,6 +65,7 @@ pub mod tcp;
 pub mod tls;
 pub mod transaction;
 pub mod transport;
+pub mod trunk;
 mod tu;
 
 pub use crate::config::{
@@ -126,5 +127,7 @@ mod flow_tests;
 mod session_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod trunk_tests;
 #[cfg(test)]
 mod webrtc_tests;

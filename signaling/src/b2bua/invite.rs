@@ -410,6 +410,9 @@ impl B2bua {
                 let ack = callee_failure_ack(tu, call, resp);
                 tu.send(dest, ack.clone());
                 call.uac.fail_ack = Some(ack);
+                if self.trunk_retry(tu, call, Some(resp), now) {
+                    return;
+                }
                 if code == 422 {
                     // RFC 4028 §6: the caller retries with this Min-SE.
                     let min = resp.header("Min-SE").and_then(parse_min_se);

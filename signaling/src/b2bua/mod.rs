@@ -70,6 +70,7 @@ use media::release_slot;
 
 pub mod call;
 pub mod dialog;
+mod failover;
 mod info;
 mod invite;
 mod media;
@@ -82,6 +83,7 @@ mod webrtc;
 pub(crate) use call::Target;
 pub use call::{leg_directions, Call, CallState};
 pub use dialog::Side;
+pub(crate) use failover::TrunkLeg;
 
 /// Calls the call map is sized for at start (live plus lingering).
 const CALLS_RESERVED: usize = 65_536;
@@ -101,6 +103,8 @@ pub struct B2bua {
     /// Call-ID → (call, side). Both dialogs of a call are indexed.
     dialogs: HashMap<String, (u64, Side)>,
     next_call: u64,
+    /// Calls going out through a trunk (`failover.rs`), by id.
+    trunk_legs: HashMap<u64, TrunkLeg>,
 }
 
 impl Default for B2bua {
@@ -119,6 +123,7 @@ impl B2bua {
             live: BTreeSet::new(),
             dialogs: HashMap::with_capacity(2 * CALLS_RESERVED),
             next_call: 1,
+            trunk_legs: HashMap::new(),
         }
     }
 
@@ -189,6 +194,7 @@ impl B2bua {
     /// Drops call `id` at once: slot, dialogs and retransmissions.
     fn forget(&mut self, tu: &mut Tu<'_>, id: u64) {
         self.live.remove(&id);
+        self.trunk_legs.remove(&id);
         if let Some(mut call) = self.calls.remove(&id) {
             release_slot(tu, &mut call);
             self.dialogs.remove(call.call_id());

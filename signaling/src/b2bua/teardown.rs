@@ -147,7 +147,11 @@ impl B2bua {
     pub(crate) fn on_retrans_timeout(&mut self, tu: &mut Tu<'_>, key: RtKey, now: Instant) {
         match key {
             RtKey::CalleeInvite(id) => self.with_call(id, |b2b, call| {
-                // Timer B: the callee never answered.
+                // Timer B: the callee never answered (a trunk tries its
+                // next gateway first).
+                if b2b.trunk_retry(tu, call, None, now) {
+                    return;
+                }
                 match call.state {
                     CallState::Calling => {
                         info!(call_id = %call.call_id(), slot = ?call.slot, "callee does not respond (timer B)");
