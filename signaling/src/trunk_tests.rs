@@ -266,3 +266,15 @@ fn trusted_trunk_source_calls_local_users_without_challenge() {
     let (dest, _) = only(&out, "INVITE");
     assert_eq!(*dest, addr(crate::core_tests::BOB));
 }
+
+#[test]
+fn transport_failure_tries_the_next_gateway() {
+    let mut h = trunk_h("trunk-tf", "");
+    let out = h.send(CARRIER, &call("9123", "tf-9"));
+    only(&out, "INVITE");
+    let now = h.now;
+    h.core.transport_failed(addr(GW1), now);
+    let out = h.drain();
+    assert!(codes(&out).is_empty(), "{:?}", summary(&out));
+    assert_eq!(invites(&out), [(GW2.to_string(), format!("sip:123@{GW2}"))]);
+}
