@@ -542,7 +542,8 @@ impl Config {
                     .into(),
             ));
         }
-        let (trunks, routes) = crate::trunk::check(raw.trunks, raw.routes)?;
+        let (trunks, routes) =
+            crate::trunk::check(raw.trunks, raw.routes).map_err(ConfigError::Refused)?;
         let mut cfg = SipConfig {
             listen,
             trunks,
