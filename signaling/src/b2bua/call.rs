@@ -107,9 +107,9 @@ pub(crate) struct InviteServer {
 
 /// Our INVITE to the callee, of which we are the client transaction.
 ///
-/// Forking (parallel INVITEs to every contact of a user) will hold one of
-/// these, with its early [`Dialog`], per branch; PRACK (RFC 3262) state
-/// for reliable provisionals belongs here too.
+/// A forked call holds one of these, with its early [`Dialog`], per
+/// fork (`fork.rs`); PRACK (RFC 3262) state for reliable provisionals
+/// belongs here too.
 #[derive(Debug)]
 pub(crate) struct InviteClient {
     /// Its CSeq number.
@@ -178,6 +178,9 @@ pub struct Call {
     pub(crate) offer: Vec<u8>,
     pub(crate) timer_c: Option<Instant>,
     pub(crate) linger: Option<Instant>,
+    /// The other contacts rung in parallel, when the user has several
+    /// (`fork.rs`).
+    pub(crate) forking: Option<Box<super::fork::Forking>>,
 }
 
 impl Call {
