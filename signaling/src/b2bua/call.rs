@@ -128,6 +128,27 @@ pub(crate) struct InviteClient {
     pub(crate) cancel_pending: bool,
 }
 
+/// One fork of a forked call (`fork.rs`) that is not the primary: its
+/// dialog and INVITE.
+#[derive(Debug)]
+pub(crate) struct Fork {
+    /// Its number (0 for the first contact).
+    pub(crate) n: u8,
+    pub(crate) dialog: Dialog,
+    pub(crate) uac: InviteClient,
+}
+
+/// The forks of a call.
+#[derive(Debug)]
+pub(crate) struct Forking {
+    /// The number of the fork in the call's callee dialog.
+    pub(crate) primary: u8,
+    /// The other forks.
+    pub(crate) others: Vec<Fork>,
+    /// Each fork's failure (final >= 300, or 408 for no answer), by number.
+    pub(crate) finals: Vec<Option<u16>>,
+}
+
 /// Where a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
@@ -180,7 +201,7 @@ pub struct Call {
     pub(crate) linger: Option<Instant>,
     /// The other contacts rung in parallel, when the user has several
     /// (`fork.rs`).
-    pub(crate) forking: Option<Box<super::fork::Forking>>,
+    pub(crate) forking: Option<Box<Forking>>,
 }
 
 impl Call {

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::call::{Call, CallState, InviteClient, Target};
+use super::call::{Call, CallState, Fork, Forking, InviteClient, Target};
 use super::dialog::{Dialog, Role, Side};
 use super::media::{shape, LegWebrtc, Op};
 use super::send::{new_branch, our_contact, our_via, rand_hex, respond_caller};
@@ -43,26 +43,6 @@ use crate::tu::Tu;
 
 /// Forks a call has at most (the first contact included).
 const MAX_FORKS: usize = 16;
-
-/// One fork that is not the primary: its dialog and INVITE.
-#[derive(Debug)]
-pub(crate) struct Fork {
-    /// Its number (0 for the first contact).
-    pub(crate) n: u8,
-    pub(crate) dialog: Dialog,
-    pub(crate) uac: InviteClient,
-}
-
-/// The forks of a call.
-#[derive(Debug)]
-pub(crate) struct Forking {
-    /// The number of the fork in the call's callee dialog.
-    pub(crate) primary: u8,
-    /// The other forks.
-    pub(crate) others: Vec<Fork>,
-    /// Each fork's failure (final >= 300, or 408 for no answer), by number.
-    pub(crate) finals: Vec<Option<u16>>,
-}
 
 /// The retransmission key of fork `n`'s INVITE.
 fn invite_key_n(id: u64, n: u8) -> RtKey {
