@@ -298,3 +298,22 @@ fn a_busy_fork_is_held_while_another_answers() {
     let out = h.send(BOB, &b_response(&i1, 486, "f1", None));
     assert_eq!(summary(&out), [format!("{BOB} ACK")]);
 }
+
+#[test]
+fn timer_c_cancels_every_ringing_fork() {
+    let mut h = H::new("fork-timerc", 16, "");
+    let (i1, i2) = forked(&mut h, "fk-9");
+    h.send(BOB, &b_response(&i1, 180, "f1", None));
+    h.send(BOB2, &b_response(&i2, 180, "f2", None));
+    let out = h.advance(Duration::from_secs(181));
+    let mut c = codes(&to(&out, ALICE));
+    c.dedup();
+    assert_eq!(c, [408], "{:?}", summary(&out));
+    assert!(to(&out, BOB)
+        .iter()
+        .any(|(_, m)| m.method() == Some("CANCEL")));
+    assert!(to(&out, BOB2)
+        .iter()
+        .any(|(_, m)| m.method() == Some("CANCEL")));
+    assert_eq!(slot_of(&h.table), None, "slot released");
+}
