@@ -671,7 +671,27 @@ impl SipCore {
             return;
         }
         let user = req.uri_user().unwrap_or_default();
-        let Some(binding) = self.loc.lookup_user(&user, now).into_iter().next() else {
+        let sips = req.uri_scheme().as_deref() == Some("sips");
+        let mut bindings = self.loc.lookup_user(&user, now);
+        // Several contacts ring in parallel (b2bua/fork.rs); the reachable
+        // ones first, so an unreachable first contact does not fail the call.
+        let links = &self.out.links;
+        let unusable = |b: &crate::registrar::Binding| {
+            (sips && !b.transport.is_secure()) || links.flow_down(b.target)
+        };
+        bindings.sort_by_key(|b| unusable(b));
+        let forks: Vec<Target> = bindings
+            .iter()
+            .skip(1)
+            .filter(|b| !unusable(b))
+            .map(|b| Target {
+                uri: b.contact.clone(),
+                dest: b.target,
+                webrtc: b.transport.is_websocket(),
+            })
+            .collect();
+        let mut bindings = bindings.into_iter();
+        let Some(binding) = bindings.next() else {
             info!(call_id = %req.call_id, %user, "INVITE for an unknown or unregistered user");
             self.reply(&req, 404, src, |r| r);
             return;
@@ -710,8 +730,12 @@ impl SipCore {
             .links
             .current()
             .is_some_and(|s| s.addr == src && s.transport.is_websocket());
+        let call_id = req.call_id.clone();
         let (b2bua, mut tu) = self.tu();
         b2bua.new_call(&mut tu, req, src, target, caller_webrtc, mf, now);
+        if !forks.is_empty() {
+            b2bua.add_forks(&mut tu, &call_id, forks, mf, now);
+        }
     }
 
     /// Digest check for `req` (RFC 7616 with RFC 3261 §22). Returns the

@@ -124,6 +124,8 @@ mod core_tests;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
+mod fork_tests;
+#[cfg(test)]
 mod session_tests;
 #[cfg(test)]
 mod transport_tests;

@@ -42,6 +42,13 @@ pub(crate) enum RtKey {
     /// An INFO we relayed into the other dialog (timers E/F), by the CSeq
     /// number it has there: several may be outstanding (DTMF digits).
     Info(u64, u32),
+    /// Our INVITE to fork `n` (> 0) of a forked call (timers A/B); fork
+    /// 0's is [`RtKey::CalleeInvite`].
+    ForkInvite(u64, u8),
+    /// A CANCEL we sent to fork `n` of a forked call (timers E/F).
+    ForkCancel(u64, u8),
+    /// A BYE we sent to fork `n` after its late 2xx (timers E/F).
+    ForkBye(u64, u8),
 }
 
 impl RtKey {
@@ -303,7 +310,11 @@ impl Retransmitter {
         self.retrans.keys().any(|k| {
             matches!(
                 k,
-                RtKey::ByeToCaller(_) | RtKey::ByeToCallee(_) | RtKey::Cancel(_)
+                RtKey::ByeToCaller(_)
+                    | RtKey::ByeToCallee(_)
+                    | RtKey::Cancel(_)
+                    | RtKey::ForkCancel(..)
+                    | RtKey::ForkBye(..)
             )
         })
     }

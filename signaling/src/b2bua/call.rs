@@ -107,9 +107,9 @@ pub(crate) struct InviteServer {
 
 /// Our INVITE to the callee, of which we are the client transaction.
 ///
-/// Forking (parallel INVITEs to every contact of a user) will hold one of
-/// these, with its early [`Dialog`], per branch; PRACK (RFC 3262) state
-/// for reliable provisionals belongs here too.
+/// A forked call holds one of these, with its early [`Dialog`], per
+/// fork (`fork.rs`); PRACK (RFC 3262) state for reliable provisionals
+/// belongs here too.
 #[derive(Debug)]
 pub(crate) struct InviteClient {
     /// Its CSeq number.
@@ -126,6 +126,27 @@ pub(crate) struct InviteClient {
     pub(crate) fail_ack: Option<Vec<u8>>,
     /// A CANCEL waits for the first provisional response.
     pub(crate) cancel_pending: bool,
+}
+
+/// One fork of a forked call (`fork.rs`) that is not the primary: its
+/// dialog and INVITE.
+#[derive(Debug)]
+pub(crate) struct Fork {
+    /// Its number (0 for the first contact).
+    pub(crate) n: u8,
+    pub(crate) dialog: Dialog,
+    pub(crate) uac: InviteClient,
+}
+
+/// The forks of a call.
+#[derive(Debug)]
+pub(crate) struct Forking {
+    /// The number of the fork in the call's callee dialog.
+    pub(crate) primary: u8,
+    /// The other forks.
+    pub(crate) others: Vec<Fork>,
+    /// Each fork's failure (final >= 300, or 408 for no answer), by number.
+    pub(crate) finals: Vec<Option<u16>>,
 }
 
 /// Where a call is.
@@ -178,6 +199,9 @@ pub struct Call {
     pub(crate) offer: Vec<u8>,
     pub(crate) timer_c: Option<Instant>,
     pub(crate) linger: Option<Instant>,
+    /// The other contacts rung in parallel, when the user has several
+    /// (`fork.rs`).
+    pub(crate) forking: Option<Box<Forking>>,
 }
 
 impl Call {

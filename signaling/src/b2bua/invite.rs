@@ -2,10 +2,10 @@
 //! callee's responses relayed to the caller (180, 183 with early media,
 //! 2xx, failures), the caller's ACK, and timer C.
 //!
-//! Forking (parallel INVITEs to every contact of a user) will start one
-//! [`InviteClient`] and early dialog per target here; PRACK (RFC 3262)
-//! for reliable provisionals joins the provisional branch of
-//! [`B2bua::on_callee_invite_response`].
+//! Forking (parallel INVITEs to every contact of a user) is in `fork.rs`:
+//! it swaps the responding fork in as the call's callee dialog before
+//! the responses here see it. PRACK (RFC 3262) for reliable provisionals
+//! joins the provisional branch of [`B2bua::on_callee_invite_response`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,7 +20,7 @@ use super::media::{
 use super::send::{
     our_contact, our_via, rand_hex, respond_caller, send_bye, send_callee_ack, send_cancel,
 };
-use super::{session, B2bua};
+use super::{fork, session, B2bua};
 use crate::build::OutMsg;
 use crate::method::ALLOW;
 use crate::msg::{Msg, Start};
@@ -240,6 +240,7 @@ impl B2bua {
             offer: offer_body,
             timer_c: None,
             linger: None,
+            forking: None,
         };
         call.callee_mut().webrtc.ensure_ice(tu.rng);
         if !program(tu, &call) {
@@ -323,7 +324,7 @@ impl B2bua {
             tu.stats.stray_responses += 1;
             return;
         }
-        tu.stop_retrans(RtKey::CalleeInvite(call.id));
+        tu.stop_retrans(fork::invite_key(call));
         let reason = match &resp.start {
             Start::Response { reason, .. } if !reason.trim().is_empty() => Some(reason.clone()),
             _ => None,
@@ -459,6 +460,7 @@ impl B2bua {
             info!(call_id = %call.call_id(), slot = ?call.slot, "no final response from the callee (timer C)");
             call.timer_c = None;
             send_cancel(tu, call, now);
+            fork::cancel_others(tu, call, now);
             respond_caller(tu, call, 408, None, None, now);
             release_slot(tu, call);
             call.state = CallState::Cancelling;

@@ -35,9 +35,7 @@
 //! - [`dialog`]: `Dialog` and [`Side`]; [`call`]: [`Call`], its
 //!   INVITE transactions and relayed offers.
 //! - `invite.rs`: the initial INVITE, its responses, the caller's ACK and
-//!   timer C. Forking to several contacts goes here (one
-//!   `InviteClient` and early dialog per branch), as does PRACK
-//!   (RFC 3262) for reliable provisionals.
+//!   timer C. PRACK (RFC 3262) for reliable provisionals goes here.
 //! - `reoffer.rs`: offers inside a dialog, re-INVITE (RFC 3261 §14) and
 //!   UPDATE (RFC 3311).
 //! - `session.rs`: session timers (RFC 4028) passed end to end, and the
@@ -54,6 +52,9 @@
 //!   `send.rs` (our Via and
 //!   Contact, responses to the caller, ACK, BYE, CANCEL). This file
 //!   imports only those, so no two files import each other.
+//! - `fork.rs`: parallel forking to every contact of a user (RFC 3261
+//!   §16.7): one outgoing dialog per contact, the responding fork swapped
+//!   in as the call's callee dialog, the first 2xx wins.
 //! - Routing beyond registered users (`[[routes]]`, trunks) belongs to the
 //!   core's side of `B2bua::new_call`: it picks the `Target`.
 
@@ -71,6 +72,7 @@ use media::release_slot;
 pub mod call;
 pub mod dialog;
 mod failover;
+mod fork;
 mod info;
 mod invite;
 mod media;
@@ -197,6 +199,7 @@ impl B2bua {
         self.trunk_legs.remove(&id);
         if let Some(mut call) = self.calls.remove(&id) {
             release_slot(tu, &mut call);
+            B2bua::forget_forks(tu, &call, &mut self.dialogs);
             self.dialogs.remove(call.call_id());
             self.dialogs.remove(&call.callee().call_id);
             for k in RtKey::all_of(id) {
@@ -235,6 +238,9 @@ impl B2bua {
             debug!(call_id = %resp.call_id, %src, "stray response dropped");
             return;
         };
+        if side == Side::Callee && self.on_fork_response(tu, id, resp, now) {
+            return;
+        }
         match (resp.cseq.method.as_str(), side) {
             ("INVITE", side) if self.is_reinvite_response(id, side, resp) => {
                 self.on_reinvite_response(tu, id, resp, now)

@@ -14,7 +14,7 @@ use super::call::{Call, CallState};
 use super::dialog::Side;
 use super::media::release_slot;
 use super::send::{bye_key, respond_caller, send_bye, send_callee_ack, send_cancel};
-use super::B2bua;
+use super::{fork, B2bua};
 use crate::msg::Msg;
 use crate::retransmit::RtKey;
 use crate::tu::Tu;
@@ -68,6 +68,7 @@ impl B2bua {
                 CallState::Calling | CallState::Proceeding => {
                     // BYE on an early dialog: end the attempt.
                     cancel_when_possible(tu, call, now);
+                    fork::cancel_others(tu, call, now);
                     let code = if side == Side::Caller { 487 } else { 480 };
                     respond_caller(tu, call, code, None, None, now);
                     release_slot(tu, call);
@@ -110,6 +111,7 @@ impl B2bua {
             info!(call_id = %call.call_id(), slot = ?call.slot, "call cancelled by the caller");
             respond_caller(tu, call, 487, None, None, now);
             cancel_when_possible(tu, call, now);
+            fork::cancel_others(tu, call, now);
             release_slot(tu, call);
             call.state = CallState::Cancelling;
             call.timer_c = None;
@@ -146,6 +148,9 @@ impl B2bua {
     /// the 2xx timer's 64·T1), or its transport failed.
     pub(crate) fn on_retrans_timeout(&mut self, tu: &mut Tu<'_>, key: RtKey, now: Instant) {
         match key {
+            RtKey::CalleeInvite(id) if self.is_forked(id) => self.on_fork_timeout(tu, id, 0, now),
+            RtKey::ForkInvite(id, n) => self.on_fork_timeout(tu, id, n, now),
+            RtKey::ForkCancel(..) | RtKey::ForkBye(..) => {}
             RtKey::CalleeInvite(id) => self.with_call(id, |b2b, call| {
                 // Timer B: the callee never answered (a trunk tries its
                 // next gateway first).
