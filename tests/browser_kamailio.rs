@@ -24,12 +24,12 @@
 
 mod common;
 use common::browser::*;
+use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KAM_UDP: u16 = 33000;
 const KAM_WS: u16 = 33001;
@@ -113,51 +113,10 @@ fn have(bin: &str, arg: &str) -> bool {
         .is_ok()
 }
 
-/// A userspace rtpengine on loopback (ng on 127.0.0.1:`ng`), ready when it
-/// answers ping (bounded: 10 s).
-fn start_rtpengine(ng: u16, port_lo: u16, port_hi: u16) -> Proc {
-    let child = Command::new("rtpengine")
-        .args([
-            "--config-file=none",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            &format!("--listen-ng=127.0.0.1:{ng}"),
-            "--foreground",
-            "--num-threads=1",
-            &format!("--port-min={port_lo}"),
-            &format!("--port-max={port_hi}"),
-            "--log-level=5",
-            "--log-stderr",
-            "--no-log-timestamps",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn rtpengine");
-    let p = Proc {
-        name: "rtpengine".into(),
-        child,
-    };
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 256];
-    while Instant::now() < deadline {
-        let _ = sock.send_to(b"c1 d7:command4:pinge", ("127.0.0.1", ng));
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).contains("pong") {
-                return p;
-            }
-        }
-    }
-    panic!("rtpengine did not answer ping within 10 s");
-}
-
 /// A browser over WS calls SIPp's echo through Kamailio and the relay on
 /// ng 127.0.0.1:`base+10`; ports from `base` (see the module's list).
-fn browser_calls_sipp_echo(base: u16, relay: &dyn Fn(u16, u16, u16) -> Proc) {
+/// `relay(ng, lo, hi)` starts the relay and returns what keeps it running.
+fn browser_calls_sipp_echo(base: u16, relay: &dyn Fn(u16, u16, u16) -> Box<dyn std::any::Any>) {
     if !browser_prerequisites() || !kamailio_ws_prerequisites() {
         return;
     }
@@ -242,11 +201,12 @@ fn browser_calls_sipp_echo(base: u16, relay: &dyn Fn(u16, u16, u16) -> Proc) {
 
 #[test]
 fn browser_calls_sipp_echo_through_kamailio_ws_and_rtpengine() {
-    if !have("rtpengine", "--version") {
-        eprintln!("SKIP: rtpengine is not installed (Debian package rtpengine-daemon)");
+    if !have_rtpengine() {
         return;
     }
-    browser_calls_sipp_echo(33010, &|ng, lo, hi| start_rtpengine(ng, lo, hi));
+    browser_calls_sipp_echo(33010, &|ng, lo, hi| {
+        Box::new(Rtpengine::start_on(ng, &["127.0.0.1"], lo, hi, &[]))
+    });
 }
 
 /// The same call with tern relay in rtpengine's place. The offer's
@@ -265,6 +225,6 @@ fn browser_calls_sipp_echo_through_kamailio_ws_and_tern_relay() {
     }
     let table = Table(format!("t-bk-{}", std::process::id()));
     browser_calls_sipp_echo(33050, &|ng, lo, hi| {
-        spawn_relay(&table.0, &format!("{lo}-{hi}"), ng, &[]).0
+        Box::new(spawn_relay(&table.0, &format!("{lo}-{hi}"), ng, &[]).0)
     });
 }

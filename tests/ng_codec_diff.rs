@@ -11,81 +11,16 @@
 
 mod common;
 use common::ng::{ng_exchange, str_of, BDict};
+use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use tern_ng::bencode::{bstr, str_list, Dict};
 
 const TERN_NG: u16 = 18230;
 const RTPE_NG: u16 = 18231;
-
-fn have_rtpengine() -> bool {
-    let ok = Command::new("rtpengine")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP: rtpengine is not installed (Debian package rtpengine-daemon)");
-    }
-    ok
-}
-
-/// A userspace rtpengine; stopped on drop.
-struct Rtpengine(Proc);
-
-impl Rtpengine {
-    fn start() -> Rtpengine {
-        let child = Command::new("rtpengine")
-            .args([
-                "--config-file=none",
-                "--table=-1",
-                "--interface=127.0.0.1",
-                &format!("--listen-ng=127.0.0.1:{RTPE_NG}"),
-                "--foreground",
-                "--num-threads=1",
-                "--port-min=21900",
-                "--port-max=21999",
-                "--delete-delay=0",
-                "--log-level=4",
-                "--log-stderr",
-                "--no-log-timestamps",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rtpengine");
-        let me = Rtpengine(Proc {
-            name: "rtpengine".into(),
-            child,
-        });
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let _ = sock.send_to(b"p1 d7:command4:pinge", addr(RTPE_NG));
-            let mut b = [0u8; 256];
-            if sock.recv_from(&mut b).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "rtpengine did not answer ping");
-        }
-        me
-    }
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.0.stop();
-    }
-}
 
 fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
@@ -229,7 +164,7 @@ fn codec_flags_match_rtpengine() {
     if !have_rtpengine() {
         return;
     }
-    let _rtpe = Rtpengine::start();
+    let _rtpe = Rtpengine::start_on(RTPE_NG, &["127.0.0.1"], 21900, 21999, &["--delete-delay=0"]);
     let instance = format!("codec-diff-{}", std::process::id());
     let (mut tern, _) = spawn_relay(&instance, "21800-21899", TERN_NG, &[]);
     let mut both = Both {

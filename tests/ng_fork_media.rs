@@ -14,87 +14,16 @@
 
 mod common;
 use common::ng::{ng_exchange, sdp_port, str_of, BDict};
+use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tern_ng::bencode::{bstr, int, Dict};
 
 const RTPE_PORTS: (u16, u16) = (30900, 30999);
-
-fn have_rtpengine() -> bool {
-    let ok = Command::new("rtpengine")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP: rtpengine is not installed (Debian package rtpengine-daemon)");
-    }
-    ok
-}
-
-/// A userspace rtpengine on loopback; stopped on drop.
-struct Rtpengine(Proc, u16);
-
-impl Rtpengine {
-    fn start() -> Rtpengine {
-        let ng = free_port();
-        let child = Command::new("rtpengine")
-            .args([
-                "--config-file=none",
-                "--table=-1",
-                "--interface=127.0.0.1",
-                &format!("--listen-ng=127.0.0.1:{ng}"),
-                "--foreground",
-                "--num-threads=1",
-                &format!("--port-min={}", RTPE_PORTS.0),
-                &format!("--port-max={}", RTPE_PORTS.1),
-                "--log-level=5",
-                "--log-stderr",
-                "--no-log-timestamps",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rtpengine");
-        let me = Rtpengine(
-            Proc {
-                name: "rtpengine".into(),
-                child,
-            },
-            ng,
-        );
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let _ = sock.send_to(b"p1 d7:command4:pinge", me.addr());
-            let mut b = [0u8; 256];
-            if sock.recv_from(&mut b).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "rtpengine did not answer ping");
-        }
-        me
-    }
-
-    fn addr(&self) -> SocketAddr {
-        ([127, 0, 0, 1], self.1).into()
-    }
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.0.stop();
-    }
-}
 
 fn sdp(port: u16) -> String {
     format!(
@@ -307,7 +236,7 @@ fn forked_call_matches_rtpengine() {
     if !have_rtpengine() {
         return;
     }
-    let rtpe = Rtpengine::start();
+    let rtpe = Rtpengine::start(&["127.0.0.1"], RTPE_PORTS.0, RTPE_PORTS.1, &[]);
     let (mut relay, ng) = tern("cmp", "22950-22999");
     for via in [true, false] {
         let name = if via { "cmp-via" } else { "cmp-plain" };

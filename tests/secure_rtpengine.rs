@@ -15,90 +15,15 @@
 
 mod common;
 use common::ng::{ng_exchange, str_of, BDict};
+use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_ng::bencode::{bstr, str_list, Dict};
-
-fn have_rtpengine() -> bool {
-    let ok = Command::new("rtpengine")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP: rtpengine is not installed (Debian package rtpengine-daemon)");
-    }
-    ok
-}
-
-/// A userspace rtpengine on loopback with its ng socket.
-struct Rtpengine {
-    proc_: Proc,
-    ng: u16,
-}
-
-impl Rtpengine {
-    fn start(port_lo: u16, port_hi: u16) -> Rtpengine {
-        let ng = free_port();
-        let child = Command::new("rtpengine")
-            .args([
-                "--config-file=none",
-                "--table=-1",
-                "--interface=127.0.0.1",
-                &format!("--listen-ng=127.0.0.1:{ng}"),
-                "--foreground",
-                "--num-threads=1",
-                &format!("--port-min={port_lo}"),
-                &format!("--port-max={port_hi}"),
-                "--log-level=6",
-                "--log-stderr",
-                "--no-log-timestamps",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn rtpengine");
-        let me = Rtpengine {
-            proc_: Proc {
-                name: "rtpengine".into(),
-                child,
-            },
-            ng,
-        };
-        // Ready when it answers ping (bounded: 10 s).
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let _ = sock.send_to(b"p1 d7:command4:pinge", me.addr());
-            let mut b = [0u8; 256];
-            if sock.recv_from(&mut b).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "rtpengine did not answer ping");
-        }
-        me
-    }
-
-    fn addr(&self) -> SocketAddr {
-        ([127, 0, 0, 1], self.ng).into()
-    }
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.proc_.stop();
-    }
-}
 
 /// A `tern relay` with its ng socket.
 struct Tern {
@@ -272,7 +197,7 @@ fn chain_with(
     restart: bool,
 ) -> String {
     let mut tern = Tern::start(name, &format!("{}-{}", ports.0, ports.0 + 99));
-    let rtpe = Rtpengine::start(ports.1, ports.1 + 99);
+    let rtpe = Rtpengine::start(&["127.0.0.1"], ports.1, ports.1 + 99, &[]);
     let ctl = UdpSocket::bind("127.0.0.1:0").unwrap();
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -34,7 +34,17 @@ impl Rtpengine {
     /// `127.0.0.1` or `pub/127.0.0.3!203.0.113.7`) and media ports
     /// `port_lo..=port_hi`; ready once it answers ping (bounded: 10 s).
     pub fn start(interfaces: &[&str], port_lo: u16, port_hi: u16, extra: &[&str]) -> Rtpengine {
-        let ng = free_port();
+        Rtpengine::start_on(free_port(), interfaces, port_lo, port_hi, extra)
+    }
+
+    /// [`Rtpengine::start`] with its ng socket on 127.0.0.1:`ng`.
+    pub fn start_on(
+        ng: u16,
+        interfaces: &[&str],
+        port_lo: u16,
+        port_hi: u16,
+        extra: &[&str],
+    ) -> Rtpengine {
         let mut args: Vec<String> = vec![
             "--config-file=none".into(),
             "--table=-1".into(),
