@@ -22,24 +22,6 @@ const FLOOD: Duration = Duration::from_secs(5);
 /// Datagrams per 10 ms tick: 4,000/s.
 const PER_TICK: u64 = 40;
 
-fn http_get(http: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut out);
-    out
-}
-
-/// The value of the metric line starting with `name ` (`0` if absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 struct Flood {
     sent: u64,
     answered: u64,

@@ -97,26 +97,8 @@ fn node(name: &str, base: u16, ports: &str) -> Node {
     }
 }
 
-fn http_get(http: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut out);
-    out
-}
-
 fn metrics(http: &str) -> String {
     http_get(http, "/metrics")
-}
-
-/// The value of the metric line starting with `prefix` (`0` if absent).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 const SDP: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 18620 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";

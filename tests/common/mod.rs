@@ -647,3 +647,25 @@ pub fn start_kamailio_listening(
     p.stop();
     panic!("kamailio did not answer SIP within 20 s");
 }
+
+/// `GET path` from the HTTP API at `http` (HOST:PORT): the whole answer,
+/// status line and headers included (bounded: 3 s).
+pub fn http_get(http: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of Prometheus series `series` (name and labels, as written)
+/// in `text`; `0` when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.strip_prefix(series).is_some_and(|r| r.starts_with(' ')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
