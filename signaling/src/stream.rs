@@ -352,22 +352,32 @@ impl StreamCodec {
     /// Errors: a [`StreamClose`]; the connection must close.
     pub fn on_wire(&mut self, data: &[u8], now: Instant) -> Result<(), StreamClose> {
         self.last_rx = now;
-        if self.kind.has_tls() {
-            let r = self.tls_in(data);
-            self.tls_out();
-            r?;
-        } else {
-            self.plain.extend_from_slice(data);
+        if !self.kind.has_tls() {
+            // Plain bytes go straight to the framer or WebSocket: no copy.
+            let r = if self.kind.has_ws() {
+                self.ws_in(data, now)
+            } else {
+                self.sip_in(data)
+            };
+            self.flush_ws();
+            return r;
         }
+        let r = self.tls_in(data);
+        self.tls_out();
+        r?;
         if self.plain.is_empty() {
             return Ok(());
         }
-        let plain = std::mem::take(&mut self.plain);
+        // Taken for the call, then given back cleared: its allocation is
+        // reused by the next read.
+        let mut plain = std::mem::take(&mut self.plain);
         let r = if self.kind.has_ws() {
             self.ws_in(&plain, now)
         } else {
             self.sip_in(&plain)
         };
+        plain.clear();
+        self.plain = plain;
         self.flush_ws();
         r
     }
