@@ -44,6 +44,10 @@ pub struct LegKey {
     pub slot: u32,
     /// 0 (A) or 1 (B).
     pub leg: usize,
+    /// The leg's component: 0 RTP (or both, with rtcp-mux), 1 RTCP. Each
+    /// component on its own port is its own DTLS association (RFC 5764
+    /// §4.1), keyed separately.
+    pub component: u8,
     /// The worker's generation of the slot, so a reused slot's answers
     /// are never taken for the old call's.
     pub gen: u16,
@@ -86,20 +90,7 @@ pub struct DtlsHandle {
 impl DtlsHandle {
     /// Queues a DTLS datagram of `leg`; `Some(DropReason::Dtls)` when the
     /// queue is full (or the task is gone) and the datagram was dropped.
-    pub fn submit(
-        &self,
-        worker: u32,
-        slot: u32,
-        leg: usize,
-        gen: u16,
-        bytes: &[u8],
-    ) -> Option<DropReason> {
-        let key = LegKey {
-            worker,
-            slot,
-            leg,
-            gen,
-        };
+    pub fn submit(&self, key: LegKey, bytes: &[u8]) -> Option<DropReason> {
         let msg = ToTask::Datagram {
             key,
             bytes: bytes.to_vec(),
@@ -193,6 +184,8 @@ struct Leg {
     started: Instant,
     /// When the endpoint's retransmission timer fires.
     timer: Option<Instant>,
+    /// Whether the peer sent anything (or we started it, as the client).
+    heard: bool,
 }
 
 fn hash_alg(h: u8) -> Option<HashAlg> {
@@ -238,7 +231,23 @@ fn run(
             let done = matches!(l.ep.state(), State::Connected);
             let failed = matches!(l.ep.state(), State::Failed | State::Closed);
             if !done && now.duration_since(l.started) > HANDSHAKE_TIMEOUT {
-                warn!(slot = key.slot, leg = key.leg, "DTLS handshake timed out");
+                if l.heard {
+                    warn!(
+                        slot = key.slot,
+                        leg = key.leg,
+                        component = key.component,
+                        "DTLS handshake timed out"
+                    );
+                } else {
+                    // A passive RTCP component whose peer keys RTCP from
+                    // the RTP association (or muxes after all).
+                    debug!(
+                        slot = key.slot,
+                        leg = key.leg,
+                        component = key.component,
+                        "no DTLS from the peer"
+                    );
+                }
                 return false;
             }
             // A connected endpoint stays, so a peer's retransmitted last
@@ -272,12 +281,18 @@ fn handle(
                 DtlsRole::Active => Role::Active,
                 DtlsRole::Passive => Role::Passive,
             };
-            legs.retain(|k, _| !(k.worker == key.worker && k.slot == key.slot && k.leg == key.leg));
+            legs.retain(|k, _| {
+                !(k.worker == key.worker
+                    && k.slot == key.slot
+                    && k.leg == key.leg
+                    && k.component == key.component)
+            });
             match Endpoint::new(cert, role, fp) {
                 Ok(ep) => {
                     debug!(
                         slot = key.slot,
                         leg = key.leg,
+                        component = key.component,
                         ?role,
                         "DTLS handshake started"
                     );
@@ -285,6 +300,7 @@ fn handle(
                         ep,
                         started: Instant::now(),
                         timer: None,
+                        heard: role == Role::Active,
                     };
                     flush(&key, &mut l, outs);
                     legs.insert(key, l);
@@ -292,6 +308,7 @@ fn handle(
                 Err(e) => warn!(slot = key.slot, leg = key.leg, "DTLS endpoint: {e}"),
             }
         }
+        // Every component of the leg.
         ToTask::Stop { key } => {
             legs.retain(|k, _| !(k.worker == key.worker && k.slot == key.slot && k.leg == key.leg));
         }
@@ -299,6 +316,7 @@ fn handle(
             let Some(l) = legs.get_mut(&key) else {
                 return;
             };
+            l.heard = true;
             if let Err(e) = l.ep.handle_datagram(&bytes) {
                 debug!(slot = key.slot, leg = key.leg, "DTLS datagram refused: {e}");
             }

@@ -147,7 +147,14 @@ impl Worker {
             // Handed to the DTLS task, never handshaken inline.
             Demux::Dtls => match (&self.dtls, &slot.sec) {
                 (Some(d), Some(sec)) if sec.legs[leg].dtls_on() => {
-                    d.submit(self.index, id, leg, slot.gen, &buf[off..off + plen])
+                    let key = crate::dtls::LegKey {
+                        worker: self.index,
+                        slot: id,
+                        leg,
+                        component: (sock & 1) as u8,
+                        gen: slot.gen,
+                    };
+                    d.submit(key, &buf[off..off + plen])
                 }
                 _ => Some(DropReason::Dtls),
             },
@@ -164,9 +171,10 @@ impl Worker {
         if let Some(sec) = slot.sec.as_mut() {
             let st = &mut sec.legs[leg];
             let rtcp_in = sock & 1 == 1 || looks_like_rtcp(&buf[off..off + plen]);
-            let res = match st.rx.as_deref_mut() {
+            let awaiting = st.awaiting_dtls;
+            let res = match st.rx_for(sock & 1 == 1) {
                 Some(ctx) => secure::unprotect(ctx, &mut buf[off..], plen, rtcp_in, c_in),
-                None if st.awaiting_dtls => Err(DropReason::Dtls),
+                None if awaiting => Err(DropReason::Dtls),
                 None => Ok(plen),
             };
             match res {
@@ -263,9 +271,11 @@ impl Worker {
             let res = if st.ice.as_ref().is_some_and(|i| !i.may_send(now)) {
                 Err(DropReason::NoConsent)
             } else {
-                match st.tx.as_deref_mut() {
+                let awaiting = st.awaiting_dtls;
+                let rtcp_sock = rtcp && !fwd.config().legs[o].rtcp_mux;
+                match st.tx_for(rtcp_sock) {
                     Some(ctx) => secure::protect(ctx, &mut buf[off..], plen, rtcp, c_out),
-                    None if st.awaiting_dtls => Err(DropReason::Dtls),
+                    None if awaiting => Err(DropReason::Dtls),
                     None => Ok(plen),
                 }
             };

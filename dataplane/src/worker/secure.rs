@@ -32,6 +32,10 @@ pub(super) struct LegSecure {
     pub(super) rx: Option<Box<Context>>,
     /// Protects what the relay sends to the leg's peer.
     pub(super) tx: Option<Box<Context>>,
+    /// SRTCP of the leg's RTCP component when that component (its own
+    /// port, no rtcp-mux) ran a DTLS association of its own (RFC 5764
+    /// §4.1): (unprotect, protect). Without one, SRTCP uses `rx`/`tx`.
+    pub(super) rtcp: Option<(Box<Context>, Box<Context>)>,
     pub(super) ice: Option<IceLite>,
     /// The leg is DTLS-SRTP and its handshake has not given keys yet:
     /// media is dropped until it has.
@@ -42,6 +46,26 @@ impl LegSecure {
     /// Whether the leg is DTLS-SRTP (its DTLS records go to the task).
     pub(super) fn dtls_on(&self) -> bool {
         self.applied.dtls.is_some()
+    }
+
+    /// The context that unprotects what came in on the RTCP socket
+    /// (`rtcp_sock`) or the RTP one.
+    #[inline]
+    pub(super) fn rx_for(&mut self, rtcp_sock: bool) -> Option<&mut Context> {
+        match &mut self.rtcp {
+            Some((rx, _)) if rtcp_sock => Some(rx),
+            _ => self.rx.as_deref_mut(),
+        }
+    }
+
+    /// The context that protects what goes out of the RTCP socket
+    /// (`rtcp_sock`) or the RTP one.
+    #[inline]
+    pub(super) fn tx_for(&mut self, rtcp_sock: bool) -> Option<&mut Context> {
+        match &mut self.rtcp {
+            Some((_, tx)) if rtcp_sock => Some(tx),
+            _ => self.tx.as_deref_mut(),
+        }
     }
 }
 
@@ -173,9 +197,20 @@ impl SlotSecure {
         st.applied = *sec;
     }
 
-    /// The keys of leg `leg`'s DTLS handshake arrived: (unprotect, protect).
-    pub(super) fn dtls_keys(&mut self, leg: usize, rx: &SrtpKeying, tx: &SrtpKeying) {
+    /// The keys of leg `leg`'s DTLS handshake on `component` (0 RTP, 1
+    /// RTCP) arrived: (unprotect, protect).
+    pub(super) fn dtls_keys(
+        &mut self,
+        leg: usize,
+        component: u8,
+        rx: &SrtpKeying,
+        tx: &SrtpKeying,
+    ) {
         let st = &mut self.legs[leg & 1];
+        if component == 1 {
+            st.rtcp = context(rx, None).zip(context(tx, None));
+            return;
+        }
         st.rx = context(rx, None);
         st.tx = context(tx, None);
         st.awaiting_dtls = st.rx.is_none();
@@ -310,23 +345,32 @@ impl super::Worker {
         }
         let sec = self.slots[idx].sec.get_or_insert_with(Box::default);
         let mut start = [None, None];
+        let mut rtcp_too = [false; 2];
+        let mut start_rtcp_only = [false; 2];
         for (leg, want) in sec_cfg.iter().enumerate() {
             let before = sec.legs[leg].applied.dtls;
             sec.apply(&self.table, id, leg, want, resume);
             let Some(p) = want.dtls else { continue };
             let have_keys = self.table.dtls_keying(id, leg).is_some();
+            // A leg without rtcp-mux has a second association on its RTCP
+            // port (RFC 5764 §4.1), not persisted: a restart runs it again.
+            rtcp_too[leg] = !cfg.legs[leg].rtcp_mux;
             if resume {
                 // A restarted worker with the keys keeps them, and only
                 // waits (passive) for a peer that handshakes again.
                 if !have_keys || p.role == DtlsRole::Passive {
                     start[leg] = Some(p);
+                } else if rtcp_too[leg] {
+                    start_rtcp_only[leg] = true;
+                    start[leg] = Some(p);
                 }
             } else if before != Some(p) {
                 // A new fingerprint or role restarts the handshake (RFC
                 // 5763 §6.7.1): the old keys are void.
+                let st = &mut sec.legs[leg];
+                st.rtcp = None;
                 if have_keys {
                     let _ = self.table.set_dtls_keying(id, leg, None);
-                    let st = &mut sec.legs[leg];
                     st.rx = None;
                     st.tx = None;
                     st.awaiting_dtls = true;
@@ -337,11 +381,15 @@ impl super::Worker {
         let gen = self.slots[idx].gen;
         if let Some(d) = &self.dtls {
             for (leg, p) in start.iter().enumerate() {
-                if let Some(params) = *p {
+                let Some(params) = *p else { continue };
+                let first = if start_rtcp_only[leg] { 1 } else { 0 };
+                let last = if rtcp_too[leg] { 1 } else { 0 };
+                for component in first..=last {
                     let key = LegKey {
                         worker: self.index,
                         slot: id,
                         leg,
+                        component,
                         gen,
                     };
                     if !d.command(ToTask::Start { key, params }) {
@@ -365,6 +413,7 @@ impl super::Worker {
                     worker: self.index,
                     slot: id,
                     leg,
+                    component: 0,
                     gen,
                 };
                 let _ = d.command(ToTask::Stop { key });
@@ -394,13 +443,20 @@ impl super::Worker {
             }
             match msg {
                 FromTask::Transmit { bytes, .. } => {
-                    let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(key.leg));
+                    let rtcp = key.component == 1;
+                    let dest = slot.fwd.as_ref().and_then(|f| {
+                        if rtcp {
+                            f.rtcp_dest(key.leg)
+                        } else {
+                            f.rtp_dest(key.leg)
+                        }
+                    });
                     let n = self.ifaces.len();
                     let iface = slot
                         .fwd
                         .as_ref()
                         .map_or(0, |f| super::leg_iface(f, key.leg, n));
-                    let k = super::sock_index(iface, key.leg, false);
+                    let k = super::sock_index(iface, key.leg, rtcp);
                     let sock = slot.socks.get(k).and_then(|s| s.sock.as_ref());
                     if let (Some(dest), Some(sock)) = (dest, sock) {
                         // Off the packet path and rare: a plain sendto.
@@ -410,11 +466,13 @@ impl super::Worker {
                     }
                 }
                 FromTask::Keys { rx, tx, .. } => {
-                    let _ = self
-                        .table
-                        .set_dtls_keying(key.slot, key.leg, Some((rx, tx)));
+                    if key.component == 0 {
+                        let _ = self
+                            .table
+                            .set_dtls_keying(key.slot, key.leg, Some((rx, tx)));
+                    }
                     if let Some(sec) = slot.sec.as_mut() {
-                        sec.dtls_keys(key.leg, &rx, &tx);
+                        sec.dtls_keys(key.leg, key.component, &rx, &tx);
                     }
                 }
             }
