@@ -50,6 +50,22 @@ pub(super) enum Demux {
     Other,
 }
 
+/// Replaces the payload of a PCMU (payload type 0) or PCMA (8) packet
+/// by the codec's silence (µ-law 0xFF, A-law 0xD5: ITU-T G.711 codes for
+/// zero); other payload types are left as they are.
+#[inline]
+fn silence_g711(pkt: &mut [u8]) {
+    let Ok(mut p) = tern_shared::rtp::RtpPacket::new_checked(&mut pkt[..]) else {
+        return;
+    };
+    let fill = match p.payload_type() & 0x7f {
+        0 => 0xff,
+        8 => 0xd5,
+        _ => return,
+    };
+    p.payload_mut().fill(fill);
+}
+
 /// Stage 1: the class of datagram `pkt` by its first byte (RFC 7983 §7).
 #[inline]
 pub(super) fn demux(pkt: &[u8]) -> Demux {
@@ -238,6 +254,23 @@ impl Worker {
                 return false;
             }
         };
+
+        // Media control (ng `block DTMF`, `block media`, `silence media`)
+        // on what this leg's peer sends, after it was observed: a blocked
+        // packet is not an error, so it is not counted as a drop.
+        if !rtcp {
+            let lc = &fwd.config().legs[leg];
+            if lc.block_dtmf || lc.block_media || lc.silence_media {
+                let pt = hdr.map(|h| h.payload_type);
+                let dtmf = pt.is_some() && pt == lc.dtmf_pt;
+                if (dtmf && lc.block_dtmf) || (!dtmf && lc.block_media) {
+                    return false;
+                }
+                if !dtmf && lc.silence_media {
+                    silence_g711(pkt);
+                }
+            }
+        }
 
         // 5. Shape: the jitter buffer of what goes to the other leg's peer
         //    takes a copy of the RTP and plays it out later. Transcoding,

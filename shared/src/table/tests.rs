@@ -303,8 +303,25 @@ fn leg_config_round_trips() {
         clock_rate: 48_000,
         secure: LegSecurity::default(),
         iface: 0x7f,
+        block_dtmf: true,
+        block_media: false,
+        silence_media: true,
     };
     assert_eq!(LegConfig::decode(&c.encode()), c);
+    // Each media-control bit on its own, beside the rest of the flags.
+    for (d, m, s) in [
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+    ] {
+        let e = LegConfig {
+            block_dtmf: d,
+            block_media: m,
+            silence_media: s,
+            ..c
+        };
+        assert_eq!(LegConfig::decode(&e.encode()), e);
+    }
     // The interface index shares word 5 with the RTCP peer and out SSRC.
     for i in [0u8, 1, 15] {
         let d = LegConfig { iface: i, ..c };
