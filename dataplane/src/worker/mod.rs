@@ -357,6 +357,10 @@ pub struct Worker {
     /// A sparse fixed-file table of `slots * 4` entries is registered.
     fixed_files: bool,
     doorbell: u64,
+    /// The futex wait on the doorbell ([`SlotTable::doorbell_futex`]):
+    /// a control plane's change wakes the worker at once instead of at
+    /// its next [`WAIT_MS`] timeout.
+    bell_wait: BellWait,
     /// Take the changed bitmap even though the doorbell did not move.
     rescan: bool,
     /// Sync every slot once (at start).
@@ -499,6 +503,7 @@ impl Worker {
             min_wait,
             fixed_files,
             doorbell: table.doorbell(index),
+            bell_wait: BellWait::Idle,
             table,
             rescan: true,
             full_scan: true,
@@ -531,6 +536,18 @@ impl Worker {
     pub fn index(&self) -> u32 {
         self.index
     }
+}
+
+/// The state of the futex wait on the worker's doorbell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BellWait {
+    /// Not queued: queued again after the next doorbell check.
+    Idle,
+    /// Queued with the doorbell value the worker last took.
+    Armed,
+    /// The kernel has no io_uring futex wait (before Linux 6.7): the
+    /// worker notices changes at its [`WAIT_MS`] timeout.
+    Off,
 }
 
 /// The RTP header fields the statistics and the jitter buffer need; `None`
