@@ -69,6 +69,7 @@ use tracing::{debug, warn};
 
 use crate::bufring::BufRing;
 use crate::dtls::DtlsHandle;
+use crate::inject::DtmfPlayer;
 use crate::leg::Forwarder;
 use crate::quality::feed::SlotFeed;
 use crate::quality::jitter::PacketInfo;
@@ -300,6 +301,11 @@ struct SlotRt {
     jit: [Option<LegJitter>; 2],
     /// SRTP contexts and ICE-lite responders; `None` for a plain slot.
     sec: Option<Box<SlotSecure>>,
+    /// ng `play DTMF` being played into what each leg's peer sends.
+    play: [Option<Box<DtmfPlayer>>; 2],
+    /// The id of the last play request taken per leg, so a request
+    /// republished with later configurations is played once.
+    played: [u32; 2],
 }
 
 impl SlotRt {
@@ -324,6 +330,8 @@ impl SlotRt {
             call_id: String::new(),
             jit: [None, None],
             sec: None,
+            play: [None, None],
+            played: [0, 0],
         }
     }
 }

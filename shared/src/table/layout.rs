@@ -371,6 +371,7 @@ impl LegConfig {
                 adaptive: flags >> 27 & 1 == 1,
             },
             dtmf_pt: (flags >> 19 & 0x80 != 0).then_some((flags >> 19 & 0x7f) as u8),
+            play: None,
             block_dtmf: flags >> 28 & 1 == 1,
             block_media: flags >> 29 & 1 == 1,
             silence_media: flags >> 30 & 1 == 1,

@@ -142,7 +142,12 @@ impl SlotTable {
             for (k, w) in c.encode().iter().enumerate() {
                 s.cfg[leg][k].store(*w, Ordering::Relaxed);
             }
-            for (k, w) in super::secure::encode(&c.secure).iter().enumerate() {
+            let mut words = super::secure::encode(&c.secure);
+            super::play::encode(
+                &c.play,
+                &mut words[super::play::PLAY_AT..super::play::PLAY_AT + super::play::PLAY_WORDS],
+            );
+            for (k, w) in words.iter().enumerate() {
                 s.sec[leg][k].store(*w, Ordering::Relaxed);
             }
         }

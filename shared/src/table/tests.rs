@@ -306,6 +306,7 @@ fn leg_config_round_trips() {
         block_dtmf: true,
         block_media: false,
         silence_media: true,
+        play: None,
     };
     assert_eq!(LegConfig::decode(&c.encode()), c);
     // Each media-control bit on its own, beside the rest of the flags.
@@ -390,6 +391,18 @@ fn reserve_publish_release_cycle() {
     let bell = t.doorbell(t.worker_of(id));
     let mut cfg = SlotConfig::default();
     cfg.legs[0].peer = Some("127.0.0.1:5000".parse().unwrap());
+    // A play request travels with the configuration (beside the secure
+    // words), on the leg it is for.
+    let mut events = [0u8; crate::table::MAX_PLAY_EVENTS];
+    events[..2].copy_from_slice(&[4, 2]);
+    cfg.legs[1].play = Some(crate::table::DtmfPlay {
+        id: 3,
+        events,
+        count: 2,
+        duration_ms: 100,
+        pause_ms: 50,
+        volume: 8,
+    });
     t.publish(id, &cfg).unwrap();
     assert_eq!(t.state(id), SlotState::Active);
     assert_ne!(t.doorbell(t.worker_of(id)), bell);

@@ -190,6 +190,9 @@ pub struct LegConfig {
     /// (0xFF; 0xD5, ITU-T G.711) before it is forwarded; other payload
     /// types pass unchanged.
     pub silence_media: bool,
+    /// ng `play DTMF`: events played into what this leg's peer sends, so
+    /// the other leg's peer receives them ([`super::DtmfPlay`]).
+    pub play: Option<super::DtmfPlay>,
     /// The local interface the leg's sockets are on: an index into the
     /// table's interface list ([`super::SlotTable::interfaces`]), below
     /// [`MAX_INTERFACES`]; 0, the first (or only) one, by default. The
