@@ -197,7 +197,9 @@ fn reliable_provisional_doubles_from_t1_and_gives_up_after_64_t1() {
 fn caller_requires_100rel_and_callee_sends_unreliable_provisionals() {
     let mut h = H::new("prack-req", 16, "");
     let inv = start(&mut h, "pr-3", "Require: 100rel\r\n");
-    assert_eq!(inv.header("Require"), Some("100rel"));
+    // Offered, not required, onward: tern terminates it for alice.
+    assert_eq!(inv.header("Supported"), Some("100rel"));
+    assert_eq!(inv.header("Require"), None);
 
     // bob's plain 180: tern sends it to alice reliably (terminates 100rel
     // on alice's leg), and PRACKs nothing on bob's.

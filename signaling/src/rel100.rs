@@ -159,15 +159,12 @@ impl Support {
         }
     }
 
-    /// The header that offers 100rel as this says it onward, to the next
-    /// hop of a B2BUA (RFC 3262 §4): `Supported: 100rel` or
-    /// `Require: 100rel`; `None` for [`Support::None`].
+    /// The header a B2BUA that terminates 100rel per leg sends onward
+    /// for this (RFC 3262 §4): `Supported: 100rel` when supported or
+    /// required, so a next hop without 100rel still takes the request
+    /// (with `Require` it would answer 420); `None` for [`Support::None`].
     pub fn offer_header(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Support::None => None,
-            Support::Supported => Some(("Supported", TAG_100REL)),
-            Support::Required => Some(("Require", TAG_100REL)),
-        }
+        self.any().then_some(("Supported", TAG_100REL))
     }
 
     /// Whether reliable provisionals may be sent (supported or required).
@@ -229,7 +226,7 @@ mod tests {
         assert_eq!(Support::None.offer_header(), None);
         assert_eq!(
             Support::Required.offer_header(),
-            Some(("Require", "100rel"))
+            Some(("Supported", "100rel"))
         );
         assert_eq!(
             Support::Supported.offer_header(),

@@ -5,7 +5,9 @@
 //! its own PRACKs, and either leg may do 100rel without the other.
 //!
 //! - The INVITE to the callee offers 100rel when the caller's did:
-//!   `Supported: 100rel`, or `Require: 100rel` when the caller required it.
+//!   `Supported: 100rel`, also when the caller required it. tern never
+//!   requires it of the callee: it terminates 100rel on the caller's leg
+//!   itself, and a callee without 100rel would answer `Require` with 420.
 //! - A reliable provisional from the callee (`Require: 100rel` and a
 //!   valid `RSeq`) is PRACKed in the callee's early dialog (`RAck`, §7.2)
 //!   whatever the caller supports; a retransmission (an `RSeq` not above
