@@ -319,3 +319,31 @@ fn pracks_that_match_nothing_or_are_malformed() {
     );
     assert_eq!(codes(&h.send(BOB, &pr)), [481]);
 }
+
+#[test]
+fn invite_retransmission_repeats_and_cancel_ends_the_reliable_provisional() {
+    let mut h = H::new("prack-cancel", 16, "");
+    let inv = start(&mut h, "pr-6", "Supported: 100rel\r\n");
+    let out = h.send(BOB, &b_reliable(&inv, 180, 3, None));
+    let n = rseq(&only(&out, "180").1);
+    // alice retransmits her INVITE: the same reliable 180 again.
+    let again = invite(
+        "bob",
+        "pr-6",
+        "Supported: 100rel\r\n",
+        &sdp("10.0.0.1", 40000, ""),
+    );
+    let out = h.send(ALICE, &again);
+    assert_eq!(rseq(&only(&out, "180").1), n);
+    // She cancels: 200 for the CANCEL, 487 for the INVITE, CANCEL to
+    // bob, and the 180 is no longer retransmitted.
+    let cancel = a_request("CANCEL", "pr-6", 1, "", "z9hG4bKinv-pr-6");
+    let out = h.send(ALICE, &cancel);
+    assert!(codes(&out).contains(&487), "{:?}", summary(&out));
+    let out = h.advance(Duration::from_secs(10));
+    assert!(
+        to(&out, ALICE).iter().all(|m| m.code() != Some(180)),
+        "{:?}",
+        summary(&out)
+    );
+}
