@@ -347,3 +347,63 @@ fn invite_retransmission_repeats_and_cancel_ends_the_reliable_provisional() {
         summary(&out)
     );
 }
+
+#[test]
+fn each_fork_has_its_own_rseq_space() {
+    let mut h = H::new("prack-fork", 16, "");
+    const BOB2: &str = "127.0.0.1:5071";
+    for (from, cid) in [(BOB, "reg-1"), (BOB2, "reg-2")] {
+        let reg = format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {from};branch=z9hG4bKreg-{cid}\r\n\
+             From: <sip:bob@127.0.0.1:5060>;tag=r1\r\n\
+             To: <sip:bob@127.0.0.1:5060>\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 1 REGISTER\r\n\
+             Contact: <sip:bob@{from}>\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(codes(&h.send(from, &reg)), [200]);
+    }
+    let out = h.send(
+        ALICE,
+        &invite(
+            "bob",
+            "pr-7",
+            "Supported: 100rel\r\n",
+            &sdp("10.0.0.1", 40000, ""),
+        ),
+    );
+    let i1 = to(&out, BOB)[0].clone();
+    let i2 = to(&out, BOB2)[0].clone();
+    assert_eq!(i1.header("Supported"), Some("100rel"));
+    assert_eq!(i2.header("Supported"), Some("100rel"));
+
+    // Both forks number their reliable provisionals from 1: each is
+    // PRACKed in its own dialog.
+    let out = h.send(
+        BOB,
+        &b_reliable(&i1, 183, 1, Some(&sdp("10.0.0.2", 50000, ""))),
+    );
+    let pr1 = to(&out, BOB);
+    assert_eq!(pr1.len(), 1);
+    assert_eq!(pr1[0].header("RAck"), Some("1 1 INVITE"));
+    assert_eq!(pr1[0].call_id, i1.call_id);
+    let p183 = only(&out, "183").1.clone();
+    let n = rseq(&p183);
+    let a_tag = p183.to.tag().unwrap().to_string();
+    let r180 = b_reliable(&i2, 180, 1, None).replace(";tag=b1", ";tag=b2");
+    let out = h.send(BOB2, &r180);
+    let pr2 = to(&out, BOB2);
+    assert_eq!(pr2.len(), 1, "{:?}", summary(&out));
+    assert_eq!(pr2[0].method(), Some("PRACK"));
+    assert_eq!(pr2[0].header("RAck"), Some("1 1 INVITE"));
+    assert_eq!(pr2[0].call_id, i2.call_id);
+    assert_eq!(pr2[0].to.tag(), Some("b2"));
+    // Toward alice one RSeq space: the 180 waits for her PRACK of the 183.
+    assert!(to(&out, ALICE).is_empty(), "{:?}", summary(&out));
+    let out = h.send(ALICE, &a_prack("pr-7", 2, &a_tag, &format!("{n} 1 INVITE")));
+    assert_eq!(codes(&out), [200, 180]);
+    assert_eq!(rseq(&out[1].1), n + 1);
+}
