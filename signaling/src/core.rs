@@ -490,8 +490,12 @@ impl SipCore {
                 .chain(req.headers("Proxy-Require"))
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                // RFC 4028 session timers are supported.
-                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
+                // RFC 4028 session timers and RFC 3262 100rel are supported.
+                .filter(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case("timer")
+                        && !t.eq_ignore_ascii_case(crate::rel100::TAG_100REL)
+                })
                 .collect();
             if !unsupported.is_empty() {
                 debug!(call_id = %req.call_id, ?unsupported, "420 Bad Extension");
@@ -564,9 +568,15 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
-            // PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and
-            // extensions: not implemented (PRACK and REFER will go to the
-            // B2BUA).
+            Method::Prack => match dialog {
+                Some((id, side)) if req.to.tag().is_some() => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_prack(&mut tu, id, side, &req, src, now);
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
+            // REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions:
+            // not implemented (REFER will go to the B2BUA).
             _ => {
                 if req.to.tag().is_some() && dialog.is_none() {
                     self.reply(&req, 481, src, |r| r);

@@ -52,6 +52,7 @@ pub mod msg;
 pub mod normalize;
 mod outbox;
 pub mod registrar;
+pub mod rel100;
 pub mod relay;
 mod retransmit;
 pub mod sdp;
@@ -125,6 +126,8 @@ mod core_tests;
 mod flow_tests;
 #[cfg(test)]
 mod fork_tests;
+#[cfg(test)]
+mod prack_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

@@ -49,12 +49,17 @@ pub(crate) enum RtKey {
     ForkCancel(u64, u8),
     /// A BYE we sent to fork `n` after its late 2xx (timers E/F).
     ForkBye(u64, u8),
+    /// Our reliable provisional to the caller (RFC 3262 §3: T1 doubling,
+    /// no cap, given up after 64·T1), until its PRACK.
+    Reliable(u64),
+    /// Our PRACK to the callee (timers E/F), until its response.
+    Prack(u64),
 }
 
 impl RtKey {
     /// Every key a call `id` may hold, to stop them all when it goes
     /// (the [`RtKey::Info`] ones aside: the call lists those).
-    pub(crate) fn all_of(id: u64) -> [RtKey; 8] {
+    pub(crate) fn all_of(id: u64) -> [RtKey; 10] {
         [
             RtKey::CallerFinal(id),
             RtKey::CalleeInvite(id),
@@ -64,13 +69,18 @@ impl RtKey {
             RtKey::ReInvite(id),
             RtKey::ReFinal(id),
             RtKey::Update(id),
+            RtKey::Reliable(id),
+            RtKey::Prack(id),
         ]
     }
 
     /// Whether this key resends a final response of ours (it waits for an
     /// ACK, not for a response).
     pub(crate) fn is_final_response(self) -> bool {
-        matches!(self, RtKey::CallerFinal(_) | RtKey::ReFinal(_))
+        matches!(
+            self,
+            RtKey::CallerFinal(_) | RtKey::ReFinal(_) | RtKey::Reliable(_)
+        )
     }
 }
 

@@ -186,7 +186,8 @@ impl B2bua {
             RtKey::ReInvite(id) => self.on_reinvite_timeout(tu, id, now),
             RtKey::Update(id) => self.on_update_timeout(tu, id),
             RtKey::Info(id, cseq) => self.on_info_timeout(tu, id, cseq),
-            RtKey::Cancel(_) | RtKey::ReFinal(_) => {}
+            RtKey::Reliable(id) => self.on_reliable_timeout(tu, id, now),
+            RtKey::Cancel(_) | RtKey::ReFinal(_) | RtKey::Prack(_) => {}
         }
     }
 }
