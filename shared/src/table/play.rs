@@ -90,18 +90,19 @@ mod tests {
     fn requests_round_trip() {
         let mut events = [0u8; MAX_PLAY_EVENTS];
         events[..4].copy_from_slice(&[1, 11, 0, 15]);
-        let p = Some(DtmfPlay {
+        let req = DtmfPlay {
             id: 0xdead_beef,
             events,
             count: 4,
             duration_ms: 250,
             pause_ms: 60,
             volume: 10,
-        });
+        };
+        let p = Some(req);
         let mut w = [7u64; PLAY_WORDS];
         encode(&p, &mut w);
         assert_eq!(decode(&w), p);
-        assert_eq!(p.unwrap().events(), &[1, 11, 0, 15]);
+        assert_eq!(req.events(), &[1, 11, 0, 15]);
         encode(&None, &mut w);
         assert_eq!(w, [0; PLAY_WORDS]);
         assert_eq!(decode(&w), None);
