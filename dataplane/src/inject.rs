@@ -13,6 +13,8 @@
 //! times (§2.5.1.4), and audio resumes after the pause. A stream that
 //! stops (hold, silence suppression) holds the play where it is.
 
+use std::collections::VecDeque;
+
 use tern_shared::table::DtmfPlay;
 
 /// Packet length assumed until two audio packets have been seen, ms.
@@ -55,12 +57,24 @@ enum State {
     Done,
 }
 
-/// One `play DTMF` request being played into a stream.
+/// Most events queued in one player; more are dropped (a control plane
+/// sending faster than events play).
+pub const MAX_QUEUED: usize = 64;
+
+/// One event to play: its code, length, pause after it and volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tone {
+    event: u8,
+    duration_ms: u16,
+    pause_ms: u16,
+    volume: u8,
+}
+
+/// The `play DTMF` events being played into a stream, in order.
 #[derive(Debug, Clone)]
 pub struct DtmfPlayer {
-    req: DtmfPlay,
-    /// Index of the event playing or next.
-    next: usize,
+    /// The event playing (front) and those queued after it.
+    queue: VecDeque<Tone>,
     state: State,
     /// Timestamp units per ms (the stream's clock rate / 1000).
     per_ms: u32,
@@ -70,9 +84,9 @@ pub struct DtmfPlayer {
 }
 
 impl DtmfPlayer {
-    /// Plays `req` into a stream whose RTP clock is `clock_rate` Hz (0
-    /// reads as 8000).
-    pub fn new(req: DtmfPlay, clock_rate: u32) -> DtmfPlayer {
+    /// A player with nothing queued, for a stream whose RTP clock is
+    /// `clock_rate` Hz (0 reads as 8000).
+    pub fn new(clock_rate: u32) -> DtmfPlayer {
         let per_ms = if clock_rate == 0 {
             8
         } else {
@@ -80,32 +94,43 @@ impl DtmfPlayer {
         }
         .max(1);
         DtmfPlayer {
-            req,
-            next: 0,
-            state: if req.events().is_empty() {
-                State::Done
-            } else {
-                State::Wait { from: None }
-            },
+            queue: VecDeque::new(),
+            state: State::Done,
             per_ms,
             last_ts: None,
             step: DEFAULT_PTIME_MS * per_ms,
         }
     }
 
-    /// The request being played.
-    pub fn request(&self) -> &DtmfPlay {
-        &self.req
+    /// Queues the last `n` events of `req` (those not taken before)
+    /// after what plays, with `req`'s length, pause and volume; past
+    /// [`MAX_QUEUED`] the rest are dropped. Returns how many were queued.
+    pub fn push(&mut self, req: &DtmfPlay, n: usize) -> usize {
+        let ev = req.events();
+        let new = &ev[ev.len().saturating_sub(n)..];
+        let room = MAX_QUEUED.saturating_sub(self.queue.len());
+        for &event in new.iter().take(room) {
+            self.queue.push_back(Tone {
+                event: event & 0xf,
+                duration_ms: req.duration_ms,
+                pause_ms: req.pause_ms,
+                volume: req.volume & 0x3f,
+            });
+        }
+        if self.state == State::Done && !self.queue.is_empty() {
+            self.state = State::Wait { from: None };
+        }
+        new.len().min(room)
     }
 
-    /// Whether every event has been played.
+    /// Whether every queued event has been played.
     pub fn done(&self) -> bool {
         self.state == State::Done
     }
 
-    /// Timestamp units of one event, capped to the 16-bit duration field.
-    fn length(&self) -> u32 {
-        (u32::from(self.req.duration_ms) * self.per_ms).clamp(self.step, 0xffff)
+    /// Timestamp units of `t`, capped to the 16-bit duration field.
+    fn length(&self, t: &Tone) -> u32 {
+        (u32::from(t.duration_ms) * self.per_ms).clamp(self.step, 0xffff)
     }
 
     /// The stream's next audio packet, whose output timestamp is `ts`.
@@ -118,8 +143,12 @@ impl DtmfPlayer {
             }
         }
         self.last_ts = Some(ts);
-        let volume = self.req.volume & 0x3f;
         loop {
+            let Some(&tone) = self.queue.front() else {
+                self.state = State::Done;
+                return Play::Pass;
+            };
+            let (event, volume) = (tone.event, tone.volume);
             match self.state {
                 State::Done => return Play::Pass,
                 State::Wait { from } => {
@@ -130,7 +159,6 @@ impl DtmfPlayer {
                         start: ts,
                         end: None,
                     };
-                    let event = self.req.events()[self.next];
                     return Play::Event {
                         marker: true,
                         timestamp: ts,
@@ -138,13 +166,12 @@ impl DtmfPlayer {
                     };
                 }
                 State::Event { start, end } => {
-                    let event = self.req.events()[self.next];
                     let (dur, left) = match end {
                         Some((d, 0)) => {
                             // Ended: the pause, then the next event.
-                            self.next += 1;
-                            let pause = u32::from(self.req.pause_ms) * self.per_ms;
-                            self.state = if self.next >= self.req.events().len() {
+                            self.queue.pop_front();
+                            let pause = u32::from(tone.pause_ms) * self.per_ms;
+                            self.state = if self.queue.is_empty() {
                                 State::Done
                             } else {
                                 State::Wait {
@@ -156,7 +183,7 @@ impl DtmfPlayer {
                         Some((d, n)) => (d, n - 1),
                         None => {
                             let dur = ts.wrapping_sub(start).saturating_add(self.step);
-                            if dur < self.length() {
+                            if dur < self.length(&tone) {
                                 return Play::Event {
                                     marker: false,
                                     timestamp: start,
@@ -192,6 +219,13 @@ mod tests {
     use super::*;
     use tern_shared::table::MAX_PLAY_EVENTS;
 
+    fn player(events: &[u8], duration_ms: u16, pause_ms: u16, clock: u32) -> DtmfPlayer {
+        let mut p = DtmfPlayer::new(clock);
+        let r = req(events, duration_ms, pause_ms);
+        assert_eq!(p.push(&r, events.len()), events.len());
+        p
+    }
+
     fn req(events: &[u8], duration_ms: u16, pause_ms: u16) -> DtmfPlay {
         let mut e = [0u8; MAX_PLAY_EVENTS];
         e[..events.len()].copy_from_slice(events);
@@ -214,7 +248,7 @@ mod tests {
 
     #[test]
     fn one_digit_grows_ends_three_times_then_audio_passes() {
-        let mut p = DtmfPlayer::new(req(&[5], 100, 0), 8000);
+        let mut p = player(&[5], 100, 0, 8000);
         let out = run(&mut p, 1000, 12);
         let ev = |m: bool, e: bool, d: u16| Play::Event {
             marker: m,
@@ -243,7 +277,7 @@ mod tests {
     fn digits_are_separated_by_the_pause_and_the_timestamp_wraps() {
         // Two 40 ms digits with a 60 ms pause, across the 32-bit wrap.
         let ts0 = u32::MAX - 500;
-        let mut p = DtmfPlayer::new(req(&[1, 11], 40, 60), 8000);
+        let mut p = player(&[1, 11], 40, 60, 8000);
         let out = run(&mut p, ts0, 16);
         let starts: Vec<(usize, u32, u8)> = out
             .iter()
@@ -266,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_48_khz_stream_counts_in_its_own_units() {
-        let mut p = DtmfPlayer::new(req(&[0], 60, 0), 48_000);
+        let mut p = player(&[0], 60, 0, 48_000);
         let out: Vec<Play> = (0..6).map(|k| p.on_audio(960 * k)).collect();
         // 60 ms = 2880 units at 48 kHz: 960, 1920, then 2880 ends it.
         let durations: Vec<u16> = out
@@ -280,9 +314,31 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_request_plays_nothing() {
-        let mut p = DtmfPlayer::new(req(&[], 100, 0), 8000);
+    fn an_empty_player_passes_and_later_requests_queue_behind() {
+        let mut p = DtmfPlayer::new(8000);
         assert!(p.done());
         assert_eq!(p.on_audio(0), Play::Pass);
+        // A request of 3 events of which 2 are new queues only those.
+        assert_eq!(p.push(&req(&[7, 8, 9], 40, 0), 2), 2);
+        let firsts: Vec<u8> = run(&mut p, 160, 20)
+            .iter()
+            .filter_map(|x| match x {
+                Play::Event {
+                    marker: true,
+                    payload,
+                    ..
+                } => Some(payload[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts, [8, 9]);
+        assert!(p.done());
+        // Bounded.
+        let many = req(&[1; 16], 40, 0);
+        let mut total = 0;
+        for _ in 0..10 {
+            total += p.push(&many, 16);
+        }
+        assert_eq!(total, MAX_QUEUED);
     }
 }

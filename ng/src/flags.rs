@@ -244,6 +244,9 @@ impl Flags {
                 "rtcp-mux-reject" => f.mux.reject = true,
                 "fatal" => f.fatal = true,
                 "directional" => f.directional = true,
+                // rtpengine routes audio through its transcoder for play
+                // DTMF; tern plays events without it.
+                "inject-DTMF" | "inject-dtmf" => {}
                 "all" => f.all = true,
                 "jitter-buffer" => f.jitter = Some(true),
                 "no-jitter-buffer" => f.jitter = Some(false),

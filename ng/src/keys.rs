@@ -41,6 +41,13 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["TOS", "tos"],
     &["delete-delay", "delete delay"],
     &["limit"],
+    // Media control (core/control.rs).
+    &["address"],
+    &["all"],
+    &["code", "digit"],
+    &["duration"],
+    &["volume"],
+    &["pause"],
     // tern's own.
     &["jitter-buffer-target"],
     &["jitter-buffer-max"],

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use tern_ng::bencode::{bstr, decode_dict, str_list, Dict, Value};
+use tern_ng::bencode::{bstr, decode_dict, int, str_list, Dict, Value};
 use tern_ng::{CoreConfig, NgCore};
 use tern_shared::table::testing::TempTable;
 use tern_shared::table::LegConfig;
@@ -96,6 +96,17 @@ impl Fx {
         let (cfg, _) = self.table.read_config(id).unwrap();
         let f = |l: &LegConfig| (l.block_dtmf, l.block_media, l.silence_media);
         [f(&cfg.legs[0]), f(&cfg.legs[1])]
+    }
+}
+
+impl Fx {
+    /// Each leg's play request: (id, events).
+    fn plays(&self) -> [Option<(u32, Vec<u8>)>; 2] {
+        let id = (0..self.table.capacity())
+            .find(|&id| self.table.call_id(id).as_deref() == Some("c1"))
+            .expect("the call's slot");
+        let (cfg, _) = self.table.read_config(id).unwrap();
+        cfg.legs.map(|l| l.play.map(|p| (p.id, p.events().to_vec())))
     }
 }
 
@@ -194,4 +205,38 @@ fn unknown_call_party_address_or_label_is_an_error_with_rtpengines_reason() {
     );
     // Nothing was blocked by the failures.
     assert_eq!(f.flags(), [OFF, OFF]);
+}
+
+#[test]
+fn play_dtmf_queues_events_on_the_selected_partys_leg() {
+    let mut f = Fx::new("play");
+    f.call();
+    let play = |code: Value| {
+        Dict::new()
+            .with("from-tag", bstr("B"))
+            .with("code", code)
+            .with("duration", int(40))
+    };
+    assert_eq!(f.control("play DTMF", play(bstr("#"))).0, "ok");
+    assert_eq!(f.control("play DTMF", play(int(3))).0, "ok");
+    // B's leg (1) carries both, the newest last; id counts them.
+    assert_eq!(f.plays(), [None, Some((2, vec![11, 3]))]);
+    // Every party with `all`.
+    let all = Dict::new()
+        .with("code", bstr("d"))
+        .with("flags", str_list(["all"]));
+    assert_eq!(f.control("play DTMF", all).0, "ok");
+    assert_eq!(f.plays(), [Some((1, vec![15])), Some((3, vec![11, 3, 15]))]);
+
+    let errors = [
+        (Dict::new().with("code", bstr("1")), "No participant party specified"),
+        (play(bstr("E")), "Out of range 'code' specified"),
+        (play(bstr("12")), "Out of range 'code' specified"),
+        (play(int(16)), "Out of range 'code' specified"),
+        (Dict::new().with("from-tag", bstr("B")), "No DTMF code specified"),
+    ];
+    for (d, reason) in errors {
+        assert_eq!(f.control("play DTMF", d), ("error".into(), reason.into()));
+    }
+    assert_eq!(f.plays(), [Some((1, vec![15])), Some((3, vec![11, 3, 15]))]);
 }

@@ -305,11 +305,14 @@ impl Worker {
         // Media control (ng `block DTMF`, `block media`, `silence media`)
         // on what this leg's peer sends, after it was observed: a blocked
         // packet is not an error, so it is not counted as a drop.
-        if !rtcp {
+        // Played events are the relay's own, not the peer's: no block or
+        // silence applies to them (rtpengine 10.5 lets them through a
+        // `block DTMF` of the same party too).
+        if !rtcp && !played {
             let lc = &fwd.config().legs[leg];
             if lc.block_dtmf || lc.block_media || lc.silence_media {
                 let pt = hdr.map(|h| h.payload_type);
-                let dtmf = played || (pt.is_some() && pt == lc.dtmf_pt);
+                let dtmf = pt.is_some() && pt == lc.dtmf_pt;
                 if (dtmf && lc.block_dtmf) || (!dtmf && lc.block_media) {
                     return false;
                 }

@@ -176,15 +176,20 @@ impl Worker {
         self.table.set_applied(id, seq);
     }
 
-    /// Starts the play requests of `cfg` not taken yet (`resume`: only
-    /// takes note of them). A leg without a telephone-event payload type
-    /// cannot carry events: its request is dropped.
+    /// Queues the events of `cfg`'s play requests not taken yet (a
+    /// request's `id` counts every event asked for on the leg, so the
+    /// new ones are the last `id - taken` of its list, however many
+    /// requests were coalesced into one configuration). `resume`: only
+    /// takes note of them. A leg without a telephone-event payload type
+    /// cannot carry events: they are dropped.
     fn sync_play(&mut self, idx: usize, cfg: &tern_shared::table::SlotConfig, resume: bool) {
         let slot = &mut self.slots[idx];
         for (leg, l) in cfg.legs.iter().enumerate() {
-            let Some(req) = l.play.filter(|r| r.id != slot.played[leg]) else {
+            let Some(req) = l.play else { continue };
+            let new = req.id.wrapping_sub(slot.played[leg]);
+            if new == 0 || new as i32 <= 0 {
                 continue;
-            };
+            }
             slot.played[leg] = req.id;
             if resume {
                 continue;
@@ -198,8 +203,10 @@ impl Worker {
                 );
                 continue;
             }
-            debug!(call_id = %slot.call_id, leg, id = req.id, events = req.count, "play DTMF");
-            slot.play[leg] = Some(Box::new(DtmfPlayer::new(req, l.clock_rate)));
+            let player =
+                slot.play[leg].get_or_insert_with(|| Box::new(DtmfPlayer::new(l.clock_rate)));
+            let n = player.push(&req, new as usize);
+            debug!(call_id = %slot.call_id, leg, id = req.id, queued = n, "play DTMF");
         }
     }
 

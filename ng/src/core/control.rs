@@ -21,6 +21,7 @@
 //! them.
 
 use super::*;
+use tern_shared::table::{DtmfPlay, MAX_PLAY_EVENTS};
 
 /// Which control a command sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +60,13 @@ impl Blocks {
     }
 }
 
-/// A call's blocks: call-wide, and per party tag.
+/// A call's blocks: call-wide, and per party tag; and the events each
+/// party had played (`play DTMF`).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CallBlocks {
     pub(super) call: Blocks,
     pub(super) parties: HashMap<String, Blocks>,
+    pub(super) plays: HashMap<String, DtmfPlay>,
 }
 
 impl CallBlocks {
@@ -84,8 +87,54 @@ impl CallBlocks {
             l.block_dtmf = b.dtmf;
             l.block_media = b.media;
             l.silence_media = b.silence;
+            l.play = tag.as_deref().and_then(|t| self.plays.get(t)).copied();
         }
     }
+}
+
+/// `play DTMF` defaults and bounds (rtpengine's `call_play_dtmf_ng`), ms
+/// and −dBm0.
+const DTMF_DURATION: (i64, i64, i64) = (250, 100, 5000);
+const DTMF_PAUSE: (i64, i64, i64) = (100, 100, 5000);
+const DTMF_VOLUME: i64 = 8;
+
+/// The RFC 4733 §3.2 event of a `code`: an integer 0–15, or one of
+/// `0`–`9`, `*`, `#`, `A`–`D` (either case).
+fn dtmf_code(m: &Msg<'_>) -> Result<u8, CommandError> {
+    let key = if m.get("code").is_some() {
+        "code"
+    } else {
+        "digit"
+    };
+    let out_of_range = CommandError::Control("Out of range 'code' specified");
+    if let Ok(Some(n)) = m.opt_int(key) {
+        if matches!(m.get(key), Some(Value::Int(_))) {
+            return u8::try_from(n)
+                .ok()
+                .filter(|&c| c <= 15)
+                .ok_or(out_of_range);
+        }
+    }
+    let s = field(m.str(key), "No DTMF code specified", key)?;
+    let mut chars = s.chars();
+    let (Some(c), None) = (chars.next(), chars.next()) else {
+        return Err(out_of_range);
+    };
+    match c.to_ascii_uppercase() {
+        d @ '0'..='9' => Ok(d as u8 - b'0'),
+        '*' => Ok(10),
+        '#' => Ok(11),
+        l @ 'A'..='D' => Ok(l as u8 - b'A' + 12),
+        _ => Err(out_of_range),
+    }
+}
+
+/// `key` clamped to `(default, min, max)`; 0 or absent is the default.
+fn bounded(m: &Msg<'_>, key: &str, (def, lo, hi): (i64, i64, i64)) -> Result<u16, CommandError> {
+    let v = field(m.opt_int(key), "", key)?
+        .filter(|&v| v != 0)
+        .unwrap_or(def);
+    Ok(v.clamp(lo, hi) as u16)
 }
 
 impl NgCore {
@@ -110,21 +159,9 @@ impl NgCore {
             .calls
             .get_mut(call_id)
             .ok_or(CommandError::Control("Unknown call-ID"))?;
-        let party = if field(m.opt_str("label"), "", "label")?.is_some() {
-            return Err(CommandError::Control(
-                "No monologue matching the given label",
-            ));
-        } else if let Some(a) = field(m.opt_str("address"), "", "address")? {
-            let ip: IpAddr = a
-                .trim()
-                .parse()
-                .map_err(|_| CommandError::Control("Failed to parse network address"))?;
-            Some(
-                party_at(call, ip)
-                    .ok_or(CommandError::Control("Failed to match address to any tag"))?,
-            )
-        } else {
-            match field(m.opt_str("from-tag"), "", "from-tag")? {
+        let party = match select(m, call)? {
+            Some(t) => Some(t),
+            None => match field(m.opt_str("from-tag"), "", "from-tag")? {
                 Some(tag) if flags.directional && !all => {
                     if !call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
                         return Err(CommandError::Control(
@@ -134,7 +171,7 @@ impl NgCore {
                     Some(tag.to_string())
                 }
                 _ => None,
-            }
+            },
         };
         match &party {
             Some(tag) => call
@@ -170,6 +207,125 @@ impl NgCore {
         }
         Ok(Dict::new())
     }
+}
+
+impl NgCore {
+    /// `play DTMF`: one event (`code`) played into what the selected
+    /// party sends (`from-tag`, `address`; every party with `all`), so
+    /// the other side receives it as RFC 4733; queued behind the
+    /// party's earlier ones.
+    ///
+    /// Errors (rtpengine's texts): those of [`NgCore::media_control`]'s
+    /// selection; no party selected; a `code` out of range; a party
+    /// whose media has no telephone-event payload type.
+    pub(super) fn play_dtmf(&mut self, m: &Msg<'_>, warnings: &mut Warnings) -> Reply {
+        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
+        let flags = Flags::parse(m, warnings)?;
+        let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+        let table = self.table.clone();
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or(CommandError::Control("Unknown call-ID"))?;
+        let parties: Vec<String> = if all {
+            let mut t: Vec<String> = call
+                .branches
+                .iter()
+                .flat_map(|b| b.tags.iter().flatten().cloned())
+                .collect();
+            t.sort();
+            t.dedup();
+            t
+        } else {
+            match select(m, call)? {
+                Some(t) => vec![t],
+                None => {
+                    if let Some(tag) = field(m.opt_str("from-tag"), "", "from-tag")? {
+                        if !call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
+                            return Err(CommandError::Control(
+                                "From-tag given, but no such tag exists",
+                            ));
+                        }
+                        vec![tag.to_string()]
+                    } else {
+                        return Err(CommandError::Control("No participant party specified"));
+                    }
+                }
+            }
+        };
+        let event = dtmf_code(m)?;
+        let duration_ms = bounded(m, "duration", DTMF_DURATION)?;
+        let pause_ms = bounded(m, "pause", DTMF_PAUSE)?;
+        let volume = field(m.opt_int("volume"), "", "volume")?
+            .map_or(DTMF_VOLUME, |v| v.abs())
+            .min(63) as u8;
+        // Every party must have a leg that carries events.
+        let can = |tag: &str| {
+            call.branches.iter().any(|b| {
+                b.leg_of(tag)
+                    .is_some_and(|l| b.media.iter().any(|ms| ms.cfg.legs[l].dtmf_pt.is_some()))
+            })
+        };
+        if !parties.iter().all(|t| can(t)) {
+            return Err(CommandError::Control(
+                "Monologue has no media capable of DTMF injection",
+            ));
+        }
+        for tag in &parties {
+            let p = call.blocks.plays.entry(tag.clone()).or_default();
+            // The last MAX_PLAY_EVENTS events, the newest last; `id`
+            // counts them all (the worker takes the new ones by it).
+            let n = usize::from(p.count);
+            if n == MAX_PLAY_EVENTS {
+                p.events.copy_within(1.., 0);
+                p.events[n - 1] = event;
+            } else {
+                p.events[n] = event;
+                p.count += 1;
+            }
+            p.id = p.id.wrapping_add(1).max(1);
+            p.duration_ms = duration_ms;
+            p.pause_ms = pause_ms;
+            p.volume = volume;
+        }
+        info!(
+            call_id,
+            event,
+            duration_ms,
+            parties = parties.len(),
+            "ng: play DTMF"
+        );
+        for branch in &mut call.branches {
+            for ms in &mut branch.media {
+                let Some(slot) = ms.slot else { continue };
+                call.blocks.stamp(&branch.tags, &mut ms.cfg);
+                table
+                    .publish(slot, &ms.cfg)
+                    .map_err(|e| CommandError::Table(e.to_string()))?;
+            }
+        }
+        Ok(Dict::new())
+    }
+}
+
+/// The party named by `label` (none: an error) or `address`, if either
+/// is given.
+fn select(m: &Msg<'_>, call: &Call) -> Result<Option<String>, CommandError> {
+    if field(m.opt_str("label"), "", "label")?.is_some() {
+        return Err(CommandError::Control(
+            "No monologue matching the given label",
+        ));
+    }
+    let Some(a) = field(m.opt_str("address"), "", "address")? else {
+        return Ok(None);
+    };
+    let ip: IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| CommandError::Control("Failed to parse network address"))?;
+    party_at(call, ip)
+        .map(Some)
+        .ok_or(CommandError::Control("Failed to match address to any tag"))
 }
 
 /// The tag of the party whose SDP advertised media address `ip`.

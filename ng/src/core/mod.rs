@@ -430,6 +430,7 @@ impl NgCore {
             "unblock media" => self.media_control(&m, Control::Media, false, &mut warnings),
             "silence media" => self.media_control(&m, Control::Silence, true, &mut warnings),
             "unsilence media" => self.media_control(&m, Control::Silence, false, &mut warnings),
+            "play DTMF" => self.play_dtmf(&m, &mut warnings),
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {
