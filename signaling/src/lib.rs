@@ -45,7 +45,9 @@ pub mod build;
 pub mod config;
 mod conns;
 pub mod core;
+mod core_trunk;
 pub mod digest;
+pub mod dns;
 pub mod guard;
 pub mod method;
 pub mod msg;
@@ -66,6 +68,10 @@ pub mod tls;
 pub mod transaction;
 pub mod transport;
 pub mod trunk;
+pub mod trunk_dns;
+mod trunk_health;
+mod trunk_plane;
+pub mod trunk_register;
 mod tu;
 
 pub use crate::config::{
@@ -78,6 +84,7 @@ pub use crate::server::{run, Server, TransportStats};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
 pub use crate::stats::CoreStats;
 pub use crate::transport::{ConnId, Source, Transmit, Transport};
+pub use crate::trunk_plane::TrunkStatus;
 
 /// Errors that stop the signaling plane.
 #[derive(Debug)]
@@ -129,6 +136,8 @@ mod fork_tests;
 mod session_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod trunk_plane_tests;
 #[cfg(test)]
 mod trunk_tests;
 #[cfg(test)]
