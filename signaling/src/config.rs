@@ -53,9 +53,12 @@
 //!
 //! [[trunks]]                     # optional, repeatable: see crate::trunk
 //! name = "carrier"
-//! gateways = ["192.0.2.10:5060", "192.0.2.11:5060"]  # tried in order
+//! gateways = ["192.0.2.10:5060", "carrier.example"]  # tried in order; names by RFC 3263
 //! username = "tern"              # optional: answers the gateway's 401/407
 //! password = "secret"
+//! register = false               # true: keep a registration at the first gateway up
+//! register_expires = 3600        # Expires asked for, seconds
+//! probe_secs = 5                 # a gateway marked down is probed with OPTIONS this often
 //! inbound_from = ["192.0.2.0/24"]  # sources trusted as this trunk
 //!
 //! [[routes]]                     # optional, repeatable: longest prefix wins

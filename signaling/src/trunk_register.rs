@@ -11,9 +11,11 @@
 //! - The grant is our Contact's `expires` parameter in the 200, else its
 //!   Expires header, else what we asked ([`granted_expires`]); the
 //!   binding is refreshed at half the grant (at least 1 s later).
-//! - A failure (another final response, timer F, no gateway) is counted
+//! - A failure (another final response, timer F) is counted
 //!   and retried after a backoff of [`RETRY_MIN`] doubling up to
 //!   [`RETRY_MAX`]; a timeout also counts against the gateway's health.
+//!   With no gateway known yet (names not resolved), it looks again
+//!   after [`NO_GATEWAY_WAIT`].
 //! - On drain (SIGTERM) a registered trunk sends `Expires: 0`
 //!   (§10.2.2) and the drain waits up to [`UNREGISTER_WAIT`] for it.
 //!
@@ -36,6 +38,9 @@ pub const RETRY_MIN: Duration = Duration::from_secs(2);
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How long a drain waits for the answers to our un-REGISTERs.
 pub const UNREGISTER_WAIT: Duration = Duration::from_secs(2);
+/// Wait before looking again for a gateway when none is known (a name
+/// not resolved yet).
+pub const NO_GATEWAY_WAIT: Duration = Duration::from_secs(1);
 /// Call-ID prefix of our REGISTERs.
 pub(crate) const REG_CALL_ID: &str = "tern-reg-";
 
@@ -195,8 +200,9 @@ impl Registration {
             None => registrar(),
         };
         let Some(to) = to else {
+            // A name not resolved yet: not a failure of the registrar.
             debug!(trunk = %self.trunk, "no gateway to register to yet");
-            self.fail(now);
+            self.next = Some(now + NO_GATEWAY_WAIT);
             return GwNews::None;
         };
         self.send(ctx, to, self.expires, None, now);
