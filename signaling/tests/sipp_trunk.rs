@@ -10,10 +10,13 @@
 //!   (`sipp/options.xml`) at the first brings it back up;
 //! - RFC 3263: `dnsmasq` on loopback serves SRV records of two
 //!   priorities for `carrier.test`; calls go to priority 10 and, with it
-//!   down, to priority 20.
+//!   down, to priority 20; and two of one priority, weights 90/10, for
+//!   `weighted.test`: of 20 calls the heavy one takes most.
 //!
 //! Skipped (with a note) when `sipp` (or, for RFC 3263, `dnsmasq`) is
-//! missing. Ports: SIP 18500-18549, DNS 18545, relay media 25400-25499.
+//! missing. Ports: SIP 18500-18549, DNS 18545, relay media 25400-25499
+//! and 26600-26699 (the slots of 23 calls: without a dataplane worker a
+//! freed slot is not reused).
 //! Every process is stopped by PID, every wait bounded.
 
 use std::net::SocketAddr;
@@ -227,9 +230,25 @@ impl Node {
 
     /// Waits (up to `limit`) until `f` holds for the first trunk.
     fn wait_trunk(&self, limit: Duration, f: impl Fn(&TrunkStatus) -> bool) -> Option<TrunkStatus> {
+        self.wait_trunks(limit, |t| t.first().is_some_and(&f))
+            .and_then(|t| t.first().cloned())
+    }
+
+    /// Waits (up to `limit`) until `f` holds for the trunks.
+    fn wait_trunks(
+        &self,
+        limit: Duration,
+        f: impl Fn(&[TrunkStatus]) -> bool,
+    ) -> Option<Vec<TrunkStatus>> {
         let end = Instant::now() + limit;
         while Instant::now() < end {
-            if let Some(t) = self.trunk().filter(|t| f(t)) {
+            let t = self
+                .snap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .trunks
+                .clone();
+            if f(&t) {
                 return Some(t);
             }
             thread::sleep(Duration::from_millis(50));
@@ -271,13 +290,27 @@ fn work_dir(name: &str) -> std::path::PathBuf {
 
 /// A SIPp UAC dialling 9123 from `port` through `tern`; its exit status.
 fn dial(work: &Path, tern: &str, port: u16, mp: u16, name: &str) -> Option<ExitStatus> {
-    let mut uac = sipp(
+    dial_n(work, tern, ("9123", 1), port, mp, name)
+}
+
+/// A SIPp UAC making `calls` calls to `number`, one at a time.
+fn dial_n(
+    work: &Path,
+    tern: &str,
+    (number, calls): (&str, u32),
+    port: u16,
+    mp: u16,
+    name: &str,
+) -> Option<ExitStatus> {
+    let mut uac = sipp_m(
         work,
         &[
             "-sn",
             "uac",
+            "-l",
+            "1",
             "-s",
-            "9123",
+            number,
             "-p",
             &port.to_string(),
             "-mp",
@@ -288,6 +321,7 @@ fn dial(work: &Path, tern: &str, port: u16, mp: u16, name: &str) -> Option<ExitS
             tern,
         ],
         name,
+        calls,
     );
     wait_exit(&mut uac.0, Duration::from_secs(40))
 }
@@ -446,6 +480,9 @@ fn rfc3263_srv_priorities_are_followed_with_dnsmasq() {
     const GW2: u16 = 18542;
     const UAC_D: u16 = 18543;
     const DNS: u16 = 18545;
+    const GW3: u16 = 18546;
+    const GW4: u16 = 18547;
+    const WEIGHTED_CALLS: u32 = 20;
     let work = work_dir("trunk-dns");
     let dns = Command::new(dnsmasq)
         .args([
@@ -462,6 +499,11 @@ fn rfc3263_srv_priorities_are_followed_with_dnsmasq() {
             &format!("--srv-host=_sip._udp.carrier.test,gw1.carrier.test,{GW1},10,50"),
             "--host-record=gw1.carrier.test,127.0.0.1",
             "--host-record=gw2.carrier.test,127.0.0.1",
+            // One priority, weights 90/10.
+            &format!("--srv-host=_sip._udp.weighted.test,gw4.carrier.test,{GW4},10,10"),
+            &format!("--srv-host=_sip._udp.weighted.test,gw3.carrier.test,{GW3},10,90"),
+            "--host-record=gw3.carrier.test,127.0.0.1",
+            "--host-record=gw4.carrier.test,127.0.0.1",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -471,10 +513,13 @@ fn rfc3263_srv_priorities_are_followed_with_dnsmasq() {
     let _dns = Reaped(dns);
     thread::sleep(Duration::from_millis(300));
     let toml = format!(
-        "[sip]\ndns = \"127.0.0.1:{DNS}\"\n\n[[trunks]]\nname = \"carrier\"\ngateways = [\"carrier.test\"]\ninbound_from = [\"127.0.0.1/32\"]\n\n[[routes]]\nprefix = \"9\"\nstrip = 1\ntrunk = \"carrier\"\n"
+        "[sip]\ndns = \"127.0.0.1:{DNS}\"\n\n[[trunks]]\nname = \"carrier\"\ngateways = [\"carrier.test\"]\ninbound_from = [\"127.0.0.1/32\"]\n\n[[routes]]\nprefix = \"9\"\nstrip = 1\ntrunk = \"carrier\"\n\n[[trunks]]\nname = \"weighted\"\ngateways = [\"weighted.test\"]\ninbound_from = [\"127.0.0.1/32\"]\n\n[[routes]]\nprefix = \"8\"\nstrip = 1\ntrunk = \"weighted\"\n"
     );
-    let mut node = Node::start("trunk-dns", TERN_D, (25428, 25435), &toml);
-    let resolved = node.wait_trunk(Duration::from_secs(10), |t| t.gateways.len() == 2);
+    let mut node = Node::start("trunk-dns", TERN_D, (26600, 26699), &toml);
+    let both = node.wait_trunks(Duration::from_secs(10), |t| {
+        t.len() == 2 && t.iter().all(|t| t.gateways.len() == 2)
+    });
+    let resolved = both.as_ref().map(|t| t[0].clone());
     // Call 1: priority 10 (gw1) answers.
     let gw1 = sipp(
         &work,
@@ -491,6 +536,30 @@ fn rfc3263_srv_priorities_are_followed_with_dnsmasq() {
     drop(gw1);
     // Call 2: gw1 is gone (Timer B), priority 20 (gw2) answers.
     let second = dial(&work, TERN_D, UAC_D, 25496, "uac2");
+    // Weights 90/10 within one priority: the first attempt of each call
+    // follows them (both answer).
+    let gw3 = sipp_m(
+        &work,
+        &["-sn", "uas", "-p", &GW3.to_string(), "-mp", "25444"],
+        "gw3",
+        WEIGHTED_CALLS,
+    );
+    let gw4 = sipp_m(
+        &work,
+        &["-sn", "uas", "-p", &GW4.to_string(), "-mp", "25448"],
+        "gw4",
+        WEIGHTED_CALLS,
+    );
+    thread::sleep(Duration::from_millis(300));
+    let weighted = dial_n(
+        &work,
+        TERN_D,
+        ("8123", WEIGHTED_CALLS),
+        UAC_D,
+        25496,
+        "uac3",
+    );
+    drop((gw3, gw4));
     let active = node.table.count(SlotState::Active);
     let served = node.stop();
     drop(gw2);
@@ -509,6 +578,17 @@ fn rfc3263_srv_priorities_are_followed_with_dnsmasq() {
     assert_eq!(log1.matches(&inv(GW1)).count(), 1, "{log1}");
     // gw2 got only the second call (its first INVITE after gw1's).
     assert_eq!(log2.matches(&inv(GW2)).count(), 1, "{log2}");
+    assert!(
+        weighted.is_some_and(|s| s.success()),
+        "weighted calls: {weighted:?}\n{}",
+        tail(&work.join("uac3_msg.log"))
+    );
+    let heavy = read(&work.join("gw3_msg.log")).matches(&inv(GW3)).count();
+    let light = read(&work.join("gw4_msg.log")).matches(&inv(GW4)).count();
+    eprintln!("weighted.test: weight 90 got {heavy} calls, weight 10 got {light}");
+    assert_eq!(heavy + light, WEIGHTED_CALLS as usize);
+    // Binomial(20, 0.9): fewer than 13 happens about once in 2,500 runs.
+    assert!(heavy >= 13, "weight 90 got {heavy}, weight 10 got {light}");
     assert_eq!(active, 0);
     assert!(served.is_ok(), "serve(): {served:?}");
     let _ = std::fs::remove_dir_all(&work);
