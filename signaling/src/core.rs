@@ -225,7 +225,9 @@ impl SipCore {
     /// known Call-ID) is answered 503 with `Retry-After`; requests within
     /// existing dialogs (BYE, re-INVITE, ACK) and other methods are served.
     pub fn set_draining(&mut self, retry_after: Option<u32>) {
-        self.unregister_due = retry_after.is_some() && self.draining.is_none();
+        // Registered trunks un-REGISTER at the next timeout (core_trunk.rs).
+        self.unregister_due =
+            retry_after.is_some() && self.draining.is_none() && self.trunks.registering();
         self.draining = retry_after;
     }
 

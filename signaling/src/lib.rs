@@ -15,7 +15,12 @@
 //!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
 //!   (offer/answer rewrite), [`sdp_webrtc`] (WebRTC legs' SDP), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
-//!   drives the B2BUA through a narrow transaction-user interface), and
+//!   drives the B2BUA through a narrow transaction-user interface),
+//!   [`trunk`] (`[[trunks]]`, `[[routes]]`) with the trunk side the core
+//!   drives (`trunk_plane`: [`trunk_register`], RFC 3261 §10.2 client;
+//!   `trunk_health`, gateways down and OPTIONS probes; [`trunk_dns`],
+//!   RFC 3263 answers and SRV order; [`dns`], the resolver thread the
+//!   server runs), and
 //!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026) under the
 //!   core's retransmission engine.
 //!

@@ -195,6 +195,11 @@ impl TrunkPlane {
         }
     }
 
+    /// Whether some trunk registers (started or not).
+    pub(crate) fn registering(&self) -> bool {
+        self.regs.iter().any(Option::is_some)
+    }
+
     /// Whether an un-REGISTER still awaits its answer.
     pub(crate) fn unregistering(&self) -> bool {
         self.regs.iter().flatten().any(Registration::unregistering)
