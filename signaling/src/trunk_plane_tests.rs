@@ -373,3 +373,39 @@ fn srv_weights_share_the_first_attempts() {
     }
     assert!(first[0] > 300 && first[1] > 10, "{first:?}");
 }
+
+#[test]
+fn registration_to_a_named_gateway_waits_for_its_address() {
+    let reg = "gateways = [\"carrier.test:5090\"]\nusername = \"tern\"\npassword = \"secret\"\nregister = true\n";
+    let mut h = h_with("reg-name", reg);
+    // No address yet: nothing sent, and no failure counted.
+    let out = h.advance(Duration::from_secs(3));
+    assert!(out.is_empty(), "{:?}", summary(&out));
+    assert_eq!(h.core.trunk_status(h.now)[0].register_failures, 0);
+    let now = h.now;
+    let q = h.core.poll_dns(now).unwrap();
+    assert_eq!(q.port, Some(5090));
+    h.core.dns_answer(
+        DnsAnswer {
+            query: q,
+            result: Ok((
+                vec![SrvTarget {
+                    priority: 0,
+                    weight: 0,
+                    addrs: vec![addr(GW1)],
+                }],
+                Duration::from_secs(300),
+            )),
+        },
+        now,
+    );
+    // Within NO_GATEWAY_WAIT: the REGISTER names the domain, goes to its address.
+    let out = h.advance(Duration::from_millis(1100));
+    let (dest, r) = only(&out, "REGISTER").clone();
+    assert_eq!(dest, addr(GW1));
+    assert_eq!(r.uri_text(), Some("sip:carrier.test:5090"));
+    assert_eq!(r.to.uri, "sip:tern@carrier.test:5090");
+    assert_eq!(r.expires(), Some(crate::trunk::DEFAULT_REGISTER_EXPIRES));
+    h.send(GW1, &ok_with_expires(&r, 600));
+    assert_eq!(registered(&h), Some(true));
+}
