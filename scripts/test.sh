@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tern. Installs what the tests need first, from
 # Debian's packages, when it is missing: sipp (sip-tester), tshark,
-# rtpengine-ng-client (rtpengine-utils), rtpengine (rtpengine-daemon, the
+# rtpengine-ng-client (rtpengine-utils), dnsmasq (dnsmasq-base), rtpengine (rtpengine-daemon, the
 # independent peer for SRTP, DTLS-SRTP and ICE), baresip (a second SRTP
 # stack, in a network namespace), kamailio with its websocket module, and
 # chromium and nodejs/npm for the real-browser tests (tests/browser: npm ci
@@ -18,6 +18,8 @@ command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 # baresip (with its srtp and dtls_srtp modules): the second SRTP stack.
 command -v baresip >/dev/null 2>&1 || need+=(baresip)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# dnsmasq: the DNS server (SRV records) of the RFC 3263 trunk test.
+{ command -v dnsmasq || [ -x /usr/sbin/dnsmasq ]; } >/dev/null 2>&1 || need+=(dnsmasq-base)
 # kamailio ships its rtpengine module (modules/rtpengine.so) in the same package.
 { command -v kamailio || [ -x /usr/sbin/kamailio ]; } >/dev/null 2>&1 || need+=(kamailio)
 # SIP over WebSocket for Kamailio (tests/kamailio/kamailio-ws.cfg).

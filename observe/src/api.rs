@@ -867,4 +867,31 @@ mod table_tests {
         assert_eq!(calls_limit("/calls"), Ok(DEFAULT_CALLS_LIMIT));
         assert_eq!(calls_limit("/calls?limit=99999999999"), Ok(MAX_CALLS_LIMIT));
     }
+
+    #[test]
+    fn trunk_registration_and_gateway_health_are_in_metrics() {
+        let snap = tern_signaling::snapshot::SipSnapshot::shared();
+        {
+            let mut g = snap.lock().unwrap();
+            g.trunks = vec![tern_signaling::TrunkStatus {
+                name: "carrier".into(),
+                registered: Some(true),
+                register_failures: 3,
+                gateways: vec![
+                    ("127.0.0.1:5090".parse().unwrap(), false),
+                    ("127.0.0.1:5091".parse().unwrap(), true),
+                ],
+            }];
+        }
+        let mut o = Observer::new(table("trunks"), Some(snap));
+        let m = o.handle("GET", "/metrics", 0).body;
+        for line in [
+            "tern_sip_trunk_registered{trunk=\"carrier\"} 1",
+            "tern_sip_trunk_register_failures_total{trunk=\"carrier\"} 3",
+            "tern_sip_gateway_up{trunk=\"carrier\",gateway=\"127.0.0.1:5090\"} 0",
+            "tern_sip_gateway_up{trunk=\"carrier\",gateway=\"127.0.0.1:5091\"} 1",
+        ] {
+            assert!(m.contains(line), "{line} missing:\n{m}");
+        }
+    }
 }

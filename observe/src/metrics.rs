@@ -35,6 +35,8 @@
 //! - `tern_registrations`, `tern_calls_active`, `tern_calls_total`,
 //!   `tern_calls_per_second` (over the last 10 s), `tern_sip_*_total` (`tern_sip_rate_limited_total`,
 //!   `tern_sip_denied_total`: the guard).
+//! - `tern_sip_trunk_registered{trunk}` 1/0, `tern_sip_trunk_register_failures_total{trunk}`,
+//!   `tern_sip_gateway_up{trunk,gateway}` 1/0 (down: probed with OPTIONS).
 //! - Histograms over the live legs that received RTP:
 //!   `tern_leg_loss_fraction` (0..1), `tern_leg_jitter_ms`, `tern_leg_mos`.
 //! - `tern_http_responses_total{code}`.
@@ -97,6 +99,41 @@ fn gauge_f(reg: &mut Registry, name: &str, help: &str, v: f64) {
     let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
     g.set(v);
     reg.register(name, help, g);
+}
+
+/// `tern_sip_trunk_registered{trunk}` (trunks with `register = true`),
+/// `tern_sip_trunk_register_failures_total{trunk}` and
+/// `tern_sip_gateway_up{trunk,gateway}`.
+fn trunk_families(reg: &mut Registry, trunks: &[tern_signaling::TrunkStatus]) {
+    let registered: Family<Labels, Gauge> = Family::default();
+    let failures: Family<Labels, Counter> = Family::default();
+    let up: Family<Labels, Gauge> = Family::default();
+    for t in trunks {
+        let tl: Labels = vec![("trunk", t.name.clone())];
+        if let Some(r) = t.registered {
+            registered.get_or_create(&tl).set(i64::from(r));
+            failures.get_or_create(&tl).inc_by(t.register_failures);
+        }
+        for (gw, is_up) in &t.gateways {
+            let l: Labels = vec![("trunk", t.name.clone()), ("gateway", gw.to_string())];
+            up.get_or_create(&l).set(i64::from(*is_up));
+        }
+    }
+    reg.register(
+        "tern_sip_trunk_registered",
+        "1 while the trunk's registration holds (RFC 3261 §10.2)",
+        registered,
+    );
+    reg.register(
+        "tern_sip_trunk_register_failures",
+        "Failed REGISTER attempts to the trunk",
+        failures,
+    );
+    reg.register(
+        "tern_sip_gateway_up",
+        "1 if the trunk gateway is up, 0 while marked down and probed with OPTIONS",
+        up,
+    );
 }
 
 fn clamp_i64(v: u64) -> i64 {
@@ -445,6 +482,7 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
             "Reliable provisionals never PRACKed by the caller within 64*T1: call refused with 500 (RFC 3262)",
             s.stats.reliable_abandoned,
         );
+        trunk_families(&mut reg, &s.trunks);
     }
 
     reg.register(

@@ -29,6 +29,7 @@
 //! rate_burst = 400               # requests at once per source IP (default 2 × rate_limit)
 //! allow = ["10.0.0.0/8", "2001:db8::/32"]  # only these sources (default: all)
 //! deny = ["10.6.6.0/24"]         # never these (wins over allow)
+//! dns = "127.0.0.1:5353"         # DNS server for trunk gateway names (default: resolv.conf)
 //!
 //! [media]                        # optional: the B2BUA's calls (and `tern up`'s ng calls)
 //! jitter_buffer = false          # play each leg out through a jitter buffer
@@ -52,9 +53,12 @@
 //!
 //! [[trunks]]                     # optional, repeatable: see crate::trunk
 //! name = "carrier"
-//! gateways = ["192.0.2.10:5060", "192.0.2.11:5060"]  # tried in order
+//! gateways = ["192.0.2.10:5060", "carrier.example"]  # tried in order; names by RFC 3263
 //! username = "tern"              # optional: answers the gateway's 401/407
 //! password = "secret"
+//! register = false               # true: keep a registration at the first gateway up
+//! register_expires = 3600        # Expires asked for, seconds
+//! probe_secs = 5                 # a gateway marked down is probed with OPTIONS this often
 //! inbound_from = ["192.0.2.0/24"]  # sources trusted as this trunk
 //!
 //! [[routes]]                     # optional, repeatable: longest prefix wins
@@ -234,6 +238,7 @@ struct RawSip {
     rate_burst: Option<u32>,
     allow: Option<Vec<String>>,
     deny: Option<Vec<String>>,
+    dns: Option<String>,
 }
 
 /// The guard settings of `[sip]`: a bad prefix is refused naming its key.
@@ -571,6 +576,12 @@ impl Config {
                 adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
             },
             interfaces: interfaces(&raw.media.interfaces)?,
+            dns: sip
+                .dns
+                .as_deref()
+                .map(crate::trunk::parse_dns)
+                .transpose()
+                .map_err(ConfigError::Refused)?,
             ..d
         };
         let realm = cfg.realm.clone();
@@ -657,6 +668,9 @@ pub struct SipConfig {
     pub trunks: Vec<crate::trunk::Trunk>,
     /// `[[routes]]`: numbers that go out to a trunk.
     pub routes: Vec<crate::trunk::Route>,
+    /// `[sip] dns`: the DNS server that resolves trunk gateway names
+    /// (RFC 3263); `None`: the system's (`/etc/resolv.conf`).
+    pub dns: Option<SocketAddr>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -697,6 +711,7 @@ impl Default for SipConfig {
             interfaces: Vec::new(),
             trunks: Vec::new(),
             routes: Vec::new(),
+            dns: None,
         }
     }
 }

@@ -65,6 +65,8 @@ pub(crate) struct Loop {
     pub(crate) next_warn: Instant,
     /// The rate limit and address lists, applied before the core.
     pub(crate) guard: Guard,
+    /// The resolver thread of trunk gateway names (`crate::dns`), if any.
+    pub(crate) dns: Option<crate::dns::DnsWorker>,
 }
 
 /// A warning caused by a peer: logged at most once a second (the rest at

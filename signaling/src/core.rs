@@ -53,7 +53,7 @@ pub struct SipCore {
     pub(crate) ha1: HashMap<String, digest::Ha1>,
     pub(crate) nonces: NonceSource,
     /// Every random choice of the core and its TU comes from here.
-    rng: StdRng,
+    pub(crate) rng: StdRng,
     pub(crate) loc: Box<dyn LocationService>,
     pub(crate) relay: Box<dyn MediaRelay>,
     /// What goes out, and the transport of each destination.
@@ -69,6 +69,10 @@ pub struct SipCore {
     pub(crate) b2bua: B2bua,
     pub(crate) stats: CoreStats,
     next_purge: Instant,
+    /// Trunk registrations, gateway names and probes (`crate::trunk_plane`).
+    pub(crate) trunks: crate::trunk_plane::TrunkPlane,
+    /// A drain began: registered trunks un-REGISTER at the next timeout.
+    pub(crate) unregister_due: bool,
 }
 
 impl std::fmt::Debug for SipCore {
@@ -133,6 +137,8 @@ impl SipCore {
             b2bua: B2bua::new(),
             stats: CoreStats::default(),
             next_purge: now + Duration::from_secs(30),
+            trunks: crate::trunk_plane::TrunkPlane::new(&config.trunks, now),
+            unregister_due: false,
         }
     }
 
@@ -219,6 +225,9 @@ impl SipCore {
     /// known Call-ID) is answered 503 with `Retry-After`; requests within
     /// existing dialogs (BYE, re-INVITE, ACK) and other methods are served.
     pub fn set_draining(&mut self, retry_after: Option<u32>) {
+        // Registered trunks un-REGISTER at the next timeout (core_trunk.rs).
+        self.unregister_due =
+            retry_after.is_some() && self.draining.is_none() && self.trunks.registering();
         self.draining = retry_after;
     }
 
@@ -226,7 +235,7 @@ impl SipCore {
     /// slot (in setup or up) and no BYE or CANCEL of ours still awaits its
     /// response (final responses waiting out timer I are not waited for).
     pub fn drained(&self) -> bool {
-        self.active_calls() == 0 && !self.rt.ending_calls()
+        self.active_calls() == 0 && !self.rt.ending_calls() && !self.unregistering()
     }
 
     /// Keeps a copy of the transport's counters (the server hands them in
@@ -259,6 +268,8 @@ impl SipCore {
     /// because a request was too large for UDP (§18.1.1): then they are
     /// resent over UDP at their next timer.
     pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        use crate::trunk_health::Failure;
+        self.b2bua.gateways.failed(dest, Failure::Transport, now);
         if self.out.links.tcp_failed(dest, now) {
             // TCP only for a large request's sake (§18.1.1): retry over
             // UDP. The transactions keep running; their next timer A/E
@@ -302,7 +313,8 @@ impl SipCore {
     /// The earliest instant at which [`SipCore::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.rt.next_deadline();
-        Some(t.map_or(self.next_purge, |t| t.min(self.next_purge)))
+        let t = t.map_or(self.next_purge, |t| t.min(self.next_purge));
+        Some(self.trunk_deadline().map_or(t, |u| u.min(t)))
     }
 
     /// Handles one received UDP datagram from `src` at `now`.
@@ -426,6 +438,7 @@ impl SipCore {
                 }
             }
         }
+        self.trunk_timeout(now);
         if now >= self.next_purge {
             let n = self.loc.purge(now);
             if n > 0 {
@@ -665,7 +678,10 @@ impl SipCore {
         }
         if let Some(leg) = route {
             let Some(&gw) = leg.gateways.first() else {
-                self.reply(&req, 404, src, |r| r);
+                info!(call_id = %req.call_id, trunk = %leg.trunk, "trunk has no gateway resolved yet");
+                self.reply(&req, 503, src, |r| {
+                    r.header("Warning", "399 tern \"no trunk gateway resolved yet\"")
+                });
                 return;
             };
             info!(call_id = %req.call_id, trunk = %leg.trunk, number = %leg.user, %gw, trusted, "INVITE routed to a trunk");
@@ -774,7 +790,7 @@ impl SipCore {
 
     /// The trunk way out of an INVITE for a local-domain number that is
     /// no configured or registered user and matches a `[[routes]]` entry.
-    fn route_of(&self, req: &Msg, now: Instant) -> Option<crate::b2bua::TrunkLeg> {
+    fn route_of(&mut self, req: &Msg, now: Instant) -> Option<crate::b2bua::TrunkLeg> {
         if self.cfg.routes.is_empty() {
             return None;
         }
@@ -788,10 +804,13 @@ impl SipCore {
         }
         let (route, number) = crate::trunk::lookup(&self.cfg.routes, &user)?;
         let trunk = self.cfg.trunks.get(route.trunk)?;
+        let gateways =
+            self.trunks
+                .gateways_for(trunk, &mut self.b2bua.gateways, &mut self.rng, now);
         Some(crate::b2bua::TrunkLeg {
             trunk: trunk.name.clone(),
             user: number,
-            gateways: trunk.gateways.clone(),
+            gateways,
             next: 1,
             credentials: trunk.credentials.clone(),
             auth_tried: false,
@@ -976,6 +995,9 @@ impl SipCore {
     }
 
     fn on_response(&mut self, resp: Msg, src: SocketAddr, now: Instant) {
+        if self.trunk_response(&resp, now) {
+            return;
+        }
         let (b2bua, mut tu) = self.tu();
         b2bua.on_response(&mut tu, &resp, src, now);
     }

@@ -15,7 +15,12 @@
 //!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
 //!   (offer/answer rewrite), [`sdp_webrtc`] (WebRTC legs' SDP), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
-//!   drives the B2BUA through a narrow transaction-user interface), and
+//!   drives the B2BUA through a narrow transaction-user interface),
+//!   [`trunk`] (`[[trunks]]`, `[[routes]]`) with the trunk side the core
+//!   drives (`trunk_plane`: [`trunk_register`], RFC 3261 §10.2 client;
+//!   `trunk_health`, gateways down and OPTIONS probes; [`trunk_dns`],
+//!   RFC 3263 answers and SRV order; [`dns`], the resolver thread the
+//!   server runs), and
 //!   [`transaction`] (RFC 3261 §17 state machines with RFC 6026) under the
 //!   core's retransmission engine.
 //!
@@ -45,7 +50,9 @@ pub mod build;
 pub mod config;
 mod conns;
 pub mod core;
+mod core_trunk;
 pub mod digest;
+pub mod dns;
 pub mod guard;
 pub mod method;
 pub mod msg;
@@ -67,6 +74,10 @@ pub mod tls;
 pub mod transaction;
 pub mod transport;
 pub mod trunk;
+pub mod trunk_dns;
+mod trunk_health;
+mod trunk_plane;
+pub mod trunk_register;
 mod tu;
 
 pub use crate::config::{
@@ -79,6 +90,7 @@ pub use crate::server::{run, Server, TransportStats};
 pub use crate::snapshot::{SharedSnapshot, SipSnapshot};
 pub use crate::stats::CoreStats;
 pub use crate::transport::{ConnId, Source, Transmit, Transport};
+pub use crate::trunk_plane::TrunkStatus;
 
 /// Errors that stop the signaling plane.
 #[derive(Debug)]
@@ -132,6 +144,8 @@ mod prack_tests;
 mod session_tests;
 #[cfg(test)]
 mod transport_tests;
+#[cfg(test)]
+mod trunk_plane_tests;
 #[cfg(test)]
 mod trunk_tests;
 #[cfg(test)]

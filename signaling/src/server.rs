@@ -238,6 +238,23 @@ impl Server {
             "SIP signaling up (UDP and TCP)"
         );
         let guard = crate::guard::Guard::new(transport.guard.clone());
+        // Gateway names (RFC 3263) are resolved on a thread of their own.
+        let named = config
+            .trunks
+            .iter()
+            .flat_map(|t| &t.gateways)
+            .any(|g| matches!(g, crate::trunk::Gateway::Name { .. }));
+        let dns = if named {
+            match crate::dns::spawn(config.dns) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!(error = %e, "no DNS resolver: trunk gateway names stay unresolved");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut l = Loop {
             poll,
             sock,
@@ -255,6 +272,7 @@ impl Server {
             buf: Vec::new(),
             next_warn: Instant::now(),
             guard,
+            dns,
         };
         l.buf = vec![0u8; l.cfg.max_message.max(65_536)];
         let r = l.run(&mut core, &shutdown, drain.as_deref(), snap);
@@ -380,6 +398,7 @@ impl Loop {
                 self.read_conn(core, id);
             }
             let now = Instant::now();
+            self.exchange_dns(core, now);
             core.handle_timeout(now);
             if now >= next_sweep {
                 self.sweep(core, now);
@@ -476,6 +495,22 @@ impl Loop {
                     core.transport_failed(dest, Instant::now());
                 }
             }
+        }
+    }
+
+    /// Hands the core's DNS queries to the resolver thread and its
+    /// answers to the core.
+    fn exchange_dns(&mut self, core: &mut SipCore, now: Instant) {
+        let Some(w) = self.dns.as_ref() else { return };
+        while let Some(q) = core.poll_dns(now) {
+            if w.queries.send(q).is_err() {
+                warn!("DNS resolver thread gone");
+                self.dns = None;
+                return;
+            }
+        }
+        while let Ok(a) = w.answers.try_recv() {
+            core.dns_answer(a, now);
         }
     }
 

@@ -98,6 +98,8 @@ pub struct SipSnapshot {
     pub stats: CoreStats,
     /// The transport's counters (connections per transport, refusals).
     pub transport: crate::transport::TransportStats,
+    /// Each trunk's registration and gateway health (`[[trunks]]`).
+    pub trunks: Vec<crate::trunk_plane::TrunkStatus>,
 }
 
 impl SipSnapshot {
@@ -133,6 +135,7 @@ impl SipSnapshot {
     /// Builds a snapshot of `core` at `now`, listing registrations too.
     pub fn capture(core: &SipCore, now: Instant) -> SipSnapshot {
         let mut s = SipSnapshot::capture_counts(core);
+        s.trunks = core.trunk_status(now);
         s.registrations = Arc::new(SipSnapshot::list_registrations(core, now));
         s.registrations_taken_ms = s.taken_at_ms;
         s
@@ -171,6 +174,7 @@ impl SipSnapshot {
             calls,
             stats,
             transport: core.transport_stats(),
+            trunks: Vec::new(),
         }
     }
 }
@@ -211,6 +215,7 @@ impl SnapshotPublisher {
         }
         self.next = Some(now + Self::PERIOD);
         let mut snap = SipSnapshot::capture_counts(core);
+        snap.trunks = core.trunk_status(now);
         // A poisoned lock only means a reader panicked mid-read; the data is
         // replaced wholesale, so recovering it is safe.
         let wanted = {

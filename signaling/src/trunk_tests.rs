@@ -11,7 +11,7 @@ use crate::core_tests::{
 };
 use crate::digest::{self, Algorithm};
 use crate::msg::Msg;
-use crate::trunk::lookup;
+use crate::trunk::{lookup, Gateway};
 
 const GW1: &str = "127.0.0.1:5090";
 const GW2: &str = "127.0.0.1:5091";
@@ -69,7 +69,10 @@ fn invites(out: &[(std::net::SocketAddr, Msg)]) -> Vec<(String, String)> {
 fn config_parses_and_refuses() {
     let c = SipConfig::from_toml(addr(TERN), TRUNKS).unwrap();
     assert_eq!(c.trunks.len(), 2);
-    assert_eq!(c.trunks[0].gateways, [addr(GW1), addr(GW2)]);
+    assert_eq!(
+        c.trunks[0].gateways,
+        [Gateway::Addr(addr(GW1)), Gateway::Addr(addr(GW2))]
+    );
     assert_eq!(c.routes.len(), 2);
     let bad = "[[trunks]]\nname = \"x\"\ngateways = [\"127.0.0.1:5090\"]\npasswd = \"p\"\n";
     match SipConfig::from_toml(addr(TERN), bad) {
@@ -91,12 +94,21 @@ fn config_parses_and_refuses() {
     for (bad, what) in [
         (
             "[[trunks]]\nname = \"x\"\ngateways = [\"127.0.0.1:5090\"]\nregister = true\n",
-            "register",
+            "needs username",
         ),
         (
-            "[[trunks]]\nname = \"x\"\ngateways = [\"gw.example:5060\"]\n",
-            "IP:port",
+            "[[trunks]]\nname = \"x\"\ngateways = [\"gw_1.example:5060\"]\n",
+            "neither IP:port nor a host name",
         ),
+        (
+            "[[trunks]]\nname = \"x\"\ngateways = [\"gw.example:0\"]\n",
+            "neither IP:port nor a host name",
+        ),
+        (
+            "[[trunks]]\nname = \"x\"\ngateways = [\"1.2.3.4.5\"]\n",
+            "neither IP:port nor a host name",
+        ),
+        ("[sip]\ndns = \"resolver\"\n", "[sip] dns"),
         ("[[trunks]]\nname = \"x\"\ngateways = []\n", "no gateways"),
         (
             "[[trunks]]\nname = \"x\"\ngateways = [\"127.0.0.1:1\"]\nusername = \"u\"\n",

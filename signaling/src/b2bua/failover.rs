@@ -2,8 +2,10 @@
 //! order, the next one on Timer B, a transport failure, 408 or 5xx; a
 //! gateway's 401/407 is answered once with the trunk's credentials (a new
 //! INVITE with the next CSeq and Authorization / Proxy-Authorization).
-//! The caller sees only the final outcome. Gateways that fail are not
-//! remembered between calls (no down-marking yet).
+//! The caller sees only the final outcome. What a gateway did is told to
+//! the gateway health (`crate::trunk_health`, [`B2bua::gateways`]): no
+//! answer (Timer B) or a 503 counts against it, a final response other
+//! than 503 for it ([`B2bua::trunk_response`]).
 //!
 //! The core attaches a [`TrunkLeg`] to a new call with
 //! [`B2bua::attach_trunk`]; `invite.rs` and `teardown.rs` ask
@@ -20,10 +22,11 @@ use super::media::{shape, Op};
 use super::send::{our_contact, our_via, rand_hex};
 use super::{session, B2bua};
 use crate::build::OutMsg;
-use crate::digest::{self, Algorithm, Credentials};
 use crate::method::ALLOW;
 use crate::msg::Msg;
 use crate::retransmit::RtKey;
+use crate::trunk::digest_answer;
+use crate::trunk_health::Failure;
 use crate::tu::Tu;
 
 /// A call's way out through a trunk.
@@ -49,71 +52,6 @@ impl TrunkLeg {
     }
 }
 
-/// Our answer to a `Digest` challenge `chal` for an INVITE to `uri`:
-/// `None` for another scheme, no nonce or an unknown algorithm.
-fn answer_challenge(
-    chal: &str,
-    user: &str,
-    password: &str,
-    uri: &str,
-    cnonce: &str,
-) -> Option<String> {
-    let chal = chal.trim_start();
-    let (scheme, rest) = chal.split_at(chal.find(char::is_whitespace)?);
-    if !scheme.eq_ignore_ascii_case("digest") {
-        return None;
-    }
-    let mut c = Credentials {
-        username: user.to_string(),
-        uri: uri.to_string(),
-        ..Credentials::default()
-    };
-    let mut qops = String::new();
-    for (n, v) in digest::split_auth_params(rest) {
-        match n.as_str() {
-            "realm" => c.realm = v,
-            "nonce" => c.nonce = v,
-            "algorithm" => c.algorithm = Some(v),
-            "opaque" => c.opaque = Some(v),
-            "qop" => qops = v,
-            _ => {}
-        }
-    }
-    if c.nonce.is_empty() {
-        return None;
-    }
-    let alg = match c.algorithm.as_deref() {
-        None => Algorithm::Md5,
-        Some(a) => Algorithm::parse(a)?,
-    };
-    if qops
-        .split(',')
-        .any(|q| q.trim().eq_ignore_ascii_case("auth"))
-    {
-        c.qop = Some("auth".into());
-        c.nc = Some("00000001".into());
-        c.cnonce = Some(cnonce.to_string());
-    }
-    let ha1 = digest::ha1(alg, user, &c.realm, password);
-    let response = digest::expected_response_with(alg, &ha1, "INVITE", &c);
-    let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = format!(
-        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", algorithm={}",
-        q(user),
-        q(&c.realm),
-        q(&c.nonce),
-        q(uri),
-        alg.name()
-    );
-    if let (Some(qop), Some(nc), Some(cn)) = (&c.qop, &c.nc, &c.cnonce) {
-        out.push_str(&format!(", qop={qop}, nc={nc}, cnonce=\"{cn}\""));
-    }
-    if let Some(o) = &c.opaque {
-        out.push_str(&format!(", opaque=\"{}\"", q(o)));
-    }
-    Some(out)
-}
-
 impl B2bua {
     /// Marks the call whose caller Call-ID is `call_id` as going out
     /// through a trunk.
@@ -122,6 +60,14 @@ impl B2bua {
             if self.calls.contains_key(&id) {
                 self.trunk_legs.insert(id, leg);
             }
+        }
+    }
+
+    /// A final response `code` from `src` to call `id`'s INVITE: a
+    /// gateway of a trunk call that answered other than 503 is alive.
+    pub(super) fn trunk_response(&mut self, id: u64, code: u16, src: SocketAddr) {
+        if code >= 200 && code != 503 && self.trunk_legs.contains_key(&id) {
+            self.gateways.alive(src);
         }
     }
 
@@ -159,7 +105,7 @@ impl B2bua {
             let uri = call.uac.ruri.clone();
             let Some(value) = resp
                 .headers(chal_hdr)
-                .find_map(|c| answer_challenge(c, user, pass, &uri, &cnonce))
+                .find_map(|c| digest_answer(c, "INVITE", (user, pass), &uri, &cnonce))
             else {
                 return false;
             };
@@ -167,6 +113,13 @@ impl B2bua {
             auth = Some((cred_hdr, value));
             call.callee().peer
         } else if code == 408 || (500..600).contains(&code) {
+            // Timer B (no response at all) or 503: against the gateway.
+            let failed = call.callee().peer;
+            if resp.is_none() {
+                self.gateways.failed(failed, Failure::Timeout, now);
+            } else if code == 503 {
+                self.gateways.failed(failed, Failure::Unavailable, now);
+            }
             let Some(&gw) = leg.gateways.get(leg.next) else {
                 return false;
             };

@@ -111,6 +111,9 @@ pub struct B2bua {
     next_call: u64,
     /// Calls going out through a trunk (`failover.rs`), by id.
     trunk_legs: HashMap<u64, TrunkLeg>,
+    /// Which trunk gateways are up (`crate::trunk_health`): `failover.rs`
+    /// reports to it, the core routes and probes by it.
+    pub(crate) gateways: crate::trunk_health::Health,
 }
 
 impl Default for B2bua {
@@ -130,6 +133,7 @@ impl B2bua {
             dialogs: HashMap::with_capacity(2 * CALLS_RESERVED),
             next_call: 1,
             trunk_legs: HashMap::new(),
+            gateways: crate::trunk_health::Health::default(),
         }
     }
 
@@ -249,7 +253,10 @@ impl B2bua {
             ("INVITE", side) if self.is_reinvite_response(id, side, resp) => {
                 self.on_reinvite_response(tu, id, resp, now)
             }
-            ("INVITE", Side::Callee) => self.on_callee_invite_response(tu, id, resp, now),
+            ("INVITE", Side::Callee) => {
+                self.trunk_response(id, resp.code().unwrap_or(0), src);
+                self.on_callee_invite_response(tu, id, resp, now)
+            }
             ("BYE", side) => self.on_bye_response(tu, id, side, now),
             ("CANCEL", Side::Callee) => {
                 tu.stop_retrans(RtKey::Cancel(id));
