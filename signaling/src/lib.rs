@@ -51,6 +51,7 @@ pub mod method;
 pub mod msg;
 pub mod normalize;
 mod outbox;
+pub mod refer;
 pub mod registrar;
 pub mod relay;
 mod retransmit;
