@@ -170,7 +170,7 @@ impl SipCore {
 
     /// The B2BUA and the transaction-user interface lent to it, borrowed
     /// from disjoint fields.
-    fn tu(&mut self) -> (&mut B2bua, Tu<'_>) {
+    pub(crate) fn tu(&mut self) -> (&mut B2bua, Tu<'_>) {
         (
             &mut self.b2bua,
             Tu {
@@ -424,6 +424,10 @@ impl SipCore {
                     let (b2bua, mut tu) = self.tu();
                     b2bua.on_session_expiry(&mut tu, id, key.0, now);
                 }
+                TimerEv::TransferBye(id) => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_transfer_bye_due(&mut tu, id, key.0, now);
+                }
             }
         }
         if now >= self.next_purge {
@@ -505,6 +509,11 @@ impl SipCore {
         {
             return;
         }
+        if dialog.is_none() && self.b2bua.holds_transfer_dialog(&req.call_id) {
+            let (b2bua, mut tu) = self.tu();
+            b2bua.on_transfer_request(&mut tu, &req, src, now);
+            return;
+        }
         match method {
             Method::Register => self.on_register(&req, src, now),
             Method::Options => self.reply(&req, 200, src, |r| {
@@ -564,9 +573,15 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
-            // PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and
-            // extensions: not implemented (PRACK and REFER will go to the
-            // B2BUA).
+            Method::Refer => match dialog {
+                // `refer_route.rs`: the target, then `b2bua/transfer.rs`.
+                Some((id, side)) if req.to.tag().is_some() => {
+                    self.on_refer(id, side, req, src, now)
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
+            // PRACK, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions:
+            // not implemented (PRACK will go to the B2BUA).
             _ => {
                 if req.to.tag().is_some() && dialog.is_none() {
                     self.reply(&req, 481, src, |r| r);

@@ -52,6 +52,7 @@ pub mod msg;
 pub mod normalize;
 mod outbox;
 pub mod refer;
+mod refer_route;
 pub mod registrar;
 pub mod relay;
 mod retransmit;
@@ -128,6 +129,8 @@ mod flow_tests;
 mod fork_tests;
 #[cfg(test)]
 mod session_tests;
+#[cfg(test)]
+mod transfer_tests;
 #[cfg(test)]
 mod transport_tests;
 #[cfg(test)]

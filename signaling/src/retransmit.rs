@@ -49,12 +49,20 @@ pub(crate) enum RtKey {
     ForkCancel(u64, u8),
     /// A BYE we sent to fork `n` after its late 2xx (timers E/F).
     ForkBye(u64, u8),
+    /// Our latest NOTIFY (RFC 3515 §2.4.4) to a transfer's referrer
+    /// (timers E/F).
+    Notify(u64),
+    /// Our INVITE to a transfer's target (timers A/B).
+    TransferInvite(u64),
+    /// A BYE to a transfer's referrer after the final NOTIFY, or a BYE or
+    /// CANCEL to a target the call no longer needs (timers E/F).
+    TransferEnd(u64),
 }
 
 impl RtKey {
     /// Every key a call `id` may hold, to stop them all when it goes
     /// (the [`RtKey::Info`] ones aside: the call lists those).
-    pub(crate) fn all_of(id: u64) -> [RtKey; 8] {
+    pub(crate) fn all_of(id: u64) -> [RtKey; 11] {
         [
             RtKey::CallerFinal(id),
             RtKey::CalleeInvite(id),
@@ -64,6 +72,9 @@ impl RtKey {
             RtKey::ReInvite(id),
             RtKey::ReFinal(id),
             RtKey::Update(id),
+            RtKey::Notify(id),
+            RtKey::TransferInvite(id),
+            RtKey::TransferEnd(id),
         ]
     }
 
@@ -86,6 +97,9 @@ pub(crate) enum TimerEv {
     /// The session interval (RFC 4028) of a call may have passed without
     /// a refresh.
     SessionExpiry(u64),
+    /// A transfer's referrer, NOTIFYed of the outcome, gets our BYE
+    /// unless it hung up first (RFC 5589 §6.1).
+    TransferBye(u64),
 }
 
 /// A timer's key in the queue: when, and a sequence number that orders
@@ -315,6 +329,7 @@ impl Retransmitter {
                     | RtKey::Cancel(_)
                     | RtKey::ForkCancel(..)
                     | RtKey::ForkBye(..)
+                    | RtKey::TransferEnd(_)
             )
         })
     }

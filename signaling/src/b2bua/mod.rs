@@ -44,8 +44,12 @@
 //!   files below.
 //! - `info.rs`: INFO (RFC 6086, DTMF and other packages) relayed into
 //!   the other dialog and its response back.
-//! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call. REFER
-//!   (RFC 3515, transfer) gets its own file next to these.
+//! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call.
+//! - `transfer.rs`: REFER (RFC 3515) with NOTIFY sipfrag, blind and
+//!   attended (Replaces, RFC 3891): the slot leg facing the referrer is
+//!   handed to the target, the referrer gets its NOTIFYs and then BYE.
+//!   It imports only the shared files; `teardown.rs` asks it (as a
+//!   method) whether a BYE is the referrer's.
 //! - Shared by the flows, importing none of them: `media.rs` (slot
 //!   configuration, SDP offer/answer steps), `webrtc.rs` (each leg's
 //!   kind, and the DTLS-SRTP and ICE-lite a WebRTC leg terminates) and
@@ -80,12 +84,15 @@ mod reoffer;
 mod send;
 mod session;
 mod teardown;
+mod transfer;
 mod webrtc;
 
 pub(crate) use call::Target;
 pub use call::{leg_directions, Call, CallState};
 pub use dialog::Side;
 pub(crate) use failover::TrunkLeg;
+pub(crate) use transfer::Referred;
+pub use transfer::REFERRER_BYE_AFTER;
 
 /// Calls the call map is sized for at start (live plus lingering).
 const CALLS_RESERVED: usize = 65_536;
@@ -107,6 +114,9 @@ pub struct B2bua {
     next_call: u64,
     /// Calls going out through a trunk (`failover.rs`), by id.
     trunk_legs: HashMap<u64, TrunkLeg>,
+    /// Call-ID → call, for the dialog a transfer holds (`transfer.rs`):
+    /// its target's before the target answers, the referrer's after.
+    transfers: HashMap<String, u64>,
 }
 
 impl Default for B2bua {
@@ -126,6 +136,7 @@ impl B2bua {
             dialogs: HashMap::with_capacity(2 * CALLS_RESERVED),
             next_call: 1,
             trunk_legs: HashMap::new(),
+            transfers: HashMap::new(),
         }
     }
 
@@ -200,8 +211,17 @@ impl B2bua {
         if let Some(mut call) = self.calls.remove(&id) {
             release_slot(tu, &mut call);
             B2bua::forget_forks(tu, &call, &mut self.dialogs);
-            self.dialogs.remove(call.call_id());
-            self.dialogs.remove(&call.callee().call_id);
+            // A dialog an attended transfer moved to another call stays.
+            for d in &call.dialogs {
+                if self.dialogs.get(&d.call_id).is_some_and(|e| e.0 == id) {
+                    self.dialogs.remove(&d.call_id);
+                }
+            }
+            if let Some(t) = &call.transfer {
+                if self.transfers.get(&t.other.call_id) == Some(&id) {
+                    self.transfers.remove(&t.other.call_id);
+                }
+            }
             for k in RtKey::all_of(id) {
                 tu.stop_retrans(k);
             }
@@ -233,12 +253,20 @@ impl B2bua {
         src: SocketAddr,
         now: Instant,
     ) {
+        if let Some(&id) = self.transfers.get(&resp.call_id) {
+            self.on_transfer_response(tu, id, resp, now);
+            return;
+        }
         let Some((id, side)) = self.dialogs.get(&resp.call_id).copied() else {
             tu.stats.stray_responses += 1;
             debug!(call_id = %resp.call_id, %src, "stray response dropped");
             return;
         };
         if side == Side::Callee && self.on_fork_response(tu, id, resp, now) {
+            return;
+        }
+        if self.is_transfer_response(id, side, resp) {
+            self.on_transfer_response(tu, id, resp, now);
             return;
         }
         match (resp.cseq.method.as_str(), side) {
