@@ -494,8 +494,12 @@ impl SipCore {
                 .chain(req.headers("Proxy-Require"))
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                // RFC 4028 session timers are supported.
-                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
+                // RFC 4028 session timers and RFC 3891 Replaces are supported.
+                .filter(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case("timer")
+                        && !t.eq_ignore_ascii_case("replaces")
+                })
                 .collect();
             if !unsupported.is_empty() {
                 debug!(call_id = %req.call_id, ?unsupported, "420 Bad Extension");
@@ -530,19 +534,18 @@ impl SipCore {
             Method::Invite => {
                 let (b2bua, mut tu) = self.tu();
                 if let Some(req) = b2bua.on_invite(&mut tu, req, src, dialog, now) {
-                    self.route_invite(req, src, now);
+                    if req.header("Replaces").is_some() {
+                        self.on_replacing_invite(req, src, now); // refer_route.rs
+                    } else {
+                        self.route_invite(req, src, now);
+                    }
                 }
             }
             Method::Ack => match dialog {
-                Some((id, side)) if self.b2bua.is_reinvite_ack(id, side, &req) => {
+                Some((id, side)) => {
                     let (b2bua, mut tu) = self.tu();
-                    b2bua.on_reinvite_ack(&mut tu, id, &req);
+                    b2bua.on_ack(&mut tu, id, side, &req);
                 }
-                Some((id, Side::Caller)) => {
-                    let (b2bua, mut tu) = self.tu();
-                    b2bua.on_caller_ack(&mut tu, id);
-                }
-                Some((id, Side::Callee)) => debug!(call = id, "ACK from callee ignored"),
                 None => debug!(call_id = %req.call_id, "ACK without dialog dropped"),
             },
             Method::Bye => match dialog {

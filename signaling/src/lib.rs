@@ -12,7 +12,8 @@
 //!   transport applies before the core (floods, abuse).
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks), [`build`] (building), [`method`] ([`Method`]),
-//!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
+//!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`refer`]
+//!   (transfer headers: Refer-To, Replaces, Event, Subscription-State), [`sdp`]
 //!   (offer/answer rewrite), [`sdp_webrtc`] (WebRTC legs' SDP), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
 //!   drives the B2BUA through a narrow transaction-user interface), and

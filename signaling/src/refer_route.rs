@@ -2,7 +2,9 @@
 //! (`crate::refer`), then resolved by the core as a new call's target
 //! is: a registered contact of a local user (blind), or, with an
 //! embedded `Replaces` (RFC 3891 §3), a dialog tern holds (attended).
-//! The B2BUA (`b2bua/transfer.rs`) takes it from there.
+//! The B2BUA (`b2bua/transfer.rs`) takes it from there. A new INVITE
+//! carrying `Replaces` (RFC 3891 §3) is matched here to the dialog it
+//! names (481 when none) before the B2BUA swaps it in.
 //!
 //! A REFER without exactly one `Refer-To`, or with a malformed one, gets
 //! 400 (RFC 3515 §2.4.1); a target that is no registered local user
@@ -17,7 +19,7 @@ use tracing::debug;
 use crate::b2bua::{Referred, Side, Target};
 use crate::core::SipCore;
 use crate::msg::{self, Msg};
-use crate::refer::parse_refer_to;
+use crate::refer::{parse_refer_to, parse_replaces};
 
 impl SipCore {
     /// A REFER in dialog `side` of call `id` (its tags matched).
@@ -84,5 +86,42 @@ impl SipCore {
             dest: b.target,
             webrtc: b.transport.is_websocket(),
         })
+    }
+}
+
+impl SipCore {
+    /// A new INVITE with a `Replaces` header (RFC 3891 §3): one valid
+    /// Replaces (else 400), the INVITE authenticated like any other,
+    /// then the dialog it names must be one of ours (else 481); the
+    /// B2BUA (`b2bua/transfer.rs`) puts the new dialog in its place.
+    pub(crate) fn on_replacing_invite(&mut self, req: Msg, src: SocketAddr, now: Instant) {
+        let values: Vec<&str> = req.headers("Replaces").collect();
+        let parsed = match values.as_slice() {
+            [one] => parse_replaces(one).map_err(|e| e.to_string()),
+            _ => Err("more than one Replaces".to_string()),
+        };
+        let rep = match parsed {
+            Ok(r) => r,
+            Err(why) => {
+                self.stats.malformed_requests += 1;
+                self.reply(&req, 400, src, |r| {
+                    r.header("Warning", format!("399 tern \"Replaces: {why}\""))
+                });
+                return;
+            }
+        };
+        if self.authenticate(&req, src, true, now).is_none() {
+            return;
+        }
+        let Some((id, side)) = self
+            .b2bua
+            .find_dialog(&rep.call_id, &rep.to_tag, &rep.from_tag)
+        else {
+            debug!(call_id = %req.call_id, replaces = %rep.call_id, "Replaces names no dialog of ours");
+            self.reply(&req, 481, src, |r| r);
+            return;
+        };
+        let (b2bua, mut tu) = self.tu();
+        b2bua.on_replacing_invite(&mut tu, req, src, id, side, rep.early_only, now);
     }
 }

@@ -57,12 +57,15 @@ pub(crate) enum RtKey {
     /// A BYE to a transfer's referrer after the final NOTIFY, or a BYE or
     /// CANCEL to a target the call no longer needs (timers E/F).
     TransferEnd(u64),
+    /// Our 2xx to an INVITE that replaced a dialog (RFC 3891), until its
+    /// ACK (§13.3.1.4).
+    ReplacesFinal(u64),
 }
 
 impl RtKey {
     /// Every key a call `id` may hold, to stop them all when it goes
     /// (the [`RtKey::Info`] ones aside: the call lists those).
-    pub(crate) fn all_of(id: u64) -> [RtKey; 11] {
+    pub(crate) fn all_of(id: u64) -> [RtKey; 12] {
         [
             RtKey::CallerFinal(id),
             RtKey::CalleeInvite(id),
@@ -75,13 +78,17 @@ impl RtKey {
             RtKey::Notify(id),
             RtKey::TransferInvite(id),
             RtKey::TransferEnd(id),
+            RtKey::ReplacesFinal(id),
         ]
     }
 
     /// Whether this key resends a final response of ours (it waits for an
     /// ACK, not for a response).
     pub(crate) fn is_final_response(self) -> bool {
-        matches!(self, RtKey::CallerFinal(_) | RtKey::ReFinal(_))
+        matches!(
+            self,
+            RtKey::CallerFinal(_) | RtKey::ReFinal(_) | RtKey::ReplacesFinal(_)
+        )
     }
 }
 

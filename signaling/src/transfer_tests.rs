@@ -379,3 +379,75 @@ fn attended_transfer_joins_the_two_calls() {
     h.send(CAROL, &c_response(&cbye, 200, None));
     assert_eq!(h.core.active_calls(), 0);
 }
+
+const DAVE: &str = "127.0.0.1:5095";
+
+/// Dave's INVITE for bob with `Replaces: replaces` (RFC 3891).
+fn replacing_invite(call_id: &str, cseq: u32, replaces: &str) -> String {
+    let body = sdp("10.0.0.4", 54000, "");
+    format!(
+        "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {DAVE};branch=z9hG4bKd{cseq}\r\nFrom: <sip:dave@127.0.0.1:5060>;tag=d1\r\nTo: <sip:bob@127.0.0.1:5060>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:dave@{DAVE}>\r\nReplaces: {replaces}\r\nRequire: replaces\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn an_invite_with_replaces_takes_the_dialogs_place() {
+    let mut h = H::new("xfer-repl", 16, "");
+    let (inv, a_tag) = confirmed_call(&mut h, "xr-1");
+    let slot = slots(&h.table, SlotState::Active)[0];
+    let ours = inv.from.tag().unwrap().to_string();
+    // No such dialog; early-only on a confirmed one; malformed.
+    let out = h.send(
+        DAVE,
+        &replacing_invite("d-0", 1, "nope;to-tag=1;from-tag=2"),
+    );
+    assert_eq!(codes(&out), [481]);
+    let rep = format!("{};to-tag={ours};from-tag=b9", inv.call_id);
+    let out = h.send(
+        DAVE,
+        &replacing_invite("d-1", 1, &format!("{rep};early-only")),
+    );
+    assert_eq!(codes(&out), [486]);
+    let out = h.send(DAVE, &replacing_invite("d-2", 1, "x;to-tag=1"));
+    assert_eq!(codes(&out), [400]);
+
+    let text = replacing_invite("d-3", 1, &rep);
+    let out = h.send(DAVE, &text);
+    let ok = one_to(&out, "200", DAVE);
+    // Dave gets alice's media on the leg that faced bob.
+    assert_eq!(
+        parse_audio(ok.body()).unwrap().rtp,
+        parse_audio(inv.body()).unwrap().rtp
+    );
+    let bye = one_to(&out, "BYE", BOB);
+    assert_eq!(bye.call_id, inv.call_id);
+    assert!(to(&out, ALICE).is_empty(), "{:?}", summary(&out));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[1].peer, Some(addr("10.0.0.4:54000")));
+    // A retransmitted INVITE gets the same 200; the ACK stops it.
+    let again = one_to(&h.send(DAVE, &text), "200", DAVE);
+    assert_eq!(again.to.tag(), ok.to.tag());
+    assert!(h.send(BOB, &b_response(&bye, 200, "b9", None)).is_empty());
+    let d_tag = ok.to.tag().unwrap().to_string();
+    let ack = format!(
+        "ACK sip:tern@{TERN} SIP/2.0\r\nVia: SIP/2.0/UDP {DAVE};branch=z9hG4bKda\r\nFrom: <sip:dave@127.0.0.1:5060>;tag=d1\r\nTo: <sip:bob@127.0.0.1:5060>;tag={d_tag}\r\nCall-ID: d-3\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(h.send(DAVE, &ack).is_empty());
+    let out = h.advance(Duration::from_secs(5));
+    assert!(
+        to(&out, DAVE).is_empty(),
+        "2xx resent after its ACK: {:?}",
+        summary(&out)
+    );
+    // alice's BYE now reaches dave, in his dialog.
+    let out = h.send(
+        ALICE,
+        &a_request("BYE", "xr-1", 2, &format!(";tag={a_tag}"), "z9hG4bKab"),
+    );
+    let dbye = one_to(&out, "BYE", DAVE);
+    assert_eq!(dbye.call_id, "d-3");
+    assert_eq!(dbye.to.tag(), Some("d1"));
+    assert_eq!(dbye.from.tag(), Some(d_tag.as_str()));
+    assert!(to(&out, BOB).is_empty());
+}

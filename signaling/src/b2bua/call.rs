@@ -180,6 +180,9 @@ pub(crate) struct Transfer {
     pub(crate) referrer_gone: bool,
     /// When our BYE to the referrer is due.
     pub(crate) bye_at: Option<Instant>,
+    /// A replacing INVITE (RFC 3891 §3) took dialog `from`: its CSeq
+    /// number, and our 2xx, retransmitted until its ACK.
+    pub(crate) replaced_by: Option<(u32, Vec<u8>)>,
 }
 
 /// Where a call is.

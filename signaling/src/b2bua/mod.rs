@@ -243,6 +243,22 @@ impl B2bua {
         self.forget(tu, id);
     }
 
+    /// An ACK in dialog `side` of call `id`: for our 2xx to a replacing
+    /// INVITE (`transfer.rs`), to a re-INVITE, or to the caller's INVITE;
+    /// the callee sends none.
+    pub(crate) fn on_ack(&mut self, tu: &mut Tu<'_>, id: u64, side: Side, ack: &Msg) {
+        if self.on_replacing_ack(tu, id, side, ack) {
+            return;
+        }
+        if self.is_reinvite_ack(id, side, ack) {
+            self.on_reinvite_ack(tu, id, ack);
+        } else if side == Side::Caller {
+            self.on_caller_ack(tu, id);
+        } else {
+            debug!(call = id, "ACK from callee ignored");
+        }
+    }
+
     /// A response from the network: matched to its call by Call-ID, then
     /// to the request of ours it answers by CSeq method (and branch).
     /// Anything else counts as stray.

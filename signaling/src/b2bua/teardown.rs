@@ -193,6 +193,7 @@ impl B2bua {
             RtKey::Info(id, cseq) => self.on_info_timeout(tu, id, cseq),
             RtKey::TransferInvite(id) => self.on_transfer_timeout(tu, id, now),
             RtKey::Cancel(_) | RtKey::ReFinal(_) | RtKey::Notify(_) | RtKey::TransferEnd(_) => {}
+            RtKey::ReplacesFinal(_) => {}
         }
     }
 }

@@ -45,7 +45,7 @@ use tracing::{debug, info};
 
 use super::call::{Call, CallState, InviteClient, Target, Transfer};
 use super::dialog::{Dialog, Role, Side};
-use super::media::{apply_answer, release_slot, shape, LegWebrtc, Op};
+use super::media::{apply_answer, program, release_slot, shape, warning_code, LegWebrtc, Op};
 use super::send::{new_branch, our_contact, our_via, rand_hex, send_bye};
 use super::B2bua;
 use crate::build::OutMsg;
@@ -53,6 +53,7 @@ use crate::method::ALLOW;
 use crate::msg::{Msg, NameAddr, Start};
 use crate::refer::ReferTo;
 use crate::retransmit::{RtKey, TimerEv};
+use crate::sdp;
 use crate::tu::Tu;
 
 /// How long after the final NOTIFY of a successful transfer the
@@ -326,6 +327,7 @@ impl B2bua {
             prev_offer: std::mem::replace(&mut call.offer, sdp),
             referrer_gone: false,
             bye_at: None,
+            replaced_by: None,
         };
         if let Some(old) = call.transfer.take() {
             self.transfers.remove(&old.other.call_id);
@@ -706,5 +708,218 @@ impl B2bua {
             }
             _ => tu.reply(req, 481, src, |r| r),
         }
+    }
+}
+
+impl B2bua {
+    /// A new INVITE whose `Replaces` (RFC 3891 §3) named dialog `side`
+    /// of call `id` (found by the core): it takes that dialog's place.
+    /// The call must be up (an early dialog, or one with an offer or a
+    /// transfer under way, is not replaced: 481, 491), `early_only`
+    /// refuses a confirmed one (486), and the INVITE must offer SDP
+    /// (488). Then the new party's offer programs the slot leg the old
+    /// party faced, it is answered 200 with the other party's media
+    /// pointed at that leg (the other party's view is unchanged: no
+    /// re-INVITE), and the replaced dialog gets BYE.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_replacing_invite(
+        &mut self,
+        tu: &mut Tu<'_>,
+        req: Msg,
+        src: SocketAddr,
+        id: u64,
+        side: Side,
+        early_only: bool,
+        now: Instant,
+    ) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            tu.reply(&req, 481, src, |r| r);
+            return;
+        };
+        self.replace_in(tu, &mut call, req, src, side, early_only, now);
+        self.calls.insert(id, call);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn replace_in(
+        &mut self,
+        tu: &mut Tu<'_>,
+        call: &mut Call,
+        req: Msg,
+        src: SocketAddr,
+        side: Side,
+        early_only: bool,
+        now: Instant,
+    ) {
+        if call.state != CallState::Confirmed {
+            tu.reply(&req, 481, src, |r| r);
+            return;
+        }
+        if early_only {
+            tu.reply(&req, 486, src, |r| r);
+            return;
+        }
+        let offering = call
+            .reinvite
+            .as_ref()
+            .is_some_and(|r| r.final_code.is_none())
+            || call.update.as_ref().is_some_and(|u| u.final_code.is_none());
+        if offering || call.transfer.as_deref().is_some_and(busy) {
+            tu.reply(&req, 491, src, |r| r.header("Retry-After", "2"));
+            return;
+        }
+        let offer =
+            sdp::parse_audio(req.body()).and_then(|o| Ok((o, sdp::restrict_offer(req.body())?)));
+        let (media, restricted) = match offer {
+            Ok(o) if req.has_sdp() => o,
+            Ok(_) => {
+                tu.reply(&req, 488, src, |r| r);
+                return;
+            }
+            Err(e) => {
+                let code = warning_code(&e);
+                tu.reply(&req, 488, src, |r| {
+                    r.header("Warning", format!("{code} tern \"{e}\""))
+                });
+                return;
+            }
+        };
+        let other_sdp = call.sdp[side.other().leg()].clone();
+        let answer = sdp::answer_in_offer_order(&restricted, &other_sdp).unwrap_or(other_sdp);
+        let tag = rand_hex(tu.rng, 6);
+        let new = Dialog {
+            role: Role::Uas,
+            peer: src,
+            call_id: req.call_id.clone(),
+            local: format!("{};tag={tag}", req.header("To").unwrap_or_default()),
+            local_tag: tag.clone(),
+            remote_tag: req.from.tag().map(str::to_string),
+            remote: req.header("From").unwrap_or_default().to_string(),
+            target: req
+                .contacts()
+                .first()
+                .map(|c| c.uri.clone())
+                .unwrap_or_else(|| req.from.uri.clone()),
+            route: req.headers("Record-Route").map(str::to_string).collect(),
+            local_cseq: 0,
+            media: Some(media),
+            webrtc: LegWebrtc::default(),
+        };
+        let old = std::mem::replace(call.dialog_mut(side), new);
+        let (old_sdp, old_offer) = (call.sdp[side.leg()].clone(), call.offer.clone());
+        call.sdp[side.leg()] = restricted.clone();
+        call.offer = restricted;
+        let body = if program(tu, call) {
+            shape(tu, call, side, &answer, Op::Answer).ok()
+        } else {
+            None
+        };
+        let Some(body) = body else {
+            // Nothing changed for the call.
+            *call.dialog_mut(side) = old;
+            call.sdp[side.leg()] = old_sdp;
+            call.offer = old_offer;
+            program(tu, call);
+            tu.reply(&req, 488, src, |r| r);
+            return;
+        };
+        let mut r = tu
+            .response(&req, 200, Some(&tag), src)
+            .header("Contact", our_contact(tu))
+            .header("Allow", ALLOW);
+        for rr in req.headers("Record-Route") {
+            r.push("Record-Route", rr.to_string());
+        }
+        let ok = r.body("application/sdp", body).to_bytes();
+        tu.send_retrans(RtKey::ReplacesFinal(call.id), src, ok.clone(), true, now);
+        info!(call_id = %call.call_id(), slot = ?call.slot, ?side, replaced = %old.call_id, "INVITE with Replaces took the dialog's place (RFC 3891)");
+        self.dialogs.insert(req.call_id.clone(), (call.id, side));
+        if self
+            .dialogs
+            .get(&old.call_id)
+            .is_some_and(|e| e.0 == call.id)
+        {
+            self.dialogs.remove(&old.call_id);
+        }
+        if let Some(prev) = call.transfer.take() {
+            self.transfers.remove(&prev.other.call_id);
+        }
+        let mut t = Transfer {
+            from: side,
+            other: old,
+            swapped: true,
+            uac: InviteClient {
+                cseq: 0,
+                branch: new_branch(tu.rng),
+                ruri: String::new(),
+                provisional: false,
+                ack: None,
+                fail_ack: None,
+                cancel_pending: false,
+            },
+            replaces: None,
+            refer_cseq: 0,
+            refer_response: Vec::new(),
+            notify_cseq: 0,
+            final_code: Some(200),
+            prev_offer: Vec::new(),
+            referrer_gone: true,
+            bye_at: None,
+            replaced_by: Some((req.cseq.num, ok)),
+        };
+        bye_other(tu, call.id, &mut t, now);
+        self.transfers.insert(t.other.call_id.clone(), call.id);
+        call.transfer = Some(Box::new(t));
+    }
+
+    /// A retransmission of the INVITE that replaced a dialog of call
+    /// `id`: our 2xx again. `false` when `req` is not one.
+    pub(super) fn absorb_replacing(
+        &mut self,
+        tu: &mut Tu<'_>,
+        id: u64,
+        req: &Msg,
+        src: SocketAddr,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Some(t) = call.transfer.as_deref() else {
+            return false;
+        };
+        match &t.replaced_by {
+            Some((cseq, ok))
+                if *cseq == req.cseq.num && call.dialog(t.from).call_id == req.call_id =>
+            {
+                tu.send(src, ok.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `ack` (dialog `side` of call `id`) acknowledges our 2xx
+    /// to a replacing INVITE; if so, that 2xx is no longer resent.
+    pub(super) fn on_replacing_ack(
+        &mut self,
+        tu: &mut Tu<'_>,
+        id: u64,
+        side: Side,
+        ack: &Msg,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let ours = call.transfer.as_deref().is_some_and(|t| {
+            t.from == side
+                && call.dialog(side).call_id == ack.call_id
+                && t.replaced_by
+                    .as_ref()
+                    .is_some_and(|(c, _)| *c == ack.cseq.num)
+        });
+        if ours {
+            tu.stop_retrans(RtKey::ReplacesFinal(id));
+        }
+        ours
     }
 }
