@@ -451,3 +451,48 @@ fn an_invite_with_replaces_takes_the_dialogs_place() {
     assert_eq!(dbye.from.tag(), Some(d_tag.as_str()));
     assert!(to(&out, BOB).is_empty());
 }
+
+#[test]
+fn the_caller_may_transfer_too_and_a_refer_is_handled_once() {
+    let mut h = H::new("xfer-caller", 16, "");
+    let (inv, a_tag) = confirmed_call(&mut h, "xf-7");
+    register(&mut h, "carol", CAROL);
+    let slot = slots(&h.table, SlotState::Active)[0];
+    // alice REFERs bob to carol in her dialog.
+    let text = with_headers(
+        &a_request("REFER", "xf-7", 2, &format!(";tag={a_tag}"), "z9hG4bKar"),
+        "Refer-To: <sip:carol@127.0.0.1:5060>\r\n",
+    );
+    let out = h.send(ALICE, &text);
+    one_to(&out, "202", ALICE);
+    check_notify(&one_to(&out, "NOTIFY", ALICE), 100);
+    let c_inv = one_to(&out, "INVITE", CAROL);
+    // Carol gets bob's media, on the leg that faced alice.
+    assert_eq!(
+        parse_audio(c_inv.body()).unwrap().rtp.map(|a| a.port()),
+        Some(h.table.ports(slot, 0).rtp)
+    );
+    assert!(c_inv.from.uri.contains("bob"), "{:?}", c_inv.from);
+    // The same REFER again: the same 202, nothing else.
+    let out = h.send(ALICE, &text);
+    assert_eq!(codes(&out), [202], "{:?}", summary(&out));
+    // Another REFER while this one runs: 491.
+    let other = text.replace("CSeq: 2 REFER", "CSeq: 3 REFER");
+    assert_eq!(codes(&h.send(ALICE, &other)), [491]);
+
+    let out = h.send(
+        CAROL,
+        &c_response(&c_inv, 200, Some(&sdp("10.0.0.3", 52000, ""))),
+    );
+    one_to(&out, "ACK", CAROL);
+    check_notify(&one_to(&out, "NOTIFY", ALICE), 200);
+    assert!(to(&out, BOB).is_empty(), "{:?}", summary(&out));
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    assert_eq!(cfg.legs[0].peer, Some(addr("10.0.0.3:52000")));
+    assert_eq!(cfg.legs[1].peer, Some(addr("10.0.0.2:50000")));
+    // bob's BYE reaches carol.
+    let out = h.send(BOB, &b_request("BYE", &inv, "b9", 2));
+    let cbye = one_to(&out, "BYE", CAROL);
+    assert_eq!(cbye.call_id, c_inv.call_id);
+    assert!(to(&out, ALICE).is_empty(), "{:?}", summary(&out));
+}
