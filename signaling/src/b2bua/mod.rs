@@ -163,9 +163,9 @@ impl B2bua {
     /// To tag only if it carries that dialog's tags (§12.2.2; a Call-ID
     /// alone is not enough to touch a call).
     /// Whether `call_id` names a dialog of a call held (in progress, up
-    /// or lingering).
+    /// or lingering), a transfer's included.
     pub fn has_call_id(&self, call_id: &str) -> bool {
-        self.dialogs.contains_key(call_id)
+        self.dialogs.contains_key(call_id) || self.transfers.contains_key(call_id)
     }
 
     pub(crate) fn dialog_of(&self, req: &Msg) -> Option<(u64, Side)> {

@@ -225,7 +225,7 @@ impl B2bua {
         now: Instant,
     ) {
         if let Some(t) = &call.transfer {
-            if t.from == side && t.refer_cseq == req.cseq.num {
+            if t.from == side && t.refer_cseq == req.cseq.num && !t.refer_response.is_empty() {
                 tu.send(src, t.refer_response.clone());
                 return;
             }
@@ -275,7 +275,9 @@ impl B2bua {
             }
             Referred::Dialog(id2, referrer2) => {
                 let consult = self.calls.get(&id2).filter(|c| {
-                    id2 != call.id && c.state == CallState::Confirmed && c.transfer.is_none()
+                    id2 != call.id
+                        && c.state == CallState::Confirmed
+                        && !c.transfer.as_deref().is_some_and(busy)
                 });
                 let Some(c2) = consult else {
                     tu.reply(req, 491, src, |r| r.header("Retry-After", "2"));
@@ -563,6 +565,9 @@ impl B2bua {
     /// another call: the referrer's dialog there gets BYE, its slot goes.
     fn end_consultation(&mut self, tu: &mut Tu<'_>, id2: u64, now: Instant) {
         self.with_call(id2, |b2b, c2| {
+            if c2.state != CallState::Confirmed {
+                return;
+            }
             let referrer = [Side::Caller, Side::Callee]
                 .into_iter()
                 .find(|s| b2b.dialogs.get(&c2.dialog(*s).call_id) == Some(&(id2, *s)));
