@@ -427,6 +427,18 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
             "INFO requests relayed into the other dialog of a call (RFC 6086)",
             s.stats.info_relayed,
         );
+        counter(
+            &mut reg,
+            "tern_sip_transfers",
+            "Call transfers started: REFERs accepted (RFC 3515) and INVITEs with Replaces (RFC 3891)",
+            s.stats.transfers,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_transfers_failed",
+            "Call transfers whose target refused or did not answer",
+            s.stats.transfers_failed,
+        );
     }
 
     reg.register(

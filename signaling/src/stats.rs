@@ -41,4 +41,10 @@ pub struct CoreStats {
     pub session_interval_too_small: u64,
     /// INFO requests relayed into the other dialog of a call (RFC 6086).
     pub info_relayed: u64,
+    /// Transfers started: REFERs answered 202 (RFC 3515) and INVITEs
+    /// with Replaces that took a dialog's place (RFC 3891).
+    pub transfers: u64,
+    /// Transfers whose target refused or did not answer (the failure
+    /// NOTIFYed, the call left as it was).
+    pub transfers_failed: u64,
 }

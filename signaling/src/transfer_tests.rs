@@ -178,6 +178,10 @@ fn blind_transfer_reanchors_the_slot_notifies_and_byes_the_referrer() {
     h.send(CAROL, &c_response(&cbye, 200, None));
     assert_eq!(h.core.active_calls(), 0);
     assert_eq!(h.table.state(slot), SlotState::Draining);
+    assert_eq!(
+        (h.core.stats().transfers, h.core.stats().transfers_failed),
+        (1, 0)
+    );
 }
 
 #[test]
@@ -233,6 +237,10 @@ fn a_failed_transfer_is_notified_and_the_call_goes_on() {
     assert_eq!(bye.call_id, inv.call_id);
     // Nothing to carol.
     assert!(to(&out, CAROL).is_empty());
+    assert_eq!(
+        (h.core.stats().transfers, h.core.stats().transfers_failed),
+        (1, 1)
+    );
 }
 
 #[test]

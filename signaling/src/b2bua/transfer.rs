@@ -316,6 +316,7 @@ impl B2bua {
             .header("Contact", our_contact(tu))
             .to_bytes();
         tu.send(src, accepted.clone());
+        tu.stats.transfers += 1;
         let mut t = Transfer {
             from: side,
             other,
@@ -536,6 +537,7 @@ impl B2bua {
         now: Instant,
     ) {
         info!(call_id = %call.call_id(), slot = ?call.slot, code, "transfer failed");
+        tu.stats.transfers_failed += 1;
         t.final_code = Some(code);
         call.offer = std::mem::take(&mut t.prev_offer);
         self.transfers.remove(&t.other.call_id);
@@ -837,6 +839,7 @@ impl B2bua {
         }
         let ok = r.body("application/sdp", body).to_bytes();
         tu.send_retrans(RtKey::ReplacesFinal(call.id), src, ok.clone(), true, now);
+        tu.stats.transfers += 1;
         info!(call_id = %call.call_id(), slot = ?call.slot, ?side, replaced = %old.call_id, "INVITE with Replaces took the dialog's place (RFC 3891)");
         self.dialogs.insert(req.call_id.clone(), (call.id, side));
         if self
