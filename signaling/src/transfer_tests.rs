@@ -504,3 +504,41 @@ fn the_caller_may_transfer_too_and_a_refer_is_handled_once() {
     assert_eq!(cbye.call_id, c_inv.call_id);
     assert!(to(&out, ALICE).is_empty(), "{:?}", summary(&out));
 }
+
+#[test]
+fn the_call_ending_while_the_target_rings_cancels_it_and_silence_is_408() {
+    let mut h = H::new("xfer-abort", 16, "");
+    let (_, a_tag, c_inv) = blind_refer(&mut h, "xf-8");
+    h.send(CAROL, &c_response(&c_inv, 180, None));
+    // alice hangs up: BYE to bob, CANCEL to carol.
+    let out = h.send(
+        ALICE,
+        &a_request("BYE", "xf-8", 2, &format!(";tag={a_tag}"), "z9hG4bKab"),
+    );
+    one_to(&out, "BYE", BOB);
+    let cancel = one_to(&out, "CANCEL", CAROL);
+    assert_eq!(cancel.call_id, c_inv.call_id);
+    assert_eq!(cancel.cseq.num, c_inv.cseq.num);
+    assert_eq!(cancel.top_via().branch(), c_inv.top_via().branch());
+    assert_eq!(cancel.to.tag(), None);
+    // A late 2xx gets ACK and BYE.
+    let out = h.send(
+        CAROL,
+        &c_response(&c_inv, 200, Some(&sdp("10.0.0.3", 52000, ""))),
+    );
+    one_to(&out, "ACK", CAROL);
+    one_to(&out, "BYE", CAROL);
+
+    // Another call whose target never answers: NOTIFY 408 after timer B.
+    let mut h = H::new("xfer-silent", 16, "");
+    let (_, _, _) = blind_refer(&mut h, "xf-9");
+    let out = h.advance(Duration::from_secs(33));
+    let n: Vec<Msg> = to(&out, BOB)
+        .into_iter()
+        .filter(|m| m.method() == Some("NOTIFY"))
+        .collect();
+    assert!(!n.is_empty(), "{:?}", summary(&out));
+    check_notify(&n[0], 408);
+    assert_eq!(h.core.active_calls(), 1);
+    assert_eq!(h.core.stats().transfers_failed, 1);
+}

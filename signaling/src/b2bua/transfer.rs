@@ -540,19 +540,7 @@ impl B2bua {
         tu.stats.transfers_failed += 1;
         t.final_code = Some(code);
         call.offer = std::mem::take(&mut t.prev_offer);
-        self.transfers.remove(&t.other.call_id);
-        if let Some(id2) = t.replaces {
-            if let Some(c2) = self.calls.get_mut(&id2) {
-                let cid = t.other.call_id.clone();
-                if let Some(side2) = [Side::Caller, Side::Callee]
-                    .into_iter()
-                    .find(|s| c2.dialog(*s).call_id == cid)
-                {
-                    c2.dialog_mut(side2).local_cseq = t.other.local_cseq;
-                    self.dialogs.insert(cid, (id2, side2));
-                }
-            }
-        }
+        self.give_back_target(t);
         notify(tu, call, t, code, reason, now);
         if t.referrer_gone && call.state == CallState::Confirmed {
             send_bye(tu, call, t.from.other(), now);
@@ -560,6 +548,27 @@ impl B2bua {
             call.state = CallState::Terminating;
             let at = now + tu.cfg.t1 * 66;
             self.set_linger(tu, call, at);
+        }
+    }
+
+    /// The target's dialog of a transfer that did not happen goes out of
+    /// the transfer index; an attended one's goes back to its
+    /// consultation call, with the CSeq our re-INVITE used.
+    fn give_back_target(&mut self, t: &Transfer) {
+        self.transfers.remove(&t.other.call_id);
+        let Some(id2) = t.replaces else {
+            return;
+        };
+        let Some(c2) = self.calls.get_mut(&id2) else {
+            return;
+        };
+        let cid = &t.other.call_id;
+        if let Some(side2) = [Side::Caller, Side::Callee]
+            .into_iter()
+            .find(|s| &c2.dialog(*s).call_id == cid)
+        {
+            c2.dialog_mut(side2).local_cseq = t.other.local_cseq;
+            self.dialogs.insert(cid.clone(), (id2, side2));
         }
     }
 
@@ -638,12 +647,16 @@ impl B2bua {
         }
         t.final_code = Some(487);
         tu.stop_retrans(RtKey::TransferInvite(call.id));
+        if t.replaces.is_some() {
+            // The consultation call keeps its target (its answer to our
+            // re-INVITE, if any, reaches that call as a stray).
+            self.give_back_target(t);
+            return;
+        }
         if t.uac.provisional {
+            // §9.1: the INVITE's To, without the target's tag.
             let d = &t.other;
-            let to = match (&d.remote_tag, t.replaces) {
-                (Some(tag), Some(_)) => format!("{};tag={tag}", d.remote),
-                _ => d.remote.clone(),
-            };
+            let to = d.remote.clone();
             let cancel = OutMsg::request(rsip::Method::Cancel, &t.uac.ruri)
                 .header("Via", our_via(tu, &t.uac.branch))
                 .header("Max-Forwards", "70")
