@@ -101,6 +101,10 @@ fn bob_refers_alice_to_carol_and_alices_media_reaches_carol() {
         "leg 1 faces carol's media"
     );
     let [from_alice, carol_leg] = slot.legs;
+    eprintln!(
+        "blind transfer: alice -> relay {} RTP, relay -> carol {}, carol's echo -> relay {}",
+        from_alice.rx_packets, carol_leg.tx_packets, carol_leg.rx_packets
+    );
     assert!(
         from_alice.rx_packets > 200,
         "alice -> relay: {from_alice:?}"
@@ -347,6 +351,10 @@ fn attended_transfer_joins_alice_and_carol_and_alices_media_reaches_carol() {
         })
         .unwrap_or_else(|| panic!("no slot of alice's facing carol: {seen:?}"));
     let [from_alice, carol_leg] = slot.legs;
+    eprintln!(
+        "attended transfer: alice -> relay {} RTP, relay -> carol {}, carol's echo -> relay {}",
+        from_alice.rx_packets, carol_leg.tx_packets, carol_leg.rx_packets
+    );
     assert!(
         from_alice.rx_packets > 200,
         "alice -> relay: {from_alice:?}"
