@@ -53,6 +53,7 @@ use tern_shared::table::SlotTable;
 pub mod bufring;
 pub mod dtls;
 pub mod host;
+pub mod inject;
 pub mod leg;
 pub mod quality;
 pub mod sockets;

@@ -41,6 +41,9 @@ pub enum CommandError {
     /// no interface of the relay (rtpengine's log text; rtpengine itself
     /// goes on with its default interface).
     UnknownInterface(String),
+    /// A media-control command (`block DTMF` and the like) named no call
+    /// or no party; rtpengine's `media_block_match` text.
+    Control(&'static str),
 }
 
 impl fmt::Display for CommandError {
@@ -61,6 +64,7 @@ impl fmt::Display for CommandError {
             CommandError::Sdp(e) => f.write_str(e),
             CommandError::InvalidLimit => f.write_str("invalid limit, must be >= 0"),
             CommandError::UnknownInterface(n) => write!(f, "Interface '{n}' not found"),
+            CommandError::Control(text) => f.write_str(text),
         }
     }
 }

@@ -102,6 +102,11 @@ pub(crate) struct Flags {
     pub(crate) rtcp_attr: RtcpAttr,
     pub(crate) received_from: Option<IpAddr>,
     pub(crate) fatal: bool,
+    /// Media control: a `from-tag` selects that party (rtpengine's
+    /// `directional`; `rtpp-flags` `from-tag=X` sets it too).
+    pub(crate) directional: bool,
+    /// Media control: unblocking the call unblocks every party too.
+    pub(crate) all: bool,
     /// `jitter-buffer` (on) or `no-jitter-buffer` (off); `None`: neither.
     pub(crate) jitter: Option<bool>,
     /// `jitter-buffer-adaptive`: size the delay from measured jitter.
@@ -238,6 +243,8 @@ impl Flags {
                 "rtcp-mux-require" => f.mux.require = true,
                 "rtcp-mux-reject" => f.mux.reject = true,
                 "fatal" => f.fatal = true,
+                "directional" => f.directional = true,
+                "all" => f.all = true,
                 "jitter-buffer" => f.jitter = Some(true),
                 "no-jitter-buffer" => f.jitter = Some(false),
                 "jitter-buffer-adaptive" => f.jitter_adaptive = true,

@@ -11,6 +11,7 @@
 //!   ..., `UDP/TLS/RTP/SAVPF`) combine into one `transport-protocol`;
 //! - `internal`, `external` and each `direction=X` go into `direction`;
 //! - `delete-delay=N` → an integer;
+//! - `from-tag=X` → `from-tag: X` and the flag `directional`;
 //! - `transcode`/`codec-transcode`, `codec-strip`, `codec-offer`,
 //!   `codec-mask`, `codec-set`, `codec-accept`, `codec-except` (`-X` or
 //!   `=X`) would go into rtpengine's `codec` dictionary; tern does not
@@ -172,6 +173,12 @@ pub(crate) fn expand(d: &mut DictMap, warnings: &mut Warnings) -> Result<(), Com
             ("UDP/TLS/RTP/SAVPF", None) => transport = 0x106,
             ("internal" | "external", _) => direction.push(key.to_string()),
             ("direction", Some(v)) => direction.push(v.to_string()),
+            // As 12.x: naming the party also makes a media-control
+            // command directional.
+            ("from-tag", Some(v)) => {
+                set(d, "from-tag", bstr(v));
+                append(d, "flags", "directional");
+            }
             ("delete-delay", Some(v)) => {
                 // rtpengine's atoi: a non-number is 0.
                 let n: i64 = v.trim().parse().unwrap_or(0);
@@ -297,6 +304,7 @@ mod tests {
     fn from_tag_is_a_key() {
         let (d, _) = run("from-tag=abc");
         assert_eq!(s(&d, "from-tag"), Some("abc"));
+        assert_eq!(l(&d, "flags"), ["directional"]);
     }
 
     #[test]

@@ -429,6 +429,24 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
         );
         counter(
             &mut reg,
+            "tern_sip_prack_sent",
+            "PRACKs sent to callees for their reliable provisional responses (RFC 3262)",
+            s.stats.prack_sent,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_reliable_provisionals",
+            "Provisional responses sent reliably to callers, with RSeq, until PRACK (RFC 3262)",
+            s.stats.reliable_provisionals,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_reliable_abandoned",
+            "Reliable provisionals never PRACKed by the caller within 64*T1: call refused with 500 (RFC 3262)",
+            s.stats.reliable_abandoned,
+        );
+        counter(
+            &mut reg,
             "tern_sip_transfers",
             "Call transfers started: REFERs accepted (RFC 3515) and INVITEs with Replaces (RFC 3891)",
             s.stats.transfers,

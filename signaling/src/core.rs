@@ -494,10 +494,12 @@ impl SipCore {
                 .chain(req.headers("Proxy-Require"))
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                // RFC 4028 session timers and RFC 3891 Replaces are supported.
+                // RFC 4028 session timers, RFC 3262 100rel and RFC 3891
+                // Replaces are supported.
                 .filter(|t| {
                     !t.is_empty()
                         && !t.eq_ignore_ascii_case("timer")
+                        && !t.eq_ignore_ascii_case(crate::rel100::TAG_100REL)
                         && !t.eq_ignore_ascii_case("replaces")
                 })
                 .collect();
@@ -576,6 +578,13 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
+            Method::Prack => match dialog {
+                Some((id, side)) if req.to.tag().is_some() => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_prack(&mut tu, id, side, &req, src, now);
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
             Method::Refer => match dialog {
                 // `refer_route.rs`: the target, then `b2bua/transfer.rs`.
                 Some((id, side)) if req.to.tag().is_some() => {
@@ -583,8 +592,8 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
-            // PRACK, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions:
-            // not implemented (PRACK will go to the B2BUA).
+            // NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions: not
+            // implemented.
             _ => {
                 if req.to.tag().is_some() && dialog.is_none() {
                     self.reply(&req, 481, src, |r| r);

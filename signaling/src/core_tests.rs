@@ -847,12 +847,13 @@ fn rfc4475_rejects_get_400_and_service_continues() {
         &invite(
             "bob",
             "req-1",
-            "Require: 100rel\r\n",
+            "Require: 100rel, x-nope\r\n",
             &sdp("10.0.0.1", 4000, ""),
         ),
     );
+    // 100rel is supported (RFC 3262, `prack.rs`); the other tag is not.
     assert_eq!(codes(&out), [420]);
-    assert_eq!(out[0].1.header("Unsupported"), Some("100rel"));
+    assert_eq!(out[0].1.header("Unsupported"), Some("x-nope"));
     // Responses that are malformed are dropped silently.
     for f in ["scalarlg.dat", "bigcode.dat"] {
         h.core.handle_datagram(&corpus(f), addr(ALICE), h.now);

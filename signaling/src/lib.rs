@@ -55,6 +55,7 @@ mod outbox;
 pub mod refer;
 mod refer_route;
 pub mod registrar;
+pub mod rel100;
 pub mod relay;
 mod retransmit;
 pub mod sdp;
@@ -128,6 +129,8 @@ mod core_tests;
 mod flow_tests;
 #[cfg(test)]
 mod fork_tests;
+#[cfg(test)]
+mod prack_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

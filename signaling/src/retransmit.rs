@@ -49,6 +49,11 @@ pub(crate) enum RtKey {
     ForkCancel(u64, u8),
     /// A BYE we sent to fork `n` after its late 2xx (timers E/F).
     ForkBye(u64, u8),
+    /// Our reliable provisional to the caller (RFC 3262 §3: T1 doubling,
+    /// no cap, given up after 64·T1), until its PRACK.
+    Reliable(u64),
+    /// Our PRACK to the callee (timers E/F), until its response.
+    Prack(u64),
     /// Our latest NOTIFY (RFC 3515 §2.4.4) to a transfer's referrer
     /// (timers E/F).
     Notify(u64),
@@ -65,7 +70,7 @@ pub(crate) enum RtKey {
 impl RtKey {
     /// Every key a call `id` may hold, to stop them all when it goes
     /// (the [`RtKey::Info`] ones aside: the call lists those).
-    pub(crate) fn all_of(id: u64) -> [RtKey; 12] {
+    pub(crate) fn all_of(id: u64) -> [RtKey; 14] {
         [
             RtKey::CallerFinal(id),
             RtKey::CalleeInvite(id),
@@ -75,6 +80,8 @@ impl RtKey {
             RtKey::ReInvite(id),
             RtKey::ReFinal(id),
             RtKey::Update(id),
+            RtKey::Reliable(id),
+            RtKey::Prack(id),
             RtKey::Notify(id),
             RtKey::TransferInvite(id),
             RtKey::TransferEnd(id),
@@ -87,7 +94,10 @@ impl RtKey {
     pub(crate) fn is_final_response(self) -> bool {
         matches!(
             self,
-            RtKey::CallerFinal(_) | RtKey::ReFinal(_) | RtKey::ReplacesFinal(_)
+            RtKey::CallerFinal(_)
+                | RtKey::ReFinal(_)
+                | RtKey::Reliable(_)
+                | RtKey::ReplacesFinal(_)
         )
     }
 }

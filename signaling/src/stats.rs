@@ -41,6 +41,14 @@ pub struct CoreStats {
     pub session_interval_too_small: u64,
     /// INFO requests relayed into the other dialog of a call (RFC 6086).
     pub info_relayed: u64,
+    /// PRACKs sent to callees for their reliable provisionals (RFC 3262 §4).
+    pub prack_sent: u64,
+    /// Provisionals sent reliably to callers (RFC 3262 §3: RSeq, retransmitted
+    /// until PRACK).
+    pub reliable_provisionals: u64,
+    /// Reliable provisionals to callers never PRACKed within 64·T1: the
+    /// call was refused with 504 and the callee CANCELled (RFC 3262 §3).
+    pub reliable_abandoned: u64,
     /// Transfers started: REFERs answered 202 (RFC 3515) and INVITEs
     /// with Replaces that took a dialog's place (RFC 3891).
     pub transfers: u64,

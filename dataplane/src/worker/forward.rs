@@ -50,6 +50,48 @@ pub(super) enum Demux {
     Other,
 }
 
+/// Replaces the payload of a PCMU (payload type 0) or PCMA (8) packet
+/// by the codec's silence (µ-law 0xFF, A-law 0xD5: ITU-T G.711 codes for
+/// zero); other payload types are left as they are.
+#[inline]
+fn silence_g711(pkt: &mut [u8]) {
+    let Ok(mut p) = tern_shared::rtp::RtpPacket::new_checked(&mut pkt[..]) else {
+        return;
+    };
+    let fill = match p.payload_type() & 0x7f {
+        0 => 0xff,
+        8 => 0xd5,
+        _ => return,
+    };
+    p.payload_mut().fill(fill);
+}
+
+/// Asks `pl` about the audio packet `pkt` (already rewritten toward the
+/// other leg) and, for an event, rewrites it in place into a
+/// telephone-event packet of payload type `pt`: marker, timestamp, the
+/// 4-byte payload after the header (padding dropped). The new length,
+/// or `None` to forward it as it is.
+#[inline]
+fn play_into(pl: &mut crate::inject::DtmfPlayer, pkt: &mut [u8], pt: u8) -> Option<usize> {
+    let p = tern_shared::rtp::RtpPacket::new_checked(&pkt[..]).ok()?;
+    let (ts, hl) = (p.timestamp(), p.header_len());
+    let crate::inject::Play::Event {
+        marker,
+        timestamp,
+        payload,
+    } = pl.on_audio(ts)
+    else {
+        return None;
+    };
+    let n = hl + payload.len();
+    let out = pkt.get_mut(..n)?;
+    out[0] &= !0x20; // no padding
+    out[1] = u8::from(marker) << 7 | (pt & 0x7f);
+    out[4..8].copy_from_slice(&timestamp.to_be_bytes());
+    out[hl..].copy_from_slice(&payload);
+    Some(n)
+}
+
 /// Stage 1: the class of datagram `pkt` by its first byte (RFC 7983 §7).
 #[inline]
 pub(super) fn demux(pkt: &[u8]) -> Demux {
@@ -239,6 +281,44 @@ impl Worker {
             }
         };
 
+        // ng `play DTMF`: while events play, the audio packets of this
+        // leg's peer carry them instead (crate::inject), after they were
+        // observed as what the peer sent.
+        let mut played = false;
+        let rx_len = plen;
+        if !rtcp {
+            if let (Some(pl), Some(h)) = (slot.play[leg].as_mut(), hdr) {
+                let lc = &fwd.config().legs[leg];
+                if Some(h.payload_type) != lc.dtmf_pt {
+                    if let Some(n) = lc.dtmf_pt.and_then(|pt| play_into(pl, pkt, pt)) {
+                        plen = n;
+                        played = true;
+                    }
+                }
+                if pl.done() {
+                    slot.play[leg] = None;
+                }
+            }
+        }
+        let pkt = &mut buf[off..off + plen];
+
+        // Media control (ng `block DTMF`, `block media`, `silence media`)
+        // on what this leg's peer sends, after it was observed: a blocked
+        // packet is not an error, so it is not counted as a drop.
+        if !rtcp {
+            let lc = &fwd.config().legs[leg];
+            if lc.block_dtmf || lc.block_media || lc.silence_media {
+                let pt = hdr.map(|h| h.payload_type);
+                let dtmf = played || (pt.is_some() && pt == lc.dtmf_pt);
+                if (dtmf && lc.block_dtmf) || (!dtmf && lc.block_media) {
+                    return false;
+                }
+                if !dtmf && lc.silence_media {
+                    silence_g711(pkt);
+                }
+            }
+        }
+
         // 5. Shape: the jitter buffer of what goes to the other leg's peer
         //    takes a copy of the RTP and plays it out later. Transcoding,
         //    injection and blocking plug in here.
@@ -246,11 +326,11 @@ impl Worker {
             if let Some(lj) = slot.jit[o].as_mut() {
                 match buffer_packet(&mut self.jstores, lj, pkt, now) {
                     Buffered::Held => {
-                        c_in.count_rx(plen, at_ms);
+                        c_in.count_rx(rx_len, at_ms);
                         return false;
                     }
                     Buffered::Refused(reason) => {
-                        c_in.count_rx(plen, at_ms);
+                        c_in.count_rx(rx_len, at_ms);
                         c_in.count_drop(reason);
                         self.dropped += 1;
                         return false;

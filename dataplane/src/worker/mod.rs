@@ -69,6 +69,7 @@ use tracing::{debug, warn};
 
 use crate::bufring::BufRing;
 use crate::dtls::DtlsHandle;
+use crate::inject::DtmfPlayer;
 use crate::leg::Forwarder;
 use crate::quality::feed::SlotFeed;
 use crate::quality::jitter::PacketInfo;
@@ -300,6 +301,11 @@ struct SlotRt {
     jit: [Option<LegJitter>; 2],
     /// SRTP contexts and ICE-lite responders; `None` for a plain slot.
     sec: Option<Box<SlotSecure>>,
+    /// ng `play DTMF` being played into what each leg's peer sends.
+    play: [Option<Box<DtmfPlayer>>; 2],
+    /// The id of the last play request taken per leg, so a request
+    /// republished with later configurations is played once.
+    played: [u32; 2],
 }
 
 impl SlotRt {
@@ -324,6 +330,8 @@ impl SlotRt {
             call_id: String::new(),
             jit: [None, None],
             sec: None,
+            play: [None, None],
+            played: [0, 0],
         }
     }
 }
@@ -357,6 +365,10 @@ pub struct Worker {
     /// A sparse fixed-file table of `slots * 4` entries is registered.
     fixed_files: bool,
     doorbell: u64,
+    /// The futex wait on the doorbell ([`SlotTable::doorbell_futex`]):
+    /// a control plane's change wakes the worker at once instead of at
+    /// its next [`WAIT_MS`] timeout.
+    bell_wait: BellWait,
     /// Take the changed bitmap even though the doorbell did not move.
     rescan: bool,
     /// Sync every slot once (at start).
@@ -499,6 +511,7 @@ impl Worker {
             min_wait,
             fixed_files,
             doorbell: table.doorbell(index),
+            bell_wait: BellWait::Idle,
             table,
             rescan: true,
             full_scan: true,
@@ -531,6 +544,18 @@ impl Worker {
     pub fn index(&self) -> u32 {
         self.index
     }
+}
+
+/// The state of the futex wait on the worker's doorbell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BellWait {
+    /// Not queued: queued again after the next doorbell check.
+    Idle,
+    /// Queued with the doorbell value the worker last took.
+    Armed,
+    /// The kernel has no io_uring futex wait (before Linux 6.7): the
+    /// worker notices changes at its [`WAIT_MS`] timeout.
+    Off,
 }
 
 /// The RTP header fields the statistics and the jitter buffer need; `None`

@@ -9,7 +9,8 @@ use tracing::{debug, info};
 
 use super::user_data::{self, Kind};
 use super::{
-    fixed_index, push_sqe, Clock, Phase, Worker, CQ_ENTRIES, MIN_WAIT_US, TICK_MS, WAIT_MS,
+    fixed_index, push_sqe, BellWait, Clock, Phase, Worker, CQ_ENTRIES, MIN_WAIT_US, TICK_MS,
+    WAIT_MS,
 };
 use crate::RelayError;
 
@@ -40,7 +41,11 @@ impl Worker {
             // slot lifecycle and ticks its Unix ms.
             self.clock = Clock::read();
             let now = self.clock.unix_ms;
-            let n = self.reap(self.clock.at);
+            // Configuration first, then packets: a datagram that woke the
+            // worker right after a control plane published (an ng answer,
+            // a block) is handled under the new configuration, not the
+            // one from before it (which lost the first packet after an
+            // answer, or let one through a block).
             let bell = self.table.doorbell(self.index);
             if bell != self.doorbell || self.rescan {
                 self.doorbell = bell;
@@ -52,6 +57,8 @@ impl Worker {
                     self.attaching = false;
                 }
             }
+            self.arm_bell();
+            let n = self.reap(self.clock.at);
             if now.wrapping_sub(self.last_tick_ms) >= TICK_MS {
                 self.tick(now);
             }
@@ -161,6 +168,45 @@ impl Worker {
                 self.jstore_done(store, entry);
             }
             Kind::Cancel => {} // their targets report themselves
+            Kind::Doorbell => {
+                // Woken (0), or the value had moved on (-EAGAIN): the loop
+                // takes the change and queues the wait again.
+                self.bell_wait = match res {
+                    0 => BellWait::Idle,
+                    r if r == -libc::EAGAIN || r == -libc::ECANCELED || r == -libc::EINTR => {
+                        BellWait::Idle
+                    }
+                    r => {
+                        debug!(
+                            worker = self.index,
+                            "no io_uring futex wait ({}): doorbell polled every {WAIT_MS} ms",
+                            std::io::Error::from_raw_os_error(-r)
+                        );
+                        BellWait::Off
+                    }
+                };
+            }
+        }
+    }
+
+    /// Queues the futex wait on the doorbell, for the value just taken.
+    fn arm_bell(&mut self) {
+        if self.bell_wait != BellWait::Idle {
+            return;
+        }
+        // FUTEX2_SIZE_U32, shared (no FUTEX2_PRIVATE): the programmer may
+        // be another process.
+        const FUTEX2_SIZE_U32: u32 = 0x02;
+        let e = opcode::FutexWait::new(
+            self.table.doorbell_futex(self.index),
+            u64::from(self.doorbell as u32),
+            u64::from(u32::MAX),
+            FUTEX2_SIZE_U32,
+        )
+        .build()
+        .user_data(user_data::DOORBELL_UD);
+        if self.push(&e) {
+            self.bell_wait = BellWait::Armed;
         }
     }
 

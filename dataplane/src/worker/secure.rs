@@ -123,13 +123,20 @@ fn context(k: &SrtpKeying, resume: Option<SrtpStreamState>) -> Option<Box<Contex
     }
 }
 
+/// Fills the peer's password, which a lite agent never uses.
+const UNKNOWN_REMOTE_PWD: &str = "remote+password+unknown";
+
 fn credentials(p: &IceParams) -> Option<(Credentials, Option<Credentials>)> {
     let local = Credentials::new(p.local_ufrag.as_str(), p.local_pwd.as_str()).ok()?;
     // A lite agent checks only the peer's ufrag; its password is not
-    // needed (checks are signed with ours), so a placeholder fills it.
+    // needed (checks are signed with ours), so a placeholder fills it. It
+    // must be valid ice-chars (RFC 8445 §5.3): with a '-' in it every
+    // remote ufrag was refused, so checks naming any remote ufrag passed,
+    // and a browser's ICE-restart checks (its new ufrag with our old one,
+    // sent before our answer) nominated a pair the restart then voided.
     let remote = p
         .remote_ufrag
-        .and_then(|u| Credentials::new(u.as_str(), "remote-password-unknown").ok());
+        .and_then(|u| Credentials::new(u.as_str(), UNKNOWN_REMOTE_PWD).ok());
     Some((local, remote))
 }
 
@@ -477,5 +484,25 @@ impl super::Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_shared::table::IceToken;
+
+    #[test]
+    fn the_remote_ufrag_is_kept_and_checked() {
+        let p = IceParams {
+            local_ufrag: IceToken::new("tErNuFrG").unwrap(),
+            local_pwd: IceToken::new("relay+password/0123456789").unwrap(),
+            remote_ufrag: IceToken::new("VRrQ"),
+        };
+        let (_, remote) = credentials(&p).unwrap();
+        assert_eq!(
+            remote.map(|r| r.ufrag().to_string()).as_deref(),
+            Some("VRrQ")
+        );
     }
 }

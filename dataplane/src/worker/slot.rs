@@ -18,6 +18,7 @@ use super::{
     fixed_index, leg_iface, now_ms, Clock, Phase, Sock, Worker, BIND_RETRY_MS, CLOSE_TIMEOUT_MS,
     FREE_BIND_FIRST_RETRY_MS, FREE_BIND_RETRY_MS, LOSS_INTERVAL_MS,
 };
+use crate::inject::DtmfPlayer;
 use crate::leg::{Forwarder, LegRestore};
 use crate::quality::feed::SlotFeed;
 use crate::sockets::{bind_udp, discard_queued, drop_all, pass_all};
@@ -155,6 +156,11 @@ impl Worker {
         // Found active at attach: a restarted worker resumes its streams.
         let resume = self.attaching;
         self.sync_secure(idx, &cfg, resume);
+        // A restarted worker does not play again what was requested
+        // before it started.
+        self.slots[idx].play = [None, None];
+        self.slots[idx].played = [0, 0];
+        self.sync_play(idx, &cfg, resume);
         let slot = &mut self.slots[idx];
         // A fresh slot's counters are zero; a restarted worker's carry on.
         *slot.q = SlotFeed::resume(&[self.table.quality(id, 0), self.table.quality(id, 1)]);
@@ -168,6 +174,33 @@ impl Worker {
         self.sync_jitter(idx, false);
         self.bind_missing(idx, now);
         self.table.set_applied(id, seq);
+    }
+
+    /// Starts the play requests of `cfg` not taken yet (`resume`: only
+    /// takes note of them). A leg without a telephone-event payload type
+    /// cannot carry events: its request is dropped.
+    fn sync_play(&mut self, idx: usize, cfg: &tern_shared::table::SlotConfig, resume: bool) {
+        let slot = &mut self.slots[idx];
+        for (leg, l) in cfg.legs.iter().enumerate() {
+            let Some(req) = l.play.filter(|r| r.id != slot.played[leg]) else {
+                continue;
+            };
+            slot.played[leg] = req.id;
+            if resume {
+                continue;
+            }
+            if l.dtmf_pt.is_none() {
+                warn!(
+                    worker = self.index,
+                    call_id = %slot.call_id,
+                    leg,
+                    "play DTMF: the leg has no telephone-event payload type"
+                );
+                continue;
+            }
+            debug!(call_id = %slot.call_id, leg, id = req.id, events = req.count, "play DTMF");
+            slot.play[leg] = Some(Box::new(DtmfPlayer::new(req, l.clock_rate)));
+        }
     }
 
     /// A new configuration for a bound slot.
@@ -186,6 +219,7 @@ impl Worker {
         };
         let ch = fwd.apply_config(cfg);
         self.sync_secure(idx, &cfg, false);
+        self.sync_play(idx, &cfg, false);
         let slot = &mut self.slots[idx];
         let Some(fwd) = slot.fwd.as_mut() else {
             return;

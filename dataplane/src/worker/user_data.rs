@@ -21,7 +21,8 @@
 //!   (one send per buffer);
 //! - a send from a jitter store: the store id (bits 16..32) and the entry
 //!   (bits 0..16);
-//! - a cancel request: the kind alone (its targets report themselves).
+//! - a cancel request: the kind alone (its targets report themselves);
+//!   the same kind with bit 0 set: the futex wait on the doorbell.
 
 const KIND_SHIFT: u32 = 62;
 const K_RECV: u64 = 0;
@@ -40,6 +41,8 @@ pub(super) enum Kind {
     Cancel,
     /// A send from a jitter store ([`jsend_parts`]).
     JSend,
+    /// The futex wait on the worker's doorbell ([`DOORBELL_UD`]).
+    Doorbell,
 }
 
 /// The kind of `ud`.
@@ -48,6 +51,7 @@ pub(super) fn kind(ud: u64) -> Kind {
     match ud >> KIND_SHIFT {
         K_RECV => Kind::Recv,
         K_SEND => Kind::Send,
+        K_CANCEL if ud == DOORBELL_UD => Kind::Doorbell,
         K_CANCEL => Kind::Cancel,
         _ => Kind::JSend,
     }
@@ -100,6 +104,9 @@ pub(super) fn jsend_parts(ud: u64) -> (u16, u16) {
 
 /// A cancel request.
 pub(super) const CANCEL_UD: u64 = K_CANCEL << KIND_SHIFT;
+
+/// The futex wait on the doorbell: the cancel kind with bit 0 set.
+pub(super) const DOORBELL_UD: u64 = K_CANCEL << KIND_SHIFT | 1;
 
 #[cfg(test)]
 mod tests {

@@ -105,6 +105,8 @@ pub(super) struct Call {
     pub(super) created_ms: u64,
     pub(super) last_signal_ms: u64,
     pub(super) delete_at_ms: Option<u64>,
+    /// ng media control (`block DTMF` and the like).
+    pub(super) blocks: super::control::CallBlocks,
 }
 
 /// Which branch an offer or answer works on.
@@ -141,6 +143,7 @@ impl Call {
             created_ms: now_ms,
             last_signal_ms: now_ms,
             delete_at_ms: None,
+            blocks: Default::default(),
         }
     }
 

@@ -220,12 +220,14 @@ struct RateSample {
 type Reply = Result<Dict, CommandError>;
 
 mod call;
+mod control;
 mod iface;
 mod offer;
 mod reports;
 mod secure;
 
 use call::{Call, Doomed, MediaState, Pick};
+use control::Control;
 
 impl NgCore {
     /// The table's interfaces under their configured names.
@@ -422,6 +424,12 @@ impl NgCore {
             "query" => self.query(&m),
             "list" => self.list(&m),
             "statistics" => Ok(self.statistics(now_ms)),
+            "block DTMF" => self.media_control(&m, Control::Dtmf, true, &mut warnings),
+            "unblock DTMF" => self.media_control(&m, Control::Dtmf, false, &mut warnings),
+            "block media" => self.media_control(&m, Control::Media, true, &mut warnings),
+            "unblock media" => self.media_control(&m, Control::Media, false, &mut warnings),
+            "silence media" => self.media_control(&m, Control::Silence, true, &mut warnings),
+            "unsilence media" => self.media_control(&m, Control::Silence, false, &mut warnings),
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {

@@ -95,7 +95,9 @@ impl NgCore {
                 "ng: new branch"
             );
         }
+        let blocks = call.blocks.clone();
         let branch = &mut call.branches[bi];
+        let tags = branch.tags.clone();
 
         let media_ip = ifaces.sdp_ip(0);
         let mut outs: Vec<Option<MediaOut>> = Vec::with_capacity(sdp.media().len());
@@ -217,6 +219,7 @@ impl NgCore {
                 .codecs
                 .as_deref()
                 .and_then(|c| codec_formats(ms, c, &flags, op, warnings));
+            blocks.stamp(&tags, &mut ms.cfg);
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(CommandError::Table(e.to_string()));
                 break;

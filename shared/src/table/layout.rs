@@ -318,7 +318,8 @@ impl LegConfig {
     /// Packs into the 8 configuration words: `[0..3]` peer (meta word's
     /// bits 25..32 carry the clock rate in kHz, bits 32.. the flags:
     /// learning 0..8, direction 8..16, rewrite_ssrc 16, rtcp_mux 17, jitter
-    /// enabled 18, `0x80 | dtmf_pt` 19..27, jitter adaptive 27), `[3..6]`
+    /// enabled 18, `0x80 | dtmf_pt` 19..27, jitter adaptive 27, block DTMF
+    /// 28, block media 29, silence media 30), `[3..6]`
     /// peer_rtcp (meta word's bits 32.. carry `out_ssrc`), `[6]` payload
     /// types 0..=63, `[7]` payload types 96..=127 in bits 32.. and the
     /// jitter delays in bits 0..32. The local interface index is in bits
@@ -332,7 +333,10 @@ impl LegConfig {
             | u64::from(self.rtcp_mux) << 17
             | u64::from(self.jitter.enabled) << 18
             | self.dtmf_pt.map_or(0, |pt| u64::from(0x80 | pt & 0x7f)) << 19
-            | u64::from(self.jitter.adaptive) << 27;
+            | u64::from(self.jitter.adaptive) << 27
+            | u64::from(self.block_dtmf) << 28
+            | u64::from(self.block_media) << 29
+            | u64::from(self.silence_media) << 30;
         let jit = u64::from(self.jitter.target_ms) | u64::from(self.jitter.max_ms) << 16;
         [
             p[0],
@@ -367,6 +371,10 @@ impl LegConfig {
                 adaptive: flags >> 27 & 1 == 1,
             },
             dtmf_pt: (flags >> 19 & 0x80 != 0).then_some((flags >> 19 & 0x7f) as u8),
+            play: None,
+            block_dtmf: flags >> 28 & 1 == 1,
+            block_media: flags >> 29 & 1 == 1,
+            silence_media: flags >> 30 & 1 == 1,
             clock_rate: match (w[2] >> 25 & 0x7f) as u32 {
                 44 => 44_100,
                 k => k * 1000,

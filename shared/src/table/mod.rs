@@ -61,6 +61,7 @@
 mod file;
 mod layout;
 mod observe;
+mod play;
 mod program;
 mod secure;
 mod secure_state;
@@ -69,6 +70,7 @@ mod types;
 mod worker;
 
 pub use layout::{LegCounters, SlotTable, LAYOUT_VERSION, MAGIC, SLOT_BYTES};
+pub use play::{DtmfPlay, MAX_PLAY_EVENTS};
 pub use secure::{
     srtp_suite, srtp_suite_by_name, DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity,
     SrtpDirection, SrtpKeying, SrtpStreamState, MASTER_MAX, SRTP_SUITES,

@@ -106,6 +106,10 @@ impl SlotTable {
                 let mut legs = [LegConfig::decode(&w[0]), LegConfig::decode(&w[1])];
                 for (l, words) in legs.iter_mut().zip(sec.iter()) {
                     l.secure = super::secure::decode(words);
+                    l.play = super::play::decode(
+                        &words
+                            [super::play::PLAY_AT..super::play::PLAY_AT + super::play::PLAY_WORDS],
+                    );
                 }
                 let cfg = SlotConfig { legs, tag };
                 return Ok((cfg, s1));

@@ -142,7 +142,12 @@ impl SlotTable {
             for (k, w) in c.encode().iter().enumerate() {
                 s.cfg[leg][k].store(*w, Ordering::Relaxed);
             }
-            for (k, w) in super::secure::encode(&c.secure).iter().enumerate() {
+            let mut words = super::secure::encode(&c.secure);
+            super::play::encode(
+                &c.play,
+                &mut words[super::play::PLAY_AT..super::play::PLAY_AT + super::play::PLAY_WORDS],
+            );
+            for (k, w) in words.iter().enumerate() {
                 s.sec[leg][k].store(*w, Ordering::Relaxed);
             }
         }
@@ -186,14 +191,49 @@ impl SlotTable {
     }
 
     /// Marks slot `id` changed, then moves its worker's doorbell: a worker
-    /// that sees the new doorbell value also sees the bit.
+    /// that sees the new doorbell value also sees the bit. A worker asleep
+    /// on the doorbell (a futex wait on its low 32 bits,
+    /// [`SlotTable::doorbell_futex`]) is woken, so the change is taken
+    /// before the next packet, not at the worker's next timeout.
     pub(super) fn ring(&self, id: u32) {
         if let Some(w) = self.changed(id as usize / 64) {
             w.fetch_or(1 << (id % 64), Ordering::Release);
         }
-        self.worker(self.worker_of(id))
-            .doorbell
-            .fetch_add(1, Ordering::Release);
+        let bell = &self.worker(self.worker_of(id)).doorbell;
+        bell.fetch_add(1, Ordering::Release);
+        // SAFETY: FUTEX_WAKE only reads the address, a live u32 inside
+        // the mapping (the doorbell's low half); not FUTEX_PRIVATE, since
+        // the worker may be another process sharing the mapping.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                futex_word(bell),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// The address of worker `w`'s doorbell as a 32-bit futex word (its
+    /// low half, which changes on every ring), for a futex wait
+    /// (`FUTEX2_SIZE_U32`, shared). The pointer is valid while the table
+    /// is mapped.
+    pub fn doorbell_futex(&self, w: u32) -> *const u32 {
+        futex_word(&self.worker(w).doorbell)
+    }
+}
+
+/// The low 32 bits of `a` (the first four bytes on a little-endian
+/// machine, the last four on a big-endian one).
+fn futex_word(a: &std::sync::atomic::AtomicU64) -> *const u32 {
+    let p = a.as_ptr() as *const u32;
+    if cfg!(target_endian = "little") {
+        p
+    } else {
+        p.wrapping_add(1)
     }
 }
 

@@ -238,7 +238,8 @@ pub(super) const DTLS_KEY_WORDS: usize = 16;
 /// (`local ufrag len | local pwd len << 8 | remote ufrag len << 16 |
 /// remote valid << 24 | ice << 25`), `[15..19]` local ufrag, `[19..23]`
 /// local pwd, `[23..27]` remote ufrag, `[27]` DTLS meta (`role | hash << 8
-/// | len << 16`, role 0 = none), `[28..36]` the digest.
+/// | len << 16`, role 0 = none), `[28..36]` the digest; `[36..40]` are
+/// the leg's play request (`super::play`), left zero here.
 pub(super) fn encode(s: &LegSecurity) -> [u64; SEC_WORDS] {
     let mut w = [0u64; SEC_WORDS];
     w[0..7].copy_from_slice(&SrtpKeying::encode(s.rx.as_ref()));

@@ -303,8 +303,26 @@ fn leg_config_round_trips() {
         clock_rate: 48_000,
         secure: LegSecurity::default(),
         iface: 0x7f,
+        block_dtmf: true,
+        block_media: false,
+        silence_media: true,
+        play: None,
     };
     assert_eq!(LegConfig::decode(&c.encode()), c);
+    // Each media-control bit on its own, beside the rest of the flags.
+    for (d, m, s) in [
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+    ] {
+        let e = LegConfig {
+            block_dtmf: d,
+            block_media: m,
+            silence_media: s,
+            ..c
+        };
+        assert_eq!(LegConfig::decode(&e.encode()), e);
+    }
     // The interface index shares word 5 with the RTCP peer and out SSRC.
     for i in [0u8, 1, 15] {
         let d = LegConfig { iface: i, ..c };
@@ -373,6 +391,18 @@ fn reserve_publish_release_cycle() {
     let bell = t.doorbell(t.worker_of(id));
     let mut cfg = SlotConfig::default();
     cfg.legs[0].peer = Some("127.0.0.1:5000".parse().unwrap());
+    // A play request travels with the configuration (beside the secure
+    // words), on the leg it is for.
+    let mut events = [0u8; crate::table::MAX_PLAY_EVENTS];
+    events[..2].copy_from_slice(&[4, 2]);
+    cfg.legs[1].play = Some(crate::table::DtmfPlay {
+        id: 3,
+        events,
+        count: 2,
+        duration_ms: 100,
+        pause_ms: 50,
+        volume: 8,
+    });
     t.publish(id, &cfg).unwrap();
     assert_eq!(t.state(id), SlotState::Active);
     assert_ne!(t.doorbell(t.worker_of(id)), bell);

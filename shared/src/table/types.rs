@@ -178,6 +178,21 @@ pub struct LegConfig {
     pub clock_rate: u32,
     /// SRTP, ICE-lite and DTLS-SRTP on this leg; default: plain RTP.
     pub secure: super::secure::LegSecurity,
+    /// Media control (ng `block DTMF`, rtpengine's semantics): the
+    /// telephone-event packets this leg's peer sends (payload type
+    /// `dtmf_pt`) are not forwarded; the DTMF detector still sees them.
+    pub block_dtmf: bool,
+    /// ng `block media`: the other packets this leg's peer sends (RTP
+    /// that is not telephone-event) are not forwarded; DTMF still is.
+    pub block_media: bool,
+    /// ng `silence media`: the payload of the G.711 packets this leg's
+    /// peer sends (PCMU, payload type 0; PCMA, 8) is replaced by silence
+    /// (0xFF; 0xD5, ITU-T G.711) before it is forwarded; other payload
+    /// types pass unchanged.
+    pub silence_media: bool,
+    /// ng `play DTMF`: events played into what this leg's peer sends, so
+    /// the other leg's peer receives them ([`super::DtmfPlay`]).
+    pub play: Option<super::DtmfPlay>,
     /// The local interface the leg's sockets are on: an index into the
     /// table's interface list ([`super::SlotTable::interfaces`]), below
     /// [`MAX_INTERFACES`]; 0, the first (or only) one, by default. The

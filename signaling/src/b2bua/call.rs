@@ -1,6 +1,7 @@
 //! [`Call`]: two `Dialog`s bridged through a relay slot, with the state
 //! of the INVITE that set them up and of any offer being relayed.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use tern_shared::table::Direction;
 use super::dialog::{Dialog, Side};
 use super::webrtc::LegWebrtc;
 use crate::msg::Msg;
+use crate::rel100::Support;
 use crate::sdp::AudioInfo;
 use crate::session_timer::SessionExpires;
 
@@ -126,6 +128,47 @@ pub(crate) struct InviteClient {
     pub(crate) fail_ack: Option<Vec<u8>>,
     /// A CANCEL waits for the first provisional response.
     pub(crate) cancel_pending: bool,
+    /// The `RSeq` of the last reliable provisional of this INVITE we
+    /// PRACKed (RFC 3262 §4: the next one must be one higher).
+    pub(crate) rseq: Option<u32>,
+    /// The CSeq number of our PRACK awaiting its response.
+    pub(crate) prack_cseq: Option<u32>,
+}
+
+/// A provisional response waiting to go to the caller reliably.
+#[derive(Debug)]
+pub(crate) struct Provisional {
+    pub(crate) code: u16,
+    pub(crate) reason: Option<String>,
+    /// Its SDP (the answer, rewritten to the slot), if any.
+    pub(crate) sdp: Option<Vec<u8>>,
+}
+
+/// 100rel toward the caller (RFC 3262 §3; `prack.rs`): tern is the UAS
+/// of the caller's INVITE and numbers its own reliable provisionals.
+#[derive(Debug, Default)]
+pub(crate) struct Rel100 {
+    /// What the caller's INVITE said of 100rel.
+    pub(crate) caller: Support,
+    /// The `RSeq` of our last reliable provisional to the caller; the
+    /// first is this plus one (random, §3).
+    pub(crate) rseq: u32,
+    /// Our latest reliable provisional to the caller: its `RSeq`,
+    /// whether it carried SDP, and whether the caller PRACKed it.
+    pub(crate) sent: Option<(u32, bool, bool)>,
+    /// Reliable provisionals behind an unacknowledged one (§3: one at a
+    /// time), oldest first.
+    pub(crate) queue: VecDeque<Provisional>,
+    /// The callee's 2xx, held while a reliable provisional with SDP is
+    /// unacknowledged (§3).
+    pub(crate) held_final: Option<Msg>,
+    /// The caller's last PRACK answered: its CSeq number and our 200.
+    pub(crate) last_prack: Option<(u32, Vec<u8>)>,
+    /// A reliable provisional to the caller carried the answer.
+    pub(crate) answered: bool,
+    /// The answer last sent to the caller in an unreliable provisional,
+    /// for a 2xx of the callee's without SDP.
+    pub(crate) answer: Option<Vec<u8>>,
 }
 
 /// One fork of a forked call (`fork.rs`) that is not the primary: its
@@ -243,6 +286,8 @@ pub struct Call {
     /// The other contacts rung in parallel, when the user has several
     /// (`fork.rs`).
     pub(crate) forking: Option<Box<Forking>>,
+    /// Reliable provisionals toward the caller (RFC 3262).
+    pub(crate) rel: Rel100,
 }
 
 impl Call {

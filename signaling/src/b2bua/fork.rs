@@ -205,6 +205,8 @@ impl B2bua {
                     ack: None,
                     fail_ack: None,
                     cancel_pending: false,
+                    rseq: None,
+                    prack_cseq: None,
                 };
                 let out = OutMsg::request(rsip::Method::Invite, &uac.ruri)
                     .header("Via", our_via(tu, &uac.branch))
@@ -216,6 +218,10 @@ impl B2bua {
                     .header("Contact", our_contact(tu))
                     .header("Allow", ALLOW)
                     .header("User-Agent", tu.cfg.user_agent.clone());
+                let mut out = out;
+                if let Some((name, value)) = call.rel.caller.offer_header() {
+                    out = out.header(name, value); // RFC 3262 §4
+                }
                 let invite = session::relay_request_headers(tu, &call.uas.req, out)
                     .body("application/sdp", body.clone())
                     .to_bytes();

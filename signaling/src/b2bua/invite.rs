@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use super::call::{Call, CallState, InviteClient, InviteServer, Target};
+use super::call::{Call, CallState, InviteClient, InviteServer, Rel100, Target};
 use super::dialog::{Dialog, Role, Side};
 use super::media::{
     apply_answer, check_secure, program, release_slot, shape, warning_code, LegWebrtc, Op,
@@ -20,7 +20,7 @@ use super::media::{
 use super::send::{
     our_contact, our_via, rand_hex, respond_caller, send_bye, send_callee_ack, send_cancel,
 };
-use super::{fork, session, B2bua};
+use super::{fork, prack, session, B2bua};
 use crate::build::OutMsg;
 use crate::method::ALLOW;
 use crate::msg::{Msg, Start};
@@ -217,6 +217,7 @@ impl B2bua {
             webrtc: caller_leg,
         };
         let trying = tu.response(&req, 100, None, src).to_bytes();
+        let (rel100, rseq) = prack::caller_support(tu, &req);
         let mut call = Call {
             id,
             state: CallState::Calling,
@@ -238,6 +239,8 @@ impl B2bua {
                 ack: None,
                 fail_ack: None,
                 cancel_pending: false,
+                rseq: None,
+                prack_cseq: None,
             },
             reinvite: None,
             update: None,
@@ -249,6 +252,11 @@ impl B2bua {
             timer_c: None,
             linger: None,
             forking: None,
+            rel: Rel100 {
+                caller: rel100,
+                rseq,
+                ..Rel100::default()
+            },
         };
         call.callee_mut().webrtc.ensure_ice(tu.rng);
         if !program(tu, &call) {
@@ -281,6 +289,10 @@ impl B2bua {
             .header("Contact", our_contact(tu))
             .header("Allow", ALLOW)
             .header("User-Agent", tu.cfg.user_agent.clone());
+        let mut out = out;
+        if let Some((name, value)) = call.rel.caller.offer_header() {
+            out = out.header(name, value); // RFC 3262 §4
+        }
         let invite = session::relay_request_headers(tu, &call.uas.req, out)
             .body("application/sdp", body)
             .to_bytes();
@@ -318,7 +330,7 @@ impl B2bua {
         });
     }
 
-    fn callee_invite_response(
+    pub(super) fn callee_invite_response(
         &mut self,
         tu: &mut Tu<'_>,
         call: &mut Call,
@@ -356,6 +368,10 @@ impl B2bua {
                 if call.callee().remote_tag.is_none() {
                     call.callee_mut().remote_tag = resp.to.tag().map(str::to_string);
                 }
+                // RFC 3262: a reliable one is PRACKed (a repeat dropped).
+                let Some(reliable) = prack::callee_provisional(tu, call, resp, now) else {
+                    return;
+                };
                 // Early media (183 with SDP): leg 1 is programmed now, so
                 // media flows through the slot before the 2xx.
                 let sdp = if resp.has_sdp() {
@@ -363,11 +379,14 @@ impl B2bua {
                 } else {
                     None
                 };
-                debug!(call_id = %call.call_id(), slot = ?call.slot, code, "provisional relayed");
-                respond_caller(tu, call, code, reason.as_deref(), sdp, now);
+                debug!(call_id = %call.call_id(), slot = ?call.slot, code, reliable, "provisional relayed");
+                prack::relay_provisional(tu, call, code, reason.as_deref(), sdp, reliable, now);
             }
             200..=299 => match call.state {
                 CallState::Calling | CallState::Proceeding => {
+                    if prack::hold_final(call, resp) {
+                        return;
+                    }
                     let ruri = call.uac.ruri.clone();
                     let d = call.callee_mut();
                     d.remote_tag = resp.to.tag().map(str::to_string);
@@ -378,9 +397,12 @@ impl B2bua {
                     let sdp = if resp.has_sdp() {
                         apply_answer(tu, call, Side::Callee, resp.body())
                     } else {
-                        warn!(call_id = %call.call_id(), "2xx without SDP answer");
                         None
                     };
+                    let sdp = prack::final_sdp(call, sdp);
+                    if sdp.is_none() && !call.rel.answered {
+                        warn!(call_id = %call.call_id(), "2xx without SDP answer");
+                    }
                     let se = session::negotiate(&call.uas.req, resp);
                     session::arm(tu, call, se, now);
                     tu.stats.calls_answered += 1;

@@ -59,6 +59,8 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
+        // No media control (block, silence) from the SIP plane.
+        ..LegConfig::default()
     };
     SlotConfig {
         legs: [leg(0, a), leg(1, b)],

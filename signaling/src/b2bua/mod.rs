@@ -35,7 +35,10 @@
 //! - [`dialog`]: `Dialog` and [`Side`]; [`call`]: [`Call`], its
 //!   INVITE transactions and relayed offers.
 //! - `invite.rs`: the initial INVITE, its responses, the caller's ACK and
-//!   timer C. PRACK (RFC 3262) for reliable provisionals goes here.
+//!   timer C; it hands provisionals and 2xx to `prack.rs`.
+//! - `prack.rs`: PRACK (RFC 3262), 100rel terminated per leg: the
+//!   callee's reliable provisionals PRACKed, our own sent reliably to a
+//!   caller that supports them, the caller's PRACKs answered.
 //! - `reoffer.rs`: offers inside a dialog, re-INVITE (RFC 3261 §14) and
 //!   UPDATE (RFC 3311).
 //! - `session.rs`: session timers (RFC 4028) passed end to end, and the
@@ -80,6 +83,7 @@ mod fork;
 mod info;
 mod invite;
 mod media;
+mod prack;
 mod reoffer;
 mod send;
 mod session;
@@ -296,6 +300,7 @@ impl B2bua {
             }
             ("UPDATE", side) => self.on_update_response(tu, id, side, resp, now),
             ("INFO", side) => self.on_info_response(tu, id, side, resp),
+            ("PRACK", Side::Callee) => self.on_prack_response(tu, id, resp),
             _ => {
                 tu.stats.stray_responses += 1;
             }

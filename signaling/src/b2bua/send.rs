@@ -54,17 +54,16 @@ pub(super) fn new_in_dialog(
         d.request(method, cseq, via, &tu.cfg.user_agent),
     )
 }
-/// Sends a response to the caller's INVITE (with our To tag, Contact,
-/// and Record-Route echoed for 18x/2xx) and remembers it for INVITE
-/// retransmissions. Finals (>= 200) are retransmitted until the ACK.
-pub(super) fn respond_caller(
-    tu: &mut Tu<'_>,
-    call: &mut Call,
+/// A response to the caller's INVITE: our To tag (above 100), Contact
+/// and Record-Route echoed for 18x/2xx, Allow and the session-timer
+/// headers for finals, and `sdp` as its body.
+pub(super) fn caller_response(
+    tu: &Tu<'_>,
+    call: &Call,
     code: u16,
     reason: Option<&str>,
     sdp: Option<Vec<u8>>,
-    now: Instant,
-) {
+) -> OutMsg {
     let peer = call.caller().peer;
     let tag = (code > 100).then_some(call.caller().local_tag.as_str());
     let mut r = tu.response(&call.uas.req, code, tag, peer);
@@ -91,10 +90,29 @@ pub(super) fn respond_caller(
     if let Some(body) = sdp {
         r = r.body("application/sdp", body);
     }
-    let bytes = r.to_bytes();
+    r
+}
+
+/// Sends a response to the caller's INVITE (see [`caller_response`])
+/// unreliably, and remembers it for INVITE retransmissions. Finals
+/// (>= 200) are retransmitted until the ACK, and end the retransmission
+/// of a reliable provisional (RFC 3262 §3) and the queue behind it.
+pub(super) fn respond_caller(
+    tu: &mut Tu<'_>,
+    call: &mut Call,
+    code: u16,
+    reason: Option<&str>,
+    sdp: Option<Vec<u8>>,
+    now: Instant,
+) {
+    let peer = call.caller().peer;
+    let bytes = caller_response(tu, call, code, reason, sdp).to_bytes();
     call.uas.last_response = Some(bytes.clone());
     if code >= 200 {
         call.uas.final_code = Some(code);
+        tu.stop_retrans(RtKey::Reliable(call.id));
+        call.rel.queue.clear();
+        call.rel.held_final = None;
         let cap = true; // 2xx: §13.3.1.4 caps at T2; non-2xx: timer G too.
         tu.send_retrans(RtKey::CallerFinal(call.id), peer, bytes, cap, now);
     } else {

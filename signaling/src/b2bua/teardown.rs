@@ -192,8 +192,9 @@ impl B2bua {
             RtKey::Update(id) => self.on_update_timeout(tu, id),
             RtKey::Info(id, cseq) => self.on_info_timeout(tu, id, cseq),
             RtKey::TransferInvite(id) => self.on_transfer_timeout(tu, id, now),
-            RtKey::Cancel(_) | RtKey::ReFinal(_) | RtKey::Notify(_) | RtKey::TransferEnd(_) => {}
-            RtKey::ReplacesFinal(_) => {}
+            RtKey::Reliable(id) => self.on_reliable_timeout(tu, id, now),
+            RtKey::Cancel(_) | RtKey::ReFinal(_) | RtKey::Prack(_) => {}
+            RtKey::Notify(_) | RtKey::TransferEnd(_) | RtKey::ReplacesFinal(_) => {}
         }
     }
 }

@@ -270,6 +270,8 @@ impl B2bua {
                     ack: None,
                     fail_ack: None,
                     cancel_pending: false,
+                    rseq: None,
+                    prack_cseq: None,
                 };
                 (d, uac, None)
             }
@@ -293,6 +295,8 @@ impl B2bua {
                     ack: None,
                     fail_ack: None,
                     cancel_pending: false,
+                    rseq: None,
+                    prack_cseq: None,
                 };
                 (d, uac, Some((id2, referrer2)))
             }
@@ -877,6 +881,8 @@ impl B2bua {
                 ack: None,
                 fail_ack: None,
                 cancel_pending: false,
+                rseq: None,
+                prack_cseq: None,
             },
             replaces: None,
             refer_cseq: 0,
