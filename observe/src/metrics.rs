@@ -483,6 +483,18 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
             s.stats.reliable_abandoned,
         );
         trunk_families(&mut reg, &s.trunks);
+        counter(
+            &mut reg,
+            "tern_sip_transfers",
+            "Call transfers started: REFERs accepted (RFC 3515) and INVITEs with Replaces (RFC 3891)",
+            s.stats.transfers,
+        );
+        counter(
+            &mut reg,
+            "tern_sip_transfers_failed",
+            "Call transfers whose target refused or did not answer",
+            s.stats.transfers_failed,
+        );
     }
 
     reg.register(

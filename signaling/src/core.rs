@@ -176,7 +176,7 @@ impl SipCore {
 
     /// The B2BUA and the transaction-user interface lent to it, borrowed
     /// from disjoint fields.
-    fn tu(&mut self) -> (&mut B2bua, Tu<'_>) {
+    pub(crate) fn tu(&mut self) -> (&mut B2bua, Tu<'_>) {
         (
             &mut self.b2bua,
             Tu {
@@ -436,6 +436,10 @@ impl SipCore {
                     let (b2bua, mut tu) = self.tu();
                     b2bua.on_session_expiry(&mut tu, id, key.0, now);
                 }
+                TimerEv::TransferBye(id) => {
+                    let (b2bua, mut tu) = self.tu();
+                    b2bua.on_transfer_bye_due(&mut tu, id, key.0, now);
+                }
             }
         }
         self.trunk_timeout(now);
@@ -503,11 +507,13 @@ impl SipCore {
                 .chain(req.headers("Proxy-Require"))
                 .flat_map(|v| v.split(','))
                 .map(|t| t.trim().to_string())
-                // RFC 4028 session timers and RFC 3262 100rel are supported.
+                // RFC 4028 session timers, RFC 3262 100rel and RFC 3891
+                // Replaces are supported.
                 .filter(|t| {
                     !t.is_empty()
                         && !t.eq_ignore_ascii_case("timer")
                         && !t.eq_ignore_ascii_case(crate::rel100::TAG_100REL)
+                        && !t.eq_ignore_ascii_case("replaces")
                 })
                 .collect();
             if !unsupported.is_empty() {
@@ -520,6 +526,11 @@ impl SipCore {
         }
         if matches!(method, Method::Invite | Method::Update) && !self.session_interval_ok(&req, src)
         {
+            return;
+        }
+        if dialog.is_none() && self.b2bua.holds_transfer_dialog(&req.call_id) {
+            let (b2bua, mut tu) = self.tu();
+            b2bua.on_transfer_request(&mut tu, &req, src, now);
             return;
         }
         match method {
@@ -538,19 +549,18 @@ impl SipCore {
             Method::Invite => {
                 let (b2bua, mut tu) = self.tu();
                 if let Some(req) = b2bua.on_invite(&mut tu, req, src, dialog, now) {
-                    self.route_invite(req, src, now);
+                    if req.header("Replaces").is_some() {
+                        self.on_replacing_invite(req, src, now); // refer_route.rs
+                    } else {
+                        self.route_invite(req, src, now);
+                    }
                 }
             }
             Method::Ack => match dialog {
-                Some((id, side)) if self.b2bua.is_reinvite_ack(id, side, &req) => {
+                Some((id, side)) => {
                     let (b2bua, mut tu) = self.tu();
-                    b2bua.on_reinvite_ack(&mut tu, id, &req);
+                    b2bua.on_ack(&mut tu, id, side, &req);
                 }
-                Some((id, Side::Caller)) => {
-                    let (b2bua, mut tu) = self.tu();
-                    b2bua.on_caller_ack(&mut tu, id);
-                }
-                Some((id, Side::Callee)) => debug!(call = id, "ACK from callee ignored"),
                 None => debug!(call_id = %req.call_id, "ACK without dialog dropped"),
             },
             Method::Bye => match dialog {
@@ -588,8 +598,15 @@ impl SipCore {
                 }
                 _ => self.reply(&req, 481, src, |r| r),
             },
-            // REFER, NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions:
-            // not implemented (REFER will go to the B2BUA).
+            Method::Refer => match dialog {
+                // `refer_route.rs`: the target, then `b2bua/transfer.rs`.
+                Some((id, side)) if req.to.tag().is_some() => {
+                    self.on_refer(id, side, req, src, now)
+                }
+                _ => self.reply(&req, 481, src, |r| r),
+            },
+            // NOTIFY, SUBSCRIBE, MESSAGE, PUBLISH and extensions: not
+            // implemented.
             _ => {
                 if req.to.tag().is_some() && dialog.is_none() {
                     self.reply(&req, 481, src, |r| r);

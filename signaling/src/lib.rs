@@ -12,7 +12,8 @@
 //!   transport applies before the core (floods, abuse).
 //! - Sans-IO cores: [`normalize`] (the pass in front of rsip), [`msg`]
 //!   (parsing, checks), [`build`] (building), [`method`] ([`Method`]),
-//!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`sdp`]
+//!   [`digest`] (RFC 2617), [`registrar`] (RFC 3261 §10), [`refer`]
+//!   (transfer headers: Refer-To, Replaces, Event, Subscription-State), [`sdp`]
 //!   (offer/answer rewrite), [`sdp_webrtc`] (WebRTC legs' SDP), [`b2bua`] ([`b2bua::B2bua`]: the calls) and
 //!   [`core`] ([`SipCore`]: datagrams and time in, datagrams out; it
 //!   drives the B2BUA through a narrow transaction-user interface),
@@ -58,6 +59,8 @@ pub mod method;
 pub mod msg;
 pub mod normalize;
 mod outbox;
+pub mod refer;
+mod refer_route;
 pub mod registrar;
 pub mod rel100;
 pub mod relay;
@@ -142,6 +145,8 @@ mod fork_tests;
 mod prack_tests;
 #[cfg(test)]
 mod session_tests;
+#[cfg(test)]
+mod transfer_tests;
 #[cfg(test)]
 mod transport_tests;
 #[cfg(test)]

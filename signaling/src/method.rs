@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// Methods we answer (the `Allow` header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER";
 
 /// A SIP request method. Method names are case-sensitive (RFC 3261
 /// §7.1): `invite` is an extension method, not INVITE.

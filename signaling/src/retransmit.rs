@@ -54,12 +54,23 @@ pub(crate) enum RtKey {
     Reliable(u64),
     /// Our PRACK to the callee (timers E/F), until its response.
     Prack(u64),
+    /// Our latest NOTIFY (RFC 3515 §2.4.4) to a transfer's referrer
+    /// (timers E/F).
+    Notify(u64),
+    /// Our INVITE to a transfer's target (timers A/B).
+    TransferInvite(u64),
+    /// A BYE to a transfer's referrer after the final NOTIFY, or a BYE or
+    /// CANCEL to a target the call no longer needs (timers E/F).
+    TransferEnd(u64),
+    /// Our 2xx to an INVITE that replaced a dialog (RFC 3891), until its
+    /// ACK (§13.3.1.4).
+    ReplacesFinal(u64),
 }
 
 impl RtKey {
     /// Every key a call `id` may hold, to stop them all when it goes
     /// (the [`RtKey::Info`] ones aside: the call lists those).
-    pub(crate) fn all_of(id: u64) -> [RtKey; 10] {
+    pub(crate) fn all_of(id: u64) -> [RtKey; 14] {
         [
             RtKey::CallerFinal(id),
             RtKey::CalleeInvite(id),
@@ -71,6 +82,10 @@ impl RtKey {
             RtKey::Update(id),
             RtKey::Reliable(id),
             RtKey::Prack(id),
+            RtKey::Notify(id),
+            RtKey::TransferInvite(id),
+            RtKey::TransferEnd(id),
+            RtKey::ReplacesFinal(id),
         ]
     }
 
@@ -79,7 +94,10 @@ impl RtKey {
     pub(crate) fn is_final_response(self) -> bool {
         matches!(
             self,
-            RtKey::CallerFinal(_) | RtKey::ReFinal(_) | RtKey::Reliable(_)
+            RtKey::CallerFinal(_)
+                | RtKey::ReFinal(_)
+                | RtKey::Reliable(_)
+                | RtKey::ReplacesFinal(_)
         )
     }
 }
@@ -96,6 +114,9 @@ pub(crate) enum TimerEv {
     /// The session interval (RFC 4028) of a call may have passed without
     /// a refresh.
     SessionExpiry(u64),
+    /// A transfer's referrer, NOTIFYed of the outcome, gets our BYE
+    /// unless it hung up first (RFC 5589 §6.1).
+    TransferBye(u64),
 }
 
 /// A timer's key in the queue: when, and a sequence number that orders
@@ -325,6 +346,7 @@ impl Retransmitter {
                     | RtKey::Cancel(_)
                     | RtKey::ForkCancel(..)
                     | RtKey::ForkBye(..)
+                    | RtKey::TransferEnd(_)
             )
         })
     }

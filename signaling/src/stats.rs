@@ -49,4 +49,10 @@ pub struct CoreStats {
     /// Reliable provisionals to callers never PRACKed within 64·T1: the
     /// call was refused with 504 and the callee CANCELled (RFC 3262 §3).
     pub reliable_abandoned: u64,
+    /// Transfers started: REFERs answered 202 (RFC 3515) and INVITEs
+    /// with Replaces that took a dialog's place (RFC 3891).
+    pub transfers: u64,
+    /// Transfers whose target refused or did not answer (the failure
+    /// NOTIFYed, the call left as it was).
+    pub transfers_failed: u64,
 }

@@ -192,6 +192,42 @@ pub(crate) struct Forking {
     pub(crate) finals: Vec<Option<u16>>,
 }
 
+/// A transfer (RFC 3515) asked for by the party of dialog `from` with a
+/// REFER: the slot leg facing `from` is handed to a target, reached
+/// with a new INVITE (blind) or a re-INVITE in a dialog of another call
+/// (attended, RFC 3891; `b2bua/transfer.rs`).
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    /// The referrer's side of the call: the slot leg that changes hands.
+    pub(crate) from: Side,
+    /// Until the target's 2xx, the target's dialog; after it, the
+    /// referrer's old one (the two are swapped).
+    pub(crate) other: Dialog,
+    /// The target answered: `other` is the referrer's old dialog.
+    pub(crate) swapped: bool,
+    /// Our INVITE (or re-INVITE) to the target.
+    pub(crate) uac: InviteClient,
+    /// The attended case: the call whose dialog with the target this
+    /// transfer took (it ends once the target answers).
+    pub(crate) replaces: Option<u64>,
+    /// The REFER's CSeq number and our response, for a retransmission.
+    pub(crate) refer_cseq: u32,
+    pub(crate) refer_response: Vec<u8>,
+    /// The CSeq number of our latest NOTIFY to the referrer.
+    pub(crate) notify_cseq: u32,
+    /// The final status of the target's INVITE, once NOTIFYed.
+    pub(crate) final_code: Option<u16>,
+    /// The call's offer before the transfer, restored when it fails.
+    pub(crate) prev_offer: Vec<u8>,
+    /// The referrer hung up: no more NOTIFYs, no BYE from us.
+    pub(crate) referrer_gone: bool,
+    /// When our BYE to the referrer is due.
+    pub(crate) bye_at: Option<Instant>,
+    /// A replacing INVITE (RFC 3891 §3) took dialog `from`: its CSeq
+    /// number, and our 2xx, retransmitted until its ACK.
+    pub(crate) replaced_by: Option<(u32, Vec<u8>)>,
+}
+
 /// Where a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
@@ -240,6 +276,11 @@ pub struct Call {
     /// The latest SDP offer relayed (as the sender wrote it, cut to the
     /// codecs we relay): answers are ordered and restricted by it.
     pub(crate) offer: Vec<u8>,
+    /// The latest SDP body each party sent (index: [`Side::leg`]), as
+    /// applied: what a transfer offers the new party.
+    pub(crate) sdp: [Vec<u8>; 2],
+    /// A transfer asked for by REFER, in progress or done.
+    pub(crate) transfer: Option<Box<Transfer>>,
     pub(crate) timer_c: Option<Instant>,
     pub(crate) linger: Option<Instant>,
     /// The other contacts rung in parallel, when the user has several

@@ -48,7 +48,7 @@ pub(crate) enum Role {
 
 /// The state of one dialog (RFC 3261 §12.1.1, §12.1.2) and the latest
 /// media its party described.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dialog {
     /// Our role in it.
     pub(crate) role: Role,

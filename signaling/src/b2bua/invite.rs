@@ -68,6 +68,12 @@ impl B2bua {
         dialog: Option<(u64, Side)>,
         now: Instant,
     ) -> Option<Msg> {
+        if let (Some((id, _)), None) = (dialog, req.to.tag()) {
+            // A retransmitted INVITE that replaced a dialog (transfer.rs).
+            if self.absorb_replacing(tu, id, &req, src) {
+                return None;
+            }
+        }
         match (dialog, req.to.tag()) {
             (Some((id, Side::Caller)), None) => {
                 let call = self.calls.get(&id);
@@ -240,7 +246,9 @@ impl B2bua {
             update: None,
             infos: Vec::new(),
             session: None,
+            sdp: [offer_body.clone(), Vec::new()],
             offer: offer_body,
+            transfer: None,
             timer_c: None,
             linger: None,
             forking: None,

@@ -199,6 +199,7 @@ fn apply_sdp(
         info!(call_id = %call.call_id(), slot, ?from, profile = call.leg_profile(from), ice_restart = prev.ice.is_some() && prev.ice != call.dialog(from).webrtc.ice, "leg media");
     }
     call.dialog_mut(from).media = Some(a);
+    call.sdp[from.leg()] = body.to_vec();
     call.dialog_mut(from.other()).webrtc.ensure_ice(tu.rng);
     program(tu, call);
     shape(tu, call, from.other(), body, op)

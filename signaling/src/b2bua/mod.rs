@@ -47,8 +47,12 @@
 //!   files below.
 //! - `info.rs`: INFO (RFC 6086, DTMF and other packages) relayed into
 //!   the other dialog and its response back.
-//! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call. REFER
-//!   (RFC 3515, transfer) gets its own file next to these.
+//! - `teardown.rs`: BYE, CANCEL, timeouts and the end of a call.
+//! - `transfer.rs`: REFER (RFC 3515) with NOTIFY sipfrag, blind and
+//!   attended (Replaces, RFC 3891): the slot leg facing the referrer is
+//!   handed to the target, the referrer gets its NOTIFYs and then BYE.
+//!   It imports only the shared files; `teardown.rs` asks it (as a
+//!   method) whether a BYE is the referrer's.
 //! - Shared by the flows, importing none of them: `media.rs` (slot
 //!   configuration, SDP offer/answer steps), `webrtc.rs` (each leg's
 //!   kind, and the DTLS-SRTP and ICE-lite a WebRTC leg terminates) and
@@ -84,12 +88,15 @@ mod reoffer;
 mod send;
 mod session;
 mod teardown;
+mod transfer;
 mod webrtc;
 
 pub(crate) use call::Target;
 pub use call::{leg_directions, Call, CallState};
 pub use dialog::Side;
 pub(crate) use failover::TrunkLeg;
+pub(crate) use transfer::Referred;
+pub use transfer::REFERRER_BYE_AFTER;
 
 /// Calls the call map is sized for at start (live plus lingering).
 const CALLS_RESERVED: usize = 65_536;
@@ -114,6 +121,9 @@ pub struct B2bua {
     /// Which trunk gateways are up (`crate::trunk_health`): `failover.rs`
     /// reports to it, the core routes and probes by it.
     pub(crate) gateways: crate::trunk_health::Health,
+    /// Call-ID → call, for the dialog a transfer holds (`transfer.rs`):
+    /// its target's before the target answers, the referrer's after.
+    transfers: HashMap<String, u64>,
 }
 
 impl Default for B2bua {
@@ -134,6 +144,7 @@ impl B2bua {
             next_call: 1,
             trunk_legs: HashMap::new(),
             gateways: crate::trunk_health::Health::default(),
+            transfers: HashMap::new(),
         }
     }
 
@@ -160,9 +171,9 @@ impl B2bua {
     /// To tag only if it carries that dialog's tags (§12.2.2; a Call-ID
     /// alone is not enough to touch a call).
     /// Whether `call_id` names a dialog of a call held (in progress, up
-    /// or lingering).
+    /// or lingering), a transfer's included.
     pub fn has_call_id(&self, call_id: &str) -> bool {
-        self.dialogs.contains_key(call_id)
+        self.dialogs.contains_key(call_id) || self.transfers.contains_key(call_id)
     }
 
     pub(crate) fn dialog_of(&self, req: &Msg) -> Option<(u64, Side)> {
@@ -208,8 +219,17 @@ impl B2bua {
         if let Some(mut call) = self.calls.remove(&id) {
             release_slot(tu, &mut call);
             B2bua::forget_forks(tu, &call, &mut self.dialogs);
-            self.dialogs.remove(call.call_id());
-            self.dialogs.remove(&call.callee().call_id);
+            // A dialog an attended transfer moved to another call stays.
+            for d in &call.dialogs {
+                if self.dialogs.get(&d.call_id).is_some_and(|e| e.0 == id) {
+                    self.dialogs.remove(&d.call_id);
+                }
+            }
+            if let Some(t) = &call.transfer {
+                if self.transfers.get(&t.other.call_id) == Some(&id) {
+                    self.transfers.remove(&t.other.call_id);
+                }
+            }
             for k in RtKey::all_of(id) {
                 tu.stop_retrans(k);
             }
@@ -231,6 +251,22 @@ impl B2bua {
         self.forget(tu, id);
     }
 
+    /// An ACK in dialog `side` of call `id`: for our 2xx to a replacing
+    /// INVITE (`transfer.rs`), to a re-INVITE, or to the caller's INVITE;
+    /// the callee sends none.
+    pub(crate) fn on_ack(&mut self, tu: &mut Tu<'_>, id: u64, side: Side, ack: &Msg) {
+        if self.on_replacing_ack(tu, id, side, ack) {
+            return;
+        }
+        if self.is_reinvite_ack(id, side, ack) {
+            self.on_reinvite_ack(tu, id, ack);
+        } else if side == Side::Caller {
+            self.on_caller_ack(tu, id);
+        } else {
+            debug!(call = id, "ACK from callee ignored");
+        }
+    }
+
     /// A response from the network: matched to its call by Call-ID, then
     /// to the request of ours it answers by CSeq method (and branch).
     /// Anything else counts as stray.
@@ -241,12 +277,20 @@ impl B2bua {
         src: SocketAddr,
         now: Instant,
     ) {
+        if let Some(&id) = self.transfers.get(&resp.call_id) {
+            self.on_transfer_response(tu, id, resp, now);
+            return;
+        }
         let Some((id, side)) = self.dialogs.get(&resp.call_id).copied() else {
             tu.stats.stray_responses += 1;
             debug!(call_id = %resp.call_id, %src, "stray response dropped");
             return;
         };
         if side == Side::Callee && self.on_fork_response(tu, id, resp, now) {
+            return;
+        }
+        if self.is_transfer_response(id, side, resp) {
+            self.on_transfer_response(tu, id, resp, now);
             return;
         }
         match (resp.cseq.method.as_str(), side) {

@@ -2,8 +2,9 @@
 //! own BYEs and CANCELs and their responses, and what happens when a
 //! message of ours gets no answer (timers B, F and the 2xx timer).
 //!
-//! REFER (RFC 3515, call transfer) will get a file of its own beside this
-//! one: it ends one dialog and starts another.
+//! REFER (RFC 3515, call transfer) is in `transfer.rs`: a BYE from a
+//! referrer whose transfer is under way, and the end of a call with one,
+//! are its to handle (asked here as methods).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -43,11 +44,15 @@ impl B2bua {
         src: SocketAddr,
         now: Instant,
     ) {
+        if self.referrer_hangs_up(tu, id, side, req, src) {
+            return;
+        }
         tu.reply(req, 200, src, |r| r);
         self.with_call(id, |b2b, call| {
             info!(call_id = %call.call_id(), slot = ?call.slot, ?side, "BYE");
             match call.state {
                 CallState::Answered | CallState::Confirmed => {
+                    b2b.abort_transfer(tu, call, now);
                     tu.stop_retrans(RtKey::CallerFinal(call.id));
                     tu.stop_retrans(RtKey::ReInvite(call.id));
                     tu.stop_retrans(RtKey::ReFinal(call.id));
@@ -186,8 +191,10 @@ impl B2bua {
             RtKey::ReInvite(id) => self.on_reinvite_timeout(tu, id, now),
             RtKey::Update(id) => self.on_update_timeout(tu, id),
             RtKey::Info(id, cseq) => self.on_info_timeout(tu, id, cseq),
+            RtKey::TransferInvite(id) => self.on_transfer_timeout(tu, id, now),
             RtKey::Reliable(id) => self.on_reliable_timeout(tu, id, now),
             RtKey::Cancel(_) | RtKey::ReFinal(_) | RtKey::Prack(_) => {}
+            RtKey::Notify(_) | RtKey::TransferEnd(_) | RtKey::ReplacesFinal(_) => {}
         }
     }
 }
