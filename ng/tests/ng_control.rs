@@ -106,7 +106,8 @@ impl Fx {
             .find(|&id| self.table.call_id(id).as_deref() == Some("c1"))
             .expect("the call's slot");
         let (cfg, _) = self.table.read_config(id).unwrap();
-        cfg.legs.map(|l| l.play.map(|p| (p.id, p.events().to_vec())))
+        cfg.legs
+            .map(|l| l.play.map(|p| (p.id, p.events().to_vec())))
     }
 }
 
@@ -229,11 +230,17 @@ fn play_dtmf_queues_events_on_the_selected_partys_leg() {
     assert_eq!(f.plays(), [Some((1, vec![15])), Some((3, vec![11, 3, 15]))]);
 
     let errors = [
-        (Dict::new().with("code", bstr("1")), "No participant party specified"),
+        (
+            Dict::new().with("code", bstr("1")),
+            "No participant party specified",
+        ),
         (play(bstr("E")), "Out of range 'code' specified"),
         (play(bstr("12")), "Out of range 'code' specified"),
         (play(int(16)), "Out of range 'code' specified"),
-        (Dict::new().with("from-tag", bstr("B")), "No DTMF code specified"),
+        (
+            Dict::new().with("from-tag", bstr("B")),
+            "No DTMF code specified",
+        ),
     ];
     for (d, reason) in errors {
         assert_eq!(f.control("play DTMF", d), ("error".into(), reason.into()));

@@ -51,6 +51,7 @@ pub mod build;
 pub mod config;
 mod conns;
 pub mod core;
+mod core_auth;
 mod core_trunk;
 pub mod digest;
 pub mod dns;
