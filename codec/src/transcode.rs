@@ -161,7 +161,9 @@ pub struct Stats {
     pub packets_out: u64,
     /// Lost input packets concealed (PLC or FEC).
     pub concealed: u64,
-    /// Of those, recovered from Opus in-band FEC.
+    /// Of those, the last of a gap in an Opus stream, decoded with FEC
+    /// asked of the packet after it (libopus falls back to its PLC when
+    /// that packet carries no FEC data).
     pub fec_recovered: u64,
     /// Duplicate or late input packets dropped.
     pub late: u64,
@@ -435,6 +437,7 @@ impl Transcoder {
         self.last_ticks = 0;
         self.last_samples = 0;
         self.dtmf_map = None;
+        self.pad_ticks = 0;
         self.marker = true;
         if let Some(i) = idx {
             self.cur = i;
@@ -590,20 +593,18 @@ impl Transcoder {
                 Codec::G722 => self.frame / 2,
                 Codec::Opus { .. } => MAX_PACKET,
             };
-            let mut skipped = false;
             let enc = &mut self.enc;
             let r = out.push(h, max, |p| match enc {
                 Enc::Pcmu => Ok(g711::ulaw_encode(frame, p)),
                 Enc::Pcma => Ok(g711::alaw_encode(frame, p)),
                 Enc::G722(e) => Ok(e.encode(frame, p)),
-                Enc::Opus { enc, dtx } => {
-                    let n = enc.encode(frame, p)?;
-                    if *dtx && n <= 2 {
-                        skipped = true;
-                        return Err(OpusError("dtx".into()));
-                    }
-                    Ok(n)
-                }
+                Enc::Opus { enc, dtx } => match enc.encode(frame, p) {
+                    // libopus: with DTX, a packet of 2 bytes or less need
+                    // not be sent.
+                    Ok(n) if *dtx && n <= 2 => Err(None),
+                    Ok(n) => Ok(n),
+                    Err(e) => Err(Some(e)),
+                },
             });
             match r {
                 Some(Ok(())) => {
@@ -611,11 +612,11 @@ impl Transcoder {
                     self.marker = false;
                     self.stats.packets_out += 1;
                 }
-                Some(Err(_)) if skipped => {
+                Some(Err(None)) => {
                     self.stats.dtx_skipped += 1;
                     self.marker = true;
                 }
-                Some(Err(e)) => result = Err(TranscodeError::Encode(e)),
+                Some(Err(Some(e))) => result = Err(TranscodeError::Encode(e)),
                 None => result = Err(TranscodeError::OutputFull),
             }
         }
