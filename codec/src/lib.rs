@@ -22,6 +22,8 @@
 //! written to caller-owned buffers, and time is the RTP timestamps.
 //! Malformed input gives a typed error, never a panic.
 
+#![warn(missing_docs)]
+
 pub mod dtmf;
 pub mod g711;
 pub mod g722;
