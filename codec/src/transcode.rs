@@ -5,12 +5,13 @@
 //! → encode"):
 //!
 //! 1. Parse the RTP header (RFC 3550 §5.1; malformed → [`TranscodeError::Rtp`]).
-//! 2. Sequence numbers: a duplicate or late packet (behind the expected
-//!    number) is dropped; a gap of up to [`MAX_CONCEALED`] packets is
+//! 2. Sequence numbers: a duplicate or late packet (up to [`MAX_MISORDER`]
+//!    behind the expected number) is dropped; a gap of up to [`MAX_CONCEALED`] packets is
 //!    concealed (Opus: libopus PLC, and in-band FEC from the packet that
 //!    arrived for the last lost one; G.711/G.722: [`crate::plc::Plc`]) at
-//!    the last packet's duration; a longer gap, an SSRC change or a
-//!    change of input codec restarts the timeline (a new talkspurt).
+//!    the last packet's duration; a longer gap, a jump further back, an
+//!    SSRC change or a change of input codec restarts the timeline (a new
+//!    talkspurt).
 //! 3. Timestamps: a jump with no lost packet (silence suppression, DTX) is
 //!    kept: the pending output is completed with silence and sent, and the
 //!    output timestamp jumps by the same time in the output clock.
@@ -43,6 +44,11 @@ use tern_shared::rtp::{RtpError, RtpPacket};
 /// Most lost packets concealed in one gap; a longer gap restarts the
 /// timeline instead.
 pub const MAX_CONCEALED: u16 = 5;
+
+/// A packet at most this many sequence numbers behind the expected one is
+/// late (dropped); further behind, the sender is taken to have restarted
+/// its numbering (RFC 3550 §A.1's `MAX_MISORDER`).
+pub const MAX_MISORDER: i16 = 100;
 
 /// Largest input payload of G.711 or G.722, bytes: 120 ms (960 samples of
 /// G.711, 1920 of G.722).
@@ -393,11 +399,16 @@ impl Transcoder {
             self.restart(ssrc, seq, ts, idx);
         } else {
             let delta = seq.wrapping_sub(self.in_seq_next) as i16;
-            if delta < 0 {
+            if (-MAX_MISORDER..0).contains(&delta) {
                 self.stats.late += 1;
                 return Ok(());
             }
-            if delta as u16 > MAX_CONCEALED || (delta > 0 && self.last_samples == 0) {
+            if delta < 0 {
+                // Far behind: the sender restarted its sequence numbers.
+                self.flush(out)?;
+                self.stats.resyncs += 1;
+                self.restart(ssrc, seq, ts, idx);
+            } else if delta as u16 > MAX_CONCEALED || (delta > 0 && self.last_samples == 0) {
                 let gap = ts.wrapping_sub(self.in_ts_next) as i32;
                 self.flush(out)?;
                 self.silence(i64::from(gap));

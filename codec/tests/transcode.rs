@@ -424,6 +424,17 @@ fn bad_input_gets_a_typed_error_and_late_packets_are_dropped() {
         .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(t.stats().late, 2);
+    // Far behind (a sequence restart, RFC 3550 §A.1): taken, not dropped.
+    out.clear();
+    t.push(
+        &rtp(0, 2u16.wrapping_sub(500), 480, 1, false, &[0xFF; 160]),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.len(), 1);
+    assert!(header(out.get(0).unwrap()).0);
+    assert_eq!(t.stats().resyncs, 1);
+    out.clear();
     // A new SSRC restarts the input side; the output keeps its own SSRC
     // and sequence.
     out.clear();
@@ -433,8 +444,8 @@ fn bad_input_gets_a_typed_error_and_late_packets_are_dropped() {
     assert!(m);
     assert_eq!(ssrc, SSRC_OUT);
     // (The frame that did not fit used no sequence number.)
-    assert_eq!(seq, 65530u16.wrapping_add(2));
-    assert_eq!(t.stats().resyncs, 1);
+    assert_eq!(seq, 65530u16.wrapping_add(3));
+    assert_eq!(t.stats().resyncs, 2);
 }
 
 #[test]
