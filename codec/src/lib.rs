@@ -16,7 +16,8 @@
 //! - [`transcode`]: a [`transcode::Transcoder`] from RTP packets of one
 //!   codec to RTP packets of another, with its own SSRC, sequence numbers
 //!   and timestamps (RFC 3550 §5.1), a ptime change, concealment of lost
-//!   packets and telephone-event pass-through.
+//!   packets and telephone-event pass-through; it writes into a
+//!   caller-owned [`packets::OutPackets`].
 //!
 //! Nothing here owns a socket or a clock: input is bytes, output is bytes
 //! written to caller-owned buffers, and time is the RTP timestamps.

@@ -161,8 +161,9 @@ impl OpusEncoder {
     /// (`remote`, what the other side said it accepts):
     /// `useinbandfec=1` switches on in-band FEC (and tells the encoder to
     /// expect 10 % loss, without which libopus sends no LBRR data);
-    /// `usedtx=1` switches on DTX; `maxaveragebitrate` caps the bitrate
-    /// (default 32 kbit/s); `maxplaybackrate` caps the audio bandwidth
+    /// `usedtx=1` switches on DTX; `maxaveragebitrate` sets the bitrate
+    /// (default 32 kbit/s; at most 64 kbit/s, plenty for mono voice);
+    /// `maxplaybackrate` caps the audio bandwidth
     /// (≤ 8000 narrowband, ≤ 12000 mediumband, ≤ 16000 wideband, ≤ 24000
     /// super-wideband); `cbr=1` switches VBR off.
     ///
