@@ -203,6 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn the_reported_delay_is_where_an_impulse_comes_out() {
+        for (from, to) in [
+            (8000, 48000),
+            (48000, 8000),
+            (16000, 8000),
+            (8000, 16000),
+            (48000, 16000),
+        ] {
+            let mut r = Resampler::new(from, to).unwrap();
+            let mut input = vec![0i16; from as usize / 10];
+            input[0] = 20000;
+            let mut out = Vec::new();
+            r.process(&input, &mut out);
+            let peak = (0..out.len())
+                .max_by_key(|&i| out[i].unsigned_abs())
+                .unwrap();
+            assert_eq!(peak, r.delay(), "{from}→{to}");
+        }
+    }
+
+    #[test]
     fn other_rates_are_refused_and_reset_clears_the_carry() {
         assert_eq!(
             Resampler::new(44100, 48000).err(),
