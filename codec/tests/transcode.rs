@@ -543,3 +543,47 @@ fn pcmu_to_g722_uses_the_8000_rtp_clock() {
     );
     assert!(c >= 0.98, "PCMU→G.722 corr {c} at lag {lag}");
 }
+
+#[test]
+fn a_change_of_input_codec_restarts_the_timeline_without_an_output_jump() {
+    let opus = Codec::Opus { stereo: false };
+    let mut t = Transcoder::new(&cfg(
+        vec![(0, Codec::Pcmu), (111, opus)],
+        Codec::Pcma,
+        8,
+        20,
+    ))
+    .unwrap();
+    let mut input = packetize(
+        Codec::Pcmu,
+        0,
+        &tone(8000, 1600, TWO_TONE),
+        20,
+        &OpusFmtp::default(),
+    );
+    // Then Opus from the same source, its own sequence and 48 kHz clock.
+    let tail = packetize(
+        opus,
+        111,
+        &tone(48000, 9600, TWO_TONE),
+        20,
+        &OpusFmtp::default(),
+    );
+    input.extend(tail.into_iter().enumerate().map(|(k, mut p)| {
+        p[2..4].copy_from_slice(&(2000 + k as u16).to_be_bytes());
+        p
+    }));
+    let out = run(&mut t, &input);
+    assert_eq!(t.stats().resyncs, 1);
+    // 10 PCMU packets and 10 Opus ones, on one output timeline: the
+    // output timestamp never steps back and the sequence never skips.
+    assert_eq!(out.len(), 20);
+    let hs: Vec<_> = out.iter().map(|p| header(p)).collect();
+    for w in hs.windows(2) {
+        assert_eq!(w[1].2, w[0].2.wrapping_add(1));
+        assert_eq!(w[1].3.wrapping_sub(w[0].3), 160);
+    }
+    // M again on the first packet after the switch.
+    assert!(hs[0].0 && hs[10].0);
+    assert_eq!(hs.iter().filter(|h| h.0).count(), 2);
+}
