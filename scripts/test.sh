@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tern. Installs what the tests need first, from
-# Debian's packages, when it is missing: sipp (sip-tester), tshark,
+# Debian's packages, when it is missing: libopus-dev, libspandsp-dev and
+# pkg-config (tern-codec links them), sipp (sip-tester), tshark,
 # rtpengine-ng-client (rtpengine-utils), dnsmasq (dnsmasq-base), rtpengine (rtpengine-daemon, the
 # independent peer for SRTP, DTLS-SRTP and ICE), baresip (a second SRTP
 # stack, in a network namespace), kamailio with its websocket module, and
@@ -26,6 +27,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1 || need+=(kamailio-websocket-modules)
 # The real browser of tests/browser_*.rs, and node to drive it.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# tern-codec links libopus (found by pkg-config) and libspandsp (G.722).
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+[ -f /usr/include/spandsp/g722.h ] || need+=(libspandsp-dev)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
