@@ -454,6 +454,12 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
         );
         counter(
             &mut reg,
+            "tern_sip_icmp_errors",
+            "ICMP errors (port or host unreachable) for SIP sent over UDP: the transactions to that destination failed at once",
+            t.icmp_errors,
+        );
+        counter(
+            &mut reg,
             "tern_sip_session_timer_expired",
             "Calls ended by tern because their session interval passed without a refresh (RFC 4028)",
             s.stats.session_timer_expired,

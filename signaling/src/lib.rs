@@ -56,6 +56,7 @@ mod core_trunk;
 pub mod digest;
 pub mod dns;
 pub mod guard;
+mod icmp;
 pub mod method;
 pub mod msg;
 pub mod normalize;

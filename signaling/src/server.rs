@@ -296,6 +296,8 @@ fn bind_udp_tcp(config: &SipConfig) -> Result<(UdpSocket, TcpListener, SocketAdd
         let so = socket2::SockRef::from(&sock);
         let _ = so.set_recv_buffer_size(UDP_BUFFER_BYTES);
         let _ = so.set_send_buffer_size(UDP_BUFFER_BYTES);
+        // ICMP errors to the error queue, read in `read_udp`.
+        crate::icmp::enable(&sock, config.listen.is_ipv6());
         let bound = sock.local_addr().map_err(SipError::Io)?;
         match TcpListener::bind(bound) {
             Ok(listener) => return Ok((sock, listener, bound)),
@@ -439,8 +441,16 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // E.g. ECONNREFUSED left by an ICMP error: not fatal.
+                    // An ICMP error (ECONNREFUSED, EHOSTUNREACH): the
+                    // queue names the destination, whose transactions
+                    // fail now (RFC 3261 §18.4) rather than at Timer B.
                     debug!(error = %e, "recv_from");
+                    let now = Instant::now();
+                    for err in crate::icmp::take_errors(&self.sock) {
+                        debug!(dest = %err.dest, errno = err.errno, "ICMP error");
+                        self.stats.icmp_errors += 1;
+                        core.transport_failed(err.dest, now);
+                    }
                     continue;
                 }
             }

@@ -198,6 +198,9 @@ pub struct TransportStats {
     /// Messages dropped for want of a connection (connect failed, bound,
     /// a TLS/WS peer whose connection is gone, handshake not done).
     pub tcp_send_failed: u64,
+    /// ICMP errors read from the UDP socket's error queue (port or host
+    /// unreachable): each failed the transactions to its destination.
+    pub icmp_errors: u64,
     /// Accepted connections by kind.
     pub accepted_by_kind: [u64; 4],
     /// Connections open now by kind (a gauge).

@@ -1,8 +1,10 @@
 //! Trunks end to end over real UDP with SIPp (Debian `sip-tester`):
 //! - failover: a SIPp UAC on a trusted source (`inbound_from`) dials
 //!   `9123`; route `9` strips one digit to the trunk, whose first gateway
-//!   has nothing listening (Timer B, shortened by a small T1) and whose
-//!   second is a SIPp UAS that must see `INVITE sip:123@...` and answers;
+//!   has nothing listening (its ICMP port unreachable fails the INVITE at
+//!   once, RFC 3261 §18.4: with the default T1, Timer B would be 32 s,
+//!   past the UAC's 10 s) and whose second is a SIPp UAS that must see
+//!   `INVITE sip:123@...` and answers;
 //! - registration: SIPp as the trunk's registrar (`sipp/registrar.xml`)
 //!   challenges, grants 4 s and gets the refresh;
 //! - health: after that Timer B the first gateway is down, the next call
@@ -114,9 +116,9 @@ fn sipp_call_through_a_trunk_fails_over_to_the_second_gateway() {
     let toml = format!(
         "[[trunks]]\nname = \"carrier\"\ngateways = [\"127.0.0.1:{GW_DOWN}\", \"127.0.0.1:{GW_UP}\"]\ninbound_from = [\"127.0.0.1/32\"]\n\n[[routes]]\nprefix = \"9\"\nstrip = 1\ntrunk = \"carrier\"\n"
     );
-    let mut config = SipConfig::from_toml(tern, &toml).expect("config");
-    // Timer B = 64·T1 = 3.2 s for the gateway that never answers.
-    config.t1 = Duration::from_millis(50);
+    // The default T1: Timer B (32 s) is past the UAC's timeout, so only
+    // the ICMP error can move the call to the second gateway in time.
+    let config = SipConfig::from_toml(tern, &toml).expect("config");
     let shutdown = Arc::new(AtomicBool::new(false));
     let server = {
         let (relay, shutdown) = (ShmRelay::new(table.clone()), shutdown.clone());
@@ -140,7 +142,7 @@ fn sipp_call_through_a_trunk_fails_over_to_the_second_gateway() {
             "-mp",
             "25470",
             "-timeout",
-            "30s",
+            "10s",
             "-timeout_error",
             TERN,
         ],
