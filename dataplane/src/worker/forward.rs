@@ -92,6 +92,15 @@ fn play_into(pl: &mut crate::inject::DtmfPlayer, pkt: &mut [u8], pt: u8) -> Opti
     Some(n)
 }
 
+/// Whether `leg` of `slot` has an active DTLS handshake waiting for ICE
+/// nomination.
+#[inline]
+fn ice_leg_deferred(slot: &super::SlotRt, leg: usize) -> bool {
+    slot.sec
+        .as_ref()
+        .is_some_and(|s| s.legs[leg & 1].deferred.is_some())
+}
+
 /// Stage 1: the class of datagram `pkt` by its first byte (RFC 7983 §7).
 #[inline]
 pub(super) fn demux(pkt: &[u8]) -> Demux {
@@ -163,10 +172,12 @@ impl Worker {
                 let out = &mut self.scratch[..];
                 match secure::on_stun(ice, &buf[off..off + plen], src, now, out) {
                     StunAction::Reply { len, nominated } => {
+                        let mut start_dtls = false;
                         if nominated {
                             let rtcp = sock & 1 == 1;
                             fwd.latch(leg, src, rtcp);
                             c_in.set_learned(rtcp, Some(src));
+                            start_dtls = ice_leg_deferred(slot, leg);
                         }
                         // The answer goes back out of the socket the check
                         // came in on, from this same buffer.
@@ -179,9 +190,15 @@ impl Worker {
                             src,
                             user_data::send_ud(bid),
                         );
-                        return sqe.is_some_and(|e| {
+                        let queued = sqe.is_some_and(|e| {
                             push_sqe(&mut self.ring, &e, &mut self.ring_ctr.sq_full)
                         });
+                        // After the answer: the peer's ICE is connected
+                        // by the time our ClientHello arrives.
+                        if start_dtls {
+                            self.start_deferred(idx, leg);
+                        }
+                        return queued;
                     }
                     StunAction::Drop => Some(DropReason::Stun),
                 }

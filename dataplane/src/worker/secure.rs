@@ -15,7 +15,7 @@ use std::time::Instant;
 use tern_secure::ice::{Credentials, IceDrop, IceLite, Outcome};
 use tern_secure::srtp::{Context, SrtpError, StreamState, Suite};
 use tern_shared::table::{
-    DropReason, DtlsRole, IceParams, LegCounters, LegSecurity, SlotConfig, SlotTable,
+    DropReason, DtlsParams, DtlsRole, IceParams, LegCounters, LegSecurity, SlotConfig, SlotTable,
     SrtpDirection, SrtpKeying, SrtpStreamState,
 };
 
@@ -40,6 +40,12 @@ pub(super) struct LegSecure {
     /// The leg is DTLS-SRTP and its handshake has not given keys yet:
     /// media is dropped until it has.
     pub(super) awaiting_dtls: bool,
+    /// An active (client) handshake on an ICE leg waits for the peer to
+    /// nominate a pair: a ClientHello sent before goes to an address the
+    /// peer may not read yet (a browser drops DTLS before ICE connects),
+    /// and the handshake would then wait a whole retransmission (1 s).
+    /// (the parameters, and whether the RTCP component has its own).
+    pub(super) deferred: Option<(DtlsParams, bool)>,
 }
 
 impl LegSecure {
@@ -382,7 +388,13 @@ impl super::Worker {
                     st.tx = None;
                     st.awaiting_dtls = true;
                 }
-                start[leg] = Some(p);
+                let unnominated = st.ice.as_ref().is_some_and(|i| i.nominated().is_none());
+                if p.role == DtlsRole::Active && unnominated {
+                    st.deferred = Some((p, rtcp_too[leg]));
+                } else {
+                    st.deferred = None;
+                    start[leg] = Some(p);
+                }
             }
         }
         let gen = self.slots[idx].gen;
@@ -406,6 +418,36 @@ impl super::Worker {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The peer nominated a pair on `leg` of slot `idx`: an active
+    /// handshake deferred until then starts now.
+    pub(super) fn start_deferred(&mut self, idx: usize, leg: usize) {
+        let id = self.first + idx as u32;
+        let slot = &mut self.slots[idx];
+        let Some((params, rtcp)) = slot
+            .sec
+            .as_mut()
+            .and_then(|s| s.legs[leg & 1].deferred.take())
+        else {
+            return;
+        };
+        let Some(d) = &self.dtls else { return };
+        for component in 0..=u8::from(rtcp) {
+            let key = LegKey {
+                worker: self.index,
+                slot: id,
+                leg,
+                component,
+                gen: slot.gen,
+            };
+            if !d.command(ToTask::Start { key, params }) {
+                warn!(
+                    slot = id,
+                    leg, "DTLS task queue full: handshake not started"
+                );
             }
         }
     }
