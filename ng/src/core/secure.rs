@@ -26,7 +26,7 @@
 use std::net::IpAddr;
 
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use tern_shared::sdp::{candidate_value, crypto_value, fingerprint_value, host_priority, Setup};
 use tern_shared::table::{
     srtp_suite, DtlsParams, DtlsRole, IceParams, IceToken, LegPorts, SlotTable, SrtpKeying,
@@ -141,24 +141,6 @@ fn random_key(rng: &mut StdRng, suite: u8) -> Option<Vec<u8>> {
     let mut v = vec![0u8; k + s];
     rng.fill_bytes(&mut v);
     Some(v)
-}
-
-/// `len` random ice-chars (RFC 8839 §5.4: ALPHA / DIGIT / "+" / "/").
-fn ice_token(rng: &mut StdRng, len: usize) -> String {
-    const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    (0..len)
-        .map(|_| char::from(CH[rng.gen_range(0..CH.len())]))
-        .collect()
-}
-
-/// New ICE-lite credentials for a leg (an 8-char ufrag, a 24-char
-/// password: 48 and 144 random bits), the peer's ufrag not yet known.
-fn fresh_ice(rng: &mut StdRng) -> IceParams {
-    IceParams {
-        local_ufrag: IceToken::new(&ice_token(rng, 8)).unwrap_or_default(),
-        local_pwd: IceToken::new(&ice_token(rng, 24)).unwrap_or_default(),
-        remote_ufrag: None,
-    }
 }
 
 /// Everything the SDP going to leg `to`'s peer needs from the negotiation.
@@ -292,7 +274,7 @@ pub(super) fn negotiate(
     let mut ice_lite = false;
     if want_ice {
         if sec.ice.is_none() {
-            sec.ice = Some(fresh_ice(rng));
+            sec.ice = Some(IceParams::fresh(rng));
         }
         if let Some(p) = &sec.ice {
             ice_lite = true;
@@ -449,7 +431,7 @@ fn take_sender(
         Some(u) => {
             let restart = plan.peer_ufrag.as_deref().is_some_and(|p| p != u);
             if restart || sec.ice.is_none() {
-                sec.ice = Some(fresh_ice(rng));
+                sec.ice = Some(IceParams::fresh(rng));
             }
             if let Some(p) = sec.ice.as_mut() {
                 p.remote_ufrag = IceToken::new(u);

@@ -155,6 +155,27 @@ pub struct IceParams {
     pub remote_ufrag: Option<IceToken>,
 }
 
+impl IceParams {
+    /// New ICE-lite credentials, the peer's ufrag not yet known: an
+    /// 8-char ufrag and a 24-char password of ice-chars (48 and 144
+    /// random bits; RFC 8839 §5.4 asks at least 24 and 128). `rng` must
+    /// be a CSPRNG: the password is what authenticates checks.
+    pub fn fresh<R: rand::Rng + ?Sized>(rng: &mut R) -> IceParams {
+        const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut token = |len: usize| {
+            let s: String = (0..len)
+                .map(|_| char::from(CH[rng.gen_range(0..CH.len())]))
+                .collect();
+            IceToken::new(&s).unwrap_or_default()
+        };
+        IceParams {
+            local_ufrag: token(8),
+            local_pwd: token(24),
+            remote_ufrag: None,
+        }
+    }
+}
+
 /// The relay's DTLS role on a leg (RFC 8842 §5 / RFC 4145 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -338,6 +359,25 @@ pub enum SrtpDirection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_ice_credentials_are_ice_chars_of_the_rfc_lengths() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let a = IceParams::fresh(&mut rng);
+        let b = IceParams::fresh(&mut rng);
+        for p in [a, b] {
+            assert_eq!((p.local_ufrag.len, p.local_pwd.len), (8, 24));
+            let ok = |t: &IceToken| {
+                t.as_str()
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+            };
+            assert!(ok(&p.local_ufrag) && ok(&p.local_pwd));
+            assert_eq!(p.remote_ufrag, None);
+        }
+        assert_ne!(a, b, "each call draws anew");
+    }
 
     #[test]
     fn security_round_trips_through_words() {

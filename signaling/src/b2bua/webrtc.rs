@@ -16,7 +16,6 @@
 //! credentials.
 
 use rand::rngs::StdRng;
-use rand::Rng;
 use tern_shared::sdp::Setup;
 use tern_shared::table::{DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity};
 
@@ -53,24 +52,6 @@ pub(crate) struct LegWebrtc {
     /// The `m=` lines negotiated with the party (RFC 3264 §8.1: later
     /// SDP toward it keeps them).
     pub(crate) layout: Vec<MLine>,
-}
-
-/// `len` random ice-chars (RFC 8839 §5.4: ALPHA / DIGIT / "+" / "/").
-fn ice_token(rng: &mut StdRng, len: usize) -> String {
-    const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    (0..len)
-        .map(|_| char::from(CH[rng.gen_range(0..CH.len())]))
-        .collect()
-}
-
-/// New ICE-lite credentials: an 8-char ufrag and a 24-char password (48
-/// and 144 random bits; RFC 8839 §5.4 asks at least 24 and 128).
-fn fresh_ice(rng: &mut StdRng) -> IceParams {
-    IceParams {
-        local_ufrag: IceToken::new(&ice_token(rng, 8)).unwrap_or_default(),
-        local_pwd: IceToken::new(&ice_token(rng, 24)).unwrap_or_default(),
-        remote_ufrag: None,
-    }
 }
 
 impl LegWebrtc {
@@ -111,7 +92,7 @@ impl LegWebrtc {
         self.on = true;
         let restart = self.peer_ufrag.is_some() && self.peer_ufrag != w.ice_ufrag;
         if restart || self.ice.is_none() {
-            self.ice = Some(fresh_ice(rng));
+            self.ice = Some(IceParams::fresh(rng));
         }
         if let Some(ice) = self.ice.as_mut() {
             ice.remote_ufrag = w.ice_ufrag.as_deref().and_then(IceToken::new);
@@ -137,7 +118,7 @@ impl LegWebrtc {
     /// Gives a WebRTC leg ICE credentials before we offer it any.
     pub(crate) fn ensure_ice(&mut self, rng: &mut StdRng) {
         if self.on && self.ice.is_none() {
-            self.ice = Some(fresh_ice(rng));
+            self.ice = Some(IceParams::fresh(rng));
         }
     }
 
