@@ -162,14 +162,7 @@ impl NgCore {
         let party = match select(m, call)? {
             Some(t) => Some(t),
             None => match field(m.opt_str("from-tag"), "", "from-tag")? {
-                Some(tag) if flags.directional && !all => {
-                    if !call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
-                        return Err(CommandError::Control(
-                            "From-tag given, but no such tag exists",
-                        ));
-                    }
-                    Some(tag.to_string())
-                }
+                Some(tag) if flags.directional && !all => Some(party(call, tag)?),
                 _ => None,
             },
         };
@@ -196,15 +189,7 @@ impl NgCore {
             party = party.as_deref(),
             "ng: media control"
         );
-        for branch in &mut call.branches {
-            for ms in &mut branch.media {
-                let Some(slot) = ms.slot else { continue };
-                call.blocks.stamp(&branch.tags, &mut ms.cfg);
-                table
-                    .publish(slot, &ms.cfg)
-                    .map_err(|e| CommandError::Table(e.to_string()))?;
-            }
-        }
+        republish(call, &table)?;
         Ok(Dict::new())
     }
 }
@@ -241,12 +226,7 @@ impl NgCore {
                 Some(t) => vec![t],
                 None => {
                     if let Some(tag) = field(m.opt_str("from-tag"), "", "from-tag")? {
-                        if !call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
-                            return Err(CommandError::Control(
-                                "From-tag given, but no such tag exists",
-                            ));
-                        }
-                        vec![tag.to_string()]
+                        vec![party(call, tag)?]
                     } else {
                         return Err(CommandError::Control("No participant party specified"));
                     }
@@ -295,16 +275,34 @@ impl NgCore {
             parties = parties.len(),
             "ng: play DTMF"
         );
-        for branch in &mut call.branches {
-            for ms in &mut branch.media {
-                let Some(slot) = ms.slot else { continue };
-                call.blocks.stamp(&branch.tags, &mut ms.cfg);
-                table
-                    .publish(slot, &ms.cfg)
-                    .map_err(|e| CommandError::Table(e.to_string()))?;
-            }
-        }
+        republish(call, &table)?;
         Ok(Dict::new())
+    }
+}
+
+/// Stamps the call's media control on every slot of every branch and
+/// publishes them.
+fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
+    for branch in &mut call.branches {
+        for ms in &mut branch.media {
+            let Some(slot) = ms.slot else { continue };
+            call.blocks.stamp(&branch.tags, &mut ms.cfg);
+            table
+                .publish(slot, &ms.cfg)
+                .map_err(|e| CommandError::Table(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `tag`, if it is a party of the call (rtpengine's error otherwise).
+fn party(call: &Call, tag: &str) -> Result<String, CommandError> {
+    if call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
+        Ok(tag.to_string())
+    } else {
+        Err(CommandError::Control(
+            "From-tag given, but no such tag exists",
+        ))
     }
 }
 
