@@ -7,6 +7,8 @@
 //! media half the time. Real io_uring workers over loopback; every wait is
 //! bounded.
 
+mod common;
+use common::*;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,17 +19,6 @@ use tern_secure::dtls::{Certificate, Endpoint, Fingerprint, HashAlg, Role, State
 use tern_secure::srtp::{Context, Suite};
 use tern_shared::table::testing::TempTable;
 use tern_shared::table::{DtlsParams, DtlsRole, LegSecurity, LegStats, SlotConfig, SlotTable};
-
-fn udp() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    s
-}
-
-fn at(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
-}
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0];
@@ -47,17 +38,6 @@ fn sr(ssrc: u32) -> Vec<u8> {
 
 fn stats(t: &SlotTable, id: u32, leg: usize) -> LegStats {
     t.stats(id, leg).unwrap()
-}
-
-fn wait_until(ms: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 /// One client endpoint on its own socket, aimed at one relay port.

@@ -4,27 +4,16 @@
 //! with the other direction untouched and the flags undone by a
 //! reconfiguration. Every wait is bounded.
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tern_dataplane::{start, RelayConfig};
 use tern_shared::table::testing::TempTable;
 use tern_shared::table::{SlotConfig, SlotTable};
 
 const DTMF_PT: u8 = 101;
-
-fn udp() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    s
-}
-
-fn at(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
-}
 
 fn rtp(pt: u8, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, pt];
@@ -33,22 +22,6 @@ fn rtp(pt: u8, seq: u16) -> Vec<u8> {
     p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
     p.extend((0..160u8).map(|i| i.wrapping_mul(3) ^ seq as u8));
     p
-}
-
-fn recv(s: &UdpSocket) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 2048];
-    s.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
-}
-
-fn wait_until(ms: u64, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    f()
 }
 
 /// Publishes `cfg` and waits until the worker applied it.

@@ -5,10 +5,10 @@
 //! DTLS and SRTP, bad tags, replays) dropped and counted by reason while
 //! the other call forwards on. Every wait is bounded.
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tern_dataplane::{start, RelayConfig};
 use tern_secure::srtp::{Context, Suite};
@@ -22,17 +22,6 @@ const UFRAG: &str = "tErNuFrG";
 const PWD: &str = "relay+password/0123456789";
 const KEY_IN: [u8; 30] = [0x11; 30];
 const KEY_OUT: [u8; 30] = [0x22; 30];
-
-fn udp() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    s
-}
-
-fn at(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
-}
 
 fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0];
@@ -57,23 +46,6 @@ fn protect(c: &mut Context, p: &[u8]) -> Vec<u8> {
 
 fn stats(t: &SlotTable, id: u32, leg: usize) -> LegStats {
     t.stats(id, leg).unwrap()
-}
-
-/// Polls `f` every 5 ms for at most `ms` ms.
-fn wait_until(ms: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    f()
-}
-
-fn recv(s: &UdpSocket) -> Option<Vec<u8>> {
-    let mut b = [0u8; 2048];
-    s.recv_from(&mut b).ok().map(|(n, _)| b[..n].to_vec())
 }
 
 /// A Binding request from the controlling peer, signed with the relay's
