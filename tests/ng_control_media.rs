@@ -8,7 +8,7 @@
 //! Ports: tern relay 30500-30599, rtpengine 30100-30199.
 
 mod common;
-use common::ng::{ng_exchange, sdp_port, str_of};
+use common::ng::NgClient;
 use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
@@ -88,37 +88,13 @@ impl Media {
 
 /// The sequence against the relay whose ng socket is `ng`.
 fn run(ng: SocketAddr) -> Vec<(&'static str, Step)> {
-    let ctl = sock();
-    ctl.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let (a, b) = (sock(), sock());
     let (pa, pb) = (
         a.local_addr().unwrap().port(),
         b.local_addr().unwrap().port(),
     );
-    let mut n = 0;
-    let mut ng_cmd = |d: Dict| {
-        n += 1;
-        let r = ng_exchange(&ctl, ng, &format!("k{n}"), d);
-        assert_eq!(str_of(&r, "result"), "ok", "{r:?}");
-        r
-    };
-    let r = ng_cmd(
-        Dict::new()
-            .with("command", bstr("offer"))
-            .with("call-id", bstr("ctl-media"))
-            .with("from-tag", bstr("A"))
-            .with("sdp", bstr(sdp(pa))),
-    );
-    let to_b = sdp_port(&r);
-    let r = ng_cmd(
-        Dict::new()
-            .with("command", bstr("answer"))
-            .with("call-id", bstr("ctl-media"))
-            .with("from-tag", bstr("A"))
-            .with("to-tag", bstr("B"))
-            .with("sdp", bstr(sdp(pb))),
-    );
-    let relay_a = sdp_port(&r);
+    let mut ng = NgClient::new(ng, "ctl-media");
+    let (to_b, relay_a) = ng.offer_answer("ctl-media", &sdp(pa), &sdp(pb), &[]);
     // B speaks first, so both relays have learned B before A's media.
     for seq in 0..3 {
         b.send_to(&packet(0, seq), ("127.0.0.1", to_b)).unwrap();
@@ -143,18 +119,18 @@ fn run(ng: SocketAddr) -> Vec<(&'static str, Step)> {
     // compares is the commands, not the call's first packet).
     m.step();
     let mut out = vec![("open", m.step())];
-    ng_cmd(cmd("block DTMF"));
+    ng.ok(cmd("block DTMF"));
     out.push(("block DTMF (call)", m.step()));
-    ng_cmd(cmd("unblock DTMF"));
+    ng.ok(cmd("unblock DTMF"));
     out.push(("unblock DTMF (call)", m.step()));
-    ng_cmd(a_only("block DTMF"));
+    ng.ok(a_only("block DTMF"));
     out.push(("block DTMF (A)", m.step()));
-    ng_cmd(a_only("unblock DTMF"));
-    ng_cmd(a_only("block media"));
+    ng.ok(a_only("unblock DTMF"));
+    ng.ok(a_only("block media"));
     out.push(("block media (A)", m.step()));
-    ng_cmd(a_only("unblock media"));
+    ng.ok(a_only("unblock media"));
     out.push(("unblock media (A)", m.step()));
-    ng_cmd(cmd("delete").with("from-tag", bstr("A")));
+    ng.ok(cmd("delete").with("from-tag", bstr("A")));
     out
 }
 

@@ -11,7 +11,7 @@
 //! Ports: tern relay 30700-30799, rtpengine 30200-30299.
 
 mod common;
-use common::ng::{ng_exchange, sdp_port, str_of};
+use common::ng::NgClient;
 use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
 
@@ -109,39 +109,13 @@ impl Call {
 /// plays, after the blocked plays, after unblocking; B's sequence
 /// numbers until the block).
 fn run(ng: SocketAddr, flags: &[&str]) -> (String, String, String, Vec<u16>) {
-    let ctl = sock();
-    ctl.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let (a, b) = (sock(), sock());
     let (pa, pb) = (
         a.local_addr().unwrap().port(),
         b.local_addr().unwrap().port(),
     );
-    let mut n = 0;
-    let mut ng_cmd = |d: Dict| {
-        n += 1;
-        let r = ng_exchange(&ctl, ng, &format!("play-dtmf-{n}"), d);
-        assert_eq!(str_of(&r, "result"), "ok", "{r:?}");
-        r
-    };
-    let r = ng_cmd(
-        Dict::new()
-            .with("command", bstr("offer"))
-            .with("call-id", bstr("play-dtmf"))
-            .with("from-tag", bstr("A"))
-            .with("flags", str_list(flags))
-            .with("sdp", bstr(sdp(pa))),
-    );
-    let to_b = sdp_port(&r);
-    let r = ng_cmd(
-        Dict::new()
-            .with("command", bstr("answer"))
-            .with("call-id", bstr("play-dtmf"))
-            .with("from-tag", bstr("A"))
-            .with("to-tag", bstr("B"))
-            .with("flags", str_list(flags))
-            .with("sdp", bstr(sdp(pb))),
-    );
-    let relay_a = sdp_port(&r);
+    let mut ng = NgClient::new(ng, "play-dtmf");
+    let (to_b, relay_a) = ng.offer_answer("play-dtmf", &sdp(pa), &sdp(pb), flags);
     b.send_to(
         &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9],
         ("127.0.0.1", to_b),
@@ -174,24 +148,22 @@ fn run(ng: SocketAddr, flags: &[&str]) -> (String, String, String, Vec<u16>) {
     };
     call.stream(300, None);
     for code in ["1", "#", "9"] {
-        ng_cmd(play(code));
+        ng.ok(play(code));
     }
     let played = call.stream(1500, None);
     // Up to here nothing was blocked: the stream must be whole.
     let seqs = std::mem::take(&mut call.seqs);
-    ng_cmd(ctl_cmd("block DTMF"));
+    ng.ok(ctl_cmd("block DTMF"));
     let blocked_own = call.stream(500, Some(2));
-    ng_cmd(play("4"));
+    ng.ok(play("4"));
     let blocked_played = call.stream(800, None);
-    ng_cmd(ctl_cmd("unblock DTMF"));
+    ng.ok(ctl_cmd("unblock DTMF"));
     let unblocked = call.stream(500, Some(3));
     let blocked = format!("{blocked_own}{blocked_played}");
-    ng_cmd(
-        Dict::new()
-            .with("command", bstr("delete"))
-            .with("call-id", bstr("play-dtmf"))
-            .with("from-tag", bstr("A")),
-    );
+    ng.ok(Dict::new()
+        .with("command", bstr("delete"))
+        .with("call-id", bstr("play-dtmf"))
+        .with("from-tag", bstr("A")));
     assert!(call.events_at_b > 0);
     (played, blocked, unblocked, seqs)
 }

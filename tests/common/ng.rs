@@ -42,3 +42,67 @@ pub fn sdp_port(d: &BDict) -> u16 {
         .unwrap_or_else(|| panic!("no m=audio in {s}"));
     m.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+/// An ng client of one relay: every command under a fresh cookie
+/// (`<prefix>-<n>`, distinct from other tests' cookies, since rtpengine
+/// caches replies by cookie), and its `result` must be `ok`.
+#[allow(dead_code)]
+pub struct NgClient {
+    sock: UdpSocket,
+    to: SocketAddr,
+    prefix: String,
+    n: u32,
+}
+
+#[allow(dead_code)]
+impl NgClient {
+    pub fn new(to: SocketAddr, prefix: &str) -> NgClient {
+        NgClient {
+            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            to,
+            prefix: prefix.to_string(),
+            n: 0,
+        }
+    }
+
+    /// `d`, whose reply must say `result: ok`.
+    pub fn ok(&mut self, d: Dict) -> BDict {
+        self.n += 1;
+        let r = ng_exchange(
+            &self.sock,
+            self.to,
+            &format!("{}-{}", self.prefix, self.n),
+            d,
+        );
+        assert_eq!(str_of(&r, "result"), "ok", "{r:?}");
+        r
+    }
+
+    /// An offer from tag `A` with `sdp_a`, and the answer from tag `B`
+    /// with `sdp_b`, both with `flags`: (the port B's media goes to, the
+    /// port A's goes to).
+    pub fn offer_answer(
+        &mut self,
+        call: &str,
+        sdp_a: &str,
+        sdp_b: &str,
+        flags: &[&str],
+    ) -> (u16, u16) {
+        use tern_ng::bencode::{bstr, str_list};
+        let r = self.ok(Dict::new()
+            .with("command", bstr("offer"))
+            .with("call-id", bstr(call))
+            .with("from-tag", bstr("A"))
+            .with("flags", str_list(flags))
+            .with("sdp", bstr(sdp_a)));
+        let to_b = sdp_port(&r);
+        let r = self.ok(Dict::new()
+            .with("command", bstr("answer"))
+            .with("call-id", bstr(call))
+            .with("from-tag", bstr("A"))
+            .with("to-tag", bstr("B"))
+            .with("flags", str_list(flags))
+            .with("sdp", bstr(sdp_b)));
+        (to_b, sdp_port(&r))
+    }
+}
