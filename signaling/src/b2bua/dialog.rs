@@ -82,6 +82,37 @@ pub(crate) struct Dialog {
 }
 
 impl Dialog {
+    /// The dialog an INVITE `req` from `src` makes where we answer it
+    /// (RFC 3261 §12.1.1): our To tag `tag`, the party's Contact as the
+    /// remote target (its From URI without one), its Record-Route in
+    /// order as the route set.
+    pub(crate) fn uas(
+        req: &Msg,
+        src: SocketAddr,
+        tag: String,
+        media: AudioInfo,
+        webrtc: LegWebrtc,
+    ) -> Dialog {
+        Dialog {
+            role: Role::Uas,
+            peer: src,
+            call_id: req.call_id.clone(),
+            local: format!("{};tag={tag}", req.header("To").unwrap_or_default()),
+            local_tag: tag,
+            remote_tag: req.from.tag().map(str::to_string),
+            remote: req.header("From").unwrap_or_default().to_string(),
+            target: req
+                .contacts()
+                .first()
+                .map(|c| c.uri.clone())
+                .unwrap_or_else(|| req.from.uri.clone()),
+            route: req.headers("Record-Route").map(str::to_string).collect(),
+            local_cseq: 0,
+            media: Some(media),
+            webrtc,
+        }
+    }
+
     /// A request of ours in this dialog (RFC 3261 §12.2.1.1) with CSeq
     /// `cseq`, top Via `via` and `user_agent` as its User-Agent.
     pub(crate) fn request(

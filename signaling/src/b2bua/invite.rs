@@ -197,25 +197,7 @@ impl B2bua {
             webrtc: LegWebrtc::hinted(target.webrtc),
         };
         let caller_tag = rand_hex(tu.rng, 6);
-        let caller = Dialog {
-            role: Role::Uas,
-            peer: src,
-            call_id: req.call_id.clone(),
-            local: format!("{};tag={caller_tag}", req.header("To").unwrap_or_default()),
-            local_tag: caller_tag,
-            remote_tag: req.from.tag().map(str::to_string),
-            remote: req.header("From").unwrap_or_default().to_string(),
-            target: req
-                .contacts()
-                .first()
-                .map(|c| c.uri.clone())
-                .unwrap_or_else(|| req.from.uri.clone()),
-            // UAS route set: Record-Route in order (§12.1.1).
-            route: req.headers("Record-Route").map(str::to_string).collect(),
-            local_cseq: 0,
-            media: Some(offer),
-            webrtc: caller_leg,
-        };
+        let caller = Dialog::uas(&req, src, caller_tag, offer, caller_leg);
         let trying = tu.response(&req, 100, None, src).to_bytes();
         let (rel100, rseq) = prack::caller_support(tu, &req);
         let mut call = Call {

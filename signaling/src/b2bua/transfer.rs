@@ -811,24 +811,7 @@ impl B2bua {
         let other_sdp = call.sdp[side.other().leg()].clone();
         let answer = sdp::answer_in_offer_order(&restricted, &other_sdp).unwrap_or(other_sdp);
         let tag = rand_hex(tu.rng, 6);
-        let new = Dialog {
-            role: Role::Uas,
-            peer: src,
-            call_id: req.call_id.clone(),
-            local: format!("{};tag={tag}", req.header("To").unwrap_or_default()),
-            local_tag: tag.clone(),
-            remote_tag: req.from.tag().map(str::to_string),
-            remote: req.header("From").unwrap_or_default().to_string(),
-            target: req
-                .contacts()
-                .first()
-                .map(|c| c.uri.clone())
-                .unwrap_or_else(|| req.from.uri.clone()),
-            route: req.headers("Record-Route").map(str::to_string).collect(),
-            local_cseq: 0,
-            media: Some(media),
-            webrtc: LegWebrtc::default(),
-        };
+        let new = Dialog::uas(&req, src, tag.clone(), media, LegWebrtc::default());
         let old = std::mem::replace(call.dialog_mut(side), new);
         let (old_sdp, old_offer) = (call.sdp[side.leg()].clone(), call.offer.clone());
         call.sdp[side.leg()] = restricted.clone();
