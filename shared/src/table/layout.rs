@@ -16,7 +16,7 @@ use super::types::*;
 /// `b"TERNSLOT"` as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TERNSLOT");
 /// Bumped whenever the byte layout below changes; a mismatch refuses to map.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 // ---------------------------------------------------------------------------
 // Raw layout
@@ -219,6 +219,9 @@ pub(super) struct Slot {
     pub(super) sec: [[AtomicU64; SEC_WORDS]; 2],
     /// Per leg, the keys its DTLS handshake exported (worker only).
     pub(super) dtls_keys: [[AtomicU64; DTLS_KEY_WORDS]; 2],
+    /// Per leg, the programmed [`super::LegMedia`] (`super::media`'s
+    /// words), under the configuration seqlock.
+    pub(super) media: [[AtomicU64; super::media::MEDIA_WORDS]; 2],
     /// The Call-ID label, bytes in little-endian word order.
     pub(super) label: [AtomicU64; LABEL_BYTES / 8],
     pub(super) counters: [LegCounters; 2],
@@ -372,6 +375,7 @@ impl LegConfig {
             },
             dtmf_pt: (flags >> 19 & 0x80 != 0).then_some((flags >> 19 & 0x7f) as u8),
             play: None,
+            media: super::LegMedia::default(),
             block_dtmf: flags >> 28 & 1 == 1,
             block_media: flags >> 29 & 1 == 1,
             silence_media: flags >> 30 & 1 == 1,

@@ -19,10 +19,11 @@
 //! cleared by the worker as it takes the change, so a doorbell costs the
 //! worker the slots that changed, not a pass over all of its slots.
 //!
-//! A slot ([`SLOT_BYTES`] = 2304 bytes) is one control line, two legs of
+//! A slot ([`SLOT_BYTES`] = 2432 bytes) is one control line, two legs of
 //! eight configuration words, per leg five lines of security (SDES keys,
 //! ICE credentials, the DTLS peer fingerprint) and two of DTLS-exported
-//! keys, one line of label (the Call-ID), and per leg
+//! keys, one of media services (transcoding, recording, playback), one line
+//! of label (the Call-ID), and per leg
 //! nine worker-owned lines: six of counters (traffic, drops, learned
 //! addresses, SSRC state, RFC 3550 quality and its seqlock) and three of the
 //! DTMF event ring.
@@ -60,6 +61,7 @@
 
 mod file;
 mod layout;
+mod media;
 mod observe;
 mod play;
 mod program;
@@ -70,6 +72,7 @@ mod types;
 mod worker;
 
 pub use layout::{LegCounters, SlotTable, LAYOUT_VERSION, MAGIC, SLOT_BYTES};
+pub use media::{LegMedia, MediaCodec, MediaPlay, Transcode, MAX_TRANSCODE_INPUTS};
 pub use play::{DtmfPlay, MAX_PLAY_EVENTS};
 pub use secure::{
     srtp_suite, srtp_suite_by_name, DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity,

@@ -100,10 +100,19 @@ impl SlotTable {
                     *v = s.sec[leg][k].load(Ordering::Relaxed);
                 }
             }
+            let mut media = [[0u64; super::media::MEDIA_WORDS]; 2];
+            for (leg, words) in media.iter_mut().enumerate() {
+                for (k, v) in words.iter_mut().enumerate() {
+                    *v = s.media[leg][k].load(Ordering::Relaxed);
+                }
+            }
             let tag = s.ctl.tag.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if s.ctl.seq.load(Ordering::Relaxed) == s1 {
                 let mut legs = [LegConfig::decode(&w[0]), LegConfig::decode(&w[1])];
+                for (l, m) in legs.iter_mut().zip(media.iter()) {
+                    l.media = super::media::decode(m);
+                }
                 for (l, words) in legs.iter_mut().zip(sec.iter()) {
                     l.secure = super::secure::decode(words);
                     l.play = super::play::decode(

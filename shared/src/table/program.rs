@@ -150,6 +150,9 @@ impl SlotTable {
             for (k, w) in words.iter().enumerate() {
                 s.sec[leg][k].store(*w, Ordering::Relaxed);
             }
+            for (k, w) in super::media::encode(&c.media).iter().enumerate() {
+                s.media[leg][k].store(*w, Ordering::Relaxed);
+            }
         }
         s.ctl.tag.store(cfg.tag, Ordering::Relaxed);
         s.ctl.seq.store(seq.wrapping_add(2), Ordering::Release);

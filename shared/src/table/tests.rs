@@ -26,7 +26,7 @@ fn layout_is_cache_line_sized() {
     assert_eq!(std::mem::size_of::<WorkerShared>(), 256);
     assert_eq!(std::mem::size_of::<SlotControl>(), 64);
     assert_eq!(std::mem::size_of::<LegCounters>(), 576);
-    assert_eq!(SLOT_BYTES, 2304, "docs/ARCHITECTURE.md quotes this");
+    assert_eq!(SLOT_BYTES, 2432, "docs/ARCHITECTURE.md quotes this");
     // 120 bytes of fields, the interface count and list (layout 8).
     assert_eq!(
         std::mem::size_of::<Header>(),
@@ -34,7 +34,7 @@ fn layout_is_cache_line_sized() {
         "docs/ARCHITECTURE.md quotes this"
     );
     assert_eq!(std::mem::size_of::<IfaceWords>(), 40);
-    assert_eq!(LAYOUT_VERSION, 8);
+    assert_eq!(LAYOUT_VERSION, 9);
 }
 
 #[test]
@@ -285,6 +285,7 @@ fn dtmf_digits() {
 #[test]
 fn leg_config_round_trips() {
     let c = LegConfig {
+        media: LegMedia::default(),
         peer: Some("10.1.2.3:4000".parse().unwrap()),
         peer_rtcp: Some("[2001:db8::1]:4001".parse().unwrap()),
         learning: Learning::Strict,
@@ -403,6 +404,17 @@ fn reserve_publish_release_cycle() {
         pause_ms: 50,
         volume: 8,
     });
+    // And the media services, in their own block.
+    cfg.legs[0].media = LegMedia {
+        record: true,
+        record_id: 9,
+        play: Some(crate::table::MediaPlay {
+            id: 1,
+            repeat: 2,
+            file: 77,
+        }),
+        ..LegMedia::default()
+    };
     t.publish(id, &cfg).unwrap();
     assert_eq!(t.state(id), SlotState::Active);
     assert_ne!(t.doorbell(t.worker_of(id)), bell);

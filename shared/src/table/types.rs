@@ -199,6 +199,9 @@ pub struct LegConfig {
     /// leg receives on, and sends from, its ports on that interface's
     /// address; an index past the list reads as 0.
     pub iface: u8,
+    /// Transcoding, recording and media playback of what this leg's peer
+    /// sends ([`super::LegMedia`]); all off by default.
+    pub media: super::LegMedia,
 }
 
 /// The two legs of a slot. Leg 0 ("A") faces the caller / offerer, leg 1
