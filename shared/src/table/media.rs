@@ -3,8 +3,8 @@
 //! media block (`Slot::media[leg]`, [`MEDIA_WORDS`] words).
 //!
 //! ```text
-//! word 0: transcode inputs: four 16-bit entries, the first in bits 0..16;
-//!         each `pt (0..7) | codec (8..12) | valid (15)`
+//! word 0: the leg's audio codecs: four 16-bit entries, the first in
+//!         bits 0..16; each `pt (0..7) | codec (8..12) | valid (15)`
 //! word 1: transcode output: pt (0..8) | codec (8..12) | ptime ms (16..24)
 //!         | dtmf pt (24..31) | dtmf valid (31) | bitrate kbit/s (32..48)
 //!         | opus fec (48) | opus dtx (49) | valid (63)
@@ -19,8 +19,8 @@
 /// Words of a leg's media block.
 pub(super) const MEDIA_WORDS: usize = 8;
 
-/// Most input payload types a transcoded leg decodes.
-pub const MAX_TRANSCODE_INPUTS: usize = 4;
+/// Most audio payload types a leg's media block names.
+pub const MAX_LEG_CODECS: usize = 4;
 
 /// A codec the dataplane decodes and encodes (`tern-codec`'s codecs, as
 /// the table stores them: 4 bits).
@@ -37,6 +37,17 @@ pub enum MediaCodec {
     Opus = 4,
     /// Opus decoded as two channels (`sprop-stereo=1`), mixed to mono.
     OpusStereo = 5,
+}
+
+impl LegMedia {
+    /// The codec of payload type `pt` among [`LegMedia::codecs`].
+    pub fn codec_of(&self, pt: u8) -> Option<MediaCodec> {
+        self.codecs
+            .iter()
+            .flatten()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, c)| *c)
+    }
 }
 
 impl MediaCodec {
@@ -76,13 +87,11 @@ impl MediaCodec {
 }
 
 /// Transcoding of what a leg's peer sends, before it goes to the other
-/// leg's peer: decoded from one of `inputs` (by payload type), encoded
-/// as `output`. The input telephone-event type is the leg's `dtmf_pt`.
+/// leg's peer: decoded by the leg's [`LegMedia::codecs`] (by payload
+/// type), encoded as `output`. The input telephone-event type is the
+/// leg's `dtmf_pt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transcode {
-    /// Payload types the peer may send and their codecs; unused entries
-    /// `None`.
-    pub inputs: [Option<(u8, MediaCodec)>; MAX_TRANSCODE_INPUTS],
     /// Payload type of the output (what the other leg's peer accepts).
     pub output_pt: u8,
     pub output: MediaCodec,
@@ -115,6 +124,12 @@ pub struct MediaPlay {
 /// The media services of one leg; all off by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LegMedia {
+    /// The leg's audio payload types and their codecs, as its SDP
+    /// negotiated them (what its peer sends and receives); unused entries
+    /// `None`, and a codec tern cannot decode is not listed. Filled by the
+    /// programmer whenever it knows them: transcoding decodes by them,
+    /// recording and playback read them.
+    pub codecs: [Option<(u8, MediaCodec)>; MAX_LEG_CODECS],
     /// Transcode what this leg's peer sends; `None`: forward as it is.
     pub transcode: Option<Transcode>,
     /// Record what this leg's peer sends (ng `start recording`).
@@ -130,12 +145,12 @@ pub struct LegMedia {
 
 pub(super) fn encode(m: &LegMedia) -> [u64; MEDIA_WORDS] {
     let mut w = [0u64; MEDIA_WORDS];
-    if let Some(t) = &m.transcode {
-        for (i, e) in t.inputs.iter().enumerate() {
-            if let Some((pt, c)) = e {
-                w[0] |= (u64::from(pt & 0x7f) | u64::from(*c as u8) << 8 | 1 << 15) << (16 * i);
-            }
+    for (i, e) in m.codecs.iter().enumerate() {
+        if let Some((pt, c)) = e {
+            w[0] |= (u64::from(pt & 0x7f) | u64::from(*c as u8) << 8 | 1 << 15) << (16 * i);
         }
+    }
+    if let Some(t) = &m.transcode {
         w[1] = u64::from(t.output_pt & 0x7f)
             | u64::from(t.output as u8) << 8
             | u64::from(t.output_ptime_ms) << 16
@@ -156,28 +171,26 @@ pub(super) fn encode(m: &LegMedia) -> [u64; MEDIA_WORDS] {
 
 pub(super) fn decode(w: &[u64; MEDIA_WORDS]) -> LegMedia {
     let transcode = match MediaCodec::from_bits(w[1] >> 8) {
-        Some(output) if w[1] >> 63 == 1 => {
-            let mut inputs = [None; MAX_TRANSCODE_INPUTS];
-            for (i, e) in inputs.iter_mut().enumerate() {
-                let v = w[0] >> (16 * i) & 0xffff;
-                if v >> 15 == 1 {
-                    *e = MediaCodec::from_bits(v >> 8).map(|c| ((v & 0x7f) as u8, c));
-                }
-            }
-            Some(Transcode {
-                inputs,
-                output_pt: (w[1] & 0x7f) as u8,
-                output,
-                output_ptime_ms: (w[1] >> 16) as u8,
-                output_dtmf: (w[1] >> 31 & 1 == 1).then_some((w[1] >> 24 & 0x7f) as u8),
-                opus_bitrate_kbps: (w[1] >> 32) as u16,
-                opus_fec: w[1] >> 48 & 1 == 1,
-                opus_dtx: w[1] >> 49 & 1 == 1,
-            })
-        }
+        Some(output) if w[1] >> 63 == 1 => Some(Transcode {
+            output_pt: (w[1] & 0x7f) as u8,
+            output,
+            output_ptime_ms: (w[1] >> 16) as u8,
+            output_dtmf: (w[1] >> 31 & 1 == 1).then_some((w[1] >> 24 & 0x7f) as u8),
+            opus_bitrate_kbps: (w[1] >> 32) as u16,
+            opus_fec: w[1] >> 48 & 1 == 1,
+            opus_dtx: w[1] >> 49 & 1 == 1,
+        }),
         _ => None,
     };
+    let mut codecs = [None; MAX_LEG_CODECS];
+    for (i, e) in codecs.iter_mut().enumerate() {
+        let v = w[0] >> (16 * i) & 0xffff;
+        if v >> 15 == 1 {
+            *e = MediaCodec::from_bits(v >> 8).map(|c| ((v & 0x7f) as u8, c));
+        }
+    }
     LegMedia {
+        codecs,
         transcode,
         record: w[2] & 1 == 1,
         record_paused: w[2] >> 1 & 1 == 1,
@@ -198,13 +211,13 @@ mod tests {
     fn media_round_trips() {
         assert_eq!(decode(&[0; MEDIA_WORDS]), LegMedia::default());
         let m = LegMedia {
+            codecs: [
+                Some((0, MediaCodec::Pcmu)),
+                None,
+                Some((111, MediaCodec::OpusStereo)),
+                Some((9, MediaCodec::G722)),
+            ],
             transcode: Some(Transcode {
-                inputs: [
-                    Some((0, MediaCodec::Pcmu)),
-                    None,
-                    Some((111, MediaCodec::OpusStereo)),
-                    Some((9, MediaCodec::G722)),
-                ],
                 output_pt: 8,
                 output: MediaCodec::Pcma,
                 output_ptime_ms: 20,

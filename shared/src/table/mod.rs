@@ -72,7 +72,7 @@ mod types;
 mod worker;
 
 pub use layout::{LegCounters, SlotTable, LAYOUT_VERSION, MAGIC, SLOT_BYTES};
-pub use media::{LegMedia, MediaCodec, MediaPlay, Transcode, MAX_TRANSCODE_INPUTS};
+pub use media::{LegMedia, MediaCodec, MediaPlay, Transcode, MAX_LEG_CODECS};
 pub use play::{DtmfPlay, MAX_PLAY_EVENTS};
 pub use secure::{
     srtp_suite, srtp_suite_by_name, DtlsParams, DtlsRole, IceParams, IceToken, LegSecurity,
