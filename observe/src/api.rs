@@ -195,6 +195,7 @@ struct DropsJson {
     dtls: u64,
     demux: u64,
     no_consent: u64,
+    transcode: u64,
 }
 
 #[derive(Serialize)]
@@ -582,6 +583,7 @@ impl Observer {
                             dtls: s.drop_dtls,
                             demux: s.drop_demux,
                             no_consent: s.drop_no_consent,
+                            transcode: s.drop_transcode,
                         },
                         quality: src.quality(slot, leg).map(QualityJson::from),
                         transport: sip_leg.map(|l| l.transport),

@@ -339,9 +339,24 @@ impl Worker {
             }
         }
 
-        // 5. Shape: the jitter buffer of what goes to the other leg's peer
-        //    takes a copy of the RTP and plays it out later. Transcoding,
-        //    injection and blocking plug in here.
+        // 5. Shape. Transcoding (transcode.rs) takes the packet whole: its
+        //    output goes through the jitter buffer or out on its own.
+        if !rtcp {
+            if let Some(lx) = slot.xc[leg].as_deref_mut() {
+                c_in.count_rx(rx_len, at_ms);
+                match lx.push(pkt) {
+                    Ok(0) => {}
+                    Ok(_) => self.send_transcoded(idx, leg, now),
+                    Err(r) => {
+                        c_in.count_drop(r);
+                        self.dropped += 1;
+                    }
+                }
+                return false;
+            }
+        }
+        //    The jitter buffer of what goes to the other leg's peer takes
+        //    a copy of the RTP and plays it out later.
         if !rtcp {
             if let Some(lj) = slot.jit[o].as_mut() {
                 match buffer_packet(&mut self.jstores, lj, pkt, now) {

@@ -47,7 +47,7 @@ pub(super) struct JStore {
 }
 
 impl JStore {
-    fn new(entries: usize, entry: usize) -> JStore {
+    pub(super) fn new(entries: usize, entry: usize) -> JStore {
         JStore {
             data: vec![0u8; entries * entry].into_boxed_slice(),
             entry,
@@ -57,6 +57,19 @@ impl JStore {
             inflight: 0,
             retired: false,
         }
+    }
+
+    /// Copies `pkt` into a free entry, to be sent by
+    /// [`Worker::send_stored`]; `None` when it is longer than an entry or
+    /// none is free.
+    pub(super) fn take_entry(&mut self, pkt: &[u8]) -> Option<u16> {
+        if pkt.len() > self.entry {
+            return None;
+        }
+        let e = self.free.pop()?;
+        self.entry_mut(e)[..pkt.len()].copy_from_slice(pkt);
+        self.lens[usize::from(e)] = pkt.len() as u16;
+        Some(e)
     }
 
     fn entry_mut(&mut self, e: u16) -> &mut [u8] {
@@ -83,7 +96,7 @@ pub(super) struct LegJitter {
 /// Puts `st` under a free store id (a retired one first); `None` when all
 /// `limit` ids (at most [`MAX_JSTORES`]) are taken, so an id never wraps
 /// onto a live store.
-fn alloc_store(
+pub(super) fn alloc_store(
     stores: &mut Vec<Option<JStore>>,
     free: &mut Vec<u16>,
     st: JStore,
@@ -235,7 +248,7 @@ impl Worker {
 
     /// Sends entry `entry` of store `store` to leg `leg`'s peer of slot
     /// `idx` (its RTP socket and destination now), or frees the entry.
-    fn send_stored(&mut self, idx: usize, leg: usize, store: u16, entry: u16) {
+    pub(super) fn send_stored(&mut self, idx: usize, leg: usize, store: u16, entry: u16) {
         let id = self.first + idx as u32;
         let slot = &mut self.slots[idx];
         let dest = slot.fwd.as_ref().and_then(|f| f.rtp_dest(leg));
@@ -319,7 +332,14 @@ impl Worker {
                     let c = f.config();
                     let src = &c.legs[leg ^ 1];
                     let j = c.legs[leg].jitter;
-                    (j.enabled.then_some(j), (src.clock_rate, src.dtmf_pt))
+                    // A transcoded source is buffered as it leaves the
+                    // transcoder: in the output codec's clock and
+                    // telephone-event type.
+                    let source = match src.media.transcode {
+                        Some(t) => (t.output.rtp_clock(), t.output_dtmf),
+                        None => (src.clock_rate, src.dtmf_pt),
+                    };
+                    (j.enabled.then_some(j), source)
                 }
                 _ => (None, (0, None)),
             };
@@ -405,7 +425,7 @@ impl Worker {
         }
     }
 
-    fn retire_store(&mut self, store: u16) {
+    pub(super) fn retire_store(&mut self, store: u16) {
         let Some(slot) = self.jstores.get_mut(usize::from(store)) else {
             return;
         };

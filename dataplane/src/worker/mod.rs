@@ -53,7 +53,8 @@
 //! - `forward.rs`: one received datagram, stage by stage;
 //! - `slot.rs`: a slot's life (bind, open, reconfigure, close, tick);
 //! - `jitter_store.rs`: jitter buffers and their packet stores;
-//! - `secure.rs`: SRTP contexts and the ICE-lite responder of a leg.
+//! - `secure.rs`: SRTP contexts and the ICE-lite responder of a leg;
+//! - `transcode.rs`: a leg's transcoder and the sending of its output.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -78,12 +79,14 @@ use crate::RelayError;
 
 use self::jitter_store::{JStore, LegJitter};
 use self::secure::SlotSecure;
+use self::transcode::LegTranscode;
 
 mod forward;
 mod jitter_store;
 mod ring;
 mod secure;
 mod slot;
+mod transcode;
 mod user_data;
 
 /// Bytes per provided buffer: io_uring's 16-byte recvmsg header, the
@@ -306,6 +309,8 @@ struct SlotRt {
     /// The id of the last play request taken per leg, so a request
     /// republished with later configurations is played once.
     played: [u32; 2],
+    /// Transcoders of what each leg's peer sends (`transcode.rs`).
+    xc: [Option<Box<LegTranscode>>; 2],
 }
 
 impl SlotRt {
@@ -332,6 +337,7 @@ impl SlotRt {
             sec: None,
             play: [None, None],
             played: [0, 0],
+            xc: [None, None],
         }
     }
 }

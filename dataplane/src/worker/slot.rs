@@ -171,6 +171,7 @@ impl Worker {
             call_id = %slot.call_id,
             "slot active"
         );
+        self.sync_transcode(idx, Some(&cfg));
         self.sync_jitter(idx, false);
         self.bind_missing(idx, now);
         self.table.set_applied(id, seq);
@@ -245,6 +246,7 @@ impl Worker {
                 c.set_ssrc_state(fwd.leg(leg).rewriter.map_or([0; 3], |r| r.to_state()));
             }
         }
+        self.sync_transcode(idx, Some(&cfg));
         self.sync_jitter(idx, false);
         // rtcp-mux may have been switched off: read the RTCP ports.
         self.bind_missing(idx, now);
@@ -395,6 +397,7 @@ impl Worker {
             self.publish_quality(idx, false);
         }
         self.sync_jitter(idx, true);
+        self.sync_transcode(idx, None);
         let slot = &mut self.slots[idx];
         slot.phase = Phase::Closing;
         slot.drain = drain;

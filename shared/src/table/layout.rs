@@ -191,6 +191,7 @@ pub(super) mod ctr {
     pub const DROP_DTLS: usize = 42;
     pub const DROP_DEMUX: usize = 43;
     pub const DROP_NO_CONSENT: usize = 44;
+    pub const DROP_TRANSCODE: usize = 45;
     pub const COUNT: usize = 48;
 }
 

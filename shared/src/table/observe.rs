@@ -393,6 +393,7 @@ impl LegCounters {
             drop_dtls: self.get(ctr::DROP_DTLS),
             drop_demux: self.get(ctr::DROP_DEMUX),
             drop_no_consent: self.get(ctr::DROP_NO_CONSENT),
+            drop_transcode: self.get(ctr::DROP_TRANSCODE),
             learned: self.learned(false),
             last_rx_ms: self.get(ctr::LAST_RX_MS),
         }

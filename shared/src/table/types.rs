@@ -261,6 +261,8 @@ pub struct LegStats {
     pub drop_demux: u64,
     /// Dropped: not sent: the ICE peer's consent expired (RFC 7675 §5.1, 30 s without a check).
     pub drop_no_consent: u64,
+    /// Dropped: refused by the leg's transcoder ([`DropReason::Transcode`]).
+    pub drop_transcode: u64,
     /// The source address media was learned from, if any.
     pub learned: Option<SocketAddr>,
     /// Unix time (ms) of the last accepted packet; 0 if none.
@@ -291,6 +293,7 @@ impl LegStats {
             self.drop_dtls,
             self.drop_demux,
             self.drop_no_consent,
+            self.drop_transcode,
         ]
     }
 
@@ -314,6 +317,7 @@ impl LegStats {
             drop_dtls: c[15],
             drop_demux: c[16],
             drop_no_consent: c[17],
+            drop_transcode: c[18],
             learned: None,
             last_rx_ms: 0,
         }
@@ -335,6 +339,7 @@ impl LegStats {
             DropReason::Dtls => self.drop_dtls,
             DropReason::Demux => self.drop_demux,
             DropReason::NoConsent => self.drop_no_consent,
+            DropReason::Transcode => self.drop_transcode,
         }
     }
 
@@ -347,7 +352,7 @@ impl LegStats {
 }
 
 /// Counters of [`LegStats`] that sum across legs (see `LegStats::counters`).
-pub(super) const LEG_STAT_COUNTERS: usize = 18;
+pub(super) const LEG_STAT_COUNTERS: usize = 19;
 
 /// A worker's cumulative counters: those of the slots it has freed plus
 /// those of its slots not yet freed, so every field only grows (a
@@ -507,11 +512,15 @@ pub enum DropReason {
     Demux,
     /// Not sent: the ICE peer's consent expired (RFC 7675 §5.1, 30 s without a check).
     NoConsent,
+    /// Refused by the leg's transcoder: a payload type it was not given a
+    /// codec for, a payload it could not decode, or no transcoder could
+    /// be built for the leg's configuration.
+    Transcode,
 }
 
 impl DropReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Source,
         DropReason::Direction,
         DropReason::Malformed,
@@ -525,6 +534,7 @@ impl DropReason {
         DropReason::Dtls,
         DropReason::Demux,
         DropReason::NoConsent,
+        DropReason::Transcode,
     ];
 
     /// The `reason` label value in `/metrics` and the key in `/calls`.
@@ -543,6 +553,7 @@ impl DropReason {
             DropReason::Dtls => "dtls",
             DropReason::Demux => "demux",
             DropReason::NoConsent => "no_consent",
+            DropReason::Transcode => "transcode",
         }
     }
 }

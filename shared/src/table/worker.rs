@@ -180,6 +180,7 @@ impl LegCounters {
             DropReason::Dtls => ctr::DROP_DTLS,
             DropReason::Demux => ctr::DROP_DEMUX,
             DropReason::NoConsent => ctr::DROP_NO_CONSENT,
+            DropReason::Transcode => ctr::DROP_TRANSCODE,
         };
         self.add(i, 1);
     }
