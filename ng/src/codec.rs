@@ -109,6 +109,13 @@ pub struct CodecFlags {
     pub mask: Vec<String>,
     /// Answer only: keep the first codec (and supplemental ones).
     pub single_codec: bool,
+    /// Offer only: codecs to add for transcoding (`crate::transcode`).
+    pub transcode: Vec<String>,
+    /// Offer only: offerer codecs accepted toward it even when the
+    /// answerer rejects them, then transcoded.
+    pub accept: Vec<String>,
+    /// `always transcode` (rtpengine: `accept=all`).
+    pub always_transcode: bool,
 }
 
 impl CodecFlags {
@@ -119,6 +126,9 @@ impl CodecFlags {
             && self.except.is_empty()
             && self.mask.is_empty()
             && !self.single_codec
+            && self.transcode.is_empty()
+            && self.accept.is_empty()
+            && !self.always_transcode
     }
 }
 
@@ -324,6 +334,8 @@ pub struct OfferCodecs {
     /// Supplemental codecs (encoding, clock rate) rtpengine would add for
     /// transcoding and tern does not.
     pub not_synthesised: Vec<(String, u32)>,
+    /// What was added for transcoding, and the `accept` names.
+    pub added: crate::transcode::Added,
 }
 
 /// The offer direction (`codecs_offer_answer`, offer branch) over the
@@ -341,6 +353,26 @@ pub fn offer(codecs: &[Codec], f: &CodecFlags) -> OfferCodecs {
     out.strip(&f.strip, &f.except);
     out.strip(&f.mask, &f.except);
     out.offer(&f.offer, codecs);
+    // Before check_empty: `mask=all transcode=X` offers X alone.
+    let mut pts = out.pts();
+    let added = crate::transcode::offer_additions(
+        codecs,
+        &mut pts,
+        &f.transcode,
+        &f.accept,
+        f.always_transcode,
+    );
+    if !added.codecs.is_empty() {
+        let extra = added.codecs.iter().map(|(c, _)| c).chain(&added.events);
+        let all: Vec<Codec> = codecs.iter().chain(extra).cloned().collect();
+        out.list = pts
+            .iter()
+            .filter_map(|pt| all.iter().find(|c| c.pt == *pt).cloned())
+            .collect();
+        for (c, _) in &added.codecs {
+            out.touched.touch(c);
+        }
+    }
     out.check_empty(codecs);
     let not_synthesised = out.tracker_update();
     OfferCodecs {
@@ -348,6 +380,7 @@ pub fn offer(codecs: &[Codec], f: &CodecFlags) -> OfferCodecs {
         offerer: offerer.list,
         offerer_touched: offerer.touched,
         not_synthesised,
+        added,
     }
 }
 

@@ -80,6 +80,7 @@ pub(crate) mod keys;
 pub(crate) mod rtpp;
 pub mod sdp;
 pub mod server;
+pub mod transcode;
 
 pub use acl::{Acl, Cidr};
 pub use core::{CoreConfig, NgCore, NgStats};

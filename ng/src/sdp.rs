@@ -233,10 +233,24 @@ pub struct MediaOut {
     /// The `m=` formats when the codec operations changed them: payload
     /// types not listed lose their `a=rtpmap`, `a=fmtp` and `a=rtcp-fb`.
     pub formats: Option<Vec<u8>>,
+    /// Codec lines the relay writes for transcoding (`a=rtpmap`,
+    /// `a=fmtp`), after the `m=` line.
+    pub codec_attrs: Option<CodecAttrs>,
     /// The section's address (its leg's interface); `None`:
     /// [`Rewrite::media_ip`]. A section without its own `c=` whose address
     /// is not the session's gets one.
     pub ip: Option<IpAddr>,
+}
+
+/// Codec lines of a section the relay writes (`crate::transcode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecAttrs {
+    /// `a=rtpmap:`/`a=fmtp:` lines, without line ends.
+    pub lines: Vec<String>,
+    /// The section's own `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines go
+    /// (the answer toward a transcoded offerer names the offerer's
+    /// codecs, not the answerer's).
+    pub replace: bool,
 }
 
 /// `a=rtcp:` handling, from the flags `no-rtcp-attribute` and
@@ -618,6 +632,11 @@ impl<'a> Sdp<'a> {
                         Some(f) => w.replace(i, media_line(l, mo.port, proto, f)),
                         None => w.set_media(i, mo.port, proto),
                     }
+                    if let Some(c) = &mo.codec_attrs {
+                        for line in &c.lines {
+                            w.insert_after(i, line.clone());
+                        }
+                    }
                     continue;
                 }
                 if l.is(b'c') {
@@ -636,9 +655,10 @@ impl<'a> Sdp<'a> {
                     }
                     continue;
                 }
-                let dropped_pt = a
-                    .payload_type()
-                    .is_some_and(|pt| mo.formats.as_ref().is_some_and(|f| !f.contains(&pt)));
+                let replaced = mo.codec_attrs.as_ref().is_some_and(|c| c.replace);
+                let dropped_pt = a.payload_type().is_some_and(|pt| {
+                    replaced || mo.formats.as_ref().is_some_and(|f| !f.contains(&pt))
+                });
                 if a.is_ice() || is_secure_attr(a.name) || dropped_pt {
                     // The relay's own ICE and crypto lines replace these.
                     w.remove(i);
@@ -756,6 +776,7 @@ a=rtpmap:96 TELEPHONE-EVENT/48000\r\na=rtpmap:bad\r\na=rtpmap:200 x/1\r\n";
                 proto: None,
                 ice_lite: false,
                 formats: None,
+                codec_attrs: None,
                 ip: None,
             })],
             replace_origin: true,
@@ -799,6 +820,7 @@ m=video 0 RTP/AVP 31\r\n"
                 proto: None,
                 ice_lite: false,
                 formats: None,
+                codec_attrs: None,
                 ip: None,
             })],
             replace_origin: false,
@@ -855,6 +877,7 @@ a=fmtp:101 0-16\r\na=ptime:20\r\nm=image 5000 udptl t38\r\n";
                 proto: None,
                 ice_lite: false,
                 formats: Some(vec![8, 0]),
+                codec_attrs: None,
                 ip: None,
             })],
             replace_origin: false,
@@ -934,6 +957,7 @@ a=fmtp:101 0-16\r\na=ptime:20\r\nm=image 5000 udptl t38\r\n";
                             proto: None,
                             ice_lite: false,
                             formats: None,
+                            codec_attrs: None,
                             ip: None,
                         }),
                     ],

@@ -64,7 +64,8 @@ use crate::codec::{self, Codec};
 use crate::error::{field, CommandError};
 use crate::flags::Flags;
 use crate::keys::{self, Warnings};
-use crate::sdp::{MediaInfo, MediaOut, Rewrite, Sdp};
+use crate::sdp::{CodecAttrs, MediaInfo, MediaOut, Rewrite, Sdp};
+use crate::transcode;
 
 /// Longest cookie accepted, bytes.
 pub const MAX_COOKIE: usize = 128;

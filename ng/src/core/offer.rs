@@ -215,10 +215,10 @@ impl NgCore {
                     break;
                 }
             };
-            let formats = info
-                .codecs
-                .as_deref()
-                .and_then(|c| codec_formats(ms, c, &flags, op, warnings));
+            let (formats, codec_attrs) = match info.codecs.as_deref() {
+                Some(c) => codec_formats(ms, c, &flags, op, sender, warnings),
+                None => (None, None),
+            };
             blocks.stamp(&tags, &mut ms.cfg);
             if let Err(e) = table.publish(slot, &ms.cfg) {
                 failure = Some(CommandError::Table(e.to_string()));
@@ -236,6 +236,7 @@ impl NgCore {
                 proto: offered.proto,
                 ice_lite: offered.ice_lite,
                 formats,
+                codec_attrs,
                 ip: Some(out_ip),
             }));
         }
@@ -290,17 +291,30 @@ impl NgCore {
 }
 
 /// The `codec` operations over the payload list `codecs` of a relayed
-/// section: the `m=` formats of the SDP going out, when they change. An
-/// offer's decision is kept in `ms` for its answer.
+/// section, sent by leg `sender`: the `m=` formats of the SDP going out,
+/// when they change, and the codec lines it gets ([`CodecAttrs`]). An
+/// offer's decision is kept in `ms` for its answer; the answer's
+/// programs both legs' codecs and transcoding (`crate::transcode`).
 fn codec_formats(
     ms: &mut MediaState,
     codecs: &[Codec],
     flags: &Flags,
     op: Op,
+    sender: usize,
     warnings: &mut crate::keys::Warnings,
-) -> Option<Vec<u8>> {
+) -> (Option<Vec<u8>>, Option<CodecAttrs>) {
+    let receiver = sender ^ 1;
+    let mut attrs = None;
     let pts = match op {
         Op::Offer => {
+            for name in &flags.codec.transcode {
+                if transcode::parse_name(name).is_none() {
+                    let w = format!("codec {name} cannot be transcoded by tern: not added");
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                }
+            }
             let o = codec::offer(codecs, &flags.codec);
             for (enc, rate) in &o.not_synthesised {
                 let w =
@@ -309,14 +323,68 @@ fn codec_formats(
                     warnings.push(w);
                 }
             }
+            let a = &o.added;
+            let lines: Vec<String> = a
+                .codecs
+                .iter()
+                .map(|(c, _)| c)
+                .chain(&a.events)
+                .flat_map(transcode::rtpmap_lines)
+                .collect();
+            if !lines.is_empty() {
+                attrs = Some(CodecAttrs {
+                    lines,
+                    replace: false,
+                });
+            }
+            // What the offerer may send; the answer decides transcoding.
+            ms.cfg.legs[sender].media.codecs = transcode::leg_codecs(&o.offerer);
+            for leg in &mut ms.cfg.legs {
+                leg.media.transcode = None;
+            }
             let pts = o.offered.clone();
             ms.codecs = Some(o);
             pts
         }
-        Op::Answer => codec::answer(codecs, ms.codecs.as_ref(), &flags.codec),
+        Op::Answer => {
+            let kept = codec::answer(codecs, ms.codecs.as_ref(), &flags.codec);
+            let plan = ms
+                .codecs
+                .as_ref()
+                .and_then(|o| transcode::answer_plan(codecs, &kept, &o.offerer, &o.added));
+            match plan {
+                Some(p) => {
+                    let [a, b] = &mut ms.cfg.legs;
+                    let (offerer, answerer) = if sender == 1 { (a, b) } else { (b, a) };
+                    p.program(&mut offerer.media, &mut answerer.media);
+                    debug!(
+                        from_offerer = ?p.from_offerer.map(|t| t.output),
+                        from_answerer = ?p.from_answerer.map(|t| t.output),
+                        "ng: transcoding"
+                    );
+                    attrs = Some(CodecAttrs {
+                        lines: p.lines(),
+                        replace: true,
+                    });
+                    p.formats()
+                }
+                None => {
+                    let answered: Vec<Codec> = kept
+                        .iter()
+                        .filter_map(|pt| codecs.iter().find(|c| c.pt == *pt).cloned())
+                        .collect();
+                    ms.cfg.legs[sender].media.codecs = transcode::leg_codecs(&answered);
+                    ms.cfg.legs[receiver].media.codecs = transcode::leg_codecs(&answered);
+                    for leg in &mut ms.cfg.legs {
+                        leg.media.transcode = None;
+                    }
+                    kept
+                }
+            }
+        }
     };
     let same = pts.len() == codecs.len() && pts.iter().zip(codecs).all(|(p, c)| *p == c.pt);
-    (!same).then_some(pts)
+    ((!same || attrs.is_some()).then_some(pts), attrs)
 }
 
 /// What [`program_media`] decided about the SDP going out.
