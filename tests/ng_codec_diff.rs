@@ -368,15 +368,15 @@ fn codec_flags_match_rtpengine() {
     let (r, t, text) = norms(&pairs[1]);
     assert_eq!(r.media, ["m=audio PORT RTP/AVP"], "{text}");
     assert_eq!(t.media, ["m=audio PORT RTP/AVP 101"], "{text}");
-    // 4. transcode: rtpengine adds G729; tern offers what it has and
-    //    warns.
+    // 4. transcode of a codec tern has no coder for: rtpengine adds
+    //    G729; tern offers what it has and warns.
     let extra = [("codec", codec(&[("transcode", &["G729"])]))];
     let pair = &both.call("transcode", &offer, &extra, None)[0];
     let (r, t, text) = norms(pair);
     assert_eq!(t.media, ["m=audio PORT RTP/AVP 0 8 9 111 101"], "{text}");
     assert!(r.media[0].contains(" 18 "), "{text}");
     assert!(
-        str_of(&pair.1, "warning").contains("'codec transcode' not supported"),
+        str_of(&pair.1, "warning").contains("codec G729 cannot be transcoded by tern"),
         "{:?}",
         pair.1
     );

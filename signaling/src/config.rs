@@ -36,6 +36,7 @@
 //! jitter_target_ms = 60          # target playout delay, ms
 //! jitter_max_ms = 200            # no packet waits longer, ms
 //! jitter_adaptive = false        # size the delay from measured jitter
+//! transcode = true               # transcode when caller and callee share no codec
 //!
 //! [[media.interfaces]]           # optional, repeatable: named media interfaces
 //! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
@@ -291,6 +292,7 @@ struct RawMedia {
     jitter_target_ms: Option<u16>,
     jitter_max_ms: Option<u16>,
     jitter_adaptive: Option<bool>,
+    transcode: Option<bool>,
     interfaces: Vec<RawInterface>,
 }
 
@@ -575,6 +577,7 @@ impl Config {
                 max_ms: raw.media.jitter_max_ms.unwrap_or(d.jitter.max_ms),
                 adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
             },
+            transcode: raw.media.transcode.unwrap_or(d.transcode),
             interfaces: interfaces(&raw.media.interfaces)?,
             dns: sip
                 .dns
@@ -650,6 +653,11 @@ pub struct SipConfig {
     /// Jitter-buffer settings of both legs of every B2BUA call (`[media]`;
     /// off by default: a relay does not de-jitter unless asked).
     pub jitter: JitterSettings,
+    /// `[media] transcode`: offer the callee the codecs tern transcodes
+    /// (PCMU, PCMA, G722, opus) beside the caller's, and transcode when
+    /// the answer shares no codec with the offer, instead of passing it
+    /// on (on by default).
+    pub transcode: bool,
     /// SIP over TLS listener (RFC 3261 §26.3.1); `None`: off.
     pub tls: Option<SocketAddr>,
     /// SIP over WebSocket listener (RFC 7118); `None`: off.
@@ -703,6 +711,7 @@ impl Default for SipConfig {
             min_se: crate::session_timer::RFC_MIN_SE,
             user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).into(),
             jitter: DEFAULT_JITTER,
+            transcode: true,
             tls: None,
             ws: None,
             wss: None,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_shared::table::{Direction, Learning, SlotState, SlotTable, TableParams};
+use tern_shared::table::{Direction, Learning, MediaCodec, SlotState, SlotTable, TableParams};
 
 use crate::config::{load_users_toml, SipConfig};
 use crate::core::SipCore;
@@ -1604,20 +1604,47 @@ fn no_common_codec_is_488() {
     assert!(warning.starts_with("305 "), "{warning}");
     assert_eq!(h.table.count(SlotState::Free), h.table.capacity());
 
-    // An answer with no offered codec is the offerer's to refuse: it goes
-    // to alice as it came (rewritten to the relay), and the call is up.
+    // With `[media] transcode` (the default) bob is offered what the
+    // relay transcodes too, and an answer with none of alice's codecs
+    // is transcoded: alice gets her PCMU back, the slot converts.
     let out = h.send(
         ALICE,
         &invite("bob", "nc-2", "", &sdp("10.0.0.1", 40000, "")),
     );
     let inv = only(&out, "INVITE").1.clone();
+    assert_eq!(m_formats(&inv), [0, 8, 9, 96]);
     let out = h.send(
         BOB,
         &b_response(&inv, 200, "b1", Some(&sdp_fmts("10.0.0.2", 50000, "8", ""))),
     );
     let ok = only(&out, "200").1.clone();
+    assert_eq!(m_formats(&ok), [0]);
+    let slot = only_slot(&h.table, SlotState::Active);
+    let (cfg, _) = h.table.read_config(slot).unwrap();
+    let to_bob = cfg.legs[0]
+        .media
+        .transcode
+        .expect("alice's PCMU transcoded");
+    assert_eq!((to_bob.output, to_bob.output_pt), (MediaCodec::Pcma, 8));
+    let to_alice = cfg.legs[1].media.transcode.expect("bob's PCMA transcoded");
+    assert_eq!((to_alice.output, to_alice.output_pt), (MediaCodec::Pcmu, 0));
+
+    // Without it, an answer with no offered codec is the offerer's to
+    // refuse: it goes to alice as it came (rewritten to the relay).
+    h.core.cfg.transcode = false;
+    let out = h.send(
+        ALICE,
+        &invite("bob", "nc-3", "", &sdp("10.0.0.1", 40000, "")),
+    );
+    let inv = only(&out, "INVITE").1.clone();
+    assert_eq!(m_formats(&inv), [0]);
+    let out = h.send(
+        BOB,
+        &b_response(&inv, 200, "b2", Some(&sdp_fmts("10.0.0.2", 50000, "8", ""))),
+    );
+    let ok = only(&out, "200").1.clone();
     assert_eq!(m_formats(&ok), [8]);
-    assert_eq!(h.table.count(SlotState::Active), 1);
+    assert_eq!(h.table.count(SlotState::Active), 2);
 }
 
 #[test]

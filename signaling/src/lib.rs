@@ -68,6 +68,7 @@ pub mod rel100;
 pub mod relay;
 mod retransmit;
 pub mod sdp;
+pub mod sdp_transcode;
 pub mod sdp_webrtc;
 pub mod server;
 pub mod session_timer;

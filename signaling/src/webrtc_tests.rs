@@ -572,7 +572,11 @@ fn plain_caller_to_webrtc_callee_by_transport_hint() {
         let b = text(&inv);
         assert_eq!(b.matches("m=").count(), 1, "{b}");
         assert!(
-            b.contains(&format!("m=audio {} UDP/TLS/RTP/SAVPF 0 101\r\n", p1.rtp)),
+            // The codecs the relay transcodes follow alice's ([media] transcode).
+            b.contains(&format!(
+                "m=audio {} UDP/TLS/RTP/SAVPF 0 101 8 9 96\r\n",
+                p1.rtp
+            )),
             "{b}"
         );
         assert_eq!(attr(&b, "setup"), ["actpass"]);

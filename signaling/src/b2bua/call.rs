@@ -258,6 +258,9 @@ pub struct Call {
     pub(crate) slot_tag: u64,
     /// Our SSRC on slot leg 0 (toward the caller) and leg 1.
     pub(crate) ssrc: [u32; 2],
+    /// Each slot leg's media block: transcoding when the parties share no
+    /// codec (`sdp_transcode`), else none.
+    pub(crate) media: [tern_shared::table::LegMedia; 2],
     /// The caller's dialog (index 0, [`Side::Caller`]) and the callee's
     /// (index 1); see [`Call::dialog`].
     pub(crate) dialogs: [Dialog; 2],

@@ -206,6 +206,7 @@ impl B2bua {
             slot: Some(slot),
             slot_tag: tern_shared::table::call_tag(&req.call_id),
             ssrc: [nonzero_ssrc(tu.rng), nonzero_ssrc(tu.rng)],
+            media: Default::default(),
             dialogs: [caller, callee],
             uas: InviteServer {
                 req,

@@ -8,6 +8,7 @@ use super::call::{leg_directions, Call};
 use super::dialog::Side;
 pub(super) use super::webrtc::{LegWebrtc, Op, NO_CERT};
 use crate::sdp::{self, AudioInfo, SdpError};
+use crate::sdp_transcode;
 use crate::sdp_webrtc::{self, LocalWebrtc, WebrtcInfo};
 use crate::tu::Tu;
 
@@ -59,6 +60,8 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
+        // Transcoding when the parties share no codec.
+        media: call.media[i],
         // No media control (block, silence) from the SIP plane.
         ..LegConfig::default()
     };
@@ -166,6 +169,11 @@ pub(super) fn shape(
     };
     if op == Op::Offer {
         call.dialog_mut(to).webrtc.layout = sdp_webrtc::layout_of(&out);
+        if tu.cfg.transcode {
+            // The answerer may take a codec only the relay has with the
+            // offerer: then the answer is transcoded (`apply_answer`).
+            return sdp_transcode::extend_offer(&out);
+        }
     }
     Ok(out)
 }
@@ -178,6 +186,20 @@ fn apply_sdp(
     call: &mut Call,
     from: Side,
     body: &[u8],
+    op: Op,
+) -> Result<Vec<u8>, SdpError> {
+    apply_sdp_as(tu, call, from, body, body, op)
+}
+
+/// [`apply_sdp`], with `out` shaped for the other side in place of
+/// `body` (a transcoded answer names the offerer's codecs, while the
+/// answerer's leg is programmed from what it sent).
+fn apply_sdp_as(
+    tu: &mut Tu<'_>,
+    call: &mut Call,
+    from: Side,
+    body: &[u8],
+    out: &[u8],
     op: Op,
 ) -> Result<Vec<u8>, SdpError> {
     let slot = call.slot.ok_or(SdpError::NoAudio)?;
@@ -202,7 +224,7 @@ fn apply_sdp(
     call.sdp[from.leg()] = body.to_vec();
     call.dialog_mut(from.other()).webrtc.ensure_ice(tu.rng);
     program(tu, call);
-    shape(tu, call, from.other(), body, op)
+    shape(tu, call, from.other(), out, op)
 }
 
 /// A new offer from `from`: cut to the codecs we relay, remembered for
@@ -239,7 +261,31 @@ pub(super) fn apply_answer(
     body: &[u8],
 ) -> Option<Vec<u8>> {
     match sdp::answer_in_offer_order(&call.offer, body) {
-        Ok(b) => apply_sdp(tu, call, from, &b, Op::Answer).ok(),
+        Ok(b) => {
+            call.media = Default::default();
+            apply_sdp(tu, call, from, &b, Op::Answer).ok()
+        }
+        Err(SdpError::NoCommonCodec) if tu.cfg.transcode => {
+            match sdp_transcode::transcoded_answer(&call.offer, body) {
+                Ok((toward_offerer, plan)) => {
+                    let (o, a) = (from.other().leg(), from.leg());
+                    call.media[o] = plan.offerer;
+                    call.media[a] = plan.answerer;
+                    info!(
+                        call_id = %call.call_id(),
+                        offerer = ?plan.offerer.codecs[0].map(|c| c.1),
+                        answerer = ?plan.answerer.codecs[0].map(|c| c.1),
+                        "no common codec: transcoding"
+                    );
+                    apply_sdp_as(tu, call, from, body, &toward_offerer, Op::Answer).ok()
+                }
+                Err(e) => {
+                    warn!(call_id = %call.call_id(), ?from, error = %e, "answer passed on as it came");
+                    call.media = Default::default();
+                    apply_sdp(tu, call, from, body, Op::Answer).ok()
+                }
+            }
+        }
         Err(e) => {
             warn!(call_id = %call.call_id(), ?from, error = %e, "answer passed on as it came");
             apply_sdp(tu, call, from, body, Op::Answer).ok()
