@@ -206,6 +206,22 @@ impl<S: Samples> MediaPlayer<S> {
         (!self.done).then_some(self.next)
     }
 
+    /// RTP clock ticks per frame.
+    pub fn ticks(&self) -> u32 {
+        self.ticks
+    }
+
+    /// Sets the input SSRC of the packets still to come.
+    pub fn set_ssrc(&mut self, ssrc: u32) {
+        self.ssrc = ssrc;
+    }
+
+    /// Moves the next frame's deadline to `t` (a play that waited for the
+    /// stream it continues).
+    pub fn set_next(&mut self, t: Instant) {
+        self.next = t;
+    }
+
     /// Frames written so far.
     pub fn sent(&self) -> u64 {
         self.sent
