@@ -36,6 +36,9 @@
 //! jitter_target_ms = 60          # target playout delay, ms
 //! jitter_max_ms = 200            # no packet waits longer, ms
 //! jitter_adaptive = false        # size the delay from measured jitter
+//! moh = "/etc/tern/moh.wav"      # music on hold: played to a party the other holds
+//!                                # (WAV, mono or stereo, 8/16/48 kHz, ≤ 10 min;
+//!                                # checked at load; needs the shm/embedded relay)
 //!
 //! [[media.interfaces]]           # optional, repeatable: named media interfaces
 //! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
@@ -291,6 +294,7 @@ struct RawMedia {
     jitter_target_ms: Option<u16>,
     jitter_max_ms: Option<u16>,
     jitter_adaptive: Option<bool>,
+    moh: Option<std::path::PathBuf>,
     interfaces: Vec<RawInterface>,
 }
 
@@ -576,6 +580,7 @@ impl Config {
                 adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
             },
             interfaces: interfaces(&raw.media.interfaces)?,
+            moh: raw.media.moh,
             dns: sip
                 .dns
                 .as_deref()
@@ -671,6 +676,9 @@ pub struct SipConfig {
     /// `[sip] dns`: the DNS server that resolves trunk gateway names
     /// (RFC 3263); `None`: the system's (`/etc/resolv.conf`).
     pub dns: Option<SocketAddr>,
+    /// `[media] moh`: a WAV file played to a party while the other holds
+    /// it (`b2bua/moh.rs`); `None`: no music on hold.
+    pub moh: Option<std::path::PathBuf>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -712,6 +720,7 @@ impl Default for SipConfig {
             trunks: Vec::new(),
             routes: Vec::new(),
             dns: None,
+            moh: None,
         }
     }
 }
@@ -751,8 +760,9 @@ impl SipConfig {
     /// on a reachable address), when the realm is empty or contains `"`,
     /// when `auth_invites = true` comes without users, when a domain is
     /// empty, when `nonce_ttl` or `nonce_capacity` is zero, or when the
-    /// timers or expiry bounds make no sense, or when the `[media]` jitter
-    /// delays do not satisfy 0 < target <= max.
+    /// timers or expiry bounds make no sense, when the `[media]` jitter
+    /// delays do not satisfy 0 < target <= max, or when `[media] moh` is
+    /// not a WAV file tern plays.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.users.is_empty() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Refused(format!(
@@ -770,6 +780,17 @@ impl SipConfig {
             return Err(ConfigError::Refused(
                 "[media]: need 0 < jitter_target_ms <= jitter_max_ms".to_string(),
             ));
+        }
+        if let Some(f) = &self.moh {
+            let loaded = std::fs::read(f)
+                .map_err(|e| e.to_string())
+                .and_then(|b| tern_shared::prompt::load_wav(&b).map_err(|e| e.to_string()));
+            if let Err(e) = loaded {
+                return Err(ConfigError::Refused(format!(
+                    "[media] moh = {:?}: {e}",
+                    f.display()
+                )));
+            }
         }
         if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() || self.timer_c.is_zero() {
             return Err(ConfigError::Refused(

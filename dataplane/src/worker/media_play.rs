@@ -150,6 +150,10 @@ impl Worker {
                 _ => {}
             }
         }
+        // A closed slot's next call numbers its plays from 1 again.
+        if cfg.is_none() {
+            self.slots[idx].plays = None;
+        }
         let any = self.slots[idx]
             .plays
             .as_ref()

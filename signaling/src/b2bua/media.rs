@@ -56,6 +56,10 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         // §5.1 asks both sides to keep one mapping).
         dtmf_pt: info.and_then(|a| a.dtmf_pt),
         clock_rate: info.map_or(0, |a| a.clock_rate),
+        media: tern_shared::table::LegMedia {
+            codecs: info.map(super::moh::codecs_of).unwrap_or_default(),
+            ..Default::default()
+        },
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
@@ -74,7 +78,8 @@ pub(super) fn program(tu: &mut Tu<'_>, call: &Call) -> bool {
     let Some(slot) = call.slot else {
         return false;
     };
-    let cfg = slot_config(tu, call);
+    let mut cfg = slot_config(tu, call);
+    super::moh::apply(tu, call, &mut cfg);
     match tu.relay.program(slot, &cfg) {
         Ok(()) => true,
         Err(e) => {
