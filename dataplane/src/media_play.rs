@@ -45,6 +45,10 @@ pub trait Samples {
     fn rate(&self) -> u32;
     /// Number of samples.
     fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Copies samples from `at` into `out`; how many (fewer at the end).
     fn read(&self, at: usize, out: &mut [i16]) -> usize;
 }
@@ -147,7 +151,7 @@ impl<S: Samples> MediaPlayer<S> {
         (ssrc, seq, ts): (u32, u16, u32),
         start: Instant,
     ) -> Result<MediaPlayer<S>, PlayError> {
-        if src.len() == 0 {
+        if src.is_empty() {
             return Err(PlayError::Empty);
         }
         let rate = audio_rate(codec);
