@@ -1061,6 +1061,44 @@ mod tests {
     }
 
     #[test]
+    fn media_moh_is_a_wav_checked_at_load() {
+        let listen = "127.0.0.1:5060".parse().unwrap();
+        let dir = std::env::temp_dir().join(format!("tern-moh-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("moh.wav");
+        // A minimal 8 kHz mono 16-bit WAV: header, then 4 samples.
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&(36u32 + 8).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        for v in [1u16, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&16000u32.to_le_bytes());
+        for v in [2u16, 16] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&[1, 0, 2, 0, 3, 0, 4, 0]);
+        std::fs::write(&wav, &b).unwrap();
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", wav)).unwrap();
+        assert_eq!(c.moh.as_deref(), Some(wav.as_path()));
+        c.validate().unwrap();
+        let bad = dir.join("missing.wav");
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", bad)).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[media] moh"), "{e}");
+        std::fs::write(&bad, b"RIFF nonsense").unwrap();
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", bad)).unwrap();
+        assert!(c.validate().is_err());
+        assert_eq!(SipConfig::from_toml(listen, "").unwrap().moh, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn media_interfaces_table() {
         let listen = "127.0.0.1:5060".parse().unwrap();
         let c = SipConfig::from_toml(
