@@ -4,7 +4,8 @@
 //! (written here with hound, 8 kHz mono) played to B replaces it, and
 //! what B receives, decoded, correlates with the file. tern's stream at
 //! B also stays one stream (one SSRC, sequence numbers +1, timestamps
-//! +160) across the start and the end of the play; `duration` is the
+//! +160) across the start and the end of the play, with and without the
+//! `SSRC-rewrite` flag; `duration` is the
 //! file's length; `stop media` ends a long play at once; a missing or
 //! non-WAV file is an error with a reason.
 //!
@@ -190,7 +191,14 @@ fn play(call_id: &str, file: &Path, repeat: i64) -> Dict {
         .with("repeat-times", int(repeat))
 }
 
-fn run(ng_addr: SocketAddr, prefix: &str, wav: &Path, junk: &Path, x: &[i16]) -> Outcome {
+fn run(
+    ng_addr: SocketAddr,
+    prefix: &str,
+    flags: &[&str],
+    wav: &Path,
+    junk: &Path,
+    x: &[i16],
+) -> Outcome {
     let call_id = format!("{prefix}-call");
     let (a, b) = (sock(), sock());
     let (pa, pb) = (
@@ -198,7 +206,7 @@ fn run(ng_addr: SocketAddr, prefix: &str, wav: &Path, junk: &Path, x: &[i16]) ->
         b.local_addr().unwrap().port(),
     );
     let mut ng = NgClient::new(ng_addr, prefix);
-    let (to_b, relay_a) = ng.offer_answer(&call_id, &sdp(pa), &sdp(pb), &[]);
+    let (to_b, relay_a) = ng.offer_answer(&call_id, &sdp(pa), &sdp(pb), flags);
     // B sends once, so a learning relay knows where B is.
     b.send_to(
         &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9],
@@ -296,7 +304,23 @@ fn played_file_reaches_the_far_side_as_rtpengines_does() {
     let instance = format!("ng-play-media-{}", std::process::id());
     let ng = free_port();
     let (mut tern, _) = spawn_relay(&instance, "31800-31849", ng, &[]);
-    let ours = run(([127, 0, 0, 1], ng).into(), "play-media-t", &wav, &junk, &x);
+    let ours = run(
+        ([127, 0, 0, 1], ng).into(),
+        "play-media-t",
+        &[],
+        &wav,
+        &junk,
+        &x,
+    );
+    // With SSRC rewriting the play is a source switch of the rewriter.
+    let rewritten = run(
+        ([127, 0, 0, 1], ng).into(),
+        "play-media-s",
+        &["SSRC-rewrite"],
+        &wav,
+        &junk,
+        &x,
+    );
     tern.stop();
     unlink_prompts(&instance);
     unlink_table(&instance);
@@ -315,18 +339,28 @@ fn played_file_reaches_the_far_side_as_rtpengines_does() {
         "{:?}",
         ours.errors
     );
+    assert!(rewritten.corr >= 0.9, "SSRC-rewrite: {:.3}", rewritten.corr);
+    assert_eq!(rewritten.duration, 1000);
     // One stream at B across the play: one SSRC, +1, +160.
-    let s = &ours.stream;
-    assert!(s.len() > 80, "{} packets", s.len());
-    assert!(s.iter().all(|r| r.ssrc == s[0].ssrc), "SSRC changed");
-    for w in s.windows(2) {
-        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence: {w:?}");
-        assert_eq!(
-            w[1].ts,
-            w[0].ts.wrapping_add(160),
-            "timestamp at seq {}",
-            w[1].seq
+    for (what, s) in [("plain", &ours.stream), ("SSRC-rewrite", &rewritten.stream)] {
+        assert!(s.len() > 80, "{what}: {} packets", s.len());
+        assert!(
+            s.iter().all(|r| r.ssrc == s[0].ssrc),
+            "{what}: SSRC changed"
         );
+        for w in s.windows(2) {
+            assert_eq!(
+                w[1].seq,
+                w[0].seq.wrapping_add(1),
+                "{what}: sequence: {w:?}"
+            );
+            assert_eq!(
+                w[1].ts,
+                w[0].ts.wrapping_add(160),
+                "{what}: timestamp at seq {}",
+                w[1].seq
+            );
+        }
     }
 
     if !have_rtpengine() {
@@ -335,7 +369,7 @@ fn played_file_reaches_the_far_side_as_rtpengines_does() {
         return;
     }
     let rtpe = Rtpengine::start(&["127.0.0.1"], 31850, 31899, &[]);
-    let theirs = run(rtpe.addr(), "play-media-r", &wav, &junk, &x);
+    let theirs = run(rtpe.addr(), "play-media-r", &[], &wav, &junk, &x);
     drop(rtpe);
     let _ = std::fs::remove_file(&wav);
     let _ = std::fs::remove_file(&junk);
