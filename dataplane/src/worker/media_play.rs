@@ -344,6 +344,12 @@ impl Worker {
             let Some(n) = p.player.poll(now, &mut p.buf) else {
                 return p.player.next_deadline();
             };
+            // An encoder that failed a frame wrote no payload: skip it
+            // (its numbers are used, so the far side sees a loss).
+            if n <= tern_shared::rtp::HEADER_LEN {
+                self.dropped += 1;
+                continue;
+            }
             if let (Some(rw), Ok(mut r)) = (p.rw.as_mut(), RtpPacket::new_checked(&mut p.buf[..n]))
             {
                 rw.rewrite_rtp(&mut r);
