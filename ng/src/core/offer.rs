@@ -435,7 +435,6 @@ fn program_media(
     leg.direction = info.direction.reversed();
     leg.dtmf_pt = info.dtmf_pt;
     leg.clock_rate = info.clock_rate;
-    leg.media.codecs = leg_codecs(info);
     if flags.ssrc_rewrite {
         let out = &mut ms.cfg.legs[receiver];
         out.rewrite_ssrc = true;
@@ -481,18 +480,4 @@ fn program_media(
             }
         }
     }
-}
-
-/// The audio codecs of a section tern can encode and decode, in `m=`
-/// order (the first [`tern_shared::table::MAX_LEG_CODECS`]), for the
-/// leg's media block: what `play media` encodes in.
-fn leg_codecs(info: &MediaInfo) -> [Option<(u8, tern_shared::table::MediaCodec)>; 4] {
-    let mut out = [None; tern_shared::table::MAX_LEG_CODECS];
-    let known = info.codecs.iter().flatten().filter_map(|c| {
-        tern_shared::table::MediaCodec::from_rtpmap(&c.encoding, c.clock_rate).map(|m| (c.pt, m))
-    });
-    for (o, c) in out.iter_mut().zip(known) {
-        *o = Some(c);
-    }
-    out
 }
