@@ -297,6 +297,14 @@ impl Forwarder {
         &self.legs[leg & 1]
     }
 
+    /// Replaces the rewriter of packets sent to leg `leg`'s peer: a media
+    /// play hands back the one its packets went through, so the peer's
+    /// stream continues after them. Lasts until a configuration change
+    /// of that leg's SSRC policy.
+    pub fn set_rewriter(&mut self, leg: usize, rw: Option<SsrcRewriter>) {
+        self.legs[leg & 1].rewriter = rw;
+    }
+
     /// Takes a newly published configuration. A leg whose SDP peer changed
     /// restarts learning from the new address; a leg whose SSRC policy or
     /// `out_ssrc` changed gets a fresh rewriter (or none).

@@ -55,6 +55,7 @@ pub mod dtls;
 pub mod host;
 pub mod inject;
 pub mod leg;
+pub mod media_play;
 pub mod quality;
 pub mod sockets;
 pub mod ssrc;

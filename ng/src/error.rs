@@ -44,6 +44,9 @@ pub enum CommandError {
     /// A media-control command (`block DTMF` and the like) named no call
     /// or no party; rtpengine's `media_block_match` text.
     Control(&'static str),
+    /// `play media` could not start: rtpengine's text, then tern's reason
+    /// (the file is missing or not a WAV tern plays).
+    Media(String),
 }
 
 impl fmt::Display for CommandError {
@@ -65,6 +68,7 @@ impl fmt::Display for CommandError {
             CommandError::InvalidLimit => f.write_str("invalid limit, must be >= 0"),
             CommandError::UnknownInterface(n) => write!(f, "Interface '{n}' not found"),
             CommandError::Control(text) => f.write_str(text),
+            CommandError::Media(why) => f.write_str(why),
         }
     }
 }

@@ -48,6 +48,10 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["duration"],
     &["volume"],
     &["pause"],
+    &["file"],
+    &["blob"],
+    &["db-id"],
+    &["repeat-times"],
     // tern's own.
     &["jitter-buffer-target"],
     &["jitter-buffer-max"],

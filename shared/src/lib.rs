@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod codec;
 pub mod iface;
+pub mod prompt;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

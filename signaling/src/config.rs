@@ -37,6 +37,9 @@
 //! jitter_max_ms = 200            # no packet waits longer, ms
 //! jitter_adaptive = false        # size the delay from measured jitter
 //! transcode = true               # transcode when caller and callee share no codec
+//! moh = "/etc/tern/moh.wav"      # music on hold: played to a party the other holds
+//!                                # (WAV, mono or stereo, 8/16/48 kHz, ≤ 10 min;
+//!                                # checked at load; needs the shm/embedded relay)
 //!
 //! [[media.interfaces]]           # optional, repeatable: named media interfaces
 //! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
@@ -293,6 +296,7 @@ struct RawMedia {
     jitter_max_ms: Option<u16>,
     jitter_adaptive: Option<bool>,
     transcode: Option<bool>,
+    moh: Option<std::path::PathBuf>,
     interfaces: Vec<RawInterface>,
 }
 
@@ -579,6 +583,7 @@ impl Config {
             },
             transcode: raw.media.transcode.unwrap_or(d.transcode),
             interfaces: interfaces(&raw.media.interfaces)?,
+            moh: raw.media.moh,
             dns: sip
                 .dns
                 .as_deref()
@@ -679,6 +684,9 @@ pub struct SipConfig {
     /// `[sip] dns`: the DNS server that resolves trunk gateway names
     /// (RFC 3263); `None`: the system's (`/etc/resolv.conf`).
     pub dns: Option<SocketAddr>,
+    /// `[media] moh`: a WAV file played to a party while the other holds
+    /// it (`b2bua/moh.rs`); `None`: no music on hold.
+    pub moh: Option<std::path::PathBuf>,
 }
 
 /// Jitter-buffer defaults when `[media]` switches it on: 60 ms target,
@@ -721,6 +729,7 @@ impl Default for SipConfig {
             trunks: Vec::new(),
             routes: Vec::new(),
             dns: None,
+            moh: None,
         }
     }
 }
@@ -760,8 +769,9 @@ impl SipConfig {
     /// on a reachable address), when the realm is empty or contains `"`,
     /// when `auth_invites = true` comes without users, when a domain is
     /// empty, when `nonce_ttl` or `nonce_capacity` is zero, or when the
-    /// timers or expiry bounds make no sense, or when the `[media]` jitter
-    /// delays do not satisfy 0 < target <= max.
+    /// timers or expiry bounds make no sense, when the `[media]` jitter
+    /// delays do not satisfy 0 < target <= max, or when `[media] moh` is
+    /// not a WAV file tern plays.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.users.is_empty() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Refused(format!(
@@ -779,6 +789,17 @@ impl SipConfig {
             return Err(ConfigError::Refused(
                 "[media]: need 0 < jitter_target_ms <= jitter_max_ms".to_string(),
             ));
+        }
+        if let Some(f) = &self.moh {
+            let loaded = std::fs::read(f)
+                .map_err(|e| e.to_string())
+                .and_then(|b| tern_shared::prompt::load_wav(&b).map_err(|e| e.to_string()));
+            if let Err(e) = loaded {
+                return Err(ConfigError::Refused(format!(
+                    "[media] moh = {:?}: {e}",
+                    f.display()
+                )));
+            }
         }
         if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() || self.timer_c.is_zero() {
             return Err(ConfigError::Refused(
@@ -1046,6 +1067,44 @@ mod tests {
         let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
         assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());
+    }
+
+    #[test]
+    fn media_moh_is_a_wav_checked_at_load() {
+        let listen = "127.0.0.1:5060".parse().unwrap();
+        let dir = std::env::temp_dir().join(format!("tern-moh-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("moh.wav");
+        // A minimal 8 kHz mono 16-bit WAV: header, then 4 samples.
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&(36u32 + 8).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        for v in [1u16, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&16000u32.to_le_bytes());
+        for v in [2u16, 16] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&[1, 0, 2, 0, 3, 0, 4, 0]);
+        std::fs::write(&wav, &b).unwrap();
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", wav)).unwrap();
+        assert_eq!(c.moh.as_deref(), Some(wav.as_path()));
+        c.validate().unwrap();
+        let bad = dir.join("missing.wav");
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", bad)).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[media] moh"), "{e}");
+        std::fs::write(&bad, b"RIFF nonsense").unwrap();
+        let c = SipConfig::from_toml(listen, &format!("[media]\nmoh = {:?}\n", bad)).unwrap();
+        assert!(c.validate().is_err());
+        assert_eq!(SipConfig::from_toml(listen, "").unwrap().moh, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

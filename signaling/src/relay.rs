@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tern_shared::table::{LegPorts, SlotConfig, SlotTable, TableError};
@@ -80,19 +81,37 @@ pub trait MediaRelay: Send {
     fn dtls_fingerprint(&self) -> Option<[u8; 32]> {
         None
     }
+
+    /// The prompt id ([`tern_shared::table::MediaPlay::file`]) of the WAV
+    /// file `wav`, published where the dataplane finds it (music on
+    /// hold).
+    ///
+    /// Errors: [`RelayError::Failed`] when the file cannot be loaded, or
+    /// the relay plays no prompts (the default).
+    fn prompt(&mut self, wav: &Path) -> Result<u64, RelayError> {
+        Err(RelayError::Failed(format!(
+            "{}: this relay plays no media files",
+            wav.display()
+        )))
+    }
 }
 
 /// [`MediaRelay`] over a shared-memory [`SlotTable`].
 #[derive(Debug, Clone)]
 pub struct ShmRelay {
     table: Arc<SlotTable>,
+    /// The prompt last published (file, id): music on hold is one file.
+    prompt: Option<(PathBuf, u64)>,
 }
 
 impl ShmRelay {
     /// A relay programming `table` (shared with the dataplane in-process,
     /// or mapped from another process with [`SlotTable::open`]).
     pub fn new(table: Arc<SlotTable>) -> ShmRelay {
-        ShmRelay { table }
+        ShmRelay {
+            table,
+            prompt: None,
+        }
     }
 
     /// Maps the table of instance `name` (`/dev/shm/tern-<name>`) created by
@@ -137,5 +156,19 @@ impl MediaRelay for ShmRelay {
 
     fn dtls_fingerprint(&self) -> Option<[u8; 32]> {
         self.table.dtls_fingerprint()
+    }
+
+    fn prompt(&mut self, wav: &Path) -> Result<u64, RelayError> {
+        if let Some((p, id)) = &self.prompt {
+            // Still there (a restarted relay may have a fresh /dev/shm).
+            let at = tern_shared::prompt::prompt_path(self.table.path(), *id);
+            if p == wav && at.exists() {
+                return Ok(*id);
+            }
+        }
+        let (id, _) = tern_shared::prompt::load_and_publish(self.table.path(), wav)
+            .map_err(|e| RelayError::Failed(format!("{}: {e}", wav.display())))?;
+        self.prompt = Some((wav.to_path_buf(), id));
+        Ok(id)
     }
 }

@@ -298,6 +298,13 @@ impl Worker {
             }
         };
 
+        // ng `play media`: while a prompt replaces this leg's peer's media
+        // (media_play.rs), its packets stop here, observed.
+        if !rtcp && super::media_play::consume(&mut slot.plays, leg, hdr.as_ref(), now) {
+            c_in.count_rx(plen, at_ms);
+            return false;
+        }
+
         // ng `play DTMF`: while events play, the audio packets of this
         // leg's peer carry them instead (crate::inject), after they were
         // observed as what the peer sent.

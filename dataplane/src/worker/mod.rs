@@ -54,7 +54,8 @@
 //! - `slot.rs`: a slot's life (bind, open, reconfigure, close, tick);
 //! - `jitter_store.rs`: jitter buffers and their packet stores;
 //! - `secure.rs`: SRTP contexts and the ICE-lite responder of a leg;
-//! - `transcode.rs`: a leg's transcoder and the sending of its output.
+//! - `transcode.rs`: a leg's transcoder and the sending of its output;
+//! - `media_play.rs`: ng `play media` (prompts played toward a peer).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -83,6 +84,7 @@ use self::transcode::LegTranscode;
 
 mod forward;
 mod jitter_store;
+mod media_play;
 mod ring;
 mod secure;
 mod slot;
@@ -311,6 +313,8 @@ struct SlotRt {
     played: [u32; 2],
     /// Transcoders of what each leg's peer sends (`transcode.rs`).
     xc: [Option<Box<LegTranscode>>; 2],
+    /// ng `play media` on each leg (`media_play.rs`).
+    plays: Option<Box<media_play::SlotPlays>>,
 }
 
 impl SlotRt {
@@ -338,6 +342,7 @@ impl SlotRt {
             play: [None, None],
             played: [0, 0],
             xc: [None, None],
+            plays: None,
         }
     }
 }
@@ -401,6 +406,8 @@ pub struct Worker {
     jitter_refused: u64,
     /// Slot indices with a jitter buffer on either leg.
     jit_slots: Vec<u32>,
+    /// Slot indices with a `play media` playing on either leg.
+    play_slots: Vec<u32>,
     /// The loop iteration's clock.
     clock: Clock,
     last_roll_ms: u64,
@@ -534,6 +541,7 @@ impl Worker {
             jstore_free: Vec::new(),
             jitter_refused: 0,
             jit_slots: Vec::new(),
+            play_slots: Vec::new(),
             clock: Clock::read(),
             last_roll_ms: 0,
             scratch: Box::new([0u8; 1024]),

@@ -65,7 +65,10 @@ impl Worker {
             if self.dtls.is_some() {
                 self.poll_dtls(64);
             }
-            let deadline = self.play_jitter();
+            let deadline = match (self.play_jitter(), self.play_media()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             self.flush_rearm();
             self.bufs.publish();
             if let Err(e) = self.wait(busy, deadline) {

@@ -173,6 +173,7 @@ impl Worker {
         );
         self.sync_transcode(idx, Some(&cfg));
         self.sync_jitter(idx, false);
+        self.sync_media_play(idx, Some(&cfg), resume);
         self.bind_missing(idx, now);
         self.table.set_applied(id, seq);
     }
@@ -248,6 +249,7 @@ impl Worker {
         }
         self.sync_transcode(idx, Some(&cfg));
         self.sync_jitter(idx, false);
+        self.sync_media_play(idx, Some(&cfg), false);
         // rtcp-mux may have been switched off: read the RTCP ports.
         self.bind_missing(idx, now);
         self.table.set_applied(id, seq);
@@ -398,6 +400,7 @@ impl Worker {
         }
         self.sync_jitter(idx, true);
         self.sync_transcode(idx, None);
+        self.sync_media_play(idx, None, false);
         let slot = &mut self.slots[idx];
         slot.phase = Phase::Closing;
         slot.drain = drain;

@@ -21,7 +21,7 @@
 //! them.
 
 use super::*;
-use tern_shared::table::{DtmfPlay, MAX_PLAY_EVENTS};
+use tern_shared::table::{DtmfPlay, MediaPlay, MAX_PLAY_EVENTS};
 
 /// Which control a command sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,11 @@ pub(super) struct CallBlocks {
     pub(super) call: Blocks,
     pub(super) parties: HashMap<String, Blocks>,
     pub(super) plays: HashMap<String, DtmfPlay>,
+    /// `play media` toward each party (by the tag of the party that
+    /// hears it).
+    pub(super) media_plays: HashMap<String, MediaPlay>,
+    /// The last `play media` request number of the call.
+    pub(super) media_play_seq: u32,
 }
 
 impl CallBlocks {
@@ -88,6 +93,12 @@ impl CallBlocks {
             l.block_media = b.media;
             l.silence_media = b.silence;
             l.play = tag.as_deref().and_then(|t| self.plays.get(t)).copied();
+            // A play on this leg replaces what its peer sends: the other
+            // leg's party hears it.
+            l.media.play = tags[leg ^ 1]
+                .as_deref()
+                .and_then(|t| self.media_plays.get(t))
+                .copied();
         }
     }
 }
@@ -282,7 +293,7 @@ impl NgCore {
 
 /// Stamps the call's media control on every slot of every branch and
 /// publishes them.
-fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
+pub(super) fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
     for branch in &mut call.branches {
         for ms in &mut branch.media {
             let Some(slot) = ms.slot else { continue };
@@ -296,7 +307,7 @@ fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
 }
 
 /// `tag`, if it is a party of the call (rtpengine's error otherwise).
-fn party(call: &Call, tag: &str) -> Result<String, CommandError> {
+pub(super) fn party(call: &Call, tag: &str) -> Result<String, CommandError> {
     if call.branches.iter().any(|b| b.leg_of(tag).is_some()) {
         Ok(tag.to_string())
     } else {
@@ -308,7 +319,7 @@ fn party(call: &Call, tag: &str) -> Result<String, CommandError> {
 
 /// The party named by `label` (none: an error) or `address`, if either
 /// is given.
-fn select(m: &Msg<'_>, call: &Call) -> Result<Option<String>, CommandError> {
+pub(super) fn select(m: &Msg<'_>, call: &Call) -> Result<Option<String>, CommandError> {
     if field(m.opt_str("label"), "", "label")?.is_some() {
         return Err(CommandError::Control(
             "No monologue matching the given label",

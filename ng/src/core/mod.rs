@@ -223,6 +223,7 @@ type Reply = Result<Dict, CommandError>;
 mod call;
 mod control;
 mod iface;
+mod media_play;
 mod offer;
 mod reports;
 mod secure;
@@ -432,6 +433,8 @@ impl NgCore {
             "silence media" => self.media_control(&m, Control::Silence, true, &mut warnings),
             "unsilence media" => self.media_control(&m, Control::Silence, false, &mut warnings),
             "play DTMF" => self.play_dtmf(&m, &mut warnings),
+            "play media" => self.play_media(&m, &mut warnings),
+            "stop media" => self.stop_media(&m, &mut warnings),
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {

@@ -291,6 +291,8 @@ pub struct Call {
     pub(crate) forking: Option<Box<Forking>>,
     /// Reliable provisionals toward the caller (RFC 3262).
     pub(crate) rel: Rel100,
+    /// Music on hold programmed on the slot (`moh.rs`).
+    pub(crate) moh: super::moh::Moh,
 }
 
 impl Call {

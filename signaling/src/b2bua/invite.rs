@@ -240,6 +240,7 @@ impl B2bua {
                 rseq,
                 ..Rel100::default()
             },
+            moh: Default::default(),
         };
         call.callee_mut().webrtc.ensure_ice(tu.rng);
         if !program(tu, &call) {

@@ -60,8 +60,15 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
-        // Transcoding when the parties share no codec.
-        media: call.media[i],
+        // The party's codecs, and transcoding when the parties share
+        // none (the plan names the codecs then).
+        media: match call.media[i] {
+            m if m.transcode.is_some() => m,
+            m => tern_shared::table::LegMedia {
+                codecs: info.map(super::moh::codecs_of).unwrap_or_default(),
+                ..m
+            },
+        },
         // No media control (block, silence) from the SIP plane.
         ..LegConfig::default()
     };
@@ -77,7 +84,8 @@ pub(super) fn program(tu: &mut Tu<'_>, call: &Call) -> bool {
     let Some(slot) = call.slot else {
         return false;
     };
-    let cfg = slot_config(tu, call);
+    let mut cfg = slot_config(tu, call);
+    super::moh::apply(tu, call, &mut cfg);
     match tu.relay.program(slot, &cfg) {
         Ok(()) => true,
         Err(e) => {

@@ -83,6 +83,7 @@ mod fork;
 mod info;
 mod invite;
 mod media;
+mod moh;
 mod prack;
 mod reoffer;
 mod send;
