@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
+pub mod audio;
 pub mod browser;
 pub mod ng;
 pub mod rtpengine;
