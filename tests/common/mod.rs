@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tern_shared::table::{LegStats, SlotConfig, SlotState, SlotTable};
 
 pub mod audio;
+pub mod baresip;
 pub mod browser;
 pub mod ng;
 pub mod rtpengine;
