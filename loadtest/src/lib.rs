@@ -175,6 +175,13 @@ pub struct RtpArgs {
     /// key, B→A must arrive plain with the payload sent.
     #[arg(long, value_name = "SUITE")]
     pub srtp: Option<String>,
+    /// PCMU↔PCMA transcoding: the offer asks the relay for `codec:
+    /// {transcode: [PCMA]}`, the callee answers PCMA only; implies
+    /// --both-ways (A sends PCMU, B sends PCMA). Transcoded packets carry
+    /// no send time, so they are counted by the relay port they come
+    /// from, without latency. Only `PCMA` is accepted.
+    #[arg(long, value_name = "CODEC")]
+    pub transcode: Option<String>,
 }
 
 /// Runs `tern load ...`; stops early when `shutdown` is set.

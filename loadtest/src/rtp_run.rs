@@ -41,7 +41,7 @@ fn ts_at(c: &Stream, origin_ns: u64, ns: u64) -> u32 {
 /// (ns), the latter also giving the RTP timestamp.
 fn fill(buf: &mut [u8], c: &Stream, origin_ns: u64, id: u8, idx: u32, now: u64, nominal: u64) {
     buf[0] = 0x80;
-    buf[1] = 0;
+    buf[1] = c.pt;
     buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
     buf[4..8].copy_from_slice(&ts_at(c, origin_ns, nominal).to_be_bytes());
     buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
@@ -130,8 +130,32 @@ struct Rx {
 }
 
 /// Accounts one received datagram `p` of trial `id` on socket `sock`.
-fn on_rx(g: &mut Gen, rx: &mut Rx, p: &[u8], sock: usize, id: u8, now: u64) {
+fn on_rx(g: &mut Gen, rx: &mut Rx, p: &[u8], sock: usize, src: u16, id: u8, now: u64) {
     let plain = p.len() >= 28 && &p[12..15] == MAGIC;
+    if !plain && p.len() >= 12 {
+        if let Some(j) = g.by_src(src) {
+            // Transcoded: re-encoded by the relay, with its own SSRC and
+            // sequence numbers; counted, no latency (no send time in it).
+            let Some(c) = g.streams.get_mut(j) else {
+                rx.foreign += 1;
+                return;
+            };
+            // What the receiver answered or offered: PCMA toward B, PCMU
+            // toward A; anything else is not what it accepts.
+            let want = if c.back { 0 } else { 8 };
+            if p[1] & 0x7f != want {
+                rx.foreign += 1;
+                return;
+            }
+            let dups = c.stats.duplicates;
+            c.stats.on_packet(u16::from_be_bytes([p[2], p[3]]));
+            if c.stats.duplicates == dups {
+                rx.received += 1;
+                rx.by_dir[usize::from(c.back)] += 1;
+            }
+            return;
+        }
+    }
     let (j, sent_ns, nominal) = if plain {
         if p[15] != id {
             rx.foreign += 1;
@@ -197,7 +221,7 @@ fn drain(g: &mut Gen, rxb: &mut RxBatch, rx: &mut Rx, id: u8) -> usize {
             let now = sys::now_ns();
             got += k;
             for i in 0..k {
-                on_rx(g, rx, rxb.get(i), s, id, now);
+                on_rx(g, rx, rxb.get(i), s, rxb.src_port(i), id, now);
             }
             if k < sys::BATCH {
                 break;
@@ -458,6 +482,7 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
                 let buf = txb.next_buf();
                 buf[..12].fill(0);
                 buf[0] = 0x80;
+                buf[1] = c.pt;
                 buf[2..4].copy_from_slice(&c.seq.to_be_bytes());
                 buf[4..8].copy_from_slice(&ts_at(c, origin, sys::now_ns()).to_be_bytes());
                 buf[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
@@ -489,6 +514,8 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
                         let p = rxb.get(j);
                         let i = if p.len() >= 20 && &p[12..15] == MAGIC {
                             Some(be_u32(&p[16..20]) as usize)
+                        } else if let Some(j) = g.by_src(rxb.src_port(j)) {
+                            Some(j)
                         } else if p.len() >= 12 && sock >= g.b0 {
                             g.by_ssrc(be_u32(&p[8..12])).map(|(j, _)| j)
                         } else {
@@ -655,6 +682,7 @@ mod tests {
             tx_srtp: None,
             ring: None,
             check: None,
+            pt: 8,
         };
         let origin = 1_000_000_000;
         assert_eq!(ts_at(&c, origin, origin), u32::MAX - 100);
@@ -664,6 +692,7 @@ mod tests {
         assert_eq!(ts_at(&c, origin, 0), u32::MAX - 100);
         let mut buf = [0u8; 40];
         fill(&mut buf, &c, origin, 3, 7, 5, origin + 1_000_000_000);
+        assert_eq!(buf[1], 8, "the stream's payload type");
         assert_eq!(&buf[4..8], &7899u32.to_be_bytes(), "1 s = 8000 ticks");
         assert_eq!(&buf[20..28], &5u64.to_be_bytes(), "send time");
         assert_eq!(&buf[28..36], &(origin + 1_000_000_000).to_be_bytes());

@@ -42,6 +42,9 @@ pub(crate) struct Stream {
     /// Call 0 with `--both-ways`/`--srtp`: the packets sampled for the
     /// path check.
     pub(crate) check: Option<Box<Check>>,
+    /// RTP payload type sent: 0 (PCMU), or 8 (PCMA) from the callee
+    /// under `--transcode`.
+    pub(crate) pt: u8,
 }
 
 /// Send times kept per stream for packets that arrive protected.
@@ -95,11 +98,19 @@ pub(crate) struct Gen {
     /// The first callee-side socket in `socks`.
     pub(crate) b0: usize,
     pub(crate) floor: Option<floor::Floor>,
+    /// `--transcode`: the stream each relay port sends, for packets whose
+    /// payload the relay re-encoded (by UDP source port).
+    pub(crate) by_src: Option<std::collections::HashMap<u16, usize>>,
     _ng: Option<NgCalls>,
 }
 
 impl Gen {
     /// The stream whose packets carry `ssrc`.
+    /// The stream a transcoded packet from relay port `src` belongs to.
+    pub(crate) fn by_src(&self, src: u16) -> Option<usize> {
+        self.by_src.as_ref()?.get(&src).copied()
+    }
+
     pub(crate) fn by_ssrc(&mut self, ssrc: u32) -> Option<(usize, &mut Stream)> {
         let j = (ssrc ^ self.ssrc_base) as usize;
         self.streams
@@ -132,7 +143,16 @@ fn reply_media(a: &RtpArgs, what: &str, sdp: &str) -> Result<SocketAddr, Error> 
 }
 
 pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> Result<Gen, Error> {
-    let both = a.both_ways || srtp.is_some();
+    let transcode = match a.transcode.as_deref() {
+        None => false,
+        Some(c) if c.eq_ignore_ascii_case("PCMA") => true,
+        Some(c) => return Err(format!("--transcode {c}: only PCMA is supported").into()),
+    };
+    if transcode && srtp.is_some() {
+        return Err("--transcode and --srtp do not go together".into());
+    }
+    let both = a.both_ways || srtp.is_some() || transcode;
+    let mut by_src = transcode.then(std::collections::HashMap::new);
     let k = a.sockets.max(1);
     let mut socks = bind_socks(a.local_ip, k)?;
     socks.extend(bind_socks(a.local_ip, if a.floor { 1 } else { k })?);
@@ -157,6 +177,8 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             tx_srtp: None,
             ring: None,
             check: None,
+            // Under --transcode the callee sends what it answered: PCMA.
+            pt: if back && transcode { 8 } else { 0 },
         })
     };
     if a.floor {
@@ -175,6 +197,7 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             ssrc_base,
             b0: k,
             floor: Some(f),
+            by_src: None,
             _ng: None,
         });
     }
@@ -218,13 +241,20 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             offer.push(("transport-protocol", Ben::s("RTP/SAVP")));
             offer.push(("SDES", sdes_flags(s)));
         }
+        if transcode {
+            offer.push(("codec", Ben::Dict(vec![("transcode", Ben::list(["PCMA"]))])));
+        }
         let offer = Ben::Dict(offer);
         let reply = ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
         ng.ids.push(id.clone());
         // The offer's SDP goes to the callee: where the callee sends.
         let offered = ng::reply_sdp(&reply)?;
         let back_dest = reply_media(a, &format!("offer {i}"), &offered)?;
-        let mut answer_sdp = ng::sdp(to, i as u64);
+        let mut answer_sdp = if transcode {
+            ng::sdp_codec(to, i as u64, "RTP/AVP", &[], 8, "PCMA")
+        } else {
+            ng::sdp(to, i as u64)
+        };
         let mut tx_srtp = None;
         let mut rx_srtp = None;
         if let Some(s) = srtp {
@@ -267,9 +297,17 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
         if srtp.is_some() {
             ab.ring = Some(vec![Sent::default(); RING].into_boxed_slice());
         }
+        if let Some(m) = by_src.as_mut() {
+            // The relay sends A→B from the port it offered B, B→A from
+            // the one it answered A with.
+            m.insert(back_dest.port(), 2 * i);
+            m.insert(dest.port(), 2 * i + 1);
+        }
         let mut ba = mk(2 * i + 1, k + i % k, back_dest, true)?;
         ba.tx_srtp = tx_srtp;
-        if i == 0 {
+        // The path check compares payloads, which transcoding changes;
+        // a transcoded packet is checked for its payload type instead.
+        if i == 0 && !transcode {
             ab.check = Some(Check::new("A→B", rx_srtp));
             ba.check = Some(Check::new("B→A", None));
         }
@@ -286,6 +324,7 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
         ssrc_base,
         b0: k,
         floor: None,
+        by_src,
         _ng: Some(ng),
     })
 }

@@ -307,6 +307,11 @@ impl RxBatch {
         Ok(r as usize)
     }
 
+    /// The UDP source port of datagram `i` of the last receive.
+    pub fn src_port(&self, i: usize) -> u16 {
+        u16::from_be(self.addrs[i].sin_port)
+    }
+
     /// Datagram `i` of the last receive.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.bufs[i][..self.hdrs[i].msg_len as usize]
