@@ -77,6 +77,7 @@ pub mod core;
 pub mod error;
 pub mod flags;
 pub(crate) mod keys;
+pub mod payload;
 pub(crate) mod rtpp;
 pub mod sdp;
 pub mod server;

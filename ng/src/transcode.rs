@@ -36,7 +36,7 @@
 
 use tern_shared::table::{LegMedia, MediaCodec, Transcode, MAX_LEG_CODECS};
 
-use crate::codec::Codec;
+use crate::payload::Codec;
 
 /// Output packet duration tern encodes at when the SDP says none, ms
 /// (RFC 3551 §4.5's default for the audio codecs here).

@@ -247,6 +247,14 @@ pub enum CallState {
     Done,
 }
 
+/// A call's music on hold (`moh.rs`): the play id programmed on each
+/// slot leg (0: none), and the last id handed out.
+#[derive(Debug, Default)]
+pub(crate) struct Moh {
+    pub(super) playing: [std::cell::Cell<u32>; 2],
+    pub(super) seq: std::cell::Cell<u32>,
+}
+
 /// One relayed call: the caller's dialog and the callee's, bridged through
 /// a relay slot.
 #[derive(Debug)]
@@ -292,7 +300,7 @@ pub struct Call {
     /// Reliable provisionals toward the caller (RFC 3262).
     pub(crate) rel: Rel100,
     /// Music on hold programmed on the slot (`moh.rs`).
-    pub(crate) moh: super::moh::Moh,
+    pub(crate) moh: Moh,
 }
 
 impl Call {

@@ -14,22 +14,12 @@
 //! Also here: each leg's audio codecs for the slot's media block, which
 //! the dataplane encodes the file in.
 
-use std::cell::Cell;
-
 use tern_shared::table::{Direction, MediaCodec, MediaPlay, SlotConfig, MAX_LEG_CODECS};
 use tracing::{info, warn};
 
 use super::call::Call;
 use crate::sdp::AudioInfo;
 use crate::tu::Tu;
-
-/// A call's music on hold: the play id programmed on each slot leg (0:
-/// none), and the last id handed out.
-#[derive(Debug, Default)]
-pub(crate) struct Moh {
-    playing: [Cell<u32>; 2],
-    seq: Cell<u32>,
-}
 
 /// Whether a party whose latest SDP is `info` holds the other party.
 pub(super) fn holds(info: &AudioInfo) -> bool {
