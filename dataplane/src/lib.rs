@@ -56,6 +56,7 @@ pub mod host;
 pub mod inject;
 pub mod leg;
 pub mod quality;
+pub mod record;
 pub mod sockets;
 pub mod ssrc;
 pub mod worker;
