@@ -215,6 +215,7 @@ struct Open {
 }
 
 /// The writer thread's handle.
+#[derive(Debug)]
 pub struct Writer {
     handle: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
