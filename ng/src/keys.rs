@@ -48,6 +48,8 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["duration"],
     &["volume"],
     &["pause"],
+    // Recording (core/record.rs).
+    &["record-call", "record call"],
     // tern's own.
     &["jitter-buffer-target"],
     &["jitter-buffer-max"],

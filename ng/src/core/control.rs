@@ -67,6 +67,8 @@ pub(super) struct CallBlocks {
     pub(super) call: Blocks,
     pub(super) parties: HashMap<String, Blocks>,
     pub(super) plays: HashMap<String, DtmfPlay>,
+    /// Recording (core/record.rs): call-wide.
+    pub(super) record: super::record::CallRecord,
 }
 
 impl CallBlocks {
@@ -89,6 +91,7 @@ impl CallBlocks {
             l.silence_media = b.silence;
             l.play = tag.as_deref().and_then(|t| self.plays.get(t)).copied();
         }
+        self.record.stamp(cfg);
     }
 }
 
@@ -282,7 +285,7 @@ impl NgCore {
 
 /// Stamps the call's media control on every slot of every branch and
 /// publishes them.
-fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
+pub(super) fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
     for branch in &mut call.branches {
         for ms in &mut branch.media {
             let Some(slot) = ms.slot else { continue };

@@ -224,6 +224,7 @@ mod call;
 mod control;
 mod iface;
 mod offer;
+mod record;
 mod reports;
 mod secure;
 
@@ -432,6 +433,9 @@ impl NgCore {
             "silence media" => self.media_control(&m, Control::Silence, true, &mut warnings),
             "unsilence media" => self.media_control(&m, Control::Silence, false, &mut warnings),
             "play DTMF" => self.play_dtmf(&m, &mut warnings),
+            "start recording" => self.recording(&m, record::RecordOp::Start, &mut warnings),
+            "stop recording" => self.recording(&m, record::RecordOp::Stop, &mut warnings),
+            "pause recording" => self.recording(&m, record::RecordOp::Pause, &mut warnings),
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {
