@@ -83,6 +83,12 @@ struct RelayArgs {
     /// and under `tern up` for SIP calls too (see `[media]` in the config).
     #[arg(long)]
     jitter_buffer: bool,
+    /// Record calls that ask for it (ng `start recording`, `record-call`)
+    /// into DIR: `<call-id>.pcap`, `.wav` and `.json` per call, the
+    /// Call-ID percent-encoded. Without it recording commands are
+    /// accepted and nothing is written.
+    #[arg(long, value_name = "DIR")]
+    recording_dir: Option<std::path::PathBuf>,
     /// Jitter-buffer delays for ng calls from the config file's `[media]`
     /// (`tern up`); `None`: the ng defaults.
     #[arg(skip)]
@@ -315,7 +321,14 @@ fn start_relay(
     shutdown: &Arc<AtomicBool>,
 ) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
     let (table, workers) = open_table(a)?;
-    let relay = tern_dataplane::start(
+    let rec = a.recording_dir.as_ref().map(|dir| {
+        let rc = tern_dataplane::record::RecordConfig {
+            dir: dir.clone(),
+            ring_frames: tern_dataplane::record::RING_FRAMES,
+        };
+        (rc, None)
+    });
+    let relay = tern_dataplane::start_recording(
         tern_dataplane::RelayConfig {
             workers,
             bind_ip: a.interfaces.first().map_or(a.media_ip, |i| i.ip),
@@ -323,7 +336,11 @@ fn start_relay(
         },
         table.clone(),
         shutdown.clone(),
+        rec,
     )?;
+    if let Some(d) = &a.recording_dir {
+        println!("tern relay: recording into {}", d.display());
+    }
     let ng = start_ng(a, &table, shutdown)?;
     let media = if a.interfaces.is_empty() {
         a.media_ip.to_string()
