@@ -391,6 +391,9 @@ fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
         transport,
     } = sip_config(&a.sip)?;
     sip_cfg.jitter.enabled |= a.relay.jitter_buffer;
+    if a.relay.recording_dir.is_none() {
+        a.relay.recording_dir = sip_cfg.recording_dir.clone();
+    }
     a.relay.media_jitter = Some(sip_cfg.jitter);
     if a.relay.interfaces.is_empty() {
         a.relay.interfaces = sip_cfg.interfaces.clone();

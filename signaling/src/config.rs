@@ -36,6 +36,8 @@
 //! jitter_target_ms = 60          # target playout delay, ms
 //! jitter_max_ms = 200            # no packet waits longer, ms
 //! jitter_adaptive = false        # size the delay from measured jitter
+//! record = false                 # record every B2BUA call (needs recording_dir)
+//! recording_dir = "/var/lib/tern/rec"  # where recordings go (`--recording-dir`)
 //!
 //! [[media.interfaces]]           # optional, repeatable: named media interfaces
 //! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
@@ -291,6 +293,8 @@ struct RawMedia {
     jitter_target_ms: Option<u16>,
     jitter_max_ms: Option<u16>,
     jitter_adaptive: Option<bool>,
+    record: Option<bool>,
+    recording_dir: Option<std::path::PathBuf>,
     interfaces: Vec<RawInterface>,
 }
 
@@ -576,6 +580,8 @@ impl Config {
                 adaptive: raw.media.jitter_adaptive.unwrap_or(d.jitter.adaptive),
             },
             interfaces: interfaces(&raw.media.interfaces)?,
+            record: raw.media.record.unwrap_or(d.record),
+            recording_dir: raw.media.recording_dir.clone(),
             dns: sip
                 .dns
                 .as_deref()
@@ -664,6 +670,12 @@ pub struct SipConfig {
     /// `[[media.interfaces]]`: the relay's named media interfaces under
     /// `tern up` (empty: the one `--media-ip`). Checked as a list.
     pub interfaces: Vec<InterfaceSpec>,
+    /// `[media] record`: record every B2BUA call (both legs), written
+    /// under [`SipConfig::recording_dir`]. Off by default.
+    pub record: bool,
+    /// `[media] recording_dir`: where recordings go under `tern up`
+    /// (`--recording-dir` wins); `None`: nothing is written.
+    pub recording_dir: Option<std::path::PathBuf>,
     /// `[[trunks]]`: carriers' gateways (see [`crate::trunk`]).
     pub trunks: Vec<crate::trunk::Trunk>,
     /// `[[routes]]`: numbers that go out to a trunk.
@@ -709,6 +721,8 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             interfaces: Vec::new(),
+            record: false,
+            recording_dir: None,
             trunks: Vec::new(),
             routes: Vec::new(),
             dns: None,
@@ -1034,6 +1048,17 @@ mod tests {
             }
         );
         c.validate().unwrap();
+        let c = SipConfig::from_toml(
+            listen,
+            "[media]\nrecord = true\nrecording_dir = \"/tmp/rec\"\n",
+        )
+        .unwrap();
+        assert!(c.record);
+        assert_eq!(
+            c.recording_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/rec"))
+        );
+        assert!(!SipConfig::default().record);
         let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
         assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());

@@ -1,7 +1,9 @@
 //! The media side of a call: the relay slot's configuration from both
 //! dialogs' SDP, and the offer/answer steps (RFC 3264) every flow shares.
 
-use tern_shared::table::{Direction, Learning, LegConfig, SlotConfig};
+use tern_shared::table::{
+    Direction, Learning, LegConfig, LegMedia, MediaCodec, SlotConfig, MAX_LEG_CODECS,
+};
 use tracing::{info, warn};
 
 use super::call::{leg_directions, Call};
@@ -59,6 +61,14 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
+        // `[media] record`: both legs, one recording per call (its
+        // number from the call's tag, so a re-INVITE does not restart it).
+        media: LegMedia {
+            codecs: static_codecs(info),
+            record: tu.cfg.record,
+            record_id: (call.slot_tag as u32).max(1),
+            ..LegMedia::default()
+        },
         // No media control (block, silence) from the SIP plane.
         ..LegConfig::default()
     };
@@ -66,6 +76,26 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         legs: [leg(0, a), leg(1, b)],
         tag: call.slot_tag,
     }
+}
+
+/// The RFC 3551 static payload types among the party's (PCMU 0, PCMA 8,
+/// G722 9), as the slot's codecs, for recording's decoder; dynamic ones
+/// need an rtpmap this plane does not keep.
+fn static_codecs(info: Option<&AudioInfo>) -> [Option<(u8, MediaCodec)>; MAX_LEG_CODECS] {
+    let mut out = [None; MAX_LEG_CODECS];
+    let known = info
+        .into_iter()
+        .flat_map(|a| a.payload_types.iter())
+        .filter_map(|&pt| match pt {
+            0 => Some((0, MediaCodec::Pcmu)),
+            8 => Some((8, MediaCodec::Pcma)),
+            9 => Some((9, MediaCodec::G722)),
+            _ => None,
+        });
+    for (o, c) in out.iter_mut().zip(known) {
+        *o = Some(c);
+    }
+    out
 }
 
 /// Programs the call's slot from its dialogs' media; `false` if it holds
