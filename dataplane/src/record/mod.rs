@@ -210,9 +210,9 @@ pub struct RecordConfig {
 
 /// The file stem of a recording of `call_id`: every byte outside RFC 3986
 /// unreserved (`A-Z a-z 0-9 - . _ ~`) as `%XX` (upper-case hex), so the
-/// name has no `/` and is never `.` or `..` (they become `%2E`-free
-/// names only if all dots: a stem of dots alone is encoded whole).
-/// An empty Call-ID is `%00`-free `_`.
+/// name has no `/`. A Call-ID of dots alone (`.`, `..`) has its dots
+/// encoded too, and an empty one is `_`, so the stem never names the
+/// directory or its parent.
 pub fn file_stem(call_id: &str) -> String {
     if call_id.is_empty() {
         return "_".into();
