@@ -255,6 +255,7 @@ fn start_ng(
     a: &RelayArgs,
     table: &Arc<SlotTable>,
     shutdown: &Arc<AtomicBool>,
+    tags: Option<&tern_ng::core::record::RecordTags>,
 ) -> Result<NgServer, Error> {
     use tern_ng as control;
     let (addr, explicit) = match a.ng {
@@ -268,6 +269,7 @@ fn start_ng(
         cfg.core.jitter = j;
     }
     cfg.core.jitter.enabled |= a.jitter_buffer;
+    cfg.core.record_tags = tags.cloned();
     if let Some(n) = a.max_sessions {
         cfg.core.max_calls = n;
     }
@@ -321,12 +323,19 @@ fn start_relay(
     shutdown: &Arc<AtomicBool>,
 ) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
     let (table, workers) = open_table(a)?;
-    let rec = a.recording_dir.as_ref().map(|dir| {
+    // ng knows the recorded calls' tags; the writer reads them for the
+    // JSON.
+    let tags = a
+        .recording_dir
+        .as_ref()
+        .map(|_| tern_ng::core::record::RecordTags::default());
+    let rec = a.recording_dir.as_ref().zip(tags.clone()).map(|(dir, t)| {
         let rc = tern_dataplane::record::RecordConfig {
             dir: dir.clone(),
             ring_frames: tern_dataplane::record::RING_FRAMES,
         };
-        (rc, None)
+        let lookup: tern_dataplane::record::writer::TagLookup = Arc::new(move |id: &str| t.get(id));
+        (rc, Some(lookup))
     });
     let relay = tern_dataplane::start_recording(
         tern_dataplane::RelayConfig {
@@ -341,7 +350,7 @@ fn start_relay(
     if let Some(d) = &a.recording_dir {
         println!("tern relay: recording into {}", d.display());
     }
-    let ng = start_ng(a, &table, shutdown)?;
+    let ng = start_ng(a, &table, shutdown, tags.as_ref())?;
     let media = if a.interfaces.is_empty() {
         a.media_ip.to_string()
     } else {

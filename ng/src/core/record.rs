@@ -20,6 +20,59 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
 
+/// The parties' tags of the calls being recorded, by Call-ID, shared
+/// with the recording writer (its JSON's `from_tag`/`to_tag`): the table
+/// carries no tags. Filled when recording starts, emptied at stop and
+/// when the call ends. Not on the packet path (a lock per command).
+#[derive(Debug, Clone, Default)]
+pub struct RecordTags(pub Arc<std::sync::Mutex<HashMap<String, [Option<String>; 2]>>>);
+
+impl PartialEq for RecordTags {
+    fn eq(&self, o: &RecordTags) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
+}
+impl Eq for RecordTags {}
+
+impl RecordTags {
+    /// The tags of `call_id`, if it is recorded.
+    pub fn get(&self, call_id: &str) -> [Option<String>; 2] {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(call_id).cloned())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn set(&self, call_id: &str, tags: Option<[Option<String>; 2]>) {
+        if let Ok(mut m) = self.0.lock() {
+            match tags {
+                Some(t) => {
+                    m.insert(call_id.to_string(), t);
+                }
+                None => {
+                    m.remove(call_id);
+                }
+            }
+        }
+    }
+}
+
+impl NgCore {
+    /// Keeps the shared tags of `call_id` in step with its recording.
+    pub(super) fn note_record_tags(&self, call_id: &str) {
+        let Some(rt) = &self.cfg.record_tags else {
+            return;
+        };
+        let tags = self
+            .calls
+            .get(call_id)
+            .filter(|c| c.blocks.record.on)
+            .and_then(|c| c.branches.first().map(|b| b.tags.clone()));
+        rt.set(call_id, tags);
+    }
+}
+
 /// A call's recording state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct CallRecord {
@@ -111,6 +164,7 @@ impl NgCore {
         }
         info!(call_id, ?op, id = call.blocks.record.id, "ng: recording");
         super::control::republish(call, &table)?;
+        self.note_record_tags(call_id);
         Ok(Dict::new())
     }
 }
