@@ -5,7 +5,7 @@
 //! `tern_record_dropped_total` frames are reported.
 //!
 //! Calls: `TERN_RECORD_LOAD_CALLS` (default 500); 3 s of 20 ms PCMU per
-//! leg. Ports: relay media 20800-22799 (2,000 ports: 500 calls × 4).
+//! leg. Ports: relay media 12000-13999 (2,000 ports: 500 calls × 4; no other test uses 10000-14999).
 //! This 2-vCPU machine shares its CPUs with the generator (this test),
 //! so loss at the receivers would first be checked against the relay's
 //! own counters; none is allowed either way.
@@ -58,7 +58,7 @@ fn concurrent_recorded_calls_lose_no_forwarded_packet() {
     let dir_s = dir.to_string_lossy().to_string();
     let instance = format!("rec-load-{}", std::process::id());
     let ng = free_port();
-    let (mut tern, _) = spawn_relay(&instance, "20800-22799", ng, &["--recording-dir", &dir_s]);
+    let (mut tern, _) = spawn_relay(&instance, "12000-13999", ng, &["--recording-dir", &dir_s]);
     let mut c = NgClient::new(([127, 0, 0, 1], ng).into(), "rec-load");
     let mut legs: Vec<[Leg; 2]> = Vec::with_capacity(calls);
     for i in 0..calls {
