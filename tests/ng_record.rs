@@ -169,7 +169,10 @@ fn recording_writes_pcap_wav_and_json() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON parses");
     eprintln!("{json}");
     assert_eq!(v["call_id"], CALL);
-    assert_eq!((v["from_tag"].as_str(), v["to_tag"].as_str()), (Some("A"), Some("B")));
+    assert_eq!(
+        (v["from_tag"].as_str(), v["to_tag"].as_str()),
+        (Some("A"), Some("B"))
+    );
     let stop = v["stop_unix_ms"].as_u64().unwrap();
     let start = v["start_unix_ms"].as_u64().unwrap();
     assert!(stop >= start);
