@@ -83,6 +83,12 @@ struct RelayArgs {
     /// and under `tern up` for SIP calls too (see `[media]` in the config).
     #[arg(long)]
     jitter_buffer: bool,
+    /// Record calls that ask for it (ng `start recording`, `record-call`)
+    /// into DIR: `<call-id>.pcap`, `.wav` and `.json` per call, the
+    /// Call-ID percent-encoded. Without it recording commands are
+    /// accepted and nothing is written.
+    #[arg(long, value_name = "DIR")]
+    recording_dir: Option<std::path::PathBuf>,
     /// Jitter-buffer delays for ng calls from the config file's `[media]`
     /// (`tern up`); `None`: the ng defaults.
     #[arg(skip)]
@@ -249,6 +255,7 @@ fn start_ng(
     a: &RelayArgs,
     table: &Arc<SlotTable>,
     shutdown: &Arc<AtomicBool>,
+    tags: Option<&tern_ng::core::record::RecordTags>,
 ) -> Result<NgServer, Error> {
     use tern_ng as control;
     let (addr, explicit) = match a.ng {
@@ -262,6 +269,7 @@ fn start_ng(
         cfg.core.jitter = j;
     }
     cfg.core.jitter.enabled |= a.jitter_buffer;
+    cfg.core.record_tags = tags.cloned();
     if let Some(n) = a.max_sessions {
         cfg.core.max_calls = n;
     }
@@ -315,7 +323,21 @@ fn start_relay(
     shutdown: &Arc<AtomicBool>,
 ) -> Result<(Arc<SlotTable>, tern_dataplane::Relay, NgServer), Error> {
     let (table, workers) = open_table(a)?;
-    let relay = tern_dataplane::start(
+    // ng knows the recorded calls' tags; the writer reads them for the
+    // JSON.
+    let tags = a
+        .recording_dir
+        .as_ref()
+        .map(|_| tern_ng::core::record::RecordTags::default());
+    let rec = a.recording_dir.as_ref().zip(tags.clone()).map(|(dir, t)| {
+        let rc = tern_dataplane::record::RecordConfig {
+            dir: dir.clone(),
+            ring_frames: tern_dataplane::record::RING_FRAMES,
+        };
+        let lookup: tern_dataplane::record::writer::TagLookup = Arc::new(move |id: &str| t.get(id));
+        (rc, Some(lookup))
+    });
+    let relay = tern_dataplane::start_recording(
         tern_dataplane::RelayConfig {
             workers,
             bind_ip: a.interfaces.first().map_or(a.media_ip, |i| i.ip),
@@ -323,8 +345,12 @@ fn start_relay(
         },
         table.clone(),
         shutdown.clone(),
+        rec,
     )?;
-    let ng = start_ng(a, &table, shutdown)?;
+    if let Some(d) = &a.recording_dir {
+        println!("tern relay: recording into {}", d.display());
+    }
+    let ng = start_ng(a, &table, shutdown, tags.as_ref())?;
     let media = if a.interfaces.is_empty() {
         a.media_ip.to_string()
     } else {
@@ -374,6 +400,9 @@ fn up(mut a: UpArgs, shutdown: Arc<AtomicBool>) -> Result<(), Error> {
         transport,
     } = sip_config(&a.sip)?;
     sip_cfg.jitter.enabled |= a.relay.jitter_buffer;
+    if a.relay.recording_dir.is_none() {
+        a.relay.recording_dir = sip_cfg.recording_dir.clone();
+    }
     a.relay.media_jitter = Some(sip_cfg.jitter);
     if a.relay.interfaces.is_empty() {
         a.relay.interfaces = sip_cfg.interfaces.clone();

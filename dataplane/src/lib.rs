@@ -57,6 +57,7 @@ pub mod inject;
 pub mod leg;
 pub mod media_play;
 pub mod quality;
+pub mod record;
 pub mod sockets;
 pub mod ssrc;
 pub mod worker;
@@ -142,6 +143,8 @@ pub struct Relay {
     table: Arc<SlotTable>,
     /// Stopped after the workers (their handles are dropped first).
     _dtls: Option<dtls::DtlsTask>,
+    /// The recording writer, stopped after the workers.
+    _rec: Option<record::writer::Writer>,
 }
 
 /// How long [`start`] waits for each worker to set up.
@@ -162,6 +165,22 @@ pub fn start(
     cfg: RelayConfig,
     table: Arc<SlotTable>,
     shutdown: Arc<AtomicBool>,
+) -> Result<Relay, RelayError> {
+    start_recording(cfg, table, shutdown, None)
+}
+
+/// [`start`], with call recording when `rec` names a directory: each
+/// worker gets a recording ring ([`record::FrameRing`]) and one writer
+/// thread ([`record::writer`]) drains them; `rec`'s tag lookup gives the
+/// recordings' JSON the parties' tags. The writer stops after the workers.
+///
+/// Errors: those of [`start`]; [`RelayError::Config`] when the recording
+/// directory cannot be created or the writer thread spawned.
+pub fn start_recording(
+    cfg: RelayConfig,
+    table: Arc<SlotTable>,
+    shutdown: Arc<AtomicBool>,
+    rec: Option<(record::RecordConfig, Option<record::writer::TagLookup>)>,
 ) -> Result<Relay, RelayError> {
     if cfg.workers == 0 || cfg.workers != table.workers() as usize {
         return Err(RelayError::Config(format!(
@@ -184,6 +203,22 @@ pub fn start(
             (None, (0..cfg.workers).map(|_| None).collect())
         }
     };
+    let mut taps: Vec<Option<record::RecordTap>> = (0..cfg.workers).map(|_| None).collect();
+    let writer = match rec {
+        None => None,
+        Some((rc, tags)) => {
+            let rings: Vec<Arc<record::FrameRing>> = (0..cfg.workers)
+                .map(|_| Arc::new(record::FrameRing::new(rc.ring_frames)))
+                .collect();
+            for (t, r) in taps.iter_mut().zip(&rings) {
+                *t = Some(record::RecordTap::new(r.clone()));
+            }
+            let w = record::writer::start(&rc, table.clone(), rings, tags).map_err(|e| {
+                RelayError::Config(format!("recording directory {}: {e}", rc.dir.display()))
+            })?;
+            Some(w)
+        }
+    };
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(cfg.workers);
     let mut err = None;
@@ -197,6 +232,7 @@ pub fn start(
             abort: abort.clone(),
             ready: tx.clone(),
             dtls: d.take(),
+            rec: taps.get_mut(i).and_then(Option::take),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("tern-dp-{i}"))
@@ -230,6 +266,7 @@ pub fn start(
         handles,
         table,
         _dtls: dtls,
+        _rec: writer,
     };
     match err {
         None => Ok(relay),
@@ -257,6 +294,7 @@ impl Relay {
             handles,
             table,
             _dtls,
+            _rec,
         } = self;
         for (i, h) in handles.into_iter().enumerate() {
             let r = h.join().unwrap_or(Err(RelayError::Panicked(i)));
@@ -268,6 +306,9 @@ impl Relay {
         // workers' stamps any more.
         table.begin_epoch();
         drop(_dtls);
+        if let Some(w) = _rec {
+            w.stop();
+        }
         first
     }
 }

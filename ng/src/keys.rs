@@ -52,6 +52,8 @@ pub(crate) const KNOWN_KEYS: &[&[&str]] = &[
     &["blob"],
     &["db-id"],
     &["repeat-times"],
+    // Recording (core/record.rs).
+    &["record-call", "record call"],
     // tern's own.
     &["jitter-buffer-target"],
     &["jitter-buffer-max"],

@@ -98,14 +98,14 @@ fn unknown_key_and_unknown_flag_are_warned_and_counted() {
     let r = f.offer(
         "u1",
         Dict::new()
-            .with("record call", bstr("yes"))
+            .with("frobnicate", bstr("yes"))
             .with("label", bstr("x"))
             .with("flags", str_list(["loop-protect", "trust-address"])),
     );
     assert_eq!(text(&r, &["result"]).as_deref(), Some("ok"), "{r:?}");
     let w = text(&r, &["warning"]).unwrap();
     assert_eq!(
-        w, "unsupported ng keys: label, record call; unsupported flags: loop-protect",
+        w, "unsupported ng keys: frobnicate, label; unsupported flags: loop-protect",
         "{r:?}"
     );
     assert_eq!(f.core.stats().unsupported, 3);
@@ -261,6 +261,8 @@ fn benign(key: &str) -> Value {
         "media-address" | "media address" => bstr("10.0.0.2"),
         "TOS" | "tos" => int(184),
         "delete-delay" | "delete delay" => int(0),
+        // A value the key understands (no recording dir is set here).
+        "record-call" | "record call" => bstr("no"),
         "limit" => int(5),
         _ => bstr("x"),
     }

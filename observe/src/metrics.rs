@@ -158,6 +158,8 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
     let rtcp: Family<Labels, Counter> = Family::default();
     let drops: Family<Labels, Counter> = Family::default();
     let jrefused: Family<Labels, Counter> = Family::default();
+    let rec_dropped: Family<Labels, Counter> = Family::default();
+    let rec_failed: Family<Labels, Counter> = Family::default();
     let r_enobufs: Family<Labels, Counter> = Family::default();
     let r_rearms: Family<Labels, Counter> = Family::default();
     let r_sqfull: Family<Labels, Counter> = Family::default();
@@ -174,6 +176,8 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
         dropped.get_or_create(&wl).inc_by(d);
         let tot = t.worker_totals(w);
         jrefused.get_or_create(&wl).inc_by(tot.jitter_refused);
+        rec_dropped.get_or_create(&wl).inc_by(tot.record_dropped);
+        rec_failed.get_or_create(&wl).inc_by(tot.record_failed);
         let ring = t.worker_ring(w);
         r_enobufs.get_or_create(&wl).inc_by(ring.enobufs);
         r_rearms.get_or_create(&wl).inc_by(ring.rearms);
@@ -263,6 +267,16 @@ pub(crate) fn encode(obs: &Scrape<'_>, now_ms: u64) -> Result<String, std::fmt::
         "tern_worker_jitter_buffers_refused",
         "Legs whose jitter buffer could not start (store ids exhausted); forwarded unbuffered",
         jrefused,
+    );
+    reg.register(
+        "tern_record_dropped",
+        "Recording frames dropped because the worker's recording ring was full (the packets were forwarded)",
+        rec_dropped,
+    );
+    reg.register(
+        "tern_record_failed",
+        "Recordings stopped by a write error (disk full); their calls went on",
+        rec_failed,
     );
     reg.register(
         "tern_worker_ring_enobufs",

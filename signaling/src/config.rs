@@ -40,6 +40,8 @@
 //! moh = "/etc/tern/moh.wav"      # music on hold: played to a party the other holds
 //!                                # (WAV, mono or stereo, 8/16/48 kHz, ≤ 10 min;
 //!                                # checked at load; needs the shm/embedded relay)
+//! record = false                 # record every B2BUA call (needs recording_dir)
+//! recording_dir = "/var/lib/tern/rec"  # where recordings go (`--recording-dir`)
 //!
 //! [[media.interfaces]]           # optional, repeatable: named media interfaces
 //! name = "pub"                   # (`tern up --interface pub/10.0.0.1!203.0.113.7`;
@@ -297,6 +299,8 @@ struct RawMedia {
     jitter_adaptive: Option<bool>,
     transcode: Option<bool>,
     moh: Option<std::path::PathBuf>,
+    record: Option<bool>,
+    recording_dir: Option<std::path::PathBuf>,
     interfaces: Vec<RawInterface>,
 }
 
@@ -584,6 +588,8 @@ impl Config {
             transcode: raw.media.transcode.unwrap_or(d.transcode),
             interfaces: interfaces(&raw.media.interfaces)?,
             moh: raw.media.moh,
+            record: raw.media.record.unwrap_or(d.record),
+            recording_dir: raw.media.recording_dir.clone(),
             dns: sip
                 .dns
                 .as_deref()
@@ -677,6 +683,12 @@ pub struct SipConfig {
     /// `[[media.interfaces]]`: the relay's named media interfaces under
     /// `tern up` (empty: the one `--media-ip`). Checked as a list.
     pub interfaces: Vec<InterfaceSpec>,
+    /// `[media] record`: record every B2BUA call (both legs), written
+    /// under [`SipConfig::recording_dir`]. Off by default.
+    pub record: bool,
+    /// `[media] recording_dir`: where recordings go under `tern up`
+    /// (`--recording-dir` wins); `None`: nothing is written.
+    pub recording_dir: Option<std::path::PathBuf>,
     /// `[[trunks]]`: carriers' gateways (see [`crate::trunk`]).
     pub trunks: Vec<crate::trunk::Trunk>,
     /// `[[routes]]`: numbers that go out to a trunk.
@@ -726,6 +738,8 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             interfaces: Vec::new(),
+            record: false,
+            recording_dir: None,
             trunks: Vec::new(),
             routes: Vec::new(),
             dns: None,
@@ -1064,6 +1078,17 @@ mod tests {
             }
         );
         c.validate().unwrap();
+        let c = SipConfig::from_toml(
+            listen,
+            "[media]\nrecord = true\nrecording_dir = \"/tmp/rec\"\n",
+        )
+        .unwrap();
+        assert!(c.record);
+        assert_eq!(
+            c.recording_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/rec"))
+        );
+        assert!(!SipConfig::default().record);
         let c = SipConfig::from_toml(listen, "[media]\njitter_target_ms = 300\n").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Refused(_))));
         assert!(SipConfig::from_toml(listen, "[media]\njiter_buffer = true\n").is_err());

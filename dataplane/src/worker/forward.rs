@@ -274,9 +274,18 @@ impl Worker {
         }
 
         // 4. Observe what the policy accepted (a packet with no peer to go
-        //    to was still received). The recording tap plugs in here.
+        //    to was still received); the recording tap (record_tap.rs).
         match out.verdict {
             Verdict::Forward { .. } | Verdict::Drop(DropReason::NoPeer) => {
+                if let Some(t) = self.rec.as_mut() {
+                    let lc = &fwd.config().legs[leg];
+                    if lc.media.record {
+                        let (table, ifaces) = (&self.table, &self.ifaces[..]);
+                        super::record_tap::tap_leg(
+                            t, id, sock, leg, lc, out.rtcp, src, at_ms, pkt, table, ifaces,
+                        );
+                    }
+                }
                 let forwarded = matches!(out.verdict, Verdict::Forward { .. });
                 if out.rtcp {
                     slot.q.on_rtcp(leg, pkt, forwarded, now);

@@ -85,6 +85,7 @@ use self::transcode::LegTranscode;
 mod forward;
 mod jitter_store;
 mod media_play;
+mod record_tap;
 mod ring;
 mod secure;
 mod slot;
@@ -416,6 +417,9 @@ pub struct Worker {
     /// The DTLS task's channels; `None` when the dataplane runs without
     /// one (DTLS datagrams are then dropped and counted).
     dtls: Option<DtlsHandle>,
+    /// The producer end of the worker's recording ring, when recording is
+    /// configured (`record_tap.rs`).
+    rec: Option<crate::record::RecordTap>,
 }
 
 fn build_ring() -> std::io::Result<IoUring> {
@@ -546,12 +550,18 @@ impl Worker {
             last_roll_ms: 0,
             scratch: Box::new([0u8; 1024]),
             dtls: None,
+            rec: None,
         })
     }
 
     /// Gives the worker its end of the DTLS task's channels.
     pub fn set_dtls(&mut self, h: DtlsHandle) {
         self.dtls = Some(h);
+    }
+
+    /// Gives the worker its recording ring's producer end.
+    pub fn set_record(&mut self, t: crate::record::RecordTap) {
+        self.rec = Some(t);
     }
 
     /// Worker index.
@@ -644,6 +654,8 @@ pub(crate) struct Spawn {
     pub(crate) ready: std::sync::mpsc::Sender<Result<(), RelayError>>,
     /// The worker's end of the DTLS task's channels, if one runs.
     pub(crate) dtls: Option<DtlsHandle>,
+    /// The worker's recording ring, if recording is configured.
+    pub(crate) rec: Option<crate::record::RecordTap>,
 }
 
 /// Thread body of worker `index`: pins, sets up, reports setup through
@@ -658,6 +670,7 @@ pub(crate) fn thread_main(sp: Spawn) -> Result<(), RelayError> {
         abort,
         ready,
         dtls,
+        rec,
     } = sp;
     if pin {
         let cpu = index as usize % online_cpus();
@@ -669,6 +682,9 @@ pub(crate) fn thread_main(sp: Spawn) -> Result<(), RelayError> {
         Ok(mut w) => {
             if let Some(d) = dtls {
                 w.set_dtls(d);
+            }
+            if let Some(t) = rec {
+                w.set_record(t);
             }
             // Bind every free slot's ports (and reattach active slots)
             // before reporting ready, so no slot is handed out unbound.

@@ -498,6 +498,7 @@ impl Worker {
         self.table
             .set_worker_send_errors(self.index, self.send_errors);
         self.table.set_worker_ring(self.index, self.ring_ctr);
+        self.publish_record();
         self.table
             .worker_tick(self.index, now, self.forwarded, self.dropped);
         let roll = now.wrapping_sub(self.last_roll_ms) >= LOSS_INTERVAL_MS;

@@ -72,6 +72,8 @@ pub(super) struct CallBlocks {
     pub(super) media_plays: HashMap<String, MediaPlay>,
     /// The last `play media` request number of the call.
     pub(super) media_play_seq: u32,
+    /// Recording (core/record.rs): call-wide.
+    pub(super) record: super::record::CallRecord,
 }
 
 impl CallBlocks {
@@ -100,6 +102,7 @@ impl CallBlocks {
                 .and_then(|t| self.media_plays.get(t))
                 .copied();
         }
+        self.record.stamp(cfg);
     }
 }
 

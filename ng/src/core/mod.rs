@@ -101,6 +101,9 @@ pub struct CoreConfig {
     /// index, for `direction`, `from-interface` and `to-interface`; one
     /// missing is `default` (rtpengine's name for an unnamed one).
     pub interfaces: Vec<String>,
+    /// Where the tags of recorded calls are shared with the recording
+    /// writer; `None`: not shared.
+    pub record_tags: Option<record::RecordTags>,
 }
 
 /// Target playout delay of a jitter buffer switched on without
@@ -129,6 +132,7 @@ impl Default for CoreConfig {
                 adaptive: false,
             },
             interfaces: Vec::new(),
+            record_tags: None,
         }
     }
 }
@@ -225,6 +229,7 @@ mod control;
 mod iface;
 mod media_play;
 mod offer;
+pub mod record;
 mod reports;
 mod secure;
 
@@ -420,8 +425,18 @@ impl NgCore {
         let cmd = field(m.str("command"), "No command in message", "command")?;
         let mut out = match cmd {
             "ping" => Ok(Dict::new().with("result", bstr("pong"))),
-            "offer" => self.offer_answer(&m, now_ms, Op::Offer, &mut warnings),
-            "answer" => self.offer_answer(&m, now_ms, Op::Answer, &mut warnings),
+            "offer" | "answer" => {
+                let op = if cmd == "offer" {
+                    Op::Offer
+                } else {
+                    Op::Answer
+                };
+                let r = self.offer_answer(&m, now_ms, op, &mut warnings);
+                if let (Ok(_), Ok(Some(id))) = (&r, m.opt_str("call-id")) {
+                    self.note_record_tags(id);
+                }
+                r
+            }
             "delete" => self.delete(&m, now_ms, &mut warnings),
             "query" => self.query(&m),
             "list" => self.list(&m),
@@ -435,6 +450,9 @@ impl NgCore {
             "play DTMF" => self.play_dtmf(&m, &mut warnings),
             "play media" => self.play_media(&m, &mut warnings),
             "stop media" => self.stop_media(&m, &mut warnings),
+            "start recording" => self.recording(&m, record::RecordOp::Start, &mut warnings),
+            "stop recording" => self.recording(&m, record::RecordOp::Stop, &mut warnings),
+            "pause recording" => self.recording(&m, record::RecordOp::Pause, &mut warnings),
             _ => Err(CommandError::UnknownCommand),
         }?;
         if !warnings.is_empty() {
@@ -453,6 +471,9 @@ impl NgCore {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        if let Some(rt) = &self.cfg.record_tags {
+            rt.set(call_id, None);
+        }
         self.ended_bytes += call_tx_bytes(&self.table, &call);
         let slots = call.slots();
         for &s in &slots {

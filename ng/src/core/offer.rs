@@ -95,6 +95,11 @@ impl NgCore {
                 "ng: new branch"
             );
         }
+        match record::record_call_key(m, warnings) {
+            Some(true) if !call.blocks.record.on => call.blocks.record.start(),
+            Some(false) => call.blocks.record.stop(),
+            _ => {}
+        }
         let blocks = call.blocks.clone();
         let branch = &mut call.branches[bi];
         let tags = branch.tags.clone();

@@ -98,6 +98,12 @@ pub(super) mod ret {
     pub const SEQ: usize = 0;
     /// Then the [`super::LegStats`] counters, in `LegStats::COUNTERS` order.
     pub const FIRST: usize = 1;
+    /// Recording frames the worker's recording ring had no room for
+    /// (the packets were forwarded all the same).
+    pub const RECORD_DROPPED: usize = 20;
+    /// Recordings of the worker's slots stopped by a write error (disk
+    /// full); written by the recording writer thread, its only writer.
+    pub const RECORD_FAILED: usize = 21;
     /// Legs refused a jitter buffer (forwarded straight through).
     pub const JITTER_REFUSED: usize = 22;
     /// Sends that failed (not attributable to a slot).

@@ -228,6 +228,8 @@ impl SlotTable {
                 legs: LegStats::from_counters(&acc),
                 send_errors: r[ret::SEND_ERRORS].load(Ordering::Relaxed),
                 jitter_refused: r[ret::JITTER_REFUSED].load(Ordering::Relaxed),
+                record_dropped: r[ret::RECORD_DROPPED].load(Ordering::Relaxed),
+                record_failed: r[ret::RECORD_FAILED].load(Ordering::Relaxed),
             };
             fence(Ordering::Acquire);
             if r[ret::SEQ].load(Ordering::Relaxed) == s1 {

@@ -366,6 +366,11 @@ pub struct WorkerTotals {
     /// Legs whose jitter buffer the worker could not start (all its store
     /// ids in use): their packets are forwarded straight through.
     pub jitter_refused: u64,
+    /// Recording frames dropped because the worker's recording ring was
+    /// full (forwarding went on).
+    pub record_dropped: u64,
+    /// Recordings of the worker's slots stopped by a write error.
+    pub record_failed: u64,
 }
 
 impl WorkerTotals {

@@ -111,6 +111,19 @@ impl SlotTable {
         self.worker(w).retired.words[ret::JITTER_REFUSED].store(n, Ordering::Relaxed);
     }
 
+    /// Worker side: recording frames dropped for a full recording ring
+    /// so far (a total).
+    pub fn set_worker_record_dropped(&self, w: u32, n: u64) {
+        self.worker(w).retired.words[ret::RECORD_DROPPED].store(n, Ordering::Relaxed);
+    }
+
+    /// Recording writer side: recordings of worker `w`'s slots that a
+    /// write error (disk full) stopped so far (a total). The writer thread
+    /// is this word's only writer.
+    pub fn set_worker_record_failed(&self, w: u32, n: u64) {
+        self.worker(w).retired.words[ret::RECORD_FAILED].store(n, Ordering::Relaxed);
+    }
+
     /// Worker side: publishes its ring counters (totals): receive
     /// completions with `-ENOBUFS`, multishot re-arms and submission-queue
     /// overruns.

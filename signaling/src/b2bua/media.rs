@@ -1,7 +1,7 @@
 //! The media side of a call: the relay slot's configuration from both
 //! dialogs' SDP, and the offer/answer steps (RFC 3264) every flow shares.
 
-use tern_shared::table::{Direction, Learning, LegConfig, SlotConfig};
+use tern_shared::table::{Direction, Learning, LegConfig, LegMedia, SlotConfig};
 use tracing::{info, warn};
 
 use super::call::{leg_directions, Call};
@@ -60,14 +60,18 @@ fn slot_config(tu: &Tu<'_>, call: &Call) -> SlotConfig {
         secure: call.dialogs[i].webrtc.security(),
         // The SIP plane uses the relay's first interface for both legs.
         iface: 0,
-        // The party's codecs, and transcoding when the parties share
-        // none (the plan names the codecs then).
-        media: match call.media[i] {
-            m if m.transcode.is_some() => m,
-            m => tern_shared::table::LegMedia {
-                codecs: info.map(super::moh::codecs_of).unwrap_or_default(),
-                ..m
+        // The party's codecs (the transcoding plan's when the parties
+        // share none); `[media] record`: both legs, one recording per call
+        // (its number from the call's tag, so a re-INVITE does not
+        // restart it).
+        media: LegMedia {
+            codecs: match call.media[i].transcode {
+                Some(_) => call.media[i].codecs,
+                None => info.map(super::moh::codecs_of).unwrap_or_default(),
             },
+            record: tu.cfg.record,
+            record_id: (call.slot_tag as u32).max(1),
+            ..call.media[i]
         },
         // No media control (block, silence) from the SIP plane.
         ..LegConfig::default()
