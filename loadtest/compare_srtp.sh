@@ -13,7 +13,9 @@
 # (issue 14) the offer asks for `codec: {transcode: [PCMA]}` and the
 # callee answers PCMA alone: the relay transcodes PCMU→PCMA A→B and
 # PCMA→PCMU B→A (`tern load rtp --transcode PCMA`; packets counted by the
-# relay port they come from, no latency).
+# relay port they come from, no latency). In mode `opus` the caller
+# offers Opus with `transcode: [PCMU]` and the callee answers PCMU: the
+# relay decodes Opus A→B and encodes it B→A (`--transcode OPUS`).
 #
 # Each relay runs pinned to RELAY_CPU with one worker (`tern relay
 # --workers 1`, `rtpengine --table=-1 --num-threads=1`); the generator is
@@ -83,6 +85,7 @@ measure() {
     srtp) args+=(--srtp "$SUITE") ;;
     plain) args+=(--both-ways) ;;
     pcma) args+=(--transcode PCMA) ;;
+    opus) args+=(--transcode OPUS) ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac
   start_relay "$relay" "$CALLS"
@@ -139,7 +142,7 @@ print(open(os.path.join(out, "machine.txt")).read().rstrip())
 print(f"results in {out}; medians over runs")
 hdr = f"{'relay':<10} {'mode':<6} {'runs':>4} {'fwd pps':>9} {'A→B':>7} {'B→A':>7} {'loss%':>7} {'relay ns/pkt':>12} {'sys ns/pkt':>10} {'relay CPU':>9} {'sys CPUs':>8} {'gen':>5} {'p50 us':>8} {'p99 us':>9} {'checked':>7}"
 print(hdr)
-for mode in ["srtp", "pcma", "plain"]:
+for mode in ["srtp", "pcma", "opus", "plain"]:
     for relay in ["tern", "rtpengine"]:
         k = (relay, mode)
         if k not in res:
@@ -152,7 +155,7 @@ for k in sorted(res):
     print(f"  {k[0]:<10} {k[1]:<6} {runs(k,'relay_ns')} | {runs(k,'sys_ns')} | {runs(k,'loss_pct','{:.3f}')}")
 print()
 print("ratios tern/rtpengine of the medians (lower is better for tern):")
-for mode in ["srtp", "pcma", "plain"]:
+for mode in ["srtp", "pcma", "opus", "plain"]:
     t, p = ("tern", mode), ("rtpengine", mode)
     if t in res and p in res:
         print(f"  {mode:<6} relay CPU/pkt {med(t,'relay_ns')/med(p,'relay_ns'):.2f}   system-wide CPU/pkt {med(t,'sys_ns')/med(p,'sys_ns'):.2f}")

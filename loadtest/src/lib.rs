@@ -175,11 +175,14 @@ pub struct RtpArgs {
     /// key, B→A must arrive plain with the payload sent.
     #[arg(long, value_name = "SUITE")]
     pub srtp: Option<String>,
-    /// PCMU↔PCMA transcoding: the offer asks the relay for `codec:
-    /// {transcode: [PCMA]}`, the callee answers PCMA only; implies
-    /// --both-ways (A sends PCMU, B sends PCMA). Transcoded packets carry
-    /// no send time, so they are counted by the relay port they come
-    /// from, without latency. Only `PCMA` is accepted.
+    /// Transcoding, implies --both-ways. `PCMA`: the caller offers PCMU
+    /// with `codec: {transcode: [PCMA]}` and the callee answers PCMA
+    /// (A sends PCMU, B sends PCMA). `OPUS`: the caller offers Opus with
+    /// `transcode: [PCMU]` and the callee answers PCMU (A sends one
+    /// encoded Opus frame of a tone in every packet, B sends PCMU).
+    /// Transcoded packets carry no send time, so they are counted by the
+    /// relay port they come from and checked by payload type, without
+    /// latency.
     #[arg(long, value_name = "CODEC")]
     pub transcode: Option<String>,
 }

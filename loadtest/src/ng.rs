@@ -158,25 +158,25 @@ pub fn sdp(addr: SocketAddr, session: u64) -> String {
 /// [`sdp`] with media protocol `proto` (e.g. `RTP/SAVP`) and an
 /// `a=crypto:` line for each value of `crypto`.
 pub fn sdp_with(addr: SocketAddr, session: u64, proto: &str, crypto: &[&str]) -> String {
-    sdp_codec(addr, session, proto, crypto, 0, "PCMU")
+    sdp_codec(addr, session, proto, crypto, 0, "PCMU/8000")
 }
 
-/// [`sdp_with`] offering payload type `pt` as `name`/8000 (e.g. 8,
-/// `PCMA`) in place of PCMU.
+/// [`sdp_with`] offering payload type `pt` with `a=rtpmap` value `map`
+/// (e.g. 8, `PCMA/8000`; 111, `opus/48000/2`) in place of PCMU.
 pub fn sdp_codec(
     addr: SocketAddr,
     session: u64,
     proto: &str,
     crypto: &[&str],
     pt: u8,
-    name: &str,
+    map: &str,
 ) -> String {
     let (fam, ip) = match addr.ip() {
         IpAddr::V4(ip) => ("IP4", ip.to_string()),
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
     let mut s = format!(
-        "v=0\r\no=- {session} 1 IN {fam} {ip}\r\ns=tern-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} {proto} {pt}\r\na=rtpmap:{pt} {name}/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+        "v=0\r\no=- {session} 1 IN {fam} {ip}\r\ns=tern-load\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} {proto} {pt}\r\na=rtpmap:{pt} {map}\r\na=ptime:20\r\na=sendrecv\r\n",
         addr.port()
     );
     for c in crypto {

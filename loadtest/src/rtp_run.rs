@@ -29,9 +29,11 @@ fn poll_rx(g: &Gen, timeout_ns: u64) {
     sys::wait_readable(&g.rx_fds, timeout_ns);
 }
 
-/// The RTP timestamp (8 kHz) of stream `c` at `ns` (CLOCK_MONOTONIC).
+/// The RTP timestamp (8 kHz; 48 kHz for an Opus stream) of stream `c`
+/// at `ns` (CLOCK_MONOTONIC).
 fn ts_at(c: &Stream, origin_ns: u64, ns: u64) -> u32 {
-    let ticks = u128::from(ns.saturating_sub(origin_ns)) * 8000 / 1_000_000_000;
+    let hz: u128 = if c.opus.is_some() { 48_000 } else { 8000 };
+    let ticks = u128::from(ns.saturating_sub(origin_ns)) * hz / 1_000_000_000;
     c.ts.wrapping_add(ticks as u32)
 }
 
@@ -72,6 +74,13 @@ fn be_u32(b: &[u8]) -> u32 {
 /// samples it for the path check, protects it where the stream is SRTP.
 /// Returns its length on the wire; `None` when it cannot be protected.
 fn finish(c: &mut Stream, id: u8, buf: &mut [u8], len: usize) -> Option<usize> {
+    if let Some(frame) = &c.opus {
+        // An Opus stream (`--transcode OPUS`) carries a real frame: the
+        // relay decodes it.
+        let end = 12 + frame.len();
+        buf.get_mut(12..end)?.copy_from_slice(frame);
+        return Some(end);
+    }
     if let Some(ring) = &mut c.ring {
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         ring[seq as usize % RING] = Sent {
@@ -142,7 +151,7 @@ fn on_rx(g: &mut Gen, rx: &mut Rx, p: &[u8], sock: usize, src: u16, id: u8, now:
             };
             // What the receiver answered or offered: PCMA toward B, PCMU
             // toward A; anything else is not what it accepts.
-            let want = if c.back { 0 } else { 8 };
+            let want = c.rx_pt;
             if p[1] & 0x7f != want {
                 rx.foreign += 1;
                 return;
@@ -491,11 +500,15 @@ fn prime(g: &mut Gen, shutdown: &AtomicBool) -> Result<(), Error> {
                 buf[16..20].copy_from_slice(&(i as u32).to_be_bytes());
                 buf[20..28].fill(0);
                 c.seq = c.seq.wrapping_add(1);
-                let len = match &mut c.tx_srtp {
-                    Some(ctx) => ctx
+                let len = match (&mut c.tx_srtp, &c.opus) {
+                    (Some(ctx), _) => ctx
                         .protect_rtp(buf, 28)
                         .map_err(|e| format!("protect: {e}"))?,
-                    None => 28,
+                    (None, Some(frame)) => {
+                        buf[12..12 + frame.len()].copy_from_slice(frame);
+                        12 + frame.len()
+                    }
+                    (None, None) => 28,
                 };
                 let d = c.dest;
                 txb.commit(len, &d);
@@ -683,6 +696,8 @@ mod tests {
             ring: None,
             check: None,
             pt: 8,
+            rx_pt: 0,
+            opus: None,
         };
         let origin = 1_000_000_000;
         assert_eq!(ts_at(&c, origin, origin), u32::MAX - 100);

@@ -42,9 +42,54 @@ pub(crate) struct Stream {
     /// Call 0 with `--both-ways`/`--srtp`: the packets sampled for the
     /// path check.
     pub(crate) check: Option<Box<Check>>,
-    /// RTP payload type sent: 0 (PCMU), or 8 (PCMA) from the callee
-    /// under `--transcode`.
+    /// RTP payload type sent: 0 (PCMU), or what `--transcode` has this
+    /// side send (PCMA from the callee; Opus, 111, from the caller).
     pub(crate) pt: u8,
+    /// Under `--transcode`: the payload type this stream must arrive in
+    /// (the receiver's codec).
+    pub(crate) rx_pt: u8,
+    /// Under `--transcode OPUS`, the caller's streams: the Opus frame
+    /// every packet carries (20 ms of a tone, encoded once).
+    pub(crate) opus: Option<std::sync::Arc<[u8]>>,
+}
+
+/// What `--transcode` asks the relay for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Xc {
+    /// The caller sends PCMU, the callee answers and sends PCMA.
+    Pcma,
+    /// The caller offers and sends Opus, the callee answers and sends
+    /// PCMU.
+    Opus,
+}
+
+impl Xc {
+    /// (payload type, rtpmap) of the caller's offer and of the callee's
+    /// answer.
+    fn codecs(self) -> ((u8, &'static str), (u8, &'static str)) {
+        match self {
+            Xc::Pcma => ((0, "PCMU/8000"), (8, "PCMA/8000")),
+            Xc::Opus => ((111, "opus/48000/2"), (0, "PCMU/8000")),
+        }
+    }
+}
+
+/// One 20 ms Opus frame of a 440 Hz tone (48 kHz mono, libopus' VoIP
+/// defaults), what an Opus caller sends in every packet.
+fn opus_frame() -> Result<std::sync::Arc<[u8]>, Error> {
+    use tern_codec::opus::{OpusEncoder, OpusFmtp};
+    let mut enc = OpusEncoder::new(&OpusFmtp::default()).map_err(|e| format!("opus: {e}"))?;
+    let pcm: Vec<i16> = (0..960)
+        .map(|i| {
+            ((2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 48_000.0).sin() * 8000.0) as i16
+        })
+        .collect();
+    let mut out = vec![0u8; 1500];
+    let n = enc
+        .encode(&pcm, &mut out)
+        .map_err(|e| format!("opus: {e}"))?;
+    out.truncate(n);
+    Ok(out.into())
 }
 
 /// Send times kept per stream for packets that arrive protected.
@@ -143,10 +188,16 @@ fn reply_media(a: &RtpArgs, what: &str, sdp: &str) -> Result<SocketAddr, Error> 
 }
 
 pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> Result<Gen, Error> {
-    let transcode = match a.transcode.as_deref() {
-        None => false,
-        Some(c) if c.eq_ignore_ascii_case("PCMA") => true,
-        Some(c) => return Err(format!("--transcode {c}: only PCMA is supported").into()),
+    let xc = match a.transcode.as_deref() {
+        None => None,
+        Some(c) if c.eq_ignore_ascii_case("PCMA") => Some(Xc::Pcma),
+        Some(c) if c.eq_ignore_ascii_case("OPUS") => Some(Xc::Opus),
+        Some(c) => return Err(format!("--transcode {c}: PCMA or OPUS").into()),
+    };
+    let transcode = xc.is_some();
+    let frame = match xc {
+        Some(Xc::Opus) => Some(opus_frame()?),
+        _ => None,
     };
     if transcode && srtp.is_some() {
         return Err("--transcode and --srtp do not go together".into());
@@ -177,8 +228,19 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             tx_srtp: None,
             ring: None,
             check: None,
-            // Under --transcode the callee sends what it answered: PCMA.
-            pt: if back && transcode { 8 } else { 0 },
+            // Under --transcode each side sends its own codec and
+            // receives the other's transcoded into it.
+            pt: match (xc, back) {
+                (Some(x), false) => x.codecs().0 .0,
+                (Some(x), true) => x.codecs().1 .0,
+                (None, _) => 0,
+            },
+            rx_pt: match (xc, back) {
+                (Some(x), false) => x.codecs().1 .0,
+                (Some(x), true) => x.codecs().0 .0,
+                (None, _) => 0,
+            },
+            opus: frame.clone().filter(|_| !back),
         })
     };
     if a.floor {
@@ -229,7 +291,16 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             ("from-tag", Ben::s("caller")),
             ("replace", Ben::list(["origin", "session-connection"])),
             ("flags", Ben::list(offer_flags.iter().copied())),
-            ("sdp", Ben::s(ng::sdp(from, i as u64))),
+            (
+                "sdp",
+                Ben::s(match xc {
+                    Some(x) => {
+                        let (pt, map) = x.codecs().0;
+                        ng::sdp_codec(from, i as u64, "RTP/AVP", &[], pt, map)
+                    }
+                    None => ng::sdp(from, i as u64),
+                }),
+            ),
         ];
         if let Some(t) = a.jitter_buffer_target {
             offer.push(("jitter-buffer-target", Ben::Int(i64::from(t))));
@@ -241,8 +312,9 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
             offer.push(("transport-protocol", Ben::s("RTP/SAVP")));
             offer.push(("SDES", sdes_flags(s)));
         }
-        if transcode {
-            offer.push(("codec", Ben::Dict(vec![("transcode", Ben::list(["PCMA"]))])));
+        if let Some(x) = xc {
+            let to = if x == Xc::Opus { "PCMU" } else { "PCMA" };
+            offer.push(("codec", Ben::Dict(vec![("transcode", Ben::list([to]))])));
         }
         let offer = Ben::Dict(offer);
         let reply = ng.ng.cmd(&offer).map_err(|e| format!("offer {i}: {e}"))?;
@@ -250,8 +322,9 @@ pub(crate) fn setup(a: &RtpArgs, srtp: Option<Suite>, shutdown: &AtomicBool) -> 
         // The offer's SDP goes to the callee: where the callee sends.
         let offered = ng::reply_sdp(&reply)?;
         let back_dest = reply_media(a, &format!("offer {i}"), &offered)?;
-        let mut answer_sdp = if transcode {
-            ng::sdp_codec(to, i as u64, "RTP/AVP", &[], 8, "PCMA")
+        let mut answer_sdp = if let Some(x) = xc {
+            let (pt, map) = x.codecs().1;
+            ng::sdp_codec(to, i as u64, "RTP/AVP", &[], pt, map)
         } else {
             ng::sdp(to, i as u64)
         };
