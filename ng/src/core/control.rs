@@ -73,7 +73,7 @@ pub(super) struct CallBlocks {
     /// The last `play media` request number of the call.
     pub(super) media_play_seq: u32,
     /// Recording (core/record.rs): call-wide.
-    pub(super) record: super::record::CallRecord,
+    pub(super) record: CallRecord,
 }
 
 impl CallBlocks {
@@ -350,4 +350,49 @@ fn party_at(call: &Call, ip: IpAddr) -> Option<String> {
             })
         })
     })
+}
+
+/// A call's recording state (ng `start`/`stop`/`pause recording`,
+/// `record.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct CallRecord {
+    pub(super) on: bool,
+    pub(super) paused: bool,
+    /// The recording's number (0: never started).
+    pub(super) id: u32,
+}
+
+/// Recording numbers of this process: never 0, so a leg that was never
+/// recorded (id 0) is told apart.
+static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+impl CallRecord {
+    /// Starts, or resumes a paused recording.
+    pub(super) fn start(&mut self) {
+        if !self.on {
+            self.id = NEXT_ID
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .max(1);
+        }
+        self.on = true;
+        self.paused = false;
+    }
+
+    pub(super) fn stop(&mut self) {
+        self.on = false;
+        self.paused = false;
+    }
+
+    pub(super) fn pause(&mut self) {
+        self.paused = self.on;
+    }
+
+    /// Writes the state into both legs of `cfg`.
+    pub(super) fn stamp(&self, cfg: &mut SlotConfig) {
+        for l in &mut cfg.legs {
+            l.media.record = self.on;
+            l.media.record_paused = self.paused;
+            l.media.record_id = self.id;
+        }
+    }
 }

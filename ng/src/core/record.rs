@@ -16,8 +16,6 @@
 //! The effect is each slot leg's `LegMedia::record`, `record_paused` and
 //! `record_id`, stamped with the media control on every publish.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use super::*;
 
 /// The parties' tags of the calls being recorded, by Call-ID, shared
@@ -70,48 +68,6 @@ impl NgCore {
             .filter(|c| c.blocks.record.on)
             .and_then(|c| c.branches.first().map(|b| b.tags.clone()));
         rt.set(call_id, tags);
-    }
-}
-
-/// A call's recording state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct CallRecord {
-    pub(super) on: bool,
-    pub(super) paused: bool,
-    /// The recording's number (0: never started).
-    pub(super) id: u32,
-}
-
-/// Recording numbers of this process: never 0, so a leg that was never
-/// recorded (id 0) is told apart.
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-
-impl CallRecord {
-    /// Starts, or resumes a paused recording.
-    pub(super) fn start(&mut self) {
-        if !self.on {
-            self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed).max(1);
-        }
-        self.on = true;
-        self.paused = false;
-    }
-
-    pub(super) fn stop(&mut self) {
-        self.on = false;
-        self.paused = false;
-    }
-
-    pub(super) fn pause(&mut self) {
-        self.paused = self.on;
-    }
-
-    /// Writes the state into both legs of `cfg`.
-    pub(super) fn stamp(&self, cfg: &mut SlotConfig) {
-        for l in &mut cfg.legs {
-            l.media.record = self.on;
-            l.media.record_paused = self.paused;
-            l.media.record_id = self.id;
-        }
     }
 }
 
@@ -171,6 +127,7 @@ impl NgCore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::control::CallRecord;
     use super::*;
 
     #[test]
