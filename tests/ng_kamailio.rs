@@ -6,62 +6,7 @@
 mod common;
 use common::*;
 
-use std::net::UdpSocket;
-
 use std::time::Duration;
-
-/// SIP and media ports are picked free at run time, so that two runs of
-/// the suite on one host do not collide.
-struct Ports {
-    kam: u16,
-    uas: u16,
-    reg: u16,
-    uac: u16,
-    uas_media: u16,
-    uac_media: u16,
-}
-
-/// An even port `p` with `p..p+4` free on loopback (SIPp's media ports).
-fn free_media_port() -> u16 {
-    for _ in 0..200 {
-        let p = free_port() & !1;
-        if !(1024..=65_000).contains(&p) {
-            continue;
-        }
-        let held: Vec<UdpSocket> = (p..p + 4)
-            .filter_map(|q| UdpSocket::bind(("127.0.0.1", q)).ok())
-            .collect();
-        if held.len() == 4 {
-            return p;
-        }
-    }
-    panic!("no free media ports");
-}
-
-impl Ports {
-    fn pick() -> Ports {
-        let mut seen = Vec::new();
-        let mut one = |media: bool| loop {
-            let p = if media {
-                free_media_port()
-            } else {
-                free_port()
-            };
-            if !seen.iter().any(|&q: &u16| q.abs_diff(p) < 4) {
-                seen.push(p);
-                return p;
-            }
-        };
-        Ports {
-            kam: one(false),
-            uas: one(false),
-            reg: one(false),
-            uac: one(false),
-            uas_media: one(true),
-            uac_media: one(true),
-        }
-    }
-}
 
 #[test]
 fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
@@ -84,7 +29,7 @@ fn kamailio_rtpengine_module_drives_tern_for_a_sipp_call() {
         ],
         &["tern ng", "tern relay"],
     );
-    let ports = Ports::pick();
+    let ports = SippPorts::pick();
     let kam = start_kamailio(
         "kamailio.cfg",
         &dir.join("kamailio-run"),

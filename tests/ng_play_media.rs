@@ -12,6 +12,7 @@
 //! Ports: tern relay 31800-31849, rtpengine 31850-31899.
 
 mod common;
+use common::audio::{correlation, sweep, write_wav};
 use common::ng::{ng_exchange, str_of, NgClient};
 use common::rtpengine::{have_rtpengine, Rtpengine};
 use common::*;
@@ -31,64 +32,6 @@ fn sdp(port: u16) -> String {
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
     )
-}
-
-/// A `secs` s sweep from 300 to 1500 Hz (a tone would correlate at any
-/// lag of its period; a sweep only when aligned).
-fn sweep(secs: f64) -> Vec<i16> {
-    let n = (secs * f64::from(RATE)) as usize;
-    let (f0, f1) = (300.0, 1500.0);
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / f64::from(RATE);
-            let ph = 2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) * t * t / (2.0 * secs));
-            (ph.sin() * 8000.0) as i16
-        })
-        .collect()
-}
-
-fn write_wav(path: &Path, s: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &x in s {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
-/// µ-law → linear (ITU-T G.711).
-fn ulaw(c: u8) -> i16 {
-    let c = !c;
-    let t = ((i32::from(c & 0x0f) << 3) + 0x84) << ((c & 0x70) >> 4);
-    (if c & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
-}
-
-/// The best normalized cross-correlation of `y` against `x` over lags
-/// `0..max_lag` of `y` (x[i] against y[i + lag]).
-fn correlation(x: &[i16], y: &[i16], max_lag: usize) -> f64 {
-    let mut best = 0.0f64;
-    for lag in 0..max_lag.min(y.len()) {
-        let n = x.len().min(y.len() - lag);
-        if n < x.len() / 2 {
-            break;
-        }
-        let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
-        for i in 0..n {
-            let (a, b) = (f64::from(x[i]), f64::from(y[i + lag]));
-            xy += a * b;
-            xx += a * a;
-            yy += b * b;
-        }
-        if xx > 0.0 && yy > 0.0 {
-            best = best.max(xy / (xx * yy).sqrt());
-        }
-    }
-    best
 }
 
 /// One RTP packet B received.
@@ -151,7 +94,11 @@ impl Call {
         self.got[from..]
             .iter()
             .filter(|r| !r.silent())
-            .flat_map(|r| r.payload.iter().map(|&c| ulaw(c)))
+            .flat_map(|r| {
+                r.payload
+                    .iter()
+                    .map(|&c| tern_codec::g711::ulaw_to_linear(c))
+            })
             .collect()
     }
 
@@ -278,8 +225,8 @@ fn files(tag: &str) -> (PathBuf, PathBuf, Vec<i16>) {
         "tern-play-media-{tag}-{}.junk.wav",
         std::process::id()
     ));
-    let x = sweep(1.0);
-    write_wav(&wav, &x);
+    let x = sweep(1.0, RATE);
+    write_wav(&wav, RATE, &x);
     std::fs::write(&junk, b"RIFF\x10\0\0\0WAVEnot really").unwrap();
     (wav, junk, x)
 }

@@ -10,6 +10,7 @@
 //! Ports: SIP 15880-15884, media 16880/16890, relay 32700-32759.
 
 mod common;
+use common::audio::{sweep, write_wav};
 use common::*;
 
 use std::path::Path;
@@ -17,45 +18,6 @@ use std::process::Command;
 use std::time::Duration;
 
 const RATE: u32 = 8000;
-
-fn sweep(secs: f64) -> Vec<i16> {
-    let n = (secs * f64::from(RATE)) as usize;
-    let (f0, f1) = (300.0, 1500.0);
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / f64::from(RATE);
-            let ph = 2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) * t * t / (2.0 * secs));
-            (ph.sin() * 8000.0) as i16
-        })
-        .collect()
-}
-
-fn write_wav(path: &Path, s: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &x in s {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
-/// A-law → linear (ITU-T G.711).
-fn alaw(c: u8) -> i16 {
-    let c = c ^ 0x55;
-    let seg = (c & 0x70) >> 4;
-    let mut t = i32::from(c & 0x0f) << 4;
-    t = match seg {
-        0 => t + 8,
-        1 => t + 0x108,
-        _ => (t + 0x108) << (seg - 1),
-    };
-    (if c & 0x80 != 0 { t } else { -t }) as i16
-}
 
 /// The best normalized correlation of `template` against any window of
 /// `y`.
@@ -122,8 +84,8 @@ fn held_callee_hears_the_moh_file() {
     }
     let dir = sipp_workdir("sip-moh");
     let wav = dir.join("moh.wav");
-    let x = sweep(1.0);
-    write_wav(&wav, &x);
+    let x = sweep(1.0, RATE);
+    write_wav(&wav, RATE, &x);
     let cfg = dir.join("moh.toml");
     std::fs::write(
         &cfg,
@@ -214,7 +176,11 @@ fn held_callee_hears_the_moh_file() {
     assert_eq!(prompts.len(), 1, "the MoH prompt was published once");
 
     let payloads = rtp_payloads(&pcap, callee_media);
-    let y: Vec<i16> = payloads.iter().flatten().map(|&c| alaw(c)).collect();
+    let y: Vec<i16> = payloads
+        .iter()
+        .flatten()
+        .map(|&c| tern_codec::g711::alaw_to_linear(c))
+        .collect();
     let corr = best_correlation(&x[..4000], &y);
     // The caller's speech alone, for contrast: the first second.
     let before = best_correlation(&x[..4000], &y[..y.len().min(8000)]);

@@ -184,3 +184,32 @@ pub fn receive(sock: &UdpSocket, enc: Enc, for_ms: u64) -> Received {
     }
     r
 }
+
+/// A linear sweep from 300 to 1500 Hz over `secs` at `rate` Hz (a test
+/// prompt that correlates with nothing but itself).
+pub fn sweep(secs: f64, rate: u32) -> Vec<i16> {
+    let n = (secs * f64::from(rate)) as usize;
+    let (f0, f1) = (300.0, 1500.0);
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let ph = 2.0 * std::f64::consts::PI * (f0 * t + (f1 - f0) * t * t / (2.0 * secs));
+            (ph.sin() * 8000.0) as i16
+        })
+        .collect()
+}
+
+/// Writes `s` as a mono 16-bit WAV of `rate` Hz (hound).
+pub fn write_wav(path: &std::path::Path, rate: u32, s: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &x in s {
+        w.write_sample(x).unwrap();
+    }
+    w.finalize().unwrap();
+}

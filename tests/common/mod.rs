@@ -671,3 +671,58 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// SIP and media ports of a Kamailio + SIPp test, picked free at run time, so that two runs of
+/// the suite on one host do not collide.
+pub struct SippPorts {
+    pub kam: u16,
+    pub uas: u16,
+    pub reg: u16,
+    pub uac: u16,
+    pub uas_media: u16,
+    pub uac_media: u16,
+}
+
+/// An even port `p` with `p..p+4` free on loopback (SIPp's media ports).
+pub fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let p = free_port() & !1;
+        if !(1024..=65_000).contains(&p) {
+            continue;
+        }
+        let held: Vec<UdpSocket> = (p..p + 4)
+            .filter_map(|q| UdpSocket::bind(("127.0.0.1", q)).ok())
+            .collect();
+        if held.len() == 4 {
+            return p;
+        }
+    }
+    panic!("no free media ports");
+}
+
+impl SippPorts {
+    /// Kamailio's, SIPp's UAS, registrar and UAC ports and two media
+    /// blocks, all free and apart.
+    pub fn pick() -> SippPorts {
+        let mut seen = Vec::new();
+        let mut one = |media: bool| loop {
+            let p = if media {
+                free_media_port()
+            } else {
+                free_port()
+            };
+            if !seen.iter().any(|&q: &u16| q.abs_diff(p) < 4) {
+                seen.push(p);
+                return p;
+            }
+        };
+        SippPorts {
+            kam: one(false),
+            uas: one(false),
+            reg: one(false),
+            uac: one(false),
+            uas_media: one(true),
+            uac_media: one(true),
+        }
+    }
+}
