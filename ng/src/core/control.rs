@@ -165,14 +165,9 @@ impl NgCore {
         on: bool,
         warnings: &mut Warnings,
     ) -> Reply {
-        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
-        let flags = Flags::parse(m, warnings)?;
-        let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+        let (call_id, flags, all) = control_args(m, warnings)?;
         let table = self.table.clone();
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or(CommandError::Control("Unknown call-ID"))?;
+        let call = control_call(&mut self.calls, call_id)?;
         let party = match select(m, call)? {
             Some(t) => Some(t),
             None => match field(m.opt_str("from-tag"), "", "from-tag")? {
@@ -218,14 +213,9 @@ impl NgCore {
     /// selection; no party selected; a `code` out of range; a party
     /// whose media has no telephone-event payload type.
     pub(super) fn play_dtmf(&mut self, m: &Msg<'_>, warnings: &mut Warnings) -> Reply {
-        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
-        let flags = Flags::parse(m, warnings)?;
-        let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+        let (call_id, _, all) = control_args(m, warnings)?;
         let table = self.table.clone();
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or(CommandError::Control("Unknown call-ID"))?;
+        let call = control_call(&mut self.calls, call_id)?;
         let parties: Vec<String> = if all {
             let mut t: Vec<String> = call
                 .branches
@@ -296,6 +286,31 @@ impl NgCore {
 
 /// Stamps the call's media control on every slot of every branch and
 /// publishes them.
+/// What every media-control command opens with (rtpengine's
+/// `call_ng_flags` and call lookup): its Call-ID, its flags and whether
+/// it is for `all` parties (the flag, or `all: all`).
+///
+/// Errors: no `call-id`; the flags' errors.
+pub(super) fn control_args<'m>(
+    m: &Msg<'m>,
+    warnings: &mut Warnings,
+) -> Result<(&'m str, Flags, bool), CommandError> {
+    let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
+    let flags = Flags::parse(m, warnings)?;
+    let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+    Ok((call_id, flags, all))
+}
+
+/// The call `call_id` names; rtpengine's "Unknown call-ID" otherwise.
+pub(super) fn control_call<'c>(
+    calls: &'c mut HashMap<String, Call>,
+    call_id: &str,
+) -> Result<&'c mut Call, CommandError> {
+    calls
+        .get_mut(call_id)
+        .ok_or(CommandError::Control("Unknown call-ID"))
+}
+
 pub(super) fn republish(call: &mut Call, table: &SlotTable) -> Result<(), CommandError> {
     for branch in &mut call.branches {
         for ms in &mut branch.media {

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use super::control::{party, republish, select};
+use super::control::{control_args, control_call, party, republish, select};
 use super::*;
 use tern_shared::prompt;
 use tern_shared::table::MediaPlay;
@@ -60,17 +60,12 @@ impl NgCore {
     /// no WAV tern plays ([`CommandError::Media`] with the reason); a
     /// party whose media names no codec tern encodes.
     pub(super) fn play_media(&mut self, m: &Msg<'_>, warnings: &mut Warnings) -> Reply {
-        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
-        let flags = Flags::parse(m, warnings)?;
-        let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+        let (call_id, _, all) = control_args(m, warnings)?;
         if m.get("duration").is_some() {
             warnings.key("duration");
         }
         let table = self.table.clone();
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or(CommandError::Control("Unknown call-ID"))?;
+        let call = control_call(&mut self.calls, call_id)?;
         let parties = Self::media_parties(m, call, all)?;
         let file = match field(m.opt_str("file"), "", "file")? {
             Some(f) => f,
@@ -129,14 +124,9 @@ impl NgCore {
     /// `stop media`: ends the play to the selected parties at once (none
     /// playing is no error, as in rtpengine).
     pub(super) fn stop_media(&mut self, m: &Msg<'_>, warnings: &mut Warnings) -> Reply {
-        let call_id = field(m.str("call-id"), "No call-id in message", "call-id")?;
-        let flags = Flags::parse(m, warnings)?;
-        let all = flags.all || field(m.opt_str("all"), "", "all")? == Some("all");
+        let (call_id, _, all) = control_args(m, warnings)?;
         let table = self.table.clone();
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or(CommandError::Control("Unknown call-ID"))?;
+        let call = control_call(&mut self.calls, call_id)?;
         let parties = Self::media_parties(m, call, all)?;
         for tag in &parties {
             call.blocks.media_plays.remove(tag);
